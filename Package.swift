@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import Foundation
+import PackageDescription
+
+// Swift's default x86-64 target has no AVX or FMA: SIMD kernels run 20-40x slower without a
+// target CPU (docs/architecture.md, "Build"). MESHLM_TARGET_CPU picks another one (e.g. "znver4",
+// "skylake-avx512", "haswell") when the build machine differs from the nodes that run the job.
+let targetCPU = ProcessInfo.processInfo.environment["MESHLM_TARGET_CPU"] ?? "native"
+let nativeSwift: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", targetCPU]),
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+]
+let nativeC: [CSetting] = [.unsafeFlags(["-march=\(targetCPU)", "-O3"])]
+
+let package = Package(
+    name: "MeshLM",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "meshlm", targets: ["meshlm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C modules: system libraries found by pkg-config, with a shim header for the macros Swift
+        // cannot import.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(name: "CSupport", cSettings: nativeC),
+
+        // Layers, each pointing only down (docs/architecture.md).
+        .target(name: "Runtime",
+                dependencies: ["CMPI", "CHDF5", "CZstd", "CSupport",
+                               .product(name: "Yams", package: "Yams")],
+                swiftSettings: nativeSwift),
+        .target(name: "Tensors", dependencies: ["CBLAS", "CSupport"],
+                swiftSettings: nativeSwift),
+        .target(name: "Model", dependencies: ["Runtime", "Tensors"], swiftSettings: nativeSwift),
+        .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
+                swiftSettings: nativeSwift),
+        .executableTarget(
+            name: "meshlm",
+            dependencies: ["Runtime", "Tensors", "Model", "Parallel",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: nativeSwift),
+
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"], swiftSettings: nativeSwift),
+        .testTarget(name: "MeshLMTests", dependencies: ["Runtime", "Model", "Parallel"],
+                    swiftSettings: nativeSwift),
+    ]
+)

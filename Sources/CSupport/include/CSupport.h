@@ -1,0 +1,30 @@
+// Small C helpers for what Swift does not reach directly: CPU feature detection (cpuid) and the
+// FMA loop that measures this CPU's fp32 peak.
+#ifndef MESHLM_CSUPPORT_H
+#define MESHLM_CSUPPORT_H
+#include <stdint.h>
+
+/// CPU vector features found at run time by cpuid.
+typedef struct {
+    int avx2;
+    int fma;
+    int avx512f;
+    int avx512bw;
+    int avx512vl;
+} meshlm_cpu_features;
+
+/// The features the running CPU has.
+meshlm_cpu_features meshlm_cpu_features_runtime(void);
+/// The features this binary's C code was compiled to use (from the compiler's -march).
+meshlm_cpu_features meshlm_cpu_features_compiled(void);
+/// The CPU's brand string (e.g. "AMD EPYC 9R45"), written into `out` (at least 49 bytes).
+void meshlm_cpu_brand(char *out);
+
+/// Runs `iterations` rounds of independent fp32 FMAs in the widest vector registers the binary
+/// was compiled for and returns the number of floating-point operations done (2 per lane per FMA).
+/// `sink` receives a value derived from the result so the loop cannot be optimized away.
+double meshlm_fma_loop(int64_t iterations, float *sink);
+/// Lanes of fp32 in the vector width meshlm_fma_loop uses (16 for AVX-512, 8 for AVX2, 4 for SSE).
+int meshlm_fma_vector_lanes(void);
+
+#endif
