@@ -39,12 +39,12 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .target(name: "Tensors", dependencies: ["CBLAS", "CSupport"],
                 swiftSettings: nativeSwift),
-        .target(name: "Model", dependencies: ["Runtime", "Tensors"], swiftSettings: nativeSwift),
-        .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
+        .target(name: "Model", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .target(name: "Parallel", dependencies: ["Runtime", "Model"],
                 swiftSettings: nativeSwift),
         .executableTarget(
             name: "meshlm",
-            dependencies: ["Runtime", "Tensors", "Model", "Parallel",
+            dependencies: ["Runtime", "Model", "Parallel",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: nativeSwift),
 

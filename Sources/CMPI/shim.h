@@ -32,6 +32,7 @@ static inline int meshlm_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int meshlm_mpi_any_tag(void) { return MPI_ANY_TAG; }
 static inline int meshlm_mpi_undefined(void) { return MPI_UNDEFINED; }
 static inline int meshlm_mpi_success(void) { return MPI_SUCCESS; }
+static inline int meshlm_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline int meshlm_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int meshlm_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
 static inline int meshlm_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }

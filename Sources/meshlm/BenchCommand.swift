@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure MeshLM against this machine's ceilings (a table, or --json lines).",
+        subcommands: [])
+}

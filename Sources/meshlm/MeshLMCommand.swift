@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct MeshLMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "meshlm",
+        abstract: "Train, tune and serve Llama-style language models on CPU clusters with MPI.",
+        discussion: """
+            Every command is SPMD: run it plain (one rank), under `mpirun -np N`, or under `srun`.
+            Documentation: docs/ in the source tree.
+            """,
+        subcommands: [MeshCommand.self, BenchCommand.self]
+    )
+}
