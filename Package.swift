@@ -48,6 +48,9 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: nativeSwift),
 
+        // Multi-rank checks that Tests/MeshLMTests launches under mpirun.
+        .executableTarget(name: "mpi-checks", dependencies: ["Runtime"], path: "Tests/MPIChecks",
+                          swiftSettings: nativeSwift),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], swiftSettings: nativeSwift),
         .testTarget(name: "MeshLMTests", dependencies: ["Runtime", "Model", "Parallel"],

@@ -6,6 +6,11 @@ public struct MessageStatus: Sendable, Equatable {
     public let source: Int
     /// The message's tag.
     public let tag: Int
+
+    public init(source: Int, tag: Int) {
+        self.source = source
+        self.tag = tag
+    }
 }
 
 /// An MPI operation in flight: a non-blocking send, receive or collective.

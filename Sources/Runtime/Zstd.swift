@@ -19,14 +19,19 @@ func checkZstd(_ call: StaticString, _ result: Int) throws(ZstdError) -> Int {
 /// Whole-buffer zstd compression: one frame per call, with its content size recorded so
 /// decompression allocates once. Checkpoint shards and `.zst` documents use it.
 public enum Zstd {
-    /// Compresses `bytes` into one zstd frame at `level` (1 fast … 19 small; 3 is zstd's default).
+    /// Compresses `bytes` into one zstd frame at `level` (1 fast … 19 small; 3 is zstd's default),
+    /// with the content size and a content checksum recorded, so a flipped bit fails to decode.
     ///
-    /// The corresponding C function is `ZSTD_compress`.
+    /// The corresponding C functions are `ZSTD_CCtx_setParameter` and `ZSTD_compress2`.
     public static func compress(_ bytes: UnsafeRawBufferPointer, level: Int32 = 3) throws -> [UInt8] {
+        guard let context = ZSTD_createCCtx() else { throw ZstdError(call: "ZSTD_createCCtx", reason: "out of memory") }
+        defer { ZSTD_freeCCtx(context) }
+        _ = try checkZstd("ZSTD_CCtx_setParameter", ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level))
+        _ = try checkZstd("ZSTD_CCtx_setParameter", ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1))
         let bound = ZSTD_compressBound(bytes.count)
         var output = [UInt8](repeating: 0, count: bound)
         let written = try output.withUnsafeMutableBytes { (out) in
-            try checkZstd("ZSTD_compress", ZSTD_compress(out.baseAddress, bound, bytes.baseAddress, bytes.count, level))
+            try checkZstd("ZSTD_compress2", ZSTD_compress2(context, out.baseAddress, bound, bytes.baseAddress, bytes.count))
         }
         output.removeLast(bound - written)
         return output

@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// Runs a built product of this package (plain or under `mpirun`) and captures what it printed.
+struct Launch {
+    let status: Int32
+    let standardOutput: String
+    let standardError: String
+    var lines: [String] { standardOutput.split(separator: "\n").map(String.init) }
+}
+
+enum Launcher {
+    /// The directory holding the products (`meshlm`, `mpi-checks`) beside the test bundle.
+    static var productsDirectory: URL {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 where !FileManager.default.fileExists(atPath: directory.appendingPathComponent("meshlm").path) {
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory
+    }
+
+    /// `mpirun -np ranks product arguments…`, as root, oversubscribed, one BLAS thread per rank;
+    /// killed after `timeout` seconds so a hang fails the test instead of the suite.
+    static func mpirun(_ ranks: Int, _ product: String, _ arguments: [String], timeout: Double = 120) throws -> Launch {
+        let executable = productsDirectory.appendingPathComponent(product).path
+        return try run("/usr/bin/env", ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--allow-run-as-root",
+                                        "-x", "OPENBLAS_NUM_THREADS=1", executable] + arguments, timeout: timeout)
+    }
+
+    static func plain(_ product: String, _ arguments: [String], timeout: Double = 120) throws -> Launch {
+        try run(productsDirectory.appendingPathComponent(product).path, arguments, timeout: timeout)
+    }
+
+    static func run(_ executable: String, _ arguments: [String], timeout: Double) throws -> Launch {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+        process.environment = environment
+        let output = Pipe(), error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        // Read both pipes while the process runs so a chatty child cannot fill one and block.
+        let outputData = Locked(Data()), errorData = Locked(Data())
+        let group = DispatchGroup()
+        for (pipe, sink) in [(output, outputData), (error, errorData)] {
+            group.enter()
+            DispatchQueue.global().async {
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                sink.set(data)
+                group.leave()
+            }
+        }
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            kill(-process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            group.wait()
+            Issue.record("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
+        }
+        process.waitUntilExit()
+        group.wait()
+        return Launch(status: process.terminationStatus,
+                      standardOutput: String(decoding: outputData.get(), as: UTF8.self),
+                      standardError: String(decoding: errorData.get(), as: UTF8.self))
+    }
+}
+
+/// A value shared with a reader thread.
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    init(_ value: Value) { self.value = value }
+    func set(_ newValue: Value) { lock.lock(); value = newValue; lock.unlock() }
+    func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// The repository root (for configs/).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
