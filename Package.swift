@@ -44,7 +44,7 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .executableTarget(
             name: "meshlm",
-            dependencies: ["Runtime", "Model", "Parallel",
+            dependencies: ["Runtime", "Tensors", "Model", "Parallel",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: nativeSwift),
 

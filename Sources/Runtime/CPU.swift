@@ -42,8 +42,48 @@ public struct CPUInfo: Sendable {
         return missing
     }
 
+    /// The fp32 FMA peak of this CPU in GFLOP/s for `threads` cores, measured by running a loop of
+    /// independent FMAs in the widest vector registers the binary was built for on each thread
+    /// for `seconds`; the best of `repeats` runs (a peak is a ceiling, so the maximum is right).
+    public static func measureFMAPeak(threads: Int, seconds: Double = 0.1, repeats: Int = 3) -> Double {
+        // Calibrate the iteration count on one thread.
+        var sink: Float = 0
+        var iterations: Int64 = 1 << 16
+        while true {
+            let start = monotonicSeconds()
+            _ = meshlm_fma_loop(iterations, &sink)
+            let elapsed = monotonicSeconds() - start
+            if elapsed > seconds / 4 || iterations > 1 << 40 {
+                iterations = Int64(Double(iterations) * seconds / max(elapsed, 1e-6))
+                break
+            }
+            iterations *= 4
+        }
+        var best = 0.0
+        let calibrated = iterations
+        for _ in 0..<repeats {
+            let flops = Locked(0.0)
+            let start = monotonicSeconds()
+            DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                var localSink: Float = 0
+                let done = meshlm_fma_loop(calibrated, &localSink)
+                flops.add(done)
+            }
+            best = max(best, flops.value / (monotonicSeconds() - start) / 1e9)
+        }
+        return best
+    }
+
     /// Logical CPUs this process may run on (its affinity mask, as Foundation reads it).
     public static var availableCores: Int { ProcessInfo.processInfo.activeProcessorCount }
 }
 
 import Foundation
+
+/// A Double summed from several threads.
+private final class Locked: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var value: Double
+    init(_ value: Double) { self.value = value }
+    func add(_ amount: Double) { lock.lock(); value += amount; lock.unlock() }
+}

@@ -38,6 +38,17 @@ public enum MPIEnvironment {
         _ = MPI_Finalize()
     }
 
+    /// The MPI library's own version line (e.g. "Open MPI v4.1.4, …").
+    ///
+    /// The corresponding C function is `MPI_Get_library_version`.
+    public static var libraryVersion: String {
+        var buffer = [CChar](repeating: 0, count: 8192)
+        var length: Int32 = 0
+        guard MPI_Get_library_version(&buffer, &length) == meshlm_mpi_success() else { return "unknown MPI" }
+        let text = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.split(separator: "\n").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? text
+    }
+
     /// Ends every rank of the job at once with `code`; used when one rank fails on its own so
     /// the others do not wait forever in a collective.
     ///
@@ -48,6 +59,7 @@ public enum MPIEnvironment {
     }
 }
 
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

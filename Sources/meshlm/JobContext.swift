@@ -22,7 +22,9 @@ extension JobOptions {
             let node = try world.splitByNode()
             let threads = self.threads ?? max(1, CPUInfo.availableCores / node.size)
             try MachineSetup.configure(threads: threads, cpu: cpu, log: log)
-            return JobContext(world: world, log: log, threads: threads, cpu: cpu)
+            let context = JobContext(world: world, log: log, threads: threads, cpu: cpu)
+            for line in MachineSetup.report(context: context) { log.debug(line) }
+            return context
         }, body: body)
         if status != 0 { throw ExitCode(status) }
     }
