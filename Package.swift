@@ -39,8 +39,8 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .target(name: "Tensors", dependencies: ["CBLAS", "CSupport"],
                 swiftSettings: nativeSwift),
-        .target(name: "Model", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .target(name: "Parallel", dependencies: ["Runtime", "Model"],
+        .target(name: "Model", dependencies: ["Runtime", "Tensors"], swiftSettings: nativeSwift),
+        .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
                 swiftSettings: nativeSwift),
         .executableTarget(
             name: "meshlm",

@@ -17,11 +17,12 @@ public enum BLAS {
     /// Strides are the distance between consecutive stored rows (BLAS leading dimensions); `nil`
     /// means densely packed. With `beta == 0` the output is only written, never read.
     ///
-    /// With more than one thread the output is split into contiguous blocks of rows (or of columns,
-    /// when there are more columns than rows), each computed by a single-threaded sgemm: every
-    /// output element gets the same inner-dimension summation as with one thread. See
-    /// `KernelThreads` for why OpenBLAS itself must run one thread. The corresponding C function
-    /// is `cblas_sgemm`.
+    /// With more than one thread the output is split into contiguous blocks of 16-row multiples
+    /// (or columns, when there are more columns than rows), each computed by a single-threaded
+    /// sgemm. Each output element is still one dot product over the inner dimension, and the
+    /// results have been bitwise equal to one thread's in every shape tested, but OpenBLAS picks
+    /// kernels by matrix size and does not promise it. See `KernelThreads` for why OpenBLAS itself
+    /// must run one thread. The corresponding C function is `cblas_sgemm`.
     public static func multiply(
         output: UnsafeMutablePointer<Float>, outputStride: Int? = nil,
         a: UnsafePointer<Float>, aStride: Int? = nil, aTranspose: Transpose = .none,
@@ -31,9 +32,10 @@ public enum BLAS {
     ) {
         let aStoredColumns = aTranspose == .none ? innerCount : rowCount
         let bStoredColumns = bTranspose == .none ? columnCount : innerCount
-        let lda = aStride ?? aStoredColumns
-        let ldb = bStride ?? bStoredColumns
-        let ldc = outputStride ?? columnCount
+        // BLAS wants leading dimensions ≥ 1 even for empty matrices.
+        let lda = aStride ?? Swift.max(1, aStoredColumns)
+        let ldb = bStride ?? Swift.max(1, bStoredColumns)
+        let ldc = outputStride ?? Swift.max(1, columnCount)
         precondition(rowCount >= 0 && columnCount >= 0 && innerCount >= 0,
                      "negative matrix size \(rowCount)×\(innerCount)·\(innerCount)×\(columnCount)")
         precondition(lda >= Swift.max(1, aStoredColumns), "a's stride \(lda) is below its \(aStoredColumns) stored columns")

@@ -16,8 +16,10 @@ public enum Matmul {
         // With a bias, write it into every row first and let sgemm add to it (beta = 1): one pass
         // over the output instead of two.
         if let bias {
-            for row in 0..<rowCount {
-                (output + row * outputSize).update(from: bias, count: outputSize)
+            threads.parallelFor(0..<rowCount, minimumChunk: 16) { rows in
+                for row in rows {
+                    (output + row * outputSize).update(from: bias, count: outputSize)
+                }
             }
         }
         BLAS.multiply(

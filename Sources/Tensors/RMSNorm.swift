@@ -84,7 +84,7 @@ public enum RMSNorm {
             lanes.addProduct(Vector.load(dy + index) * Vector.load(weight + index), Vector.load(x + index))
             index += Vector.width
         }
-        var projection = lanes.sum()
+        var projection = Vector.horizontalSum(lanes)
         while index < hiddenSize {
             projection += dy[index] * weight[index] * x[index]
             index += 1

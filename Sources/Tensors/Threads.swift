@@ -1,4 +1,3 @@
-import CBLAS
 import Dispatch
 
 /// The threads one rank owns for its kernels, and the one way kernels use them.

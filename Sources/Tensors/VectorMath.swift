@@ -6,7 +6,7 @@
 /// vector units the compiler may use (Package.swift passes `-target-cpu`).
 enum Vector {
     typealias Lanes = SIMD16<Float>
-    static let width = 16
+    static var width: Int { 16 }
 
     @inline(__always)
     static func load(_ pointer: UnsafePointer<Float>) -> Lanes {
@@ -46,16 +46,46 @@ enum Vector {
             var lanes = load(source)
             index = width
             while index + width <= count {
-                lanes = pointwiseMax(lanes, load(source + index))
+                lanes = maximum(lanes, load(source + index))
                 index += width
             }
-            result = lanes.max()
+            result = horizontalMaximum(lanes)
         }
         while index < count {
             result = Swift.max(result, source[index])
             index += 1
         }
         return result
+    }
+
+    /// Lane-wise maximum as compare-and-blend: the standard library's `pointwiseMax` and
+    /// `clamped` follow IEEE maxNum for NaNs and compile to scalar loops, many times slower.
+    @inline(__always)
+    static func maximum(_ a: Lanes, _ b: Lanes) -> Lanes {
+        a.replacing(with: b, where: a .< b)
+    }
+
+    @inline(__always)
+    static func minimum(_ a: Lanes, _ b: Lanes) -> Lanes {
+        a.replacing(with: b, where: b .< a)
+    }
+
+    /// The largest lane, by halving (the standard library's `max()` is a scalar loop).
+    @inline(__always)
+    static func horizontalMaximum(_ lanes: Lanes) -> Float {
+        let eight = lanes.lowHalf.replacing(with: lanes.highHalf, where: lanes.lowHalf .< lanes.highHalf)
+        let four = eight.lowHalf.replacing(with: eight.highHalf, where: eight.lowHalf .< eight.highHalf)
+        let two = four.lowHalf.replacing(with: four.highHalf, where: four.lowHalf .< four.highHalf)
+        return Swift.max(two[0], two[1])
+    }
+
+    /// The sum of the lanes by halving: a fixed order, and 4 vector adds instead of 15 scalar ones.
+    @inline(__always)
+    static func horizontalSum(_ lanes: Lanes) -> Float {
+        let eight = lanes.lowHalf + lanes.highHalf
+        let four = eight.lowHalf + eight.highHalf
+        let two = four.lowHalf + four.highHalf
+        return two[0] + two[1]
     }
 
     /// Σ `a[i] · b[i]` over `count` elements, in a fixed order.
@@ -67,7 +97,7 @@ enum Vector {
             lanes.addProduct(load(a + index), load(b + index))
             index += width
         }
-        var result = lanes.sum()
+        var result = horizontalSum(lanes)
         while index < count {
             result += a[index] * b[index]
             index += 1
@@ -79,19 +109,20 @@ enum Vector {
     // e^r = 1 + r + r²·P(r) with P of degree 5. Within 2 ulp of the exact value; inputs below
     // -87.3 (including -inf, used for masked scores) give exactly 0, so softmax needs no
     // separate mask pass.
-    static let expLowest: Float = -87.33654
-    static let expHighest: Float = 88.3
-    static let log2e: Float = 1.442_695_04
+    static var expLowest: Float { -87.33654 }
+    static var expHighest: Float { 88.3 }
+    static var log2e: Float { 1.442_695_04 }
     // 1.5·2²³ + 127: adding it rounds x·log2 e to an integer held in the low mantissa bits,
     // already biased so that shifting the bits left by 23 gives the float 2^n.
-    static let roundingBias: Float = 12_583_039
-    static let ln2High: Float = 0.693_359_375
-    static let ln2Low: Float = -2.121_944_40e-4
+    static var roundingBias: Float { 12_583_039 }
+    static var ln2High: Float { 0.693_359_375 }
+    static var ln2Low: Float { -2.121_944_40e-4 }
 
-    @inline(__always)
+    // `@_transparent` rather than `@inline(__always)`: the optimizer declined the latter in
+    // larger callers and passed the 64-byte vector through memory on every call (3x slower).
+    @_transparent
     static func exp(_ x: Lanes) -> Lanes {
-        let clamped = x.clamped(lowerBound: Lanes(repeating: expLowest),
-                                upperBound: Lanes(repeating: expHighest))
+        let clamped = minimum(maximum(x, Lanes(repeating: expLowest)), Lanes(repeating: expHighest))
         let shifted = Lanes(repeating: roundingBias).addingProduct(clamped, Lanes(repeating: log2e))
         let n = shifted - roundingBias
         let r = clamped.addingProduct(n, Lanes(repeating: -ln2High))
@@ -109,9 +140,30 @@ enum Vector {
 
     /// The scalar `exp` with the same polynomial, for ragged ends (so a row's elements do not
     /// depend on where the vector part stops).
-    @inline(__always)
+    @_transparent
     static func exp(_ x: Float) -> Float {
         exp(Lanes(repeating: x))[0]
+    }
+
+    /// √x for x ≥ 0, within 2 ulp. The standard library's `squareRoot()` on SIMD types and even
+    /// scalar loops compile to one `sqrtss` (plus a libm call) per element here; this is
+    /// 1/√x from the bit-pattern estimate (0x5f3759df, ~3.4 % off) refined by three Newton steps
+    /// (each squares the error), then x · 1/√x. x = 0 gives 0.
+    @inline(__always)
+    static func squareRoot(_ x: Lanes) -> Lanes {
+        let bits = unsafeBitCast(x, to: SIMD16<UInt32>.self)
+        var estimate = unsafeBitCast(SIMD16<UInt32>(repeating: 0x5F37_59DF) &- (bits &>> 1), to: Lanes.self)
+        let halfX = 0.5 * x
+        for _ in 0..<3 {
+            estimate = estimate * (1.5 - halfX * estimate * estimate)
+        }
+        return x * estimate
+    }
+
+    /// The scalar `squareRoot` with the same steps, for ragged ends.
+    @inline(__always)
+    static func squareRoot(_ x: Float) -> Float {
+        squareRoot(Lanes(repeating: x))[0]
     }
 
     /// The logistic function 1 / (1 + e^-x).

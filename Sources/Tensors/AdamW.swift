@@ -1,0 +1,75 @@
+import Foundation
+
+/// Adam with decoupled weight decay (Loshchilov & Hutter), as `torch.optim.AdamW` computes it.
+public enum AdamW {
+    /// The optimizer's settings for one parameter group.
+    public struct Settings: Sendable, Equatable {
+        public var learningRate: Float
+        public var beta1: Float
+        public var beta2: Float
+        public var epsilon: Float
+        /// Decoupled: multiplies the parameter (`p -= lr·weightDecay·p`), not added to the
+        /// gradient. Usually 0 for norms and biases.
+        public var weightDecay: Float
+
+        public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+                    epsilon: Float = 1e-8, weightDecay: Float = 0.01) {
+            self.learningRate = learningRate
+            self.beta1 = beta1
+            self.beta2 = beta2
+            self.epsilon = epsilon
+            self.weightDecay = weightDecay
+        }
+    }
+
+    /// One update of a flat range of parameters (`step` counts from 1):
+    ///
+    ///     p  ← p − lr·weightDecay·p
+    ///     m  ← m + (1 − β₁)(g − m),   v ← β₂v + (1 − β₂)g²      (torch's lerp_ and addcmul_)
+    ///     p  ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+    ///
+    ///     parameters, gradients, firstMoments, secondMoments  [count]
+    ///
+    /// Elementwise, so ZeRO can update any shard of a flat buffer with the same call.
+    public static func update(
+        parameters: UnsafeMutablePointer<Float>,
+        firstMoments: UnsafeMutablePointer<Float>, secondMoments: UnsafeMutablePointer<Float>,
+        gradients: UnsafePointer<Float>,
+        count: Int, step: Int, settings: Settings,
+        threads: KernelThreads = .single
+    ) {
+        precondition(step >= 1, "AdamW steps count from 1, not \(step)")
+        let beta1 = settings.beta1, beta2 = settings.beta2
+        let biasCorrection1 = 1 - Float(pow(Double(beta1), Double(step)))
+        let biasCorrection2 = 1 - Float(pow(Double(beta2), Double(step)))
+        let stepSize = settings.learningRate / biasCorrection1
+        let correction2Root = biasCorrection2.squareRoot()
+        let decay = 1 - settings.learningRate * settings.weightDecay
+        let epsilon = settings.epsilon
+        threads.parallelFor(0..<count, minimumChunk: 1 << 14) { range in
+            var index = range.lowerBound
+            while index + Vector.width <= range.upperBound {
+                let g = Vector.load(gradients + index)
+                let oldM = Vector.load(firstMoments + index)
+                let m = oldM + (1 - beta1) * (g - oldM)
+                let v = beta2 * Vector.load(secondMoments + index) + (1 - beta2) * g * g
+                let denominator = Vector.squareRoot(v) / correction2Root + epsilon
+                let p = Vector.load(parameters + index) * decay - stepSize * m / denominator
+                Vector.store(m, firstMoments + index)
+                Vector.store(v, secondMoments + index)
+                Vector.store(p, parameters + index)
+                index += Vector.width
+            }
+            while index < range.upperBound {
+                let g = gradients[index]
+                let m = firstMoments[index] + (1 - beta1) * (g - firstMoments[index])
+                let v = beta2 * secondMoments[index] + (1 - beta2) * g * g
+                let denominator = Vector.squareRoot(v) / correction2Root + epsilon
+                parameters[index] = parameters[index] * decay - stepSize * m / denominator
+                firstMoments[index] = m
+                secondMoments[index] = v
+                index += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Testing
+import Tensors
+
+@Suite struct CrossEntropyTests {
+    let vocabulary = 37
+    let targets: [Int32] = [5, -100, 36, 0, -100, 17, 36]
+
+    @Test func forwardMatchesReferenceAndSkipsIgnoredRows() {
+        let logits = randomValues(targets.count * vocabulary, seed: 111, scale: 4)
+        let expected = crossEntropyReference(doubles(logits), targets: targets, vocabularySize: vocabulary)
+        var total = CrossEntropy.Total(lossSum: 0, targetCount: 0)
+        let result = withBuffers([logits, [Float](repeating: 9, count: targets.count), [Float](repeating: 9, count: targets.count)]) { p in
+            total = CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
+                                         rowCount: targets.count, vocabularySize: vocabulary)
+        }
+        let difference = maxRelativeDifference(result[1], expected.losses)
+        let meanDifference = abs(total.mean - expected.mean) / expected.mean
+        print("CrossEntropy forward losses max rel diff", difference, "mean rel diff", meanDifference, "count", total.targetCount)
+        #expect(difference <= 1e-5)
+        #expect(meanDifference <= 1e-5)
+        #expect(total.targetCount == 5)
+        #expect(result[1][1] == 0 && result[1][4] == 0)
+    }
+
+    @Test func backwardMatchesFiniteDifferencesInPlace() {
+        let logits = randomValues(targets.count * vocabulary, seed: 112, scale: 4)
+        let result = withBuffers([logits, [Float](repeating: 0, count: targets.count),
+                                  [Float](repeating: 0, count: targets.count), [Float](repeating: 5, count: logits.count), logits]) { p in
+            let total = CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
+                                             rowCount: targets.count, vocabularySize: vocabulary)
+            let scale = Float(1 / Double(total.targetCount))
+            CrossEntropy.backward(logitsGradient: p[3], logSumExp: p[2], logits: p[0], targets: targets,
+                                  rowCount: targets.count, vocabularySize: vocabulary, scale: scale)
+            // The gradient may overwrite the logits themselves.
+            CrossEntropy.backward(logitsGradient: p[4], logSumExp: p[2], logits: p[4], targets: targets,
+                                  rowCount: targets.count, vocabularySize: vocabulary, scale: scale)
+        }
+        let expected = finiteDifferences(at: doubles(logits)) {
+            crossEntropyReference($0, targets: targets, vocabularySize: vocabulary).mean
+        }
+        let difference = maxRelativeDifference(result[3], expected)
+        print("CrossEntropy backward max rel diff", difference)
+        #expect(difference <= 1e-3)
+        #expect(result[4] == result[3])
+        #expect(result[3][vocabulary..<2 * vocabulary].allSatisfy { $0 == 0 })
+    }
+
+    @Test func threadsGiveTheSameBits() {
+        let rows = 40, vocabulary = 300
+        let targets = (0..<rows).map { Int32($0 % 7 == 3 ? -100 : ($0 * 37) % vocabulary) }
+        let logits = randomValues(rows * vocabulary, seed: 113, scale: 5)
+        let results = [1, 3].map { count in
+            var total = CrossEntropy.Total(lossSum: 0, targetCount: 0)
+            let buffers = withBuffers([logits, [Float](repeating: 0, count: rows), [Float](repeating: 0, count: rows),
+                                       [Float](repeating: 0, count: logits.count)]) { p in
+                total = CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
+                                             rowCount: rows, vocabularySize: vocabulary, threads: KernelThreads(count: count))
+                CrossEntropy.backward(logitsGradient: p[3], logSumExp: p[2], logits: p[0], targets: targets,
+                                      rowCount: rows, vocabularySize: vocabulary, scale: 0.25,
+                                      threads: KernelThreads(count: count))
+            }
+            return (total, buffers)
+        }
+        let expected = crossEntropyReference(doubles(logits), targets: targets, vocabularySize: vocabulary)
+        print("CrossEntropy 40×300 mean rel diff", abs(results[0].0.mean - expected.mean) / expected.mean)
+        #expect(abs(results[0].0.mean - expected.mean) / expected.mean <= 1e-5)
+        #expect(results[0].0 == results[1].0)
+        #expect(results[0].1 == results[1].1)
+    }
+}
