@@ -67,4 +67,23 @@ import Tensors
         #expect(results[0].0 == results[1].0)
         #expect(results[0].1 == results[1].1)
     }
+
+    /// Rows longer than the kernel's 2048-element blocks, ragged, with the maximum placed in a
+    /// late block: exercises the pipelined next-block maximum and the running-sum rescale.
+    @Test(arguments: [2048, 4096 + 37, 5000, 16])
+    func longRowsAcrossBlocks(vocabulary: Int) {
+        let rows = 3
+        var logits = randomValues(rows * vocabulary, seed: UInt64(vocabulary), scale: 6)
+        logits[vocabulary - 1] = 30           // row 0: maximum in the ragged tail
+        logits[vocabulary + vocabulary / 2] = 25  // row 1: maximum in a middle block
+        let targets: [Int32] = [Int32(vocabulary - 1), 3, Int32(vocabulary / 3)]
+        let expected = crossEntropyReference(doubles(logits), targets: targets, vocabularySize: vocabulary)
+        let result = withBuffers([logits, [Float](repeating: 0, count: rows), [Float](repeating: 0, count: rows)]) { p in
+            CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
+                                 rowCount: rows, vocabularySize: vocabulary)
+        }
+        let difference = maxRelativeDifference(result[1], expected.losses)
+        print("CrossEntropy \(rows)×\(vocabulary) losses max rel diff", difference)
+        #expect(difference <= 1e-5)
+    }
 }
