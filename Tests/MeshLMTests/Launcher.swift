@@ -27,11 +27,13 @@ enum Launcher {
                                         "-x", "OPENBLAS_NUM_THREADS=1", executable] + arguments, timeout: timeout)
     }
 
-    static func plain(_ product: String, _ arguments: [String], timeout: Double = 120) throws -> Launch {
-        try run(productsDirectory.appendingPathComponent(product).path, arguments, timeout: timeout)
+    static func plain(_ product: String, _ arguments: [String], environment extra: [String: String] = [:],
+                      timeout: Double = 120) throws -> Launch {
+        try run(productsDirectory.appendingPathComponent(product).path, arguments, environment: extra, timeout: timeout)
     }
 
-    static func run(_ executable: String, _ arguments: [String], timeout: Double) throws -> Launch {
+    static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
+                    timeout: Double) throws -> Launch {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -39,6 +41,7 @@ enum Launcher {
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         environment["OPENBLAS_NUM_THREADS"] = "1"
         environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         let output = Pipe(), error = Pipe()
         process.standardOutput = output

@@ -81,4 +81,18 @@ import Testing
         #expect(launch.status != 0)
         #expect(launch.standardError.contains("--threads must be at least 1, got 0"))
     }
+
+    /// A preset OPENBLAS_CORETYPE below the CPU's vector width (as on the machines here) is
+    /// named in a warning; without it there is no warning.
+    @Test func warnsWhenOpenBLASIsForcedBelowTheCPU() throws {
+        let cpuHasAVX512 = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx512f ") ?? false
+        let forced = try Launcher.plain("meshlm", ["mesh", "--verbose"], environment: ["OPENBLAS_CORETYPE": "Haswell"])
+        #expect(forced.status == 0)
+        if cpuHasAVX512 {
+            #expect(forced.standardError.contains("meshlm: warning: OpenBLAS runs its Haswell kernels (OPENBLAS_CORETYPE=Haswell is set) but this CPU supports AVX-512"))
+        }
+        #expect(forced.standardOutput.contains("blas: OpenBLAS core Haswell"))
+        let natural = try Launcher.plain("meshlm", ["mesh"])
+        #expect(!natural.standardError.contains("warning"), "\(natural.standardError)")
+    }
 }
