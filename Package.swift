@@ -42,9 +42,12 @@ let package = Package(
         .target(name: "Model", dependencies: ["Runtime", "Tensors"], swiftSettings: nativeSwift),
         .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
                 swiftSettings: nativeSwift),
+        .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline"],
+                swiftSettings: nativeSwift),
         .executableTarget(
             name: "meshlm",
-            dependencies: ["Runtime", "Tensors", "Model", "Parallel",
+            dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Training",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: nativeSwift),
 
@@ -53,6 +56,11 @@ let package = Package(
                           swiftSettings: nativeSwift),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], swiftSettings: nativeSwift),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensors", "Runtime"],
+                    resources: [.copy("Fixtures")], swiftSettings: nativeSwift),
+        .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Runtime"], swiftSettings: nativeSwift),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Parallel", "DataPipeline", "Tensors", "Runtime"],
+                    swiftSettings: nativeSwift),
         .testTarget(name: "MeshLMTests", dependencies: ["Runtime", "Model", "Parallel"],
                     swiftSettings: nativeSwift),
     ]

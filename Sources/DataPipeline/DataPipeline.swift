@@ -1,0 +1,1 @@
+// The data layer: token shards, their manifest, the training data loader.

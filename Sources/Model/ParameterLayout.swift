@@ -1,0 +1,158 @@
+import Tensors
+
+/// A contiguous group of parameters that the model uses together: the unit that ZeRO-3 gathers
+/// before use, that a gradient bucket covers, and that a pipeline stage owns.
+public enum ModelBlock: Hashable, Sendable, CustomStringConvertible {
+    /// `model.embed_tokens.weight`.
+    case embedding
+    /// Decoder layer `i`: its two norms, attention projections and MLP.
+    case layer(Int)
+    /// `model.norm.weight` and (when untied) `lm_head.weight`.
+    case head
+
+    public var description: String {
+        switch self {
+        case .embedding: "embedding"
+        case .layer(let index): "layer \(index)"
+        case .head: "head"
+        }
+    }
+}
+
+/// Where every parameter lives in the flat parameter arena, with Hugging Face names.
+///
+/// Blocks are laid out in model order — embedding, layer 0 … layer L−1, head — and each block's
+/// tensors are contiguous, so a block is one range of the arena. Gradients and optimizer state
+/// use the same layout.
+public struct ParameterLayout: Sendable {
+    public struct Entry: Sendable, Equatable {
+        /// The Hugging Face name, e.g. `model.layers.3.self_attn.q_proj.weight`.
+        public let name: String
+        /// Row-major shape, HF convention (`[out_features, in_features]` for projections).
+        public let shape: [Int]
+        /// Offset in elements from the start of the arena.
+        public let offset: Int
+        public let block: ModelBlock
+        /// Whether AdamW applies weight decay to it (matrices yes; norm weights no).
+        public let decays: Bool
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    public let entries: [Entry]
+    /// Blocks in model order.
+    public let blocks: [ModelBlock]
+    /// Element count of the whole arena.
+    public let count: Int
+    private let blockRanges: [ModelBlock: Range<Int>]
+    private let indexByName: [String: Int]
+
+    public init(config: LlamaConfig) {
+        let hidden = config.hiddenSize
+        let queryWidth = config.numAttentionHeads * config.headDim
+        let kvWidth = config.numKeyValueHeads * config.headDim
+        let intermediate = config.intermediateSize
+        var entries: [Entry] = []
+        var ranges: [ModelBlock: Range<Int>] = [:]
+        var blocks: [ModelBlock] = []
+        var offset = 0
+        func add(_ block: ModelBlock, _ tensors: [(String, [Int], Bool)]) {
+            let start = offset
+            for (name, shape, decays) in tensors {
+                entries.append(Entry(name: name, shape: shape, offset: offset, block: block, decays: decays))
+                offset += shape.reduce(1, *)
+            }
+            ranges[block] = start..<offset
+            blocks.append(block)
+        }
+        add(.embedding, [("model.embed_tokens.weight", [config.vocabSize, hidden], true)])
+        for layer in 0..<config.numHiddenLayers {
+            let prefix = "model.layers.\(layer)."
+            add(.layer(layer), [
+                (prefix + "input_layernorm.weight", [hidden], false),
+                (prefix + "self_attn.q_proj.weight", [queryWidth, hidden], true),
+                (prefix + "self_attn.k_proj.weight", [kvWidth, hidden], true),
+                (prefix + "self_attn.v_proj.weight", [kvWidth, hidden], true),
+                (prefix + "self_attn.o_proj.weight", [hidden, queryWidth], true),
+                (prefix + "post_attention_layernorm.weight", [hidden], false),
+                (prefix + "mlp.gate_proj.weight", [intermediate, hidden], true),
+                (prefix + "mlp.up_proj.weight", [intermediate, hidden], true),
+                (prefix + "mlp.down_proj.weight", [hidden, intermediate], true),
+            ])
+        }
+        var head: [(String, [Int], Bool)] = [("model.norm.weight", [hidden], false)]
+        if !config.tieWordEmbeddings { head.append(("lm_head.weight", [config.vocabSize, hidden], true)) }
+        add(.head, head)
+        self.entries = entries
+        self.blocks = blocks
+        self.count = offset
+        self.blockRanges = ranges
+        self.indexByName = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.name, $0) })
+    }
+
+    /// The arena range of a block.
+    public func range(of block: ModelBlock) -> Range<Int> {
+        guard let range = blockRanges[block] else { preconditionFailure("no block \(block) in this layout") }
+        return range
+    }
+
+    public func entry(named name: String) -> Entry? {
+        indexByName[name].map { entries[$0] }
+    }
+
+    /// The entries of one block, in arena order.
+    public func entries(in block: ModelBlock) -> [Entry] {
+        entries.filter { $0.block == block }
+    }
+}
+
+/// How the model reaches its parameters and gradients, one block at a time: the seam between
+/// the single-device model and the parallel layers (STYLE §Our habits 1).
+///
+/// The model brackets every use of a block's parameters with `acquireParameters` /
+/// `releaseParameters` (forward, recomputation and backward each acquire and release), and
+/// writes a block's gradients between `acquireGradients` and `releaseGradients`, called exactly
+/// once per block per backward, after the last write (for a tied head, the embedding's gradients
+/// are acquired during the head's backward and released after the embedding's backward).
+/// Pointers are to the block's first element, laid out as `ParameterLayout` says, relative to
+/// `layout.range(of: block).lowerBound`.
+///
+/// - The local implementation (`ArenaParameters`) returns views into full arenas; releases do
+///   nothing.
+/// - Data parallel starts a non-blocking all-reduce of the block's gradients on release.
+/// - ZeRO-2 reduce-scatters the block's gradients on release and frees the full-size buffer.
+/// - ZeRO-3 all-gathers the block's parameters on acquire and frees them on release.
+public protocol ParameterAccess: AnyObject {
+    var layout: ParameterLayout { get }
+    func acquireParameters(_ block: ModelBlock) -> UnsafeMutablePointer<Float>
+    func releaseParameters(_ block: ModelBlock)
+    func acquireGradients(_ block: ModelBlock) -> UnsafeMutablePointer<Float>
+    func releaseGradients(_ block: ModelBlock)
+}
+
+/// Full parameter and gradient arenas on this rank: one rank, or plain data parallel before the
+/// gradients are reduced.
+public final class ArenaParameters: ParameterAccess {
+    public let layout: ParameterLayout
+    /// All parameters, `layout.count` floats.
+    public let parameters: Tensor
+    /// All gradients, same layout; backward accumulates into it, the trainer zeroes it.
+    public let gradients: Tensor
+
+    public init(layout: ParameterLayout) {
+        self.layout = layout
+        self.parameters = Tensor(shape: [layout.count])
+        self.gradients = Tensor(shape: [layout.count])
+    }
+
+    public func acquireParameters(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {
+        parameters.pointer + layout.range(of: block).lowerBound
+    }
+
+    public func releaseParameters(_ block: ModelBlock) {}
+
+    public func acquireGradients(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {
+        gradients.pointer + layout.range(of: block).lowerBound
+    }
+
+    public func releaseGradients(_ block: ModelBlock) {}
+}

@@ -1,0 +1,1 @@
+// The training layer: objectives, optimizer, schedules, the training loop.
