@@ -51,6 +51,17 @@ extension Communicator {
                                                     receive.baseAddress, count, T.mpiDatatype, handle))
     }
 
+    /// All-gather in place: rank r's block already sits at `buffer[r·n ..< (r+1)·n]` (n =
+    /// buffer.count / size); afterwards every block is everywhere (ZeRO's parameter gather).
+    ///
+    /// The corresponding C function is `MPI_Allgather` with `MPI_IN_PLACE`.
+    public func allgatherInPlace<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>) throws(MPIError) {
+        precondition(buffer.count % size == 0, "in-place all-gather needs size equal blocks")
+        let count = try mpiCount(buffer.count / size, "MPI_Allgather")
+        try checkMPI("MPI_Allgather", MPI_Allgather(meshlm_mpi_in_place(), 0, T.mpiDatatype,
+                                                    buffer.baseAddress, count, T.mpiDatatype, handle))
+    }
+
     /// Concatenates every rank's `send` (rank r sends `counts[r]` elements) in rank order into
     /// `receive` on every rank.
     ///

@@ -62,8 +62,12 @@ extension KeyedDecodingContainer {
 /// are `ConfigError`s, and `--set section.key=value` overrides any field.
 public enum ConfigLoader {
     /// Loads `path`, applies `overrides` (each `dotted.key=value`, the value parsed as YAML),
-    /// decodes and validates.
-    public static func load<Config: Codable>(_ type: Config.Type, path: String, overrides: [String] = []) throws(ConfigError) -> Config {
+    /// decodes and validates. A top-level key named in `includes` may hold a file name instead
+    /// of a mapping (`model: configs/model/tiny.yaml`): that file's mapping is read in its place
+    /// (relative to the working directory, else to the config file's directory) before the
+    /// overrides apply.
+    public static func load<Config: Codable>(_ type: Config.Type, path: String, overrides: [String] = [],
+                                             includes: [String] = []) throws(ConfigError) -> Config {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ConfigError(source: path, key: "", message: "config file not found")
         }
@@ -73,17 +77,18 @@ public enum ConfigLoader {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(source: path, key: "", message: "config file is not UTF-8 text")
         }
-        return try decode(type, yaml: text, source: path, overrides: overrides)
+        return try decode(type, yaml: text, source: path, overrides: overrides, includes: includes)
     }
 
     /// Decodes YAML text; `source` names it in errors.
     public static func decode<Config: Codable>(_ type: Config.Type, yaml: String, source: String,
-                                               overrides: [String] = []) throws(ConfigError) -> Config {
+                                               overrides: [String] = [], includes: [String] = []) throws(ConfigError) -> Config {
         var root = try parse(yaml, source: source)
         if isNull(root) { root = Node.mapping(Node.Mapping([])) }
         guard case .mapping = root else {
             throw ConfigError(source: source, key: "", message: "the document must be a mapping of keys to values")
         }
+        for key in includes { try include(key, in: &root, source: source) }
         for override in overrides { try apply(override, to: &root) }
         let config: Config
         do {
@@ -108,6 +113,25 @@ public enum ConfigLoader {
             }
         }
         return config
+    }
+
+    /// Replaces `key: FILE` by the mapping in FILE.
+    private static func include(_ key: String, in root: inout Node, source: String) throws(ConfigError) {
+        guard var mapping = root.mapping, let value = mapping[key], case .scalar(let scalar) = value,
+              NSNull.construct(from: scalar) == nil else { return }
+        let name = scalar.string
+        let besideConfig = URL(fileURLWithPath: source).deletingLastPathComponent().appendingPathComponent(name).path
+        let path = FileManager.default.fileExists(atPath: name) ? name : besideConfig
+        guard FileManager.default.fileExists(atPath: path), let data = FileManager.default.contents(atPath: path),
+              let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(source: source, key: key, message: "included file '\(name)' not found")
+        }
+        let included = try parse(text, source: path)
+        guard case .mapping = included else {
+            throw ConfigError(source: path, key: "", message: "the document must be a mapping of keys to values")
+        }
+        mapping[key] = included
+        root = .mapping(mapping)
     }
 
     private static func parse(_ yaml: String, source: String) throws(ConfigError) -> Node {

@@ -28,6 +28,10 @@ public enum MPIEnvironment {
         return communicator
     }
 
+    /// This process's rank in the world (0 before MPI starts), for messages from code that holds
+    /// no communicator.
+    public static var worldRank: Int { world?.rank ?? 0 }
+
     /// Ends MPI; communicators created by `split` must not be used afterwards.
     ///
     /// The corresponding C function is `MPI_Finalize`.

@@ -51,9 +51,10 @@ struct BenchReport {
     /// Adds one result: `cells` for the table (one per column), `fields` for the JSON line.
     mutating func add(cells: [String], fields: KeyValuePairs<String, Any>) {
         if json {
-            var parts = ["\"bench\":\"\(bench)\""]
-            for (key, value) in fields { parts.append("\"\(key)\":\(jsonValue(value))") }
-            log.info("{" + parts.joined(separator: ",") + "}")
+            var line = JSONLine()
+            line.add("bench", bench)
+            for (key, value) in fields { line.add(key, value) }
+            log.info(line.text)
         } else {
             rows.append(cells)
         }
@@ -74,18 +75,6 @@ struct BenchReport {
         log.info(line(columns))
         log.info(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  "))
         for row in rows { log.info(line(row)) }
-    }
-
-    private func jsonValue(_ value: Any) -> String {
-        switch value {
-        case let number as Double: return number.isFinite ? String(format: "%.6g", number) : "null"
-        case let number as Float: return jsonValue(Double(number))
-        case let number as Int: return String(number)
-        case let flag as Bool: return flag ? "true" : "false"
-        case let text as String:
-            return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        default: return "\"\(value)\""
-        }
     }
 }
 

@@ -1,0 +1,311 @@
+import Model
+import Runtime
+import Tensors
+
+/// How much of the training state ZeRO shards over the data-parallel ranks.
+public enum ZeroStage: Int, Sendable, CaseIterable {
+    /// Plain data parallelism: everything replicated; gradients all-reduced.
+    case none = 0
+    /// ZeRO-1: optimizer state sharded; gradients reduce-scattered, parameters all-gathered.
+    case optimizerState = 1
+    /// ZeRO-2: gradients sharded too; each block's gradients are reduce-scattered as soon as
+    /// backward finishes them, and the full-size buffer is freed.
+    case gradients = 2
+    /// ZeRO-3: parameters sharded too; each block is all-gathered just before use and freed after.
+    case parameters = 3
+}
+
+/// Data parallelism and ZeRO as a `ParameterAccess`: the model runs unchanged, and the
+/// collectives happen in the acquire/release hooks (DESIGN §3, STYLE habit 1).
+///
+/// Communication, on the `data_context` communicator (dp × cp ranks):
+/// - stage 0: each block's gradients are all-reduced (sum, `MPI_Iallreduce`) as soon as the last
+///   micro-batch's backward releases them, overlapping the rest of backward; waited for in
+///   `finishBackward`.
+/// - stage 1: each block's gradients are reduce-scattered (`MPI_Ireduce_scatter_block`) on release
+///   of the last micro-batch; after the update, each block's parameters are all-gathered.
+/// - stage 2: the same reduce-scatter after *every* micro-batch, into a gradient shard that
+///   accumulates; the block's full gradient buffer lives only between acquire and completion.
+/// - stage 3: as stage 2, and `acquireParameters` all-gathers the block (`MPI_Allgather`) into a
+///   buffer that `releaseParameters` frees when the last user releases it.
+/// Requests progress (`MPI_Test`) at every hook, i.e. between layers (Open MPI makes no
+/// asynchronous progress; docs/architecture.md, "Overlap").
+///
+/// The loss is a sum over the global batch scaled by 1 / (global target count), so the summed
+/// gradients equal one rank's on the whole batch.
+public final class DataParallelParameters: ParameterAccess {
+    public let layout: ParameterLayout
+    public let shards: ShardLayout
+    public let stage: ZeroStage
+    public let communicator: Communicator
+    private let threads: KernelThreads
+
+    /// Padded full parameters (stages 0–2); nil at stage 3.
+    private let fullParameters: Tensor?
+    /// This rank's parameter shard (stage 3).
+    private let parameterShard: Tensor?
+    /// Padded full gradients (stages 0–1).
+    private let fullGradients: Tensor?
+    /// This rank's reduced gradient shard (stages 1–3).
+    private let gradientShard: Tensor?
+    private let firstMoments: Tensor
+    private let secondMoments: Tensor
+
+    /// Whether releasing gradients starts their reduction in this backward (stages 0–1 reduce
+    /// once per step, after the last micro-batch; stages 2–3 after every micro-batch).
+    public var isLastMicroBatch = true
+
+    private var gatheredParameters: [ModelBlock: (buffer: Tensor, users: Int)] = [:]
+    private var blockGradients: [ModelBlock: Tensor] = [:]
+    private var pending: [(request: Request, block: ModelBlock, received: Tensor?, send: Tensor?)] = []
+    private var bufferPool: [Int: [Tensor]] = [:]
+    private var liveBufferBytes = 0
+    /// High-water mark of temporary block buffers (gathered parameters, block gradients).
+    public private(set) var peakBufferBytes = 0
+
+    public init(layout: ParameterLayout, stage: ZeroStage, communicator: Communicator, threads: KernelThreads = .single) {
+        self.layout = layout
+        self.stage = stage
+        self.communicator = communicator
+        self.threads = threads
+        let shards = ShardLayout(layout: layout, degree: communicator.size, rank: communicator.rank)
+        self.shards = shards
+        fullParameters = stage == .parameters ? nil : Tensor(shape: [shards.paddedCount])
+        parameterShard = stage == .parameters ? Tensor(shape: [shards.shardCount]) : nil
+        fullGradients = stage.rawValue <= 1 ? Tensor(shape: [shards.paddedCount]) : nil
+        gradientShard = stage.rawValue >= 1 ? Tensor(shape: [shards.shardCount]) : nil
+        let stateCount = stage == .none ? shards.paddedCount : shards.shardCount
+        firstMoments = Tensor(shape: [stateCount])
+        secondMoments = Tensor(shape: [stateCount])
+    }
+
+    // MARK: Loading and reading whole parameters
+
+    /// Takes this rank's part of a full (unpadded, `layout`-ordered) parameter arena.
+    public func load(_ parameters: UnsafePointer<Float>) {
+        for block in shards.blocks {
+            let source = parameters + block.range.lowerBound
+            if let fullParameters {
+                (fullParameters.pointer + block.paddedOffset).update(from: source, count: block.range.count)
+            } else if let parameterShard {
+                let owned = shards.ownedRange(of: block, rank: shards.rank)
+                (parameterShard.pointer + block.shardOffset).update(from: source + owned.lowerBound, count: owned.count)
+            }
+        }
+    }
+
+    /// Writes the full parameters (unpadded layout) into `destination`; collective at stage 3.
+    public func gatherParameters(into destination: UnsafeMutablePointer<Float>) throws {
+        for block in shards.blocks {
+            let pointer = acquireParameters(block.block)
+            (destination + block.range.lowerBound).update(from: pointer, count: block.range.count)
+            releaseParameters(block.block)
+        }
+    }
+
+    // MARK: ParameterAccess
+
+    public func acquireParameters(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {
+        progress()
+        let info = shards[block]
+        if let fullParameters { return fullParameters.pointer + info.paddedOffset }
+        if let gathered = gatheredParameters[block] {
+            gatheredParameters[block] = (gathered.buffer, gathered.users + 1)
+            return gathered.buffer.pointer
+        }
+        let buffer = takeBuffer(count: info.paddedCount)
+        guard let parameterShard else { preconditionFailure("stage 3 keeps a parameter shard") }
+        (buffer.pointer + shards.rank * info.shardCount).update(from: parameterShard.pointer + info.shardOffset, count: info.shardCount)
+        orAbort { try communicator.allgatherInPlace(buffer.buffer.prefix(info.paddedCount).rebased) }
+        gatheredParameters[block] = (buffer, 1)
+        return buffer.pointer
+    }
+
+    public func releaseParameters(_ block: ModelBlock) {
+        progress()
+        guard let gathered = gatheredParameters[block] else { return }
+        if gathered.users > 1 {
+            gatheredParameters[block] = (gathered.buffer, gathered.users - 1)
+        } else {
+            gatheredParameters[block] = nil
+            returnBuffer(gathered.buffer)
+        }
+    }
+
+    public func acquireGradients(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {
+        progress()
+        let info = shards[block]
+        if let fullGradients { return fullGradients.pointer + info.paddedOffset }
+        if let existing = blockGradients[block] { return existing.pointer }
+        let buffer = takeBuffer(count: info.paddedCount)
+        blockGradients[block] = buffer
+        return buffer.pointer
+    }
+
+    public func releaseGradients(_ block: ModelBlock) {
+        let info = shards[block]
+        switch stage {
+        case .none:
+            guard isLastMicroBatch, let fullGradients else { break }
+            let region = UnsafeMutableBufferPointer(start: fullGradients.pointer + info.paddedOffset, count: info.paddedCount)
+            orAbort { pending.append((try communicator.allreduceNonBlocking(region, .sum), block, nil, nil)) }
+        case .optimizerState:
+            guard isLastMicroBatch, let fullGradients, let gradientShard else { break }
+            let send = UnsafeBufferPointer(start: fullGradients.pointer + info.paddedOffset, count: info.paddedCount)
+            let receive = UnsafeMutableBufferPointer(start: gradientShard.pointer + info.shardOffset, count: info.shardCount)
+            orAbort { pending.append((try communicator.reduceScatterNonBlocking(send, into: receive, .sum), block, nil, nil)) }
+        case .gradients, .parameters:
+            guard let gradients = blockGradients.removeValue(forKey: block) else { break }
+            let received = takeBuffer(count: info.shardCount)
+            let send = UnsafeBufferPointer(start: gradients.pointer, count: info.paddedCount)
+            orAbort {
+                pending.append((try communicator.reduceScatterNonBlocking(send, into: received.buffer.prefix(info.shardCount).rebased, .sum),
+                                block, received, gradients))
+            }
+        }
+        progress()
+    }
+
+    // MARK: The step
+
+    /// Waits for every outstanding reduction of this backward.
+    public func finishBackward() throws {
+        while !pending.isEmpty { try complete(0, wait: true) }
+    }
+
+    /// The global L2 norm of the reduced gradients (collective for stages 1–3).
+    public func gradientNorm() throws -> Double {
+        var sum = 0.0
+        if stage == .none, let fullGradients {
+            for block in shards.blocks { sum += sumOfSquares(fullGradients.pointer + block.paddedOffset, count: block.range.count) }
+            return sum.squareRoot()
+        }
+        guard let gradientShard else { return 0 }
+        for block in shards.blocks {
+            sum += sumOfSquares(gradientShard.pointer + block.shardOffset, count: shards.ownedRange(of: block, rank: shards.rank).count)
+        }
+        return try communicator.allreduce(sum, .sum).squareRoot()
+    }
+
+    /// Scales the reduced gradients by `gradientScale` (clipping), applies AdamW to this rank's
+    /// share, all-gathers the parameters where needed (stages 1–2), and zeroes the gradients.
+    public func step(settings: AdamW.Settings, stepNumber: Int, gradientScale: Float) throws {
+        let decaying = settings
+        var constant = settings
+        constant.weightDecay = 0
+        if stage == .none, let fullParameters, let fullGradients {
+            for segment in shards.fullSegments() {
+                update(parameters: fullParameters.pointer + segment.offset, gradients: fullGradients.pointer + segment.offset,
+                       state: segment.offset, count: segment.count, scale: gradientScale,
+                       settings: segment.decays ? decaying : constant, stepNumber: stepNumber)
+            }
+            fullGradients.zero()
+            return
+        }
+        guard let gradientShard else { return }
+        for segment in shards.shardSegments() {
+            let parameters: UnsafeMutablePointer<Float>
+            if let parameterShard {
+                parameters = parameterShard.pointer + segment.offset
+            } else if let fullParameters {
+                // The shard arena offset maps into this rank's slice of the padded block.
+                let block = shards.blocks[segment.blockIndex]
+                parameters = fullParameters.pointer + block.paddedOffset + shards.rank * block.shardCount + (segment.offset - block.shardOffset)
+            } else {
+                preconditionFailure("no parameter storage")
+            }
+            update(parameters: parameters, gradients: gradientShard.pointer + segment.offset, state: segment.offset,
+                   count: segment.count, scale: gradientScale, settings: segment.decays ? decaying : constant, stepNumber: stepNumber)
+        }
+        gradientShard.zero()
+        fullGradients?.zero()
+        if stage != .parameters, let fullParameters {
+            for block in shards.blocks {
+                try communicator.allgatherInPlace(UnsafeMutableBufferPointer(start: fullParameters.pointer + block.paddedOffset,
+                                                                            count: block.paddedCount))
+            }
+        }
+    }
+
+    private func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, state: Int, count: Int,
+                        scale: Float, settings: AdamW.Settings, stepNumber: Int) {
+        if scale != 1 {
+            for index in 0..<count { gradients[index] *= scale }
+        }
+        AdamW.update(parameters: parameters, firstMoments: firstMoments.pointer + state, secondMoments: secondMoments.pointer + state,
+                     gradients: gradients, count: count, step: stepNumber, settings: settings, threads: threads)
+    }
+
+    /// Bytes held for the whole run on this rank: parameters, gradients, optimizer state.
+    public var residentBytes: (parameters: Int, gradients: Int, optimizerState: Int) {
+        let floats = MemoryLayout<Float>.stride
+        return ((fullParameters?.count ?? 0) * floats + (parameterShard?.count ?? 0) * floats,
+                (fullGradients?.count ?? 0) * floats + (gradientShard?.count ?? 0) * floats,
+                (firstMoments.count + secondMoments.count) * floats)
+    }
+
+    // MARK: Requests and buffers
+
+    /// Tests outstanding requests; completes those that finished.
+    private func progress() {
+        var index = 0
+        while index < pending.count {
+            let done = orAbort { try pending[index].request.test() }
+            if done { orAbort { try complete(index, wait: false) } } else { index += 1 }
+        }
+    }
+
+    private func complete(_ index: Int, wait: Bool) throws {
+        let item = pending.remove(at: index)
+        if wait { try item.request.wait() }
+        if let received = item.received, let gradientShard {
+            // Stages 2–3: accumulate this micro-batch's reduced shard.
+            let info = shards[item.block]
+            let shard = gradientShard.pointer + info.shardOffset
+            for element in 0..<info.shardCount { shard[element] += received.pointer[element] }
+            returnBuffer(received)
+        }
+        if let send = item.send { returnBuffer(send) }
+    }
+
+    private func takeBuffer(count: Int) -> Tensor {
+        let buffer: Tensor
+        if var free = bufferPool[count], let reused = free.popLast() {
+            bufferPool[count] = free
+            reused.zero()
+            buffer = reused
+        } else {
+            buffer = Tensor(shape: [count])
+        }
+        liveBufferBytes += count * MemoryLayout<Float>.stride
+        peakBufferBytes = max(peakBufferBytes, liveBufferBytes)
+        return buffer
+    }
+
+    private func returnBuffer(_ buffer: Tensor) {
+        liveBufferBytes -= buffer.count * MemoryLayout<Float>.stride
+        bufferPool[buffer.count, default: []].append(buffer)
+    }
+
+    private func sumOfSquares(_ values: UnsafePointer<Float>, count: Int) -> Double {
+        var sum = 0.0
+        for index in 0..<count { sum += Double(values[index]) * Double(values[index]) }
+        return sum
+    }
+}
+
+/// Runs an MPI call from a hook that cannot throw; a failure there is this rank's alone, so it
+/// ends the job the way `SPMDJob` ends one failing rank.
+@discardableResult
+func orAbort<T>(_ body: () throws -> T) -> T {
+    do {
+        return try body()
+    } catch {
+        Log.write("meshlm: error (rank \(MPIEnvironment.worldRank)): \(error)\n", to: .standardError)
+        MPIEnvironment.abort(code: 1)
+    }
+}
+
+extension Slice where Base == UnsafeMutableBufferPointer<Float> {
+    var rebased: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(rebasing: self) }
+}

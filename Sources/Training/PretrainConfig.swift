@@ -1,0 +1,211 @@
+import Model
+import Runtime
+
+/// The run config of `meshlm pretrain` (DESIGN §4): one section per component, each decoded
+/// strictly and validated once. Keys and defaults are documented in docs/training.md.
+public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
+    public var model: LlamaConfig
+    public var run: RunSection
+    public var train: TrainSection
+    public var optimizer: OptimizerSection
+    public var data: DataSection
+    public var parallel: ParallelSection
+    public var checkpoint: CheckpointSection
+
+    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(LlamaConfig.self, forKey: .model)
+        run = try c.decode(.run, default: RunSection())
+        train = try c.decode(TrainSection.self, forKey: .train)
+        optimizer = try c.decode(OptimizerSection.self, forKey: .optimizer)
+        data = try c.decode(DataSection.self, forKey: .data)
+        parallel = try c.decode(.parallel, default: ParallelSection())
+        checkpoint = try c.decode(.checkpoint, default: CheckpointSection())
+    }
+
+    public func validate() throws(ConfigError) {
+        do { try model.validate() } catch { throw ConfigError(key: "model." + error.key, message: error.message) }
+        try train.validate()
+        try optimizer.validate()
+        try parallel.validate()
+        try checkpoint.validate()
+        guard train.seqLen <= model.maxPositionEmbeddings else {
+            throw .invalid("train.seq_len", train.seqLen, "must not exceed model.max_position_embeddings \(model.maxPositionEmbeddings)")
+        }
+    }
+}
+
+public struct RunSection: Codable, Sendable {
+    /// Where metrics (and later checkpoints) go.
+    public var dir: String
+    enum CodingKeys: String, CodingKey { case dir }
+    public init(dir: String = "runs/pretrain") { self.dir = dir }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dir = try c.decode(.dir, default: "runs/pretrain")
+    }
+}
+
+public struct TrainSection: Codable, Sendable {
+    public var steps: Int
+    public var seed: Int
+    public var seqLen: Int
+    public var globalBatchSize: Int
+    public var microBatchSize: Int
+    public var logInterval: Int
+    public var evalInterval: Int
+    public var evalBatches: Int
+    public var stopAtStep: Int
+    public var recompute: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case steps, seed, seqLen = "seq_len", globalBatchSize = "global_batch_size", microBatchSize = "micro_batch_size"
+        case logInterval = "log_interval", evalInterval = "eval_interval", evalBatches = "eval_batches"
+        case stopAtStep = "stop_at_step", recompute
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        steps = try c.decode(Int.self, forKey: .steps)
+        seed = try c.decode(.seed, default: 1234)
+        seqLen = try c.decode(Int.self, forKey: .seqLen)
+        globalBatchSize = try c.decode(Int.self, forKey: .globalBatchSize)
+        microBatchSize = try c.decode(.microBatchSize, default: 1)
+        logInterval = try c.decode(.logInterval, default: 10)
+        evalInterval = try c.decode(.evalInterval, default: 0)
+        evalBatches = try c.decode(.evalBatches, default: 8)
+        stopAtStep = try c.decode(.stopAtStep, default: 0)
+        recompute = try c.decode(.recompute, default: false)
+    }
+
+    func validate() throws(ConfigError) {
+        for (key, value) in [("train.steps", steps), ("train.seq_len", seqLen), ("train.global_batch_size", globalBatchSize),
+                             ("train.micro_batch_size", microBatchSize), ("train.log_interval", logInterval),
+                             ("train.eval_batches", evalBatches)] where value < 1 {
+            throw .invalid(key, value, "must be at least 1")
+        }
+        guard evalInterval >= 0 else { throw .invalid("train.eval_interval", evalInterval, "must be 0 (never) or positive") }
+        guard (0...steps).contains(stopAtStep) else {
+            throw .invalid("train.stop_at_step", stopAtStep, "must be 0 (run all train.steps) or between 1 and train.steps \(steps)")
+        }
+        guard globalBatchSize % microBatchSize == 0 else {
+            throw .invalid("train.global_batch_size", globalBatchSize, "must be a multiple of train.micro_batch_size \(microBatchSize)")
+        }
+    }
+}
+
+public struct OptimizerSection: Codable, Sendable {
+    public var lr: Double
+    public var minLr: Double
+    public var warmupSteps: Int
+    public var schedule: DecayShape
+    public var beta1: Double
+    public var beta2: Double
+    public var eps: Double
+    public var weightDecay: Double
+    public var gradClip: Double
+
+    enum CodingKeys: String, CodingKey {
+        case lr, minLr = "min_lr", warmupSteps = "warmup_steps", schedule, beta1, beta2, eps
+        case weightDecay = "weight_decay", gradClip = "grad_clip"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        lr = try c.decode(Double.self, forKey: .lr)
+        minLr = try c.decode(.minLr, default: lr / 10)
+        warmupSteps = try c.decode(.warmupSteps, default: 0)
+        schedule = try c.decode(.schedule, default: .cosine)
+        beta1 = try c.decode(.beta1, default: 0.9)
+        beta2 = try c.decode(.beta2, default: 0.95)
+        eps = try c.decode(.eps, default: 1e-8)
+        weightDecay = try c.decode(.weightDecay, default: 0.1)
+        gradClip = try c.decode(.gradClip, default: 1.0)
+    }
+
+    func validate() throws(ConfigError) {
+        guard lr > 0 else { throw .invalid("optimizer.lr", lr, "must be positive") }
+        guard (0...lr).contains(minLr) else { throw .invalid("optimizer.min_lr", minLr, "must be between 0 and optimizer.lr \(lr)") }
+        guard warmupSteps >= 0 else { throw .invalid("optimizer.warmup_steps", warmupSteps, "must not be negative") }
+        guard (0..<1).contains(beta1) else { throw .invalid("optimizer.beta1", beta1, "must be in [0, 1)") }
+        guard (0..<1).contains(beta2) else { throw .invalid("optimizer.beta2", beta2, "must be in [0, 1)") }
+        guard eps > 0 else { throw .invalid("optimizer.eps", eps, "must be positive") }
+        guard weightDecay >= 0 else { throw .invalid("optimizer.weight_decay", weightDecay, "must not be negative") }
+        guard gradClip >= 0 else { throw .invalid("optimizer.grad_clip", gradClip, "must be 0 (off) or positive") }
+    }
+
+    public func schedule(totalSteps: Int) -> LearningRateSchedule {
+        LearningRateSchedule(peak: lr, floor: minLr, warmupSteps: warmupSteps, totalSteps: totalSteps, shape: schedule)
+    }
+}
+
+public struct DataSection: Codable, Sendable {
+    /// A shard directory (with manifest.json), or a `.bin` / `.npy` token file.
+    public var train: String
+    /// Held-out tokens for periodic evaluation (optional).
+    public var eval: String?
+    enum CodingKeys: String, CodingKey { case train, eval }
+}
+
+public struct ParallelSection: Codable, Sendable {
+    /// 0 = what the world size leaves after the other degrees.
+    public var dp: Int
+    public var tp: Int
+    public var pp: Int
+    public var cp: Int
+    public var ep: Int
+    public var zeroStage: Int
+    public var sequenceParallel: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case dp, tp, pp, cp, ep, zeroStage = "zero_stage", sequenceParallel = "sequence_parallel"
+    }
+
+    public init() {
+        dp = 0; tp = 1; pp = 1; cp = 1; ep = 1; zeroStage = 0; sequenceParallel = false
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dp = try c.decode(.dp, default: 0)
+        tp = try c.decode(.tp, default: 1)
+        pp = try c.decode(.pp, default: 1)
+        cp = try c.decode(.cp, default: 1)
+        ep = try c.decode(.ep, default: 1)
+        zeroStage = try c.decode(.zeroStage, default: 0)
+        sequenceParallel = try c.decode(.sequenceParallel, default: false)
+    }
+
+    func validate() throws(ConfigError) {
+        guard dp >= 0 else { throw .invalid("parallel.dp", dp, "must be 0 (inferred from the world size) or positive") }
+        guard (0...3).contains(zeroStage) else { throw .invalid("parallel.zero_stage", zeroStage, "must be 0, 1, 2 or 3") }
+        // Model parallelism lands with the tensor/pipeline issue; refuse rather than ignore it.
+        for (key, value) in [("parallel.tp", tp), ("parallel.pp", pp), ("parallel.cp", cp), ("parallel.ep", ep)] where value != 1 {
+            throw .invalid(key, value, "only 1 is supported so far (data parallelism and ZeRO; tensor, pipeline, context and expert parallelism are not implemented yet)")
+        }
+        guard !sequenceParallel else {
+            throw .invalid("parallel.sequence_parallel", sequenceParallel, "sequence parallelism needs tensor parallelism, which is not implemented yet")
+        }
+    }
+}
+
+public struct CheckpointSection: Codable, Sendable {
+    public var interval: Int
+    public var keep: Int
+    enum CodingKeys: String, CodingKey { case interval, keep }
+    public init() { interval = 0; keep = 3 }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        interval = try c.decode(.interval, default: 0)
+        keep = try c.decode(.keep, default: 3)
+    }
+
+    func validate() throws(ConfigError) {
+        guard interval == 0 else {
+            throw .invalid("checkpoint.interval", interval, "checkpointing is not implemented yet; use 0")
+        }
+        guard keep >= 1 else { throw .invalid("checkpoint.keep", keep, "must be at least 1") }
+    }
+}

@@ -1,1 +1,0 @@
-// The training layer: objectives, optimizer, schedules, the training loop.
