@@ -1,3 +1,4 @@
+import DataPipeline
 import Model
 import Runtime
 
@@ -146,7 +147,28 @@ public struct DataSection: Codable, Sendable {
     public var train: String
     /// Held-out tokens for periodic evaluation (optional).
     public var eval: String?
-    enum CodingKeys: String, CodingKey { case train, eval }
+    /// Id width of a headerless `.bin` file.
+    public var binDtype: RawTokenType
+    /// The EOS id of `.bin` / `.npy` data (shard directories record theirs).
+    public var eosId: Int?
+    /// Whether the target after an EOS (the next document's first token) is trained on.
+    public var boundaryTargets: BoundaryTargets
+    /// Whether each epoch visits the samples in a seeded random order.
+    public var shuffle: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case train, eval, binDtype = "bin_dtype", eosId = "eos_id", boundaryTargets = "boundary_targets", shuffle
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        train = try c.decode(String.self, forKey: .train)
+        eval = try c.decodeIfPresent(String.self, forKey: .eval)
+        binDtype = try c.decode(.binDtype, default: .uint16)
+        eosId = try c.decodeIfPresent(Int.self, forKey: .eosId)
+        boundaryTargets = try c.decode(.boundaryTargets, default: .keep)
+        shuffle = try c.decode(.shuffle, default: true)
+    }
 }
 
 public struct ParallelSection: Codable, Sendable {

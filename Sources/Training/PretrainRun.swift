@@ -1,0 +1,98 @@
+import Foundation
+import Runtime
+
+/// The loop around `Pretrainer`: steps, periodic logging to `RUN/metrics.jsonl` and the progress
+/// line, periodic evaluation, and the end-of-run summary.
+public struct PretrainRun {
+    public let trainer: Pretrainer
+    public let trainBatches: BatchSource
+    public let evalBatches: BatchSource?
+    public let metrics: MetricsLog
+    public let log: Log
+    /// The fp32 FMA peak of all ranks together (GFLOP/s), measured at start-up, for MFU.
+    public let peakGigaflops: Double
+
+    public init(trainer: Pretrainer, trainBatches: BatchSource, evalBatches: BatchSource?, metrics: MetricsLog, log: Log,
+                peakGigaflops: Double) {
+        self.trainer = trainer
+        self.trainBatches = trainBatches
+        self.evalBatches = evalBatches
+        self.metrics = metrics
+        self.log = log
+        self.peakGigaflops = peakGigaflops
+    }
+
+    /// What the run ended with.
+    public struct Summary: Sendable {
+        public var steps: Int
+        public var firstLoss: Double
+        public var lastLoss: Double
+        public var lastEvalLoss: Double?
+        public var tokensPerSecond: Double
+        public var mfu: Double
+    }
+
+    /// Trains from step `start` to the end (or `train.stop_at_step`) and returns the summary.
+    public func run(from start: Int = 0) throws -> Summary {
+        let train = trainer.config.train
+        let end = train.stopAtStep > 0 ? train.stopAtStep : train.steps
+        let progress = ProgressLine(label: "pretrain", total: end - start, unit: "steps", log: log)
+        var summary = Summary(steps: 0, firstLoss: .nan, lastLoss: .nan, lastEvalLoss: nil, tokensPerSecond: 0, mfu: 0)
+        var intervalTokens = 0, intervalSeconds = 0.0, totalTokens = 0, totalSeconds = 0.0
+        for step in start..<end {
+            let result = try trainer.step(step, batches: try trainBatches.microBatches(step: step))
+            if summary.firstLoss.isNaN { summary.firstLoss = result.loss }
+            summary.lastLoss = result.loss
+            summary.steps += 1
+            intervalTokens += result.tokens
+            intervalSeconds += result.seconds
+            // The first step pays for page faults and warm caches; keep it out of the totals.
+            if step > start || end - start == 1 {
+                totalTokens += result.tokens
+                totalSeconds += result.seconds
+            }
+            let isLast = step == end - 1
+            if step % train.logInterval == 0 || isLast {
+                let rate = Double(intervalTokens) / max(intervalSeconds, 1e-9)
+                let mfu = rate * trainer.flopsPerToken / (peakGigaflops * 1e9)
+                let rss = try trainer.communicator.allgather([peakResidentMegabytes()]).map { $0[0] }
+                var line = JSONLine()
+                line.add("step", step)
+                line.add("loss", result.loss)
+                line.add("lr", result.learningRate)
+                line.add("grad_norm", result.gradientNorm)
+                line.add("tokens_per_s", rate)
+                line.add("mfu", mfu)
+                line.add("peak_rss_mb", rss.max() ?? 0)
+                line.add("peak_rss_mb_per_rank", rss)
+                metrics.write(line)
+                log.info(String(format: "step %5d  loss %.4f  lr %.3e  grad_norm %.3f  %@ tok/s  mfu %.1f%%",
+                                step, result.loss, result.learningRate, result.gradientNorm, formatRate(rate), 100 * mfu))
+                intervalTokens = 0
+                intervalSeconds = 0
+            }
+            if let evalBatches, train.evalInterval > 0, step % train.evalInterval == 0 || isLast {
+                let evalLoss = try evaluate(evalBatches)
+                summary.lastEvalLoss = evalLoss
+                var line = JSONLine()
+                line.add("step", step)
+                line.add("eval_loss", evalLoss)
+                metrics.write(line)
+                log.info(String(format: "step %5d  eval_loss %.4f", step, evalLoss))
+            }
+            progress.advance()
+        }
+        progress.finish()
+        summary.tokensPerSecond = Double(totalTokens) / max(totalSeconds, 1e-9)
+        summary.mfu = summary.tokensPerSecond * trainer.flopsPerToken / (peakGigaflops * 1e9)
+        return summary
+    }
+
+    /// The eval loss over the first `train.eval_batches` batches of the eval data (same batches
+    /// every time, in order).
+    private func evaluate(_ source: BatchSource) throws -> Double {
+        var batches: [MicroBatch] = []
+        for index in 0..<trainer.config.train.evalBatches { batches += try source.microBatches(step: index) }
+        return try trainer.evaluate(batches)
+    }
+}

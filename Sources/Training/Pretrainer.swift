@@ -1,0 +1,142 @@
+import Foundation
+import Model
+import Parallel
+import Runtime
+import Tensors
+
+/// One micro-batch of a rank: `microBatchSize × seqLen` token ids, next-token targets (−100 where
+/// no loss counts) and positions within each token's document (RoPE restarts per document).
+public struct MicroBatch: Sendable {
+    public var tokens: [Int32]
+    public var targets: [Int32]
+    public var positions: [Int32]
+
+    public init(tokens: [Int32], targets: [Int32], positions: [Int32]) {
+        self.tokens = tokens
+        self.targets = targets
+        self.positions = positions
+    }
+
+    public var targetCount: Int { targets.reduce(0) { $0 + ($1 == CrossEntropy.defaultIgnoreIndex ? 0 : 1) } }
+
+    /// Runs `body` with pointers to the three arrays (never empty: a micro-batch has ≥ 1 token).
+    func withPointers<Result>(_ body: (UnsafePointer<Int32>, UnsafePointer<Int32>, UnsafePointer<Int32>) -> Result) -> Result {
+        tokens.withUnsafeBufferPointer { tokens in
+            targets.withUnsafeBufferPointer { targets in
+                positions.withUnsafeBufferPointer { positions in
+                    guard let t = tokens.baseAddress, let g = targets.baseAddress, let p = positions.baseAddress else {
+                        preconditionFailure("an empty micro-batch")
+                    }
+                    return body(t, g, p)
+                }
+            }
+        }
+    }
+}
+
+/// Where a trainer's batches come from: this rank's micro-batches of each global step.
+public protocol BatchSource {
+    func microBatches(step: Int) throws -> [MicroBatch]
+}
+
+/// A training step's figures.
+public struct StepResult: Sendable {
+    public let step: Int
+    public let loss: Double
+    public let gradientNorm: Double
+    public let learningRate: Double
+    public let tokens: Int
+    public let seconds: Double
+}
+
+/// The pretraining loop: data-parallel (and ZeRO) training of the Llama model, deterministic for
+/// a config and seed, equal across data-parallel layouts (DESIGN §3).
+///
+/// One step: every micro-batch forward and backward (gradients of Σ loss / global target count
+/// accumulate; the parallel layer reduces them across ranks as backward releases each block),
+/// then the global gradient norm, clipping, and AdamW on this rank's share.
+public final class Pretrainer {
+    public let config: PretrainConfig
+    public let communicator: Communicator
+    public let model: LlamaModel
+    public let parameters: DataParallelParameters
+    public let layout: ParameterLayout
+    private let schedule: LearningRateSchedule
+    private let log: Log
+
+    public init(config: PretrainConfig, dataCommunicator: Communicator, threads: KernelThreads, log: Log) {
+        self.config = config
+        self.communicator = dataCommunicator
+        self.log = log
+        layout = ParameterLayout(config: config.model)
+        model = LlamaModel(config: config.model, microBatchSize: config.train.microBatchSize,
+                           sequenceLength: config.train.seqLen, recompute: config.train.recompute, threads: threads)
+        let stage = ZeroStage(rawValue: config.parallel.zeroStage) ?? .none
+        parameters = DataParallelParameters(layout: layout, stage: stage, communicator: dataCommunicator, threads: threads)
+        schedule = config.optimizer.schedule(totalSteps: config.train.steps)
+        // Rank-independent initialization: every rank builds the same full arena, keeps its part.
+        let initial = Tensor(shape: [layout.count])
+        LlamaModel.initialize(initial.pointer, layout: layout, config: config.model, seed: UInt64(config.train.seed))
+        parameters.load(initial.pointer)
+    }
+
+    /// Runs one optimizer step on `batches` (this rank's micro-batches) and returns its figures.
+    public func step(_ step: Int, batches: [MicroBatch]) throws -> StepResult {
+        let start = monotonicSeconds()
+        // The loss is a mean over the global batch: every rank scales by the same global count.
+        let localTargets = batches.reduce(0) { $0 + $1.targetCount }
+        let globalTargets = try communicator.allreduce(Int64(localTargets), .sum)
+        guard globalTargets > 0 else { throw JobError("step \(step): the batch has no target tokens to learn from") }
+        let lossScale = Float(1 / Double(globalTargets))
+        var lossSum = 0.0
+        for (index, batch) in batches.enumerated() {
+            parameters.isLastMicroBatch = index == batches.count - 1
+            let total = batch.withPointers { tokens, targets, positions in
+                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: parameters)
+            }
+            lossSum += total.lossSum
+            model.backward(lossScale: lossScale, parameters: parameters)
+        }
+        try parameters.finishBackward()
+        let loss = try communicator.allreduce(lossSum, .sum) / Double(globalTargets)
+        guard loss.isFinite else {
+            throw JobError("step \(step): the loss is \(loss); stopping (lower optimizer.lr, raise optimizer.warmup_steps, or check the data)")
+        }
+        let norm = try parameters.gradientNorm()
+        guard norm.isFinite else {
+            throw JobError("step \(step): the gradient norm is \(norm); stopping (lower optimizer.lr or enable optimizer.grad_clip)")
+        }
+        let clip = config.optimizer.gradClip
+        let scale = clip > 0 && norm > clip ? Float(clip / (norm + 1e-6)) : 1
+        let rate = schedule.rate(at: step)
+        let settings = AdamW.Settings(learningRate: Float(rate), beta1: Float(config.optimizer.beta1), beta2: Float(config.optimizer.beta2),
+                                      epsilon: Float(config.optimizer.eps), weightDecay: Float(config.optimizer.weightDecay))
+        try parameters.step(settings: settings, stepNumber: step + 1, gradientScale: scale)
+        let tokens = batches.reduce(0) { $0 + $1.tokens.count } * communicator.size
+        return StepResult(step: step, loss: loss, gradientNorm: norm, learningRate: rate, tokens: tokens,
+                          seconds: monotonicSeconds() - start)
+    }
+
+    /// Mean loss over `batches` (this rank's share of the eval set), forward only.
+    public func evaluate(_ batches: [MicroBatch]) throws -> Double {
+        var lossSum = 0.0
+        var count = 0
+        for batch in batches {
+            let total = batch.withPointers { tokens, targets, positions in
+                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: parameters)
+            }
+            lossSum += total.lossSum
+            count += total.targetCount
+        }
+        var sums = [lossSum, Double(count)]
+        try communicator.allreduce(&sums, .sum)
+        return sums[0] / max(sums[1], 1)
+    }
+
+    /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters; the count PaLM's MFU
+    /// and the peer figures in docs/benchmarks.md use).
+    public var flopsPerToken: Double {
+        let model = config.model
+        return 6 * Double(layout.count) + 12 * Double(model.numHiddenLayers * model.hiddenSize * config.train.seqLen)
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import DataPipeline
+import Model
+import Parallel
+import Runtime
+import Tensors
+import Training
+
+struct PretrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pretrain",
+        abstract: "Pretrain a Llama-style model from token shards on the data-parallel mesh (DP, ZeRO-1/2/3).",
+        discussion: "Config keys and defaults: docs/training.md. Example: mpirun -np 2 meshlm pretrain --config configs/pretrain/tiny.yaml")
+
+    @OptionGroup var job: JobOptions
+    @Option(help: "The run config (YAML).") var config: String
+    @Option(name: .customLong("set"), help: "Override a config key: section.key=value (repeatable).") var overrides: [String] = []
+
+    func run() throws {
+        try job.runJob { context in
+            let world = context.world, log = context.log
+            let threads = KernelThreads(count: context.threads)
+            let (settings, mesh, trainBatches, evalBatches, metrics) = try world.collectively {
+                let settings = try ConfigLoader.load(PretrainConfig.self, path: config, overrides: overrides, includes: ["model"])
+                let parallel = settings.parallel
+                let dims = try ParallelDims(worldSize: world.size, pipelineDegree: parallel.pp,
+                                            dataDegree: parallel.dp == 0 ? nil : parallel.dp, contextDegree: parallel.cp,
+                                            tensorDegree: parallel.tp, expertDegree: parallel.ep)
+                try ModelSplit.validate(settings.model, on: dims)
+                let mesh = try DeviceMesh(world: world, dims: dims)
+                let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
+                let trainBatches = try SampledBatches.open(settings.data.train, data: settings.data, train: settings.train,
+                                                           dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle)
+                try Self.checkVocabulary(trainBatches, settings)
+                let evalBatches = try settings.data.eval.map { path in
+                    let batches = try SampledBatches.open(path, data: settings.data, train: settings.train,
+                                                          dataParallelDegree: degree, rank: rank, shuffle: false)
+                    try Self.checkVocabulary(batches, settings)
+                    return batches
+                }
+                let metrics = try MetricsLog(directory: settings.run.dir, rank: world.rank, append: false)
+                return (settings, mesh, trainBatches, evalBatches, metrics)
+            }
+            let trainer = Pretrainer(config: settings, dataCommunicator: mesh.dataContext, threads: threads, log: log)
+            let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.05), .sum)
+            let train = settings.train
+            log.info("pretrain: \(settings.model.parameterCount.formatted) parameters; mesh \(mesh.dims); ZeRO stage \(settings.parallel.zeroStage); "
+                     + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
+                     + "\(trainBatches.samples.sampleCount) training samples; metrics → \(metrics.path)")
+            let summary = try PretrainRun(trainer: trainer, trainBatches: trainBatches, evalBatches: evalBatches,
+                                          metrics: metrics, log: log, peakGigaflops: peak).run()
+            var line = String(format: "pretrain: %d steps, loss %.4f → %.4f", summary.steps, summary.firstLoss, summary.lastLoss)
+            if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
+            line += String(format: ", %@ tokens/s, MFU %.1f%% of %.0f GFLOP/s", formatRate(summary.tokensPerSecond), 100 * summary.mfu, peak)
+            log.info(line)
+        }
+    }
+
+    /// Token ids the model's embedding cannot hold are an error before training, not a crash in it.
+    static func checkVocabulary(_ batches: SampledBatches, _ settings: PretrainConfig) throws {
+        if let vocabulary = batches.samples.dataset.vocabSize, vocabulary > settings.model.vocabSize {
+            throw JobError("\(batches.samples.dataset.path): the data's vocabulary (\(vocabulary) ids) does not fit model.vocab_size \(settings.model.vocabSize)")
+        }
+    }
+}
+
+extension Int {
+    /// 1.23M, 45.6k.
+    var formatted: String { formatRate(Double(self)) }
+}
