@@ -109,7 +109,8 @@ public struct ParameterLayout: Sendable {
 /// the single-device model and the parallel layers (STYLE §Our habits 1).
 ///
 /// The model brackets every use of a block's parameters with `acquireParameters` /
-/// `releaseParameters` (forward, recomputation and backward each acquire and release), and
+/// `releaseParameters` (forward and backward each acquire and release; a recomputed layer is
+/// recomputed and differentiated inside backward's one bracket), and
 /// writes a block's gradients between `acquireGradients` and `releaseGradients`, called exactly
 /// once per block per backward, after the last write (for a tied head, the embedding's gradients
 /// are acquired during the head's backward and released after the embedding's backward).

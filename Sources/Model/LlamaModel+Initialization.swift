@@ -1,0 +1,46 @@
+import Tensors
+
+extension LlamaModel {
+    /// Fills a parameter arena (`layout.count` floats) with initial values:
+    ///
+    /// - norm weights (1-D): ones;
+    /// - matrices: N(0, 0.02²) (GPT-2 and transformers' `initializer_range`), except `o_proj` and
+    ///   `down_proj`, the two projections that write into the residual stream, which get
+    ///   N(0, (0.02 / √(2·num_hidden_layers))²) so the stream's variance does not grow with depth
+    ///   (GPT-2's scaled initialization, as torchtitan does it).
+    ///
+    /// Each tensor draws from its own `SplitMix64` stream keyed by its name, so its values depend
+    /// only on the seed and its name: not on the rank, the thread count, the layout's order or
+    /// which other tensors exist (tied or not, pipeline stage or not).
+    public static func initialize(_ parameters: UnsafeMutablePointer<Float>, layout: ParameterLayout,
+                                  config: LlamaConfig, seed: UInt64) {
+        for entry in layout.entries {
+            initialize(parameters + entry.offset, entry: entry, config: config, seed: seed)
+        }
+    }
+
+    /// Fills one tensor (`entry.count` floats at `destination`) as `initialize(_:layout:config:seed:)` does.
+    public static func initialize(_ destination: UnsafeMutablePointer<Float>, entry: ParameterLayout.Entry,
+                                  config: LlamaConfig, seed: UInt64) {
+        if entry.shape.count == 1 {
+            destination.update(repeating: 1, count: entry.count)
+            return
+        }
+        let writesResidual = entry.name.hasSuffix("self_attn.o_proj.weight") || entry.name.hasSuffix("mlp.down_proj.weight")
+        let standardDeviation: Float = writesResidual ? 0.02 / (2 * Float(config.numHiddenLayers)).squareRoot() : 0.02
+        var generator = SplitMix64(seed: seed, stream: stream(forName: entry.name))
+        for index in 0..<entry.count {
+            destination[index] = standardDeviation * generator.nextNormal()
+        }
+    }
+
+    /// 64-bit FNV-1a of the name's UTF-8 bytes: a stream number that is stable across runs,
+    /// machines and Swift versions (unlike `Hasher`, which is seeded per process).
+    static func stream(forName name: String) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in name.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+        }
+        return hash
+    }
+}

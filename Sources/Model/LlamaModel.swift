@@ -1,0 +1,396 @@
+import Tensors
+
+/// A Llama decoder on one device, as transformers' `LlamaForCausalLM` computes it, with explicit
+/// forward and backward passes (llm.c style: plain loops over layers, each step a kernel pair from
+/// `Tensors`).
+///
+///     embed_tokens → L × [ x + o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))), n = input_layernorm(x)
+///                          h + down_proj(silu(gate_proj(m)) · up_proj(m)),                     m = post_attention_layernorm(h) ]
+///                  → norm → lm_head (or the embedding table when tied) → softmax cross-entropy
+///
+/// The model reads only the sizes in its config, so a parallel layer may hand it a config with
+/// local (sharded) sizes. It owns no parameters: it reaches them, and writes their gradients,
+/// only through a `ParameterAccess`, one block at a time, in this order:
+///
+/// - forward: `embedding`, `layer(0)` … `layer(L−1)`, `head` — each `acquireParameters` → use →
+///   `releaseParameters`; a tied head also acquires and releases `embedding` inside its bracket.
+/// - backward: `head` (acquire parameters, [tied: acquire `embedding` parameters], acquire
+///   gradients, [tied: acquire `embedding` gradients], compute, release `head` gradients,
+///   [tied: release `embedding` parameters], release `head` parameters); then `layer(L−1)` …
+///   `layer(0)` (acquire parameters, recompute the layer's forward if recomputing, acquire
+///   gradients, compute, release gradients, release parameters); then `embedding` (acquire
+///   gradients unless the tied head already holds them, compute, release gradients). Backward
+///   never reads the embedding table itself, so an untied embedding's parameters are not acquired.
+///
+/// Activations live in one arena sized at init (`activationCount`), so a step allocates nothing.
+/// Not thread-safe: one model serves one sequence of forward/backward calls.
+public final class LlamaModel {
+    public let config: LlamaConfig
+    public let microBatchSize: Int
+    public let sequenceLength: Int
+    /// Whether forward keeps only each layer's input and backward recomputes the rest of the layer.
+    public let recompute: Bool
+    /// Whether attention is masked per document: a token attends only to earlier tokens of its
+    /// own document. Documents are where positions restart (position ≠ previous position + 1),
+    /// the rule transformers uses for packed sequences.
+    public let documentMasking: Bool
+    public let threads: KernelThreads
+    /// The parameter layout this model expects of every `ParameterAccess` it is given.
+    public let layout: ParameterLayout
+
+    let rope: RoPETable
+    let activations: LlamaActivations
+    let layerOffsets: [LayerOffsets]
+    let headOffsets: HeadOffsets
+    let epsilon: Float
+
+    private enum State { case empty, logits, loss }
+    /// What the arena holds: backward needs a forward with targets since the last backward.
+    private var state = State.empty
+
+    /// - Parameters:
+    ///   - config: sizes as this device sees them (validated by the caller).
+    ///   - microBatchSize, sequenceLength: B and T of every call's [B, T] inputs.
+    ///   - recompute: per-layer activation recomputation (less memory, one more layer forward
+    ///     per layer in backward); results are bitwise the same either way.
+    ///   - documentMasking: attention masked per document of a packed row (see the property).
+    public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, recompute: Bool = false,
+                documentMasking: Bool = false, threads: KernelThreads = .single) {
+        precondition(microBatchSize >= 1 && sequenceLength >= 1,
+                     "micro-batch size \(microBatchSize) and sequence length \(sequenceLength) must be at least 1")
+        precondition(config.numLocalExperts == 0, "LlamaModel is dense; mixture of experts is not implemented")
+        self.config = config
+        self.microBatchSize = microBatchSize
+        self.sequenceLength = sequenceLength
+        self.recompute = recompute
+        self.documentMasking = documentMasking
+        self.threads = threads
+        let layout = ParameterLayout(config: config)
+        self.layout = layout
+        layerOffsets = (0..<config.numHiddenLayers).map { LayerOffsets(layout: layout, layer: $0) }
+        headOffsets = HeadOffsets(layout: layout)
+        epsilon = Float(config.rmsNormEps)
+        let scaling = config.ropeScaling.map {
+            RoPEScaling(factor: Float($0.factor), lowFrequencyFactor: Float($0.lowFreqFactor),
+                        highFrequencyFactor: Float($0.highFreqFactor),
+                        originalMaxPositionEmbeddings: $0.originalMaxPositionEmbeddings)
+        }
+        // Positions run up to max_position_embeddings (positions within a document may exceed
+        // the sequence length when a document continues from an earlier row).
+        rope = RoPETable(headDimension: config.headDim, positionCount: config.maxPositionEmbeddings,
+                         theta: Float(config.ropeTheta), scaling: scaling)
+        activations = LlamaActivations(config: config, microBatchSize: microBatchSize,
+                                       sequenceLength: sequenceLength, recompute: recompute)
+    }
+
+    /// Floats in the activation arena of a model with these sizes (see `LlamaActivations`).
+    public static func activationCount(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int,
+                                       recompute: Bool) -> Int {
+        LlamaActivations.elementCount(config: config, tokenCount: microBatchSize * sequenceLength, recompute: recompute)
+    }
+
+    var tokenCount: Int { microBatchSize * sequenceLength }
+
+    // MARK: Forward
+
+    /// Runs the model and the loss over one micro-batch and returns the loss total (sum over
+    /// counted targets, and their count). Each pointer is to B·T ids:
+    ///
+    ///     tokens     [B, T]  token ids
+    ///     targets    [B, T]  the id each position should predict (usually the next token), or
+    ///                        -100 (`CrossEntropy.defaultIgnoreIndex`) where nothing counts
+    ///     positions  [B, T]  each token's position within its document, so packed documents
+    ///                        restart RoPE at 0 (and, with `documentMasking`, mark boundaries)
+    @discardableResult
+    public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, positions: UnsafePointer<Int32>,
+                        parameters: any ParameterAccess) -> CrossEntropy.Total {
+        forwardWithLoss(tokens, targets, positions, parameters)
+    }
+
+    /// `forward` on arrays of B·T ids each.
+    @discardableResult
+    public func forward(tokens: [Int32], targets: [Int32], positions: [Int32],
+                        parameters: any ParameterAccess) -> CrossEntropy.Total {
+        checkCount(tokens, "tokens")
+        checkCount(targets, "targets")
+        checkCount(positions, "positions")
+        return forwardWithLoss(tokens, targets, positions, parameters)
+    }
+
+    /// Runs the model without a loss and returns the logits [B, T, V], a view into the arena that
+    /// is valid until the next call on this model.
+    public func logits(tokens: UnsafePointer<Int32>, positions: UnsafePointer<Int32>,
+                       parameters: any ParameterAccess) -> UnsafeBufferPointer<Float> {
+        forwardWithoutLoss(tokens, positions, parameters)
+    }
+
+    /// `logits` on arrays of B·T ids each, copied out.
+    public func logits(tokens: [Int32], positions: [Int32], parameters: any ParameterAccess) -> [Float] {
+        checkCount(tokens, "tokens")
+        checkCount(positions, "positions")
+        return Array(forwardWithoutLoss(tokens, positions, parameters))
+    }
+
+    /// The last forward's loss per token [B, T] (0 where the target is ignored).
+    public var tokenLosses: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: activations.losses, count: tokenCount)
+    }
+
+    private func checkCount(_ values: [Int32], _ name: String) {
+        precondition(values.count == tokenCount,
+                     "\(name) holds \(values.count) ids; this model takes [\(microBatchSize), \(sequenceLength)]")
+    }
+
+    private func forwardWithLoss(_ tokens: UnsafePointer<Int32>, _ targets: UnsafePointer<Int32>,
+                                 _ positions: UnsafePointer<Int32>, _ parameters: any ParameterAccess) -> CrossEntropy.Total {
+        let a = activations
+        a.tokens.update(from: tokens, count: tokenCount)
+        a.targets.update(from: targets, count: tokenCount)
+        a.positions.update(from: positions, count: tokenCount)
+        forwardToLogits(parameters)
+        let total = CrossEntropy.forward(
+            losses: a.losses, logSumExp: a.lossLogSumExp, logits: a.logits, targets: a.targets,
+            rowCount: tokenCount, vocabularySize: config.vocabSize, threads: threads)
+        state = .loss
+        return total
+    }
+
+    private func forwardWithoutLoss(_ tokens: UnsafePointer<Int32>, _ positions: UnsafePointer<Int32>,
+                                    _ parameters: any ParameterAccess) -> UnsafeBufferPointer<Float> {
+        let a = activations
+        a.tokens.update(from: tokens, count: tokenCount)
+        a.positions.update(from: positions, count: tokenCount)
+        forwardToLogits(parameters)
+        state = .logits
+        return UnsafeBufferPointer(start: a.logits, count: tokenCount * config.vocabSize)
+    }
+
+    private func forwardToLogits(_ parameters: any ParameterAccess) {
+        precondition(parameters.layout.count == layout.count,
+                     "parameters of \(parameters.layout.count) floats given to a model of \(layout.count)")
+        let a = activations
+        let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
+        let table = parameters.acquireParameters(.embedding)
+        Embedding.forward(output: a.residual(0), tokens: a.tokens, table: table,
+                          tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+        parameters.releaseParameters(.embedding)
+
+        for layer in 0..<config.numHiddenLayers {
+            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[layer])
+            layerForward(layer, weights)
+            parameters.releaseParameters(.layer(layer))
+        }
+
+        let head = parameters.acquireParameters(.head)
+        let languageModelHead = headOffsets.languageModelHead.map { head + $0 } ?? parameters.acquireParameters(.embedding)
+        RMSNorm.forward(output: a.finalNorm, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
+                        weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+        Matmul.forward(output: a.logits, input: a.finalNorm, weight: languageModelHead, bias: nil,
+                       rowCount: n, inputSize: c, outputSize: v, threads: threads)
+        if headOffsets.languageModelHead == nil { parameters.releaseParameters(.embedding) }
+        parameters.releaseParameters(.head)
+    }
+
+    /// One decoder layer: `residual(layer)` → `residual(layer + 1)`, saving what backward reads.
+    private func layerForward(_ layer: Int, _ w: LayerWeights) {
+        let a = activations
+        let s = a.layer(layer)
+        let x = a.residual(layer), y = a.residual(layer + 1)
+        let (n, c, i) = (tokenCount, config.hiddenSize, config.intermediateSize)
+        let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
+        let (q, k) = (heads * d, kvHeads * d)
+
+        // Attention sublayer: h = x + o_proj(attention(rope(q), rope(k), v)) on input_layernorm(x).
+        RMSNorm.forward(output: s.attentionNorm, rstd: s.attentionRstd, input: x, weight: w.inputNorm,
+                        rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+        Matmul.forward(output: s.query, input: s.attentionNorm, weight: w.query, bias: nil,
+                       rowCount: n, inputSize: c, outputSize: q, threads: threads)
+        Matmul.forward(output: s.key, input: s.attentionNorm, weight: w.key, bias: nil,
+                       rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        Matmul.forward(output: s.value, input: s.attentionNorm, weight: w.value, bias: nil,
+                       rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        RoPE.forward(output: s.query, input: s.query, positions: a.positions, table: rope,
+                     tokenCount: n, headCount: heads, headDimension: d, threads: threads)
+        RoPE.forward(output: s.key, input: s.key, positions: a.positions, table: rope,
+                     tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
+        forEachAttentionSpan { start, batchSize, length in
+            Attention.forward(
+                output: s.attentionOutput + start * q, logSumExp: s.attentionLogSumExp + start * heads,
+                query: s.query + start * q, key: s.key + start * k, value: s.value + start * k,
+                batchSize: batchSize, sequenceLength: length, headCount: heads, kvHeadCount: kvHeads,
+                headDimension: d, threads: threads)
+        }
+        Matmul.forward(output: s.attentionResidual, input: s.attentionOutput, weight: w.output, bias: nil,
+                       rowCount: n, inputSize: q, outputSize: c, threads: threads)
+        Residual.forward(output: s.attentionResidual, a: x, b: s.attentionResidual, count: n * c, threads: threads)
+
+        // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = post_attention_layernorm(h).
+        RMSNorm.forward(output: s.mlpNorm, rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
+                        rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+        Matmul.forward(output: s.gate, input: s.mlpNorm, weight: w.gate, bias: nil,
+                       rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        Matmul.forward(output: s.up, input: s.mlpNorm, weight: w.up, bias: nil,
+                       rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        SwiGLU.forward(output: s.mlpActivation, gate: s.gate, up: s.up, count: n * i, threads: threads)
+        Matmul.forward(output: y, input: s.mlpActivation, weight: w.down, bias: nil,
+                       rowCount: n, inputSize: i, outputSize: c, threads: threads)
+        Residual.forward(output: y, a: s.attentionResidual, b: y, count: n * c, threads: threads)
+    }
+
+    // MARK: Backward
+
+    /// Accumulates the gradients of `lossScale × lossSum` of the last `forward` into the
+    /// parameters' gradients (usually lossScale = 1 / global target count, so the gradients are
+    /// those of the mean loss). Consumes the forward's activations: the logits become their own
+    /// gradient, so each backward needs a forward with targets before it.
+    public func backward(lossScale: Float, parameters: any ParameterAccess) {
+        precondition(state == .loss, "backward needs a forward with targets since the last backward")
+        precondition(parameters.layout.count == layout.count,
+                     "parameters of \(parameters.layout.count) floats given to a model of \(layout.count)")
+        state = .empty
+        let a = activations
+        let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
+        let tied = headOffsets.languageModelHead == nil
+
+        // Head: loss → logits (in place) → lm_head → model.norm → the last layer's output.
+        let head = parameters.acquireParameters(.head)
+        let headGradient: UnsafeMutablePointer<Float>
+        let languageModelHead, languageModelHeadGradient: UnsafeMutablePointer<Float>
+        var tiedTableGradient: UnsafeMutablePointer<Float>?
+        if let offset = headOffsets.languageModelHead {
+            headGradient = parameters.acquireGradients(.head)
+            (languageModelHead, languageModelHeadGradient) = (head + offset, headGradient + offset)
+        } else {
+            languageModelHead = parameters.acquireParameters(.embedding)
+            headGradient = parameters.acquireGradients(.head)
+            languageModelHeadGradient = parameters.acquireGradients(.embedding)
+            tiedTableGradient = languageModelHeadGradient
+        }
+        CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
+                              targets: a.targets, rowCount: n, vocabularySize: v, scale: lossScale, threads: threads)
+        zero(a.normGradient, n * c)
+        Matmul.backward(inputGradient: a.normGradient, weightGradient: languageModelHeadGradient, biasGradient: nil,
+                        outputGradient: a.logits, input: a.finalNorm, weight: languageModelHead,
+                        rowCount: n, inputSize: c, outputSize: v, threads: threads)
+        zero(a.residualGradient, n * c)
+        RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + headOffsets.norm,
+                         outputGradient: a.normGradient, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
+                         weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, threads: threads)
+        parameters.releaseGradients(.head)
+        if tied { parameters.releaseParameters(.embedding) }
+        parameters.releaseParameters(.head)
+
+        for layer in (0..<config.numHiddenLayers).reversed() {
+            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[layer])
+            if recompute { layerForward(layer, weights) }
+            let gradients = LayerWeights(block: parameters.acquireGradients(.layer(layer)), offsets: layerOffsets[layer])
+            layerBackward(layer, weights, gradients)
+            parameters.releaseGradients(.layer(layer))
+            parameters.releaseParameters(.layer(layer))
+        }
+
+        let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
+        Embedding.backward(tableGradient: embeddingGradient, outputGradient: a.residualGradient, tokens: a.tokens,
+                           tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+        parameters.releaseGradients(.embedding)
+    }
+
+    /// One decoder layer's backward: `residualGradient` holds dL/d(output) on entry and
+    /// dL/d(input) on return. The residual connections need no kernel: the stream's gradient
+    /// passes through unchanged and each sublayer's input gradient accumulates onto it.
+    private func layerBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerWeights) {
+        let a = activations
+        let s = a.layer(layer)
+        let x = a.residual(layer)
+        let dStream = a.residualGradient
+        let (n, c, i) = (tokenCount, config.hiddenSize, config.intermediateSize)
+        let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
+        let (q, k) = (heads * d, kvHeads * d)
+
+        // MLP sublayer; dStream = dy on entry, dh after the norm's backward.
+        zero(a.mlpActivationGradient, n * i)
+        Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
+                        outputGradient: dStream, input: s.mlpActivation, weight: w.down,
+                        rowCount: n, inputSize: i, outputSize: c, threads: threads)
+        zero(a.gateGradient, n * i)
+        zero(a.upGradient, n * i)
+        SwiGLU.backward(gateGradient: a.gateGradient, upGradient: a.upGradient, outputGradient: a.mlpActivationGradient,
+                        gate: s.gate, up: s.up, count: n * i, threads: threads)
+        zero(a.normGradient, n * c)
+        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
+                        outputGradient: a.gateGradient, input: s.mlpNorm, weight: w.gate,
+                        rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
+                        outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
+                        rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: a.normGradient,
+                         rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
+                         rowCount: n, hiddenSize: c, threads: threads)
+
+        // Attention sublayer; dStream = dh on entry, dx after the norm's backward.
+        zero(a.attentionOutputGradient, n * q)
+        Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
+                        outputGradient: dStream, input: s.attentionOutput, weight: w.output,
+                        rowCount: n, inputSize: q, outputSize: c, threads: threads)
+        zero(a.queryGradient, n * q)
+        zero(a.keyGradient, n * k)
+        zero(a.valueGradient, n * k)
+        forEachAttentionSpan { start, batchSize, length in
+            Attention.backward(
+                queryGradient: a.queryGradient + start * q, keyGradient: a.keyGradient + start * k,
+                valueGradient: a.valueGradient + start * k, outputGradient: a.attentionOutputGradient + start * q,
+                logSumExp: s.attentionLogSumExp + start * heads, output: s.attentionOutput + start * q,
+                query: s.query + start * q, key: s.key + start * k, value: s.value + start * k,
+                batchSize: batchSize, sequenceLength: length, headCount: heads, kvHeadCount: kvHeads,
+                headDimension: d, threads: threads)
+        }
+        zero(a.queryProjectionGradient, n * q)
+        zero(a.keyProjectionGradient, n * k)
+        RoPE.backward(inputGradient: a.queryProjectionGradient, outputGradient: a.queryGradient, positions: a.positions,
+                      table: rope, tokenCount: n, headCount: heads, headDimension: d, threads: threads)
+        RoPE.backward(inputGradient: a.keyProjectionGradient, outputGradient: a.keyGradient, positions: a.positions,
+                      table: rope, tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
+        zero(a.normGradient, n * c)
+        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: nil,
+                        outputGradient: a.queryProjectionGradient, input: s.attentionNorm, weight: w.query,
+                        rowCount: n, inputSize: c, outputSize: q, threads: threads)
+        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: nil,
+                        outputGradient: a.keyProjectionGradient, input: s.attentionNorm, weight: w.key,
+                        rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: nil,
+                        outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
+                        rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: a.normGradient,
+                         rstd: s.attentionRstd, input: x, weight: w.inputNorm,
+                         rowCount: n, hiddenSize: c, threads: threads)
+    }
+
+    // MARK: Helpers
+
+    /// Calls `body(start, batchSize, length)` for each span of tokens that attention treats as
+    /// whole sequences; `start` is a token index into the [B·T] rows. Without document masking:
+    /// one call for the whole [B, T] batch. With it: one call per document (batch size 1), where
+    /// a document ends when the next token's position does not continue its own.
+    @inline(__always)
+    private func forEachAttentionSpan(_ body: (_ start: Int, _ batchSize: Int, _ length: Int) -> Void) {
+        guard documentMasking else {
+            body(0, microBatchSize, sequenceLength)
+            return
+        }
+        let positions = activations.positions
+        for row in 0..<microBatchSize {
+            let rowStart = row * sequenceLength
+            var documentStart = rowStart
+            for token in rowStart + 1..<rowStart + sequenceLength where positions[token] != positions[token - 1] + 1 {
+                body(documentStart, 1, token - documentStart)
+                documentStart = token
+            }
+            body(documentStart, 1, rowStart + sequenceLength - documentStart)
+        }
+    }
+
+    @inline(__always)
+    private func zero(_ buffer: UnsafeMutablePointer<Float>, _ count: Int) {
+        buffer.update(repeating: 0, count: count)
+    }
+}
