@@ -32,6 +32,9 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         try optimizer.validate()
         try parallel.validate()
         try checkpoint.validate()
+        guard model.numLocalExperts == 0 else {
+            throw .invalid("model.num_local_experts", model.numLocalExperts, "mixture of experts is not implemented yet; use 0")
+        }
         guard train.seqLen <= model.maxPositionEmbeddings else {
             throw .invalid("train.seq_len", train.seqLen, "must not exceed model.max_position_embeddings \(model.maxPositionEmbeddings)")
         }

@@ -1,1 +1,0 @@
-// The data layer: token shards, their manifest, the training data loader.
