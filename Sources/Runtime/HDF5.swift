@@ -101,6 +101,8 @@ public final class HDF5File {
         defer { H5Sclose(space) }
         let properties = try checkHDF5("H5Pcreate", path: path, H5Pcreate(meshlm_h5p_dataset_create()))
         defer { H5Pclose(properties) }
+        // No modification times in the object headers: the same data gives the same file bytes.
+        try checkHDF5("H5Pset_obj_track_times", path: path, H5Pset_obj_track_times(properties, false))
         if chunkRows > 0, let firstDimension = shape.first, firstDimension > 0 {
             var chunk = dims
             chunk[0] = hsize_t(min(chunkRows, firstDimension))

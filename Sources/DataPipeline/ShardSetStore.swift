@@ -1,0 +1,120 @@
+import Foundation
+import Runtime
+
+/// Where `TokenDataset` reads its tokens: one concatenated stream of `tokenCount` ids.
+protocol TokenStore: AnyObject {
+    var tokenCount: Int { get }
+    /// Copies tokens `range` of the stream to `destination`, converted to Int32.
+    func read(_ range: Range<Int>, into destination: UnsafeMutablePointer<Int32>) throws(DataError)
+}
+
+/// The shards of a manifest directory as one stream, in manifest order. Files are opened on
+/// first use and a few stay open (least recently used closed first).
+final class ShardSetStore: TokenStore {
+    let directory: String
+    let manifest: ShardManifest
+    let tokenCount: Int
+    /// Stream index of each shard's first token, plus the total at the end.
+    private let starts: [Int]
+    private var openFiles: [(shard: Int, file: HDF5File)] = []
+    private let maximumOpenFiles = 4
+
+    /// Checks every shard against the manifest: present, the recorded size, an HDF5 file whose
+    /// datasets hold the recorded counts, and with `checksums` the recorded SHA-256.
+    init(directory: String, checksums: Bool) throws(DataError) {
+        self.directory = directory
+        manifest = try ShardManifest.read(directory: directory)
+        var starts = [0]
+        for shard in manifest.shards {
+            let path = Self.path(directory, shard.file)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw DataError("\(path): shard file is missing (listed in \(ShardManifest.fileName))")
+            }
+            let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
+            guard size == shard.bytes else {
+                throw DataError("\(path): \(size) bytes, \(ShardManifest.fileName) says \(shard.bytes) (truncated or replaced)")
+            }
+            do {
+                let file = try HDF5File.open(path)
+                let tokens = try file.shape(of: ShardManifest.tokensDataset)
+                let offsets = try file.shape(of: ShardManifest.documentOffsetsDataset)
+                guard tokens == [shard.tokens] else {
+                    throw DataError("\(path): holds \(tokens.map(String.init).joined(separator: "×")) tokens, \(ShardManifest.fileName) says \(shard.tokens)")
+                }
+                guard offsets == [shard.documents] else {
+                    throw DataError("\(path): holds \(offsets.map(String.init).joined(separator: "×")) documents, \(ShardManifest.fileName) says \(shard.documents)")
+                }
+            } catch let error as HDF5Error {
+                throw DataError("\(path): not a readable token shard: \(error.call) failed: \(error.reason)")
+            } catch let error as DataError {
+                throw error
+            } catch {
+                throw DataError("\(path): \(error)")
+            }
+            if checksums {
+                let digest = try SHA256.hex(ofFile: path)
+                guard digest == shard.sha256 else {
+                    throw DataError("\(path): SHA-256 \(digest) does not match \(ShardManifest.fileName) (\(shard.sha256)): the file is corrupt")
+                }
+            }
+            starts.append(starts[starts.count - 1] + shard.tokens)
+        }
+        self.starts = starts
+        tokenCount = manifest.totalTokens
+    }
+
+    static func path(_ directory: String, _ file: String) -> String {
+        (directory as NSString).appendingPathComponent(file)
+    }
+
+    func read(_ range: Range<Int>, into destination: UnsafeMutablePointer<Int32>) throws(DataError) {
+        var position = range.lowerBound
+        // The last shard whose start is ≤ position.
+        var shard = Self.lastIndex(in: starts, notAbove: position)
+        while position < range.upperBound {
+            let shardEnd = starts[shard + 1]
+            let end = min(range.upperBound, shardEnd)
+            if end > position {
+                let local = (position - starts[shard])..<(end - starts[shard])
+                let file = try open(shard)
+                let values: [Int32]
+                do {
+                    values = try file.read(Int32.self, dataset: ShardManifest.tokensDataset, rows: local)
+                } catch {
+                    throw DataError("\(file.path): reading tokens \(local.lowerBound)..<\(local.upperBound) failed: \(error.reason)")
+                }
+                values.withUnsafeBufferPointer { buffer in
+                    (destination + (position - range.lowerBound)).update(from: buffer.baseAddress!, count: buffer.count)
+                }
+                position = end
+            }
+            shard += 1
+        }
+    }
+
+    private func open(_ shard: Int) throws(DataError) -> HDF5File {
+        if let index = openFiles.firstIndex(where: { $0.shard == shard }) {
+            let entry = openFiles.remove(at: index)
+            openFiles.append(entry)
+            return entry.file
+        }
+        let path = Self.path(directory, manifest.shards[shard].file)
+        let file: HDF5File
+        do { file = try HDF5File.open(path) } catch {
+            throw DataError("\(path): cannot be opened: \(error.reason)")
+        }
+        if openFiles.count == maximumOpenFiles { openFiles.removeFirst() }
+        openFiles.append((shard, file))
+        return file
+    }
+
+    /// The largest i with values[i] ≤ target (values sorted, values[0] ≤ target).
+    static func lastIndex(in values: [Int], notAbove target: Int) -> Int {
+        var low = 0, high = values.count - 1
+        while low < high {
+            let middle = (low + high + 1) / 2
+            if values[middle] <= target { low = middle } else { high = middle - 1 }
+        }
+        return low
+    }
+}

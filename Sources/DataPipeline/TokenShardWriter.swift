@@ -1,0 +1,196 @@
+import Foundation
+import Runtime
+
+/// Streams documents' token ids into HDF5 token shards of about `shardTokens` tokens each, then
+/// writes `manifest.json` (DESIGN §4).
+///
+/// Every document is followed by the tokenizer's EOS id and lies whole in one shard: a shard is
+/// closed before the document that would take it past `shardTokens` (a longer document gets a
+/// shard of its own). Each file is written under a temporary name and renamed when complete;
+/// the manifest comes last, so a directory without one is not a dataset. The bytes depend only
+/// on the documents, their order and the options: the same input gives the same files.
+///
+/// Memory: one shard's tokens (`shardTokens` × 2 or 4 bytes).
+public final class TokenShardWriter {
+    public struct Options: Sendable {
+        /// Target tokens per shard file.
+        public var shardTokens: Int
+        /// Tokens per HDF5 chunk (the unit of compression and of partial reads).
+        public var chunkTokens: Int
+        /// 0 = no compression, 1...9 = deflate level.
+        public var deflateLevel: Int
+        /// Replace the shard files and manifest of a non-empty directory instead of refusing.
+        public var overwrite: Bool
+
+        public init(shardTokens: Int = 1 << 25, chunkTokens: Int = 1 << 16, deflateLevel: Int = 0, overwrite: Bool = false) {
+            self.shardTokens = shardTokens
+            self.chunkTokens = chunkTokens
+            self.deflateLevel = deflateLevel
+            self.overwrite = overwrite
+        }
+    }
+
+    public let directory: String
+    public let tokenizer: TokenizerIdentity
+    public let options: Options
+    public let dtype: TokenDType
+
+    private var shortTokens: [UInt16] = []
+    private var wideTokens: [UInt32] = []
+    private var documentOffsets: [Int64] = []
+    private var shards: [ShardManifest.Shard] = []
+    private var finished = false
+    /// Whether `init` made the directory (then `abandon` removes it again when it is empty).
+    private var createdDirectory = false
+
+    /// Tokens in finished shards plus the current one.
+    public var tokenCount: Int { shards.reduce(0) { $0 + $1.tokens } + pendingTokenCount }
+    /// Documents in finished shards plus the current one.
+    public var documentCount: Int { shards.reduce(0) { $0 + $1.documents } + documentOffsets.count }
+    private var pendingTokenCount: Int { dtype == .uint16 ? shortTokens.count : wideTokens.count }
+
+    /// The shard file name for index `index`: `shard_00000.h5`.
+    public static func shardFileName(_ index: Int) -> String {
+        "shard_" + String(repeating: "0", count: max(0, 5 - String(index).count)) + String(index) + ".h5"
+    }
+
+    /// Prepares `directory`: created when missing; an existing non-empty one is refused unless
+    /// `options.overwrite`, which removes its manifest first (so it stops being a dataset at
+    /// once) and then its shard files.
+    public init(directory: String, tokenizer: TokenizerIdentity, options: Options = Options()) throws(DataError) {
+        guard options.shardTokens >= 1 else { throw DataError("shard size must be at least 1 token, got \(options.shardTokens)") }
+        guard options.chunkTokens >= 1 else { throw DataError("chunk size must be at least 1 token, got \(options.chunkTokens)") }
+        guard (0...9).contains(options.deflateLevel) else {
+            throw DataError("deflate level must be 0 (none) to 9, got \(options.deflateLevel)")
+        }
+        self.directory = directory
+        self.tokenizer = tokenizer
+        self.options = options
+        self.dtype = TokenDType(vocabSize: tokenizer.vocabSize)
+        try prepareDirectory()
+    }
+
+    private func prepareDirectory() throws(DataError) {
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        if manager.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw DataError("\(directory): exists and is not a directory") }
+            let entries = (try? manager.contentsOfDirectory(atPath: directory)) ?? []
+            guard !entries.isEmpty else { return }
+            guard options.overwrite else {
+                throw DataError("\(directory): output directory exists and is not empty (choose another, or pass --overwrite to replace its shards)")
+            }
+            let ours = entries.filter { $0 == ShardManifest.fileName || Self.isShardFile($0) }
+                .sorted { ($0 == ShardManifest.fileName ? 0 : 1, $0) < ($1 == ShardManifest.fileName ? 0 : 1, $1) }
+            for name in ours { try remove(name) }
+        } else {
+            do {
+                try manager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                createdDirectory = true
+            } catch {
+                throw DataError("\(directory): cannot create the output directory: \(error.localizedDescription)")
+            }
+        }
+    }
+
+    private static func isShardFile(_ name: String) -> Bool {
+        name.hasPrefix("shard_") && (name.hasSuffix(".h5") || name.hasSuffix(".h5.tmp"))
+    }
+
+    private func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+
+    private func remove(_ name: String) throws(DataError) {
+        do { try FileManager.default.removeItem(atPath: path(name)) } catch {
+            throw DataError("\(path(name)): cannot remove: \(error.localizedDescription)")
+        }
+    }
+
+    /// Appends one document and its EOS. Every id must lie in the tokenizer's vocabulary.
+    public func append(document ids: [Int32]) throws(DataError) {
+        precondition(!finished, "append after finish")
+        let vocabSize = tokenizer.vocabSize
+        for id in ids where id < 0 || Int(id) >= vocabSize {
+            throw DataError("token id \(id) of document \(documentCount) is outside the vocabulary of \(vocabSize) ids")
+        }
+        if pendingTokenCount > 0, pendingTokenCount + ids.count + 1 > options.shardTokens {
+            try closeShard()
+        }
+        documentOffsets.append(Int64(pendingTokenCount))
+        switch dtype {
+        case .uint16:
+            for id in ids { shortTokens.append(UInt16(truncatingIfNeeded: id)) }
+            shortTokens.append(UInt16(truncatingIfNeeded: tokenizer.eosId))
+        case .uint32:
+            for id in ids { wideTokens.append(UInt32(truncatingIfNeeded: id)) }
+            wideTokens.append(UInt32(truncatingIfNeeded: tokenizer.eosId))
+        }
+    }
+
+    /// Writes the last shard and then the manifest (temporary name, renamed). Returns the manifest.
+    @discardableResult
+    public func finish(inputs: [ShardManifest.Input] = []) throws(DataError) -> ShardManifest {
+        precondition(!finished, "finish called twice")
+        if pendingTokenCount > 0 { try closeShard() }
+        finished = true
+        let manifest = ShardManifest(tokenizer: tokenizer, dtype: dtype, chunkTokens: options.chunkTokens,
+                                     deflateLevel: options.deflateLevel, shards: shards, inputs: inputs)
+        let temporary = path(ShardManifest.fileName + ".tmp")
+        guard FileManager.default.createFile(atPath: temporary, contents: manifest.encoded()) else {
+            throw DataError("\(temporary): cannot be written")
+        }
+        try rename(temporary, to: path(ShardManifest.fileName))
+        return manifest
+    }
+
+    /// Removes what this writer wrote (after a failure), so no partial output remains: its shard
+    /// files, and the directory itself if this writer created it and nothing else is in it.
+    public func abandon() {
+        finished = true
+        let names = shards.map(\.file) + [Self.shardFileName(shards.count) + ".tmp", ShardManifest.fileName + ".tmp"]
+        for name in names where FileManager.default.fileExists(atPath: path(name)) { try? remove(name) }
+        shards.removeAll()
+        if createdDirectory, (try? FileManager.default.contentsOfDirectory(atPath: directory))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    private func closeShard() throws(DataError) {
+        let name = Self.shardFileName(shards.count)
+        let temporary = path(name + ".tmp")
+        do {
+            try writeShardFile(temporary)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw DataError("\(temporary): \(error)")
+        }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: temporary)
+        let bytes = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+        let checksum = try SHA256.hex(ofFile: temporary)
+        try rename(temporary, to: path(name))
+        shards.append(ShardManifest.Shard(file: name, tokens: pendingTokenCount, documents: documentOffsets.count,
+                                          bytes: bytes, sha256: checksum))
+        shortTokens.removeAll(keepingCapacity: true)
+        wideTokens.removeAll(keepingCapacity: true)
+        documentOffsets.removeAll(keepingCapacity: true)
+    }
+
+    /// The HDF5 file is closed when `file` goes out of scope here, before the caller reads it back.
+    private func writeShardFile(_ path: String) throws(HDF5Error) {
+        let file = try HDF5File.create(path)
+        switch dtype {
+        case .uint16:
+            try file.write(shortTokens, dataset: ShardManifest.tokensDataset, chunkRows: options.chunkTokens,
+                           deflateLevel: options.deflateLevel)
+        case .uint32:
+            try file.write(wideTokens, dataset: ShardManifest.tokensDataset, chunkRows: options.chunkTokens,
+                           deflateLevel: options.deflateLevel)
+        }
+        try file.write(documentOffsets, dataset: ShardManifest.documentOffsetsDataset)
+    }
+
+    private func rename(_ source: String, to destination: String) throws(DataError) {
+        guard Foundation.rename(source, destination) == 0 else {
+            throw DataError("\(destination): cannot rename \(source) into place: \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Turn documents into token shards for training (docs/data.md).",
+        subcommands: [DataShardTextCommand.self])
+}
