@@ -97,8 +97,9 @@ public struct ShardLayout: Sendable {
         var result: [Segment] = []
         for entry in layout.entries(in: block.block) {
             let start = entry.offset - block.range.lowerBound
-            let overlap = Swift.max(start, elements.lowerBound)..<Swift.min(start + entry.count, elements.upperBound)
-            guard !overlap.isEmpty else { continue }
+            let lower = Swift.max(start, elements.lowerBound), upper = Swift.min(start + entry.count, elements.upperBound)
+            guard lower < upper else { continue }
+            let overlap = lower..<upper
             if let last = result.last, last.decays == entry.decays, last.offset + last.count == base + overlap.lowerBound {
                 result[result.count - 1] = Segment(blockIndex: blockIndex, offset: last.offset, count: last.count + overlap.count, decays: last.decays)
             } else {

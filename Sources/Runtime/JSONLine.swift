@@ -21,7 +21,7 @@ public struct JSONLine: Sendable {
 
     static func encode(_ value: Any) -> String {
         switch value {
-        case let number as Double: return number.isFinite ? String(format: "%.6g", number) : "null"
+        case let number as Double: return number.isFinite ? String(format: "%.9g", number) : "null"
         case let number as Float: return encode(Double(number))
         case let number as Int: return String(number)
         case let flag as Bool: return flag ? "true" : "false"
