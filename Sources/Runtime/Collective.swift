@@ -6,6 +6,17 @@ public struct CollectiveFailure: Error, CustomStringConvertible, Sendable {
     /// That rank's error, described.
     public let message: String
     public var description: String { message }
+
+    init(rank: Int, message: String) {
+        self.rank = rank
+        self.message = message
+    }
+
+    /// A failure every rank detects from the same, already reduced values (a NaN loss after its
+    /// all-reduce): thrown by every rank, printed once.
+    public static func agreed(_ message: String) -> CollectiveFailure {
+        CollectiveFailure(rank: 0, message: message)
+    }
 }
 
 extension Communicator {

@@ -86,7 +86,7 @@ public final class Pretrainer {
         // The loss is a mean over the global batch: every rank scales by the same global count.
         let localTargets = batches.reduce(0) { $0 + $1.targetCount }
         let globalTargets = try communicator.allreduce(Int64(localTargets), .sum)
-        guard globalTargets > 0 else { throw JobError("step \(step): the batch has no target tokens to learn from") }
+        guard globalTargets > 0 else { throw CollectiveFailure.agreed("step \(step): the batch has no target tokens to learn from") }
         let lossScale = Float(1 / Double(globalTargets))
         var lossSum = 0.0
         for (index, batch) in batches.enumerated() {
@@ -100,11 +100,11 @@ public final class Pretrainer {
         try parameters.finishBackward()
         let loss = try communicator.allreduce(lossSum, .sum) / Double(globalTargets)
         guard loss.isFinite else {
-            throw JobError("step \(step): the loss is \(loss); stopping (lower optimizer.lr, raise optimizer.warmup_steps, or check the data)")
+            throw CollectiveFailure.agreed("step \(step): the loss is \(loss); stopping (lower optimizer.lr, raise optimizer.warmup_steps, or check the data)")
         }
         let norm = try parameters.gradientNorm()
         guard norm.isFinite else {
-            throw JobError("step \(step): the gradient norm is \(norm); stopping (lower optimizer.lr or enable optimizer.grad_clip)")
+            throw CollectiveFailure.agreed("step \(step): the gradient norm is \(norm); stopping (lower optimizer.lr or enable optimizer.grad_clip)")
         }
         let clip = config.optimizer.gradClip
         let scale = clip > 0 && norm > clip ? Float(clip / (norm + 1e-6)) : 1

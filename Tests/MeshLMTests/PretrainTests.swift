@@ -74,3 +74,53 @@ func losses(in run: URL) throws -> [Int: Double] {
         #expect(try losses(in: firstRun) == losses(in: secondRun))
     }
 }
+
+/// Bad inputs to `meshlm pretrain`: each one message, printed once, exit ≠ 0, and no metrics
+/// file that looks like a finished run.
+@Suite(.serialized) struct PretrainErrorTests {
+    let config = repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path
+
+    func failure(_ ranks: Int, _ sets: [String]) throws -> String {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-bad-\(getpid())-\(UUID().uuidString.prefix(6))")
+        var arguments = ["pretrain", "--config", config, "--set", "run.dir=\(run.path)", "--set", "data.train=\(testShards.path)",
+                         "--set", "data.eval=\(testShards.path)", "--set", "train.steps=3"]
+        for set in sets { arguments += ["--set", set] }
+        let launch = try Launcher.mpirun(ranks, "meshlm", arguments, timeout: 120)
+        #expect(launch.status != 0)
+        let messages = launch.standardError.split(separator: "\n").filter { $0.hasPrefix("meshlm: error") }
+        #expect(messages.count == 1, "\(launch.standardError)")
+        return messages.first.map(String.init) ?? ""
+    }
+
+    @Test func missingAndMalformedShards() throws {
+        #expect(try failure(2, ["data.train=/nonexistent/shards"]) == "meshlm: error: /nonexistent/shards: no such file or directory")
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-broken-\(getpid())")
+        try? FileManager.default.removeItem(at: broken)
+        try FileManager.default.copyItem(at: testShards, to: broken)
+        let shard = try FileManager.default.contentsOfDirectory(atPath: broken.path).first { $0.hasSuffix(".h5") } ?? "missing.h5"
+        try Data("not an HDF5 file".utf8).write(to: broken.appendingPathComponent(shard))
+        let message = try failure(2, ["data.train=\(broken.path)"])
+        #expect(message.hasPrefix("meshlm: error: "))
+        #expect(message.contains(shard), "\(message)")
+    }
+
+    @Test func sequenceLongerThanTheData() throws {
+        let message = try failure(2, ["train.seq_len=500000", "model.max_position_embeddings=600000"])
+        #expect(message.hasPrefix("meshlm: error: \(testShards.path): sequence length 500000 needs at least 500001 tokens, but the data holds "))
+    }
+
+    @Test func configsThatDoNotFitTheMesh() throws {
+        #expect(try failure(3, []) == "meshlm: error: global batch size 16 must be divisible by data parallel degree 3 × micro batch size 4 = 12")
+        #expect(try failure(2, ["parallel.dp=4"]) == "meshlm: error: world size 2 is not pp 1 × dp 4 × cp 1 × tp 1 = 4")
+        #expect(try failure(2, ["parallel.tp=2"]).hasPrefix("meshlm: error: --set: key 'parallel.tp': value 2 is invalid: only 1 is supported so far"))
+        #expect(try failure(1, ["model.vocab_size=200"]) == "meshlm: error: \(testShards.path): the data's vocabulary (259 ids) does not fit model.vocab_size 200")
+        #expect(try failure(1, ["optimizer.lr=-1"]) == "meshlm: error: --set: key 'optimizer.lr': value -1.0 is invalid: must be positive")
+    }
+
+    @Test func divergenceStopsWithTheStep() throws {
+        let message = try failure(2, ["optimizer.lr=1e30", "optimizer.warmup_steps=0", "optimizer.grad_clip=0",
+                                       "model.hidden_size=32", "model.intermediate_size=64", "model.num_hidden_layers=1"])
+        #expect(message.hasPrefix("meshlm: error: step "), "\(message)")
+        #expect(message.contains("stopping"))
+    }
+}

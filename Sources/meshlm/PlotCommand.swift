@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import Runtime
+import Training
+
+/// `meshlm plot RUN...`: one process, no MPI — it only reads `RUN/metrics.jsonl` files.
+struct PlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plot",
+        abstract: "Draw runs' loss and tokens/s against step as an SVG (from RUN/metrics.jsonl).",
+        discussion: """
+            Loss on top (training rows as lines, eval rows as markers), tokens/s below, one color
+            per run, named after its directory. Open the SVG in a browser. docs/plot.md.
+            """)
+
+    @Argument(help: "Run directories, each holding the metrics.jsonl a training run writes.") var runs: [String]
+    @Option(help: "Where to write the SVG (default: plot.svg in the first run's directory).") var output: String?
+    @Flag(help: "Loss on a logarithmic axis.") var logLoss = false
+    @Option(help: ArgumentHelp("Smooth curves with an exponential moving average over about N logged rows.",
+                               discussion: "The raw rows stay visible, faint, underneath. 0 or 1: no smoothing."))
+    var smooth = 0
+
+    func validate() throws {
+        guard !runs.isEmpty else { throw ValidationError("give at least one run directory: meshlm plot RUN [RUN...]") }
+        guard smooth >= 0 else { throw ValidationError("--smooth must be 0 (off) or a number of rows, got \(smooth)") }
+        if let output, !output.hasSuffix(".svg") {
+            throw ValidationError("--output must name an .svg file, got '\(output)'")
+        }
+    }
+
+    func run() throws {
+        do {
+            var loaded: [PlotRun] = []
+            for directory in runs { loaded.append(try PlotRun.read(directory: directory)) }
+            // Runs in different places may share a directory name: name those by their path.
+            let names = loaded.map(\.name)
+            for index in loaded.indices where names.filter({ $0 == names[index] }).count > 1 {
+                loaded[index].name = runs[index]
+            }
+            let plot = MetricsPlot(runs: loaded, options: .init(logarithmicLoss: logLoss, smoothingSpan: smooth))
+            let path = output ?? URL(fileURLWithPath: runs[0]).appendingPathComponent("plot.svg").path
+            do {
+                // Written to a temporary name and renamed: never a half-written plot.
+                try Data(plot.render().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            } catch {
+                throw JobError("\(path): cannot write: \(error.localizedDescription)")
+            }
+            let trainRows = loaded.map(\.trainLoss.count).reduce(0, +), evalRows = loaded.map(\.evalLoss.count).reduce(0, +)
+            print("plot: wrote \(path) (\(loaded.count) run\(loaded.count == 1 ? "" : "s"), \(trainRows) training rows, \(evalRows) eval rows)")
+        } catch let error as JobError {
+            // The same one-line form as every SPMD command's errors.
+            FileHandle.standardError.write(Data("meshlm: error: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
