@@ -37,6 +37,8 @@ public final class LlamaModel {
     public let threads: KernelThreads
     /// The parameter layout this model expects of every `ParameterAccess` it is given.
     public let layout: ParameterLayout
+    /// When set, every kernel call's time is added to it (`meshlm bench train`'s breakdown).
+    public var profile: StepProfile?
 
     let rope: RoPETable
     let activations: LlamaActivations
@@ -148,9 +150,12 @@ public final class LlamaModel {
         a.targets.update(from: targets, count: tokenCount)
         a.positions.update(from: positions, count: tokenCount)
         forwardToLogits(parameters)
-        let total = CrossEntropy.forward(
-            losses: a.losses, logSumExp: a.lossLogSumExp, logits: a.logits, targets: a.targets,
-            rowCount: tokenCount, vocabularySize: config.vocabSize, threads: threads)
+        var total = CrossEntropy.Total(lossSum: 0, targetCount: 0)
+        timed(.crossEntropy, .forward) {
+            total = CrossEntropy.forward(
+                losses: a.losses, logSumExp: a.lossLogSumExp, logits: a.logits, targets: a.targets,
+                rowCount: tokenCount, vocabularySize: config.vocabSize, threads: threads)
+        }
         state = .loss
         return total
     }
@@ -171,8 +176,10 @@ public final class LlamaModel {
         let a = activations
         let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
         let table = parameters.acquireParameters(.embedding)
-        Embedding.forward(output: a.residual(0), tokens: a.tokens, table: table,
-                          tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+        timed(.embedding, .forward) {
+            Embedding.forward(output: a.residual(0), tokens: a.tokens, table: table,
+                              tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+        }
         parameters.releaseParameters(.embedding)
 
         for layer in 0..<config.numHiddenLayers {
@@ -183,10 +190,14 @@ public final class LlamaModel {
 
         let head = parameters.acquireParameters(.head)
         let languageModelHead = headOffsets.languageModelHead.map { head + $0 } ?? parameters.acquireParameters(.embedding)
-        RMSNorm.forward(output: a.finalNorm, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
-                        weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
-        Matmul.forward(output: a.logits, input: a.finalNorm, weight: languageModelHead, bias: nil,
-                       rowCount: n, inputSize: c, outputSize: v, threads: threads)
+        timed(.rmsnorm, .forward) {
+            RMSNorm.forward(output: a.finalNorm, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
+                            weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+        }
+        timed(.matmul, .forward) {
+            Matmul.forward(output: a.logits, input: a.finalNorm, weight: languageModelHead, bias: nil,
+                           rowCount: n, inputSize: c, outputSize: v, threads: threads)
+        }
         if headOffsets.languageModelHead == nil { parameters.releaseParameters(.embedding) }
         parameters.releaseParameters(.head)
     }
@@ -201,40 +212,70 @@ public final class LlamaModel {
         let (q, k) = (heads * d, kvHeads * d)
 
         // Attention sublayer: h = x + o_proj(attention(rope(q), rope(k), v)) on input_layernorm(x).
-        RMSNorm.forward(output: s.attentionNorm, rstd: s.attentionRstd, input: x, weight: w.inputNorm,
-                        rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
-        Matmul.forward(output: s.query, input: s.attentionNorm, weight: w.query, bias: nil,
-                       rowCount: n, inputSize: c, outputSize: q, threads: threads)
-        Matmul.forward(output: s.key, input: s.attentionNorm, weight: w.key, bias: nil,
-                       rowCount: n, inputSize: c, outputSize: k, threads: threads)
-        Matmul.forward(output: s.value, input: s.attentionNorm, weight: w.value, bias: nil,
-                       rowCount: n, inputSize: c, outputSize: k, threads: threads)
-        RoPE.forward(output: s.query, input: s.query, positions: a.positions, table: rope,
-                     tokenCount: n, headCount: heads, headDimension: d, threads: threads)
-        RoPE.forward(output: s.key, input: s.key, positions: a.positions, table: rope,
-                     tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
-        forEachAttentionSpan { start, batchSize, length in
-            Attention.forward(
-                output: s.attentionOutput + start * q, logSumExp: s.attentionLogSumExp + start * heads,
-                query: s.query + start * q, key: s.key + start * k, value: s.value + start * k,
-                batchSize: batchSize, sequenceLength: length, headCount: heads, kvHeadCount: kvHeads,
-                headDimension: d, threads: threads)
+        timed(.rmsnorm, .forward) {
+            RMSNorm.forward(output: s.attentionNorm, rstd: s.attentionRstd, input: x, weight: w.inputNorm,
+                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
         }
-        Matmul.forward(output: s.attentionResidual, input: s.attentionOutput, weight: w.output, bias: nil,
-                       rowCount: n, inputSize: q, outputSize: c, threads: threads)
-        Residual.forward(output: s.attentionResidual, a: x, b: s.attentionResidual, count: n * c, threads: threads)
+        timed(.matmul, .forward) {
+            Matmul.forward(output: s.query, input: s.attentionNorm, weight: w.query, bias: nil,
+                           rowCount: n, inputSize: c, outputSize: q, threads: threads)
+        }
+        timed(.matmul, .forward) {
+            Matmul.forward(output: s.key, input: s.attentionNorm, weight: w.key, bias: nil,
+                           rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        }
+        timed(.matmul, .forward) {
+            Matmul.forward(output: s.value, input: s.attentionNorm, weight: w.value, bias: nil,
+                           rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        }
+        timed(.rope, .forward) {
+            RoPE.forward(output: s.query, input: s.query, positions: a.positions, table: rope,
+                         tokenCount: n, headCount: heads, headDimension: d, threads: threads)
+        }
+        timed(.rope, .forward) {
+            RoPE.forward(output: s.key, input: s.key, positions: a.positions, table: rope,
+                         tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
+        }
+        forEachAttentionSpan { start, batchSize, length in
+            timed(.attention, .forward) {
+                Attention.forward(
+                    output: s.attentionOutput + start * q, logSumExp: s.attentionLogSumExp + start * heads,
+                    query: s.query + start * q, key: s.key + start * k, value: s.value + start * k,
+                    batchSize: batchSize, sequenceLength: length, headCount: heads, kvHeadCount: kvHeads,
+                    headDimension: d, threads: threads)
+            }
+        }
+        timed(.matmul, .forward) {
+            Matmul.forward(output: s.attentionResidual, input: s.attentionOutput, weight: w.output, bias: nil,
+                           rowCount: n, inputSize: q, outputSize: c, threads: threads)
+        }
+        timed(.residual, .forward) {
+            Residual.forward(output: s.attentionResidual, a: x, b: s.attentionResidual, count: n * c, threads: threads)
+        }
 
         // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = post_attention_layernorm(h).
-        RMSNorm.forward(output: s.mlpNorm, rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
-                        rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
-        Matmul.forward(output: s.gate, input: s.mlpNorm, weight: w.gate, bias: nil,
-                       rowCount: n, inputSize: c, outputSize: i, threads: threads)
-        Matmul.forward(output: s.up, input: s.mlpNorm, weight: w.up, bias: nil,
-                       rowCount: n, inputSize: c, outputSize: i, threads: threads)
-        SwiGLU.forward(output: s.mlpActivation, gate: s.gate, up: s.up, count: n * i, threads: threads)
-        Matmul.forward(output: y, input: s.mlpActivation, weight: w.down, bias: nil,
-                       rowCount: n, inputSize: i, outputSize: c, threads: threads)
-        Residual.forward(output: y, a: s.attentionResidual, b: y, count: n * c, threads: threads)
+        timed(.rmsnorm, .forward) {
+            RMSNorm.forward(output: s.mlpNorm, rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
+                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+        }
+        timed(.matmul, .forward) {
+            Matmul.forward(output: s.gate, input: s.mlpNorm, weight: w.gate, bias: nil,
+                           rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        }
+        timed(.matmul, .forward) {
+            Matmul.forward(output: s.up, input: s.mlpNorm, weight: w.up, bias: nil,
+                           rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        }
+        timed(.swiglu, .forward) {
+            SwiGLU.forward(output: s.mlpActivation, gate: s.gate, up: s.up, count: n * i, threads: threads)
+        }
+        timed(.matmul, .forward) {
+            Matmul.forward(output: y, input: s.mlpActivation, weight: w.down, bias: nil,
+                           rowCount: n, inputSize: i, outputSize: c, threads: threads)
+        }
+        timed(.residual, .forward) {
+            Residual.forward(output: y, a: s.attentionResidual, b: y, count: n * c, threads: threads)
+        }
     }
 
     // MARK: Backward
@@ -266,16 +307,22 @@ public final class LlamaModel {
             languageModelHeadGradient = parameters.acquireGradients(.embedding)
             tiedTableGradient = languageModelHeadGradient
         }
-        CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
-                              targets: a.targets, rowCount: n, vocabularySize: v, scale: lossScale, threads: threads)
+        timed(.crossEntropy, .backward) {
+            CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
+                                  targets: a.targets, rowCount: n, vocabularySize: v, scale: lossScale, threads: threads)
+        }
         zero(a.normGradient, n * c)
-        Matmul.backward(inputGradient: a.normGradient, weightGradient: languageModelHeadGradient, biasGradient: nil,
-                        outputGradient: a.logits, input: a.finalNorm, weight: languageModelHead,
-                        rowCount: n, inputSize: c, outputSize: v, threads: threads)
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: languageModelHeadGradient, biasGradient: nil,
+                            outputGradient: a.logits, input: a.finalNorm, weight: languageModelHead,
+                            rowCount: n, inputSize: c, outputSize: v, threads: threads)
+        }
         zero(a.residualGradient, n * c)
-        RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + headOffsets.norm,
-                         outputGradient: a.normGradient, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
-                         weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, threads: threads)
+        timed(.rmsnorm, .backward) {
+            RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + headOffsets.norm,
+                             outputGradient: a.normGradient, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
+                             weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, threads: threads)
+        }
         parameters.releaseGradients(.head)
         if tied { parameters.releaseParameters(.embedding) }
         parameters.releaseParameters(.head)
@@ -290,8 +337,10 @@ public final class LlamaModel {
         }
 
         let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
-        Embedding.backward(tableGradient: embeddingGradient, outputGradient: a.residualGradient, tokens: a.tokens,
-                           tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+        timed(.embedding, .backward) {
+            Embedding.backward(tableGradient: embeddingGradient, outputGradient: a.residualGradient, tokens: a.tokens,
+                               tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+        }
         parameters.releaseGradients(.embedding)
     }
 
@@ -309,60 +358,86 @@ public final class LlamaModel {
 
         // MLP sublayer; dStream = dy on entry, dh after the norm's backward.
         zero(a.mlpActivationGradient, n * i)
-        Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
-                        outputGradient: dStream, input: s.mlpActivation, weight: w.down,
-                        rowCount: n, inputSize: i, outputSize: c, threads: threads)
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
+                            outputGradient: dStream, input: s.mlpActivation, weight: w.down,
+                            rowCount: n, inputSize: i, outputSize: c, threads: threads)
+        }
         zero(a.gateGradient, n * i)
         zero(a.upGradient, n * i)
-        SwiGLU.backward(gateGradient: a.gateGradient, upGradient: a.upGradient, outputGradient: a.mlpActivationGradient,
-                        gate: s.gate, up: s.up, count: n * i, threads: threads)
+        timed(.swiglu, .backward) {
+            SwiGLU.backward(gateGradient: a.gateGradient, upGradient: a.upGradient, outputGradient: a.mlpActivationGradient,
+                            gate: s.gate, up: s.up, count: n * i, threads: threads)
+        }
         zero(a.normGradient, n * c)
-        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
-                        outputGradient: a.gateGradient, input: s.mlpNorm, weight: w.gate,
-                        rowCount: n, inputSize: c, outputSize: i, threads: threads)
-        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
-                        outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
-                        rowCount: n, inputSize: c, outputSize: i, threads: threads)
-        RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: a.normGradient,
-                         rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
-                         rowCount: n, hiddenSize: c, threads: threads)
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
+                            outputGradient: a.gateGradient, input: s.mlpNorm, weight: w.gate,
+                            rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        }
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
+                            outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
+                            rowCount: n, inputSize: c, outputSize: i, threads: threads)
+        }
+        timed(.rmsnorm, .backward) {
+            RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: a.normGradient,
+                             rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
+                             rowCount: n, hiddenSize: c, threads: threads)
+        }
 
         // Attention sublayer; dStream = dh on entry, dx after the norm's backward.
         zero(a.attentionOutputGradient, n * q)
-        Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
-                        outputGradient: dStream, input: s.attentionOutput, weight: w.output,
-                        rowCount: n, inputSize: q, outputSize: c, threads: threads)
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
+                            outputGradient: dStream, input: s.attentionOutput, weight: w.output,
+                            rowCount: n, inputSize: q, outputSize: c, threads: threads)
+        }
         zero(a.queryGradient, n * q)
         zero(a.keyGradient, n * k)
         zero(a.valueGradient, n * k)
         forEachAttentionSpan { start, batchSize, length in
-            Attention.backward(
-                queryGradient: a.queryGradient + start * q, keyGradient: a.keyGradient + start * k,
-                valueGradient: a.valueGradient + start * k, outputGradient: a.attentionOutputGradient + start * q,
-                logSumExp: s.attentionLogSumExp + start * heads, output: s.attentionOutput + start * q,
-                query: s.query + start * q, key: s.key + start * k, value: s.value + start * k,
-                batchSize: batchSize, sequenceLength: length, headCount: heads, kvHeadCount: kvHeads,
-                headDimension: d, threads: threads)
+            timed(.attention, .backward) {
+                Attention.backward(
+                    queryGradient: a.queryGradient + start * q, keyGradient: a.keyGradient + start * k,
+                    valueGradient: a.valueGradient + start * k, outputGradient: a.attentionOutputGradient + start * q,
+                    logSumExp: s.attentionLogSumExp + start * heads, output: s.attentionOutput + start * q,
+                    query: s.query + start * q, key: s.key + start * k, value: s.value + start * k,
+                    batchSize: batchSize, sequenceLength: length, headCount: heads, kvHeadCount: kvHeads,
+                    headDimension: d, threads: threads)
+            }
         }
         zero(a.queryProjectionGradient, n * q)
         zero(a.keyProjectionGradient, n * k)
-        RoPE.backward(inputGradient: a.queryProjectionGradient, outputGradient: a.queryGradient, positions: a.positions,
-                      table: rope, tokenCount: n, headCount: heads, headDimension: d, threads: threads)
-        RoPE.backward(inputGradient: a.keyProjectionGradient, outputGradient: a.keyGradient, positions: a.positions,
-                      table: rope, tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
+        timed(.rope, .backward) {
+            RoPE.backward(inputGradient: a.queryProjectionGradient, outputGradient: a.queryGradient, positions: a.positions,
+                          table: rope, tokenCount: n, headCount: heads, headDimension: d, threads: threads)
+        }
+        timed(.rope, .backward) {
+            RoPE.backward(inputGradient: a.keyProjectionGradient, outputGradient: a.keyGradient, positions: a.positions,
+                          table: rope, tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
+        }
         zero(a.normGradient, n * c)
-        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: nil,
-                        outputGradient: a.queryProjectionGradient, input: s.attentionNorm, weight: w.query,
-                        rowCount: n, inputSize: c, outputSize: q, threads: threads)
-        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: nil,
-                        outputGradient: a.keyProjectionGradient, input: s.attentionNorm, weight: w.key,
-                        rowCount: n, inputSize: c, outputSize: k, threads: threads)
-        Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: nil,
-                        outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
-                        rowCount: n, inputSize: c, outputSize: k, threads: threads)
-        RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: a.normGradient,
-                         rstd: s.attentionRstd, input: x, weight: w.inputNorm,
-                         rowCount: n, hiddenSize: c, threads: threads)
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: nil,
+                            outputGradient: a.queryProjectionGradient, input: s.attentionNorm, weight: w.query,
+                            rowCount: n, inputSize: c, outputSize: q, threads: threads)
+        }
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: nil,
+                            outputGradient: a.keyProjectionGradient, input: s.attentionNorm, weight: w.key,
+                            rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        }
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: nil,
+                            outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
+                            rowCount: n, inputSize: c, outputSize: k, threads: threads)
+        }
+        timed(.rmsnorm, .backward) {
+            RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: a.normGradient,
+                             rstd: s.attentionRstd, input: x, weight: w.inputNorm,
+                             rowCount: n, hiddenSize: c, threads: threads)
+        }
     }
 
     // MARK: Helpers
@@ -392,5 +467,11 @@ public final class LlamaModel {
     @inline(__always)
     private func zero(_ buffer: UnsafeMutablePointer<Float>, _ count: Int) {
         buffer.update(repeating: 0, count: count)
+    }
+
+    /// Runs one kernel call, timed when a profile is attached.
+    @inline(__always)
+    private func timed(_ kernel: StepProfile.Kernel, _ direction: StepProfile.Direction, _ body: () -> Void) {
+        if let profile { profile.measure(kernel, direction, body) } else { body() }
     }
 }

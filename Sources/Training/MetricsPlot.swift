@@ -53,8 +53,10 @@ public struct MetricsPlot: Sendable {
         svg.line(##"<svg xmlns="http://www.w3.org/2000/svg" width="\##(f(width))" height="\##(f(height))" viewBox="0 0 \##(f(width)) \##(f(height))" font-family="Helvetica, Arial, sans-serif" font-size="12">"##)
         svg.line("<title>\(escape("Training curves: " + runs.map(\.name).joined(separator: ", ")))</title>")
         svg.line(##"<rect width="100%" height="100%" fill="#ffffff"/>"##)
-        svg.line(##"<defs><clipPath id="loss-area"><rect x="\##(f(left))" y="\##(f(lossPanel.top))" width="\##(f(right - left))" height="\##(f(lossPanel.bottom - lossPanel.top))"/></clipPath>"##
-            + ##"<clipPath id="rate-area"><rect x="\##(f(left))" y="\##(f(throughputPanel.top))" width="\##(f(right - left))" height="\##(f(throughputPanel.bottom - throughputPanel.top))"/></clipPath></defs>"##)
+        // Curves are clipped to their panel, with room for a whole marker on the edge.
+        let slack = 6.0
+        svg.line(##"<defs><clipPath id="loss-area"><rect x="\##(f(left - slack))" y="\##(f(lossPanel.top - slack))" width="\##(f(right - left + 2 * slack))" height="\##(f(lossPanel.bottom - lossPanel.top + 2 * slack))"/></clipPath>"##
+            + ##"<clipPath id="rate-area"><rect x="\##(f(left - slack))" y="\##(f(throughputPanel.top - slack))" width="\##(f(right - left + 2 * slack))" height="\##(f(throughputPanel.bottom - throughputPanel.top + 2 * slack))"/></clipPath></defs>"##)
         var title = "Loss" + (options.logarithmicLoss ? " (log scale)" : "")
         if smoothing { title += ", EMA over \(options.smoothingSpan) rows (raw rows faint)" }
         svg.line(##"<text x="\##(f(left))" y="\##(f(lossPanel.top - 16))" font-size="15" font-weight="bold" fill="#222">\##(escape(title))</text>"##)
@@ -71,6 +73,7 @@ public struct MetricsPlot: Sendable {
             if !train.isEmpty {
                 let curve = smoothing ? Self.exponentialMovingAverage(train, span: options.smoothingSpan) : train
                 svg.line(##"<path class="train-loss" data-run="\##(name)" d="\##(pathData(curve, stepAxis, lossAxis, lossPanel))" fill="none" stroke="\##(color)" stroke-width="1.8" stroke-linejoin="round" stroke-linecap="round"/>"##)
+                if curve.count == 1 { dot(&svg, curve[0], stepAxis, lossAxis, lossPanel, color: color) }
             }
             let eval = run.evalLoss.filter { lossAxis.scale == .linear || $0.y > 0 }
             if eval.count > 1 {
@@ -91,6 +94,7 @@ public struct MetricsPlot: Sendable {
             let color = Self.palette[index % Self.palette.count]
             let curve = smoothing ? Self.exponentialMovingAverage(run.tokensPerSecond, span: options.smoothingSpan) : run.tokensPerSecond
             svg.line(##"<path class="tokens-per-second" data-run="\##(escape(run.name))" d="\##(pathData(curve, stepAxis, rateAxis, throughputPanel))" fill="none" stroke="\##(color)" stroke-width="1.6" stroke-linejoin="round" stroke-linecap="round"/>"##)
+            if curve.count == 1 { dot(&svg, curve[0], stepAxis, rateAxis, throughputPanel, color: color) }
         }
         svg.line("</g>")
         if rates.isEmpty {
@@ -178,14 +182,19 @@ public struct MetricsPlot: Sendable {
         (left + x.fraction(point.x) * (right - left), panel.bottom - y.fraction(point.y) * (panel.bottom - panel.top))
     }
 
-    /// `M x y L x y …`; a lone point becomes a zero-length segment, drawn as a dot by the round cap.
+    /// A curve of one point, which a path alone would not show.
+    private func dot(_ svg: inout SVGText, _ point: PlotPoint, _ x: PlotAxis, _ y: PlotAxis, _ panel: (top: Double, bottom: Double), color: String) {
+        let (px, py) = position(point, x, y, panel)
+        svg.line(##"<circle cx="\##(f(px))" cy="\##(f(py))" r="2.5" fill="\##(color)"/>"##)
+    }
+
+    /// `M x y L x y …`
     private func pathData(_ points: [PlotPoint], _ x: PlotAxis, _ y: PlotAxis, _ panel: (top: Double, bottom: Double)) -> String {
         var data = ""
         for (index, point) in points.enumerated() {
             let (px, py) = position(point, x, y, panel)
             data += (index == 0 ? "M" : " L") + f(px) + " " + f(py)
         }
-        if points.count == 1 { data += " l0 0" }
         return data
     }
 

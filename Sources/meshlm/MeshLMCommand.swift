@@ -11,4 +11,9 @@ struct MeshLMCommand: ParsableCommand {
             """,
         subcommands: [PretrainCommand.self, DataCommand.self, PlotCommand.self, MeshCommand.self, BenchCommand.self]
     )
+
+    static func main() {
+        MachineSetup.restartWithoutForcedCoreType()
+        main(nil)
+    }
 }

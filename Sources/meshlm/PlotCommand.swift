@@ -9,15 +9,18 @@ struct PlotCommand: ParsableCommand {
         commandName: "plot",
         abstract: "Draw runs' loss and tokens/s against step as an SVG (from RUN/metrics.jsonl).",
         discussion: """
-            Loss on top (training rows as lines, eval rows as markers), tokens/s below, one color
+            Loss on top (training rows as lines, eval rows as markers), tokens/s below, one color \
             per run, named after its directory. Open the SVG in a browser. docs/plot.md.
             """)
 
-    @Argument(help: "Run directories, each holding the metrics.jsonl a training run writes.") var runs: [String]
-    @Option(help: "Where to write the SVG (default: plot.svg in the first run's directory).") var output: String?
+    @Argument(help: ArgumentHelp("Run directories, each holding the metrics.jsonl a training run writes.", valueName: "run"))
+    var runs: [String]
+    @Option(help: ArgumentHelp("Where to write the SVG (default: plot.svg in the first run's directory).", valueName: "file.svg"))
+    var output: String?
     @Flag(help: "Loss on a logarithmic axis.") var logLoss = false
     @Option(help: ArgumentHelp("Smooth curves with an exponential moving average over about N logged rows.",
-                               discussion: "The raw rows stay visible, faint, underneath. 0 or 1: no smoothing."))
+                               discussion: "The raw rows stay visible, faint, underneath. 0 or 1: no smoothing.",
+                               valueName: "N"))
     var smooth = 0
 
     func validate() throws {
@@ -39,6 +42,10 @@ struct PlotCommand: ParsableCommand {
             }
             let plot = MetricsPlot(runs: loaded, options: .init(logarithmicLoss: logLoss, smoothingSpan: smooth))
             let path = output ?? URL(fileURLWithPath: runs[0]).appendingPathComponent("plot.svg").path
+            let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            guard FileManager.default.fileExists(atPath: parent) else {
+                throw JobError("\(path): cannot write: directory \(parent) does not exist")
+            }
             do {
                 // Written to a temporary name and renamed: never a half-written plot.
                 try Data(plot.render().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)

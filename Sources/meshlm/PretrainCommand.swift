@@ -53,6 +53,12 @@ struct PretrainCommand: ParsableCommand {
             if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
             line += String(format: ", %@ tokens/s, MFU %.1f%% of %.0f GFLOP/s", formatRate(summary.tokensPerSecond), 100 * summary.mfu, peak)
             log.info(line)
+            let memory = trainer.parameters.residentBytes
+            let rss = try world.allgather([peakResidentMegabytes()]).map { $0[0] }
+            log.info(String(format: "memory per rank: parameters %.1f MB, gradients %.1f MB, optimizer state %.1f MB, "
+                            + "block buffers (peak) %.1f MB; peak RSS per rank %@ MB",
+                            Double(memory.parameters) / 1e6, Double(memory.gradients) / 1e6, Double(memory.optimizerState) / 1e6,
+                            Double(trainer.parameters.peakBufferBytes) / 1e6, rss.map { String(format: "%.0f", $0) }.joined(separator: ", ")))
         }
     }
 

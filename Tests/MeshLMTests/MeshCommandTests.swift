@@ -83,15 +83,22 @@ import Testing
     }
 
     /// A preset OPENBLAS_CORETYPE below the CPU's vector width (as on the machines here) is
-    /// named in a warning; without it there is no warning.
-    @Test func warnsWhenOpenBLASIsForcedBelowTheCPU() throws {
+    /// dropped by restarting without it; with MESHLM_KEEP_OPENBLAS_CORETYPE=1 it stays and is
+    /// named in a warning. Without a preset there is neither.
+    @Test func forcedOpenBLASCoreTypeIsUndoneOrWarnedAbout() throws {
         let cpuHasAVX512 = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx512f ") ?? false
         let forced = try Launcher.plain("meshlm", ["mesh", "--verbose"], environment: ["OPENBLAS_CORETYPE": "Haswell"])
         #expect(forced.status == 0)
+        let kept = try Launcher.plain("meshlm", ["mesh", "--verbose"],
+                                      environment: ["OPENBLAS_CORETYPE": "Haswell", "MESHLM_KEEP_OPENBLAS_CORETYPE": "1"])
+        #expect(kept.status == 0)
+        #expect(kept.standardOutput.contains("blas: OpenBLAS core Haswell"))
         if cpuHasAVX512 {
-            #expect(forced.standardError.contains("meshlm: warning: OpenBLAS runs its Haswell kernels (OPENBLAS_CORETYPE=Haswell is set) but this CPU supports AVX-512"))
+            #expect(forced.standardOutput.contains("(OPENBLAS_CORETYPE=Haswell was unset at start-up"), "\(forced.standardOutput)")
+            #expect(!forced.standardOutput.contains("blas: OpenBLAS core Haswell"))
+            #expect(!forced.standardError.contains("warning"))
+            #expect(kept.standardError.contains("meshlm: warning: OpenBLAS runs its Haswell kernels (OPENBLAS_CORETYPE=Haswell is set) but this CPU supports AVX-512"))
         }
-        #expect(forced.standardOutput.contains("blas: OpenBLAS core Haswell"))
         let natural = try Launcher.plain("meshlm", ["mesh"])
         #expect(!natural.standardError.contains("warning"), "\(natural.standardError)")
     }

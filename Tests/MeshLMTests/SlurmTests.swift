@@ -2,13 +2,16 @@ import Foundation
 import Testing
 
 /// slurm/*.sbatch on a real one-node Slurm cluster (tools/slurm-cluster.sh): a job runs every
-/// task of its allocation as one MPI world, and a failing rank fails the job with its one-line
-/// message in the job's output.
+/// task of its allocation as one MPI world, a failing rank fails the job with its one-line
+/// message in the job's output, and a requeued job runs again into the same output file.
 @Suite(.serialized, SlurmCluster()) struct SlurmTests {
     @Test func meshJobRunsEveryTaskAsOneWorld() throws {
-        let job = try SlurmCluster.submit("mesh.sbatch", sbatch: ["-n", "2", "-O"], arguments: ["--tp", "2"])
+        let directory = try SlurmCluster.jobDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let job = try SlurmCluster.submit("mesh.sbatch", sbatch: ["-n", "2", "-O"], arguments: ["--tp", "2"], in: directory)
         #expect(job.state == "COMPLETED", "\(job.output)")
         #expect(job.exitCode == "0:0")
+        #expect(job.outputPath == directory.appendingPathComponent("meshlm-mesh-\(job.id).out").path)
         let lines = job.output.split(separator: "\n").map(String.init)
         #expect(lines.contains("mesh: pp 1 × dp 1 × cp 1 × tp 2 = 2 ranks; rank order tp fastest, then cp, dp, pp"), "\(job.output)")
         // One row per rank, both in the same tensor group: the two tasks formed one world.
@@ -22,7 +25,9 @@ import Testing
     }
 
     @Test func impossibleMeshFailsTheJobWithOneMessage() throws {
-        let job = try SlurmCluster.submit("mesh.sbatch", sbatch: ["-n", "2", "-O"], arguments: ["--tp", "3"])
+        let directory = try SlurmCluster.jobDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let job = try SlurmCluster.submit("mesh.sbatch", sbatch: ["-n", "2", "-O"], arguments: ["--tp", "3"], in: directory)
         #expect(job.state == "FAILED", "\(job.output)")
         #expect(job.exitCode == "1:0")
         let messages = job.output.split(separator: "\n").filter { $0.hasPrefix("meshlm: error") }
@@ -30,26 +35,66 @@ import Testing
                 "\(job.output)")
     }
 
-    @Test func startingARunningClusterSaysSo() throws {
-        let again = try Launcher.run("/bin/bash", [SlurmCluster.tool, "start"], timeout: 30)
-        #expect(again.status == 0)
-        #expect(again.lines == ["slurm-cluster: already running (idle) under \(URL(fileURLWithPath: SlurmCluster.configuration).deletingLastPathComponent().path)",
-                                "export SLURM_CONF=\(SlurmCluster.configuration)"], "\(again.standardOutput)\(again.standardError)")
+    /// Pretraining on 2 tasks writes the run's metrics; requeued, the job runs again under the
+    /// same ID, appending a second run (marked as a requeue) to the same output file.
+    @Test func pretrainJobTrainsAndRunsAgainWhenRequeued() throws {
+        let directory = try SlurmCluster.jobDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let shards = try SlurmCluster.shards(in: directory)
+        let run = directory.appendingPathComponent("run")
+        let config = repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path
+        let overrides = ["data.train=\(shards)", "data.eval=\(shards)", "run.dir=\(run.path)", "train.steps=3",
+                         "train.log_interval=1", "train.eval_interval=0", "train.seq_len=32", "train.global_batch_size=4",
+                         "train.micro_batch_size=2", "model.vocab_size=263", "model.hidden_size=32", "model.intermediate_size=72",
+                         "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2"]
+        let job = try SlurmCluster.submit("pretrain.sbatch", sbatch: ["-n", "2", "-O"],
+                                          arguments: [config] + overrides.flatMap { ["--set", $0] }, in: directory)
+        #expect(job.state == "COMPLETED", "\(job.output)")
+        #expect(job.outputPath == directory.appendingPathComponent("meshlm-pretrain-\(job.id).out").path)
+        #expect(job.output.contains("mesh pp 1 × dp 2 × cp 1 × tp 1 = 2 ranks"), "\(job.output)")
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.split(separator: "\n").count == 3, "\(metrics)")
+        #expect(!job.output.contains("requeued"))
+
+        let again = try SlurmCluster.requeue(job)
+        #expect(again.state == "COMPLETED", "\(again.output)")
+        #expect(again.restarts == 1)
+        let headers = again.output.split(separator: "\n").filter { $0.hasPrefix("meshlm-slurm: ==== job \(job.id) (meshlm-pretrain) run ") }
+        #expect(headers.count == 2, "\(again.output)")
+        #expect(headers.last?.hasPrefix("meshlm-slurm: ==== job \(job.id) (meshlm-pretrain) run 2 started ") == true)
+        #expect(again.output.contains("meshlm-slurm: requeued (SLURM_RESTART_COUNT=1)"), "\(again.output)")
+
+        // The run's metrics draw.
+        let plot = try Launcher.plain("meshlm", ["plot", run.path])
+        #expect(plot.status == 0, "\(plot.standardError)")
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("plot.svg").path))
     }
 
     @Test func pretrainNeedsAConfig() throws {
-        let job = try SlurmCluster.submit("pretrain.sbatch", sbatch: ["-n", "1"], arguments: ["--set", "train.steps=1"])
+        let directory = try SlurmCluster.jobDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let job = try SlurmCluster.submit("pretrain.sbatch", sbatch: ["-n", "1"], arguments: ["--set", "train.steps=1"], in: directory)
         #expect(job.state == "FAILED", "\(job.output)")
         #expect(job.output.contains("meshlm-slurm: error: usage: sbatch [-N nodes] [-n tasks] slurm/pretrain.sbatch CONFIG [--set key=value ...]"),
                 "\(job.output)")
     }
+
+    @Test func startingARunningClusterSaysSo() throws {
+        let again = try Launcher.run("/bin/bash", [SlurmCluster.tool, "start"], timeout: 30)
+        #expect(again.status == 0)
+        let directory = URL(fileURLWithPath: SlurmCluster.configuration).deletingLastPathComponent().path
+        #expect(again.lines == ["slurm-cluster: already running (idle) under \(directory)", "export SLURM_CONF=\(SlurmCluster.configuration)"],
+                "\(again.standardOutput)\(again.standardError)")
+    }
 }
 
-/// A finished batch job as `scontrol show job` reports it, with its output file's text.
+/// A batch job as `scontrol show job` reports it once it ended, with its output file's text.
 struct SlurmJob {
     let id: String
     let state: String
     let exitCode: String
+    let restarts: Int
+    let outputPath: String
     let output: String
 }
 
@@ -65,7 +110,8 @@ struct SlurmCluster: SuiteTrait, TestScoping {
         // The first start may install packages (apt-get), hence the long bound.
         let start = try Launcher.run("/bin/bash", [Self.tool, "start"], timeout: 900)
         if start.status == 3 {
-            let reason = "SlurmTests skipped: this machine cannot install Slurm: \(start.standardError.trimmingCharacters(in: .whitespacesAndNewlines))"
+            let why = start.standardError.split(separator: "\n").last.map(String.init) ?? "tools/slurm-cluster.sh start exited with 3"
+            let reason = "SlurmTests skipped: this machine cannot install Slurm (\(why))"
             print(reason)
             try Test.cancel(Comment(rawValue: reason))
         }
@@ -78,31 +124,60 @@ struct SlurmCluster: SuiteTrait, TestScoping {
         try await Self.$configuration.withValue(configuration) { try await function() }
     }
 
-    /// `sbatch SBATCH... slurm/SCRIPT ARGUMENTS...` from a fresh directory (the job's output
-    /// lands there), then polls `scontrol show job` until the job ends (`sbatch --wait` polls
-    /// far more slowly).
-    static func submit(_ script: String, sbatch: [String], arguments: [String], timeout: Double = 60) throws -> SlurmJob {
+    /// A fresh directory for one test's jobs: the submit directory, where their output lands.
+    static func jobDirectory() throws -> URL {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-slurm-test-\(getpid())-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let environment = ["SLURM_CONF": configuration, "MESHLM": meshlm]
+        return directory
+    }
+
+    /// Token shards of the shipped eval corpus, under `directory`.
+    static func shards(in directory: URL) throws -> String {
+        let shards = directory.appendingPathComponent("shards").path
+        let corpus = repositoryRoot.appendingPathComponent("data/corpus/eval.jsonl.zst").path
+        let made = try Launcher.plain("meshlm", ["data", "shard-text", "--input", corpus, "--output", shards])
+        try #require(made.status == 0, "\(made.standardError)")
+        return shards
+    }
+
+    private static var environment: [String: String] { ["SLURM_CONF": configuration, "MESHLM": meshlm] }
+
+    private static func slurm(_ arguments: [String]) throws -> Launch {
+        try Launcher.run("/usr/bin/env", arguments, environment: environment, timeout: 30)
+    }
+
+    /// `sbatch SBATCH... slurm/SCRIPT ARGUMENTS...` with `--chdir directory`, then waits for the job.
+    static func submit(_ script: String, sbatch: [String], arguments: [String], in directory: URL) throws -> SlurmJob {
         let scriptPath = repositoryRoot.appendingPathComponent("slurm/\(script)").path
-        let submission = try Launcher.run("/usr/bin/env", ["sbatch", "--parsable", "--chdir", directory.path] + sbatch + [scriptPath] + arguments,
-                                          environment: environment, timeout: 30)
+        let submission = try slurm(["sbatch", "--parsable", "--chdir", directory.path] + sbatch + [scriptPath] + arguments)
         try #require(submission.status == 0, "sbatch failed: \(submission.standardError)")
         let id = String(submission.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines).prefix { $0 != ";" })
+        return try wait(for: id, restarts: 0)
+    }
 
+    /// `scontrol requeue`, started at once (not after `cred_expire`), then waits for the rerun.
+    static func requeue(_ job: SlurmJob) throws -> SlurmJob {
+        let requeue = try slurm(["scontrol", "requeue", job.id])
+        try #require(requeue.status == 0, "scontrol requeue: \(requeue.standardError)")
+        let start = try slurm(["scontrol", "update", "jobid=\(job.id)", "StartTime=now"])
+        #expect(start.status == 0, "scontrol update StartTime=now: \(start.standardError)")
+        return try wait(for: job.id, restarts: job.restarts + 1)
+    }
+
+    /// Polls `scontrol show job` every 0.25 s (`sbatch --wait` polls far more slowly) until the
+    /// job has been restarted `restarts` times and has ended.
+    private static func wait(for id: String, restarts: Int, timeout: Double = 60) throws -> SlurmJob {
         let finalStates: Set<String> = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"]
         let deadline = Date().addingTimeInterval(timeout)
         var fields: [String: String] = [:]
         while true {
-            let show = try Launcher.run("/usr/bin/env", ["scontrol", "show", "job", "-o", id], environment: environment, timeout: 30)
+            let show = try slurm(["scontrol", "show", "job", "-o", id])
             fields = Dictionary(show.standardOutput.split(whereSeparator: \.isWhitespace).compactMap { field in
                 field.firstIndex(of: "=").map { (String(field[..<$0]), String(field[field.index(after: $0)...])) }
             }, uniquingKeysWith: { first, _ in first })
-            if let state = fields["JobState"], finalStates.contains(state) { break }
+            if let state = fields["JobState"], finalStates.contains(state), Int(fields["Restarts"] ?? "") ?? 0 >= restarts { break }
             if Date() > deadline {
-                _ = try? Launcher.run("/usr/bin/env", ["scancel", id], environment: environment, timeout: 30)
+                _ = try? slurm(["scancel", id])
                 Issue.record("job \(id) did not finish within \(timeout) s: \(show.standardOutput)")
                 break
             }
@@ -110,6 +185,7 @@ struct SlurmCluster: SuiteTrait, TestScoping {
         }
         let outputPath = fields["StdOut"] ?? ""
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "(no output file at '\(outputPath)')"
-        return SlurmJob(id: id, state: fields["JobState"] ?? "?", exitCode: fields["ExitCode"] ?? "?", output: output)
+        return SlurmJob(id: id, state: fields["JobState"] ?? "?", exitCode: fields["ExitCode"] ?? "?",
+                        restarts: Int(fields["Restarts"] ?? "") ?? 0, outputPath: outputPath, output: output)
     }
 }
