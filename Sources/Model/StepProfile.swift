@@ -14,6 +14,10 @@ public final class StepProfile {
     public struct Key: Hashable, Sendable {
         public let kernel: Kernel
         public let direction: Direction
+        public init(kernel: Kernel, direction: Direction) {
+            self.kernel = kernel
+            self.direction = direction
+        }
     }
 
     public private(set) var seconds: [Key: Double] = [:]

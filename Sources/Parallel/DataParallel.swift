@@ -59,6 +59,8 @@ public final class DataParallelParameters: ParameterAccess {
     private var blockGradients: [ModelBlock: Tensor] = [:]
     private var pending: [(request: Request, block: ModelBlock, received: Tensor?, send: Tensor?)] = []
     private var bufferPool: [Int: [Tensor]] = [:]
+    /// Drives the reductions while backward computes (none on one rank).
+    private let progressThread: ProgressThread?
     private var liveBufferBytes = 0
     /// High-water mark of temporary block buffers (gathered parameters, block gradients).
     public private(set) var peakBufferBytes = 0
@@ -77,6 +79,15 @@ public final class DataParallelParameters: ParameterAccess {
         let stateCount = stage == .none ? shards.paddedCount : shards.shardCount
         firstMoments = Tensor(shape: [stateCount])
         secondMoments = Tensor(shape: [stateCount])
+        progressThread = communicator.size > 1 ? ProgressThread() : nil
+    }
+
+    deinit { progressThread?.stop() }
+
+    /// Records a started reduction and lets the progress thread drive it.
+    private func track(_ request: Request, _ block: ModelBlock, received: Tensor? = nil, send: Tensor? = nil) {
+        pending.append((request, block, received, send))
+        progressThread?.watch(request)
     }
 
     // MARK: Loading and reading whole parameters
@@ -148,19 +159,19 @@ public final class DataParallelParameters: ParameterAccess {
         case .none:
             guard isLastMicroBatch, let fullGradients else { break }
             let region = UnsafeMutableBufferPointer(start: fullGradients.pointer + info.paddedOffset, count: info.paddedCount)
-            orAbort { pending.append((try communicator.allreduceNonBlocking(region, .sum), block, nil, nil)) }
+            orAbort { track(try communicator.allreduceNonBlocking(region, .sum), block) }
         case .optimizerState:
             guard isLastMicroBatch, let fullGradients, let gradientShard else { break }
             let send = UnsafeBufferPointer(start: fullGradients.pointer + info.paddedOffset, count: info.paddedCount)
             let receive = UnsafeMutableBufferPointer(start: gradientShard.pointer + info.shardOffset, count: info.shardCount)
-            orAbort { pending.append((try communicator.reduceScatterNonBlocking(send, into: receive, .sum), block, nil, nil)) }
+            orAbort { track(try communicator.reduceScatterNonBlocking(send, into: receive, .sum), block) }
         case .gradients, .parameters:
             guard let gradients = blockGradients.removeValue(forKey: block) else { break }
             let received = takeBuffer(count: info.shardCount)
             let send = UnsafeBufferPointer(start: gradients.pointer, count: info.paddedCount)
             orAbort {
-                pending.append((try communicator.reduceScatterNonBlocking(send, into: received.buffer.prefix(info.shardCount).rebased, .sum),
-                                block, received, gradients))
+                track(try communicator.reduceScatterNonBlocking(send, into: received.buffer.prefix(info.shardCount).rebased, .sum),
+                      block, received: received, send: gradients)
             }
         }
         progress()
@@ -229,11 +240,8 @@ public final class DataParallelParameters: ParameterAccess {
 
     private func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, state: Int, count: Int,
                         scale: Float, settings: AdamW.Settings, stepNumber: Int) {
-        if scale != 1 {
-            for index in 0..<count { gradients[index] *= scale }
-        }
         AdamW.update(parameters: parameters, firstMoments: firstMoments.pointer + state, secondMoments: secondMoments.pointer + state,
-                     gradients: gradients, count: count, step: stepNumber, settings: settings, threads: threads)
+                     gradients: gradients, count: count, step: stepNumber, settings: settings, gradientScale: scale, threads: threads)
     }
 
     /// Bytes held for the whole run on this rank: parameters, gradients, optimizer state.
@@ -288,9 +296,7 @@ public final class DataParallelParameters: ParameterAccess {
     }
 
     private func sumOfSquares(_ values: UnsafePointer<Float>, count: Int) -> Double {
-        var sum = 0.0
-        for index in 0..<count { sum += Double(values[index]) * Double(values[index]) }
-        return sum
+        SumOfSquares.compute(values, count: count)
     }
 }
 

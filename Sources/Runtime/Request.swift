@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 
 /// What a completed receive reports.
 public struct MessageStatus: Sendable, Equatable {
@@ -21,6 +22,8 @@ public struct MessageStatus: Sendable, Equatable {
 /// (../docs/architecture.md, "Overlap"). A request dropped while pending is waited for in
 /// `deinit`, so its buffers are never written after they are freed.
 public final class Request: @unchecked Sendable {
+    /// Serializes `test` and `wait`, which a progress thread and the owner may call at once.
+    private let lock = NSLock()
     private var handle: MPI_Request?
     private let call: StaticString
     /// Objects the operation reads or writes, kept alive until it completes.
@@ -33,13 +36,19 @@ public final class Request: @unchecked Sendable {
     }
 
     /// Whether the operation has completed (`wait` or a true `test` seen).
-    public var isComplete: Bool { handle == meshlm_mpi_request_null() }
+    public var isComplete: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return handle == meshlm_mpi_request_null()
+    }
 
     /// Blocks until the operation completes.
     ///
     /// The corresponding C function is `MPI_Wait`.
     @discardableResult
     public func wait() throws(MPIError) -> MessageStatus {
+        lock.lock()
+        defer { lock.unlock() }
         var status = MPI_Status()
         try checkMPI("MPI_Wait", MPI_Wait(&handle, &status))
         retained = []
@@ -50,7 +59,9 @@ public final class Request: @unchecked Sendable {
     ///
     /// The corresponding C function is `MPI_Test`.
     public func test() throws(MPIError) -> Bool {
-        guard !isComplete else { return true }
+        lock.lock()
+        defer { lock.unlock() }
+        guard handle != meshlm_mpi_request_null() else { return true }
         var flag: Int32 = 0
         try checkMPI("MPI_Test", MPI_Test(&handle, &flag, meshlm_mpi_status_ignore()))
         if flag != 0 { retained = [] }
@@ -70,7 +81,7 @@ public final class Request: @unchecked Sendable {
     }
 
     deinit {
-        if !isComplete && !MPIEnvironment.isFinalized {
+        if handle != meshlm_mpi_request_null() && !MPIEnvironment.isFinalized {
             _ = MPI_Wait(&handle, meshlm_mpi_status_ignore())
         }
     }

@@ -31,11 +31,13 @@ public enum AdamW {
     ///     parameters, gradients, firstMoments, secondMoments  [count]
     ///
     /// Elementwise, so ZeRO can update any shard of a flat buffer with the same call.
+    /// `gradientScale` multiplies every gradient first (global-norm clipping) without a separate
+    /// pass over memory; 1 changes nothing.
     public static func update(
         parameters: UnsafeMutablePointer<Float>,
         firstMoments: UnsafeMutablePointer<Float>, secondMoments: UnsafeMutablePointer<Float>,
         gradients: UnsafePointer<Float>,
-        count: Int, step: Int, settings: Settings,
+        count: Int, step: Int, settings: Settings, gradientScale: Float = 1,
         threads: KernelThreads = .single
     ) {
         precondition(step >= 1, "AdamW steps count from 1, not \(step)")
@@ -49,7 +51,7 @@ public enum AdamW {
         threads.parallelFor(0..<count, minimumChunk: 1 << 14) { range in
             var index = range.lowerBound
             while index + Vector.width <= range.upperBound {
-                let g = Vector.load(gradients + index)
+                let g = Vector.load(gradients + index) * gradientScale
                 let oldM = Vector.load(firstMoments + index)
                 let m = oldM + (1 - beta1) * (g - oldM)
                 let v = beta2 * Vector.load(secondMoments + index) + (1 - beta2) * g * g
@@ -61,7 +63,7 @@ public enum AdamW {
                 index += Vector.width
             }
             while index < range.upperBound {
-                let g = gradients[index]
+                let g = gradients[index] * gradientScale
                 let m = firstMoments[index] + (1 - beta1) * (g - firstMoments[index])
                 let v = beta2 * secondMoments[index] + (1 - beta2) * g * g
                 let denominator = Vector.squareRoot(v) / correction2Root + epsilon

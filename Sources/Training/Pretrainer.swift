@@ -47,6 +47,10 @@ public struct StepResult: Sendable {
     public let learningRate: Double
     public let tokens: Int
     public let seconds: Double
+    /// Waiting for gradient reductions after backward (what overlap did not hide).
+    public let reductionWaitSeconds: Double
+    /// Gradient norm, clipping, AdamW and (ZeRO-1/2) the parameter all-gather.
+    public let optimizerSeconds: Double
 }
 
 /// The pretraining loop: data-parallel (and ZeRO) training of the Llama model, deterministic for
@@ -97,11 +101,14 @@ public final class Pretrainer {
             lossSum += total.lossSum
             model.backward(lossScale: lossScale, parameters: parameters)
         }
+        let waitStart = monotonicSeconds()
         try parameters.finishBackward()
+        let reductionWait = monotonicSeconds() - waitStart
         let loss = try communicator.allreduce(lossSum, .sum) / Double(globalTargets)
         guard loss.isFinite else {
             throw CollectiveFailure.agreed("step \(step): the loss is \(loss); stopping (lower optimizer.lr, raise optimizer.warmup_steps, or check the data)")
         }
+        let optimizerStart = monotonicSeconds()
         let norm = try parameters.gradientNorm()
         guard norm.isFinite else {
             throw CollectiveFailure.agreed("step \(step): the gradient norm is \(norm); stopping (lower optimizer.lr or enable optimizer.grad_clip)")
@@ -113,8 +120,9 @@ public final class Pretrainer {
                                       epsilon: Float(config.optimizer.eps), weightDecay: Float(config.optimizer.weightDecay))
         try parameters.step(settings: settings, stepNumber: step + 1, gradientScale: scale)
         let tokens = batches.reduce(0) { $0 + $1.tokens.count } * communicator.size
+        let end = monotonicSeconds()
         return StepResult(step: step, loss: loss, gradientNorm: norm, learningRate: rate, tokens: tokens,
-                          seconds: monotonicSeconds() - start)
+                          seconds: end - start, reductionWaitSeconds: reductionWait, optimizerSeconds: end - optimizerStart)
     }
 
     /// Mean loss over `batches` (this rank's share of the eval set), forward only.

@@ -55,3 +55,37 @@ import Tensors
         }
     }
 }
+
+@Suite struct SumOfSquaresTests {
+    @Test(arguments: [0, 1, 31, 4096, 4096 * 3 + 17])
+    func matchesDoubleReference(count: Int) {
+        let values = randomValues(count, seed: UInt64(count) + 5, scale: 3)
+        let expected = values.reduce(0.0) { $0 + Double($1) * Double($1) }
+        let got = values.withUnsafeBufferPointer { SumOfSquares.compute($0.baseAddress ?? UnsafePointer(bitPattern: 64)!, count: count) }
+        let difference = abs(got - expected) / max(expected, 1e-30)
+        print("SumOfSquares \(count) rel diff", difference)
+        #expect(difference <= 1e-6)
+    }
+}
+
+@Suite struct AdamWGradientScaleTests {
+    /// Clipping folded into the update equals scaling the gradients first.
+    @Test func scaleEqualsPrescaledGradients() {
+        useSingleThreadedBLAS()
+        let count = 1000, scale: Float = 0.37
+        let parameters = randomValues(count, seed: 71), gradients = randomValues(count, seed: 72)
+        let settings = AdamW.Settings(learningRate: 1e-2, weightDecay: 0.1)
+        func run(_ gradients: [Float], _ gradientScale: Float) -> [Float] {
+            var p = parameters, m = [Float](repeating: 0, count: count), v = [Float](repeating: 0, count: count)
+            gradients.withUnsafeBufferPointer { g in
+                AdamW.update(parameters: &p, firstMoments: &m, secondMoments: &v, gradients: g.baseAddress!, count: count,
+                             step: 3, settings: settings, gradientScale: gradientScale)
+            }
+            return p
+        }
+        let folded = run(gradients, scale)
+        let prescaled = run(gradients.map { $0 * scale }, 1)
+        #expect(folded == prescaled)
+        #expect(folded != run(gradients, 1))
+    }
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import Model
+import Runtime
+import Tensors
+import Training
+
+struct BenchTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training throughput (tokens/s) and MFU of a model config, with a per-kernel breakdown of one step.",
+        discussion: """
+            Runs full training steps (forward, backward, gradient reduction, AdamW) on seeded random
+            tokens, so no data is needed. Under mpirun the ranks are data parallel. MFU counts
+            6·N + 12·L·H·T FLOPs per token against this machine's fp32 FMA peak measured in the
+            same run (per core, times the compute threads of every rank).
+            """)
+
+    @OptionGroup var job: JobOptions
+    @OptionGroup var bench: BenchOptions
+    @Option(help: "Model config.") var model = "configs/model/124m.yaml"
+    @Option(help: "Sequence length.") var seqLen = 512
+    @Option(help: "Sequences per rank per step.") var microBatch = 4
+    @Option(help: "Timed steps (after one untimed warm-up step).") var steps = 3
+    @Option(help: "ZeRO stage (0–3).") var zero = 0
+
+    func run() throws {
+        try job.runJob { context in
+            let world = context.world, log = context.log
+            for line in MachineSetup.report(context: context) { log.info(line) }
+            let steps = bench.quick ? 1 : self.steps
+            let yaml = """
+                model: \(model)
+                run: {dir: /tmp/meshlm-bench-train}
+                train: {steps: \(steps + 1), seq_len: \(seqLen), global_batch_size: \(microBatch * world.size), micro_batch_size: \(microBatch)}
+                optimizer: {lr: 1.0e-4, warmup_steps: 0}
+                data: {train: synthetic}
+                parallel: {zero_stage: \(zero)}
+                """
+            let config = try world.collectively {
+                try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench train", includes: ["model"])
+            }
+            let trainer = Pretrainer(config: config, dataCommunicator: world, threads: KernelThreads(count: context.threads), log: log)
+            let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.1), .sum)
+            log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
+                     + "batch \(microBatch * world.size) × \(seqLen), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s")
+            var generator = SplitMix64(seed: 42, stream: UInt64(world.rank))
+            func batch() -> [MicroBatch] {
+                let count = microBatch * seqLen
+                var tokens = [Int32](repeating: 0, count: count + 1)
+                for index in tokens.indices { tokens[index] = Int32(generator.next() % UInt64(config.model.vocabSize)) }
+                let positions = (0..<count).map { Int32($0 % seqLen) }
+                return [MicroBatch(tokens: Array(tokens[..<count]), targets: Array(tokens[1...]), positions: positions)]
+            }
+            _ = try trainer.step(0, batches: batch())
+            let profile = StepProfile()
+            trainer.model.profile = profile
+            var times: [Double] = []
+            var waits: [Double] = [], optimizer: [Double] = []
+            var tokens = 0
+            for step in 1...steps {
+                try world.barrier()
+                let result = try trainer.step(step, batches: batch())
+                times.append(try world.allreduce(result.seconds, .max))
+                waits.append(result.reductionWaitSeconds)
+                optimizer.append(result.optimizerSeconds)
+                tokens = result.tokens
+            }
+            times.sort()
+            let median = times[times.count / 2]
+            let rate = Double(tokens) / median
+            let mfu = rate * trainer.flopsPerToken / (peak * 1e9)
+            var report = BenchReport(bench: "train", columns: ["part", "ms per step", "share of step"], json: bench.json, log: log)
+            let kernelSeconds = profile.totalSeconds / Double(steps)
+            for kernel in StepProfile.Kernel.allCases {
+                for direction in StepProfile.Direction.allCases {
+                    let key = StepProfile.Key(kernel: kernel, direction: direction)
+                    guard let seconds = profile.seconds[key] else { continue }
+                    let perStep = seconds / Double(steps)
+                    report.add(cells: ["\(kernel.rawValue).\(direction.rawValue)", String(format: "%.1f", perStep * 1e3),
+                                       String(format: "%.1f%%", 100 * perStep / median)],
+                               fields: ["part": "\(kernel.rawValue).\(direction.rawValue)", "ms": perStep * 1e3, "fraction_of_step": perStep / median])
+                }
+            }
+            let wait = waits.sorted()[waits.count / 2], update = optimizer.sorted()[optimizer.count / 2]
+            report.add(cells: ["gradient reduction wait", String(format: "%.1f", wait * 1e3), String(format: "%.1f%%", 100 * wait / median)],
+                       fields: ["part": "reduction_wait", "ms": wait * 1e3, "fraction_of_step": wait / median])
+            report.add(cells: ["optimizer (norm, AdamW, gathers)", String(format: "%.1f", update * 1e3), String(format: "%.1f%%", 100 * update / median)],
+                       fields: ["part": "optimizer", "ms": update * 1e3, "fraction_of_step": update / median])
+            let other = median - kernelSeconds - wait - update
+            report.add(cells: ["other (hooks, data, loss)", String(format: "%.1f", other * 1e3), String(format: "%.1f%%", 100 * other / median)],
+                       fields: ["part": "other", "ms": other * 1e3, "fraction_of_step": other / median])
+            report.add(cells: ["step (median of \(steps))", String(format: "%.1f", median * 1e3), "100%"],
+                       fields: ["part": "step", "ms": median * 1e3, "tokens_per_s": rate, "mfu": mfu, "peak_gflops": peak,
+                                "ranks": world.size, "threads": context.threads, "parameters": config.model.parameterCount,
+                                "seq_len": seqLen, "global_batch": microBatch * world.size, "zero_stage": zero,
+                                "step_ms_min": times[0] * 1e3, "step_ms_max": times[times.count - 1] * 1e3])
+            report.printTable()
+            log.info(String(format: "bench train: %.1f tokens/s, MFU %.1f%% (step %.0f ms median, range %.0f–%.0f ms over %d steps)",
+                            rate, 100 * mfu, median * 1e3, times[0] * 1e3, times[times.count - 1] * 1e3, steps))
+        }
+    }
+}
