@@ -22,7 +22,7 @@ struct BenchAllreduceCommand: ParsableCommand {
             guard world.size >= 2 else {
                 throw JobError("bench allreduce needs at least 2 ranks: mpirun -np 2 meshlm bench allreduce")
             }
-            for line in MachineSetup.report(context: context) { context.log.info(line) }
+            printMachineReport(context, json: bench.json)
             let largest = (maxMib ?? (bench.quick ? 16 : 64)) << 20
             var sizes: [Int] = []
             var bytes = 4 << 10

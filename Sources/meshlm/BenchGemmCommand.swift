@@ -13,7 +13,7 @@ struct BenchGemmCommand: ParsableCommand {
 
     func run() throws {
         try job.runJob { context in
-            for line in MachineSetup.report(context: context) { context.log.info(line) }
+            printMachineReport(context, json: bench.json)
             let sizes = self.sizes.isEmpty ? (bench.quick ? [256, 1024] : [256, 512, 1024, 2048]) : self.sizes
             let seconds = bench.quick ? 0.05 : 0.25
             var report = BenchReport(bench: "gemm", columns: ["threads", "op", "n", "GFLOP/s median (range)", "peak GFLOP/s", "of peak"],

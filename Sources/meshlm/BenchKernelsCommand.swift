@@ -20,7 +20,7 @@ struct BenchKernelsCommand: ParsableCommand {
 
     func run() throws {
         try job.runJob { context in
-            for line in MachineSetup.report(context: context) { context.log.info(line) }
+            printMachineReport(context, json: bench.json)
             let threads = KernelThreads(count: kernelThreads)
             let seconds = bench.quick ? 0.05 : 0.2
             let repeats = bench.repeats
@@ -29,8 +29,8 @@ struct BenchKernelsCommand: ParsableCommand {
             // References measured in this run, with the same thread count.
             let stream = StreamBandwidth.measure(elements: elements, threads: threads, time: time)
             let sgemm = sgemmRate(threads: threads, time: time)
-            context.log.info(String(format: "reference: STREAM copy %.1f GB/s, triad %.1f GB/s; sgemm n=1024 %.1f GFLOP/s (%d thread%@)",
-                                    stream.copy, stream.triad, sgemm, kernelThreads, kernelThreads == 1 ? "" : "s"))
+            if !bench.json { context.log.info(String(format: "reference: STREAM copy %.1f GB/s, triad %.1f GB/s; sgemm n=1024 %.1f GFLOP/s (%d thread%@)",
+                                    stream.copy, stream.triad, sgemm, kernelThreads, kernelThreads == 1 ? "" : "s")) }
             var report = BenchReport(bench: "kernels",
                                      columns: ["kernel", "shape", "ms", "achieved median (range)", "unit", "reference", "of reference"],
                                      json: bench.json, log: context.log)

@@ -91,3 +91,11 @@ struct BenchOptions: ParsableArguments {
     @Flag(help: "Fewer sizes and shorter runs (for smoke tests and the quickstart).") var quick = false
     @Option(help: "Timed repeats per figure; the median and range are reported.") var repeats = 5
 }
+
+/// The start-up facts every bench prints first: on standard output for the table, on standard
+/// error with `--json` (so standard output holds only JSON lines).
+func printMachineReport(_ context: JobContext, json: Bool) {
+    for line in MachineSetup.report(context: context) {
+        if json { if context.log.rank == 0 { Log.write(line + "\n", to: .standardError) } } else { context.log.info(line) }
+    }
+}

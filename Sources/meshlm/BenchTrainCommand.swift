@@ -27,7 +27,7 @@ struct BenchTrainCommand: ParsableCommand {
     func run() throws {
         try job.runJob { context in
             let world = context.world, log = context.log
-            for line in MachineSetup.report(context: context) { log.info(line) }
+            printMachineReport(context, json: bench.json)
             let steps = bench.quick ? 1 : self.steps
             let yaml = """
                 model: \(model)
@@ -42,8 +42,8 @@ struct BenchTrainCommand: ParsableCommand {
             }
             let trainer = Pretrainer(config: config, dataCommunicator: world, threads: KernelThreads(count: context.threads), log: log)
             let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.1), .sum)
-            log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
-                     + "batch \(microBatch * world.size) × \(seqLen), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s")
+            if !bench.json { log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
+                     + "batch \(microBatch * world.size) × \(seqLen), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
             var generator = SplitMix64(seed: 42, stream: UInt64(world.rank))
             func batch() -> [MicroBatch] {
                 let count = microBatch * seqLen
@@ -96,6 +96,7 @@ struct BenchTrainCommand: ParsableCommand {
                                 "seq_len": seqLen, "global_batch": microBatch * world.size, "zero_stage": zero,
                                 "step_ms_min": times[0] * 1e3, "step_ms_max": times[times.count - 1] * 1e3])
             report.printTable()
+            guard !bench.json else { return }
             log.info(String(format: "bench train: %.1f tokens/s, MFU %.1f%% (step %.0f ms median, range %.0f–%.0f ms over %d steps)",
                             rate, 100 * mfu, median * 1e3, times[0] * 1e3, times[times.count - 1] * 1e3, steps))
         }
