@@ -63,11 +63,13 @@ public struct TrainSection: Codable, Sendable {
     public var evalBatches: Int
     public var stopAtStep: Int
     public var recompute: Bool
+    /// Attention stays within each packed document (positions restarting mark the boundaries).
+    public var documentMasking: Bool
 
     enum CodingKeys: String, CodingKey {
         case steps, seed, seqLen = "seq_len", globalBatchSize = "global_batch_size", microBatchSize = "micro_batch_size"
         case logInterval = "log_interval", evalInterval = "eval_interval", evalBatches = "eval_batches"
-        case stopAtStep = "stop_at_step", recompute
+        case stopAtStep = "stop_at_step", recompute, documentMasking = "document_masking"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -82,6 +84,7 @@ public struct TrainSection: Codable, Sendable {
         evalBatches = try c.decode(.evalBatches, default: 8)
         stopAtStep = try c.decode(.stopAtStep, default: 0)
         recompute = try c.decode(.recompute, default: false)
+        documentMasking = try c.decode(.documentMasking, default: false)
     }
 
     func validate() throws(ConfigError) {

@@ -74,7 +74,8 @@ public final class Pretrainer {
         self.log = log
         layout = ParameterLayout(config: config.model)
         model = LlamaModel(config: config.model, microBatchSize: config.train.microBatchSize,
-                           sequenceLength: config.train.seqLen, recompute: config.train.recompute, threads: threads)
+                           sequenceLength: config.train.seqLen, recompute: config.train.recompute,
+                           documentMasking: config.train.documentMasking, threads: threads)
         let stage = ZeroStage(rawValue: config.parallel.zeroStage) ?? .none
         parameters = DataParallelParameters(layout: layout, stage: stage, communicator: dataCommunicator, threads: threads)
         schedule = config.optimizer.schedule(totalSteps: config.train.steps)
