@@ -15,20 +15,18 @@ public final class Communicator: @unchecked Sendable {
     private let ownsHandle: Bool
 
     /// Wraps a communicator MeshLM did not create (the world); it is never freed.
-    init(borrowing handle: MPI_Comm) throws(MPIError) {
-        try checkMPI("MPI_Comm_set_errhandler",
-                     MPI_Comm_set_errhandler(handle, meshlm_mpi_errors_return()))
-        var rank: Int32 = 0
-        var size: Int32 = 0
-        try checkMPI("MPI_Comm_rank", MPI_Comm_rank(handle, &rank))
-        try checkMPI("MPI_Comm_size", MPI_Comm_size(handle, &size))
-        self.handle = handle
-        self.rank = Int(rank)
-        self.size = Int(size)
-        self.ownsHandle = false
+    convenience init(borrowing handle: MPI_Comm) throws(MPIError) {
+        try self.init(handle, owning: false)
     }
 
-    private init(owning handle: MPI_Comm) throws(MPIError) {
+    private convenience init(owning handle: MPI_Comm) throws(MPIError) {
+        try self.init(handle, owning: true)
+    }
+
+    /// Sets the error handler to return codes (new communicators inherit it, but setting it
+    /// states the contract) and reads rank and size.
+    private init(_ handle: MPI_Comm, owning: Bool) throws(MPIError) {
+        try checkMPI("MPI_Comm_set_errhandler", MPI_Comm_set_errhandler(handle, meshlm_mpi_errors_return()))
         var rank: Int32 = 0
         var size: Int32 = 0
         try checkMPI("MPI_Comm_rank", MPI_Comm_rank(handle, &rank))
@@ -36,7 +34,7 @@ public final class Communicator: @unchecked Sendable {
         self.handle = handle
         self.rank = Int(rank)
         self.size = Int(size)
-        self.ownsHandle = true
+        self.ownsHandle = owning
     }
 
     deinit {
@@ -55,8 +53,6 @@ public final class Communicator: @unchecked Sendable {
         let mpiColor = color.map { Int32($0) } ?? meshlm_mpi_undefined()
         try checkMPI("MPI_Comm_split", MPI_Comm_split(handle, mpiColor, Int32(key), &newHandle))
         guard let newHandle, newHandle != meshlm_mpi_comm_null() else { return nil }
-        try checkMPI("MPI_Comm_set_errhandler",
-                     MPI_Comm_set_errhandler(newHandle, meshlm_mpi_errors_return()))
         return try Communicator(owning: newHandle)
     }
 
@@ -71,7 +67,6 @@ public final class Communicator: @unchecked Sendable {
         guard let newHandle, newHandle != meshlm_mpi_comm_null() else {
             throw MPIError(call: "MPI_Comm_split_type", code: -1, reason: "no node-local communicator returned")
         }
-        try checkMPI("MPI_Comm_set_errhandler", MPI_Comm_set_errhandler(newHandle, meshlm_mpi_errors_return()))
         return try Communicator(owning: newHandle)
     }
 

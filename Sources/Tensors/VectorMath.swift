@@ -123,19 +123,7 @@ enum Vector {
     @_transparent
     static func exp(_ x: Lanes) -> Lanes {
         let clamped = minimum(maximum(x, Lanes(repeating: expLowest)), Lanes(repeating: expHighest))
-        let shifted = Lanes(repeating: roundingBias).addingProduct(clamped, Lanes(repeating: log2e))
-        let n = shifted - roundingBias
-        let r = clamped.addingProduct(n, Lanes(repeating: -ln2High))
-            .addingProduct(n, Lanes(repeating: -ln2Low))
-        var p = Lanes(repeating: 1.987_569_150_0e-4)
-        p = Lanes(repeating: 1.398_199_950_7e-3).addingProduct(p, r)
-        p = Lanes(repeating: 8.333_451_907_3e-3).addingProduct(p, r)
-        p = Lanes(repeating: 4.166_579_589_4e-2).addingProduct(p, r)
-        p = Lanes(repeating: 1.666_666_545_9e-1).addingProduct(p, r)
-        p = Lanes(repeating: 5.000_000_120_1e-1).addingProduct(p, r)
-        p = (r + 1).addingProduct(p, r * r)
-        let powerOfTwo = unsafeBitCast(unsafeBitCast(shifted, to: SIMD16<UInt32>.self) &<< 23, to: Lanes.self)
-        return (p * powerOfTwo).replacing(with: 0, where: x .< expLowest)
+        return expOfClamped(clamped).replacing(with: 0, where: x .< expLowest)
     }
 
     /// `exp` for finite x ≤ 0 (softmax after subtracting the row maximum): no upper clamp and no
@@ -143,7 +131,12 @@ enum Vector {
     /// value (1.2e-38) that vanishes in any sum with the maximum's term, 1.
     @_transparent
     static func expNonPositive(_ x: Lanes) -> Lanes {
-        let clamped = maximum(x, Lanes(repeating: expLowest))
+        expOfClamped(maximum(x, Lanes(repeating: expLowest)))
+    }
+
+    /// e^x for x already within [expLowest, expHighest]: the range reduction and polynomial.
+    @_transparent
+    static func expOfClamped(_ clamped: Lanes) -> Lanes {
         let shifted = Lanes(repeating: roundingBias).addingProduct(clamped, Lanes(repeating: log2e))
         let n = shifted - roundingBias
         let r = clamped.addingProduct(n, Lanes(repeating: -ln2High))
