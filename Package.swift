@@ -43,6 +43,7 @@ let package = Package(
         .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
                 swiftSettings: nativeSwift),
         .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .target(name: "Checkpoint", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline"],
                 swiftSettings: nativeSwift),
         .executableTarget(
@@ -52,9 +53,10 @@ let package = Package(
             swiftSettings: nativeSwift),
 
         // Multi-rank checks that Tests/MeshLMTests launches under mpirun.
-        .executableTarget(name: "mpi-checks", dependencies: ["Runtime"], path: "Tests/MPIChecks",
+        .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint"], path: "Tests/MPIChecks",
                           swiftSettings: nativeSwift),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Runtime"], swiftSettings: nativeSwift),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], swiftSettings: nativeSwift),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensors", "Runtime"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),

@@ -237,8 +237,10 @@ let status = SPMDJob.run(verbose: false, setup: { world, log in (world, log) }, 
         try world.barrier()
     case "fail-collectively":
         try world.collectively { if world.rank % 2 == 1 { throw JobError("bad input seen by rank \(world.rank)") } }
+    case "checkpoint-unit", "checkpoint-save", "checkpoint-load", "checkpoint-crash", "checkpoint-audit":
+        try checkpointChecks(world, log, arguments: Array(arguments))
     default:
-        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively")
+        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively | checkpoint-unit | checkpoint-save | checkpoint-load | checkpoint-crash | checkpoint-audit")
     }
 })
 exit(status)

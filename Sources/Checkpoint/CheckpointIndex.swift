@@ -1,0 +1,145 @@
+import Foundation
+
+/// The element type of a saved tensor. Only `f32` is written today; the name is stored so a
+/// reader can refuse what it does not understand.
+public enum CheckpointDType: String, Codable, Sendable {
+    case f32
+
+    public var byteCount: Int {
+        switch self {
+        case .f32: 4
+        }
+    }
+}
+
+/// `index.json`: which bytes of which file hold which elements of which tensor
+/// (docs/checkpoints.md, "index.json").
+public struct CheckpointIndex: Codable, Sendable, Equatable {
+    /// One zstd frame: elements `[start, end)` of the flattened tensor, little-endian.
+    public struct Slice: Codable, Sendable, Equatable {
+        public var start: Int
+        public var end: Int
+        /// The shard file, relative to the step directory.
+        public var file: String
+        /// Byte offset and length of the compressed frame in `file`.
+        public var offset: Int
+        public var length: Int
+        /// Uncompressed bytes: `(end - start) * dtype.byteCount`.
+        public var bytes: Int
+        /// CRC-32C of the uncompressed bytes.
+        public var crc32c: UInt32
+
+        public var elements: Range<Int> { start..<end }
+    }
+
+    public struct Tensor: Codable, Sendable, Equatable {
+        public var name: String
+        public var dtype: CheckpointDType
+        public var shape: [Int]
+        /// Sorted by `start`; never overlapping.
+        public var slices: [Slice]
+
+        public var elementCount: Int { shape.reduce(1, *) }
+    }
+
+    public static let formatName = "meshlm-checkpoint"
+    public static let formatVersion = 1
+
+    public var format: String
+    public var version: Int
+    public var step: Int
+    /// Ranks that wrote the checkpoint (one shard file each).
+    public var worldSize: Int
+    /// Sorted by name.
+    public var tensors: [Tensor]
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, step, worldSize = "world_size", tensors
+    }
+
+    public init(step: Int, worldSize: Int, tensors: [Tensor]) {
+        self.format = Self.formatName
+        self.version = Self.formatVersion
+        self.step = step
+        self.worldSize = worldSize
+        self.tensors = tensors
+    }
+
+    /// Merges every rank's tensor records (same name → slices joined), checking that the ranks
+    /// agree on shapes and dtypes and that no two slices overlap.
+    static func merging(_ parts: [[Tensor]], step: Int, worldSize: Int) throws(CheckpointError) -> CheckpointIndex {
+        var byName: [String: Tensor] = [:]
+        for part in parts {
+            for tensor in part {
+                guard var merged = byName[tensor.name] else { byName[tensor.name] = tensor; continue }
+                guard merged.shape == tensor.shape, merged.dtype == tensor.dtype else {
+                    throw CheckpointError(.badIndex, "tensor \(tensor.name) saved with shape \(merged.shape) \(merged.dtype.rawValue) by one rank and \(tensor.shape) \(tensor.dtype.rawValue) by another")
+                }
+                merged.slices += tensor.slices
+                byName[tensor.name] = merged
+            }
+        }
+        var tensors = byName.values.sorted { $0.name < $1.name }
+        for index in tensors.indices {
+            tensors[index].slices.sort { $0.start < $1.start }
+            try tensors[index].checkSlices()
+        }
+        return CheckpointIndex(step: step, worldSize: worldSize, tensors: tensors)
+    }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    /// Decodes and checks an index read from `file` (named in errors).
+    public static func decode(_ data: Data, file: String) throws(CheckpointError) -> CheckpointIndex {
+        let index: CheckpointIndex
+        do {
+            index = try JSONDecoder().decode(CheckpointIndex.self, from: data)
+        } catch {
+            throw CheckpointError(.badIndex, "\(file) is not a checkpoint index: \(error)")
+        }
+        guard index.format == formatName, index.version == formatVersion else {
+            throw CheckpointError(.badIndex, "\(file) holds format \(index.format) version \(index.version); this MeshLM reads \(formatName) version \(formatVersion)")
+        }
+        for tensor in index.tensors {
+            guard tensor.shape.allSatisfy({ $0 >= 0 }) else {
+                throw CheckpointError(.badIndex, "\(file): tensor \(tensor.name) has shape \(tensor.shape)")
+            }
+            do { try tensor.checkSlices() } catch { throw CheckpointError(.badIndex, "\(file): \(error.description)") }
+            for slice in tensor.slices where slice.bytes != slice.elements.count * tensor.dtype.byteCount || slice.length < 0 || slice.offset < 0 {
+                throw CheckpointError(.badIndex, "\(file): tensor \(tensor.name) slice \(slice.start)..<\(slice.end) in \(slice.file) records \(slice.bytes) bytes at offset \(slice.offset) length \(slice.length)")
+            }
+        }
+        return index
+    }
+}
+
+extension CheckpointIndex.Tensor {
+    /// Slices must be sorted, inside the tensor and disjoint (two ranks writing the same elements
+    /// is a caller's bug that would otherwise load either copy silently).
+    func checkSlices() throws(CheckpointError) {
+        var end = 0
+        for slice in slices {
+            guard slice.start >= 0, slice.start < slice.end, slice.end <= elementCount else {
+                throw CheckpointError(.badIndex, "tensor \(name) of \(elementCount) elements has a slice \(slice.start)..<\(slice.end) (in \(slice.file))")
+            }
+            guard slice.start >= end else {
+                throw CheckpointError(.badIndex, "tensor \(name) has overlapping slices ending at \(end) and starting at \(slice.start) (in \(slice.file))")
+            }
+            end = slice.end
+        }
+    }
+
+    /// The first gap in `range` that no slice covers, if any.
+    func firstGap(in range: Range<Int>) -> Range<Int>? {
+        var next = range.lowerBound
+        for slice in slices where slice.end > next && slice.start < range.upperBound {
+            if slice.start > next { return next..<slice.start }
+            next = slice.end
+        }
+        return next < range.upperBound ? next..<range.upperBound : nil
+    }
+}

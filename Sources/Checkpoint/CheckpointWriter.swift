@@ -1,0 +1,182 @@
+import Foundation
+import Runtime
+
+/// Saves one checkpoint, collectively over `communicator` (docs/checkpoints.md).
+///
+/// 1. `init` (collective): rank 0 creates `directory/step_NNNNNNNN/`, first deleting a
+///    leftover of an earlier attempt at the same step.
+/// 2. `add` (local): copies one slice of a tensor into this writer's staging buffers; the
+///    caller's arrays may change as soon as it returns.
+/// 3. `writeShardInBackground` (local, optional): compresses the staged slices and writes and
+///    fsyncs `rank_RRRRR.bin` on a background thread while the caller trains on.
+/// 4. `commit` (collective): finishes the shard file if step 3 did not, gathers every rank's
+///    slice records on rank 0, which writes `index.json`, `metadata.json`, then `COMMITTED` and
+///    `latest` by rename, and deletes checkpoints beyond the newest `keep`.
+///
+/// Any rank failing in step 1 or 4 makes every rank throw the same `CollectiveFailure`; a rank
+/// that dies instead leaves the step directory without `COMMITTED`, which readers skip.
+public final class CheckpointWriter: @unchecked Sendable {
+    public let directory: String
+    public let step: Int
+    public let stepDirectory: String
+    public let communicator: Communicator
+    /// zstd level of the frames (1 is fastest; see docs/checkpoints.md, "Compression level").
+    public let compressionLevel: Int32
+
+    private struct StagedSlice {
+        let name: String
+        let shape: [Int]
+        let elements: Range<Int>
+        let values: [Float]
+    }
+
+    private var staged: [StagedSlice] = []
+    private var stagedNames: [String: [Int]] = [:]
+    /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
+    private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
+    private var background: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+    private var isCommitted = false
+
+    public init(directory: String, step: Int, communicator: Communicator, compressionLevel: Int32 = 1) throws {
+        precondition(step >= 0, "checkpoint step \(step) is negative")
+        self.directory = directory
+        self.step = step
+        self.stepDirectory = directory + "/" + CheckpointFiles.stepDirectoryName(step)
+        self.communicator = communicator
+        self.compressionLevel = compressionLevel
+        let stepDirectory = self.stepDirectory
+        try communicator.collectively {
+            guard communicator.rank == 0 else { return }
+            if FileManager.default.fileExists(atPath: stepDirectory) {
+                try CheckpointFiles.removeStepDirectory(stepDirectory)
+            }
+            do {
+                try FileManager.default.createDirectory(atPath: stepDirectory, withIntermediateDirectories: true)
+            } catch {
+                throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(error.localizedDescription)")
+            }
+            try CheckpointFiles.syncDirectory(containing: stepDirectory)
+        }
+    }
+
+    public var shardFile: String { CheckpointFiles.shardName(rank: communicator.rank) }
+
+    /// Stages elements `elements` of the flattened tensor `name` (of shape `globalShape`) held by
+    /// this rank. A rank may add several slices of one tensor; no two slices of a tensor, on any
+    /// rank, may overlap (checked at `commit`). An empty range adds nothing.
+    public func add(name: String, globalShape: [Int], elements: Range<Int>, values: UnsafeBufferPointer<Float>) {
+        precondition(background == nil && !isCommitted, "add after writeShardInBackground or commit")
+        precondition(values.count == elements.count, "tensor \(name): \(values.count) values for elements \(elements)")
+        let count = globalShape.reduce(1, *)
+        precondition(elements.lowerBound >= 0 && elements.upperBound <= count,
+                     "tensor \(name): elements \(elements) outside its \(count) elements")
+        if let shape = stagedNames[name] { precondition(shape == globalShape, "tensor \(name) added with shapes \(shape) and \(globalShape)") }
+        stagedNames[name] = globalShape
+        guard !elements.isEmpty else { return }
+        staged.append(StagedSlice(name: name, shape: globalShape, elements: elements, values: Array(values)))
+    }
+
+    /// Compresses and writes the shard file on a background thread; `commit` waits for it.
+    public func writeShardInBackground() {
+        precondition(background == nil && shardResult == nil, "shard written twice")
+        let thread = Thread { [self] in
+            writeShard()
+            finished.signal()
+        }
+        thread.name = "checkpoint-writer"
+        background = thread
+        thread.start()
+    }
+
+    private func writeShard() {
+        do throws(CheckpointError) {
+            shardResult = .success(try writeShardFile())
+        } catch {
+            shardResult = .failure(error)
+        }
+        staged = []
+    }
+
+    /// One frame per staged slice, appended in order; the file is fsync'd before returning.
+    private func writeShardFile() throws(CheckpointError) -> [CheckpointIndex.Tensor] {
+        let path = stepDirectory + "/" + shardFile
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw CheckpointFiles.ioError("create", path) }
+        defer { close(descriptor) }
+        var tensors: [String: CheckpointIndex.Tensor] = [:]
+        var offset = 0
+        for slice in staged {
+            let frame: [UInt8], checksum: UInt32
+            do {
+                (frame, checksum) = try slice.values.withUnsafeBytes { raw in
+                    (try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))
+                }
+            } catch {
+                throw CheckpointError(.io, "cannot compress tensor \(slice.name) for \(path): \(error)")
+            }
+            try CheckpointFiles.writeAll(descriptor, frame, path: path)
+            let record = CheckpointIndex.Slice(start: slice.elements.lowerBound, end: slice.elements.upperBound, file: shardFile,
+                                               offset: offset, length: frame.count,
+                                               bytes: slice.values.count * CheckpointDType.f32.byteCount, crc32c: checksum)
+            tensors[slice.name, default: CheckpointIndex.Tensor(name: slice.name, dtype: .f32, shape: slice.shape, slices: [])]
+                .slices.append(record)
+            offset += frame.count
+        }
+        guard fsync(descriptor) == 0 else { throw CheckpointFiles.ioError("fsync", path) }
+        // Tensors this rank declared but holds no elements of still appear, so every name reaches the index.
+        for (name, shape) in stagedNames where tensors[name] == nil {
+            tensors[name] = CheckpointIndex.Tensor(name: name, dtype: .f32, shape: shape, slices: [])
+        }
+        return tensors.values.sorted { $0.name < $1.name }
+    }
+
+    /// Finishes the checkpoint on every rank (collective); returns the step directory.
+    ///
+    /// `metadata` is the trainer's state as JSON (rank 0's copy is saved). `keep` > 0 deletes
+    /// committed checkpoints older than the newest `keep`, and uncommitted leftovers older than
+    /// this one; `keep` ≤ 0 deletes nothing.
+    @discardableResult
+    public func commit(metadata: Data, keep: Int) throws -> String {
+        precondition(!isCommitted, "checkpoint committed twice")
+        isCommitted = true
+        let records = try communicator.collectively { () throws -> [CheckpointIndex.Tensor] in
+            if background != nil { finished.wait() } else { writeShard() }
+            guard let shardResult else { preconditionFailure("shard not written") }
+            return try shardResult.get()
+        }
+        // Gathering to rank 0 also orders: rank 0 hears from a rank only after its file is fsync'd.
+        let encoded = String(decoding: try JSONEncoder().encode(records), as: UTF8.self)
+        let gathered = try communicator.gather(encoded, root: 0)
+        let (stepDirectory, directory, step, size) = (self.stepDirectory, self.directory, self.step, communicator.size)
+        try communicator.collectively {
+            guard communicator.rank == 0 else { return }
+            let parts = try gathered.map { text in try JSONDecoder().decode([CheckpointIndex.Tensor].self, from: Data(text.utf8)) }
+            let index = try CheckpointIndex.merging(parts, step: step, worldSize: size)
+            try CheckpointFiles.writeDurably(try index.encoded(), to: stepDirectory + "/" + CheckpointFiles.indexName)
+            try CheckpointFiles.writeDurably(metadata, to: stepDirectory + "/" + CheckpointFiles.metadataName)
+            try CheckpointFiles.syncDirectory(containing: stepDirectory + "/" + CheckpointFiles.indexName)
+            try CheckpointFiles.replaceAtomically(stepDirectory + "/" + CheckpointFiles.commitMarkerName,
+                                                  with: Data("step \(step), \(size) ranks\n".utf8))
+            try CheckpointFiles.replaceAtomically(directory + "/" + CheckpointFiles.latestName,
+                                                  with: Data((CheckpointFiles.stepDirectoryName(step) + "\n").utf8))
+            if keep > 0 { try Self.prune(directory, newest: step, keep: keep) }
+        }
+        return stepDirectory
+    }
+
+    /// Deletes committed checkpoints older than the newest `keep` up to `newest`, and
+    /// uncommitted leftovers older than `newest`. Newer directories are left alone.
+    static func prune(_ directory: String, newest: Int, keep: Int) throws(CheckpointError) {
+        let candidates = CheckpointFiles.stepDirectories(in: directory).filter { $0.step <= newest }
+        var committedSeen = 0
+        for candidate in candidates.reversed() {
+            if CheckpointFiles.isCommitted(candidate.path) {
+                committedSeen += 1
+                if committedSeen > keep { try CheckpointFiles.removeStepDirectory(candidate.path) }
+            } else if candidate.step < newest {
+                try CheckpointFiles.removeStepDirectory(candidate.path)
+            }
+        }
+    }
+}
