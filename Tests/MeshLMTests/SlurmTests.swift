@@ -155,12 +155,22 @@ struct SlurmCluster: SuiteTrait, TestScoping {
         return try wait(for: id, restarts: 0)
     }
 
-    /// `scontrol requeue`, started at once (not after `cred_expire`), then waits for the rerun.
+    /// `scontrol requeue` of an ended job, started again within about a second (not after
+    /// `cred_expire` + 1 s), then waits for the rerun.
+    ///
+    /// Not `StartTime=now`: when a run ends, slurmd revokes the job's credential as of that
+    /// second (the time in slurmctld's terminate request), and accepts a credential reissued for
+    /// the requeued run only if it was created in a later second (ctime > revoke time, whole
+    /// seconds). A rerun started within the same second is refused -- slurmd "Job J already
+    /// killed, do not launch batch job", slurmctld "Killing non-startable batch JobId=J: Job
+    /// credential revoked" -- and the job ends FAILED without its script running. `now+1` is
+    /// read by scontrol after the job was seen ended, hence after the revocation: the rerun
+    /// cannot start, so its credential cannot be created, before the following second.
     static func requeue(_ job: SlurmJob) throws -> SlurmJob {
         let requeue = try slurm(["scontrol", "requeue", job.id])
         try #require(requeue.status == 0, "scontrol requeue: \(requeue.standardError)")
-        let start = try slurm(["scontrol", "update", "jobid=\(job.id)", "StartTime=now"])
-        #expect(start.status == 0, "scontrol update StartTime=now: \(start.standardError)")
+        let start = try slurm(["scontrol", "update", "jobid=\(job.id)", "StartTime=now+1"])
+        #expect(start.status == 0, "scontrol update StartTime=now+1: \(start.standardError)")
         return try wait(for: job.id, restarts: job.restarts + 1)
     }
 
