@@ -44,7 +44,7 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .target(name: "Checkpoint", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline"],
+        .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Checkpoint"],
                 swiftSettings: nativeSwift),
         .executableTarget(
             name: "meshlm",

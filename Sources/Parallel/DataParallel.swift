@@ -315,3 +315,72 @@ func orAbort<T>(_ body: () throws -> T) -> T {
 extension Slice where Base == UnsafeMutableBufferPointer<Float> {
     var rebased: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(rebasing: self) }
 }
+
+/// One tensor's elements as one rank holds them: what a checkpoint saves or loads.
+public struct TensorSlice {
+    /// The HF name, prefixed for optimizer state (`optimizer.exp_avg.…`, `optimizer.exp_avg_sq.…`).
+    public let name: String
+    public let shape: [Int]
+    /// Elements of the flattened tensor.
+    public let elements: Range<Int>
+    /// Where those elements live on this rank.
+    public let pointer: UnsafeMutablePointer<Float>
+}
+
+extension DataParallelParameters {
+    /// The state a checkpoint holds for every parameter.
+    public enum StateKind: CaseIterable, Sendable {
+        case parameters, firstMoments, secondMoments
+
+        func name(_ parameter: String) -> String {
+            switch self {
+            case .parameters: parameter
+            case .firstMoments: "optimizer.exp_avg." + parameter
+            case .secondMoments: "optimizer.exp_avg_sq." + parameter
+            }
+        }
+    }
+
+    /// What this rank writes to a checkpoint: its owned share of every tensor (ZeRO's shard;
+    /// with replicated state the same split, so every rank writes 1/dp of it).
+    public func ownedSlices(_ kind: StateKind) -> [TensorSlice] {
+        slices(kind, everything: false)
+    }
+
+    /// What this rank must read from a checkpoint to hold `kind` in this layout: whole tensors
+    /// where it keeps them replicated, its shard where ZeRO shards them.
+    public func neededSlices(_ kind: StateKind) -> [TensorSlice] {
+        let replicated = kind == .parameters ? stage != .parameters : stage == .none
+        return slices(kind, everything: replicated)
+    }
+
+    private func slices(_ kind: StateKind, everything: Bool) -> [TensorSlice] {
+        var result: [TensorSlice] = []
+        for block in shards.blocks {
+            let owned = shards.ownedRange(of: block, rank: shards.rank)
+            let held = everything ? 0..<block.range.count : owned
+            for entry in layout.entries(in: block.block) {
+                let start = entry.offset - block.range.lowerBound
+                let lower = Swift.max(start, held.lowerBound), upper = Swift.min(start + entry.count, held.upperBound)
+                guard lower < upper else { continue }
+                result.append(TensorSlice(name: kind.name(entry.name), shape: entry.shape, elements: (lower - start)..<(upper - start),
+                                          pointer: storage(kind, block: block, owned: owned, element: lower)))
+            }
+        }
+        return result
+    }
+
+    /// Where block-relative element `element` of `kind` lives on this rank.
+    private func storage(_ kind: StateKind, block: ShardLayout.Block, owned: Range<Int>, element: Int) -> UnsafeMutablePointer<Float> {
+        switch kind {
+        case .parameters:
+            if let fullParameters { return fullParameters.pointer + block.paddedOffset + element }
+            guard let parameterShard else { preconditionFailure("no parameter storage") }
+            return parameterShard.pointer + block.shardOffset + (element - owned.lowerBound)
+        case .firstMoments, .secondMoments:
+            let moments = kind == .firstMoments ? firstMoments : secondMoments
+            return stage == .none ? moments.pointer + block.paddedOffset + element
+                                  : moments.pointer + block.shardOffset + (element - owned.lowerBound)
+        }
+    }
+}

@@ -231,9 +231,7 @@ public struct CheckpointSection: Codable, Sendable {
     }
 
     func validate() throws(ConfigError) {
-        guard interval == 0 else {
-            throw .invalid("checkpoint.interval", interval, "checkpointing is not implemented yet; use 0")
-        }
+        guard interval >= 0 else { throw .invalid("checkpoint.interval", interval, "must be 0 (never) or positive") }
         guard keep >= 1 else { throw .invalid("checkpoint.keep", keep, "must be at least 1") }
     }
 }

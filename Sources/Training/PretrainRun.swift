@@ -71,6 +71,11 @@ public struct PretrainRun {
                 intervalTokens = 0
                 intervalSeconds = 0
             }
+            let interval = trainer.config.checkpoint.interval
+            if (interval > 0 && (step + 1) % interval == 0) || (isLast && (interval > 0 || train.stopAtStep > 0)) {
+                let path = try trainer.saveCheckpoint(nextStep: step + 1)
+                log.info("step \(step)  checkpoint \(path)")
+            }
             if let evalBatches, train.evalInterval > 0, step % train.evalInterval == 0 || isLast {
                 let evalLoss = try evaluate(evalBatches)
                 summary.lastEvalLoss = evalLoss

@@ -66,7 +66,7 @@ public final class Pretrainer {
     public let parameters: DataParallelParameters
     public let layout: ParameterLayout
     private let schedule: LearningRateSchedule
-    private let log: Log
+    let log: Log
 
     public init(config: PretrainConfig, dataCommunicator: Communicator, threads: KernelThreads, log: Log) {
         self.config = config

@@ -20,7 +20,7 @@ struct PretrainCommand: ParsableCommand {
         try job.runJob { context in
             let world = context.world, log = context.log
             let threads = KernelThreads(count: context.threads)
-            let (settings, mesh, trainBatches, evalBatches, metrics) = try world.collectively {
+            let (settings, mesh, trainBatches, evalBatches) = try world.collectively {
                 let settings = try ConfigLoader.load(PretrainConfig.self, path: config, overrides: overrides, includes: ["model"])
                 let parallel = settings.parallel
                 let dims = try ParallelDims(worldSize: world.size, pipelineDegree: parallel.pp,
@@ -38,17 +38,25 @@ struct PretrainCommand: ParsableCommand {
                     try Self.checkVocabulary(batches, settings)
                     return batches
                 }
-                let metrics = try MetricsLog(directory: settings.run.dir, rank: world.rank, append: false)
-                return (settings, mesh, trainBatches, evalBatches, metrics)
+                return (settings, mesh, trainBatches, evalBatches)
             }
             let trainer = Pretrainer(config: settings, dataCommunicator: mesh.dataContext, threads: threads, log: log)
+            // A run with a committed checkpoint continues from it (any dp degree or ZeRO stage).
+            let start = try world.collectively { try trainer.resumeFromLatest() } ?? 0
+            let end = settings.train.stopAtStep > 0 ? settings.train.stopAtStep : settings.train.steps
+            if start > 0 { log.info("pretrain: resuming at step \(start) from \(trainer.checkpointDirectory)") }
+            guard start < end else {
+                log.info("pretrain: the run's checkpoint is at step \(start); nothing left to do before step \(end)")
+                return
+            }
+            let metrics = try world.collectively { try MetricsLog(directory: settings.run.dir, rank: world.rank, append: start > 0) }
             let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.05), .sum)
             let train = settings.train
             log.info("pretrain: \(settings.model.parameterCount.formatted) parameters; mesh \(mesh.dims); ZeRO stage \(settings.parallel.zeroStage); "
                      + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
                      + "\(trainBatches.samples.sampleCount) training samples; metrics → \(metrics.path)")
             let summary = try PretrainRun(trainer: trainer, trainBatches: trainBatches, evalBatches: evalBatches,
-                                          metrics: metrics, log: log, peakGigaflops: peak).run()
+                                          metrics: metrics, log: log, peakGigaflops: peak).run(from: start)
             var line = String(format: "pretrain: %d steps, loss %.4f → %.4f", summary.steps, summary.firstLoss, summary.lastLoss)
             if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
             line += String(format: ", %@ tokens/s, MFU %.1f%% of %.0f GFLOP/s", formatRate(summary.tokensPerSecond), 100 * summary.mfu, peak)

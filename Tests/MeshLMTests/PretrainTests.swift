@@ -67,6 +67,49 @@ func losses(in run: URL) throws -> [Int: Double] {
         }
     }
 
+    /// A run stopped at step 5 (`train.stop_at_step`, which saves a checkpoint) and started
+    /// again continues bitwise as if uninterrupted on the same mesh, and within float
+    /// reassociation on another dp degree and ZeRO stage (the checkpoint reshards on load).
+    @Test func resumesBitwiseOnTheSameMeshAndReshardsOnAnother() throws {
+        func runDirectory(_ name: String) -> URL {
+            FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-resume-\(getpid())-\(name)")
+        }
+        func train(_ ranks: Int, _ zero: Int, _ run: URL, stopAt: Int = 0) throws -> Launch {
+            try Launcher.mpirun(ranks, "meshlm", ["pretrain", "--config", config,
+                "--set", "data.train=\(testShards.path)", "--set", "run.dir=\(run.path)", "--set", "train.steps=10",
+                "--set", "train.log_interval=1", "--set", "train.eval_interval=0", "--set", "train.seq_len=64",
+                "--set", "train.global_batch_size=8", "--set", "train.micro_batch_size=2", "--set", "train.stop_at_step=\(stopAt)",
+                "--set", "parallel.zero_stage=\(zero)"] + smallModel)
+        }
+        let whole = runDirectory("whole")
+        #expect(try train(2, 1, whole).status == 0)
+        let expected = try losses(in: whole)
+        #expect(expected.count == 10)
+
+        let resumed = runDirectory("same")
+        let first = try train(2, 1, resumed, stopAt: 5)
+        #expect(first.status == 0, "\(first.standardError)")
+        #expect(FileManager.default.fileExists(atPath: resumed.appendingPathComponent("checkpoints/step_00000005/COMMITTED").path))
+        let second = try train(2, 1, resumed)
+        #expect(second.status == 0, "\(second.standardError)")
+        #expect(second.standardOutput.contains("pretrain: resuming at step 5"))
+        #expect(try losses(in: resumed) == expected, "resumed run differs from the uninterrupted one")
+
+        // Saved on dp 4 with ZeRO-3, continued on dp 2 with ZeRO-1 and on one rank.
+        for (ranks, zero) in [(2, 1), (1, 0)] {
+            let moved = runDirectory("moved-\(ranks)")
+            #expect(try train(4, 3, moved, stopAt: 5).status == 0)
+            let launch = try train(ranks, zero, moved)
+            #expect(launch.status == 0, "\(launch.standardError)")
+            let got = try losses(in: moved)
+            var worst = 0.0
+            for (step, loss) in expected { worst = max(worst, abs((got[step] ?? .nan) - loss) / loss) }
+            print("saved on dp 4 ZeRO-3, resumed on dp \(ranks) ZeRO-\(zero): max relative loss difference \(worst)")
+            #expect(got.count == 10)
+            #expect(worst <= 1e-6)
+        }
+    }
+
     @Test func sameSeedSameLossesRunAfterRun() throws {
         let (first, firstRun) = try pretrain(ranks: 2, zero: 1, steps: 5)
         let (second, secondRun) = try pretrain(ranks: 2, zero: 1, steps: 5)
