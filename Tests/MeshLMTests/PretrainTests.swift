@@ -82,7 +82,8 @@ func losses(in run: URL) throws -> [Int: Double] {
                 "--set", "parallel.zero_stage=\(zero)"] + smallModel)
         }
         let whole = runDirectory("whole")
-        #expect(try train(2, 1, whole).status == 0)
+        let reference = try train(2, 1, whole)
+        #expect(reference.status == 0, "\(reference.standardError)")
         let expected = try losses(in: whole)
         #expect(expected.count == 10)
 
@@ -98,7 +99,8 @@ func losses(in run: URL) throws -> [Int: Double] {
         // Saved on dp 4 with ZeRO-3, continued on dp 2 with ZeRO-1 and on one rank.
         for (ranks, zero) in [(2, 1), (1, 0)] {
             let moved = runDirectory("moved-\(ranks)")
-            #expect(try train(4, 3, moved, stopAt: 5).status == 0)
+            let saved = try train(4, 3, moved, stopAt: 5)
+            #expect(saved.status == 0, "\(saved.standardError)")
             let launch = try train(ranks, zero, moved)
             #expect(launch.status == 0, "\(launch.standardError)")
             let got = try losses(in: moved)
