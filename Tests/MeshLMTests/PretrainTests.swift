@@ -76,7 +76,8 @@ func losses(in run: URL) throws -> [Int: Double] {
         }
         func train(_ ranks: Int, _ zero: Int, _ run: URL, stopAt: Int = 0) throws -> Launch {
             try Launcher.mpirun(ranks, "meshlm", ["pretrain", "--config", config,
-                "--set", "data.train=\(testShards.path)", "--set", "run.dir=\(run.path)", "--set", "train.steps=10",
+                "--set", "data.train=\(testShards.path)", "--set", "data.eval=\(testShards.path)", "--set", "run.dir=\(run.path)",
+                "--set", "train.steps=10",
                 "--set", "train.log_interval=1", "--set", "train.eval_interval=0", "--set", "train.seq_len=64",
                 "--set", "train.global_batch_size=8", "--set", "train.micro_batch_size=2", "--set", "train.stop_at_step=\(stopAt)",
                 "--set", "parallel.zero_stage=\(zero)"] + smallModel)
