@@ -67,11 +67,14 @@ choose_launcher() {
 # The launched step runs in the background so the batch shell can act on signals while it
 # waits (bash runs traps only between commands, never during a foreground child).
 step_pid=""
+stop_requested=""
 on_usr1() {
-    # `#SBATCH --signal=B:USR1@60`: the time limit (or a preemption) is a minute away.
-    # PREEMPTION: once `meshlm pretrain` saves a checkpoint on SIGTERM, forward SIGTERM to the
-    # step here and `scontrol requeue "$SLURM_JOB_ID"`; the requeued run resumes from `latest`.
-    slurm_log "SIGUSR1: the job's time limit or a preemption is near (nothing to do yet)"
+    # `#SBATCH --signal=B:USR1@60`: the time limit (or a preemption) is a minute away. Pass it
+    # to the ranks (srun and mpirun forward SIGUSR1): `meshlm pretrain` saves a checkpoint at
+    # the next step and exits 0; the job is then requeued and resumes from RUN/checkpoints/latest.
+    slurm_log "SIGUSR1: the time limit or a preemption is near; asking the step to checkpoint and stop"
+    stop_requested=1
+    [ -n "$step_pid" ] && kill -USR1 "$step_pid" 2>/dev/null || true
 }
 on_term() {
     slurm_log "SIGTERM: stopping the job step"
@@ -95,8 +98,7 @@ run_meshlm() {
     slurm_log "launcher: ${launcher[*]}; binary: $meshlm"
     slurm_log "command: meshlm $*"
     if [ -n "${SLURM_RESTART_COUNT:-}" ]; then
-        # RESUME: this run is a requeue. `meshlm pretrain` resumes from RUN/checkpoints/latest
-        # by itself once checkpoints land; nothing needs to be passed here.
+        # This run is a requeue: `meshlm pretrain` resumes from RUN/checkpoints/latest by itself.
         slurm_log "requeued (SLURM_RESTART_COUNT=$SLURM_RESTART_COUNT): a training command resumes from RUN/checkpoints/latest"
     fi
     trap on_usr1 USR1
@@ -111,5 +113,9 @@ run_meshlm() {
         kill -0 "$step_pid" 2>/dev/null || break
     done
     slurm_log "==== job $SLURM_JOB_ID run $((${SLURM_RESTART_COUNT:-0} + 1)) ended $(date '+%Y-%m-%d %H:%M:%S') with status $status"
+    if [ -n "$stop_requested" ] && [ "$status" -eq 0 ]; then
+        slurm_log "stopped on request with a checkpoint: requeueing job $SLURM_JOB_ID to resume"
+        scontrol requeue "$SLURM_JOB_ID" || slurm_log "scontrol requeue failed: resubmit to resume from RUN/checkpoints/latest"
+    fi
     exit "$status"
 }

@@ -30,6 +30,8 @@ public struct PretrainRun {
         public var lastEvalLoss: Double?
         public var tokensPerSecond: Double
         public var mfu: Double
+        /// Whether a stop signal ended the run before its last step.
+        public var stoppedEarly = false
     }
 
     /// Trains from step `start` to the end (or `train.stop_at_step`) and returns the summary.
@@ -39,7 +41,17 @@ public struct PretrainRun {
         let progress = ProgressLine(label: "pretrain", total: end - start, unit: "steps", log: log)
         var summary = Summary(steps: 0, firstLoss: .nan, lastLoss: .nan, lastEvalLoss: nil, tokensPerSecond: 0, mfu: 0)
         var intervalTokens = 0, intervalSeconds = 0.0, totalTokens = 0, totalSeconds = 0.0
+        StopSignals.install()
         for step in start..<end {
+            // A stop request on any rank (SIGTERM/SIGUSR1 from Slurm or mpirun) ends every rank
+            // at the same step, after saving a checkpoint to resume from.
+            let stopRequested = try trainer.communicator.allreduce(Int32(StopSignals.requested == nil ? 0 : 1), .max) == 1
+            if stopRequested {
+                let path = try trainer.saveCheckpoint(nextStep: step)
+                log.info("pretrain: \(StopSignals.requested ?? "a stop signal") received; saved \(path) and stopping before step \(step)")
+                summary.stoppedEarly = true
+                break
+            }
             let result = try trainer.step(step, batches: try trainBatches.microBatches(step: step))
             if summary.firstLoss.isNaN { summary.firstLoss = result.loss }
             summary.lastLoss = result.loss

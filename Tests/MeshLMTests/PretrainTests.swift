@@ -170,3 +170,47 @@ func losses(in run: URL) throws -> [Int: Double] {
         #expect(message.contains("stopping"))
     }
 }
+
+/// Preemption: SIGUSR1 to the ranks (as mpirun or srun forward Slurm's `--signal=B:USR1@…`)
+/// makes every rank stop at the same step with a committed checkpoint, exit 0, and the next
+/// start resumes. (The ranks are signalled directly: processes this test harness starts inherit
+/// a mask that blocks SIGUSR1 in mpirun itself.)
+@Suite(.serialized) struct PreemptionTests {
+    @Test func stopSignalSavesACheckpointAndTheRunResumes() throws {
+        let config = repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-preempt-\(getpid())")
+        let arguments = ["pretrain", "--config", config, "--set", "run.dir=\(run.path)", "--set", "data.train=\(testShards.path)",
+                         "--set", "data.eval=\(testShards.path)", "--set", "train.steps=100000", "--set", "train.log_interval=1",
+                         "--set", "train.eval_interval=0", "--set", "train.seq_len=32", "--set", "model.hidden_size=32",
+                         "--set", "model.intermediate_size=64", "--set", "model.num_hidden_layers=1"]
+        // Send SIGUSR1 to the ranks once a few steps are logged.
+        let metrics = run.appendingPathComponent("metrics.jsonl").path
+        let signaller = Thread {
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline {
+                let rows = (try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0
+                if rows >= 3 { break }
+                usleep(100_000)
+            }
+            let kill = Process()
+            kill.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+            kill.arguments = ["-USR1", "-f", "meshlm pretrain .*\(run.path)"]
+            try? kill.run()
+            kill.waitUntilExit()
+        }
+        signaller.start()
+        let first = try Launcher.mpirun(2, "meshlm", arguments, timeout: 90)
+        #expect(first.status == 0, "\(first.standardError)")
+        let stopLine = first.standardOutput.split(separator: "\n").first { $0.contains("received; saved") }
+        #expect(stopLine?.hasPrefix("pretrain: SIGUSR1 received; saved ") == true, "\(first.standardOutput)")
+        let latest = try String(contentsOf: run.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoints/\(latest)/COMMITTED").path))
+        let step = Int(latest.dropFirst("step_".count)) ?? -1
+        #expect(step >= 3)
+        // The next start resumes there (stopping right after, at stop_at_step).
+        let second = try Launcher.mpirun(2, "meshlm", arguments + ["--set", "train.stop_at_step=\(step + 2)"], timeout: 90)
+        #expect(second.status == 0, "\(second.standardError)")
+        #expect(second.standardOutput.contains("pretrain: resuming at step \(step)"))
+    }
+}

@@ -27,4 +27,11 @@ double meshlm_fma_loop(int64_t iterations, float *sink);
 /// Lanes of fp32 in the vector width meshlm_fma_loop uses (16 for AVX-512, 8 for AVX2, 4 for SSE).
 int meshlm_fma_vector_lanes(void);
 
+
+
+/// Installs handlers for SIGTERM and SIGUSR1 (Slurm's preemption and time-limit warnings) that
+/// only record that a stop was requested; the training loop polls it between steps.
+void meshlm_install_stop_signals(void);
+/// The signal number of the first stop request since installation, or 0.
+int meshlm_stop_signal(void);
 #endif
