@@ -105,15 +105,6 @@ public final class DataParallelParameters: ParameterAccess {
         }
     }
 
-    /// Writes the full parameters (unpadded layout) into `destination`; collective at stage 3.
-    public func gatherParameters(into destination: UnsafeMutablePointer<Float>) throws {
-        for block in shards.blocks {
-            let pointer = acquireParameters(block.block)
-            (destination + block.range.lowerBound).update(from: pointer, count: block.range.count)
-            releaseParameters(block.block)
-        }
-    }
-
     // MARK: ParameterAccess
 
     public func acquireParameters(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {

@@ -71,13 +71,13 @@ struct BenchKernelsCommand: ParsableCommand {
             let headDimension = 64, headCount = 16, tokens = elements / (headCount * headDimension)
             let table = RoPETable(headDimension: headDimension, positionCount: 4096, theta: 10_000)
             let positions = (0..<tokens).map { Int32($0 % 4096) }
-            positions.withUnsafeBufferPointer { positions in
+            withIDs(positions) { positions in
                 bandwidth("rope.forward", "\(tokens)×\(headCount)×\(headDimension)", bytes: 8 * n, time {
-                    RoPE.forward(output: b.pointer, input: a.pointer, positions: positions.baseAddress!, table: table,
+                    RoPE.forward(output: b.pointer, input: a.pointer, positions: positions, table: table,
                                  tokenCount: tokens, headCount: headCount, headDimension: headDimension, threads: threads)
                 })
                 bandwidth("rope.backward", "\(tokens)×\(headCount)×\(headDimension)", bytes: 8 * n, time {
-                    RoPE.backward(inputGradient: c.pointer, outputGradient: b.pointer, positions: positions.baseAddress!, table: table,
+                    RoPE.backward(inputGradient: c.pointer, outputGradient: b.pointer, positions: positions, table: table,
                                   tokenCount: tokens, headCount: headCount, headDimension: headDimension, threads: threads)
                 })
             }
@@ -96,14 +96,14 @@ struct BenchKernelsCommand: ParsableCommand {
             let vocabulary = 32_768, logitRows = elements / vocabulary
             let targets = (0..<logitRows).map { Int32(($0 * 7919) % vocabulary) }
             let losses = Tensor(shape: [logitRows]), logSumExp = Tensor(shape: [logitRows])
-            targets.withUnsafeBufferPointer { targets in
+            withIDs(targets) { targets in
                 bandwidth("softmax_cross_entropy.forward", "\(logitRows)×\(vocabulary)", bytes: 4 * n, time {
                     CrossEntropy.forward(losses: losses.pointer, logSumExp: logSumExp.pointer, logits: a.pointer,
-                                         targets: targets.baseAddress!, rowCount: logitRows, vocabularySize: vocabulary, threads: threads)
+                                         targets: targets, rowCount: logitRows, vocabularySize: vocabulary, threads: threads)
                 })
                 bandwidth("softmax_cross_entropy.backward", "\(logitRows)×\(vocabulary)", bytes: 8 * n, time {
                     CrossEntropy.backward(logitsGradient: b.pointer, logSumExp: logSumExp.pointer, logits: a.pointer,
-                                          targets: targets.baseAddress!, rowCount: logitRows, vocabularySize: vocabulary,
+                                          targets: targets, rowCount: logitRows, vocabularySize: vocabulary,
                                           scale: 1 / Float(logitRows), threads: threads)
                 })
             }
@@ -111,9 +111,9 @@ struct BenchKernelsCommand: ParsableCommand {
             let tableRows = 32_000, embeddingTokens = elements / hidden
             let embeddingTable = random(tableRows * hidden, seed: 7)
             let tokenIds = (0..<embeddingTokens).map { Int32(($0 * 104_729) % tableRows) }
-            tokenIds.withUnsafeBufferPointer { ids in
+            withIDs(tokenIds) { ids in
                 bandwidth("embedding.forward", "\(embeddingTokens)×\(hidden)", bytes: 8 * n, time {
-                    Embedding.forward(output: b.pointer, tokens: ids.baseAddress!, table: embeddingTable.pointer,
+                    Embedding.forward(output: b.pointer, tokens: ids, table: embeddingTable.pointer,
                                       tokenCount: embeddingTokens, vocabularySize: tableRows, hiddenSize: hidden, threads: threads)
                 })
             }
@@ -168,6 +168,14 @@ struct BenchKernelsCommand: ParsableCommand {
                                 input: x.pointer, weight: w.pointer, rowCount: tokenRows, inputSize: inputs, outputSize: outputs, threads: threads)
             })
             report.printTable()
+        }
+    }
+
+    /// Runs `body` with a pointer to non-empty token ids.
+    private func withIDs(_ ids: [Int32], _ body: (UnsafePointer<Int32>) -> Void) {
+        ids.withUnsafeBufferPointer { buffer in
+            guard let pointer = buffer.baseAddress else { preconditionFailure("no token ids") }
+            body(pointer)
         }
     }
 
