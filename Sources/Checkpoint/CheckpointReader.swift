@@ -91,7 +91,7 @@ public final class CheckpointReader: @unchecked Sendable {
     }
 
     /// One slice's uncompressed bytes, checked against the index.
-    private func frame(_ slice: CheckpointIndex.Slice, of tensor: CheckpointIndex.Tensor) throws(CheckpointError) -> [UInt8] {
+    func frame(_ slice: CheckpointIndex.Slice, of tensor: CheckpointIndex.Tensor) throws(CheckpointError) -> [UInt8] {
         let path = stepDirectory + "/" + slice.file
         let what = "tensor \(tensor.name) elements \(slice.start)..<\(slice.end)"
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)

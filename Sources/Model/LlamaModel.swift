@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// A Llama decoder on one device, as transformers' `LlamaForCausalLM` computes it, with explicit
@@ -39,12 +40,16 @@ public final class LlamaModel {
     public let layout: ParameterLayout
     /// When set, every kernel call's time is added to it (`meshlm bench train`'s breakdown).
     public var profile: StepProfile?
+    /// Where activations cross tensor-parallel ranks (identity on one device).
+    public let regions: any TensorParallelRegions
 
     let rope: RoPETable
     let activations: LlamaActivations
     let layerOffsets: [LayerOffsets]
     let headOffsets: HeadOffsets
     let epsilon: Float
+    /// Per-row statistics of the vocabulary-parallel loss ([2, B·T]); empty without a split vocabulary.
+    let vocabularyStatistics: Tensor
 
     private enum State { case empty, logits, loss }
     /// What the arena holds: backward needs a forward with targets since the last backward.
@@ -56,8 +61,10 @@ public final class LlamaModel {
     ///   - recompute: per-layer activation recomputation (less memory, one more layer forward
     ///     per layer in backward); results are bitwise the same either way.
     ///   - documentMasking: attention masked per document of a packed row (see the property).
+    ///   - regions: the tensor-parallel hooks when `config` holds one rank's share of the model.
     public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, recompute: Bool = false,
-                documentMasking: Bool = false, threads: KernelThreads = .single) {
+                documentMasking: Bool = false, threads: KernelThreads = .single,
+                regions: any TensorParallelRegions = SingleDeviceRegions()) {
         precondition(microBatchSize >= 1 && sequenceLength >= 1,
                      "micro-batch size \(microBatchSize) and sequence length \(sequenceLength) must be at least 1")
         precondition(config.numLocalExperts == 0, "LlamaModel is dense; mixture of experts is not implemented")
@@ -67,6 +74,8 @@ public final class LlamaModel {
         self.recompute = recompute
         self.documentMasking = documentMasking
         self.threads = threads
+        self.regions = regions
+        vocabularyStatistics = Tensor(shape: [regions.vocabularyStart == nil ? 0 : 2 * microBatchSize * sequenceLength])
         let layout = ParameterLayout(config: config)
         self.layout = layout
         layerOffsets = (0..<config.numHiddenLayers).map { LayerOffsets(layout: layout, layer: $0) }
@@ -152,12 +161,32 @@ public final class LlamaModel {
         forwardToLogits(parameters)
         var total = CrossEntropy.Total(lossSum: 0, targetCount: 0)
         timed(.crossEntropy, .forward) {
-            total = CrossEntropy.forward(
-                losses: a.losses, logSumExp: a.lossLogSumExp, logits: a.logits, targets: a.targets,
-                rowCount: tokenCount, vocabularySize: config.vocabSize, threads: threads)
+            if let start = regions.vocabularyStart {
+                total = vocabularyParallelLoss(vocabularyStart: start)
+            } else {
+                total = CrossEntropy.forward(
+                    losses: a.losses, logSumExp: a.lossLogSumExp, logits: a.logits, targets: a.targets,
+                    rowCount: tokenCount, vocabularySize: config.vocabSize, threads: threads)
+            }
         }
         state = .loss
         return total
+    }
+
+    /// The loss when this rank holds a slice of the vocabulary: partial log-sum-exp and target
+    /// logits per row, combined over the tensor group (a maximum, then one sum of [2, B·T]).
+    private func vocabularyParallelLoss(vocabularyStart: Int) -> CrossEntropy.Total {
+        let a = activations
+        let n = tokenCount
+        let sums = vocabularyStatistics.pointer, targetLogits = vocabularyStatistics.pointer + n
+        CrossEntropy.partialForward(logSumExp: a.lossLogSumExp, targetLogits: targetLogits, logits: a.logits, targets: a.targets,
+                                    rowCount: n, vocabularySize: config.vocabSize, vocabularyStart: vocabularyStart, threads: threads)
+        sums.update(from: a.lossLogSumExp, count: n)
+        regions.maximum(a.lossLogSumExp, count: n)
+        for row in 0..<n { sums[row] = exp(sums[row] - a.lossLogSumExp[row]) }
+        regions.sumPartials(sums, count: 2 * n)
+        return CrossEntropy.finish(losses: a.losses, logSumExp: a.lossLogSumExp, sumOfExponentials: sums,
+                                   targetLogits: targetLogits, targets: a.targets, rowCount: n)
     }
 
     private func forwardWithoutLoss(_ tokens: UnsafePointer<Int32>, _ positions: UnsafePointer<Int32>,
@@ -178,9 +207,12 @@ public final class LlamaModel {
         let table = parameters.acquireParameters(.embedding)
         timed(.embedding, .forward) {
             Embedding.forward(output: a.residual(0), tokens: a.tokens, table: table,
-                              tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+                              tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                              threads: threads)
         }
         parameters.releaseParameters(.embedding)
+        // Reduce from region: each rank looked up only the tokens of its vocabulary slice.
+        if regions.vocabularyStart != nil { regions.sumPartials(a.residual(0), count: n * c) }
 
         for layer in 0..<config.numHiddenLayers {
             let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[layer])
@@ -249,6 +281,7 @@ public final class LlamaModel {
             Matmul.forward(output: s.attentionResidual, input: s.attentionOutput, weight: w.output, bias: nil,
                            rowCount: n, inputSize: q, outputSize: c, threads: threads)
         }
+        regions.sumPartials(s.attentionResidual, count: n * c)  // reduce from the row-parallel o_proj
         timed(.residual, .forward) {
             Residual.forward(output: s.attentionResidual, a: x, b: s.attentionResidual, count: n * c, threads: threads)
         }
@@ -273,6 +306,7 @@ public final class LlamaModel {
             Matmul.forward(output: y, input: s.mlpActivation, weight: w.down, bias: nil,
                            rowCount: n, inputSize: i, outputSize: c, threads: threads)
         }
+        regions.sumPartials(y, count: n * c)  // reduce from the row-parallel down_proj
         timed(.residual, .forward) {
             Residual.forward(output: y, a: s.attentionResidual, b: y, count: n * c, threads: threads)
         }
@@ -309,7 +343,8 @@ public final class LlamaModel {
         }
         timed(.crossEntropy, .backward) {
             CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
-                                  targets: a.targets, rowCount: n, vocabularySize: v, scale: lossScale, threads: threads)
+                                  targets: a.targets, rowCount: n, vocabularySize: v, scale: lossScale,
+                                  vocabularyStart: regions.vocabularyStart ?? 0, threads: threads)
         }
         zero(a.normGradient, n * c)
         timed(.matmul, .backward) {
@@ -317,6 +352,7 @@ public final class LlamaModel {
                             outputGradient: a.logits, input: a.finalNorm, weight: languageModelHead,
                             rowCount: n, inputSize: c, outputSize: v, threads: threads)
         }
+        regions.sumPartials(a.normGradient, count: n * c)  // copy to the vocabulary-parallel lm_head, backward
         zero(a.residualGradient, n * c)
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + headOffsets.norm,
@@ -339,7 +375,8 @@ public final class LlamaModel {
         let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
         timed(.embedding, .backward) {
             Embedding.backward(tableGradient: embeddingGradient, outputGradient: a.residualGradient, tokens: a.tokens,
-                               tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+                               tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                               threads: threads)
         }
         parameters.releaseGradients(.embedding)
     }
@@ -380,6 +417,7 @@ public final class LlamaModel {
                             outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
+        regions.sumPartials(a.normGradient, count: n * c)  // copy to the column-parallel gate/up_proj, backward
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: a.normGradient,
                              rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
@@ -433,6 +471,7 @@ public final class LlamaModel {
                             outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
+        regions.sumPartials(a.normGradient, count: n * c)  // copy to the column-parallel q/k/v_proj, backward
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: a.normGradient,
                              rstd: s.attentionRstd, input: x, weight: w.inputNorm,

@@ -99,6 +99,11 @@ public struct ParameterLayout: Sendable {
         indexByName[name].map { entries[$0] }
     }
 
+    /// The index into `entries` of the tensor `name`.
+    public func index(named name: String) -> Int? {
+        indexByName[name]
+    }
+
     /// The entries of one block, in arena order.
     public func entries(in block: ModelBlock) -> [Entry] {
         entries.filter { $0.block == block }

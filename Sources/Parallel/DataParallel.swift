@@ -189,6 +189,26 @@ public final class DataParallelParameters: ParameterAccess {
         return try communicator.allreduce(sum, .sum).squareRoot()
     }
 
+    /// Σ of the squared reduced gradients this rank holds (all of them at stage 0, its shard
+    /// otherwise) over the entries `counts` accepts, by index into `layout.entries`; no
+    /// communication. Tensor parallelism sums it over its group, counting replicated tensors once.
+    public func localSquaredGradientSum(counts: (Int) -> Bool) -> Double {
+        var sum = 0.0
+        for (index, entry) in layout.entries.enumerated() where counts(index) {
+            let block = shards[entry.block]
+            let start = entry.offset - block.range.lowerBound
+            if stage == .none, let fullGradients {
+                sum += sumOfSquares(fullGradients.pointer + block.paddedOffset + start, count: entry.count)
+            } else if let gradientShard {
+                let owned = shards.ownedRange(of: block, rank: shards.rank)
+                let lower = Swift.max(start, owned.lowerBound), upper = Swift.min(start + entry.count, owned.upperBound)
+                guard lower < upper else { continue }
+                sum += sumOfSquares(gradientShard.pointer + block.shardOffset + (lower - owned.lowerBound), count: upper - lower)
+            }
+        }
+        return sum
+    }
+
     /// Scales the reduced gradients by `gradientScale` (clipping), applies AdamW to this rank's
     /// share, all-gathers the parameters where needed (stages 1–2), and zeroes the gradients.
     public func step(settings: AdamW.Settings, stepNumber: Int, gradientScale: Float) throws {
@@ -311,6 +331,8 @@ extension Slice where Base == UnsafeMutableBufferPointer<Float> {
 public struct TensorSlice {
     /// The HF name, prefixed for optimizer state (`optimizer.exp_avg.…`, `optimizer.exp_avg_sq.…`).
     public let name: String
+    /// The parameter's index in the layout's entries.
+    public let parameterIndex: Int
     public let shape: [Int]
     /// Elements of the flattened tensor.
     public let elements: Range<Int>
@@ -354,7 +376,9 @@ extension DataParallelParameters {
                 let start = entry.offset - block.range.lowerBound
                 let lower = Swift.max(start, held.lowerBound), upper = Swift.min(start + entry.count, held.upperBound)
                 guard lower < upper else { continue }
-                result.append(TensorSlice(name: kind.name(entry.name), shape: entry.shape, elements: (lower - start)..<(upper - start),
+                guard let index = layout.index(named: entry.name) else { preconditionFailure("no \(entry.name)") }
+                result.append(TensorSlice(name: kind.name(entry.name), parameterIndex: index, shape: entry.shape,
+                                          elements: (lower - start)..<(upper - start),
                                           pointer: storage(kind, block: block, owned: owned, element: lower)))
             }
         }

@@ -17,6 +17,9 @@ public enum ModelSplit {
         guard model.intermediateSize % tp == 0 else {
             throw MeshError("tensor parallel degree tp \(tp) must divide intermediate_size \(model.intermediateSize)")
         }
+        guard model.vocabSize >= tp else {
+            throw MeshError("tensor parallel degree tp \(tp) exceeds vocab_size \(model.vocabSize) (each rank needs a slice of the vocabulary)")
+        }
         guard model.numHiddenLayers >= dims.pipelineDegree else {
             throw MeshError("num_hidden_layers \(model.numHiddenLayers) is fewer than the pipeline stages pp \(dims.pipelineDegree)")
         }

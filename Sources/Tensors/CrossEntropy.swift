@@ -62,7 +62,8 @@ public enum CrossEntropy {
     }
 
     /// Writes `logitsGradient = (softmax(logits) − onehot(target)) · scale` per counted row, and 0
-    /// for ignored rows.
+    /// for ignored rows. The logits may be a vocabulary slice starting at id `vocabularyStart`
+    /// (tensor parallel), with `logSumExp` the whole vocabulary's.
     ///
     /// Unlike the other kernels this *writes*: the loss starts backward, so there is nothing to
     /// accumulate into, and writing lets `logitsGradient` be the `logits` buffer itself (the
@@ -72,7 +73,7 @@ public enum CrossEntropy {
         logitsGradient: UnsafeMutablePointer<Float>,
         logSumExp: UnsafePointer<Float>, logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
         rowCount: Int, vocabularySize: Int, scale: Float, ignoreIndex: Int32 = defaultIgnoreIndex,
-        threads: KernelThreads = .single
+        vocabularyStart: Int = 0, threads: KernelThreads = .single
     ) {
         threads.parallelFor(0..<rowCount) { rows in
             for row in rows {
@@ -93,7 +94,10 @@ public enum CrossEntropy {
                     dx[index] = Vector.exp(x[index] - logSumExp[row]) * scale
                     index += 1
                 }
-                dx[Int(target)] -= scale
+                // With a vocabulary slice (`vocabularyStart`, tensor parallel), the target's
+                // one-hot lands on the rank whose slice holds it.
+                let column = Int(target) - vocabularyStart
+                if column >= 0 && column < vocabularySize { dx[column] -= scale }
             }
         }
     }

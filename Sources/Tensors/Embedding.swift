@@ -5,19 +5,22 @@
 ///     output  [tokenCount, hiddenSize]
 ///
 /// Token ids come from data: the loader checks them against `vocab_size`; here an id out of range
-/// is a programmer error, caught in debug builds.
+/// is a programmer error, caught in debug builds. With `vocabularyStart` the table is a slice of
+/// the vocabulary (rows `vocabularyStart ..< vocabularyStart + vocabularySize`, tensor parallel):
+/// tokens outside it get zero rows forward and add nothing backward.
 public enum Embedding {
     public static func forward(
         output: UnsafeMutablePointer<Float>,
         tokens: UnsafePointer<Int32>, table: UnsafePointer<Float>,
-        tokenCount: Int, vocabularySize: Int, hiddenSize: Int,
+        tokenCount: Int, vocabularySize: Int, hiddenSize: Int, vocabularyStart: Int? = nil,
         threads: KernelThreads = .single
     ) {
         threads.parallelFor(0..<tokenCount, minimumChunk: 16) { rows in
             for row in rows {
-                let token = Int(tokens[row])
-                precondition(token >= 0 && token < vocabularySize,
-                             "token id \(token) at position \(row) is outside the vocabulary of \(vocabularySize)")
+                guard let token = tableRow(tokens[row], at: row, vocabularySize: vocabularySize, start: vocabularyStart) else {
+                    (output + row * hiddenSize).update(repeating: 0, count: hiddenSize)
+                    continue
+                }
                 (output + row * hiddenSize).update(from: table + token * hiddenSize, count: hiddenSize)
             }
         }
@@ -31,18 +34,30 @@ public enum Embedding {
     public static func backward(
         tableGradient: UnsafeMutablePointer<Float>,
         outputGradient: UnsafePointer<Float>, tokens: UnsafePointer<Int32>,
-        tokenCount: Int, vocabularySize: Int, hiddenSize: Int,
+        tokenCount: Int, vocabularySize: Int, hiddenSize: Int, vocabularyStart: Int? = nil,
         threads: KernelThreads = .single
     ) {
         threads.parallelFor(0..<hiddenSize, minimumChunk: 64) { columns in
             for row in 0..<tokenCount {
-                let token = Int(tokens[row])
-                precondition(token >= 0 && token < vocabularySize,
-                             "token id \(token) at position \(row) is outside the vocabulary of \(vocabularySize)")
+                guard let token = tableRow(tokens[row], at: row, vocabularySize: vocabularySize, start: vocabularyStart) else { continue }
                 Vector.add(tableGradient + token * hiddenSize + columns.lowerBound,
                            outputGradient + row * hiddenSize + columns.lowerBound,
                            count: columns.count)
             }
         }
+    }
+
+    /// The table row of `token`: with the whole table (`start` nil) an id out of range is a
+    /// programmer error; with a vocabulary slice starting at `start` (tensor parallel), ids
+    /// outside it belong to another rank and have no row here.
+    @inline(__always)
+    private static func tableRow(_ token: Int32, at position: Int, vocabularySize: Int, start: Int?) -> Int? {
+        guard let start else {
+            precondition(token >= 0 && Int(token) < vocabularySize,
+                         "token id \(token) at position \(position) is outside the vocabulary of \(vocabularySize)")
+            return Int(token)
+        }
+        let row = Int(token) - start
+        return row >= 0 && row < vocabularySize ? row : nil
     }
 }

@@ -209,12 +209,13 @@ public struct ParallelSection: Codable, Sendable {
     func validate() throws(ConfigError) {
         guard dp >= 0 else { throw .invalid("parallel.dp", dp, "must be 0 (inferred from the world size) or positive") }
         guard (0...3).contains(zeroStage) else { throw .invalid("parallel.zero_stage", zeroStage, "must be 0, 1, 2 or 3") }
-        // Model parallelism lands with the tensor/pipeline issue; refuse rather than ignore it.
-        for (key, value) in [("parallel.tp", tp), ("parallel.pp", pp), ("parallel.cp", cp), ("parallel.ep", ep)] where value != 1 {
-            throw .invalid(key, value, "only 1 is supported so far (data parallelism and ZeRO; tensor, pipeline, context and expert parallelism are not implemented yet)")
+        guard tp >= 1 else { throw .invalid("parallel.tp", tp, "must be at least 1") }
+        // Pipeline, context and expert parallelism are not built yet; refuse rather than ignore them.
+        for (key, value) in [("parallel.pp", pp), ("parallel.cp", cp), ("parallel.ep", ep)] where value != 1 {
+            throw .invalid(key, value, "only 1 is supported so far (data parallelism, ZeRO and tensor parallelism; pipeline, context and expert parallelism are not implemented yet)")
         }
         guard !sequenceParallel else {
-            throw .invalid("parallel.sequence_parallel", sequenceParallel, "sequence parallelism needs tensor parallelism, which is not implemented yet")
+            throw .invalid("parallel.sequence_parallel", sequenceParallel, "sequence parallelism is not implemented yet")
         }
     }
 }

@@ -45,7 +45,7 @@ public struct PretrainRun {
         for step in start..<end {
             // A stop request on any rank (SIGTERM/SIGUSR1 from Slurm or mpirun) ends every rank
             // at the same step, after saving a checkpoint to resume from.
-            let stopRequested = try trainer.communicator.allreduce(Int32(StopSignals.requested == nil ? 0 : 1), .max) == 1
+            let stopRequested = try trainer.worldCommunicator.allreduce(Int32(StopSignals.requested == nil ? 0 : 1), .max) == 1
             if stopRequested {
                 let path = try trainer.saveCheckpoint(nextStep: step)
                 log.info("pretrain: \(StopSignals.requested ?? "a stop signal") received; saved \(path) and stopping before step \(step)")
@@ -67,7 +67,7 @@ public struct PretrainRun {
             if step % train.logInterval == 0 || isLast {
                 let rate = Double(intervalTokens) / max(intervalSeconds, 1e-9)
                 let mfu = rate * trainer.flopsPerToken / (peakGigaflops * 1e9)
-                let rss = try trainer.communicator.allgather([peakResidentMegabytes()]).map { $0[0] }
+                let rss = try trainer.worldCommunicator.allgather([peakResidentMegabytes()]).map { $0[0] }
                 var line = JSONLine()
                 line.add("step", step)
                 line.add("loss", result.loss)

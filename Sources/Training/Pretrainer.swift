@@ -53,35 +53,60 @@ public struct StepResult: Sendable {
     public let optimizerSeconds: Double
 }
 
-/// The pretraining loop: data-parallel (and ZeRO) training of the Llama model, deterministic for
-/// a config and seed, equal across data-parallel layouts (DESIGN §3).
+/// The pretraining loop: data-parallel (and ZeRO) and tensor-parallel training of the Llama
+/// model, deterministic for a config and seed, equal across layouts (DESIGN §3).
+///
+/// The parallel layers wrap the single-device model in a fixed order: tensor parallelism gives
+/// it local sizes (`TensorParallelLayout`) and its activation hooks (`TensorParallelExchange`);
+/// data parallelism and ZeRO hold that local arena (`DataParallelParameters`) on the
+/// `data_context` group; `TensorParallelParameters` sits between them for replicated KV heads.
 ///
 /// One step: every micro-batch forward and backward (gradients of Σ loss / global target count
 /// accumulate; the parallel layer reduces them across ranks as backward releases each block),
 /// then the global gradient norm, clipping, and AdamW on this rank's share.
 public final class Pretrainer {
     public let config: PretrainConfig
+    /// The data-parallel group (`data_context`): ranks holding the same model shard.
     public let communicator: Communicator
+    /// The tensor-parallel group: the ranks of one model replica.
+    public let tensorCommunicator: Communicator
+    /// Every rank of the job (checkpoints are written by all of them).
+    public let worldCommunicator: Communicator
+    public let tensorLayout: TensorParallelLayout
     public let model: LlamaModel
     public let parameters: DataParallelParameters
+    /// What the model reaches its parameters through: `parameters`, or the tensor-parallel
+    /// wrapper around it.
+    let access: any ParameterAccess
+    /// This rank's (local) parameter layout.
     public let layout: ParameterLayout
     private let schedule: LearningRateSchedule
     let log: Log
 
-    public init(config: PretrainConfig, dataCommunicator: Communicator, threads: KernelThreads, log: Log) {
+    public init(config: PretrainConfig, mesh: DeviceMesh, threads: KernelThreads, log: Log) throws {
         self.config = config
-        self.communicator = dataCommunicator
+        self.communicator = mesh.dataContext
+        self.tensorCommunicator = mesh.tensor
+        self.worldCommunicator = mesh.world
         self.log = log
-        layout = ParameterLayout(config: config.model)
-        model = LlamaModel(config: config.model, microBatchSize: config.train.microBatchSize,
+        let tensorLayout = TensorParallelLayout(config: config.model, degree: mesh.tensor.size, rank: mesh.tensor.rank)
+        self.tensorLayout = tensorLayout
+        layout = tensorLayout.localLayout
+        let regions: any TensorParallelRegions = tensorLayout.degree > 1
+            ? TensorParallelExchange(communicator: mesh.tensor, layout: tensorLayout) : SingleDeviceRegions()
+        model = LlamaModel(config: tensorLayout.localConfig, microBatchSize: config.train.microBatchSize,
                            sequenceLength: config.train.seqLen, recompute: config.train.recompute,
-                           documentMasking: config.train.documentMasking, threads: threads)
+                           documentMasking: config.train.documentMasking, threads: threads, regions: regions)
         let stage = ZeroStage(rawValue: config.parallel.zeroStage) ?? .none
-        parameters = DataParallelParameters(layout: layout, stage: stage, communicator: dataCommunicator, threads: threads)
+        parameters = DataParallelParameters(layout: layout, stage: stage, communicator: mesh.dataContext, threads: threads)
+        access = tensorLayout.keyValueReplicas > 1
+            ? try TensorParallelParameters(inner: parameters, tensorLayout: tensorLayout, tensorCommunicator: mesh.tensor)
+            : parameters
         schedule = config.optimizer.schedule(totalSteps: config.train.steps)
-        // Rank-independent initialization: every rank builds the same full arena, keeps its part.
+        // Layout-independent initialization: every rank builds its slices of the same global
+        // model and keeps its part.
         let initial = Tensor(shape: [layout.count])
-        LlamaModel.initialize(initial.pointer, layout: layout, config: config.model, seed: UInt64(config.train.seed))
+        tensorLayout.initialize(initial.pointer, seed: UInt64(config.train.seed))
         parameters.load(initial.pointer)
     }
 
@@ -97,10 +122,10 @@ public final class Pretrainer {
         for (index, batch) in batches.enumerated() {
             parameters.isLastMicroBatch = index == batches.count - 1
             let total = batch.withPointers { tokens, targets, positions in
-                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: parameters)
+                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
             }
             lossSum += total.lossSum
-            model.backward(lossScale: lossScale, parameters: parameters)
+            model.backward(lossScale: lossScale, parameters: access)
         }
         let waitStart = monotonicSeconds()
         try parameters.finishBackward()
@@ -110,7 +135,7 @@ public final class Pretrainer {
             throw CollectiveFailure.agreed("step \(step): the loss is \(loss); stopping (lower optimizer.lr, raise optimizer.warmup_steps, or check the data)")
         }
         let optimizerStart = monotonicSeconds()
-        let norm = try parameters.gradientNorm()
+        let norm = try gradientNorm()
         guard norm.isFinite else {
             throw CollectiveFailure.agreed("step \(step): the gradient norm is \(norm); stopping (lower optimizer.lr or enable optimizer.grad_clip)")
         }
@@ -132,7 +157,7 @@ public final class Pretrainer {
         var count = 0
         for batch in batches {
             let total = batch.withPointers { tokens, targets, positions in
-                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: parameters)
+                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
             }
             lossSum += total.lossSum
             count += total.targetCount
@@ -142,10 +167,19 @@ public final class Pretrainer {
         return sums[0] / max(sums[1], 1)
     }
 
-    /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters; the count PaLM's MFU
-    /// and the peer figures in docs/benchmarks.md use).
+    /// The global L2 norm of the reduced gradients: each rank's share summed over the data group
+    /// (ZeRO shards) and the tensor group (tensor slices), replicated tensors counted once.
+    func gradientNorm() throws -> Double {
+        guard tensorLayout.degree > 1 else { return try parameters.gradientNorm() }
+        var sum = parameters.localSquaredGradientSum(counts: tensorLayout.counts)
+        if parameters.stage != .none { sum = try communicator.allreduce(sum, .sum) }
+        return try tensorCommunicator.allreduce(sum, .sum).squareRoot()
+    }
+
+    /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters of the whole model; the
+    /// count PaLM's MFU and the peer figures in docs/benchmarks.md use).
     public var flopsPerToken: Double {
         let model = config.model
-        return 6 * Double(layout.count) + 12 * Double(model.numHiddenLayers * model.hiddenSize * config.train.seqLen)
+        return 6 * Double(tensorLayout.globalLayout.count) + 12 * Double(model.numHiddenLayers * model.hiddenSize * config.train.seqLen)
     }
 }

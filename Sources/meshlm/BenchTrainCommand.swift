@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Model
+import Parallel
 import Runtime
 import Tensors
 import Training
@@ -23,28 +24,37 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Sequences per rank per step.") var microBatch = 4
     @Option(help: "Timed steps (after one untimed warm-up step).") var steps = 3
     @Option(help: "ZeRO stage (0–3).") var zero = 0
+    @Option(help: "Tensor-parallel degree (the rest of the ranks are data parallel).") var tp = 1
 
     func run() throws {
         try job.runJob { context in
             let world = context.world, log = context.log
             printMachineReport(context, json: bench.json)
             let steps = bench.quick ? 1 : self.steps
+            let dataDegree = max(world.size / max(tp, 1), 1)
             let yaml = """
                 model: \(model)
                 run: {dir: /tmp/meshlm-bench-train}
-                train: {steps: \(steps + 1), seq_len: \(seqLen), global_batch_size: \(microBatch * world.size), micro_batch_size: \(microBatch)}
+                train: {steps: \(steps + 1), seq_len: \(seqLen), global_batch_size: \(microBatch * dataDegree), micro_batch_size: \(microBatch)}
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
-                parallel: {zero_stage: \(zero)}
+                parallel: {zero_stage: \(zero), tp: \(tp)}
                 """
-            let config = try world.collectively {
-                try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench train", includes: ["model"])
+            let (config, mesh) = try world.collectively {
+                let config = try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench train", includes: ["model"])
+                let dims = try ParallelDims(worldSize: world.size, pipelineDegree: 1, dataDegree: nil, contextDegree: 1,
+                                            tensorDegree: tp, expertDegree: 1)
+                try ModelSplit.validate(config.model, on: dims)
+                return (config, try DeviceMesh(world: world, dims: dims))
             }
-            let trainer = Pretrainer(config: config, dataCommunicator: world, threads: KernelThreads(count: context.threads), log: log)
+            let trainer = try world.collectively {
+                try Pretrainer(config: config, mesh: mesh, threads: KernelThreads(count: context.threads), log: log)
+            }
             let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.1), .sum)
             if !bench.json { log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
-                     + "batch \(microBatch * world.size) × \(seqLen), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
-            var generator = SplitMix64(seed: 42, stream: UInt64(world.rank))
+                     + "batch \(microBatch * dataDegree) × \(seqLen), tp \(tp), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
+            // One stream per model replica: the ranks of a tensor group see the same tokens.
+            var generator = SplitMix64(seed: 42, stream: UInt64(mesh.dataContext.rank))
             func batch() -> [MicroBatch] {
                 let count = microBatch * seqLen
                 var tokens = [Int32](repeating: 0, count: count + 1)
@@ -93,7 +103,7 @@ struct BenchTrainCommand: ParsableCommand {
             report.add(cells: ["step (median of \(steps))", String(format: "%.1f", median * 1e3), "100%"],
                        fields: ["part": "step", "ms": median * 1e3, "tokens_per_s": rate, "mfu": mfu, "peak_gflops": peak,
                                 "ranks": world.size, "threads": context.threads, "parameters": config.model.parameterCount,
-                                "seq_len": seqLen, "global_batch": microBatch * world.size, "zero_stage": zero,
+                                "seq_len": seqLen, "global_batch": microBatch * dataDegree, "zero_stage": zero, "tp": tp,
                                 "step_ms_min": times[0] * 1e3, "step_ms_max": times[times.count - 1] * 1e3])
             report.printTable()
             guard !bench.json else { return }

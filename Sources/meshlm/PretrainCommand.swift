@@ -40,7 +40,7 @@ struct PretrainCommand: ParsableCommand {
                 }
                 return (settings, mesh, trainBatches, evalBatches)
             }
-            let trainer = Pretrainer(config: settings, dataCommunicator: mesh.dataContext, threads: threads, log: log)
+            let trainer = try world.collectively { try Pretrainer(config: settings, mesh: mesh, threads: threads, log: log) }
             // A run with a committed checkpoint continues from it (any dp degree or ZeRO stage).
             let start = try world.collectively { try trainer.resumeFromLatest() } ?? 0
             let end = settings.train.stopAtStep > 0 ? settings.train.stopAtStep : settings.train.steps
