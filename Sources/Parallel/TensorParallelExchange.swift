@@ -12,6 +12,9 @@ import Runtime
 public final class TensorParallelExchange: TensorParallelRegions {
     public let communicator: Communicator
     public let vocabularyStart: Int?
+    /// Seconds spent in these collectives since the last reset (`meshlm bench train`'s
+    /// communication share).
+    public var seconds = 0.0
 
     public init(communicator: Communicator, layout: TensorParallelLayout) {
         self.communicator = communicator
@@ -19,11 +22,15 @@ public final class TensorParallelExchange: TensorParallelRegions {
     }
 
     public func sumPartials(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        let start = monotonicSeconds()
         orAbort { try communicator.allreduce(UnsafeMutableBufferPointer(start: values, count: count), .sum) }
+        seconds += monotonicSeconds() - start
     }
 
     public func maximum(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        let start = monotonicSeconds()
         orAbort { try communicator.allreduce(UnsafeMutableBufferPointer(start: values, count: count), .max) }
+        seconds += monotonicSeconds() - start
     }
 }
 

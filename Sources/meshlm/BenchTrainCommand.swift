@@ -65,6 +65,8 @@ struct BenchTrainCommand: ParsableCommand {
             _ = try trainer.step(0, batches: batch())
             let profile = StepProfile()
             trainer.model.profile = profile
+            let exchange = trainer.model.regions as? TensorParallelExchange
+            exchange?.seconds = 0
             var times: [Double] = []
             var waits: [Double] = [], optimizer: [Double] = []
             var tokens = 0
@@ -97,7 +99,14 @@ struct BenchTrainCommand: ParsableCommand {
                        fields: ["part": "reduction_wait", "ms": wait * 1e3, "fraction_of_step": wait / median])
             report.add(cells: ["optimizer (norm, AdamW, gathers)", String(format: "%.1f", update * 1e3), String(format: "%.1f%%", 100 * update / median)],
                        fields: ["part": "optimizer", "ms": update * 1e3, "fraction_of_step": update / median])
-            let other = median - kernelSeconds - wait - update
+            let tensorCommunication = (exchange?.seconds ?? 0) / Double(steps)
+            if exchange != nil {
+                report.add(cells: ["tensor-parallel all-reduces", String(format: "%.1f", tensorCommunication * 1e3),
+                                   String(format: "%.1f%%", 100 * tensorCommunication / median)],
+                           fields: ["part": "tensor_parallel_allreduce", "ms": tensorCommunication * 1e3,
+                                    "fraction_of_step": tensorCommunication / median])
+            }
+            let other = median - kernelSeconds - wait - update - tensorCommunication
             report.add(cells: ["other (hooks, data, loss)", String(format: "%.1f", other * 1e3), String(format: "%.1f%%", 100 * other / median)],
                        fields: ["part": "other", "ms": other * 1e3, "fraction_of_step": other / median])
             report.add(cells: ["step (median of \(steps))", String(format: "%.1f", median * 1e3), "100%"],
