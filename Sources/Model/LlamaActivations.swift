@@ -7,12 +7,14 @@ import Tensors
 /// Sizes, with N = microBatchSize × sequenceLength tokens, C = hidden_size, I =
 /// intermediate_size, V = vocab_size, Q = num_attention_heads × head_dim, K =
 /// num_key_value_heads × head_dim, H = num_attention_heads, L = num_hidden_layers, and S = L saved
-/// layers (S = 1 with recomputation, whose one set is reused by every layer):
+/// layers (S = 1 with recomputation, whose one set is reused by every layer); M = N rows of the
+/// residual stream held here (N / tp with sequence parallelism, else N):
 ///
-///     residual stream     (L + 1)·N·C
-///     saved layers        S·N·(3C + 2Q + 2K + 3I + H + 2)
-///     head                N·(C + V + 3)
-///     gradient scratch    N·(2C + 3I + 3Q + 3K)
+///     residual stream     (L + 1)·M·C
+///     saved layers        S·(N·(2C + 2Q + 2K + 3I + H) + M·(C + 2))
+///     head                N·(C + V + 2) + M
+///     gradient scratch    N·(C + 3I + 3Q + 3K) + M·C
+///     sequence parallel   N·C + 2·M·C  (only with sequence parallelism)
 ///
 /// (`LlamaActivations.elementCount`), fp32, plus 3·N Int32 for tokens, targets and positions.
 /// The logits, N·V, are usually the largest single view; backward turns them into their own
@@ -20,7 +22,7 @@ import Tensors
 final class LlamaActivations {
     /// One decoder layer's saved activations; its input and output are residual-stream views.
     struct Layer {
-        /// [N, C] input_layernorm(x)
+        /// [N, C] input_layernorm(x) (all rows, gathered with sequence parallelism)
         let attentionNorm: UnsafeMutablePointer<Float>
         /// [N, Q] q_proj output after RoPE
         let query: UnsafeMutablePointer<Float>
@@ -30,9 +32,9 @@ final class LlamaActivations {
         let value: UnsafeMutablePointer<Float>
         /// [N, Q] attention output, o_proj's input
         let attentionOutput: UnsafeMutablePointer<Float>
-        /// [N, C] h = x + o_proj(attention): the stream between the two sublayers
+        /// [M, C] h = x + o_proj(attention): the stream between the two sublayers
         let attentionResidual: UnsafeMutablePointer<Float>
-        /// [N, C] post_attention_layernorm(h)
+        /// [N, C] post_attention_layernorm(h) (all rows)
         let mlpNorm: UnsafeMutablePointer<Float>
         /// [N, I] gate_proj output
         let gate: UnsafeMutablePointer<Float>
@@ -43,9 +45,9 @@ final class LlamaActivations {
         /// [B, H, T] attention's log-sum-exp (with document masking: each document's [H, length]
         /// block at offset (b·T + start)·H)
         let attentionLogSumExp: UnsafeMutablePointer<Float>
-        /// [N] 1/rms of input_layernorm's rows
+        /// [M] 1/rms of input_layernorm's rows
         let attentionRstd: UnsafeMutablePointer<Float>
-        /// [N] 1/rms of post_attention_layernorm's rows
+        /// [M] 1/rms of post_attention_layernorm's rows
         let mlpRstd: UnsafeMutablePointer<Float>
     }
 
@@ -57,12 +59,12 @@ final class LlamaActivations {
     /// L sets, or one reused by every layer when recomputing.
     private let savedLayers: [Layer]
 
-    /// [N, C] model.norm output, lm_head's input
+    /// [N, C] model.norm output, lm_head's input (all rows)
     let finalNorm: UnsafeMutablePointer<Float>
     /// [N, V] logits; after backward, their gradient
     let logits: UnsafeMutablePointer<Float>
 
-    /// [N, C] gradient of the residual stream at the point backward has reached
+    /// [M, C] gradient of the residual stream at the point backward has reached
     let residualGradient: UnsafeMutablePointer<Float>
     /// [N, C] gradient of a norm's output (final norm, post-attention norm, input norm in turn)
     let normGradient: UnsafeMutablePointer<Float>
@@ -80,7 +82,15 @@ final class LlamaActivations {
     let queryProjectionGradient: UnsafeMutablePointer<Float>
     let keyProjectionGradient: UnsafeMutablePointer<Float>
 
-    /// [N] model.norm's 1/rms, the loss per token (0 where ignored), and its log-sum-exp
+    /// Sequence parallelism's scratch (nil without it): [M, C] a norm's output before it is
+    /// gathered, [M, C] a norm's output gradient after it is reduce-scattered, and [N, C] a
+    /// row-parallel projection's partial output before it is reduce-scattered, or the stream's
+    /// gradient gathered for the projections' backward.
+    let localNorm: UnsafeMutablePointer<Float>?
+    let localNormGradient: UnsafeMutablePointer<Float>?
+    let fullRows: UnsafeMutablePointer<Float>?
+
+    /// [M] model.norm's 1/rms; [N] the loss per token (0 where ignored), and its log-sum-exp
     let finalRstd: UnsafeMutablePointer<Float>
     let losses: UnsafeMutablePointer<Float>
     let lossLogSumExp: UnsafeMutablePointer<Float>
@@ -91,25 +101,25 @@ final class LlamaActivations {
     let positions: UnsafeMutablePointer<Int32>
 
     /// Floats in the arena (the formula in the type's comment).
-    static func elementCount(config: LlamaConfig, tokenCount: Int, recompute: Bool) -> Int {
+    static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, recompute: Bool) -> Int {
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let layerCount = config.numHiddenLayers
         let savedLayerCount = recompute ? 1 : layerCount
-        let perToken = (layerCount + 1) * c
-            + savedLayerCount * (3 * c + 2 * q + 2 * k + 3 * i + h + 2)
-            + (c + v + 3)
-            + (2 * c + 3 * i + 3 * q + 3 * k)
-        return tokenCount * perToken
+        return (layerCount + 1) * m * c
+            + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2))
+            + n * (c + v + 2) + m
+            + n * (c + 3 * i + 3 * q + 3 * k) + m * c
+            + (m < n ? n * c + 2 * m * c : 0)
     }
 
-    init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, recompute: Bool) {
+    init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, localTokenCount m: Int, recompute: Bool) {
         let n = microBatchSize * sequenceLength
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
-        let count = LlamaActivations.elementCount(config: config, tokenCount: n, recompute: recompute)
+        let count = LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: m, recompute: recompute)
         arena = Tensor(shape: [count])
         // Large views first, the [N]-sized ones last, so the large ones start on 64-byte
         // boundaries whenever N·C, N·I… are multiples of 16.
@@ -118,21 +128,21 @@ final class LlamaActivations {
             defer { next += size }
             return next
         }
-        residualSize = n * c
-        residualStream = take((config.numHiddenLayers + 1) * n * c)
+        residualSize = m * c
+        residualStream = take((config.numHiddenLayers + 1) * m * c)
         let savedLayerCount = recompute ? 1 : config.numHiddenLayers
         var layers: [Layer] = []
         for _ in 0..<savedLayerCount {
             layers.append(Layer(
                 attentionNorm: take(n * c), query: take(n * q), key: take(n * k), value: take(n * k),
-                attentionOutput: take(n * q), attentionResidual: take(n * c), mlpNorm: take(n * c),
+                attentionOutput: take(n * q), attentionResidual: take(m * c), mlpNorm: take(n * c),
                 gate: take(n * i), up: take(n * i), mlpActivation: take(n * i),
-                attentionLogSumExp: take(n * h), attentionRstd: take(n), mlpRstd: take(n)))
+                attentionLogSumExp: take(n * h), attentionRstd: take(m), mlpRstd: take(m)))
         }
         savedLayers = layers
         finalNorm = take(n * c)
         logits = take(n * v)
-        residualGradient = take(n * c)
+        residualGradient = take(m * c)
         normGradient = take(n * c)
         mlpActivationGradient = take(n * i)
         gateGradient = take(n * i)
@@ -143,7 +153,11 @@ final class LlamaActivations {
         valueGradient = take(n * k)
         queryProjectionGradient = take(n * q)
         keyProjectionGradient = take(n * k)
-        finalRstd = take(n)
+        let sequenceParallel = m < n
+        fullRows = sequenceParallel ? take(n * c) : nil
+        localNorm = sequenceParallel ? take(m * c) : nil
+        localNormGradient = sequenceParallel ? take(m * c) : nil
+        finalRstd = take(m)
         losses = take(n)
         lossLogSumExp = take(n)
         precondition(next - arena.pointer == count, "activation views cover \(next - arena.pointer) of \(count) floats")

@@ -42,6 +42,8 @@ public final class LlamaModel {
     public var profile: StepProfile?
     /// Where activations cross tensor-parallel ranks (identity on one device).
     public let regions: any TensorParallelRegions
+    /// Rows of the residual stream this rank holds: B·T, or its share with sequence parallelism.
+    public let localTokenCount: Int
 
     let rope: RoPETable
     let activations: LlamaActivations
@@ -76,6 +78,7 @@ public final class LlamaModel {
         self.threads = threads
         self.regions = regions
         vocabularyStatistics = Tensor(shape: [regions.vocabularyStart == nil ? 0 : 2 * microBatchSize * sequenceLength])
+        localTokenCount = regions.localTokenCount(of: microBatchSize * sequenceLength)
         let layout = ParameterLayout(config: config)
         self.layout = layout
         layerOffsets = (0..<config.numHiddenLayers).map { LayerOffsets(layout: layout, layer: $0) }
@@ -90,14 +93,16 @@ public final class LlamaModel {
         // the sequence length when a document continues from an earlier row).
         rope = RoPETable(headDimension: config.headDim, positionCount: config.maxPositionEmbeddings,
                          theta: Float(config.ropeTheta), scaling: scaling)
-        activations = LlamaActivations(config: config, microBatchSize: microBatchSize,
-                                       sequenceLength: sequenceLength, recompute: recompute)
+        activations = LlamaActivations(config: config, microBatchSize: microBatchSize, sequenceLength: sequenceLength,
+                                       localTokenCount: localTokenCount, recompute: recompute)
     }
 
-    /// Floats in the activation arena of a model with these sizes (see `LlamaActivations`).
+    /// Floats in the activation arena of a model with these sizes (see `LlamaActivations`);
+    /// `localTokenCount` is the residual stream's rows with sequence parallelism.
     public static func activationCount(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int,
-                                       recompute: Bool) -> Int {
-        LlamaActivations.elementCount(config: config, tokenCount: microBatchSize * sequenceLength, recompute: recompute)
+                                       localTokenCount: Int? = nil, recompute: Bool) -> Int {
+        let n = microBatchSize * sequenceLength
+        return LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: localTokenCount ?? n, recompute: recompute)
     }
 
     var tokenCount: Int { microBatchSize * sequenceLength }
@@ -205,14 +210,15 @@ public final class LlamaModel {
         let a = activations
         let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
         let table = parameters.acquireParameters(.embedding)
+        // Each tensor-parallel rank looks up only the tokens of its vocabulary slice.
+        let embeddingOutput = partialOutput(for: a.residual(0))
         timed(.embedding, .forward) {
-            Embedding.forward(output: a.residual(0), tokens: a.tokens, table: table,
+            Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: table,
                               tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
                               threads: threads)
         }
         parameters.releaseParameters(.embedding)
-        // Reduce from region: each rank looked up only the tokens of its vocabulary slice.
-        if regions.vocabularyStart != nil { regions.sumPartials(a.residual(0), count: n * c) }
+        leaveRegion(partial: embeddingOutput, into: a.residual(0))
 
         for layer in 0..<config.numHiddenLayers {
             let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[layer])
@@ -223,9 +229,10 @@ public final class LlamaModel {
         let head = parameters.acquireParameters(.head)
         let languageModelHead = headOffsets.languageModelHead.map { head + $0 } ?? parameters.acquireParameters(.embedding)
         timed(.rmsnorm, .forward) {
-            RMSNorm.forward(output: a.finalNorm, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
-                            weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+            RMSNorm.forward(output: normOutput(for: a.finalNorm), rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
+                            weight: head + headOffsets.norm, rowCount: localTokenCount, hiddenSize: c, epsilon: epsilon, threads: threads)
         }
+        enterRegion(a.finalNorm)
         timed(.matmul, .forward) {
             Matmul.forward(output: a.logits, input: a.finalNorm, weight: languageModelHead, bias: nil,
                            rowCount: n, inputSize: c, outputSize: v, threads: threads)
@@ -239,15 +246,16 @@ public final class LlamaModel {
         let a = activations
         let s = a.layer(layer)
         let x = a.residual(layer), y = a.residual(layer + 1)
-        let (n, c, i) = (tokenCount, config.hiddenSize, config.intermediateSize)
+        let (n, m, c, i) = (tokenCount, localTokenCount, config.hiddenSize, config.intermediateSize)
         let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
         let (q, k) = (heads * d, kvHeads * d)
 
         // Attention sublayer: h = x + o_proj(attention(rope(q), rope(k), v)) on input_layernorm(x).
         timed(.rmsnorm, .forward) {
-            RMSNorm.forward(output: s.attentionNorm, rstd: s.attentionRstd, input: x, weight: w.inputNorm,
-                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+            RMSNorm.forward(output: normOutput(for: s.attentionNorm), rstd: s.attentionRstd, input: x, weight: w.inputNorm,
+                            rowCount: m, hiddenSize: c, epsilon: epsilon, threads: threads)
         }
+        enterRegion(s.attentionNorm)
         timed(.matmul, .forward) {
             Matmul.forward(output: s.query, input: s.attentionNorm, weight: w.query, bias: nil,
                            rowCount: n, inputSize: c, outputSize: q, threads: threads)
@@ -277,20 +285,22 @@ public final class LlamaModel {
                     headDimension: d, threads: threads)
             }
         }
+        let attentionPartial = partialOutput(for: s.attentionResidual)
         timed(.matmul, .forward) {
-            Matmul.forward(output: s.attentionResidual, input: s.attentionOutput, weight: w.output, bias: nil,
+            Matmul.forward(output: attentionPartial, input: s.attentionOutput, weight: w.output, bias: nil,
                            rowCount: n, inputSize: q, outputSize: c, threads: threads)
         }
-        regions.sumPartials(s.attentionResidual, count: n * c)  // reduce from the row-parallel o_proj
+        leaveRegion(partial: attentionPartial, into: s.attentionResidual)  // o_proj is row-parallel
         timed(.residual, .forward) {
-            Residual.forward(output: s.attentionResidual, a: x, b: s.attentionResidual, count: n * c, threads: threads)
+            Residual.forward(output: s.attentionResidual, a: x, b: s.attentionResidual, count: m * c, threads: threads)
         }
 
         // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = post_attention_layernorm(h).
         timed(.rmsnorm, .forward) {
-            RMSNorm.forward(output: s.mlpNorm, rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
-                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+            RMSNorm.forward(output: normOutput(for: s.mlpNorm), rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
+                            rowCount: m, hiddenSize: c, epsilon: epsilon, threads: threads)
         }
+        enterRegion(s.mlpNorm)
         timed(.matmul, .forward) {
             Matmul.forward(output: s.gate, input: s.mlpNorm, weight: w.gate, bias: nil,
                            rowCount: n, inputSize: c, outputSize: i, threads: threads)
@@ -302,13 +312,14 @@ public final class LlamaModel {
         timed(.swiglu, .forward) {
             SwiGLU.forward(output: s.mlpActivation, gate: s.gate, up: s.up, count: n * i, threads: threads)
         }
+        let mlpPartial = partialOutput(for: y)
         timed(.matmul, .forward) {
-            Matmul.forward(output: y, input: s.mlpActivation, weight: w.down, bias: nil,
+            Matmul.forward(output: mlpPartial, input: s.mlpActivation, weight: w.down, bias: nil,
                            rowCount: n, inputSize: i, outputSize: c, threads: threads)
         }
-        regions.sumPartials(y, count: n * c)  // reduce from the row-parallel down_proj
+        leaveRegion(partial: mlpPartial, into: y)  // down_proj is row-parallel
         timed(.residual, .forward) {
-            Residual.forward(output: y, a: s.attentionResidual, b: y, count: n * c, threads: threads)
+            Residual.forward(output: y, a: s.attentionResidual, b: y, count: m * c, threads: threads)
         }
     }
 
@@ -352,12 +363,12 @@ public final class LlamaModel {
                             outputGradient: a.logits, input: a.finalNorm, weight: languageModelHead,
                             rowCount: n, inputSize: c, outputSize: v, threads: threads)
         }
-        regions.sumPartials(a.normGradient, count: n * c)  // copy to the vocabulary-parallel lm_head, backward
-        zero(a.residualGradient, n * c)
+        let finalNormGradient = reduceNormGradient()  // lm_head is vocabulary-parallel
+        zero(a.residualGradient, localTokenCount * c)
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + headOffsets.norm,
-                             outputGradient: a.normGradient, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
-                             weight: head + headOffsets.norm, rowCount: n, hiddenSize: c, threads: threads)
+                             outputGradient: finalNormGradient, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
+                             weight: head + headOffsets.norm, rowCount: localTokenCount, hiddenSize: c, threads: threads)
         }
         parameters.releaseGradients(.head)
         if tied { parameters.releaseParameters(.embedding) }
@@ -373,8 +384,9 @@ public final class LlamaModel {
         }
 
         let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
+        let streamGradient = gatheredStreamGradient()
         timed(.embedding, .backward) {
-            Embedding.backward(tableGradient: embeddingGradient, outputGradient: a.residualGradient, tokens: a.tokens,
+            Embedding.backward(tableGradient: embeddingGradient, outputGradient: streamGradient, tokens: a.tokens,
                                tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
                                threads: threads)
         }
@@ -389,15 +401,16 @@ public final class LlamaModel {
         let s = a.layer(layer)
         let x = a.residual(layer)
         let dStream = a.residualGradient
-        let (n, c, i) = (tokenCount, config.hiddenSize, config.intermediateSize)
+        let (n, m, c, i) = (tokenCount, localTokenCount, config.hiddenSize, config.intermediateSize)
         let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
         let (q, k) = (heads * d, kvHeads * d)
 
         // MLP sublayer; dStream = dy on entry, dh after the norm's backward.
+        let dy = gatheredStreamGradient()
         zero(a.mlpActivationGradient, n * i)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
-                            outputGradient: dStream, input: s.mlpActivation, weight: w.down,
+                            outputGradient: dy, input: s.mlpActivation, weight: w.down,
                             rowCount: n, inputSize: i, outputSize: c, threads: threads)
         }
         zero(a.gateGradient, n * i)
@@ -417,18 +430,19 @@ public final class LlamaModel {
                             outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
-        regions.sumPartials(a.normGradient, count: n * c)  // copy to the column-parallel gate/up_proj, backward
+        let mlpNormGradient = reduceNormGradient()  // gate/up_proj are column-parallel
         timed(.rmsnorm, .backward) {
-            RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: a.normGradient,
+            RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: mlpNormGradient,
                              rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
-                             rowCount: n, hiddenSize: c, threads: threads)
+                             rowCount: m, hiddenSize: c, threads: threads)
         }
 
         // Attention sublayer; dStream = dh on entry, dx after the norm's backward.
+        let dh = gatheredStreamGradient()
         zero(a.attentionOutputGradient, n * q)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
-                            outputGradient: dStream, input: s.attentionOutput, weight: w.output,
+                            outputGradient: dh, input: s.attentionOutput, weight: w.output,
                             rowCount: n, inputSize: q, outputSize: c, threads: threads)
         }
         zero(a.queryGradient, n * q)
@@ -471,12 +485,65 @@ public final class LlamaModel {
                             outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
-        regions.sumPartials(a.normGradient, count: n * c)  // copy to the column-parallel q/k/v_proj, backward
+        let attentionNormGradient = reduceNormGradient()  // q/k/v_proj are column-parallel
         timed(.rmsnorm, .backward) {
-            RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: a.normGradient,
+            RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: attentionNormGradient,
                              rstd: s.attentionRstd, input: x, weight: w.inputNorm,
-                             rowCount: n, hiddenSize: c, threads: threads)
+                             rowCount: m, hiddenSize: c, threads: threads)
         }
+    }
+
+    // MARK: Parallel regions (TensorParallelRegions; identity on one device)
+
+    /// Where a norm whose output enters a parallel region writes: the saved all-rows view, or,
+    /// with sequence parallelism, this rank's rows before `enterRegion` gathers them.
+    private func normOutput(for allRows: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        activations.localNorm ?? allRows
+    }
+
+    /// Entering a parallel region, forward: sequence parallelism all-gathers the norm's output
+    /// rows into `allRows`; otherwise the input is already whole (copy to region = identity).
+    private func enterRegion(_ allRows: UnsafeMutablePointer<Float>) {
+        guard let local = activations.localNorm else { return }
+        regions.allGather(local, into: allRows, localCount: localTokenCount * config.hiddenSize)
+    }
+
+    /// Where a row-parallel output (`o_proj`, `down_proj`, the vocabulary-parallel embedding)
+    /// that ends up in the stream view `local` writes its partial sums.
+    private func partialOutput(for local: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        activations.fullRows ?? local
+    }
+
+    /// Leaving a parallel region, forward: the partial sums are summed over the tensor group —
+    /// all-reduced in place, or reduce-scattered into this rank's rows with sequence parallelism.
+    private func leaveRegion(partial: UnsafeMutablePointer<Float>, into local: UnsafeMutablePointer<Float>) {
+        if regions.splitsSequence {
+            regions.reduceScatter(partial, into: local, localCount: localTokenCount * config.hiddenSize)
+        } else {
+            regions.sumPartials(local, count: tokenCount * config.hiddenSize)
+        }
+    }
+
+    /// Entering a region, backward: the gradient of the norm's output (`normGradient`, this
+    /// rank's partial) summed over the group — in place, or this rank's rows of it with sequence
+    /// parallelism. Returns where it is.
+    private func reduceNormGradient() -> UnsafeMutablePointer<Float> {
+        let a = activations
+        if let local = a.localNormGradient {
+            regions.reduceScatter(a.normGradient, into: local, localCount: localTokenCount * config.hiddenSize)
+            return local
+        }
+        regions.sumPartials(a.normGradient, count: tokenCount * config.hiddenSize)
+        return a.normGradient
+    }
+
+    /// Leaving a region, backward: the stream's gradient for all rows (identity, or an all-gather
+    /// with sequence parallelism).
+    private func gatheredStreamGradient() -> UnsafeMutablePointer<Float> {
+        let a = activations
+        guard let allRows = a.fullRows else { return a.residualGradient }
+        regions.allGather(a.residualGradient, into: allRows, localCount: localTokenCount * config.hiddenSize)
+        return allRows
     }
 
     // MARK: Helpers

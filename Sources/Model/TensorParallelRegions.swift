@@ -13,6 +13,15 @@
 /// - the vocabulary-parallel loss: `maximum` and `sumPartials` of per-row statistics
 ///   (`CrossEntropy.partialForward` / `finish`); its backward needs no communication.
 ///
+/// With sequence parallelism (`splitsSequence`) the residual stream, the norms and the residual
+/// adds hold only this rank's `localTokenCount` rows (a contiguous share of the B·T rows), and
+/// the pairs become Megatron's sequence-parallel ones:
+///
+/// - entering a parallel region — forward: `allGather` of the norm's output rows; backward:
+///   `reduceScatter` of its gradient (summed over ranks, each keeping its rows);
+/// - leaving one (`o_proj`, `down_proj`, the embedding) — forward: `reduceScatter` of the
+///   partial products; backward: `allGather` of the stream's gradient.
+///
 /// On one device (`SingleDeviceRegions`) every hook is the identity and the model computes
 /// exactly what it computed before the seam existed.
 public protocol TensorParallelRegions: AnyObject {
@@ -23,6 +32,25 @@ public protocol TensorParallelRegions: AnyObject {
     func sumPartials(_ values: UnsafeMutablePointer<Float>, count: Int)
     /// Replaces `values` by their elementwise maximum over the tensor-parallel group.
     func maximum(_ values: UnsafeMutablePointer<Float>, count: Int)
+    /// Whether activations outside the parallel regions are split along the token rows.
+    var splitsSequence: Bool { get }
+    /// Rows of the residual stream this rank holds, of `tokenCount` in a micro-batch.
+    func localTokenCount(of tokenCount: Int) -> Int
+    /// `full` ← the group's `local` blocks in rank order (`local.count × degree` floats).
+    func allGather(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, localCount: Int)
+    /// `local` ← this rank's block of the sum over the group of `full` (`localCount × degree` floats).
+    func reduceScatter(_ full: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, localCount: Int)
+}
+
+extension TensorParallelRegions {
+    public var splitsSequence: Bool { false }
+    public func localTokenCount(of tokenCount: Int) -> Int { tokenCount }
+    public func allGather(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, localCount: Int) {
+        preconditionFailure("allGather needs sequence parallelism")
+    }
+    public func reduceScatter(_ full: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, localCount: Int) {
+        preconditionFailure("reduceScatter needs sequence parallelism")
+    }
 }
 
 /// The identity regions of a model that runs whole on one device.

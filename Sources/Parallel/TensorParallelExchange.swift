@@ -8,17 +8,45 @@ import Runtime
 /// after the vocabulary-parallel embedding; for the loss, an all-reduce (max) of [B·T] and one
 /// (sum) of [2, B·T]. Backward: an all-reduce (sum) of the input gradient of each group of
 /// column-parallel projections (`q/k/v_proj`, `gate/up_proj`, `lm_head`) before its norm.
-/// These sit on the critical path: the next kernel needs their result.
+/// These sit on the critical path: the next kernel needs their result. With sequence parallelism
+/// the all-reduces around the projections become reduce-scatters (forward) and all-gathers
+/// (the norm outputs forward, the stream's gradient backward) of the token rows.
 public final class TensorParallelExchange: TensorParallelRegions {
     public let communicator: Communicator
     public let vocabularyStart: Int?
+    public let splitsSequence: Bool
     /// Seconds spent in these collectives since the last reset (`meshlm bench train`'s
     /// communication share).
     public var seconds = 0.0
 
-    public init(communicator: Communicator, layout: TensorParallelLayout) {
+    public init(communicator: Communicator, layout: TensorParallelLayout, sequenceParallel: Bool) {
         self.communicator = communicator
         vocabularyStart = layout.vocabularyRange.lowerBound
+        splitsSequence = sequenceParallel
+    }
+
+    public func localTokenCount(of tokenCount: Int) -> Int {
+        guard splitsSequence else { return tokenCount }
+        precondition(tokenCount % communicator.size == 0, "\(tokenCount) token rows do not split over tp \(communicator.size)")
+        return tokenCount / communicator.size
+    }
+
+    public func allGather(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, localCount: Int) {
+        let start = monotonicSeconds()
+        orAbort {
+            try communicator.allgather(UnsafeBufferPointer(start: local, count: localCount),
+                                       into: UnsafeMutableBufferPointer(start: full, count: localCount * communicator.size))
+        }
+        seconds += monotonicSeconds() - start
+    }
+
+    public func reduceScatter(_ full: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, localCount: Int) {
+        let start = monotonicSeconds()
+        orAbort {
+            try communicator.reduceScatter(UnsafeBufferPointer(start: full, count: localCount * communicator.size),
+                                           into: UnsafeMutableBufferPointer(start: local, count: localCount), .sum)
+        }
+        seconds += monotonicSeconds() - start
     }
 
     public func sumPartials(_ values: UnsafeMutablePointer<Float>, count: Int) {
@@ -35,22 +63,33 @@ public final class TensorParallelExchange: TensorParallelRegions {
 }
 
 /// A `ParameterAccess` for tensor parallelism over the data-parallel one: it passes every hook
-/// through, and where tp exceeds num_key_value_heads it first sums the gradients of the
-/// replicated `k_proj` / `v_proj` over the ranks sharing them (each replica saw only its own
-/// query heads' contribution), once per reduction of the inner layer (every micro-batch at
-/// ZeRO-2/3, the last one otherwise), so the replicas take identical steps.
+/// through, and before the inner layer reduces a block's gradients it sums over the tensor
+/// group what each rank computed only in part — the replicated `k_proj` / `v_proj` where tp
+/// exceeds num_key_value_heads (each replica saw only its own query heads), over the ranks
+/// sharing them, and with sequence parallelism the norm weights (each rank saw only its token
+/// rows), over the whole group — once per reduction of the inner layer (every micro-batch at
+/// ZeRO-2/3, the last one otherwise), so replicas take identical steps.
 public final class TensorParallelParameters: ParameterAccess {
     public let inner: DataParallelParameters
     public let tensorLayout: TensorParallelLayout
     /// The ranks sharing this rank's KV heads; nil when nothing is replicated.
     private let replicaCommunicator: Communicator?
+    /// The tensor group, when sequence parallelism leaves the norm weights' gradients partial.
+    private let normCommunicator: Communicator?
     private var heldGradients: [ModelBlock: UnsafeMutablePointer<Float>] = [:]
 
     public var layout: ParameterLayout { inner.layout }
 
-    public init(inner: DataParallelParameters, tensorLayout: TensorParallelLayout, tensorCommunicator: Communicator) throws {
+    /// Whether a layout needs this wrapper at all.
+    public static func isNeeded(_ tensorLayout: TensorParallelLayout, sequenceParallel: Bool) -> Bool {
+        tensorLayout.keyValueReplicas > 1 || (sequenceParallel && tensorLayout.degree > 1)
+    }
+
+    public init(inner: DataParallelParameters, tensorLayout: TensorParallelLayout, tensorCommunicator: Communicator,
+                sequenceParallel: Bool) throws {
         self.inner = inner
         self.tensorLayout = tensorLayout
+        normCommunicator = sequenceParallel ? tensorCommunicator : nil
         let replicas = tensorLayout.keyValueReplicas
         replicaCommunicator = replicas > 1
             ? try tensorCommunicator.split(color: tensorCommunicator.rank / replicas, key: tensorCommunicator.rank)
@@ -67,12 +106,14 @@ public final class TensorParallelParameters: ParameterAccess {
     }
 
     public func releaseGradients(_ block: ModelBlock) {
-        if let replicaCommunicator, let gradients = heldGradients[block],
-           inner.stage.rawValue >= ZeroStage.gradients.rawValue || inner.isLastMicroBatch {
+        if let gradients = heldGradients[block], inner.stage.rawValue >= ZeroStage.gradients.rawValue || inner.isLastMicroBatch {
             let blockStart = layout.range(of: block).lowerBound
-            for (index, entry) in layout.entries.enumerated() where entry.block == block && tensorLayout.isReplicatedKeyValue(index) {
+            for (index, entry) in layout.entries.enumerated() where entry.block == block {
+                let group = tensorLayout.isReplicatedKeyValue(index) ? replicaCommunicator
+                          : entry.shape.count == 1 ? normCommunicator : nil
+                guard let group else { continue }
                 let region = UnsafeMutableBufferPointer(start: gradients + (entry.offset - blockStart), count: entry.count)
-                orAbort { try replicaCommunicator.allreduce(region, .sum) }
+                orAbort { try group.allreduce(region, .sum) }
             }
         }
         heldGradients[block] = nil

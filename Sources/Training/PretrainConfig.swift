@@ -38,6 +38,13 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         guard train.seqLen <= model.maxPositionEmbeddings else {
             throw .invalid("train.seq_len", train.seqLen, "must not exceed model.max_position_embeddings \(model.maxPositionEmbeddings)")
         }
+        if parallel.sequenceParallel {
+            // Sequence parallelism splits the micro-batch's B·T token rows evenly over the tensor group.
+            let rows = train.microBatchSize * train.seqLen
+            guard rows % parallel.tp == 0 else {
+                throw .invalid("parallel.sequence_parallel", true, "splits train.micro_batch_size × train.seq_len = \(rows) token rows over tp \(parallel.tp), which must divide them")
+            }
+        }
     }
 }
 
@@ -214,8 +221,8 @@ public struct ParallelSection: Codable, Sendable {
         for (key, value) in [("parallel.pp", pp), ("parallel.cp", cp), ("parallel.ep", ep)] where value != 1 {
             throw .invalid(key, value, "only 1 is supported so far (data parallelism, ZeRO and tensor parallelism; pipeline, context and expert parallelism are not implemented yet)")
         }
-        guard !sequenceParallel else {
-            throw .invalid("parallel.sequence_parallel", sequenceParallel, "sequence parallelism is not implemented yet")
+        guard !sequenceParallel || tp > 1 else {
+            throw .invalid("parallel.sequence_parallel", sequenceParallel, "needs tensor parallelism (parallel.tp > 1): it splits what tensor parallelism replicates")
         }
     }
 }

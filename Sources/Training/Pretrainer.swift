@@ -93,14 +93,16 @@ public final class Pretrainer {
         self.tensorLayout = tensorLayout
         layout = tensorLayout.localLayout
         let regions: any TensorParallelRegions = tensorLayout.degree > 1
-            ? TensorParallelExchange(communicator: mesh.tensor, layout: tensorLayout) : SingleDeviceRegions()
+            ? TensorParallelExchange(communicator: mesh.tensor, layout: tensorLayout, sequenceParallel: config.parallel.sequenceParallel)
+            : SingleDeviceRegions()
         model = LlamaModel(config: tensorLayout.localConfig, microBatchSize: config.train.microBatchSize,
                            sequenceLength: config.train.seqLen, recompute: config.train.recompute,
                            documentMasking: config.train.documentMasking, threads: threads, regions: regions)
         let stage = ZeroStage(rawValue: config.parallel.zeroStage) ?? .none
         parameters = DataParallelParameters(layout: layout, stage: stage, communicator: mesh.dataContext, threads: threads)
-        access = tensorLayout.keyValueReplicas > 1
-            ? try TensorParallelParameters(inner: parameters, tensorLayout: tensorLayout, tensorCommunicator: mesh.tensor)
+        access = TensorParallelParameters.isNeeded(tensorLayout, sequenceParallel: config.parallel.sequenceParallel)
+            ? try TensorParallelParameters(inner: parameters, tensorLayout: tensorLayout, tensorCommunicator: mesh.tensor,
+                                           sequenceParallel: config.parallel.sequenceParallel)
             : parameters
         schedule = config.optimizer.schedule(totalSteps: config.train.steps)
         // Layout-independent initialization: every rank builds its slices of the same global

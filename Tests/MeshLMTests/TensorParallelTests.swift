@@ -49,13 +49,16 @@ func lossesAndNorms(in run: URL) throws -> [Int: (loss: Double, norm: Double)] {
         #expect(reference.status == 0, "\(reference.standardError)")
         let expected = try lossesAndNorms(in: referenceRun)
         #expect(expected.count == 20)
-        let layouts = tied ? [(2, 2, 0)] : [(2, 2, 0), (4, 4, 0), (4, 2, 1), (4, 2, 3)]
-        for (ranks, tp, zero) in layouts {
-            let (launch, run) = try pretrain(ranks: ranks, tp: tp, zero: zero, extra: extra)
+        // (ranks, tp, ZeRO stage, sequence parallel)
+        let layouts = tied ? [(2, 2, 0, false), (2, 2, 0, true)]
+                           : [(2, 2, 0, false), (4, 4, 0, false), (4, 2, 1, false), (4, 2, 3, false), (2, 2, 0, true), (4, 2, 1, true)]
+        for (ranks, tp, zero, sequence) in layouts {
+            let (launch, run) = try pretrain(ranks: ranks, tp: tp, zero: zero,
+                                             extra: extra + ["--set", "parallel.sequence_parallel=\(sequence)"])
             #expect(launch.status == 0, "tp \(tp) dp \(ranks / tp) ZeRO-\(zero): \(launch.standardError)")
             let got = try lossesAndNorms(in: run)
             let (loss, norm) = worstDifferences(got, expected)
-            print("tp \(tp) × dp \(ranks / tp) ZeRO-\(zero)\(tied ? " tied" : ""): 20 steps, max relative difference to one rank: loss \(loss), gradient norm \(norm)")
+            print("tp \(tp)\(sequence ? " + sp" : "") × dp \(ranks / tp) ZeRO-\(zero)\(tied ? " tied" : ""): 20 steps, max relative difference to one rank: loss \(loss), gradient norm \(norm)")
             #expect(got.count == 20)
             #expect(loss <= 1e-5 && norm <= 1e-5, "tp \(tp) dp \(ranks / tp) zero \(zero)")
         }
@@ -87,8 +90,14 @@ func lossesAndNorms(in run: URL) throws -> [Int: (loss: Double, norm: Double)] {
                                                             "--set", "model.hidden_size=48"])
         #expect(kv.status != 0)
         #expect(kv.standardError.contains("tensor parallel degree tp 4 must divide num_key_value_heads 3 or be a multiple of it"), "\(kv.standardError)")
-        let (sequence, _) = try pretrain(ranks: 2, tp: 2, extra: ["--set", "parallel.sequence_parallel=true"])
+        let (sequence, _) = try pretrain(ranks: 1, tp: 1, extra: ["--set", "parallel.sequence_parallel=true"])
         #expect(sequence.status != 0)
-        #expect(sequence.standardError.contains("parallel.sequence_parallel"), "\(sequence.standardError)")
+        #expect(sequence.standardError.contains("key 'parallel.sequence_parallel': value true is invalid: needs tensor parallelism (parallel.tp > 1)"),
+                "\(sequence.standardError)")
+        let (rows, _) = try pretrain(ranks: 4, tp: 4, extra: ["--set", "parallel.sequence_parallel=true", "--set", "train.seq_len=63",
+                                                              "--set", "train.micro_batch_size=1"])
+        #expect(rows.status != 0)
+        #expect(rows.standardError.contains("splits train.micro_batch_size × train.seq_len = 63 token rows over tp 4, which must divide them"),
+                "\(rows.standardError)")
     }
 }
