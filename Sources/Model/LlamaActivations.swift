@@ -6,13 +6,13 @@ import Tensors
 ///
 /// Sizes, with N = microBatchSize × sequenceLength tokens, C = hidden_size, I =
 /// intermediate_size, V = vocab_size, Q = num_attention_heads × head_dim, K =
-/// num_key_value_heads × head_dim, H = num_attention_heads, L = num_hidden_layers, and S = L saved
+/// num_key_value_heads × head_dim, H = num_attention_heads, L = the layers held, and S = L saved
 /// layers (S = 1 with recomputation, whose one set is reused by every layer); M = N rows of the
 /// residual stream held here (N / tp with sequence parallelism, else N):
 ///
 ///     residual stream     (L + 1)·M·C
 ///     saved layers        S·(N·(2C + 2Q + 2K + 3I + H) + M·(C + 2))
-///     head                N·(C + V + 2) + M
+///     head                N·(C + V) + M (only with the head: the last pipeline stage), + 2N
 ///     gradient scratch    N·(C + 3I + 3Q + 3K) + M·C
 ///     sequence parallel   N·C + 2·M·C  (only with sequence parallelism)
 ///
@@ -101,25 +101,27 @@ final class LlamaActivations {
     let positions: UnsafeMutablePointer<Int32>
 
     /// Floats in the arena (the formula in the type's comment).
-    static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, recompute: Bool) -> Int {
+    static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, layerCount: Int,
+                             hasHead: Bool, recompute: Bool) -> Int {
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
-        let layerCount = config.numHiddenLayers
-        let savedLayerCount = recompute ? 1 : layerCount
+        let savedLayerCount = recompute ? Swift.min(1, layerCount) : layerCount
         return (layerCount + 1) * m * c
             + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2))
-            + n * (c + v + 2) + m
+            + (hasHead ? n * (c + v) + m : 0) + 2 * n
             + n * (c + 3 * i + 3 * q + 3 * k) + m * c
             + (m < n ? n * c + 2 * m * c : 0)
     }
 
-    init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, localTokenCount m: Int, recompute: Bool) {
+    init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, localTokenCount m: Int, layerCount: Int,
+         hasHead: Bool, recompute: Bool) {
         let n = microBatchSize * sequenceLength
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
-        let count = LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: m, recompute: recompute)
+        let count = LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: m, layerCount: layerCount,
+                                                  hasHead: hasHead, recompute: recompute)
         arena = Tensor(shape: [count])
         // Large views first, the [N]-sized ones last, so the large ones start on 64-byte
         // boundaries whenever N·C, N·I… are multiples of 16.
@@ -129,8 +131,8 @@ final class LlamaActivations {
             return next
         }
         residualSize = m * c
-        residualStream = take((config.numHiddenLayers + 1) * m * c)
-        let savedLayerCount = recompute ? 1 : config.numHiddenLayers
+        residualStream = take((layerCount + 1) * m * c)
+        let savedLayerCount = recompute ? Swift.min(1, layerCount) : layerCount
         var layers: [Layer] = []
         for _ in 0..<savedLayerCount {
             layers.append(Layer(
@@ -140,8 +142,8 @@ final class LlamaActivations {
                 attentionLogSumExp: take(n * h), attentionRstd: take(m), mlpRstd: take(m)))
         }
         savedLayers = layers
-        finalNorm = take(n * c)
-        logits = take(n * v)
+        finalNorm = take(hasHead ? n * c : 0)
+        logits = take(hasHead ? n * v : 0)
         residualGradient = take(m * c)
         normGradient = take(n * c)
         mlpActivationGradient = take(n * i)
@@ -157,7 +159,7 @@ final class LlamaActivations {
         fullRows = sequenceParallel ? take(n * c) : nil
         localNorm = sequenceParallel ? take(m * c) : nil
         localNormGradient = sequenceParallel ? take(m * c) : nil
-        finalRstd = take(m)
+        finalRstd = take(hasHead ? m : 0)
         losses = take(n)
         lossLogSumExp = take(n)
         precondition(next - arena.pointer == count, "activation views cover \(next - arena.pointer) of \(count) floats")

@@ -47,8 +47,12 @@ public final class LlamaModel {
 
     let rope: RoPETable
     let activations: LlamaActivations
+    /// The layers (and embedding, head) this model runs: all of them, or a pipeline stage's.
+    public let part: ModelPart
+    /// Offsets of `part.layers` in their blocks, by local layer index.
     let layerOffsets: [LayerOffsets]
-    let headOffsets: HeadOffsets
+    /// Nil when the part has no head.
+    let headOffsets: HeadOffsets?
     let epsilon: Float
     /// Per-row statistics of the vocabulary-parallel loss ([2, B·T]); empty without a split vocabulary.
     let vocabularyStatistics: Tensor
@@ -64,9 +68,12 @@ public final class LlamaModel {
     ///     per layer in backward); results are bitwise the same either way.
     ///   - documentMasking: attention masked per document of a packed row (see the property).
     ///   - regions: the tensor-parallel hooks when `config` holds one rank's share of the model.
+    ///   - part: a pipeline stage's layers (whole model by default); a part without the
+    ///     embedding takes its input in `stageInput`, one without the head leaves its output in
+    ///     `stageOutput` and takes the gradient of that output in `stageOutputGradient`.
     public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, recompute: Bool = false,
                 documentMasking: Bool = false, threads: KernelThreads = .single,
-                regions: any TensorParallelRegions = SingleDeviceRegions()) {
+                regions: any TensorParallelRegions = SingleDeviceRegions(), part: ModelPart? = nil) {
         precondition(microBatchSize >= 1 && sequenceLength >= 1,
                      "micro-batch size \(microBatchSize) and sequence length \(sequenceLength) must be at least 1")
         precondition(config.numLocalExperts == 0, "LlamaModel is dense; mixture of experts is not implemented")
@@ -79,10 +86,12 @@ public final class LlamaModel {
         self.regions = regions
         vocabularyStatistics = Tensor(shape: [regions.vocabularyStart == nil ? 0 : 2 * microBatchSize * sequenceLength])
         localTokenCount = regions.localTokenCount(of: microBatchSize * sequenceLength)
-        let layout = ParameterLayout(config: config)
+        let part = part ?? .whole(config)
+        self.part = part
+        let layout = ParameterLayout(config: config, part: part)
         self.layout = layout
-        layerOffsets = (0..<config.numHiddenLayers).map { LayerOffsets(layout: layout, layer: $0) }
-        headOffsets = HeadOffsets(layout: layout)
+        layerOffsets = part.layers.map { LayerOffsets(layout: layout, layer: $0) }
+        headOffsets = part.hasHead ? HeadOffsets(layout: layout) : nil
         epsilon = Float(config.rmsNormEps)
         let scaling = config.ropeScaling.map {
             RoPEScaling(factor: Float($0.factor), lowFrequencyFactor: Float($0.lowFreqFactor),
@@ -94,15 +103,29 @@ public final class LlamaModel {
         rope = RoPETable(headDimension: config.headDim, positionCount: config.maxPositionEmbeddings,
                          theta: Float(config.ropeTheta), scaling: scaling)
         activations = LlamaActivations(config: config, microBatchSize: microBatchSize, sequenceLength: sequenceLength,
-                                       localTokenCount: localTokenCount, recompute: recompute)
+                                       localTokenCount: localTokenCount, layerCount: part.layers.count,
+                                       hasHead: part.hasHead, recompute: recompute)
     }
+
+    /// [M, C] a part without the embedding: where its input (the previous stage's output) goes
+    /// before `forward`.
+    public var stageInput: UnsafeMutablePointer<Float> { activations.residual(0) }
+    /// [M, C] a part without the head: its output after `forward`.
+    public var stageOutput: UnsafePointer<Float> { UnsafePointer(activations.residual(part.layers.count)) }
+    /// [M, C] a part without the head: where the gradient of its output goes before `backward`.
+    public var stageOutputGradient: UnsafeMutablePointer<Float> { activations.residualGradient }
+    /// [M, C] a part without the embedding: the gradient of its input after `backward`.
+    public var stageInputGradient: UnsafePointer<Float> { UnsafePointer(activations.residualGradient) }
+    /// Floats in `stageInput` and the other stage views: the residual stream rows × hidden size.
+    public var stageElementCount: Int { localTokenCount * config.hiddenSize }
 
     /// Floats in the activation arena of a model with these sizes (see `LlamaActivations`);
     /// `localTokenCount` is the residual stream's rows with sequence parallelism.
     public static func activationCount(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int,
                                        localTokenCount: Int? = nil, recompute: Bool) -> Int {
         let n = microBatchSize * sequenceLength
-        return LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: localTokenCount ?? n, recompute: recompute)
+        return LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: localTokenCount ?? n,
+                                             layerCount: config.numHiddenLayers, hasHead: true, recompute: recompute)
     }
 
     var tokenCount: Int { microBatchSize * sequenceLength }
@@ -165,6 +188,8 @@ public final class LlamaModel {
         a.positions.update(from: positions, count: tokenCount)
         forwardToLogits(parameters)
         var total = CrossEntropy.Total(lossSum: 0, targetCount: 0)
+        state = .loss
+        guard part.hasHead else { return total }  // the last pipeline stage computes the loss
         timed(.crossEntropy, .forward) {
             if let start = regions.vocabularyStart {
                 total = vocabularyParallelLoss(vocabularyStart: start)
@@ -196,6 +221,7 @@ public final class LlamaModel {
 
     private func forwardWithoutLoss(_ tokens: UnsafePointer<Int32>, _ positions: UnsafePointer<Int32>,
                                     _ parameters: any ParameterAccess) -> UnsafeBufferPointer<Float> {
+        precondition(part.hasHead, "logits need the model's head; this part is \(part)")
         let a = activations
         a.tokens.update(from: tokens, count: tokenCount)
         a.positions.update(from: positions, count: tokenCount)
@@ -205,31 +231,33 @@ public final class LlamaModel {
     }
 
     private func forwardToLogits(_ parameters: any ParameterAccess) {
-        precondition(parameters.layout.count == layout.count,
-                     "parameters of \(parameters.layout.count) floats given to a model of \(layout.count)")
+        checkLayout(parameters.layout)
         let a = activations
         let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
-        let table = parameters.acquireParameters(.embedding)
-        // Each tensor-parallel rank looks up only the tokens of its vocabulary slice.
-        let embeddingOutput = partialOutput(for: a.residual(0))
-        timed(.embedding, .forward) {
-            Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: table,
-                              tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
-                              threads: threads)
+        if part.hasEmbedding {
+            let table = parameters.acquireParameters(.embedding)
+            // Each tensor-parallel rank looks up only the tokens of its vocabulary slice.
+            let embeddingOutput = partialOutput(for: a.residual(0))
+            timed(.embedding, .forward) {
+                Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: table,
+                                  tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                                  threads: threads)
+            }
+            parameters.releaseParameters(.embedding)
+            leaveRegion(partial: embeddingOutput, into: a.residual(0))
         }
-        parameters.releaseParameters(.embedding)
-        leaveRegion(partial: embeddingOutput, into: a.residual(0))
 
-        for layer in 0..<config.numHiddenLayers {
-            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[layer])
-            layerForward(layer, weights)
+        for (local, layer) in part.layers.enumerated() {
+            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[local])
+            layerForward(local, weights)
             parameters.releaseParameters(.layer(layer))
         }
 
+        guard let headOffsets else { return }
         let head = parameters.acquireParameters(.head)
         let languageModelHead = headOffsets.languageModelHead.map { head + $0 } ?? parameters.acquireParameters(.embedding)
         timed(.rmsnorm, .forward) {
-            RMSNorm.forward(output: normOutput(for: a.finalNorm), rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
+            RMSNorm.forward(output: normOutput(for: a.finalNorm), rstd: a.finalRstd, input: a.residual(part.layers.count),
                             weight: head + headOffsets.norm, rowCount: localTokenCount, hiddenSize: c, epsilon: epsilon, threads: threads)
         }
         enterRegion(a.finalNorm)
@@ -241,7 +269,8 @@ public final class LlamaModel {
         parameters.releaseParameters(.head)
     }
 
-    /// One decoder layer: `residual(layer)` → `residual(layer + 1)`, saving what backward reads.
+    /// One decoder layer (`layer` counts from the part's first): `residual(layer)` →
+    /// `residual(layer + 1)`, saving what backward reads.
     private func layerForward(_ layer: Int, _ w: LayerWeights) {
         let a = activations
         let s = a.layer(layer)
@@ -328,22 +357,49 @@ public final class LlamaModel {
     /// Accumulates the gradients of `lossScale × lossSum` of the last `forward` into the
     /// parameters' gradients (usually lossScale = 1 / global target count, so the gradients are
     /// those of the mean loss). Consumes the forward's activations: the logits become their own
-    /// gradient, so each backward needs a forward with targets before it.
+    /// gradient, so each backward needs a forward with targets before it. A part without the
+    /// head starts from `stageOutputGradient`; one without the embedding ends with
+    /// `stageInputGradient`.
     public func backward(lossScale: Float, parameters: any ParameterAccess) {
         precondition(state == .loss, "backward needs a forward with targets since the last backward")
-        precondition(parameters.layout.count == layout.count,
-                     "parameters of \(parameters.layout.count) floats given to a model of \(layout.count)")
+        checkLayout(parameters.layout)
         state = .empty
         let a = activations
         let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
-        let tied = headOffsets.languageModelHead == nil
+        let tiedTableGradient = headOffsets.flatMap { headBackward(lossScale: lossScale, parameters: parameters, offsets: $0) }
 
-        // Head: loss → logits (in place) → lm_head → model.norm → the last layer's output.
+        for (local, layer) in part.layers.enumerated().reversed() {
+            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[local])
+            if recompute { layerForward(local, weights) }
+            let gradients = LayerWeights(block: parameters.acquireGradients(.layer(layer)), offsets: layerOffsets[local])
+            layerBackward(local, weights, gradients)
+            parameters.releaseGradients(.layer(layer))
+            parameters.releaseParameters(.layer(layer))
+        }
+
+        guard part.hasEmbedding else { return }
+        let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
+        let streamGradient = gatheredStreamGradient()
+        timed(.embedding, .backward) {
+            Embedding.backward(tableGradient: embeddingGradient, outputGradient: streamGradient, tokens: a.tokens,
+                               tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                               threads: threads)
+        }
+        parameters.releaseGradients(.embedding)
+    }
+
+    /// The head's backward: loss → logits (in place) → lm_head → model.norm → the gradient of
+    /// the last layer's output in `residualGradient`. Returns the tied table's gradient, which
+    /// stays acquired until the embedding's backward.
+    private func headBackward(lossScale: Float, parameters: any ParameterAccess, offsets: HeadOffsets) -> UnsafeMutablePointer<Float>? {
+        let a = activations
+        let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
+        let tied = offsets.languageModelHead == nil
         let head = parameters.acquireParameters(.head)
         let headGradient: UnsafeMutablePointer<Float>
         let languageModelHead, languageModelHeadGradient: UnsafeMutablePointer<Float>
         var tiedTableGradient: UnsafeMutablePointer<Float>?
-        if let offset = headOffsets.languageModelHead {
+        if let offset = offsets.languageModelHead {
             headGradient = parameters.acquireGradients(.head)
             (languageModelHead, languageModelHeadGradient) = (head + offset, headGradient + offset)
         } else {
@@ -366,31 +422,14 @@ public final class LlamaModel {
         let finalNormGradient = reduceNormGradient()  // lm_head is vocabulary-parallel
         zero(a.residualGradient, localTokenCount * c)
         timed(.rmsnorm, .backward) {
-            RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + headOffsets.norm,
-                             outputGradient: finalNormGradient, rstd: a.finalRstd, input: a.residual(config.numHiddenLayers),
-                             weight: head + headOffsets.norm, rowCount: localTokenCount, hiddenSize: c, threads: threads)
+            RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + offsets.norm,
+                             outputGradient: finalNormGradient, rstd: a.finalRstd, input: a.residual(part.layers.count),
+                             weight: head + offsets.norm, rowCount: localTokenCount, hiddenSize: c, threads: threads)
         }
         parameters.releaseGradients(.head)
         if tied { parameters.releaseParameters(.embedding) }
         parameters.releaseParameters(.head)
-
-        for layer in (0..<config.numHiddenLayers).reversed() {
-            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[layer])
-            if recompute { layerForward(layer, weights) }
-            let gradients = LayerWeights(block: parameters.acquireGradients(.layer(layer)), offsets: layerOffsets[layer])
-            layerBackward(layer, weights, gradients)
-            parameters.releaseGradients(.layer(layer))
-            parameters.releaseParameters(.layer(layer))
-        }
-
-        let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
-        let streamGradient = gatheredStreamGradient()
-        timed(.embedding, .backward) {
-            Embedding.backward(tableGradient: embeddingGradient, outputGradient: streamGradient, tokens: a.tokens,
-                               tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
-                               threads: threads)
-        }
-        parameters.releaseGradients(.embedding)
+        return tiedTableGradient
     }
 
     /// One decoder layer's backward: `residualGradient` holds dL/d(output) on entry and
@@ -547,6 +586,13 @@ public final class LlamaModel {
     }
 
     // MARK: Helpers
+
+    /// The parameters given must hold every block of this model's part, laid out the same way
+    /// (they may hold more: the other chunks of an interleaved pipeline stage).
+    private func checkLayout(_ given: ParameterLayout) {
+        precondition(layout.blocks.allSatisfy { given.contains($0) && given.range(of: $0).count == layout.range(of: $0).count },
+                     "parameters laid out for blocks \(given.blocks) given to a model of \(part)")
+    }
 
     /// Calls `body(start, batchSize, length)` for each span of tokens that attention treats as
     /// whole sequences; `start` is a token index into the [B·T] rows. Without document masking:

@@ -19,6 +19,33 @@ public enum ModelBlock: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// The part of the model one pipeline stage holds: a range of decoder layers, and the embedding
+/// (first stage) and the head (last stage). Names stay global (`model.layers.17…`).
+public struct ModelPart: Sendable, Equatable, CustomStringConvertible {
+    public var layers: Range<Int>
+    public var hasEmbedding: Bool
+    public var hasHead: Bool
+
+    public init(layers: Range<Int>, hasEmbedding: Bool, hasHead: Bool) {
+        self.layers = layers
+        self.hasEmbedding = hasEmbedding
+        self.hasHead = hasHead
+    }
+
+    /// The whole model.
+    public static func whole(_ config: LlamaConfig) -> ModelPart {
+        ModelPart(layers: 0..<config.numHiddenLayers, hasEmbedding: true, hasHead: true)
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if hasEmbedding { parts.append("embedding") }
+        parts.append(layers.isEmpty ? "no layers" : layers.count == 1 ? "layer \(layers.lowerBound)" : "layers \(layers.lowerBound)–\(layers.upperBound - 1)")
+        if hasHead { parts.append("head") }
+        return parts.joined(separator: " + ")
+    }
+}
+
 /// Where every parameter lives in the flat parameter arena, with Hugging Face names.
 ///
 /// Blocks are laid out in model order — embedding, layer 0 … layer L−1, head — and each block's
@@ -46,7 +73,20 @@ public struct ParameterLayout: Sendable {
     private let blockRanges: [ModelBlock: Range<Int>]
     private let indexByName: [String: Int]
 
-    public init(config: LlamaConfig) {
+    /// The layout of `part` of the model (the whole model by default).
+    public init(config: LlamaConfig, part: ModelPart? = nil) {
+        let part = part ?? .whole(config)
+        self.init(config: config, layers: Array(part.layers), hasEmbedding: part.hasEmbedding, hasHead: part.hasHead)
+    }
+
+    /// The layout of the parts one rank holds (an interleaved pipeline stage's chunks), blocks in
+    /// model order.
+    public init(config: LlamaConfig, parts: [ModelPart]) {
+        self.init(config: config, layers: parts.flatMap { Array($0.layers) }.sorted(),
+                  hasEmbedding: parts.contains { $0.hasEmbedding }, hasHead: parts.contains { $0.hasHead })
+    }
+
+    private init(config: LlamaConfig, layers: [Int], hasEmbedding: Bool, hasHead: Bool) {
         let hidden = config.hiddenSize
         let queryWidth = config.numAttentionHeads * config.headDim
         let kvWidth = config.numKeyValueHeads * config.headDim
@@ -64,8 +104,8 @@ public struct ParameterLayout: Sendable {
             ranges[block] = start..<offset
             blocks.append(block)
         }
-        add(.embedding, [("model.embed_tokens.weight", [config.vocabSize, hidden], true)])
-        for layer in 0..<config.numHiddenLayers {
+        if hasEmbedding { add(.embedding, [("model.embed_tokens.weight", [config.vocabSize, hidden], true)]) }
+        for layer in layers {
             let prefix = "model.layers.\(layer)."
             add(.layer(layer), [
                 (prefix + "input_layernorm.weight", [hidden], false),
@@ -79,14 +119,21 @@ public struct ParameterLayout: Sendable {
                 (prefix + "mlp.down_proj.weight", [hidden, intermediate], true),
             ])
         }
-        var head: [(String, [Int], Bool)] = [("model.norm.weight", [hidden], false)]
-        if !config.tieWordEmbeddings { head.append(("lm_head.weight", [config.vocabSize, hidden], true)) }
-        add(.head, head)
+        if hasHead {
+            var head: [(String, [Int], Bool)] = [("model.norm.weight", [hidden], false)]
+            if !config.tieWordEmbeddings { head.append(("lm_head.weight", [config.vocabSize, hidden], true)) }
+            add(.head, head)
+        }
         self.entries = entries
         self.blocks = blocks
         self.count = offset
         self.blockRanges = ranges
         self.indexByName = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.name, $0) })
+    }
+
+    /// Whether the layout holds `block`.
+    public func contains(_ block: ModelBlock) -> Bool {
+        blockRanges[block] != nil
     }
 
     /// The arena range of a block.

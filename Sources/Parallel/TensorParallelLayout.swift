@@ -38,8 +38,10 @@ public struct TensorParallelLayout: Sendable {
     /// `splits[i]` places `localLayout.entries[i]`.
     public let splits: [Split]
 
+    /// - Parameters:
+    ///   - parts: what this rank's pipeline stage holds (the whole model by default).
     /// - Precondition: `ModelSplit.validate` accepted the config for this degree.
-    public init(config: LlamaConfig, degree: Int, rank: Int) {
+    public init(config: LlamaConfig, degree: Int, rank: Int, parts: [ModelPart]? = nil) {
         precondition(degree >= 1 && (0..<degree).contains(rank))
         let heads = config.numAttentionHeads / degree
         let kvHeads = config.numKeyValueHeads
@@ -57,7 +59,7 @@ public struct TensorParallelLayout: Sendable {
         local.vocabSize = vocabularyRange.count
 
         let d = config.headDim
-        let localLayout = ParameterLayout(config: local)
+        let localLayout = ParameterLayout(config: local, parts: parts ?? [.whole(config)])
         splits = localLayout.entries.map { entry in
             let name = entry.name
             if entry.shape.count == 1 { return .replicated }

@@ -193,13 +193,16 @@ public struct ParallelSection: Codable, Sendable {
     public var ep: Int
     public var zeroStage: Int
     public var sequenceParallel: Bool
+    /// Model chunks per pipeline stage: 1 runs the 1F1B schedule, more the interleaved one
+    /// (Megatron's virtual pipeline size).
+    public var virtualStages: Int
 
     enum CodingKeys: String, CodingKey {
-        case dp, tp, pp, cp, ep, zeroStage = "zero_stage", sequenceParallel = "sequence_parallel"
+        case dp, tp, pp, cp, ep, zeroStage = "zero_stage", sequenceParallel = "sequence_parallel", virtualStages = "virtual_stages"
     }
 
     public init() {
-        dp = 0; tp = 1; pp = 1; cp = 1; ep = 1; zeroStage = 0; sequenceParallel = false
+        dp = 0; tp = 1; pp = 1; cp = 1; ep = 1; zeroStage = 0; sequenceParallel = false; virtualStages = 1
     }
 
     public init(from decoder: any Decoder) throws {
@@ -211,15 +214,21 @@ public struct ParallelSection: Codable, Sendable {
         ep = try c.decode(.ep, default: 1)
         zeroStage = try c.decode(.zeroStage, default: 0)
         sequenceParallel = try c.decode(.sequenceParallel, default: false)
+        virtualStages = try c.decode(.virtualStages, default: 1)
     }
 
     func validate() throws(ConfigError) {
         guard dp >= 0 else { throw .invalid("parallel.dp", dp, "must be 0 (inferred from the world size) or positive") }
         guard (0...3).contains(zeroStage) else { throw .invalid("parallel.zero_stage", zeroStage, "must be 0, 1, 2 or 3") }
         guard tp >= 1 else { throw .invalid("parallel.tp", tp, "must be at least 1") }
-        // Pipeline, context and expert parallelism are not built yet; refuse rather than ignore them.
-        for (key, value) in [("parallel.pp", pp), ("parallel.cp", cp), ("parallel.ep", ep)] where value != 1 {
-            throw .invalid(key, value, "only 1 is supported so far (data parallelism, ZeRO and tensor parallelism; pipeline, context and expert parallelism are not implemented yet)")
+        guard pp >= 1 else { throw .invalid("parallel.pp", pp, "must be at least 1") }
+        guard virtualStages >= 1 else { throw .invalid("parallel.virtual_stages", virtualStages, "must be at least 1") }
+        guard virtualStages == 1 || pp > 1 else {
+            throw .invalid("parallel.virtual_stages", virtualStages, "needs pipeline parallelism (parallel.pp > 1)")
+        }
+        // Context and expert parallelism are not built yet; refuse rather than ignore them.
+        for (key, value) in [("parallel.cp", cp), ("parallel.ep", ep)] where value != 1 {
+            throw .invalid(key, value, "only 1 is supported so far (data, ZeRO, tensor, sequence and pipeline parallelism; context and expert parallelism are not implemented yet)")
         }
         guard !sequenceParallel || tp > 1 else {
             throw .invalid("parallel.sequence_parallel", sequenceParallel, "needs tensor parallelism (parallel.tp > 1): it splits what tensor parallelism replicates")

@@ -49,6 +49,9 @@ public struct StepResult: Sendable {
     public let seconds: Double
     /// Waiting for gradient reductions after backward (what overlap did not hide).
     public let reductionWaitSeconds: Double
+    /// Seconds this pipeline stage waited for activations or gradients (its bubble); 0 without
+    /// pipeline parallelism.
+    public let pipelineWaitSeconds: Double
     /// Gradient norm, clipping, AdamW and (ZeRO-1/2) the parameter all-gather.
     public let optimizerSeconds: Double
 }
@@ -72,7 +75,12 @@ public final class Pretrainer {
     public let tensorCommunicator: Communicator
     /// Every rank of the job (checkpoints are written by all of them).
     public let worldCommunicator: Communicator
+    /// The pipeline group: the stages of one model replica.
+    public let pipelineCommunicator: Communicator
+    /// This rank's pipeline stage; nil without pipeline parallelism.
+    let pipeline: PipelineRunner?
     public let tensorLayout: TensorParallelLayout
+    /// The model (with pipeline parallelism: the first chunk's first activation slot).
     public let model: LlamaModel
     public let parameters: DataParallelParameters
     /// What the model reaches its parameters through: `parameters`, or the tensor-parallel
@@ -88,16 +96,30 @@ public final class Pretrainer {
         self.communicator = mesh.dataContext
         self.tensorCommunicator = mesh.tensor
         self.worldCommunicator = mesh.world
+        self.pipelineCommunicator = mesh.pipeline
         self.log = log
-        let tensorLayout = TensorParallelLayout(config: config.model, degree: mesh.tensor.size, rank: mesh.tensor.rank)
+        let parts = ModelSplit.parts(config.model, stage: mesh.pipeline.rank, stageCount: mesh.pipeline.size,
+                                     chunkCount: config.parallel.virtualStages)
+        let tensorLayout = TensorParallelLayout(config: config.model, degree: mesh.tensor.size, rank: mesh.tensor.rank, parts: parts)
         self.tensorLayout = tensorLayout
         layout = tensorLayout.localLayout
         let regions: any TensorParallelRegions = tensorLayout.degree > 1
             ? TensorParallelExchange(communicator: mesh.tensor, layout: tensorLayout, sequenceParallel: config.parallel.sequenceParallel)
             : SingleDeviceRegions()
-        model = LlamaModel(config: tensorLayout.localConfig, microBatchSize: config.train.microBatchSize,
-                           sequenceLength: config.train.seqLen, recompute: config.train.recompute,
-                           documentMasking: config.train.documentMasking, threads: threads, regions: regions)
+        func makeModel(_ part: ModelPart) -> LlamaModel {
+            LlamaModel(config: tensorLayout.localConfig, microBatchSize: config.train.microBatchSize,
+                       sequenceLength: config.train.seqLen, recompute: config.train.recompute,
+                       documentMasking: config.train.documentMasking, threads: threads, regions: regions, part: part)
+        }
+        if mesh.pipeline.size > 1 {
+            let microBatchCount = config.train.globalBatchSize / (config.train.microBatchSize * mesh.dataContext.size)
+            let runner = PipelineRunner(pipeline: mesh.pipeline, parts: parts, microBatchCount: microBatchCount, makeModel: makeModel)
+            pipeline = runner
+            model = runner.models[0][0]
+        } else {
+            pipeline = nil
+            model = makeModel(parts[0])
+        }
         let stage = ZeroStage(rawValue: config.parallel.zeroStage) ?? .none
         parameters = DataParallelParameters(layout: layout, stage: stage, communicator: mesh.dataContext, threads: threads)
         access = TensorParallelParameters.isNeeded(tensorLayout, sequenceParallel: config.parallel.sequenceParallel)
@@ -121,17 +143,23 @@ public final class Pretrainer {
         guard globalTargets > 0 else { throw CollectiveFailure.agreed("step \(step): the batch has no target tokens to learn from") }
         let lossScale = Float(1 / Double(globalTargets))
         var lossSum = 0.0
-        for (index, batch) in batches.enumerated() {
-            parameters.isLastMicroBatch = index == batches.count - 1
-            let total = batch.withPointers { tokens, targets, positions in
-                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
+        if let pipeline {
+            lossSum = try pipeline.run(batches: batches, lossScale: lossScale, parameters: parameters, access: access)
+        } else {
+            for (index, batch) in batches.enumerated() {
+                parameters.isLastMicroBatch = index == batches.count - 1
+                let total = batch.withPointers { tokens, targets, positions in
+                    model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
+                }
+                lossSum += total.lossSum
+                model.backward(lossScale: lossScale, parameters: access)
             }
-            lossSum += total.lossSum
-            model.backward(lossScale: lossScale, parameters: access)
         }
         let waitStart = monotonicSeconds()
         try parameters.finishBackward()
         let reductionWait = monotonicSeconds() - waitStart
+        // The last pipeline stage computed the loss; the others add 0.
+        if pipeline != nil { lossSum = try pipelineCommunicator.allreduce(lossSum, .sum) }
         let loss = try communicator.allreduce(lossSum, .sum) / Double(globalTargets)
         guard loss.isFinite else {
             throw CollectiveFailure.agreed("step \(step): the loss is \(loss); stopping (lower optimizer.lr, raise optimizer.warmup_steps, or check the data)")
@@ -150,32 +178,46 @@ public final class Pretrainer {
         let tokens = batches.reduce(0) { $0 + $1.tokens.count } * communicator.size
         let end = monotonicSeconds()
         return StepResult(step: step, loss: loss, gradientNorm: norm, learningRate: rate, tokens: tokens,
-                          seconds: end - start, reductionWaitSeconds: reductionWait, optimizerSeconds: end - optimizerStart)
+                          seconds: end - start, reductionWaitSeconds: reductionWait, pipelineWaitSeconds: pipeline?.waitSeconds ?? 0,
+                          optimizerSeconds: end - optimizerStart)
     }
 
     /// Mean loss over `batches` (this rank's share of the eval set), forward only.
     public func evaluate(_ batches: [MicroBatch]) throws -> Double {
         var lossSum = 0.0
         var count = 0
-        for batch in batches {
-            let total = batch.withPointers { tokens, targets, positions in
-                model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
+        if let pipeline {
+            (lossSum, count) = try pipeline.evaluate(batches: batches, access: access)
+        } else {
+            for batch in batches {
+                let total = batch.withPointers { tokens, targets, positions in
+                    model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
+                }
+                lossSum += total.lossSum
+                count += total.targetCount
             }
-            lossSum += total.lossSum
-            count += total.targetCount
         }
         var sums = [lossSum, Double(count)]
+        if pipeline != nil { try pipelineCommunicator.allreduce(&sums, .sum) }
         try communicator.allreduce(&sums, .sum)
         return sums[0] / max(sums[1], 1)
     }
 
+    /// Times every kernel call of every model instance (pipeline stages hold several) into `profile`.
+    public func attach(_ profile: StepProfile?) {
+        for model in pipeline?.models.flatMap({ $0 }) ?? [model] { model.profile = profile }
+    }
+
     /// The global L2 norm of the reduced gradients: each rank's share summed over the data group
-    /// (ZeRO shards) and the tensor group (tensor slices), replicated tensors counted once.
+    /// (ZeRO shards), the tensor group (tensor slices, replicated tensors counted once) and the
+    /// pipeline group (each stage's layers).
     func gradientNorm() throws -> Double {
-        guard tensorLayout.degree > 1 else { return try parameters.gradientNorm() }
+        guard tensorLayout.degree > 1 || pipeline != nil else { return try parameters.gradientNorm() }
         var sum = parameters.localSquaredGradientSum(counts: tensorLayout.counts)
         if parameters.stage != .none { sum = try communicator.allreduce(sum, .sum) }
-        return try tensorCommunicator.allreduce(sum, .sum).squareRoot()
+        if tensorLayout.degree > 1 { sum = try tensorCommunicator.allreduce(sum, .sum) }
+        if pipeline != nil { sum = try pipelineCommunicator.allreduce(sum, .sum) }
+        return sum.squareRoot()
     }
 
     /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters of the whole model; the

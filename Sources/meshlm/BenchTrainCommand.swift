@@ -25,26 +25,31 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Timed steps (after one untimed warm-up step).") var steps = 3
     @Option(help: "ZeRO stage (0–3).") var zero = 0
     @Option(help: "Tensor-parallel degree (the rest of the ranks are data parallel).") var tp = 1
+    @Option(help: "Pipeline-parallel degree.") var pp = 1
+    @Option(help: "Model chunks per pipeline stage (> 1: the interleaved schedule).") var virtualStages = 1
+    @Option(help: "Micro-batches per step per model replica (the pipeline's m).") var microBatches = 1
 
     func run() throws {
         try job.runJob { context in
             let world = context.world, log = context.log
             printMachineReport(context, json: bench.json)
             let steps = bench.quick ? 1 : self.steps
-            let dataDegree = max(world.size / max(tp, 1), 1)
+            let dataDegree = max(world.size / max(tp * pp, 1), 1)
+            let globalBatch = microBatch * microBatches * dataDegree
             let yaml = """
                 model: \(model)
                 run: {dir: /tmp/meshlm-bench-train}
-                train: {steps: \(steps + 1), seq_len: \(seqLen), global_batch_size: \(microBatch * dataDegree), micro_batch_size: \(microBatch)}
+                train: {steps: \(steps + 1), seq_len: \(seqLen), global_batch_size: \(globalBatch), micro_batch_size: \(microBatch)}
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
-                parallel: {zero_stage: \(zero), tp: \(tp)}
+                parallel: {zero_stage: \(zero), tp: \(tp), pp: \(pp), virtual_stages: \(virtualStages)}
                 """
             let (config, mesh) = try world.collectively {
                 let config = try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench train", includes: ["model"])
-                let dims = try ParallelDims(worldSize: world.size, pipelineDegree: 1, dataDegree: nil, contextDegree: 1,
+                let dims = try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: nil, contextDegree: 1,
                                             tensorDegree: tp, expertDegree: 1)
-                try ModelSplit.validate(config.model, on: dims)
+                try ModelSplit.validate(config.model, on: dims, virtualStages: virtualStages)
+                try ModelSplit.validatePipeline(microBatchCount: microBatches, stageCount: pp, virtualStages: virtualStages)
                 return (config, try DeviceMesh(world: world, dims: dims))
             }
             let trainer = try world.collectively {
@@ -52,23 +57,25 @@ struct BenchTrainCommand: ParsableCommand {
             }
             let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.1), .sum)
             if !bench.json { log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
-                     + "batch \(microBatch * dataDegree) × \(seqLen), tp \(tp), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
+                     + "batch \(globalBatch) × \(seqLen), tp \(tp), pp \(pp)\(virtualStages > 1 ? " × \(virtualStages) virtual" : ""), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
             // One stream per model replica: the ranks of a tensor group see the same tokens.
             var generator = SplitMix64(seed: 42, stream: UInt64(mesh.dataContext.rank))
             func batch() -> [MicroBatch] {
-                let count = microBatch * seqLen
-                var tokens = [Int32](repeating: 0, count: count + 1)
-                for index in tokens.indices { tokens[index] = Int32(generator.next() % UInt64(config.model.vocabSize)) }
-                let positions = (0..<count).map { Int32($0 % seqLen) }
-                return [MicroBatch(tokens: Array(tokens[..<count]), targets: Array(tokens[1...]), positions: positions)]
+                (0..<microBatches).map { _ in
+                    let count = microBatch * seqLen
+                    var tokens = [Int32](repeating: 0, count: count + 1)
+                    for index in tokens.indices { tokens[index] = Int32(generator.next() % UInt64(config.model.vocabSize)) }
+                    let positions = (0..<count).map { Int32($0 % seqLen) }
+                    return MicroBatch(tokens: Array(tokens[..<count]), targets: Array(tokens[1...]), positions: positions)
+                }
             }
             _ = try trainer.step(0, batches: batch())
             let profile = StepProfile()
-            trainer.model.profile = profile
+            trainer.attach(profile)
             let exchange = trainer.model.regions as? TensorParallelExchange
             exchange?.seconds = 0
             var times: [Double] = []
-            var waits: [Double] = [], optimizer: [Double] = []
+            var waits: [Double] = [], optimizer: [Double] = [], bubbles: [Double] = [], pipelineWaits: [Double] = []
             var tokens = 0
             for step in 1...steps {
                 try world.barrier()
@@ -76,6 +83,10 @@ struct BenchTrainCommand: ParsableCommand {
                 times.append(try world.allreduce(result.seconds, .max))
                 waits.append(result.reductionWaitSeconds)
                 optimizer.append(result.optimizerSeconds)
+                pipelineWaits.append(result.pipelineWaitSeconds)
+                // The stages' mean idle fraction of the step's forward/backward part.
+                let busy = result.seconds - result.optimizerSeconds - result.reductionWaitSeconds
+                bubbles.append(try world.allreduce(result.pipelineWaitSeconds / busy, .sum) / Double(world.size))
                 tokens = result.tokens
             }
             times.sort()
@@ -106,16 +117,30 @@ struct BenchTrainCommand: ParsableCommand {
                            fields: ["part": "tensor_parallel_allreduce", "ms": tensorCommunication * 1e3,
                                     "fraction_of_step": tensorCommunication / median])
             }
-            let other = median - kernelSeconds - wait - update - tensorCommunication
+            let pipelineWait = pipelineWaits.sorted()[pipelineWaits.count / 2]
+            let bubble = bubbles.sorted()[bubbles.count / 2]
+            let theoretical = PipelineSchedule.theoreticalBubble(stageCount: pp, chunkCount: virtualStages, microBatchCount: microBatches)
+            if pp > 1 {
+                report.add(cells: ["pipeline wait (this rank)", String(format: "%.1f", pipelineWait * 1e3),
+                                   String(format: "%.1f%%", 100 * pipelineWait / median)],
+                           fields: ["part": "pipeline_wait", "ms": pipelineWait * 1e3, "fraction_of_step": pipelineWait / median,
+                                    "bubble_measured": bubble, "bubble_theoretical": theoretical])
+            }
+            let other = median - kernelSeconds - wait - update - tensorCommunication - pipelineWait
             report.add(cells: ["other (hooks, data, loss)", String(format: "%.1f", other * 1e3), String(format: "%.1f%%", 100 * other / median)],
                        fields: ["part": "other", "ms": other * 1e3, "fraction_of_step": other / median])
             report.add(cells: ["step (median of \(steps))", String(format: "%.1f", median * 1e3), "100%"],
                        fields: ["part": "step", "ms": median * 1e3, "tokens_per_s": rate, "mfu": mfu, "peak_gflops": peak,
                                 "ranks": world.size, "threads": context.threads, "parameters": config.model.parameterCount,
-                                "seq_len": seqLen, "global_batch": microBatch * dataDegree, "zero_stage": zero, "tp": tp,
+                                "seq_len": seqLen, "global_batch": globalBatch, "zero_stage": zero, "tp": tp, "pp": pp,
+                                "virtual_stages": virtualStages, "micro_batches": microBatches,
                                 "step_ms_min": times[0] * 1e3, "step_ms_max": times[times.count - 1] * 1e3])
             report.printTable()
             guard !bench.json else { return }
+            if pp > 1 {
+                log.info(String(format: "bench train: pipeline bubble %.1f%% measured (mean over stages of receive waits / forward-backward time), %.1f%% theoretical (p − 1) / (v·m + p − 1) with p %d, v %d, m %d",
+                                100 * bubble, 100 * theoretical, pp, virtualStages, microBatches))
+            }
             log.info(String(format: "bench train: %.1f tokens/s, MFU %.1f%% (step %.0f ms median, range %.0f–%.0f ms over %d steps)",
                             rate, 100 * mfu, median * 1e3, times[0] * 1e3, times[times.count - 1] * 1e3, steps))
         }

@@ -26,9 +26,14 @@ struct PretrainCommand: ParsableCommand {
                 let dims = try ParallelDims(worldSize: world.size, pipelineDegree: parallel.pp,
                                             dataDegree: parallel.dp == 0 ? nil : parallel.dp, contextDegree: parallel.cp,
                                             tensorDegree: parallel.tp, expertDegree: parallel.ep)
-                try ModelSplit.validate(settings.model, on: dims)
+                try ModelSplit.validate(settings.model, on: dims, virtualStages: parallel.virtualStages)
                 let mesh = try DeviceMesh(world: world, dims: dims)
                 let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
+                let train = settings.train
+                if train.globalBatchSize % (degree * train.microBatchSize) == 0 {
+                    try ModelSplit.validatePipeline(microBatchCount: train.globalBatchSize / (degree * train.microBatchSize),
+                                                    stageCount: parallel.pp, virtualStages: parallel.virtualStages)
+                }
                 let trainBatches = try SampledBatches.open(settings.data.train, data: settings.data, train: settings.train,
                                                            dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle)
                 try Self.checkVocabulary(trainBatches, settings)
