@@ -122,10 +122,11 @@ public final class LlamaModel {
     /// Floats in the activation arena of a model with these sizes (see `LlamaActivations`);
     /// `localTokenCount` is the residual stream's rows with sequence parallelism.
     public static func activationCount(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int,
-                                       localTokenCount: Int? = nil, recompute: Bool) -> Int {
+                                       localTokenCount: Int? = nil, part: ModelPart? = nil, recompute: Bool) -> Int {
         let n = microBatchSize * sequenceLength
+        let part = part ?? .whole(config)
         return LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: localTokenCount ?? n,
-                                             layerCount: config.numHiddenLayers, hasHead: true, recompute: recompute)
+                                             layerCount: part.layers.count, hasHead: part.hasHead, recompute: recompute)
     }
 
     var tokenCount: Int { microBatchSize * sequenceLength }
