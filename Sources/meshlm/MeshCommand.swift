@@ -3,12 +3,17 @@ import Foundation
 import Model
 import Parallel
 import Runtime
+import Training
 
 struct MeshCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mesh",
         abstract: "Build the device mesh, check every group's communicator, and print each rank's place in it.",
-        discussion: "With --model, also checks that the mesh can split that model (heads, layers, experts).")
+        discussion: """
+            With --model, also checks that the mesh can split that model (heads, layers, experts). With --config (a pretrain \
+            config), the degrees come from its parallel section and each rank also prints an estimate of the memory it will \
+            hold: parameters, gradients, optimizer state and activations (docs/parallelism.md).
+            """)
 
     @OptionGroup var job: JobOptions
 
@@ -18,20 +23,29 @@ struct MeshCommand: ParsableCommand {
     @Option(help: "Tensor parallel degree.") var tp = 1
     @Option(help: "Expert parallel degree (carved out of dp × cp).") var ep = 1
     @Option(help: "A model config (configs/model/*.yaml) the mesh must be able to split.") var model: String?
-    @Option(name: .customLong("set"), help: "Override a model config key: key=value (repeatable).") var overrides: [String] = []
+    @Option(help: "A pretrain config (configs/pretrain/*.yaml): its parallel degrees, model and batch; prints memory per rank.") var config: String?
+    @Option(name: .customLong("set"), help: "Override a config key: key=value (repeatable; section.key=value with --config).") var overrides: [String] = []
     @Flag(help: "One JSON object per rank instead of the table.") var json = false
 
     func run() throws {
         try job.runJob { context in
             let world = context.world
-            let mesh = try world.collectively { () throws -> DeviceMesh in
+            let (mesh, settings) = try world.collectively { () throws -> (DeviceMesh, PretrainConfig?) in
+                if let config {
+                    let settings = try ConfigLoader.load(PretrainConfig.self, path: config, overrides: overrides, includes: ["model"])
+                    let parallel = settings.parallel
+                    let dims = try ParallelDims(worldSize: world.size, pipelineDegree: parallel.pp, dataDegree: parallel.dp == 0 ? nil : parallel.dp,
+                                                contextDegree: parallel.cp, tensorDegree: parallel.tp, expertDegree: parallel.ep)
+                    try ModelSplit.validate(settings.model, on: dims, virtualStages: parallel.virtualStages)
+                    return (try DeviceMesh(world: world, dims: dims), settings)
+                }
                 let dims = try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: dp,
                                             contextDegree: cp, tensorDegree: tp, expertDegree: ep)
                 if let model {
                     let config = try ConfigLoader.load(LlamaConfig.self, path: model, overrides: overrides)
                     try ModelSplit.validate(config, on: dims)
                 }
-                return try DeviceMesh(world: world, dims: dims)
+                return (try DeviceMesh(world: world, dims: dims), nil)
             }
             let groups = MeshGroup.allCases.filter { mesh.dims.expertDegree > 1 || ($0 != .expert && $0 != .expertData) }
             // Each group's members as its own communicator sees them, checked against the mesh
@@ -55,7 +69,26 @@ struct MeshCommand: ParsableCommand {
                 context.log.info(tableHeader(groups))
             }
             for line in lines { context.log.info(line) }
+            if let settings { try printMemory(settings, mesh, context) }
         }
+    }
+
+    /// Each rank's estimate, printed by rank 0 in rank order.
+    private func printMemory(_ settings: PretrainConfig, _ mesh: DeviceMesh, _ context: JobContext) throws {
+        let estimate = MemoryEstimate(config: settings, dims: mesh.dims, coordinates: mesh.coordinates)
+        func megabytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1e6) }
+        let line = json
+            ? "{\"rank\":\(mesh.world.rank),\"parameters_bytes\":\(estimate.parameters),\"gradients_bytes\":\(estimate.gradients),"
+                + "\"optimizer_bytes\":\(estimate.optimizerState),\"activations_bytes\":\(estimate.activations),\"total_bytes\":\(estimate.total)}"
+            : String(mesh.world.rank).padding(6) + [estimate.parameters, estimate.gradients, estimate.optimizerState,
+                                                      estimate.activations, estimate.total].map { megabytes($0).padding(14) }.joined()
+        let lines = try mesh.world.gather(line, root: 0)
+        if !json {
+            context.log.info("memory per rank (MB, estimated from the layouts; ZeRO stage \(settings.parallel.zeroStage), "
+                             + "micro-batch \(settings.train.microBatchSize) × \(settings.train.seqLen)\(settings.train.recompute ? ", recompute" : "")):")
+            context.log.info("rank".padding(6) + ["parameters", "gradients", "optimizer", "activations", "total"].map { $0.padding(14) }.joined())
+        }
+        for line in lines { context.log.info(line) }
     }
 
     private func tableHeader(_ groups: [MeshGroup]) -> String {

@@ -18,6 +18,31 @@ import Testing
         #expect(Array(rank5[7...]) == ["4,5", "5", "5,7", "1,5", "5,7", "0,1,4,5"])
     }
 
+    /// With a pretrain config: the degrees come from it, and each rank's memory estimate follows
+    /// the table — tensor parallelism halves the parameters, the last pipeline stage (with the
+    /// head's logits) holds different activations from the first.
+    @Test func memoryPerRankFromAPretrainConfig() throws {
+        let config = repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path
+        let whole = try Launcher.mpirun(1, "meshlm", ["mesh", "--config", config, "--json"])
+        #expect(whole.status == 0, "\(whole.standardError)")
+        let split = try Launcher.mpirun(4, "meshlm", ["mesh", "--config", config, "--json", "--set", "parallel.tp=2", "--set", "parallel.pp=2"])
+        #expect(split.status == 0, "\(split.standardError)")
+        func estimates(_ launch: Launch) throws -> [[String: Int]] {
+            try launch.lines.compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .filter { $0["total_bytes"] != nil }.map { $0.compactMapValues { $0 as? Int } }
+        }
+        let one = try estimates(whole), four = try estimates(split)
+        #expect(one.count == 1 && four.count == 4)
+        let wholeParameters = one.first?["parameters_bytes"] ?? 0
+        let splitParameters = four.reduce(0) { $0 + ($1["parameters_bytes"] ?? 0) }
+        // Every parameter is held once across tp × pp (norms twice: they are replicated over tp).
+        #expect(splitParameters >= wholeParameters && splitParameters < wholeParameters + wholeParameters / 50)
+        #expect(four[0]["activations_bytes"] != four[2]["activations_bytes"])
+        let table = try Launcher.mpirun(2, "meshlm", ["mesh", "--config", config, "--set", "parallel.tp=2"])
+        #expect(table.status == 0)
+        #expect(table.standardOutput.contains("memory per rank (MB, estimated from the layouts"))
+    }
+
     @Test func jsonLinesOnePerRank() throws {
         let launch = try Launcher.mpirun(4, "meshlm", ["mesh", "--dp", "2", "--cp", "2", "--json"])
         #expect(launch.status == 0, "\(launch.standardError)")
