@@ -61,21 +61,21 @@ private func referenceWordHashes(_ text: String) -> [UInt64] {
     /// The fraction of equal signature entries estimates Jaccard similarity (Broder): checked on
     /// sets of known overlap, with 256 functions (standard error ≤ 0.032).
     @Test func minHashEstimatesJaccard() {
-        var hasher = MinHasher(bands: 32, rows: 8)
+        let hasher = MinHasher(bands: 32, rows: 8)
         let base = (0..<2000).map { TextHashing.mix(UInt64($0) &+ 77) }
         for overlap in [0, 500, 1000, 1500, 1900, 2000] {
             let first = Array(base[0..<2000])
             let second = Array(base[(2000 - overlap)..<2000]) + (0..<(2000 - overlap)).map { TextHashing.mix(UInt64($0) &+ 1_000_000) }
             let truth = Double(overlap) / Double(4000 - overlap)
-            let signatureA = hasher.signature { consume in first.forEach(consume) }
-            let signatureB = hasher.signature { consume in second.forEach(consume) }
+            let signatureA = hasher.signature(first)
+            let signatureB = hasher.signature(second)
             let estimate = Double(zip(signatureA, signatureB).filter { $0 == $1 }.count) / Double(signatureA.count)
             #expect(abs(estimate - truth) < 0.1, "overlap \(overlap): estimate \(estimate), truth \(truth)")
             let sharedBands = zip(hasher.bandKeys(signatureA), hasher.bandKeys(signatureB)).filter { $0 == $1 }.count
             if overlap == 2000 { #expect(sharedBands == 32) }
             if overlap == 0 { #expect(sharedBands == 0) }
         }
-        let empty = hasher.signature { _ in }
+        let empty = hasher.signature([])
         #expect(empty.allSatisfy { $0 == .max })
     }
 

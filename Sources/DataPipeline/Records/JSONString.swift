@@ -25,12 +25,12 @@ enum JSONString {
             return value
         }
         while index < body.count {
-            let byte = body[index]
-            guard byte == UInt8(ascii: "\\") else {
-                output.append(byte)
-                index += 1
-                continue
-            }
+            // Copy the run up to the next backslash in one piece.
+            var runEnd = index
+            while runEnd < body.count && body[runEnd] != UInt8(ascii: "\\") { runEnd += 1 }
+            if runEnd > index { output.append(contentsOf: UnsafeBufferPointer(rebasing: body[index..<runEnd])) }
+            index = runEnd
+            guard index < body.count else { break }
             let escape = body[index + 1]
             index += 2
             switch escape {
