@@ -113,7 +113,7 @@ public final class AtomicFileWriter {
     private func writeAll(_ bytes: ArraySlice<UInt8>) throws(DataError) {
         var offset = 0
         while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { raw in Foundation.write(descriptor, raw.baseAddress! + offset, raw.count - offset) }
+            let count = bytes.withUnsafeBytes { raw in Foundation.write(descriptor, raw.baseAddress.map { $0 + offset }, raw.count - offset) }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw DataError("\(temporaryPath): write failed: \(String(cString: strerror(errno)))")

@@ -217,7 +217,7 @@ struct JSONObjectScanner {
             // Skip 8 plain bytes at a time: no `"`, no `\`, no control character (SWAR tests
             // for a zero byte after XOR, and for a byte below 0x20).
             while position + 8 <= bytes.count {
-                let word = UnsafeRawPointer(bytes.baseAddress! + position).loadUnaligned(as: UInt64.self)
+                let word = UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: position, as: UInt64.self)
                 let quote = word ^ (ones &* 0x22), backslash = word ^ (ones &* 0x5C)
                 let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)
                 if special & highs != 0 { break }

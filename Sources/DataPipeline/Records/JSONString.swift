@@ -121,7 +121,7 @@ enum UTF8Check {
         while index < count {
             // ASCII runs dominate real text: test eight bytes at a time.
             while index + 8 <= count {
-                let word = UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: UInt64.self)
+                let word = UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: index, as: UInt64.self)
                 if word & 0x8080_8080_8080_8080 != 0 { break }
                 index += 8
             }
