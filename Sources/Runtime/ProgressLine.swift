@@ -14,6 +14,8 @@ public final class ProgressLine {
     private let start: Double
     private var lastDraw: Double
     private(set) public var completed = 0
+    /// A second count shown with its own rate (documents beside bytes, say), set by `advance`.
+    private var secondary: (count: Int, unit: String)?
 
     public init(label: String, total: Int?, unit: String, log: Log, logInterval: Double = 10) {
         self.label = label
@@ -36,6 +38,12 @@ public final class ProgressLine {
         }
     }
 
+    /// Records `count` more units and `items` more of a second kind (shown as `N unit, R unit/s`).
+    public func advance(by count: Int, items: Int, itemUnit: String) {
+        secondary = ((secondary?.count ?? 0) + items, itemUnit)
+        advance(by: count)
+    }
+
     /// Draws the final line.
     public func finish() {
         draw(now: monotonicSeconds(), final: true)
@@ -50,7 +58,11 @@ public final class ProgressLine {
             let percent = 100 * Double(completed) / Double(total)
             text += "/\(total) (\(String(format: "%.1f", percent))%)"
         }
-        text += "  \(formatRate(rate)) \(unit)/s  elapsed \(formatDuration(elapsed))"
+        text += "  \(formatRate(rate)) \(unit)/s"
+        if let secondary {
+            text += "  \(secondary.count) \(secondary.unit) \(formatRate(Double(secondary.count) / elapsed)) \(secondary.unit)/s"
+        }
+        text += "  elapsed \(formatDuration(elapsed))"
         if let total, rate > 0, completed < total {
             text += "  ETA \(formatDuration(Double(total - completed) / rate))"
         }

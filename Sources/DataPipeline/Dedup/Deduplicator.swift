@@ -189,7 +189,7 @@ public final class Deduplicator {
                                                     exactHigh: exact.0, exactLow: exact.1, bandKeys: bandKeys,
                                                     textBytes: UInt64(text.utf8.count)))
                 ids.append(record.id)
-                progress.advance(by: reader.fileBytesRead - reported)
+                progress.advance(by: reader.fileBytesRead - reported, items: 1, itemUnit: "docs")
                 reported = reader.fileBytesRead
             }
             progress.advance(by: unit.bytes - reported)
