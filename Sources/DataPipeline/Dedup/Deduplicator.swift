@@ -158,7 +158,8 @@ public final class Deduplicator {
     /// from their ledger summaries).
     private func computeSignatures() throws -> (documents: Int, textBytes: Int, skipped: Int) {
         var totals = (documents: 0, textBytes: 0, skipped: 0)
-        let progress = ProgressLine(label: "dedup signatures (rank 0)", total: mine.reduce(0) { $0 + $1.bytes }, unit: "B", log: log)
+        let progress = ProgressLine(label: "dedup signatures (rank 0)", total: mine.reduce(0) { $0 + $1.bytes }, unit: "B", log: log,
+                                    secondaryUnit: "docs")
         var shingles = ShingleHasher(ngramSize: options.ngramSize)
         let minHasher = MinHasher(bands: options.bands, rows: options.rows)
         var normalizer = ExactNormalizer()
@@ -189,7 +190,7 @@ public final class Deduplicator {
                                                     exactHigh: exact.0, exactLow: exact.1, bandKeys: bandKeys,
                                                     textBytes: UInt64(text.utf8.count)))
                 ids.append(record.id)
-                progress.advance(by: reader.fileBytesRead - reported, items: 1, itemUnit: "docs")
+                progress.advance(by: reader.fileBytesRead - reported, secondary: 1)
                 reported = reader.fileBytesRead
             }
             progress.advance(by: unit.bytes - reported)
