@@ -239,6 +239,27 @@ let referenceRun: Result<String, any Error> = Result {
     }
 }
 
+extension DedupTests {
+    /// `--exact` alone removes exactly the verbatim and whitespace-only copies; `--minhash`
+    /// alone finds those too (identical shingles) plus the near ones, without counting any as
+    /// exact.
+    @Test func exactAloneAndMinHashAlone() throws {
+        let corpus = try plantedCorpus.get()
+        let perRate = corpus.planted.count / PlantedCorpus.editRates.count
+        let exact = corpus.directory + "/out-exact", minhash = corpus.directory + "/out-minhash"
+        #expect(try runDedup(2, output: exact, ["--exact"]).status == 0)
+        #expect(try runDedup(2, output: minhash, ["--minhash"]).status == 0)
+        let removed = try String(contentsOfFile: exact + "/removed.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(removed.count == 2 * perRate)
+        #expect(removed.allSatisfy { $0.contains("-exact\"") || $0.contains("-whitespace\"") })
+        let exactCounts = try statsCounts(exact), minhashCounts = try statsCounts(minhash)
+        #expect(exactCounts["exact_duplicates"] as? Int == 2 * perRate)
+        #expect(exactCounts["near_duplicates"] as? Int == 0)
+        #expect(minhashCounts["exact_duplicates"] as? Int == 0)
+        #expect(minhashCounts["removed"] as? Int == (try statsCounts(try referenceRun.get()))["removed"] as? Int)
+    }
+}
+
 @Suite(.serialized) struct DedupInputErrorTests {
     private func scratch(_ name: String) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-dedup-errors-\(getpid())/\(name)").path
