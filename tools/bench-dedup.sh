@@ -17,8 +17,8 @@ documents=${1:-8000}
 repeats=${2:-3}
 work=/tmp/meshlm-bench-dedup-$documents
 venv=${DATATROVE_VENV:-/tmp/venv-dedup}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import datatrove, spacy, xxhash, regex, tokenizers, orjson" 2>/dev/null; then
-    python3 -m venv "$venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import datatrove, spacy, regex, tokenizers, orjson, xxhash; assert int(xxhash.VERSION.split('.')[0]) < 4" 2>/dev/null; then
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
     "$venv/bin/pip" install -q "datatrove==0.10.1" spacy regex tokenizers orjson "xxhash<4"
 fi
 swift build -c release --product meshlm >/dev/null
