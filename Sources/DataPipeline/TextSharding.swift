@@ -50,15 +50,52 @@ public enum TextSharding {
     }
 
     /// Shards `files` with every rank of `world` (call it on all of them; rank 0 writes and
-    /// returns the manifest, the others nil), or alone when `world` is nil.
+    /// returns the manifest, the others nil), or alone when `world` is nil. Every step that can
+    /// fail runs `collectively`, so a bad input (seen by all ranks at the same document) or a
+    /// write error on rank 0 ends every rank with one message.
     public static func run(files: [String], output: String, tokenizer: any Tokenizer, options: Options,
                            world: Communicator?, progress: ProgressLine?) throws -> ShardManifest? {
         let rank = world?.rank ?? 0
         let ranks = world?.size ?? 1
-        let writer = rank == 0 ? try TokenShardWriter(directory: output, tokenizer: tokenizer.identity, options: options.writer) : nil
+        let writer = try agreed(world) {
+            rank == 0 ? try TokenShardWriter(directory: output, tokenizer: tokenizer.identity, options: options.writer) : nil
+        }
         do {
             var inputs = [ShardManifest.Input]()
             var batch = [String]()
+            var fileIndex = 0
+            var reader: DocumentReader?
+            var reported = 0, documents = 0, empty = 0
+            // Reads documents into `batch` until it is full or the inputs end; true at the end.
+            func fill() throws -> Bool {
+                while batch.count < options.batchDocuments {
+                    if reader == nil {
+                        guard fileIndex < files.count else { return true }
+                        reader = try DocumentReader(path: files[fileIndex], textField: options.textField)
+                        reported = 0
+                        documents = 0
+                        empty = 0
+                    }
+                    guard let current = reader else { return true }
+                    if let document = try current.next() {
+                        if document.text.isEmpty { empty += 1 } else {
+                            batch.append(document.text)
+                            documents += 1
+                        }
+                    } else {
+                        progress?.advance(by: current.fileBytesRead - reported)
+                        inputs.append(ShardManifest.Input(path: current.path, documents: documents, emptyDocuments: empty))
+                        reader = nil
+                        fileIndex += 1
+                    }
+                    if let current = reader {
+                        progress?.advance(by: current.fileBytesRead - reported)
+                        reported = current.fileBytesRead
+                    }
+                }
+                return false
+            }
+            // Tokenizes this rank's share of `batch`; rank 0 writes the whole batch in order.
             func flush() throws {
                 var mine = [Int32]()
                 var lengths = [Int64]()
@@ -87,32 +124,24 @@ public enum TextSharding {
                 }
                 batch.removeAll(keepingCapacity: true)
             }
-            for file in files {
-                let reader = try DocumentReader(path: file, textField: options.textField)
-                var reported = 0
-                var documents = 0
-                var empty = 0
-                while let document = try reader.next() {
-                    if document.text.isEmpty {
-                        empty += 1
-                    } else {
-                        batch.append(document.text)
-                        documents += 1
-                        if batch.count >= options.batchDocuments { try flush() }
-                    }
-                    progress?.advance(by: reader.fileBytesRead - reported)
-                    reported = reader.fileBytesRead
-                }
-                progress?.advance(by: reader.fileBytesRead - reported)
-                inputs.append(ShardManifest.Input(path: file, documents: documents, emptyDocuments: empty))
+            var finished = false
+            while !finished {
+                finished = try agreed(world) { try fill() }
+                try agreed(world) { try flush() }
             }
-            try flush()
-            let manifest = try writer?.finish(inputs: inputs)
+            let manifest = try agreed(world) { try writer?.finish(inputs: inputs) }
             progress?.finish()
             return manifest
         } catch {
             writer?.abandon()
             throw error
         }
+    }
+
+    /// `body` run collectively on `world` (one failure ends every rank with one message), or
+    /// plainly when there is no world.
+    private static func agreed<Result>(_ world: Communicator?, _ body: () throws -> Result) throws -> Result {
+        guard let world else { return try body() }
+        return try world.collectively(body)
     }
 }

@@ -62,6 +62,15 @@ import Testing
         #expect(launch.status != 0)
         #expect(launch.standardError.contains("meshlm: error: \(broken): malformed JSON (not a tokenizer.json)"), "\(launch.standardError)")
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("s/manifest.json").path))
+        // A malformed line seen by both ranks mid-stream: one message, nothing left behind.
+        let bad = directory.appendingPathComponent("bad.jsonl").path
+        try Data("{\"text\": \"one\"}\n{\"text\": \"two\"}\n{\"text\": 3}\n".utf8).write(to: URL(fileURLWithPath: bad))
+        let shards = directory.appendingPathComponent("s2").path
+        launch = try Launcher.mpirun(2, "meshlm", ["data", "tokenize", "--input", bad, "--output", shards, "--shard-tokens", "4"])
+        #expect(launch.status != 0)
+        #expect(launch.standardError.components(separatedBy: "meshlm: error").count == 2, "\(launch.standardError)")
+        #expect(launch.standardError.contains("meshlm: error: \(bad):3: field 'text' is a number, not a string"), "\(launch.standardError)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: shards)) ?? []).isEmpty)
     }
 
     /// tools/check-tokenizer-parity.py against Hugging Face `tokenizers`, when
