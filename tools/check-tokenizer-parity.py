@@ -2,7 +2,7 @@
 """MeshLM's BPE tokenizer against Hugging Face `tokenizers`, both ways, on real text.
 
 1. MeshLM trains a tokenizer.json; `tokenizers` loads it; both encode every document of the
-   corpus; the ids must be identical.
+   corpus; the ids must be identical. Again with Llama-3's `ignore_merges: true` set in it.
 2. `tokenizers` trains a byte-level BPE with the same GPT-4/Llama-3 split pattern; MeshLM loads
    that tokenizer.json; both encode every document; the ids must be identical.
 
@@ -81,6 +81,20 @@ def main():
         if failure:
             failures.append(failure)
 
+        # 1b. The same with Llama-3's "ignore_merges": true (a piece that is a token is taken whole).
+        with open(ours_json) as handle:
+            ignoring = handle.read().replace('"ignore_merges": false', '"ignore_merges": true')
+        ignoring_json = os.path.join(workdir, "meshlm-ignore-merges.json")
+        with open(ignoring_json, "w") as handle:
+            handle.write(ignoring)
+        hf = Tokenizer.from_file(ignoring_json)
+        theirs = [hf.encode(text, add_special_tokens=False).ids for text in texts]
+        ours = meshlm_ids(args.meshlm, ignoring_json, args.input, workdir, "meshlm-ignore-ids.txt")
+        tokens += sum(len(ids) for ids in ours)
+        failure = compare("MeshLM-trained tokenizer with ignore_merges", ours, theirs, texts)
+        if failure:
+            failures.append(failure)
+
         # 2. tokenizers-trained, loaded by MeshLM.
         trained = Tokenizer(models.BPE())
         trained.pre_tokenizer = pre_tokenizers.Sequence([
@@ -103,7 +117,7 @@ def main():
     if failures:
         print("FAIL tokenizer parity: " + "; ".join(failures))
         return 1
-    print(f"PASS tokenizer parity: {len(texts)} documents x 2 tokenizers (vocab {args.vocab_size}), {tokens} tokens identical "
+    print(f"PASS tokenizer parity: {len(texts)} documents x 3 tokenizers (vocab {args.vocab_size}), {tokens} tokens identical "
           f"to Hugging Face tokenizers {__import__('tokenizers').__version__}")
     return 0
 
