@@ -29,6 +29,24 @@ import Testing
         #expect(tokenizer.decodeBytes(tokenizer.encode(bytes: invalid)) == invalid)
     }
 
+    @Test func heapMergeOfLongPiecesEqualsRescanning() throws {
+        let model = try #require(Self.trained).model
+        let heap = BPEEncoder(model: model, heapMergeLength: 2)
+        let scan = BPEEncoder(model: model, heapMergeLength: .max)
+        var generator = SplitMix(seed: 9)
+        let words = ["the", "ing", "tion", "aaa", "ab", "select", "from", "where", "e", "s", "9", "é"]
+        var texts = [String(repeating: "a", count: 5000), String(repeating: "ab", count: 700)]
+        for _ in 0..<200 {
+            texts.append((0..<Int(generator.next() % 60)).map { _ in words[Int(generator.next() % UInt64(words.count))] }.joined())
+        }
+        for text in texts {
+            var fromHeap = [Int32](), fromScan = [Int32]()
+            Array(text.utf8).withUnsafeBufferPointer { heap.encode($0, into: &fromHeap); scan.encode($0, into: &fromScan) }
+            #expect(fromHeap == fromScan, "\(text.prefix(60))")
+            if fromHeap != fromScan { return }
+        }
+    }
+
     @Test func mergesCompressAndCacheDoesNotChangeIds() throws {
         let tokenizer = try #require(Self.trained)
         let text = "The tokenizer merges frequent pairs: the the the."

@@ -20,8 +20,14 @@ public final class BPEEncoder {
     private var symbols: [Int32] = []
     private var ranks: [UInt32] = []
 
-    public init(model: BPEModel) {
+    /// Pieces of at least this many bytes merge with a heap over a linked list (n log n), not
+    /// by rescanning (n²): a megabyte of letters without a space (base64, minified code) must
+    /// not stall a run. Both give the same ids (tested with this set to 2).
+    let heapMergeLength: Int
+
+    public init(model: BPEModel, heapMergeLength: Int = 128) {
         self.model = model
+        self.heapMergeLength = max(2, heapMergeLength)
         var table = [UInt64: UInt64](minimumCapacity: model.merges.count)
         for (rank, merge) in model.merges.enumerated() {
             let key = UInt64(UInt32(bitPattern: merge.left)) << 32 | UInt64(UInt32(bitPattern: merge.right))
@@ -87,6 +93,11 @@ public final class BPEEncoder {
         }
         symbols.removeAll(keepingCapacity: true)
         for byte in piece { symbols.append(byteIds[Int(byte)]) }
+        if symbols.count >= heapMergeLength {
+            mergeWithHeap()
+            cachedIds.append(contentsOf: symbols)
+            return start..<cachedIds.count
+        }
         ranks.removeAll(keepingCapacity: true)
         for index in 0..<symbols.count - 1 { ranks.append(rank(symbols[index], symbols[index + 1]).rank) }
         while symbols.count > 1 {
@@ -112,5 +123,48 @@ public final class BPEEncoder {
         let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
         guard let value = mergeTable[key] else { return (.max, -1) }
         return (UInt32(truncatingIfNeeded: value >> 32), Int32(truncatingIfNeeded: value))
+    }
+
+    /// The same merges as the rescanning loop: the pair of lowest rank first, the leftmost of
+    /// equal ones (heap order (rank, position); positions keep the text order). An entry is
+    /// stale when its left symbol is gone or its pair changed; it is skipped then.
+    private func mergeWithHeap() {
+        let count = symbols.count
+        var next = Array(1...count)
+        next[count - 1] = -1
+        var previous = Array(-1..<(count - 1))
+        var alive = [Bool](repeating: true, count: count)
+        var heap = MergeHeap()
+        for index in 0..<count - 1 {
+            let found = rank(symbols[index], symbols[index + 1])
+            if found.rank != .max { heap.push(rank: found.rank, position: index) }
+        }
+        while let (entryRank, position) = heap.pop() {
+            let right = next[position]
+            guard alive[position], right >= 0 else { continue }
+            let found = rank(symbols[position], symbols[right])
+            guard found.rank == entryRank else { continue }
+            symbols[position] = found.result
+            alive[right] = false
+            next[position] = next[right]
+            if next[right] >= 0 { previous[next[right]] = position }
+            if previous[position] >= 0 {
+                let left = previous[position]
+                let pair = rank(symbols[left], symbols[position])
+                if pair.rank != .max { heap.push(rank: pair.rank, position: left) }
+            }
+            if next[position] >= 0 {
+                let pair = rank(symbols[position], symbols[next[position]])
+                if pair.rank != .max { heap.push(rank: pair.rank, position: position) }
+            }
+        }
+        var merged = [Int32]()
+        merged.reserveCapacity(count)
+        var index = 0
+        while index >= 0 {
+            merged.append(symbols[index])
+            index = next[index]
+        }
+        symbols = merged
     }
 }
