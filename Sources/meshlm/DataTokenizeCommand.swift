@@ -61,7 +61,7 @@ struct DataTokenizeCommand: ParsableCommand {
             let empty = manifest.inputs.reduce(0) { $0 + $1.emptyDocuments }
             let emptyNote = empty > 0 ? " (\(empty) empty documents not written)" : ""
             context.log.info("wrote \(manifest.totalTokens) tokens of \(manifest.totalDocuments) documents\(emptyNote) in \(manifest.shards.count) shard\(manifest.shards.count == 1 ? "" : "s") to \(output) (tokenizer \(manifest.tokenizer.name), vocab \(manifest.vocabSize), \(manifest.dtype.rawValue))")
-            context.log.info(String(format: "%.0f docs/s, %.1f MB/s of input on %d rank%@", Double(manifest.totalDocuments) / seconds,
+            context.log.info(String(format: "%.1f docs/s, %.1f MB/s of input on %d rank%@", Double(manifest.totalDocuments) / seconds,
                                     Double(inputBytes) / seconds / 1e6, world.size, world.size == 1 ? "" : "s"))
         }
     }
