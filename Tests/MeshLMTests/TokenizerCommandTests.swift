@@ -46,6 +46,19 @@ import Testing
         #expect(manifest.contains("uint16"))
     }
 
+    @Test func encodePrintsIdsWithAndWithoutSpecialTokens() throws {
+        let directory = Self.scratch("encode")
+        let tokenizer = directory.appendingPathComponent("t.json").path
+        let trained = try Launcher.plain("meshlm", ["tokenizer", "train", "--input", Self.corpus, "--vocab-size", "600",
+                                                    "--special-tokens", "<|end_of_text|>", "<|eot_id|>", "--output", tokenizer])
+        #expect(trained.status == 0, "\(trained.standardError)")
+        let special = try Launcher.plain("meshlm", ["tokenizer", "encode", "--tokenizer", tokenizer, "--text", "<|eot_id|>", "--special-tokens"])
+        #expect(special.lines == ["[599]"], "\(special.standardOutput) \(special.standardError)")
+        let plain = try Launcher.plain("meshlm", ["tokenizer", "encode", "--tokenizer", tokenizer, "--text", "<|eot_id|>"])
+        let ids = plain.lines.first.map { $0.dropFirst().dropLast().split(separator: ",").compactMap { Int($0) } } ?? []
+        #expect(ids.count > 1 && ids.allSatisfy { $0 < 598 }, "\(plain.standardOutput)")
+    }
+
     @Test func badInputsEndWithNamedErrors() throws {
         let directory = Self.scratch("bad")
         let missing = directory.appendingPathComponent("missing.jsonl").path
