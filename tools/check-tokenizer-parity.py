@@ -40,6 +40,15 @@ def documents(paths):
                 yield json.loads(line)["text"]
 
 
+def odd_documents(count=2000, seed=5):
+    """Random strings over every character class the split pattern tells apart, including the
+    white space and letter edge cases (VT, NEL, NBSP, U+2028, long s, astral letters/digits)."""
+    import random
+    alphabet = list("aZé日ſ'sSltLdrevm0١½Ⅻ \t\n\r\x0b\x0c\x85\xa0\u2028\u3000\u1680\u180e\u200b.,!?-_()\"$€\u0301🧪𝐀𝟙\U00010400")
+    generator = random.Random(seed)
+    return ["".join(generator.choice(alphabet) for _ in range(generator.randrange(1, 40))) for _ in range(count)]
+
+
 def meshlm_ids(meshlm, tokenizer, inputs, workdir, name):
     out = os.path.join(workdir, name)
     subprocess.run([meshlm, "tokenizer", "encode", "--tokenizer", tokenizer, "--input", *inputs, "--output", out],
@@ -67,17 +76,25 @@ def main():
     args = parser.parse_args()
     texts = list(documents(args.input))
     failures = []
+    odd = odd_documents()
     tokens = 0
     with tempfile.TemporaryDirectory(prefix="meshlm-parity-") as workdir:
+        # Odd Unicode is encoded (not trained on) by both tokenizers after the corpus.
+        odd_path = os.path.join(workdir, "odd.jsonl")
+        with open(odd_path, "w", encoding="utf-8") as handle:
+            for text in odd:
+                handle.write(json.dumps({"text": text}) + "\n")
+        encode_inputs = args.input + [odd_path]
+        all_texts = texts + odd
         # 1. MeshLM-trained, loaded by tokenizers.
         ours_json = os.path.join(workdir, "meshlm.json")
         subprocess.run([args.meshlm, "tokenizer", "train", "--input", *args.input, "--vocab-size", str(args.vocab_size),
                         "--output", ours_json], check=True, capture_output=True)
         hf = Tokenizer.from_file(ours_json)
-        theirs = [hf.encode(text, add_special_tokens=False).ids for text in texts]
-        ours = meshlm_ids(args.meshlm, ours_json, args.input, workdir, "meshlm-ids.txt")
+        theirs = [hf.encode(text, add_special_tokens=False).ids for text in all_texts]
+        ours = meshlm_ids(args.meshlm, ours_json, encode_inputs, workdir, "meshlm-ids.txt")
         tokens += sum(len(ids) for ids in ours)
-        failure = compare("MeshLM-trained tokenizer", ours, theirs, texts)
+        failure = compare("MeshLM-trained tokenizer", ours, theirs, all_texts)
         if failure:
             failures.append(failure)
 
@@ -88,10 +105,10 @@ def main():
         with open(ignoring_json, "w") as handle:
             handle.write(ignoring)
         hf = Tokenizer.from_file(ignoring_json)
-        theirs = [hf.encode(text, add_special_tokens=False).ids for text in texts]
-        ours = meshlm_ids(args.meshlm, ignoring_json, args.input, workdir, "meshlm-ignore-ids.txt")
+        theirs = [hf.encode(text, add_special_tokens=False).ids for text in all_texts]
+        ours = meshlm_ids(args.meshlm, ignoring_json, encode_inputs, workdir, "meshlm-ignore-ids.txt")
         tokens += sum(len(ids) for ids in ours)
-        failure = compare("MeshLM-trained tokenizer with ignore_merges", ours, theirs, texts)
+        failure = compare("MeshLM-trained tokenizer with ignore_merges", ours, theirs, all_texts)
         if failure:
             failures.append(failure)
 
@@ -107,17 +124,17 @@ def main():
         trained.train_from_iterator(texts, trainer=trainer)
         hf_json = os.path.join(workdir, "hf.json")
         trained.save(hf_json)
-        theirs = [trained.encode(text, add_special_tokens=False).ids for text in texts]
-        ours = meshlm_ids(args.meshlm, hf_json, args.input, workdir, "hf-ids.txt")
+        theirs = [trained.encode(text, add_special_tokens=False).ids for text in all_texts]
+        ours = meshlm_ids(args.meshlm, hf_json, encode_inputs, workdir, "hf-ids.txt")
         tokens += sum(len(ids) for ids in ours)
-        failure = compare("tokenizers-trained tokenizer", ours, theirs, texts)
+        failure = compare("tokenizers-trained tokenizer", ours, theirs, all_texts)
         if failure:
             failures.append(failure)
 
     if failures:
         print("FAIL tokenizer parity: " + "; ".join(failures))
         return 1
-    print(f"PASS tokenizer parity: {len(texts)} documents x 3 tokenizers (vocab {args.vocab_size}), {tokens} tokens identical "
+    print(f"PASS tokenizer parity: {len(texts)} documents + {len(odd)} odd-Unicode strings x 3 tokenizers (vocab {args.vocab_size}), {tokens} tokens identical "
           f"to Hugging Face tokenizers {__import__('tokenizers').__version__}")
     return 0
 
