@@ -82,6 +82,7 @@ public enum TextSharding {
                             batch.append(document.text)
                             documents += 1
                         }
+                        progress?.advance(items: 1)
                     } else {
                         progress?.advance(by: current.fileBytesRead - reported)
                         inputs.append(ShardManifest.Input(path: current.path, documents: documents, emptyDocuments: empty))

@@ -14,6 +14,9 @@ public final class ProgressLine {
     private let start: Double
     private var lastDraw: Double
     private(set) public var completed = 0
+    /// A second count shown with its own rate, e.g. documents beside bytes (nil: not shown).
+    public var itemUnit: String?
+    private(set) public var items = 0
 
     public init(label: String, total: Int?, unit: String, log: Log, logInterval: Double = 10) {
         self.label = label
@@ -36,6 +39,11 @@ public final class ProgressLine {
         }
     }
 
+    /// Records `count` more items (see `itemUnit`); drawn with the next line.
+    public func advance(items count: Int) {
+        items += count
+    }
+
     /// Draws the final line.
     public func finish() {
         draw(now: monotonicSeconds(), final: true)
@@ -50,7 +58,9 @@ public final class ProgressLine {
             let percent = 100 * Double(completed) / Double(total)
             text += "/\(total) (\(String(format: "%.1f", percent))%)"
         }
-        text += "  \(formatRate(rate)) \(unit)/s  elapsed \(formatDuration(elapsed))"
+        text += "  \(formatRate(rate)) \(unit)/s"
+        if let itemUnit { text += "  \(items) \(itemUnit) \(formatRate(Double(items) / elapsed)) \(itemUnit)/s" }
+        text += "  elapsed \(formatDuration(elapsed))"
         if let total, rate > 0, completed < total {
             text += "  ETA \(formatDuration(Double(total - completed) / rate))"
         }

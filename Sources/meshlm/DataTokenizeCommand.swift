@@ -45,6 +45,7 @@ struct DataTokenizeCommand: ParsableCommand {
             }
             let inputBytes = TextSharding.inputBytes(files)
             let progress = world.rank == 0 ? ProgressLine(label: "tokenize", total: inputBytes, unit: "B", log: context.log) : nil
+            progress?.itemUnit = "docs"
             let options = TextSharding.Options(
                 textField: textField,
                 writer: TokenShardWriter.Options(shardTokens: shardTokens, deflateLevel: deflate, overwrite: overwrite))
