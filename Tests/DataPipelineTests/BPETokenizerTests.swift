@@ -112,6 +112,9 @@ import Testing
         expectDataError("\(noEOS): the tokenizer has no end-of-text special token (one of <|end_of_text|>, <|endoftext|>, </s>); add one to added_tokens, or train with --special-tokens including <|end_of_text|>") { _ = try TokenizerLoader.load(noEOS) }
         let badMerge = try variant("badmerge.json", good.replacingOccurrences(of: "\"merges\": [\n      [", with: "\"merges\": [\n      [\"zz\", \"q\"], ["))
         expectDataError("\(badMerge): model.merges[0] 'zz q' names a token that is not in model.vocab") { _ = try TokenizerLoader.load(badMerge) }
+        let plainAdded = try variant("added.json", good.replacingOccurrences(of: "\"content\": \"<|pad|>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true",
+                                                                          with: "\"content\": \"<|pad|>\", \"special\": false"))
+        expectDataError("\(plainAdded): added_tokens[2] '<|pad|>' is not special (MeshLM supports special added tokens only; ordinary words belong in model.vocab and merges)") { _ = try TokenizerLoader.load(plainAdded) }
         let noByte = try variant("nobyte.json", good.replacingOccurrences(of: "\"!\": 33,", with: ""))
         expectDataError("\(noByte): token ids are not contiguous: id 33 is missing (there are 1199 tokens)") { _ = try TokenizerLoader.load(noByte) }
     }

@@ -55,6 +55,9 @@ public enum TokenizerJSON {
                   let id = Int32(exactly: number.doubleValue), id >= 0 else {
                 throw DataError("\(path): added_tokens[\(index)] needs a string 'content' and an integer 'id'")
             }
+            guard entry["special"] as? Bool ?? true else {
+                throw DataError("\(path): added_tokens[\(index)] '\(content)' is not special (MeshLM supports special added tokens only; ordinary words belong in model.vocab and merges)")
+            }
             if let other = textOfId[id], other != content {
                 throw DataError("\(path): added_tokens[\(index)] '\(content)' has id \(id), which model.vocab gives to '\(other)'")
             }
