@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokenizer speed against its peers on one thread, same input, same run (docs/benchmarks.md):
 #   training   meshlm tokenizer train  vs  Hugging Face tokenizers BpeTrainer (RAYON_NUM_THREADS=1)
-#   encode     meshlm bench tokenizer  vs  tiktoken cl100k_base and HF tokenizers (same tokenizer.json)
+#   encode     meshlm bench tokenizer  vs  HF tokenizers (same 8k tokenizer.json), and vs tiktoken
+#              cl100k_base with that very vocabulary (tools/tiktoken-to-tokenizer-json.py)
 # Needs a release build (swift build -c release), tools/setup-python.sh --bench, and the corpus
 # of tools/make-bench-corpus.sh (built when missing; never committed).
 #
@@ -43,7 +44,11 @@ hf=$(echo "$peers" | awk '/^hf-encode/ {print $2}')
 tiktoken=$(echo "$peers" | awk '/^tiktoken-encode/ {print $2}')
 printf 'encode  meshlm %.2f MB/s (pre-tokenizer alone %.2f MB/s)   HF tokenizers %.2f MB/s (same tokenizer.json)   ratio %.2fx\n' "$ours" "$split" "$hf" "$(echo "$ours / $hf" | bc -l)"
 if [[ "$tiktoken" =~ ^[0-9.]+$ ]]; then
-    printf 'encode  tiktoken cl100k_base %.2f MB/s (100k vocabulary)   meshlm/tiktoken %.2fx\n' "$tiktoken" "$(echo "$ours / $tiktoken" | bc -l)"
+    # The same 100k vocabulary on both sides: cl100k_base converted to a tokenizer.json.
+    "$python" "$repo/tools/tiktoken-to-tokenizer-json.py" "$work/cl100k.json" >/dev/null
+    cl100k=$("$meshlm" bench tokenizer --threads 1 --tokenizer "$work/cl100k.json" --input "$corpus" --repeats "$repeats" | awk '/^encode/ {print $2}')
+    printf 'encode  tiktoken cl100k_base %.2f MB/s   meshlm with cl100k_base as tokenizer.json %.2f MB/s   meshlm/tiktoken %.2fx (same vocabulary)\n' \
+        "$tiktoken" "$cl100k" "$(echo "$cl100k / $tiktoken" | bc -l)"
 else
     echo "encode  tiktoken: $(echo "$peers" | grep tiktoken)"
 fi

@@ -6,6 +6,10 @@
 2. `tokenizers` trains a byte-level BPE with the same GPT-4/Llama-3 split pattern; MeshLM loads
    that tokenizer.json; both encode every document; the ids must be identical.
 
+3. With --tiktoken: tiktoken's cl100k_base converted to a tokenizer.json
+   (tools/tiktoken-to-tokenizer-json.py), loaded by MeshLM, against tiktoken's own ids
+   (the corpus documents; tiktoken's newer pattern splits trailing white space differently).
+
 Prints one PASS or FAIL line (with document and token counts) and exits 0 or 1.
 Needs the `tokenizers` wheel (tools/setup-python.sh installs it into /tmp/venv-tokenizer) and
 the `zstd` command for .jsonl.zst inputs.
@@ -73,6 +77,8 @@ def main():
     parser.add_argument("--meshlm", required=True, help="the meshlm binary")
     parser.add_argument("--input", nargs="+", default=["data/corpus/train.jsonl.zst", "data/corpus/eval.jsonl.zst"])
     parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--tiktoken", action="store_true",
+                        help="also compare with tiktoken cl100k_base (needs tiktoken and TIKTOKEN_CACHE_DIR; tools/setup-python.sh --bench)")
     args = parser.parse_args()
     texts = list(documents(args.input))
     failures = []
@@ -131,10 +137,25 @@ def main():
         if failure:
             failures.append(failure)
 
+        # 3. Optional: tiktoken's cl100k_base as a tokenizer.json, loaded by MeshLM, against tiktoken.
+        if args.tiktoken:
+            import tiktoken
+            cl100k_json = os.path.join(workdir, "cl100k.json")
+            subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "tiktoken-to-tokenizer-json.py"), cl100k_json],
+                           check=True, capture_output=True)
+            encoding = tiktoken.get_encoding("cl100k_base")
+            theirs = [encoding.encode_ordinary(text) for text in texts]
+            ours = meshlm_ids(args.meshlm, cl100k_json, args.input, workdir, "cl100k-ids.txt")
+            tokens += sum(len(ids) for ids in ours)
+            failure = compare("tiktoken cl100k_base", ours, theirs, texts)
+            if failure:
+                failures.append(failure)
+
     if failures:
         print("FAIL tokenizer parity: " + "; ".join(failures))
         return 1
-    print(f"PASS tokenizer parity: {len(texts)} documents + {len(odd)} odd-Unicode strings x 3 tokenizers (vocab {args.vocab_size}), {tokens} tokens identical "
+    tiktoken_note = ", and cl100k_base against tiktoken" if args.tiktoken else ""
+    print(f"PASS tokenizer parity: {len(texts)} documents + {len(odd)} odd-Unicode strings x {4 if args.tiktoken else 3} tokenizers (vocab {args.vocab_size}{tiktoken_note}), {tokens} tokens identical "
           f"to Hugging Face tokenizers {__import__('tokenizers').__version__}")
     return 0
 
