@@ -1,3 +1,5 @@
+import Foundation
+
 /// Text to token ids and back. `ByteTokenizer` is the stopgap; the BPE tokenizer of the data
 /// pipeline plugs in here, and shards record `identity` so a model never trains on ids from
 /// another vocabulary unnoticed.
@@ -56,15 +58,19 @@ public struct TokenizerIdentity: Codable, Equatable, Sendable {
 
 /// Finds a tokenizer by the name a command line gives.
 public enum TokenizerLoader {
-    /// The tokenizers `load` knows.
+    /// The tokenizers `load` knows by name (any path of a tokenizer.json works too).
     public static let names = ["bytes"]
 
-    /// `bytes` is `ByteTokenizer`. (A `tokenizer.json` path joins when the BPE tokenizer lands.)
+    /// `bytes` is `ByteTokenizer`; a path ending in `.json`, or naming a file, is a Hugging Face
+    /// byte-level BPE `tokenizer.json` (`BPETokenizer`).
     public static func load(_ name: String) throws(DataError) -> any Tokenizer {
         switch name {
         case "bytes": return ByteTokenizer()
         default:
-            throw DataError("unknown tokenizer '\(name)' (available: \(names.joined(separator: ", ")))")
+            if name.hasSuffix(".json") || FileManager.default.fileExists(atPath: name) {
+                return try BPETokenizer(contentsOf: name)
+            }
+            throw DataError("unknown tokenizer '\(name)' (available: \(names.joined(separator: ", ")), or the path of a tokenizer.json)")
         }
     }
 }

@@ -14,7 +14,7 @@ public final class ProgressLine {
     private let start: Double
     private var lastDraw: Double
     private(set) public var completed = 0
-    /// A second count shown as a rate only (documents while the line counts bytes).
+    /// A second count shown with its own rate (documents while the line counts bytes).
     private let secondaryUnit: String?
     private(set) public var secondaryCompleted = 0
 
@@ -56,7 +56,7 @@ public final class ProgressLine {
             text += "/\(total) (\(String(format: "%.1f", percent))%)"
         }
         text += "  \(formatRate(rate)) \(unit)/s"
-        if let secondaryUnit { text += "  \(formatRate(Double(secondaryCompleted) / elapsed)) \(secondaryUnit)/s" }
+        if let secondaryUnit { text += "  \(secondaryCompleted) \(secondaryUnit) \(formatRate(Double(secondaryCompleted) / elapsed)) \(secondaryUnit)/s" }
         text += "  elapsed \(formatDuration(elapsed))"
         if let total, rate > 0, completed < total {
             text += "  ETA \(formatDuration(Double(total - completed) / rate))"

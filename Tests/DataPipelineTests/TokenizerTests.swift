@@ -32,9 +32,9 @@ import Testing
         #expect(ByteTokenizer().identity.name == "bytes")
     }
 
-    @Test func loaderKnowsBytesOnly() throws {
+    @Test func loaderKnowsBytesAndPaths() throws {
         #expect(try TokenizerLoader.load("bytes").identity == ByteTokenizer().identity)
-        expectDataError("unknown tokenizer 'gpt2' (available: bytes)") { _ = try TokenizerLoader.load("gpt2") }
+        expectDataError("unknown tokenizer 'gpt2' (available: bytes, or the path of a tokenizer.json)") { _ = try TokenizerLoader.load("gpt2") }
     }
 
     @Test func sha256MatchesKnownDigests() {

@@ -87,4 +87,15 @@ func temporaryPath(_ name: String) -> String {
         #expect(formatDuration(3725) == "1:02:05")
         #expect(formatRate(12_345_678) == "12.35M")
     }
+
+    @Test func rendersASecondCountWithItsRate() {
+        let progress = ProgressLine(label: "tokenize", total: 4_000_000, unit: "B", log: Log(rank: 1), secondaryUnit: "docs")
+        progress.advance(by: 1_000_000)
+        progress.advance(by: 0, secondary: 500)
+        let line = progress.render(now: monotonicSeconds() + 10)
+        #expect(line.hasPrefix("tokenize 1000000/4000000 (25.0%)  "), "\(line)")
+        #expect(line.contains(" B/s  500 docs "), "\(line)")
+        #expect(line.contains(" docs/s  elapsed "), "\(line)")
+        #expect(line.contains("ETA "), "\(line)")
+    }
 }
