@@ -1,0 +1,75 @@
+import Model
+import Serving
+import Tensors
+import Testing
+
+@Suite struct InferenceModelTests {
+    init() { useSingleThreadedBLAS() }
+
+    /// Prefill in two chunks (every row's logits), then single-token decode steps: each step's
+    /// logits equal the training model's forward over the whole sequence so far.
+    @Test(arguments: [(false, 1), (true, 1), (false, 2)])
+    func logitsMatchTrainingModel(tied: Bool, threads: Int) {
+        let config = servingConfig(tied: tied)
+        let weights = servingWeights(config)
+        let model = InferenceModel(weights: weights, maximumRows: 16, threads: KernelThreads(count: threads))
+        let cache = KVBlockPool(blockCount: 8, blockSize: 4, layerCount: config.numHiddenLayers,
+                                slotWidth: config.numKeyValueHeads * config.headDim)
+        let vocabulary = config.vocabSize
+        // Blocks deliberately out of order: the table, not the block index, gives positions.
+        let table = [5, 2, 7, 0, 3]
+        var tokens = randomTokens(11, vocabulary: vocabulary, seed: 9)
+        let reference = referenceLogits(weights, tokens)
+        var computed = 0
+        for chunk in [6, 5] {
+            var batch = ForwardBatch()
+            batch.blockTables = [table]
+            for position in computed..<computed + chunk {
+                batch.tokens.append(tokens[position])
+                batch.positions.append(Int32(position))
+                batch.sequenceIndices.append(0)
+                batch.logitRows.append(position - computed)
+            }
+            let logits = Array(model.forward(batch, cache: cache))
+            let expected = reference[computed * vocabulary..<(computed + chunk) * vocabulary]
+            let difference = relativeDifference(logits[...], expected)
+            #expect(difference <= 1e-5, "prefill chunk at \(computed): relative difference \(difference)")
+            computed += chunk
+        }
+        var generator = SplitMix64(seed: 4)
+        for _ in 0..<6 {
+            let token = Int32(generator.next() % UInt64(vocabulary))
+            tokens.append(token)
+            var batch = ForwardBatch()
+            batch.blockTables = [table]
+            batch.tokens = [token]
+            batch.positions = [Int32(tokens.count - 1)]
+            batch.sequenceIndices = [0]
+            batch.logitRows = [0]
+            let logits = Array(model.forward(batch, cache: cache))
+            let full = referenceLogits(weights, tokens)
+            let expected = full[(tokens.count - 1) * vocabulary..<tokens.count * vocabulary]
+            let difference = relativeDifference(logits[...], expected)
+            #expect(difference <= 1e-5, "decode at position \(tokens.count - 1): relative difference \(difference)")
+        }
+    }
+
+    @Test func matrixVectorMatchesNaive() {
+        var generator = SplitMix64(seed: 1)
+        let (rows, columns) = (203, 77)
+        let matrix = (0..<rows * columns).map { _ in generator.nextNormal() }
+        let vector = (0..<columns).map { _ in generator.nextNormal() }
+        for threads in [1, 2] {
+            var output = [Float](repeating: 0, count: rows)
+            output.withUnsafeMutableBufferPointer { out in
+                MatrixVector.multiply(output: out.baseAddress!, matrix: matrix, vector: vector, rowCount: rows,
+                                      columnCount: columns, threads: KernelThreads(count: threads))
+            }
+            for row in 0..<rows {
+                var sum: Double = 0
+                for column in 0..<columns { sum += Double(matrix[row * columns + column]) * Double(vector[column]) }
+                #expect(abs(Double(output[row]) - sum) <= 1e-4 * max(1, abs(sum)))
+            }
+        }
+    }
+}
