@@ -8,8 +8,10 @@ public struct ServingError: Error, CustomStringConvertible, Sendable, Equatable 
         case invalidRequest
         /// The prompt plus max_tokens does not fit the context or the KV cache.
         case promptTooLong
-        /// The engine's queue is full.
+        /// The engine's queue is full, or the server is draining.
         case overloaded
+        /// A request names a model this server does not serve.
+        case modelNotFound
     }
 
     public let kind: Kind

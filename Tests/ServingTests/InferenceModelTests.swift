@@ -1,3 +1,4 @@
+import Foundation
 import Model
 import Serving
 import Tensors
@@ -70,6 +71,29 @@ import Testing
                 for column in 0..<columns { sum += Double(matrix[row * columns + column]) * Double(vector[column]) }
                 #expect(abs(Double(output[row]) - sum) <= 1e-4 * max(1, abs(sum)))
             }
+        }
+    }
+}
+
+@Suite struct CheckpointLoadingTests {
+    init() { useSingleThreadedBLAS() }
+
+    @Test func loadsWhatWasSaved() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let weights = servingWeights(servingConfig())
+        let step = try writeCheckpoint(weights, directory: directory + "/checkpoints")
+        for path in [step, directory + "/checkpoints", directory] {
+            let loaded = try InferenceWeights.load(checkpoint: path)
+            #expect(loaded.config == weights.config)
+            #expect(loaded.parameters.values == weights.parameters.values)
+        }
+        try FileManager.default.removeItem(atPath: step + "/model_config.json")
+        #expect(throws: ServingError(.checkpoint, "\(step)/model_config.json is missing: the checkpoint has no model config (re-save it with a MeshLM that writes model_config.json, or import the model with `meshlm ckpt import-hf`)")) {
+            try InferenceWeights.load(checkpoint: step)
+        }
+        #expect(throws: ServingError(.checkpoint, "no committed checkpoint at \(directory)/nothing: give a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory")) {
+            try InferenceWeights.load(checkpoint: directory + "/nothing")
         }
     }
 }
