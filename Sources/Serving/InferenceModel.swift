@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 import Model
 import Tensors
 
@@ -26,8 +27,8 @@ public struct ForwardBatch {
 /// and attends to the keys and values earlier steps left in `KVBlockPool`.
 ///
 /// Projections that share an input are one product: q/k/v (adjacent in the layer block as
-/// `ParameterLayout` lays them out) and gate/up. One row (batch-1 decode) is a matrix-vector
-/// product split over the threads by output rows; more rows are sgemm.
+/// `ParameterLayout` lays them out) and gate/up. Up to 16 rows (decode batches) use
+/// `SmallBatchLinear`, which streams each weight row once for all rows; more rows are sgemm.
 ///
 /// Not thread-safe: the engine calls it from one thread.
 public final class InferenceModel {
@@ -36,6 +37,9 @@ public final class InferenceModel {
     public let threads: KernelThreads
     /// The most rows one `forward` takes (the engine's token budget per step).
     public let maximumRows: Int
+    /// Whether one row takes `cblas_sgemv` instead of `SmallBatchLinear` (measured 15 % slower
+    /// here; `MESHLM_DECODE_KERNEL=sgemv` selects it for comparison).
+    public var useSGEMVForOneRow = ProcessInfo.processInfo.environment["MESHLM_DECODE_KERNEL"] == "sgemv"
     let rope: RoPETable
     let epsilon: Float
     private let layerOffsets: [LayerTensorOffsets]
@@ -186,9 +190,12 @@ public final class InferenceModel {
     /// `output = input · weightᵀ` ([rows, out] from [rows, in] and [out, in]).
     private func linear(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                         rowCount: Int, inputSize: Int, outputSize: Int) {
-        if rowCount == 1 {
+        if rowCount == 1 && useSGEMVForOneRow {
             MatrixVector.multiply(output: output, matrix: weight, vector: input, rowCount: outputSize,
                                   columnCount: inputSize, threads: threads)
+        } else if rowCount <= SmallBatchLinear.maximumRows {
+            SmallBatchLinear.multiply(output: output, input: input, weight: weight, rowCount: rowCount,
+                                      inputSize: inputSize, outputSize: outputSize, threads: threads)
         } else {
             Matmul.forward(output: output, input: input, weight: weight, bias: nil, rowCount: rowCount,
                            inputSize: inputSize, outputSize: outputSize, threads: threads)

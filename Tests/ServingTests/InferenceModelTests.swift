@@ -97,3 +97,27 @@ import Testing
         }
     }
 }
+
+@Suite struct SmallBatchLinearTests {
+    @Test(arguments: [1, 2, 3, 8, 16])
+    func matchesNaive(rows: Int) {
+        var generator = SplitMix64(seed: UInt64(rows))
+        let (inputSize, outputSize) = (77, 203)
+        let weight = (0..<outputSize * inputSize).map { _ in generator.nextNormal() }
+        let input = (0..<rows * inputSize).map { _ in generator.nextNormal() }
+        for threads in [1, 2] {
+            var output = [Float](repeating: .nan, count: rows * outputSize)
+            output.withUnsafeMutableBufferPointer { out in
+                SmallBatchLinear.multiply(output: out.baseAddress!, input: input, weight: weight, rowCount: rows,
+                                          inputSize: inputSize, outputSize: outputSize, threads: KernelThreads(count: threads))
+            }
+            for row in 0..<rows {
+                for column in 0..<outputSize {
+                    var sum: Double = 0
+                    for k in 0..<inputSize { sum += Double(input[row * inputSize + k]) * Double(weight[column * inputSize + k]) }
+                    #expect(abs(Double(output[row * outputSize + column]) - sum) <= 1e-4 * max(1, abs(sum)))
+                }
+            }
+        }
+    }
+}

@@ -16,16 +16,8 @@ final class ServerProcess: @unchecked Sendable {
 
     init(extraArguments: [String] = []) throws {
         directory = temporaryDirectory("server")
-        let bytes = ByteTokenizer()
-        // Big enough that 500 tokens take a while in a debug build (the disconnect test hangs up sooner).
-        let config = LlamaConfig(vocabSize: bytes.vocabSize, hiddenSize: 128, intermediateSize: 320, numHiddenLayers: 4,
-                                 numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 512)
-        let step = try writeCheckpoint(servingWeights(config, seed: 11, scale: 0.1), directory: directory + "/checkpoints")
-        var products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 where !FileManager.default.fileExists(atPath: products.appendingPathComponent("meshlm").path) {
-            products = products.deletingLastPathComponent()
-        }
-        process.executableURL = products.appendingPathComponent("meshlm")
+        let step = try writeCheckpoint(serverWeights(), directory: directory + "/checkpoints")
+        process.executableURL = meshlmExecutable()
         process.arguments = ["serve", "--checkpoint", step, "--port", "0", "--kv-blocks", "256", "--block-size", "8",
                              "--threads", "1"] + extraArguments
         var environment = ProcessInfo.processInfo.environment
@@ -88,6 +80,41 @@ final class ServerProcess: @unchecked Sendable {
         }
         Issue.record("blocks leaked: \(try await metric("meshlm_kv_blocks_free")) of 256 free", sourceLocation: sourceLocation)
     }
+}
+
+/// A byte-vocabulary model big enough that 500 tokens take a while in a debug build (the
+/// disconnect test hangs up sooner).
+func serverWeights() -> InferenceWeights {
+    let config = LlamaConfig(vocabSize: ByteTokenizer().vocabSize, hiddenSize: 128, intermediateSize: 320, numHiddenLayers: 4,
+                             numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 512)
+    return servingWeights(config, seed: 11, scale: 0.1)
+}
+
+func meshlmExecutable() -> URL {
+    var products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 where !FileManager.default.fileExists(atPath: products.appendingPathComponent("meshlm").path) {
+        products = products.deletingLastPathComponent()
+    }
+    return products.appendingPathComponent("meshlm")
+}
+
+/// Runs the built `meshlm` and returns its status, standard output and standard error.
+func runMeshLM(_ arguments: [String]) throws -> (Int32, String, String) {
+    let process = Process()
+    process.executableURL = meshlmExecutable()
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["OPENBLAS_NUM_THREADS"] = "1"
+    environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+    process.environment = environment
+    let output = Pipe(), error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    let errorData = error.fileHandleForReading.readDataToEndOfFile()
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
 
 /// The python of a venv with the `openai` package, or nil (tests then skip with the reason).
@@ -162,6 +189,29 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         #expect(stream.hasSuffix("data: [DONE]\n\n"))
         #expect(stream.contains(#""usage":{"completion_tokens":5,"prompt_tokens":5,"total_tokens":10}"#))
         try await server.expectIdle()
+    }
+
+    /// `meshlm generate` prints what the engine generates in process; a bad checkpoint is a
+    /// clear error and a non-zero exit.
+    @Test func generateCommand() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let weights = serverWeights()
+        let step = try writeCheckpoint(weights, directory: directory + "/checkpoints")
+        let tokenizer = ByteTokenizer()
+        let engine = Engine(weights: weights, configuration: EngineConfiguration(blockCount: 64), tokenizer: tokenizer)
+        var parameters = SamplingParameters.greedy(maxTokens: 12)
+        parameters.ignoreEOS = true
+        let id = try engine.add(prompt: tokenizer.encode("Hello"), parameters: parameters)
+        var expected = ""
+        while engine.hasWork { for output in engine.step() where output.sequenceID == id { expected += output.text } }
+        let (status, output, error) = try runMeshLM(["generate", "--checkpoint", directory, "--prompt", "Hello",
+                                                     "--max-tokens", "12", "--ignore-eos", "--threads", "1"])
+        #expect(status == 0, "\(error)")
+        #expect(output == expected + "\n")
+        let (badStatus, _, badError) = try runMeshLM(["generate", "--checkpoint", directory + "/missing", "--prompt", "x"])
+        #expect(badStatus != 0)
+        #expect(badError.contains("no committed checkpoint at \(directory)/missing"), "\(badError)")
     }
 
     /// A streaming client that hangs up mid-generation gets its sequence cancelled.
