@@ -26,6 +26,9 @@ struct BenchDecodeCommand: ParsableCommand {
     @Option(help: "Tokens generated per request.") var tokens = 128
     @Option(parsing: .upToNextOption, help: "Concurrent request counts to measure (1 is always measured).") var concurrency: [Int] = [8, 32]
     @Option(help: "Tokens computed per engine step.") var tokenBudget = 512
+    @Option(help: "Also measure greedy speculative decoding at batch 1 with a draft of the target's first N layers (0 = skip).")
+    var draftLayers = 0
+    @Option(help: "Draft tokens proposed per target forward.") var lookahead = 4
 
     func run() throws {
         try job.runJob { context in
@@ -75,6 +78,31 @@ struct BenchDecodeCommand: ParsableCommand {
                                     "ttft_p99_ms": median.ttft.p99 * 1e3, "itl_p50_ms": median.itl.p50 * 1e3,
                                     "itl_p99_ms": median.itl.p99 * 1e3, "threads": context.threads,
                                     "prompt_tokens": promptTokens, "generated_tokens": tokens])
+            }
+            if draftLayers > 0 {
+                let draft = weights.truncated(layers: draftLayers)
+                var rates: [Double] = []
+                var acceptance = 0.0
+                var generator = SplitMix64(seed: 7)
+                for _ in 0..<repeats {
+                    let decoder = SpeculativeDecoder(target: weights, draft: draft, lookahead: lookahead, threads: threads)
+                    let prompt = (0..<promptTokens).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) }
+                    var firstTime: Double?
+                    var count = 0
+                    _ = decoder.generate(prompt: prompt, maxTokens: tokens) { run in
+                        if firstTime == nil { firstTime = monotonicSeconds() } else { count += run.count }
+                    }
+                    rates.append(Double(count) / (monotonicSeconds() - (firstTime ?? 0)))
+                    acceptance = decoder.acceptanceRate
+                }
+                rates.sort()
+                let rate = rates[rates.count / 2]
+                report.add(cells: ["1 (speculative, draft \(draftLayers) layers, k=\(lookahead), accept \(String(format: "%.0f%%", 100 * acceptance)))",
+                                   String(format: "%.1f", rate), String(format: "%.0f%%", 100 * rate / bound),
+                                   String(format: "%.2f×", rate / single), "", ""],
+                           fields: ["concurrency": 1, "speculative": true, "draft_layers": draftLayers, "lookahead": lookahead,
+                                    "acceptance_rate": acceptance, "tokens_per_s": rate, "speedup_vs_batch1": rate / single,
+                                    "stream_bound_tokens_per_s": bound, "threads": context.threads])
             }
             report.printTable()
         }
