@@ -42,6 +42,9 @@ struct BenchDecodeCommand: ParsableCommand {
                 weights = InferenceWeights.random(config: config, seed: 1)
             }
             let config = weights.config
+            guard promptTokens >= 1, self.tokens >= 2, promptTokens + self.tokens <= config.maxPositionEmbeddings else {
+                throw JobError("--prompt-tokens \(promptTokens) (≥ 1) plus --tokens \(self.tokens) (≥ 2) must fit max_position_embeddings \(config.maxPositionEmbeddings)")
+            }
             let tokens = bench.quick ? Swift.min(self.tokens, 32) : self.tokens
             let repeats = bench.quick ? 1 : bench.repeats
             let time = { (body: () -> Void) in Timing.measure(repeats: 3, minimumSeconds: 0.2, body) }
@@ -61,7 +64,7 @@ struct BenchDecodeCommand: ParsableCommand {
             for users in [1] + concurrency.filter({ $0 > 1 }) {
                 var samples: [LoadSample] = []
                 for _ in 0..<repeats {
-                    samples.append(measureLoad(weights: weights, users: users, tokens: tokens, threads: threads))
+                    samples.append(try measureLoad(weights: weights, users: users, tokens: tokens, threads: threads))
                 }
                 samples.sort { $0.tokensPerSecond < $1.tokensPerSecond }
                 let median = samples[samples.count / 2]
@@ -116,7 +119,7 @@ struct BenchDecodeCommand: ParsableCommand {
         var itl: (p50: Double, p99: Double)
     }
 
-    func measureLoad(weights: InferenceWeights, users: Int, tokens: Int, threads: KernelThreads) -> LoadSample {
+    func measureLoad(weights: InferenceWeights, users: Int, tokens: Int, threads: KernelThreads) throws -> LoadSample {
         let configuration = EngineConfiguration(blockCount: users * ((promptTokens + tokens) / 16 + 2), blockSize: 16,
                                                 maximumBatch: users, tokenBudget: Swift.max(tokenBudget, users))
         let engine = Engine(weights: weights, configuration: configuration, tokenizer: nil, threads: threads)
@@ -126,7 +129,7 @@ struct BenchDecodeCommand: ParsableCommand {
             let prompt = (0..<promptTokens).map { _ in Int32(generator.next() % UInt64(weights.config.vocabSize)) }
             var parameters = SamplingParameters.greedy(maxTokens: tokens)
             parameters.ignoreEOS = true
-            do { try engine.add(prompt: prompt, parameters: parameters) } catch { preconditionFailure("\(error)") }
+            try engine.add(prompt: prompt, parameters: parameters)
         }
         var firstTimes: [Int: Double] = [:], lastTimes: [Int: Double] = [:]
         var gaps: [Double] = []
