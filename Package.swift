@@ -21,6 +21,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C modules: system libraries found by pkg-config, with a shim header for the macros Swift
@@ -44,11 +45,16 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .target(name: "Checkpoint", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Checkpoint", "DataPipeline", "CBLAS"],
+                swiftSettings: nativeSwift),
+        // The OpenAI-compatible HTTP front of the engine; apart so the engine stays free of NIO.
+        .target(name: "ServingHTTP", dependencies: ["Serving", "DataPipeline", .product(name: "Hummingbird", package: "hummingbird")],
+                swiftSettings: nativeSwift),
         .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Checkpoint"],
                 swiftSettings: nativeSwift),
         .executableTarget(
             name: "meshlm",
-            dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Training",
+            dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Training", "Serving", "ServingHTTP", "Checkpoint",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: nativeSwift),
 
@@ -62,6 +68,8 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),
         .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Runtime"], swiftSettings: nativeSwift),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Parallel", "DataPipeline", "Tensors", "Runtime"],
+                    swiftSettings: nativeSwift),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline"],
                     swiftSettings: nativeSwift),
         .testTarget(name: "MeshLMTests", dependencies: ["Runtime", "Model", "Parallel"],
                     swiftSettings: nativeSwift),

@@ -1,0 +1,305 @@
+import DataPipeline
+import Model
+import Tensors
+
+/// The engine's sizes: how many KV blocks, how many sequences and tokens per step.
+public struct EngineConfiguration: Sendable, Equatable {
+    /// KV cache blocks (each holds `blockSize` tokens of every layer).
+    public var blockCount: Int
+    /// Token slots per block.
+    public var blockSize: Int
+    /// Sequences running at once (decode batch size).
+    public var maximumBatch: Int
+    /// Tokens computed per step (decode tokens plus prefill chunks): long prompts are prefilled
+    /// in chunks of what is left, so running sequences keep decoding meanwhile.
+    public var tokenBudget: Int
+    /// Requests allowed to wait; beyond it `add` throws `overloaded`.
+    public var maximumQueue: Int
+    /// Whether identical full prompt blocks are shared between sequences.
+    public var prefixSharing: Bool
+
+    public init(blockCount: Int = 1024, blockSize: Int = 16, maximumBatch: Int = 32, tokenBudget: Int = 256,
+                maximumQueue: Int = 256, prefixSharing: Bool = true) {
+        self.blockCount = blockCount
+        self.blockSize = blockSize
+        self.maximumBatch = maximumBatch
+        self.tokenBudget = tokenBudget
+        self.maximumQueue = maximumQueue
+        self.prefixSharing = prefixSharing
+    }
+}
+
+/// Counters for `/metrics` and tests.
+public struct EngineStatistics: Sendable, Equatable {
+    public var waiting = 0
+    public var running = 0
+    public var freeBlocks = 0
+    public var totalBlocks = 0
+    public var generatedTokens = 0
+    public var promptTokensComputed = 0
+    public var preemptions = 0
+    /// Prompt blocks taken from the cache instead of computed.
+    public var sharedBlocks = 0
+    public var steps = 0
+}
+
+/// Continuous batching over a paged KV cache (vLLM's scheduler, simplified): every `step`
+/// admits waiting sequences while blocks and the token budget allow, computes one token for each
+/// decoding sequence and a chunk of each prefilling one in a single forward, samples, and retires
+/// finished sequences. When a running sequence needs a block and none is free, the newest running
+/// sequence is preempted: its blocks are freed and it goes back to the front of the queue to be
+/// recomputed (its tokens so far, prompt and output, become its prompt; its sampler state stays,
+/// so the output is the same as without preemption).
+///
+/// The step is one function of the engine's state, so ranks could run it in lockstep. Not
+/// thread-safe: one thread calls `add`, `cancel` and `step` (see `EngineLoop` for a server).
+public final class Engine {
+    public let configuration: EngineConfiguration
+    public let model: InferenceModel
+    public let cache: KVBlockPool
+    public let tokenizer: (any Tokenizer)?
+    public var modelConfig: LlamaConfig { model.config }
+    let endOfSequence: Int32?
+
+    private var waiting: [GenerationSequence] = []
+    private var running: [GenerationSequence] = []
+    private var pendingOutputs: [SequenceOutput] = []
+    private var nextID = 0
+    private var seedGenerator: SplitMix64
+    public private(set) var statistics = EngineStatistics()
+
+    public init(weights: InferenceWeights, configuration: EngineConfiguration, tokenizer: (any Tokenizer)?,
+                threads: KernelThreads = .single, seed: UInt64 = 0) {
+        let config = weights.config
+        precondition(configuration.tokenBudget >= 1 && configuration.maximumBatch >= 1,
+                     "token budget and batch size must be at least 1")
+        self.configuration = configuration
+        self.model = InferenceModel(weights: weights, maximumRows: Swift.max(configuration.tokenBudget, configuration.maximumBatch),
+                                    threads: threads)
+        self.cache = KVBlockPool(blockCount: configuration.blockCount, blockSize: configuration.blockSize,
+                                 layerCount: config.numHiddenLayers, slotWidth: config.numKeyValueHeads * config.headDim)
+        self.tokenizer = tokenizer
+        self.endOfSequence = tokenizer.map(\.eosId) ?? config.eosTokenId.map(Int32.init)
+        self.seedGenerator = SplitMix64(seed: seed)
+        statistics.totalBlocks = configuration.blockCount
+        statistics.freeBlocks = configuration.blockCount
+    }
+
+    /// Whether any sequence waits, runs or has output not yet returned by `step`.
+    public var hasWork: Bool { !waiting.isEmpty || !running.isEmpty || !pendingOutputs.isEmpty }
+
+    /// Queues a request and returns its id. Throws when the request can never fit (prompt plus
+    /// max_tokens beyond the context or the whole cache), is invalid, or the queue is full.
+    @discardableResult
+    public func add(prompt: [Int32], parameters: SamplingParameters) throws(ServingError) -> Int {
+        try parameters.validate()
+        guard !prompt.isEmpty else { throw ServingError(.invalidRequest, "the prompt is empty", parameter: "prompt") }
+        let vocabulary = modelConfig.vocabSize
+        if let bad = prompt.first(where: { $0 < 0 || Int($0) >= vocabulary }) {
+            throw ServingError(.invalidRequest, "prompt token id \(bad) is outside the model's vocabulary of \(vocabulary)", parameter: "prompt")
+        }
+        let context = modelConfig.maxPositionEmbeddings
+        let total = prompt.count + parameters.maxTokens
+        guard total <= context else {
+            throw ServingError(.promptTooLong, "this model's maximum context length is \(context) tokens; the prompt has \(prompt.count) tokens and max_tokens is \(parameters.maxTokens) (\(total) in all): shorten the prompt or lower max_tokens", parameter: "max_tokens")
+        }
+        let blocksNeeded = (total + configuration.blockSize - 1) / configuration.blockSize
+        guard blocksNeeded <= configuration.blockCount else {
+            throw ServingError(.promptTooLong, "the prompt (\(prompt.count) tokens) and max_tokens (\(parameters.maxTokens)) need \(blocksNeeded) KV blocks of \(configuration.blockSize) tokens; the cache has \(configuration.blockCount) (raise --kv-blocks)", parameter: "max_tokens")
+        }
+        guard waiting.count < configuration.maximumQueue else {
+            throw ServingError(.overloaded, "the server is busy: \(waiting.count) requests are already waiting (--max-queue \(configuration.maximumQueue)); retry later")
+        }
+        let id = nextID
+        nextID += 1
+        let sequence = GenerationSequence(id: id, prompt: prompt, parameters: parameters,
+                                          seed: parameters.seed ?? seedGenerator.next())
+        if parameters.maxTokens == 0 {
+            pendingOutputs.append(SequenceOutput(sequenceID: id, token: nil, text: "", finishReason: .length,
+                                                 promptTokenCount: prompt.count, outputTokenCount: 0))
+        } else {
+            waiting.append(sequence)
+        }
+        updateStatistics()
+        return id
+    }
+
+    /// Ends a sequence now and frees its blocks; the next `step` reports it `cancelled`.
+    public func cancel(_ id: Int) {
+        if let index = waiting.firstIndex(where: { $0.id == id }) {
+            let sequence = waiting.remove(at: index)
+            pendingOutputs.append(output(sequence, token: nil, text: "", reason: .cancelled))
+        } else if let index = running.firstIndex(where: { $0.id == id }) {
+            let sequence = running.remove(at: index)
+            freeBlocks(of: sequence)
+            pendingOutputs.append(output(sequence, token: nil, text: "", reason: .cancelled))
+        }
+        updateStatistics()
+    }
+
+    /// One iteration: schedule, one forward over every scheduled token, sample, retire.
+    public func step() -> [SequenceOutput] {
+        var outputs = pendingOutputs
+        pendingOutputs = []
+        let scheduled = schedule()
+        guard !scheduled.isEmpty else {
+            updateStatistics()
+            return outputs
+        }
+        var batch = ForwardBatch()
+        var sampling: [GenerationSequence] = []
+        for (sequence, count) in scheduled {
+            let sequenceIndex = batch.blockTables.count
+            batch.blockTables.append(sequence.blockTable)
+            for position in sequence.computedCount..<sequence.computedCount + count {
+                batch.tokens.append(sequence.tokens[position])
+                batch.positions.append(Int32(position))
+                batch.sequenceIndices.append(sequenceIndex)
+            }
+            if sequence.computedCount + count == sequence.tokens.count {
+                batch.logitRows.append(batch.rowCount - 1)
+                sampling.append(sequence)
+            }
+        }
+        let logits = model.forward(batch, cache: cache)
+        statistics.steps += 1
+        for (sequence, count) in scheduled {
+            if sequence.computedCount < sequence.promptCount { statistics.promptTokensComputed += count }
+            sequence.computedCount += count
+            registerFullBlocks(of: sequence)
+        }
+        let vocabulary = modelConfig.vocabSize
+        for (index, sequence) in sampling.enumerated() {
+            let row = UnsafeMutableBufferPointer(rebasing: logits[index * vocabulary..<(index + 1) * vocabulary])
+            let sampled = Sampler.sample(logits: row, parameters: sequence.parameters, seen: sequence.seen,
+                                         outputCounts: sequence.outputCounts, generator: &sequence.generator)
+            let text = sequence.append(sampled, tokenizer: tokenizer, endOfSequence: endOfSequence)
+            statistics.generatedTokens += 1
+            outputs.append(output(sequence, token: sampled, text: text, reason: sequence.finishReason))
+        }
+        for sequence in running where sequence.finishReason != nil { freeBlocks(of: sequence) }
+        running.removeAll { $0.finishReason != nil }
+        updateStatistics()
+        return outputs
+    }
+
+    /// Runs steps until every queued request is done; returns each request's output tokens.
+    public func runToCompletion() -> [Int: [Int32]] {
+        var results: [Int: [Int32]] = [:]
+        while hasWork {
+            for output in step() {
+                if let token = output.token { results[output.sequenceID, default: []].append(token.token) }
+                else if results[output.sequenceID] == nil { results[output.sequenceID] = [] }
+            }
+        }
+        return results
+    }
+
+    // MARK: Scheduling
+
+    /// Picks (sequence, token count) pairs for this step and gives each the blocks it needs.
+    private func schedule() -> [(GenerationSequence, Int)] {
+        var budget = configuration.tokenBudget
+        var scheduled: [(GenerationSequence, Int)] = []
+        var index = 0
+        while index < running.count && budget > 0 {
+            let sequence = running[index]
+            let count = Swift.min(sequence.tokens.count - sequence.computedCount, budget)
+            if reserveBlocks(sequence, upTo: sequence.computedCount + count, preemptingAfter: index) {
+                scheduled.append((sequence, count))
+                budget -= count
+                index += 1
+            } else {
+                // Not even preempting every newer sequence freed enough: preempt this one too.
+                preempt(sequence)
+                running.remove(at: index)
+            }
+        }
+        while let sequence = waiting.first, running.count < configuration.maximumBatch, budget > 0 {
+            if configuration.prefixSharing { sharePrefix(of: sequence) }
+            let count = Swift.min(sequence.tokens.count - sequence.computedCount, budget)
+            guard reserveBlocks(sequence, upTo: sequence.computedCount + count, preemptingAfter: nil) else {
+                freeBlocks(of: sequence)
+                break
+            }
+            waiting.removeFirst()
+            running.append(sequence)
+            scheduled.append((sequence, count))
+            budget -= count
+        }
+        return scheduled
+    }
+
+    /// Gives `sequence` blocks for positions below `end`. With `preemptingAfter`, newer running
+    /// sequences (after that index) are preempted, newest first, until enough blocks are free.
+    private func reserveBlocks(_ sequence: GenerationSequence, upTo end: Int, preemptingAfter index: Int?) -> Bool {
+        let needed = (end + cache.blockSize - 1) / cache.blockSize - sequence.blockTable.count
+        guard needed > 0 else { return true }
+        while cache.freeBlockCount < needed {
+            guard let index, running.count > index + 1, let victim = running.popLast() else { return false }
+            preempt(victim)
+        }
+        for _ in 0..<needed {
+            guard let block = cache.allocate() else { preconditionFailure("free block count was checked") }
+            sequence.blockTable.append(block)
+        }
+        return true
+    }
+
+    private func preempt(_ sequence: GenerationSequence) {
+        freeBlocks(of: sequence)
+        waiting.insert(sequence, at: 0)
+        statistics.preemptions += 1
+    }
+
+    /// Takes cached blocks for the sequence's leading full blocks, leaving at least one token to
+    /// compute (its logits give the next token).
+    private func sharePrefix(of sequence: GenerationSequence) {
+        guard sequence.blockTable.isEmpty else { return }
+        let size = cache.blockSize
+        var previous: UInt64 = 0
+        var block = 0
+        while (block + 1) * size <= sequence.tokens.count - 1 {
+            let tokens = sequence.tokens[block * size..<(block + 1) * size]
+            let hash = KVBlockPool.chainHash(previous: previous, tokens: tokens)
+            guard let shared = cache.share(hash: hash, tokens: tokens) else { break }
+            sequence.blockTable.append(shared)
+            sequence.blockHashes.append(hash)
+            previous = hash
+            block += 1
+            statistics.sharedBlocks += 1
+        }
+        sequence.computedCount = block * size
+    }
+
+    /// Registers the sequence's newly completed full blocks for prefix sharing.
+    private func registerFullBlocks(of sequence: GenerationSequence) {
+        guard configuration.prefixSharing else { return }
+        let size = cache.blockSize
+        while sequence.blockHashes.count < sequence.computedCount / size {
+            let block = sequence.blockHashes.count
+            let tokens = sequence.tokens[block * size..<(block + 1) * size]
+            let hash = KVBlockPool.chainHash(previous: sequence.blockHashes.last ?? 0, tokens: tokens)
+            cache.register(block: sequence.blockTable[block], hash: hash, tokens: tokens)
+            sequence.blockHashes.append(hash)
+        }
+    }
+
+    private func freeBlocks(of sequence: GenerationSequence) {
+        for block in sequence.blockTable { cache.release(block) }
+        sequence.blockTable = []
+        sequence.blockHashes = []
+        sequence.computedCount = 0
+    }
+
+    private func output(_ sequence: GenerationSequence, token: SampledToken?, text: String, reason: FinishReason?) -> SequenceOutput {
+        SequenceOutput(sequenceID: sequence.id, token: token, text: text, finishReason: reason,
+                       promptTokenCount: sequence.promptCount, outputTokenCount: sequence.outputCount)
+    }
+
+    private func updateStatistics() {
+        statistics.waiting = waiting.count
+        statistics.running = running.count
+        statistics.freeBlocks = cache.freeBlockCount
+    }
+}

@@ -1,0 +1,110 @@
+import DataPipeline
+import Tensors
+
+/// Why a sequence ended (OpenAI's `finish_reason`, plus `cancelled` for a dropped client).
+public enum FinishReason: String, Sendable {
+    case stop, length, cancelled
+}
+
+/// What one engine step produced for one sequence.
+public struct SequenceOutput: Sendable {
+    public var sequenceID: Int
+    /// The new token; nil for an output that only reports the end (max_tokens 0, cancellation).
+    public var token: SampledToken?
+    /// New text that is safe to show (held back while it might still become a stop string).
+    public var text: String
+    public var finishReason: FinishReason?
+    public var promptTokenCount: Int
+    public var outputTokenCount: Int
+}
+
+/// One request inside the engine: its tokens, the KV blocks that hold them, its sampler state.
+final class GenerationSequence {
+    let id: Int
+    let promptCount: Int
+    let parameters: SamplingParameters
+    /// Prompt then output ids.
+    var tokens: [Int32]
+    /// Tokens whose keys and values are in the cache (a prefix of `tokens`).
+    var computedCount = 0
+    var blockTable: [Int] = []
+    /// Chained hashes of the full blocks in `blockTable` that are registered or shared.
+    var blockHashes: [UInt64] = []
+    var generator: SplitMix64
+    var seen: Set<Int32>
+    var outputCounts: [Int32: Int] = [:]
+    /// Unicode scalars of the output text already handed out.
+    var emittedScalarCount = 0
+    var finishReason: FinishReason?
+
+    init(id: Int, prompt: [Int32], parameters: SamplingParameters, seed: UInt64) {
+        self.id = id
+        self.promptCount = prompt.count
+        self.parameters = parameters
+        self.tokens = prompt
+        self.generator = SplitMix64(seed: seed)
+        self.seen = Set(prompt)
+    }
+
+    var outputCount: Int { tokens.count - promptCount }
+    var outputTokens: ArraySlice<Int32> { tokens[promptCount...] }
+
+    /// Appends a sampled token and returns the text to emit and whether a rule ended the sequence.
+    func append(_ sampled: SampledToken, tokenizer: (any Tokenizer)?, endOfSequence: Int32?) -> String {
+        let token = sampled.token
+        let stopsOnToken = parameters.stopTokens.contains(token) || (!parameters.ignoreEOS && token == endOfSequence)
+        if stopsOnToken {
+            // The stop token counts as generated but is not part of the text (OpenAI, vLLM).
+            tokens.append(token)
+            finishReason = .stop
+            return flushText(tokenizer: tokenizer, dropLast: true)
+        }
+        tokens.append(token)
+        seen.insert(token)
+        outputCounts[token, default: 0] += 1
+        if outputCount >= parameters.maxTokens { finishReason = .length }
+        return nextText(tokenizer: tokenizer)
+    }
+
+    /// The text after what was emitted, cut at a stop string, holding back an unfinished
+    /// UTF-8 character and any tail that could still grow into a stop string.
+    private func nextText(tokenizer: (any Tokenizer)?) -> String {
+        guard let tokenizer else { return "" }
+        let full = Array(tokenizer.decode(Array(outputTokens)).unicodeScalars)
+        if !parameters.stopStrings.isEmpty {
+            let text = String(String.UnicodeScalarView(full))
+            var earliest: String.Index?
+            for stop in parameters.stopStrings {
+                if let range = text.range(of: stop), earliest.map({ range.lowerBound < $0 }) ?? true {
+                    earliest = range.lowerBound
+                }
+            }
+            if let earliest {
+                finishReason = .stop
+                let kept = Array(text[..<earliest].unicodeScalars)
+                return emit(kept, upTo: kept.count)
+            }
+        }
+        if finishReason != nil { return emit(full, upTo: full.count) }
+        var end = full.count
+        while end > emittedScalarCount && full[end - 1] == "\u{FFFD}" { end -= 1 }
+        if let longest = parameters.stopStrings.map({ $0.unicodeScalars.count }).max() {
+            end = Swift.max(emittedScalarCount, Swift.min(end, full.count - (longest - 1)))
+        }
+        return emit(full, upTo: end)
+    }
+
+    func flushText(tokenizer: (any Tokenizer)?, dropLast: Bool = false) -> String {
+        guard let tokenizer else { return "" }
+        let ids = dropLast ? Array(outputTokens.dropLast()) : Array(outputTokens)
+        let full = Array(tokenizer.decode(ids).unicodeScalars)
+        return emit(full, upTo: full.count)
+    }
+
+    private func emit(_ scalars: [Unicode.Scalar], upTo end: Int) -> String {
+        guard end > emittedScalarCount else { return "" }
+        let text = String(String.UnicodeScalarView(scalars[emittedScalarCount..<end]))
+        emittedScalarCount = end
+        return text
+    }
+}

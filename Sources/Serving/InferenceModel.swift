@@ -1,0 +1,225 @@
+import CBLAS
+import Foundation
+import Model
+import Tensors
+
+/// The tokens one engine step computes: rows from any number of sequences (prefill chunks and
+/// single decode tokens alike), each with its position and the block table of its sequence.
+public struct ForwardBatch {
+    /// [rows] token ids.
+    public var tokens: [Int32] = []
+    /// [rows] each token's position in its sequence.
+    public var positions: [Int32] = []
+    /// [rows] index into `blockTables` of the row's sequence.
+    public var sequenceIndices: [Int] = []
+    /// Per sequence in the batch: its blocks, in position order.
+    public var blockTables: [[Int]] = []
+    /// The rows whose logits are wanted (the last computed token of a sequence), ascending.
+    public var logitRows: [Int] = []
+
+    public init() {}
+
+    public var rowCount: Int { tokens.count }
+}
+
+/// The Llama forward for inference over a paged KV cache: the same math as `LlamaModel`'s
+/// forward (same kernels: RMSNorm, RoPE, SwiGLU, sgemm), but each step computes only new tokens
+/// and attends to the keys and values earlier steps left in `KVBlockPool`.
+///
+/// Projections that share an input are one product: q/k/v (adjacent in the layer block as
+/// `ParameterLayout` lays them out) and gate/up. Up to 16 rows (decode batches) use
+/// `SmallBatchLinear`, which streams each weight row once for all rows; more rows are sgemm.
+///
+/// Not thread-safe: the engine calls it from one thread.
+public final class InferenceModel {
+    public let config: LlamaConfig
+    public let weights: InferenceWeights
+    public let threads: KernelThreads
+    /// The most rows one `forward` takes (the engine's token budget per step).
+    public let maximumRows: Int
+    /// Whether one row takes `cblas_sgemv` instead of `SmallBatchLinear` (measured 15 % slower
+    /// here; `MESHLM_DECODE_KERNEL=sgemv` selects it for comparison).
+    public var useSGEMVForOneRow = ProcessInfo.processInfo.environment["MESHLM_DECODE_KERNEL"] == "sgemv"
+    let rope: RoPETable
+    let epsilon: Float
+    private let layerOffsets: [LayerTensorOffsets]
+    private let embeddingOffset, finalNormOffset, languageModelHeadOffset: Int
+    private let tokenIds, tokenPositions: UnsafeMutablePointer<Int32>
+
+    // Scratch, sized for `maximumRows` rows.
+    private let residual, normalized, qkv, attention, gateUp, activation, projection, rstd: Tensor
+    private let logitsBuffer: Tensor
+
+    public init(weights: InferenceWeights, maximumRows: Int, threads: KernelThreads = .single) {
+        let config = weights.config
+        self.config = config
+        self.weights = weights
+        self.threads = threads
+        self.maximumRows = maximumRows
+        let layout = weights.layout
+        epsilon = Float(config.rmsNormEps)
+        let scaling = config.ropeScaling.map {
+            RoPEScaling(factor: Float($0.factor), lowFrequencyFactor: Float($0.lowFreqFactor),
+                        highFrequencyFactor: Float($0.highFreqFactor),
+                        originalMaxPositionEmbeddings: $0.originalMaxPositionEmbeddings)
+        }
+        rope = RoPETable(headDimension: config.headDim, positionCount: config.maxPositionEmbeddings,
+                         theta: Float(config.ropeTheta), scaling: scaling)
+        func offset(_ name: String) -> Int {
+            guard let entry = layout.entry(named: name) else { preconditionFailure("the layout has no \(name)") }
+            return entry.offset
+        }
+        embeddingOffset = offset("model.embed_tokens.weight")
+        finalNormOffset = offset("model.norm.weight")
+        languageModelHeadOffset = config.tieWordEmbeddings ? embeddingOffset : offset("lm_head.weight")
+        layerOffsets = (0..<config.numHiddenLayers).map { layer in
+            let prefix = "model.layers.\(layer)."
+            let query = offset(prefix + "self_attn.q_proj.weight"), gate = offset(prefix + "mlp.gate_proj.weight")
+            let queryWidth = config.numAttentionHeads * config.headDim, kvWidth = config.numKeyValueHeads * config.headDim
+            // The fused products rely on the layout placing k/v right after q and up after gate.
+            precondition(offset(prefix + "self_attn.v_proj.weight") == query + (queryWidth + kvWidth) * config.hiddenSize
+                         && offset(prefix + "mlp.up_proj.weight") == gate + config.intermediateSize * config.hiddenSize,
+                         "ParameterLayout no longer keeps q/k/v and gate/up adjacent")
+            return LayerTensorOffsets(
+                inputNorm: offset(prefix + "input_layernorm.weight"), queryKeyValue: query,
+                output: offset(prefix + "self_attn.o_proj.weight"),
+                postAttentionNorm: offset(prefix + "post_attention_layernorm.weight"), gateUp: gate,
+                down: offset(prefix + "mlp.down_proj.weight"))
+        }
+        tokenIds = .allocate(capacity: maximumRows)
+        tokenPositions = .allocate(capacity: maximumRows)
+        let (c, i) = (config.hiddenSize, config.intermediateSize)
+        let q = config.numAttentionHeads * config.headDim, k = config.numKeyValueHeads * config.headDim
+        residual = Tensor(shape: [maximumRows, c])
+        normalized = Tensor(shape: [maximumRows, c])
+        qkv = Tensor(shape: [maximumRows, q + 2 * k])
+        attention = Tensor(shape: [maximumRows, q])
+        gateUp = Tensor(shape: [maximumRows, 2 * i])
+        activation = Tensor(shape: [maximumRows, i])
+        projection = Tensor(shape: [maximumRows, c])
+        rstd = Tensor(shape: [maximumRows])
+        logitsBuffer = Tensor(shape: [maximumRows, config.vocabSize])
+    }
+
+    deinit {
+        tokenIds.deallocate()
+        tokenPositions.deallocate()
+    }
+
+    /// Runs the batch, writing its keys and values into `cache`, and returns the logits of
+    /// `batch.logitRows`: [logitRows.count, vocab], valid until the next call.
+    public func forward(_ batch: ForwardBatch, cache: KVBlockPool) -> UnsafeMutableBufferPointer<Float> {
+        let n = batch.rowCount
+        precondition(n >= 1 && n <= maximumRows, "a forward takes 1...\(maximumRows) rows, not \(n)")
+        let (c, v, i) = (config.hiddenSize, config.vocabSize, config.intermediateSize)
+        let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
+        let (q, k) = (heads * d, kvHeads * d)
+        let base = weights.parameters.pointer
+        let x = residual.pointer
+
+        for row in 0..<n {
+            tokenIds[row] = batch.tokens[row]
+            tokenPositions[row] = batch.positions[row]
+        }
+        Embedding.forward(output: x, tokens: tokenIds, table: base + embeddingOffset,
+                          tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+        for layer in 0..<config.numHiddenLayers {
+            let w = layerOffsets[layer]
+            RMSNorm.forward(output: normalized.pointer, rstd: rstd.pointer, input: x, weight: base + w.inputNorm,
+                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+            // q_proj, k_proj, v_proj are adjacent: one [Q + 2K, C] product.
+            linear(output: qkv.pointer, input: normalized.pointer, weight: base + w.queryKeyValue,
+                   rowCount: n, inputSize: c, outputSize: q + 2 * k)
+            for row in 0..<n {
+                let rowPointer = qkv.pointer + row * (q + 2 * k)
+                RoPE.forward(output: rowPointer, input: rowPointer, positions: tokenPositions + row, table: rope,
+                             tokenCount: 1, headCount: heads, headDimension: d)
+                RoPE.forward(output: rowPointer + q, input: rowPointer + q, positions: tokenPositions + row,
+                             table: rope, tokenCount: 1, headCount: kvHeads, headDimension: d)
+            }
+            storeKeysAndValues(batch, layer: layer, cache: cache)
+            PagedAttention.forward(output: attention.pointer, qkv: qkv.pointer, batch: batch, cache: cache, layer: layer,
+                                   headCount: heads, kvHeadCount: kvHeads, headDimension: d, threads: threads)
+            linear(output: projection.pointer, input: attention.pointer, weight: base + w.output,
+                   rowCount: n, inputSize: q, outputSize: c)
+            Residual.forward(output: x, a: x, b: projection.pointer, count: n * c, threads: threads)
+
+            RMSNorm.forward(output: normalized.pointer, rstd: rstd.pointer, input: x, weight: base + w.postAttentionNorm,
+                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
+            // gate_proj and up_proj are adjacent: one [2I, C] product.
+            linear(output: gateUp.pointer, input: normalized.pointer, weight: base + w.gateUp,
+                   rowCount: n, inputSize: c, outputSize: 2 * i)
+            for row in 0..<n {
+                SwiGLU.forward(output: activation.pointer + row * i, gate: gateUp.pointer + row * 2 * i,
+                               up: gateUp.pointer + row * 2 * i + i, count: i)
+            }
+            linear(output: projection.pointer, input: activation.pointer, weight: base + w.down,
+                   rowCount: n, inputSize: i, outputSize: c)
+            Residual.forward(output: x, a: x, b: projection.pointer, count: n * c, threads: threads)
+        }
+
+        // Only the rows that sample need the norm and the [V, C] head.
+        let logitCount = batch.logitRows.count
+        for (index, row) in batch.logitRows.enumerated() {
+            RMSNorm.forward(output: normalized.pointer + index * c, rstd: rstd.pointer + index, input: x + row * c,
+                            weight: base + finalNormOffset, rowCount: 1, hiddenSize: c, epsilon: epsilon)
+        }
+        if logitCount > 0 {
+            linear(output: logitsBuffer.pointer, input: normalized.pointer, weight: base + languageModelHeadOffset,
+                   rowCount: logitCount, inputSize: c, outputSize: v)
+        }
+        return UnsafeMutableBufferPointer(start: logitsBuffer.pointer, count: logitCount * v)
+    }
+
+    /// Writes each row's (rotated) key and its value into its sequence's block slot.
+    private func storeKeysAndValues(_ batch: ForwardBatch, layer: Int, cache: KVBlockPool) {
+        let width = cache.slotWidth
+        let q = config.numAttentionHeads * config.headDim
+        let rowWidth = q + 2 * width
+        for row in 0..<batch.rowCount {
+            let position = Int(batch.positions[row])
+            let table = batch.blockTables[batch.sequenceIndices[row]]
+            let block = table[position / cache.blockSize]
+            let slot = position % cache.blockSize
+            let source = qkv.pointer + row * rowWidth + q
+            (cache.keySlots(layer: layer, block: block) + slot * width).update(from: source, count: width)
+            (cache.valueSlots(layer: layer, block: block) + slot * width).update(from: source + width, count: width)
+        }
+    }
+
+    /// `output = input · weightᵀ` ([rows, out] from [rows, in] and [out, in]).
+    private func linear(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                        rowCount: Int, inputSize: Int, outputSize: Int) {
+        if rowCount == 1 && useSGEMVForOneRow {
+            MatrixVector.multiply(output: output, matrix: weight, vector: input, rowCount: outputSize,
+                                  columnCount: inputSize, threads: threads)
+        } else if rowCount <= SmallBatchLinear.maximumRows {
+            SmallBatchLinear.multiply(output: output, input: input, weight: weight, rowCount: rowCount,
+                                      inputSize: inputSize, outputSize: outputSize, threads: threads)
+        } else {
+            Matmul.forward(output: output, input: input, weight: weight, bias: nil, rowCount: rowCount,
+                           inputSize: inputSize, outputSize: outputSize, threads: threads)
+        }
+    }
+}
+
+/// Where one layer's tensors start in the parameter arena (fused pairs start at their first).
+private struct LayerTensorOffsets {
+    let inputNorm, queryKeyValue, output, postAttentionNorm, gateUp, down: Int
+}
+
+/// `output = matrix · vector` for a row-major [rowCount, columnCount] matrix: batch-1 decode,
+/// bound by streaming the matrix from memory. Threads split the output rows; each part is one
+/// single-threaded `cblas_sgemv`.
+public enum MatrixVector {
+    public static func multiply(output: UnsafeMutablePointer<Float>, matrix: UnsafePointer<Float>, vector: UnsafePointer<Float>,
+                                rowCount: Int, columnCount: Int, threads: KernelThreads = .single) {
+        let chunk = 64
+        threads.parallelFor(0..<(rowCount + chunk - 1) / chunk) { chunks in
+            let start = chunks.lowerBound * chunk
+            let end = Swift.min(chunks.upperBound * chunk, rowCount)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(end - start), Int32(columnCount), 1,
+                        matrix + start * columnCount, Int32(columnCount), vector, 1, 0, output + start, 1)
+        }
+    }
+}

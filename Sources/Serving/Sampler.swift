@@ -1,0 +1,140 @@
+import Foundation
+import Tensors
+
+/// One chosen token with its log-probability under the model (before any sampling rule) and,
+/// when asked, the most likely alternatives.
+public struct SampledToken: Sendable, Equatable {
+    public var token: Int32
+    public var logprob: Float
+    /// The n most likely tokens and their log-probabilities, most likely first.
+    public var topLogprobs: [(token: Int32, logprob: Float)]
+
+    public static func == (a: SampledToken, b: SampledToken) -> Bool {
+        a.token == b.token && a.logprob == b.logprob && a.topLogprobs.elementsEqual(b.topLogprobs) { $0 == $1 }
+    }
+}
+
+/// Picks the next token from one row of logits (vLLM's order): penalties, then greedy or
+/// temperature, top-k, top-p, min-p, and a draw from the remaining distribution.
+public enum Sampler {
+    /// - Parameters:
+    ///   - logits: [vocab], modified in place (penalties, temperature).
+    ///   - seen: every token of the sequence so far (prompt and output), for the repetition penalty.
+    ///   - outputCounts: how often each output token occurred, for presence/frequency penalties.
+    public static func sample(logits: UnsafeMutableBufferPointer<Float>, parameters: SamplingParameters,
+                              seen: Set<Int32>, outputCounts: [Int32: Int],
+                              generator: inout SplitMix64) -> SampledToken {
+        let vocabulary = logits.count
+        var topLogprobs: [(token: Int32, logprob: Float)] = []
+        let logSumExp = parameters.logprobs != nil ? Self.logSumExp(UnsafeBufferPointer(logits)) : 0
+        var chosenRawLogits: Float = 0
+        let rawLogits: [Float]? = parameters.logprobs != nil ? Array(logits) : nil
+        if let count = parameters.logprobs, count > 0 {
+            topLogprobs = topIndices(UnsafeBufferPointer(logits), count: count).map { ($0, logits[Int($0)] - logSumExp) }
+        }
+
+        if parameters.repetitionPenalty != 1 {
+            for token in seen where Int(token) < vocabulary {
+                let value = logits[Int(token)]
+                logits[Int(token)] = value > 0 ? value / parameters.repetitionPenalty : value * parameters.repetitionPenalty
+            }
+        }
+        if parameters.presencePenalty != 0 || parameters.frequencyPenalty != 0 {
+            for (token, count) in outputCounts where Int(token) < vocabulary {
+                logits[Int(token)] -= parameters.presencePenalty + parameters.frequencyPenalty * Float(count)
+            }
+        }
+
+        let chosen: Int
+        if parameters.temperature == 0 {
+            chosen = argmax(UnsafeBufferPointer(logits))
+        } else {
+            chosen = draw(logits: logits, parameters: parameters, generator: &generator)
+        }
+        chosenRawLogits = rawLogits?[chosen] ?? logits[chosen]
+        let logprob = rawLogits != nil ? chosenRawLogits - logSumExp : 0
+        return SampledToken(token: Int32(chosen), logprob: logprob, topLogprobs: topLogprobs)
+    }
+
+    /// The first index of the largest value.
+    public static func argmax(_ values: UnsafeBufferPointer<Float>) -> Int {
+        var best = 0
+        for index in 1..<values.count where values[index] > values[best] { best = index }
+        return best
+    }
+
+    /// Temperature, top-k, top-p and min-p, then one uniform draw over what remains.
+    static func draw(logits: UnsafeMutableBufferPointer<Float>, parameters: SamplingParameters,
+                     generator: inout SplitMix64) -> Int {
+        let vocabulary = logits.count
+        let inverseTemperature = 1 / parameters.temperature
+        let maximum = logits.max() ?? 0
+        // Unnormalized probabilities; the scan below normalizes by the kept mass.
+        var probabilities = [Float](repeating: 0, count: vocabulary)
+        var total: Float = 0
+        for index in 0..<vocabulary {
+            let p = expf((logits[index] - maximum) * inverseTemperature)
+            probabilities[index] = p
+            total += p
+        }
+        var candidates: [Int]
+        let filtersByRank = parameters.topK > 0 || parameters.topP < 1
+        if filtersByRank {
+            // Sort only when a rank rule needs it (a full sort per token costs ~1 ms at 32k).
+            var order = Array(0..<vocabulary)
+            if parameters.topK > 0 && parameters.topK < vocabulary {
+                order = topIndices(UnsafeBufferPointer(logits), count: parameters.topK).map(Int.init)
+            } else {
+                order.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
+            }
+            if parameters.topP < 1 {
+                let kept = order.reduce(Float(0)) { $0 + probabilities[$1] }
+                var cumulative: Float = 0
+                var cut = order.count
+                for (rank, index) in order.enumerated() {
+                    cumulative += probabilities[index]
+                    if cumulative >= parameters.topP * kept { cut = rank + 1; break }
+                }
+                order.removeSubrange(cut...)
+            }
+            candidates = order
+        } else {
+            candidates = Array(0..<vocabulary)
+        }
+        if parameters.minP > 0 {
+            // The most likely token has probability 1 relative to itself (exp(0)).
+            let threshold = parameters.minP
+            candidates = candidates.filter { probabilities[$0] >= threshold }
+        }
+        let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
+        var target = generator.nextUniform() * mass
+        for index in candidates {
+            target -= probabilities[index]
+            if target < 0 { return index }
+        }
+        return candidates.last ?? argmax(UnsafeBufferPointer(logits))
+    }
+
+    /// Indices of the `count` largest values, largest first (ties: lower index first).
+    static func topIndices(_ values: UnsafeBufferPointer<Float>, count: Int) -> [Int32] {
+        let count = Swift.min(count, values.count)
+        var best: [Int32] = []
+        best.reserveCapacity(count + 1)
+        for index in 0..<values.count {
+            let value = values[index]
+            if best.count == count, let last = best.last, !(value > values[Int(last)]) { continue }
+            var position = best.count
+            while position > 0 && value > values[Int(best[position - 1])] { position -= 1 }
+            best.insert(Int32(index), at: position)
+            if best.count > count { best.removeLast() }
+        }
+        return best
+    }
+
+    static func logSumExp(_ values: UnsafeBufferPointer<Float>) -> Float {
+        let maximum = values.max() ?? 0
+        var sum: Float = 0
+        for value in values { sum += expf(value - maximum) }
+        return maximum + logf(sum)
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Serving
+
+/// A JSON value that may be one string or a list (OpenAI's `stop`, `prompt`).
+enum StringOrList: Decodable, Sendable {
+    case text(String)
+    case texts([String])
+    case tokens([Int32])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let text = try? container.decode(String.self) { self = .text(text) }
+        else if let texts = try? container.decode([String].self) { self = .texts(texts) }
+        else if let tokens = try? container.decode([Int32].self) { self = .tokens(tokens) }
+        else {
+            throw DecodingError.typeMismatch(String.self, .init(codingPath: decoder.codingPath,
+                                                                debugDescription: "expected a string or a list of strings"))
+        }
+    }
+}
+
+/// The sampling fields both endpoints share (OpenAI's names, plus vLLM's top_k, min_p,
+/// repetition_penalty, ignore_eos).
+struct SamplingFields: Decodable, Sendable {
+    var maxTokens: Int?
+    var maxCompletionTokens: Int?
+    var temperature: Float?
+    var topP: Float?
+    var topK: Int?
+    var minP: Float?
+    var presencePenalty: Float?
+    var frequencyPenalty: Float?
+    var repetitionPenalty: Float?
+    var stop: StringOrList?
+    var stopTokenIds: [Int32]?
+    var ignoreEos: Bool?
+    var seed: UInt64?
+    var n: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case maxTokens = "max_tokens", maxCompletionTokens = "max_completion_tokens", temperature, topP = "top_p"
+        case topK = "top_k", minP = "min_p", presencePenalty = "presence_penalty", frequencyPenalty = "frequency_penalty"
+        case repetitionPenalty = "repetition_penalty", stop, stopTokenIds = "stop_token_ids", ignoreEos = "ignore_eos", seed, n
+    }
+
+    func parameters(defaultMaxTokens: Int, logprobs: Int?) throws(ServingError) -> SamplingParameters {
+        if let n, n != 1 {
+            throw ServingError(.invalidRequest, "n must be 1 (one choice per request), got \(n)", parameter: "n")
+        }
+        var stops: [String] = []
+        switch stop {
+        case .text(let text): stops = [text]
+        case .texts(let texts): stops = texts
+        case .tokens: throw ServingError(.invalidRequest, "stop must be a string or a list of strings", parameter: "stop")
+        case nil: break
+        }
+        let parameters = SamplingParameters(
+            maxTokens: maxCompletionTokens ?? maxTokens ?? defaultMaxTokens, temperature: temperature ?? 1, topK: topK ?? 0,
+            topP: topP ?? 1, minP: minP ?? 0, repetitionPenalty: repetitionPenalty ?? 1,
+            presencePenalty: presencePenalty ?? 0, frequencyPenalty: frequencyPenalty ?? 0, stopStrings: stops,
+            stopTokens: stopTokenIds ?? [], ignoreEOS: ignoreEos ?? false, seed: seed, logprobs: logprobs)
+        try parameters.validate()
+        return parameters
+    }
+}
+
+struct StreamOptions: Decodable, Sendable {
+    var includeUsage: Bool?
+    enum CodingKeys: String, CodingKey { case includeUsage = "include_usage" }
+}
+
+/// `POST /v1/completions`.
+struct CompletionRequest: Decodable, Sendable {
+    var model: String
+    var prompt: StringOrList
+    var stream: Bool?
+    var streamOptions: StreamOptions?
+    var logprobs: Int?
+    var echo: Bool?
+    var sampling: SamplingFields
+
+    enum CodingKeys: String, CodingKey { case model, prompt, stream, streamOptions = "stream_options", logprobs, echo }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        model = try container.decode(String.self, forKey: .model)
+        prompt = try container.decode(StringOrList.self, forKey: .prompt)
+        stream = try container.decodeIfPresent(Bool.self, forKey: .stream)
+        streamOptions = try container.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
+        logprobs = try container.decodeIfPresent(Int.self, forKey: .logprobs)
+        echo = try container.decodeIfPresent(Bool.self, forKey: .echo)
+        sampling = try SamplingFields(from: decoder)
+    }
+}
+
+/// `POST /v1/chat/completions`.
+struct ChatRequest: Decodable, Sendable {
+    struct Message: Decodable, Sendable {
+        var role: String
+        var content: String?
+    }
+    var model: String
+    var messages: [Message]
+    var stream: Bool?
+    var streamOptions: StreamOptions?
+    var logprobs: Bool?
+    var topLogprobs: Int?
+    var sampling: SamplingFields
+
+    enum CodingKeys: String, CodingKey {
+        case model, messages, stream, streamOptions = "stream_options", logprobs, topLogprobs = "top_logprobs"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        model = try container.decode(String.self, forKey: .model)
+        messages = try container.decode([Message].self, forKey: .messages)
+        stream = try container.decodeIfPresent(Bool.self, forKey: .stream)
+        streamOptions = try container.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
+        logprobs = try container.decodeIfPresent(Bool.self, forKey: .logprobs)
+        topLogprobs = try container.decodeIfPresent(Int.self, forKey: .topLogprobs)
+        sampling = try SamplingFields(from: decoder)
+    }
+}
+
+/// Decodes a request body, turning JSON and schema errors into messages that name the field.
+func decodeRequest<Request: Decodable>(_ type: Request.Type, from data: Data) throws(ServingError) -> Request {
+    guard (try? JSONSerialization.jsonObject(with: data)) != nil else {
+        throw ServingError(.invalidRequest, "the request body is not valid JSON")
+    }
+    do {
+        return try JSONDecoder().decode(type, from: data)
+    } catch let error as DecodingError {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: ["."])
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = (path(context).isEmpty ? "" : path(context) + ".") + key.stringValue
+            throw ServingError(.invalidRequest, "missing required field '\(field)'", parameter: field)
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let field = path(context)
+            throw ServingError(.invalidRequest, "field '\(field)' has the wrong type: \(context.debugDescription)", parameter: field)
+        @unknown default:
+            throw ServingError(.invalidRequest, "the request does not match the schema: \(error)")
+        }
+    } catch {
+        throw ServingError(.invalidRequest, "the request does not match the schema: \(error)")
+    }
+}

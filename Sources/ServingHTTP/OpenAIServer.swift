@@ -1,0 +1,326 @@
+import DataPipeline
+import Foundation
+import Hummingbird
+import Serving
+
+/// MeshLM's OpenAI-compatible HTTP API in front of an `EngineLoop`:
+///
+///     GET  /health                 200 "ok" (503 while draining)
+///     GET  /metrics                Prometheus text
+///     GET  /v1/models
+///     POST /v1/completions         stream or not
+///     POST /v1/chat/completions    stream or not
+///
+/// Errors use OpenAI's body. A streaming client that disconnects has its sequence cancelled
+/// (its blocks freed) at the next write. SIGTERM/SIGINT stop accepting connections, let running
+/// requests finish, then `run` returns.
+public final class OpenAIServer: Sendable {
+    public let loop: EngineLoop
+    public let tokenizer: any Tokenizer
+    public let modelName: String
+    public let contextLength: Int
+    let template: ChatTemplate
+    let created = Int(Date().timeIntervalSince1970)
+
+    public init(loop: EngineLoop, tokenizer: any Tokenizer, modelName: String, contextLength: Int) {
+        self.loop = loop
+        self.tokenizer = tokenizer
+        self.modelName = modelName
+        self.contextLength = contextLength
+        self.template = ChatTemplate.detect(tokenizer)
+    }
+
+    /// Serves until SIGTERM or SIGINT; `onListening` gets the bound port (useful with port 0).
+    public func run(host: String, port: Int, onListening: @escaping @Sendable (Int) -> Void) async throws {
+        let router = Router()
+        router.get("/health") { _, _ -> Response in
+            self.loop.isDraining ? self.text("draining\n", status: .serviceUnavailable) : self.text("ok\n", status: .ok)
+        }
+        router.get("/metrics") { _, _ -> Response in self.text(self.metrics(), status: .ok) }
+        router.get("/v1/models") { _, _ -> Response in
+            self.json(ModelList(data: [.init(id: self.modelName, created: self.created, maxModelLength: self.contextLength)]))
+        }
+        router.post("/v1/completions") { request, _ -> Response in
+            await self.respond { () async throws(ServingError) -> Response in
+                try await self.completions(try await self.body(request))
+            }
+        }
+        router.post("/v1/chat/completions") { request, _ -> Response in
+            await self.respond { () async throws(ServingError) -> Response in
+                try await self.chat(try await self.body(request))
+            }
+        }
+        let application = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "meshlm"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) })
+        try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+
+    // MARK: Endpoints
+
+    private func completions(_ data: Data) async throws(ServingError) -> Response {
+        let request = try decodeRequest(CompletionRequest.self, from: data)
+        try checkModel(request.model)
+        let prompt: [Int32]
+        switch request.prompt {
+        case .text(let text): prompt = tokenizer.encode(text)
+        case .tokens(let ids): prompt = ids
+        case .texts(let texts):
+            guard texts.count == 1 else {
+                throw ServingError(.invalidRequest, "prompt must be one string (got a list of \(texts.count)); send one request per prompt", parameter: "prompt")
+            }
+            prompt = tokenizer.encode(texts[0])
+        }
+        let parameters = try request.sampling.parameters(defaultMaxTokens: 16, logprobs: request.logprobs)
+        let id = "cmpl-" + UUID().uuidString.lowercased()
+        let (sequence, stream) = try start(prompt: prompt, parameters: parameters)
+        let echo = request.echo == true ? (request.prompt.singleText ?? tokenizer.decode(prompt)) : ""
+        if request.stream == true {
+            let includeUsage = request.streamOptions?.includeUsage == true
+            return streamResponse(sequence: sequence) { [self] writer in
+                var sentEcho = echo.isEmpty
+                var usage = Usage(promptTokens: prompt.count, completionTokens: 0)
+                for await output in stream {
+                    usage.completionTokens = output.outputTokenCount
+                    guard output.finishReason != .cancelled else { return }
+                    let text = (sentEcho ? "" : echo) + output.text
+                    sentEcho = true
+                    if text.isEmpty && output.finishReason == nil && parameters.logprobs == nil { continue }
+                    let chunk = Completion(id: id, created: created, model: modelName,
+                                           choices: [CompletionChoice(text: text, finishReason: output.finishReason?.rawValue,
+                                                                      logprobs: completionLogprobs([output], parameters))])
+                    try await writer(chunk)
+                }
+                if includeUsage {
+                    try await writer(Completion(id: id, created: created, model: modelName, choices: [], usage: usage))
+                }
+            }
+        }
+        let outputs = await collect(stream, sequence: sequence)
+        let text = echo + outputs.map(\.text).joined()
+        let last = outputs.last
+        return json(Completion(id: id, created: created, model: modelName,
+                               choices: [CompletionChoice(text: text, finishReason: (last?.finishReason ?? .length).rawValue,
+                                                          logprobs: completionLogprobs(outputs, parameters))],
+                               usage: Usage(promptTokens: prompt.count, completionTokens: last?.outputTokenCount ?? 0)))
+    }
+
+    private func chat(_ data: Data) async throws(ServingError) -> Response {
+        let request = try decodeRequest(ChatRequest.self, from: data)
+        try checkModel(request.model)
+        guard !request.messages.isEmpty else {
+            throw ServingError(.invalidRequest, "messages must hold at least one message", parameter: "messages")
+        }
+        let messages = request.messages.map { ChatMessage(role: $0.role, content: $0.content ?? "") }
+        let rendered = template.render(messages, tokenizer: tokenizer)
+        let wantsLogprobs = request.logprobs == true
+        var parameters = try request.sampling.parameters(defaultMaxTokens: contextLength,
+                                                         logprobs: wantsLogprobs ? (request.topLogprobs ?? 0) : nil)
+        // Without max_tokens, generate up to the context (OpenAI's default).
+        if request.sampling.maxTokens == nil && request.sampling.maxCompletionTokens == nil {
+            parameters.maxTokens = Swift.max(1, contextLength - rendered.prompt.count)
+        }
+        parameters.stopStrings += rendered.stopStrings
+        parameters.stopTokens += rendered.stopTokens
+        let id = "chatcmpl-" + UUID().uuidString.lowercased()
+        let (sequence, stream) = try start(prompt: rendered.prompt, parameters: parameters)
+        if request.stream == true {
+            let includeUsage = request.streamOptions?.includeUsage == true
+            return streamResponse(sequence: sequence) { [self] writer in
+                try await writer(ChatChunk(id: id, created: created, model: modelName,
+                                           choices: [ChatChunkChoice(delta: ChatDelta(role: "assistant", content: ""))]))
+                var usage = Usage(promptTokens: rendered.prompt.count, completionTokens: 0)
+                for await output in stream {
+                    usage.completionTokens = output.outputTokenCount
+                    guard output.finishReason != .cancelled else { return }
+                    if output.text.isEmpty && output.finishReason == nil && !wantsLogprobs { continue }
+                    let choice = ChatChunkChoice(delta: ChatDelta(content: output.text.isEmpty ? nil : output.text),
+                                                 finishReason: output.finishReason?.rawValue,
+                                                 logprobs: wantsLogprobs ? chatLogprobs([output]) : nil)
+                    try await writer(ChatChunk(id: id, created: created, model: modelName, choices: [choice]))
+                }
+                if includeUsage {
+                    try await writer(ChatChunk(id: id, created: created, model: modelName, choices: [], usage: usage))
+                }
+            }
+        }
+        let outputs = await collect(stream, sequence: sequence)
+        let last = outputs.last
+        return json(ChatCompletion(id: id, created: created, model: modelName,
+                                   choices: [ChatChoice(message: ChatMessageBody(content: outputs.map(\.text).joined()),
+                                                        finishReason: (last?.finishReason ?? .length).rawValue,
+                                                        logprobs: wantsLogprobs ? chatLogprobs(outputs) : nil)],
+                                   usage: Usage(promptTokens: rendered.prompt.count, completionTokens: last?.outputTokenCount ?? 0)))
+    }
+
+    // MARK: Engine bridge
+
+    /// Submits to the engine; outputs arrive on the stream, which ends with the finish.
+    private func start(prompt: [Int32], parameters: SamplingParameters) throws(ServingError) -> (Int, AsyncStream<SequenceOutput>) {
+        let (stream, continuation) = AsyncStream<SequenceOutput>.makeStream()
+        let id = try loop.submit(prompt: prompt, parameters: parameters) { output in
+            continuation.yield(output)
+            if output.finishReason != nil { continuation.finish() }
+        }
+        let loop = self.loop
+        continuation.onTermination = { termination in
+            if case .cancelled = termination { loop.cancel(id) }
+        }
+        return (id, stream)
+    }
+
+    private func collect(_ stream: AsyncStream<SequenceOutput>, sequence: Int) async -> [SequenceOutput] {
+        let loop = self.loop
+        return await withTaskCancellationHandler {
+            var outputs: [SequenceOutput] = []
+            for await output in stream { outputs.append(output) }
+            return outputs
+        } onCancel: {
+            loop.cancel(sequence)
+        }
+    }
+
+    /// A server-sent-events response: `data: {json}` per chunk, then `data: [DONE]`. A failed
+    /// write (the client left) cancels the sequence.
+    private func streamResponse(sequence: Int,
+                                _ produce: @escaping @Sendable (_ write: (any Encodable) async throws -> Void) async throws -> Void) -> Response {
+        let loop = self.loop
+        let body = ResponseBody { writer in
+            do {
+                try await produce { value in
+                    var event = Data("data: ".utf8)
+                    event.append(encodeJSON(AnyEncodable(value)))
+                    event.append(Data("\n\n".utf8))
+                    try await writer.write(ByteBuffer(bytes: event))
+                }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            } catch {
+                loop.cancel(sequence)
+                throw error
+            }
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    // MARK: Helpers
+
+    private func body(_ request: Request) async throws(ServingError) -> Data {
+        var request = request
+        do {
+            let buffer = try await request.collectBody(upTo: 16 << 20)
+            return Data(buffer.readableBytesView)
+        } catch {
+            throw ServingError(.invalidRequest, "the request body could not be read (at most 16 MiB): \(error)")
+        }
+    }
+
+    private func checkModel(_ model: String) throws(ServingError) {
+        guard model == modelName else {
+            throw ServingError(.modelNotFound, "The model '\(model)' does not exist; this server serves '\(modelName)' (GET /v1/models)", parameter: "model")
+        }
+    }
+
+    private func respond(_ body: () async throws(ServingError) -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch {
+            return errorResponse(error)
+        }
+    }
+
+    func errorResponse(_ error: ServingError) -> Response {
+        let (status, type, code): (HTTPResponse.Status, String, String?) = switch error.kind {
+        case .invalidRequest: (.badRequest, "invalid_request_error", nil)
+        case .promptTooLong: (.badRequest, "invalid_request_error", "context_length_exceeded")
+        case .modelNotFound: (.notFound, "invalid_request_error", "model_not_found")
+        case .overloaded where loop.isDraining: (.serviceUnavailable, "server_error", "shutting_down")
+        case .overloaded: (.tooManyRequests, "server_error", "queue_full")
+        case .checkpoint: (.internalServerError, "server_error", nil)
+        }
+        return json(ErrorBody(error: .init(message: error.description, type: type, param: error.parameter, code: code)), status: status)
+    }
+
+    private func json<Value: Encodable>(_ value: Value, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: encodeJSON(value))))
+    }
+
+    private func text(_ value: String, status: HTTPResponse.Status) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value)))
+    }
+
+    private func completionLogprobs(_ outputs: [SequenceOutput], _ parameters: SamplingParameters) -> CompletionLogprobs? {
+        guard parameters.logprobs != nil else { return nil }
+        var result = CompletionLogprobs()
+        var offset = 0
+        for output in outputs {
+            guard let token = output.token else { continue }
+            let text = tokenizer.decode([token.token])
+            result.tokens.append(text)
+            result.tokenLogprobs.append(token.logprob)
+            result.topLogprobs.append(Dictionary(token.topLogprobs.map { (tokenizer.decode([$0.token]), $0.logprob) },
+                                                 uniquingKeysWith: { first, _ in first }))
+            result.textOffset.append(offset)
+            offset += text.count
+        }
+        return result
+    }
+
+    private func chatLogprobs(_ outputs: [SequenceOutput]) -> ChatLogprobs {
+        ChatLogprobs(content: outputs.compactMap { output in
+            guard let token = output.token else { return nil }
+            let text = tokenizer.decode([token.token])
+            return ChatLogprobs.Entry(token: text, logprob: token.logprob, bytes: Array(text.utf8),
+                                      topLogprobs: token.topLogprobs.map {
+                                          let alternative = tokenizer.decode([$0.token])
+                                          return ChatLogprobs.Top(token: alternative, logprob: $0.logprob, bytes: Array(alternative.utf8))
+                                      })
+        })
+    }
+
+    /// Prometheus text format.
+    func metrics() -> String {
+        let statistics = loop.statistics
+        var lines: [String] = []
+        func add(_ name: String, _ type: String, _ help: String, _ value: Double) {
+            lines.append("# HELP \(name) \(help)")
+            lines.append("# TYPE \(name) \(type)")
+            lines.append("\(name) \(value == value.rounded() ? String(Int(value)) : String(value))")
+        }
+        add("meshlm_queue_depth", "gauge", "Requests waiting for admission.", Double(statistics.waiting))
+        add("meshlm_running_sequences", "gauge", "Sequences in the running batch.", Double(statistics.running))
+        add("meshlm_kv_blocks_free", "gauge", "KV cache blocks no sequence holds.", Double(statistics.freeBlocks))
+        add("meshlm_kv_blocks_total", "gauge", "KV cache blocks.", Double(statistics.totalBlocks))
+        add("meshlm_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.", loop.tokensPerSecond)
+        add("meshlm_generated_tokens_total", "counter", "Tokens generated since start.", Double(statistics.generatedTokens))
+        add("meshlm_prompt_tokens_computed_total", "counter", "Prompt tokens computed (not shared) since start.", Double(statistics.promptTokensComputed))
+        add("meshlm_preemptions_total", "counter", "Sequences preempted for recompute.", Double(statistics.preemptions))
+        add("meshlm_prefix_shared_blocks_total", "counter", "Prompt blocks reused from the prefix cache.", Double(statistics.sharedBlocks))
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Lets the streaming writer take any chunk type.
+private struct AnyEncodable: Encodable {
+    let value: any Encodable
+    init(_ value: any Encodable) { self.value = value }
+    func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
+}
+
+extension StringOrList {
+    var singleText: String? {
+        switch self {
+        case .text(let text): text
+        case .texts(let texts) where texts.count == 1: texts[0]
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import Model
+import Runtime
+import Serving
+import Tensors
+
+struct BenchDecodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode tokens/s at batch 1 against the STREAM bound, and throughput and latency at N concurrent requests.",
+        discussion: """
+            Batch 1: the time per generated token after the first (prefill excluded), against the
+            bound of streaming every weight but the embedding table once per token at the STREAM
+            triad bandwidth measured in the same run. Concurrency N: N requests submitted at once
+            to the engine (in process, no HTTP), throughput = generated tokens / wall time, and
+            p50/p99 time to first token and inter-token latency. Random weights unless
+            --checkpoint is given. tools/bench-serve.sh adds PyTorch generate as a peer.
+            """)
+
+    @OptionGroup var job: JobOptions
+    @OptionGroup var bench: BenchOptions
+    @Option(help: "Model config YAML (Hugging Face field names) for random weights.") var model = "configs/model/124m.yaml"
+    @Option(help: "A checkpoint instead of random weights.") var checkpoint: String?
+    @Option(help: "Prompt tokens per request.") var promptTokens = 16
+    @Option(help: "Tokens generated per request.") var tokens = 128
+    @Option(parsing: .upToNextOption, help: "Concurrent request counts to measure (1 is always measured).") var concurrency: [Int] = [8, 32]
+    @Option(help: "Tokens computed per engine step.") var tokenBudget = 512
+    @Option(help: "Also measure greedy speculative decoding at batch 1 with a draft of the target's first N layers (0 = skip).")
+    var draftLayers = 0
+    @Option(help: "Draft tokens proposed per target forward.") var lookahead = 4
+
+    func run() throws {
+        try job.runJob { context in
+            printMachineReport(context, json: bench.json)
+            let threads = KernelThreads(count: context.threads)
+            let weights: InferenceWeights
+            if let checkpoint {
+                weights = try InferenceWeights.load(checkpoint: checkpoint)
+            } else {
+                let config = try ConfigLoader.load(LlamaConfig.self, path: model)
+                weights = InferenceWeights.random(config: config, seed: 1)
+            }
+            let config = weights.config
+            guard promptTokens >= 1, self.tokens >= 2, promptTokens + self.tokens <= config.maxPositionEmbeddings else {
+                throw JobError("--prompt-tokens \(promptTokens) (≥ 1) plus --tokens \(self.tokens) (≥ 2) must fit max_position_embeddings \(config.maxPositionEmbeddings)")
+            }
+            let tokens = bench.quick ? Swift.min(self.tokens, 32) : self.tokens
+            let repeats = bench.quick ? 1 : bench.repeats
+            let time = { (body: () -> Void) in Timing.measure(repeats: 3, minimumSeconds: 0.2, body) }
+            let stream = StreamBandwidth.measure(elements: 1 << 24, threads: threads, time: time)
+            // Per token every matrix is read once; the embedding table only for one row.
+            let streamedBytes = Double(config.parameterCount - (config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize)) * 4
+            let bound = stream.triad * 1e9 / streamedBytes
+            if !bench.json {
+                context.log.info(String(format: "model %.1fM parameters, %.0f MB streamed per decode token; STREAM triad %.1f GB/s → bound %.1f tok/s (%d thread%@)",
+                                        Double(config.parameterCount) / 1e6, streamedBytes / 1e6, stream.triad, bound,
+                                        context.threads, context.threads == 1 ? "" : "s"))
+            }
+            var report = BenchReport(bench: "decode",
+                                     columns: ["concurrency", "tok/s", "of STREAM bound", "vs batch 1", "TTFT p50/p99 ms", "ITL p50/p99 ms"],
+                                     json: bench.json, log: context.log)
+            var single: Double = 0
+            for users in [1] + concurrency.filter({ $0 > 1 }) {
+                var samples: [LoadSample] = []
+                for _ in 0..<repeats {
+                    samples.append(try measureLoad(weights: weights, users: users, tokens: tokens, threads: threads))
+                }
+                samples.sort { $0.tokensPerSecond < $1.tokensPerSecond }
+                let median = samples[samples.count / 2]
+                if users == 1 { single = median.decodeTokensPerSecond }
+                let rate = users == 1 ? median.decodeTokensPerSecond : median.tokensPerSecond
+                report.add(cells: ["\(users)", String(format: "%.1f", rate),
+                                   users == 1 ? String(format: "%.0f%%", 100 * rate / bound) : "",
+                                   String(format: "%.2f×", rate / single),
+                                   String(format: "%.1f / %.1f", median.ttft.p50 * 1e3, median.ttft.p99 * 1e3),
+                                   String(format: "%.2f / %.2f", median.itl.p50 * 1e3, median.itl.p99 * 1e3)],
+                           fields: ["concurrency": users, "tokens_per_s": rate, "stream_gb_per_s": stream.triad,
+                                    "stream_bound_tokens_per_s": bound, "fraction_of_stream": users == 1 ? rate / bound : 0,
+                                    "speedup_vs_batch1": rate / single, "ttft_p50_ms": median.ttft.p50 * 1e3,
+                                    "ttft_p99_ms": median.ttft.p99 * 1e3, "itl_p50_ms": median.itl.p50 * 1e3,
+                                    "itl_p99_ms": median.itl.p99 * 1e3, "threads": context.threads,
+                                    "prompt_tokens": promptTokens, "generated_tokens": tokens])
+            }
+            if draftLayers > 0 {
+                let draft = weights.truncated(layers: draftLayers)
+                var rates: [Double] = []
+                var acceptance = 0.0
+                var generator = SplitMix64(seed: 7)
+                for _ in 0..<repeats {
+                    let decoder = SpeculativeDecoder(target: weights, draft: draft, lookahead: lookahead, threads: threads)
+                    let prompt = (0..<promptTokens).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) }
+                    var firstTime: Double?
+                    var count = 0
+                    _ = decoder.generate(prompt: prompt, maxTokens: tokens) { run in
+                        if firstTime == nil { firstTime = monotonicSeconds() } else { count += run.count }
+                    }
+                    rates.append(Double(count) / (monotonicSeconds() - (firstTime ?? 0)))
+                    acceptance = decoder.acceptanceRate
+                }
+                rates.sort()
+                let rate = rates[rates.count / 2]
+                report.add(cells: ["1 (speculative, draft \(draftLayers) layers, k=\(lookahead), accept \(String(format: "%.0f%%", 100 * acceptance)))",
+                                   String(format: "%.1f", rate), String(format: "%.0f%%", 100 * rate / bound),
+                                   String(format: "%.2f×", rate / single), "", ""],
+                           fields: ["concurrency": 1, "speculative": true, "draft_layers": draftLayers, "lookahead": lookahead,
+                                    "acceptance_rate": acceptance, "tokens_per_s": rate, "speedup_vs_batch1": rate / single,
+                                    "stream_bound_tokens_per_s": bound, "threads": context.threads])
+            }
+            report.printTable()
+        }
+    }
+
+    struct LoadSample {
+        var tokensPerSecond: Double
+        /// Batch 1: generated tokens after the first over the time after the first.
+        var decodeTokensPerSecond: Double
+        var ttft: (p50: Double, p99: Double)
+        var itl: (p50: Double, p99: Double)
+    }
+
+    func measureLoad(weights: InferenceWeights, users: Int, tokens: Int, threads: KernelThreads) throws -> LoadSample {
+        let configuration = EngineConfiguration(blockCount: users * ((promptTokens + tokens) / 16 + 2), blockSize: 16,
+                                                maximumBatch: users, tokenBudget: Swift.max(tokenBudget, users))
+        let engine = Engine(weights: weights, configuration: configuration, tokenizer: nil, threads: threads)
+        var generator = SplitMix64(seed: 7)
+        let start = monotonicSeconds()
+        for _ in 0..<users {
+            let prompt = (0..<promptTokens).map { _ in Int32(generator.next() % UInt64(weights.config.vocabSize)) }
+            var parameters = SamplingParameters.greedy(maxTokens: tokens)
+            parameters.ignoreEOS = true
+            try engine.add(prompt: prompt, parameters: parameters)
+        }
+        var firstTimes: [Int: Double] = [:], lastTimes: [Int: Double] = [:]
+        var gaps: [Double] = []
+        var generated = 0
+        while engine.hasWork {
+            let outputs = engine.step()
+            let now = monotonicSeconds()
+            for output in outputs where output.token != nil {
+                generated += 1
+                if let last = lastTimes[output.sequenceID] { gaps.append(now - last) } else { firstTimes[output.sequenceID] = now }
+                lastTimes[output.sequenceID] = now
+            }
+        }
+        let end = monotonicSeconds()
+        let ttfts = firstTimes.values.map { $0 - start }.sorted()
+        gaps.sort()
+        func percentile(_ values: [Double], _ fraction: Double) -> Double {
+            values.isEmpty ? 0 : values[Swift.min(values.count - 1, Int(Double(values.count) * fraction))]
+        }
+        let firstToken = firstTimes.values.max() ?? start
+        return LoadSample(tokensPerSecond: Double(generated) / (end - start),
+                          decodeTokensPerSecond: Double(generated - users) / Swift.max(end - firstToken, 1e-9),
+                          ttft: (percentile(ttfts, 0.5), percentile(ttfts, 0.99)),
+                          itl: (percentile(gaps, 0.5), percentile(gaps, 0.99)))
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Runtime
+import Serving
+import ServingHTTP
+import Tensors
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions).",
+        discussion: "SIGTERM or SIGINT stops accepting requests, finishes the running ones and exits 0. See docs/serving.md.")
+
+    @OptionGroup var job: JobOptions
+    @OptionGroup var engine: EngineOptions
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "TCP port (0 picks a free one; the chosen port is printed).") var port = 8000
+    @Option(help: "The model id clients name in requests.") var servedModelName = "meshlm"
+
+    func run() throws {
+        try job.runJob { context in
+            guard context.world.size == 1 else {
+                throw JobError("meshlm serve runs on one rank (tensor-parallel serving is not implemented yet); start it without mpirun -np \(context.world.size)")
+            }
+            let (weights, tokenizer) = try engine.load()
+            let generator = Engine(weights: weights, configuration: engine.configuration, tokenizer: tokenizer,
+                                   threads: KernelThreads(count: context.threads))
+            let loop = EngineLoop(engine: generator)
+            loop.start()
+            let server = OpenAIServer(loop: loop, tokenizer: tokenizer, modelName: servedModelName,
+                                      contextLength: weights.config.maxPositionEmbeddings)
+            let log = context.log
+            let (host, port) = (self.host, self.port)
+            let parameters = Double(weights.config.parameterCount) / 1e6
+            let outcome = BlockingOutcome()
+            Task {
+                do {
+                    try await server.run(host: host, port: port) { bound in
+                        log.info(String(format: "serving %@ (%.1fM parameters) on http://%@:%d", servedModelName, parameters, host, bound))
+                    }
+                    outcome.finish(nil)
+                } catch {
+                    outcome.finish(error)
+                }
+            }
+            let failure = outcome.wait()
+            // The listener is closed and in-flight requests are answered: finish what is queued.
+            loop.drain()
+            loop.stop()
+            if let failure { throw JobError("the HTTP server on \(host):\(port) failed: \(failure)") }
+            log.info("drained; exiting")
+        }
+    }
+}
+
+/// Waits on the main thread for the server task's end.
+final class BlockingOutcome: @unchecked Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    private var error: (any Error)?
+
+    func finish(_ error: (any Error)?) {
+        self.error = error
+        semaphore.signal()
+    }
+
+    func wait() -> (any Error)? {
+        semaphore.wait()
+        return error
+    }
+}

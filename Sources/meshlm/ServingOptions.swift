@@ -1,0 +1,64 @@
+import ArgumentParser
+import DataPipeline
+import Serving
+
+/// The model and engine options `generate`, `serve` and `bench decode` share.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "A checkpoint: a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory (its latest checkpoint). The model's shape comes from the step's model_config.json.")
+    var checkpoint: String
+
+    @Option(help: "Tokenizer name (\(TokenizerLoader.names.joined(separator: ", "))).")
+    var tokenizer = "bytes"
+
+    @Option(help: "KV cache blocks (each holds --block-size tokens of every layer).") var kvBlocks = 2048
+    @Option(help: "Tokens per KV cache block.") var blockSize = 16
+    @Option(help: "Sequences decoded together at most.") var maxBatch = 32
+    @Option(help: "Tokens computed per engine step (decode tokens plus prefill chunks).") var tokenBudget = 512
+    @Option(help: "Requests allowed to wait; beyond it requests get 429.") var maxQueue = 256
+    @Flag(inversion: .prefixedNo, help: "Share identical full prompt blocks between requests.") var prefixSharing = true
+
+    func validate() throws {
+        for (name, value) in [("--kv-blocks", kvBlocks), ("--block-size", blockSize), ("--max-batch", maxBatch),
+                              ("--token-budget", tokenBudget), ("--max-queue", maxQueue)] where value < 1 {
+            throw ValidationError("\(name) must be at least 1, got \(value)")
+        }
+    }
+
+    var configuration: EngineConfiguration {
+        EngineConfiguration(blockCount: kvBlocks, blockSize: blockSize, maximumBatch: maxBatch, tokenBudget: tokenBudget,
+                            maximumQueue: maxQueue, prefixSharing: prefixSharing)
+    }
+
+    /// Loads the checkpoint and the tokenizer and checks that they fit each other.
+    func load() throws -> (InferenceWeights, any Tokenizer) {
+        let weights = try InferenceWeights.load(checkpoint: checkpoint)
+        let tokenizer = try TokenizerLoader.load(self.tokenizer)
+        guard tokenizer.vocabSize <= weights.config.vocabSize else {
+            throw ServingError(.checkpoint, "tokenizer '\(self.tokenizer)' has \(tokenizer.vocabSize) ids but the model's vocab_size is \(weights.config.vocabSize): give the tokenizer the model was trained with (--tokenizer)")
+        }
+        return (weights, tokenizer)
+    }
+}
+
+/// Sampling flags of `generate` (the HTTP API takes the same as request fields).
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Tokens to generate at most.") var maxTokens = 64
+    @Option(help: "0 = greedy.") var temperature: Float = 0
+    @Option(help: "Keep the k most likely tokens (0 = all).") var topK = 0
+    @Option(help: "Nucleus: keep the most likely tokens up to this probability mass (1 = all).") var topP: Float = 1
+    @Option(help: "Drop tokens below this fraction of the top token's probability.") var minP: Float = 0
+    @Option(help: "transformers' repetition penalty (1 = off).") var repetitionPenalty: Float = 1
+    @Option(help: "OpenAI presence penalty.") var presencePenalty: Float = 0
+    @Option(help: "OpenAI frequency penalty.") var frequencyPenalty: Float = 0
+    @Option(help: "Stop when the output contains this text (repeatable).") var stop: [String] = []
+    @Option(help: "Stop at this token id (repeatable).") var stopToken: [Int32] = []
+    @Flag(help: "Keep generating past the end-of-sequence token.") var ignoreEOS = false
+    @Option(help: "Random seed (same seed, same text).") var seed: UInt64?
+
+    var parameters: SamplingParameters {
+        SamplingParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,
+                           repetitionPenalty: repetitionPenalty, presencePenalty: presencePenalty,
+                           frequencyPenalty: frequencyPenalty, stopStrings: stop, stopTokens: stopToken,
+                           ignoreEOS: ignoreEOS, seed: seed)
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Model
+import Serving
+import Tensors
+import Testing
+
+@Suite struct InferenceModelTests {
+    init() { useSingleThreadedBLAS() }
+
+    /// Prefill in two chunks (every row's logits), then single-token decode steps: each step's
+    /// logits equal the training model's forward over the whole sequence so far.
+    @Test(arguments: [(false, 1), (true, 1), (false, 2)])
+    func logitsMatchTrainingModel(tied: Bool, threads: Int) {
+        let config = servingConfig(tied: tied)
+        let weights = servingWeights(config)
+        let model = InferenceModel(weights: weights, maximumRows: 16, threads: KernelThreads(count: threads))
+        let cache = KVBlockPool(blockCount: 8, blockSize: 4, layerCount: config.numHiddenLayers,
+                                slotWidth: config.numKeyValueHeads * config.headDim)
+        let vocabulary = config.vocabSize
+        // Blocks deliberately out of order: the table, not the block index, gives positions.
+        let table = [5, 2, 7, 0, 3]
+        var tokens = randomTokens(11, vocabulary: vocabulary, seed: 9)
+        let reference = referenceLogits(weights, tokens)
+        var computed = 0
+        for chunk in [6, 5] {
+            var batch = ForwardBatch()
+            batch.blockTables = [table]
+            for position in computed..<computed + chunk {
+                batch.tokens.append(tokens[position])
+                batch.positions.append(Int32(position))
+                batch.sequenceIndices.append(0)
+                batch.logitRows.append(position - computed)
+            }
+            let logits = Array(model.forward(batch, cache: cache))
+            let expected = reference[computed * vocabulary..<(computed + chunk) * vocabulary]
+            let difference = relativeDifference(logits[...], expected)
+            #expect(difference <= 1e-5, "prefill chunk at \(computed): relative difference \(difference)")
+            computed += chunk
+        }
+        var generator = SplitMix64(seed: 4)
+        for _ in 0..<6 {
+            let token = Int32(generator.next() % UInt64(vocabulary))
+            tokens.append(token)
+            var batch = ForwardBatch()
+            batch.blockTables = [table]
+            batch.tokens = [token]
+            batch.positions = [Int32(tokens.count - 1)]
+            batch.sequenceIndices = [0]
+            batch.logitRows = [0]
+            let logits = Array(model.forward(batch, cache: cache))
+            let full = referenceLogits(weights, tokens)
+            let expected = full[(tokens.count - 1) * vocabulary..<tokens.count * vocabulary]
+            let difference = relativeDifference(logits[...], expected)
+            #expect(difference <= 1e-5, "decode at position \(tokens.count - 1): relative difference \(difference)")
+        }
+    }
+
+    @Test func matrixVectorMatchesNaive() {
+        var generator = SplitMix64(seed: 1)
+        let (rows, columns) = (203, 77)
+        let matrix = (0..<rows * columns).map { _ in generator.nextNormal() }
+        let vector = (0..<columns).map { _ in generator.nextNormal() }
+        for threads in [1, 2] {
+            var output = [Float](repeating: 0, count: rows)
+            output.withUnsafeMutableBufferPointer { out in
+                MatrixVector.multiply(output: out.baseAddress!, matrix: matrix, vector: vector, rowCount: rows,
+                                      columnCount: columns, threads: KernelThreads(count: threads))
+            }
+            for row in 0..<rows {
+                var sum: Double = 0
+                for column in 0..<columns { sum += Double(matrix[row * columns + column]) * Double(vector[column]) }
+                #expect(abs(Double(output[row]) - sum) <= 1e-4 * max(1, abs(sum)))
+            }
+        }
+    }
+}
+
+@Suite struct CheckpointLoadingTests {
+    init() { useSingleThreadedBLAS() }
+
+    @Test func loadsWhatWasSaved() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let weights = servingWeights(servingConfig())
+        let step = try writeCheckpoint(weights, directory: directory + "/checkpoints")
+        for path in [step, directory + "/checkpoints", directory] {
+            let loaded = try InferenceWeights.load(checkpoint: path)
+            #expect(loaded.config == weights.config)
+            #expect(loaded.parameters.values == weights.parameters.values)
+        }
+        try FileManager.default.removeItem(atPath: step + "/model_config.json")
+        #expect(throws: ServingError(.checkpoint, "\(step)/model_config.json is missing: the checkpoint has no model config (re-save it with a MeshLM that writes model_config.json, or import the model with `meshlm ckpt import-hf`)")) {
+            try InferenceWeights.load(checkpoint: step)
+        }
+        #expect(throws: ServingError(.checkpoint, "no committed checkpoint at \(directory)/nothing: give a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory")) {
+            try InferenceWeights.load(checkpoint: directory + "/nothing")
+        }
+    }
+}
+
+@Suite struct SmallBatchLinearTests {
+    @Test(arguments: [1, 2, 3, 8, 16])
+    func matchesNaive(rows: Int) {
+        var generator = SplitMix64(seed: UInt64(rows))
+        let (inputSize, outputSize) = (77, 203)
+        let weight = (0..<outputSize * inputSize).map { _ in generator.nextNormal() }
+        let input = (0..<rows * inputSize).map { _ in generator.nextNormal() }
+        for threads in [1, 2] {
+            var output = [Float](repeating: .nan, count: rows * outputSize)
+            output.withUnsafeMutableBufferPointer { out in
+                SmallBatchLinear.multiply(output: out.baseAddress!, input: input, weight: weight, rowCount: rows,
+                                          inputSize: inputSize, outputSize: outputSize, threads: KernelThreads(count: threads))
+            }
+            for row in 0..<rows {
+                for column in 0..<outputSize {
+                    var sum: Double = 0
+                    for k in 0..<inputSize { sum += Double(input[row * inputSize + k]) * Double(weight[column * inputSize + k]) }
+                    #expect(abs(Double(output[row * outputSize + column]) - sum) <= 1e-4 * max(1, abs(sum)))
+                }
+            }
+        }
+    }
+}

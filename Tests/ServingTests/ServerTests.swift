@@ -1,0 +1,313 @@
+import DataPipeline
+import Model
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Serving
+import Testing
+
+/// `meshlm serve` as a child process on 127.0.0.1 with a port the OS picks.
+final class ServerProcess: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    let directory: String
+    private let output = Pipe()
+
+    init(extraArguments: [String] = []) throws {
+        directory = temporaryDirectory("server")
+        let step = try writeCheckpoint(serverWeights(), directory: directory + "/checkpoints")
+        process.executableURL = meshlmExecutable()
+        process.arguments = ["serve", "--checkpoint", step, "--port", "0", "--kv-blocks", "256", "--block-size", "8",
+                             "--threads", "1"] + extraArguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+        process.environment = environment
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+        // The first line names the bound port: "serving meshlm (…) on http://127.0.0.1:PORT".
+        var line = Data()
+        let handle = output.fileHandleForReading
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let range = text.range(of: "127.0.0.1:"), let port = Int(text[range.upperBound...].prefix { $0.isNumber }) else {
+            process.terminate()
+            throw ServingError(.checkpoint, "meshlm serve did not report its port: \(text)")
+        }
+        self.port = port
+        // Keep draining standard output so the server never blocks on a full pipe.
+        DispatchQueue.global().async { while !handle.availableData.isEmpty {} }
+    }
+
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func request(_ path: String, method: String = "GET", body: String? = nil) async throws -> (Int, String) {
+        var request = URLRequest(url: URL(string: baseURL + path)!)
+        request.httpMethod = method
+        request.timeoutInterval = 60
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A Prometheus gauge from /metrics.
+    func metric(_ name: String) async throws -> Int {
+        let (_, text) = try await request("/metrics")
+        let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+        return line.flatMap { Int($0.split(separator: " ")[1]) } ?? -1
+    }
+
+    /// Waits until no sequence runs and every block is free (or fails after 10 s).
+    func expectIdle(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for _ in 0..<100 {
+            if try await metric("meshlm_running_sequences") == 0, try await metric("meshlm_kv_blocks_free") == 256 { return }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        Issue.record("blocks leaked: \(try await metric("meshlm_kv_blocks_free")) of 256 free", sourceLocation: sourceLocation)
+    }
+}
+
+/// A byte-vocabulary model big enough that 500 tokens take a while in a debug build (the
+/// disconnect test hangs up sooner).
+func serverWeights() -> InferenceWeights {
+    let config = LlamaConfig(vocabSize: ByteTokenizer().vocabSize, hiddenSize: 128, intermediateSize: 320, numHiddenLayers: 4,
+                             numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 512)
+    return servingWeights(config, seed: 11, scale: 0.1)
+}
+
+func meshlmExecutable() -> URL {
+    var products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 where !FileManager.default.fileExists(atPath: products.appendingPathComponent("meshlm").path) {
+        products = products.deletingLastPathComponent()
+    }
+    return products.appendingPathComponent("meshlm")
+}
+
+/// Runs the built `meshlm` and returns its status, standard output and standard error.
+func runMeshLM(_ arguments: [String]) throws -> (Int32, String, String) {
+    let process = Process()
+    process.executableURL = meshlmExecutable()
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["OPENBLAS_NUM_THREADS"] = "1"
+    environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+    process.environment = environment
+    let output = Pipe(), error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    let errorData = error.fileHandleForReading.readDataToEndOfFile()
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+}
+
+/// The python of a venv with the `openai` package, or nil (tests then skip with the reason).
+func openAIPython() -> String? {
+    let candidates = [ProcessInfo.processInfo.environment["MESHLM_OPENAI_PYTHON"], "/tmp/venv-openai/bin/python"].compactMap { $0 }
+    for python in candidates where FileManager.default.isExecutableFile(atPath: python) {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: python)
+        probe.arguments = ["-c", "import openai"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { continue }
+        probe.waitUntilExit()
+        if probe.terminationStatus == 0 { return python }
+    }
+    return nil
+}
+
+func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: python)
+    var directory = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { directory = directory.deletingLastPathComponent() }
+    process.arguments = [directory.appendingPathComponent("tools/openai-client-check.py").path] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+@Suite(.serialized) struct ServerTests {
+    init() { useSingleThreadedBLAS() }
+
+    @Test func statusCodesAndErrorBodies() async throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        #expect(try await server.request("/health") == (200, "ok\n"))
+        let (modelsStatus, models) = try await server.request("/v1/models")
+        #expect(modelsStatus == 200 && models.contains("\"id\":\"meshlm\"") && models.contains("\"object\":\"list\""))
+
+        func expectError(_ body: String, _ status: Int, _ message: String, param: String?, code: String?,
+                         path: String = "/v1/completions", sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let (actualStatus, text) = try await server.request(path, method: "POST", body: body)
+            #expect(actualStatus == status, "\(text)", sourceLocation: sourceLocation)
+            let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            let error = object?["error"] as? [String: Any]
+            #expect(error?["message"] as? String == message, sourceLocation: sourceLocation)
+            #expect(error?["param"] as? String == param, sourceLocation: sourceLocation)
+            #expect(error?["code"] as? String == code, sourceLocation: sourceLocation)
+            #expect(error?["type"] as? String != nil, sourceLocation: sourceLocation)
+        }
+        try await expectError("{not json", 400, "the request body is not valid JSON", param: nil, code: nil)
+        try await expectError(#"{"prompt":"x"}"#, 400, "missing required field 'model'", param: "model", code: nil)
+        try await expectError(#"{"model":"gpt-4","prompt":"x"}"#, 404,
+                              "The model 'gpt-4' does not exist; this server serves 'meshlm' (GET /v1/models)",
+                              param: "model", code: "model_not_found")
+        try await expectError(#"{"model":"meshlm","prompt":"x","max_tokens":-3}"#, 400, "max_tokens must be at least 0, got -3",
+                              param: "max_tokens", code: nil)
+        let long = String(repeating: "a", count: 600)
+        try await expectError(#"{"model":"meshlm","prompt":"\#(long)","max_tokens":4}"#, 400,
+                              "this model's maximum context length is 512 tokens; the prompt has 600 tokens and max_tokens is 4 (604 in all): shorten the prompt or lower max_tokens",
+                              param: "max_tokens", code: "context_length_exceeded")
+        try await expectError(#"{"model":"meshlm","messages":[]}"#, 400, "messages must hold at least one message",
+                              param: "messages", code: nil, path: "/v1/chat/completions")
+
+        // A streamed completion ends with [DONE] and carries usage when asked.
+        let (status, stream) = try await server.request("/v1/completions", method: "POST", body:
+            #"{"model":"meshlm","prompt":"Hello","max_tokens":5,"temperature":0,"stream":true,"ignore_eos":true,"stream_options":{"include_usage":true}}"#)
+        #expect(status == 200)
+        #expect(stream.hasSuffix("data: [DONE]\n\n"))
+        #expect(stream.contains(#""usage":{"completion_tokens":5,"prompt_tokens":5,"total_tokens":10}"#))
+        try await server.expectIdle()
+    }
+
+    /// `meshlm generate` prints what the engine generates in process; a bad checkpoint is a
+    /// clear error and a non-zero exit.
+    @Test func generateCommand() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let weights = serverWeights()
+        let step = try writeCheckpoint(weights, directory: directory + "/checkpoints")
+        let tokenizer = ByteTokenizer()
+        let engine = Engine(weights: weights, configuration: EngineConfiguration(blockCount: 64), tokenizer: tokenizer)
+        var parameters = SamplingParameters.greedy(maxTokens: 12)
+        parameters.ignoreEOS = true
+        let id = try engine.add(prompt: tokenizer.encode("Hello"), parameters: parameters)
+        var expected = ""
+        while engine.hasWork { for output in engine.step() where output.sequenceID == id { expected += output.text } }
+        let (status, output, error) = try runMeshLM(["generate", "--checkpoint", directory, "--prompt", "Hello",
+                                                     "--max-tokens", "12", "--ignore-eos", "--threads", "1"])
+        #expect(status == 0, "\(error)")
+        #expect(output == expected + "\n")
+        let (badStatus, _, badError) = try runMeshLM(["generate", "--checkpoint", directory + "/missing", "--prompt", "x"])
+        #expect(badStatus != 0)
+        #expect(badError.contains("no committed checkpoint at \(directory)/missing"), "\(badError)")
+    }
+
+    /// A streaming client that hangs up mid-generation gets its sequence cancelled.
+    @Test func disconnectFreesBlocks() async throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":500,"ignore_eos":true,"stream":true}"#
+        let socket = try RawConnection(port: server.port)
+        try socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let first = try socket.receive()
+        #expect(first.contains("200"))
+        #expect(try await server.metric("meshlm_running_sequences") == 1)
+        socket.close()
+        try await server.expectIdle()
+        #expect(try await server.metric("meshlm_generated_tokens_total") < 500)
+    }
+
+    /// A bounded queue answers 429 when full; every accepted request still completes.
+    @Test func fullQueueAnswers429() async throws {
+        let server = try ServerProcess(extraArguments: ["--max-batch", "1", "--max-queue", "1"])
+        defer { server.stop() }
+        let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":300,"ignore_eos":true}"#
+        let statuses = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for _ in 0..<6 { group.addTask { try await server.request("/v1/completions", method: "POST", body: body) } }
+            return try await group.reduce(into: [(Int, String)]()) { $0.append($1) }
+        }
+        #expect(statuses.contains { $0.0 == 429 && $0.1.contains("the server is busy") })
+        #expect(statuses.allSatisfy { $0.0 == 200 || $0.0 == 429 })
+        try await server.expectIdle()
+    }
+
+    /// SIGTERM while a request streams: it still finishes, then the server exits 0.
+    @Test func sigtermDrainsAndExitsZero() async throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":200,"ignore_eos":true,"stream":true}"#
+        let socket = try RawConnection(port: server.port)
+        try socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        var received = try socket.receive()
+        kill(server.process.processIdentifier, SIGTERM)
+        while !received.contains("data: [DONE]") {
+            let more = try socket.receive()
+            if more.isEmpty { break }
+            received += more
+        }
+        #expect(received.contains("data: [DONE]"))
+        #expect(received.contains(#""finish_reason":"length""#))
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0)
+    }
+
+    /// The official client (strict validation) and a bounded load test with no failure and no
+    /// leaked block. Skipped with a reason when no python with `openai` is found.
+    @Test func officialOpenAIClientAndLoad() async throws {
+        guard let python = openAIPython() else {
+            print("skipping officialOpenAIClientAndLoad: no python with the openai package (pip install openai into /tmp/venv-openai or set MESHLM_OPENAI_PYTHON)")
+            return
+        }
+        let server = try ServerProcess()
+        defer { server.stop() }
+        let (status, output) = try runPython(python, [server.baseURL + "/v1", "meshlm"])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("ok errors"), "\(output)")
+        let (loadStatus, loadOutput) = try runPython(python, [server.baseURL + "/v1", "meshlm", "--load", "64", "--concurrency", "16"])
+        #expect(loadStatus == 0, "\(loadOutput)")
+        #expect(loadOutput.contains(#""failures": 0"#), "\(loadOutput)")
+        try await server.expectIdle()
+    }
+}
+
+/// A plain TCP connection for what URLSession cannot do (hang up mid-stream).
+final class RawConnection {
+    let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw ServingError(.checkpoint, "cannot connect to 127.0.0.1:\(port)") }
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        guard write(descriptor, bytes, bytes.count) == bytes.count else { throw ServingError(.checkpoint, "short write") }
+    }
+
+    func receive() throws -> String {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = read(descriptor, &buffer, buffer.count)
+        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : ""
+    }
+
+    func close() { _ = Glibc.close(descriptor) }
+}
