@@ -23,17 +23,12 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// zstd level of the frames (1 is fastest; see docs/checkpoints.md, "Compression level").
     public let compressionLevel: Int32
 
-    private struct StagedSlice {
-        let name: String
-        let shape: [Int]
-        let elements: Range<Int>
-        let values: [Float]
-    }
-
-    private var staged: [StagedSlice] = []
+    private var staged: [CheckpointSliceValues] = []
     private var stagedNames: [String: [Int]] = [:]
     /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
     private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
+    /// Guards `shardResult` between the background thread and `isShardWritten`.
+    private let resultLock = NSLock()
     private var background: Thread?
     private let finished = DispatchSemaphore(value: 0)
     private var isCommitted = false
@@ -74,10 +69,11 @@ public final class CheckpointWriter: @unchecked Sendable {
         if let shape = stagedNames[name] { precondition(shape == globalShape, "tensor \(name) added with shapes \(shape) and \(globalShape)") }
         stagedNames[name] = globalShape
         guard !elements.isEmpty else { return }
-        staged.append(StagedSlice(name: name, shape: globalShape, elements: elements, values: Array(values)))
+        staged.append(CheckpointSliceValues(name: name, shape: globalShape, elements: elements, values: Array(values)))
     }
 
-    /// Compresses and writes the shard file on a background thread; `commit` waits for it.
+    /// Compresses and writes the shard file on a background thread (the staged copies are
+    /// already taken, so training may go on changing its arrays); `commit` waits for it.
     public func writeShardInBackground() {
         precondition(background == nil && shardResult == nil, "shard written twice")
         let thread = Thread { [self] in
@@ -89,24 +85,40 @@ public final class CheckpointWriter: @unchecked Sendable {
         thread.start()
     }
 
-    private func writeShard() {
-        do throws(CheckpointError) {
-            shardResult = .success(try writeShardFile())
-        } catch {
-            shardResult = .failure(error)
-        }
-        staged = []
+    /// Whether this rank's shard file is finished (written or failed); never blocks. A trainer
+    /// polls it to commit an asynchronous save at a step boundary once every rank is done.
+    public var isShardWritten: Bool {
+        resultLock.lock()
+        defer { resultLock.unlock() }
+        return shardResult != nil
     }
 
-    /// One frame per staged slice, appended in order; the file is fsync'd before returning.
-    private func writeShardFile() throws(CheckpointError) -> [CheckpointIndex.Tensor] {
-        let path = stepDirectory + "/" + shardFile
+    private func writeShard() {
+        let result: Result<[CheckpointIndex.Tensor], CheckpointError>
+        do throws(CheckpointError) {
+            result = .success(try Self.writeShardFile(staged, declared: stagedNames, directory: stepDirectory, file: shardFile,
+                                                      compressionLevel: compressionLevel))
+        } catch {
+            result = .failure(error)
+        }
+        staged = []
+        resultLock.lock()
+        shardResult = result
+        resultLock.unlock()
+    }
+
+    /// Writes `slices` as one shard file `directory/file`: one frame per slice, appended in
+    /// order, fsync'd before returning. `declared` lists every tensor the rank saves (with its
+    /// shape), so tensors of which it holds no elements still reach the index.
+    static func writeShardFile(_ slices: [CheckpointSliceValues], declared: [String: [Int]], directory: String, file: String,
+                               compressionLevel: Int32) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
+        let path = directory + "/" + file
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw CheckpointFiles.ioError("create", path) }
         defer { close(descriptor) }
         var tensors: [String: CheckpointIndex.Tensor] = [:]
         var offset = 0
-        for slice in staged {
+        for slice in slices {
             let frame: [UInt8], checksum: UInt32
             do {
                 (frame, checksum) = try slice.values.withUnsafeBytes { raw in
@@ -116,7 +128,7 @@ public final class CheckpointWriter: @unchecked Sendable {
                 throw CheckpointError(.io, "cannot compress tensor \(slice.name) for \(path): \(error)")
             }
             try CheckpointFiles.writeAll(descriptor, frame, path: path)
-            let record = CheckpointIndex.Slice(start: slice.elements.lowerBound, end: slice.elements.upperBound, file: shardFile,
+            let record = CheckpointIndex.Slice(start: slice.elements.lowerBound, end: slice.elements.upperBound, file: file,
                                                offset: offset, length: frame.count,
                                                bytes: slice.values.count * CheckpointDType.f32.byteCount, crc32c: checksum)
             tensors[slice.name, default: CheckpointIndex.Tensor(name: slice.name, dtype: .f32, shape: slice.shape, slices: [])]
@@ -124,8 +136,7 @@ public final class CheckpointWriter: @unchecked Sendable {
             offset += frame.count
         }
         guard fsync(descriptor) == 0 else { throw CheckpointFiles.ioError("fsync", path) }
-        // Tensors this rank declared but holds no elements of still appear, so every name reaches the index.
-        for (name, shape) in stagedNames where tensors[name] == nil {
+        for (name, shape) in declared where tensors[name] == nil {
             tensors[name] = CheckpointIndex.Tensor(name: name, dtype: .f32, shape: shape, slices: [])
         }
         return tensors.values.sorted { $0.name < $1.name }
@@ -133,11 +144,13 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     /// Finishes the checkpoint on every rank (collective); returns the step directory.
     ///
-    /// `metadata` is the trainer's state as JSON (rank 0's copy is saved). `keep` > 0 deletes
+    /// `metadata` is the trainer's state as JSON (rank 0's copy is saved); `extraFiles` (name →
+    /// bytes, rank 0's copy) are written into the step directory before it is committed, e.g.
+    /// `model_config.json`. `keep` > 0 deletes
     /// committed checkpoints older than the newest `keep`, and uncommitted leftovers older than
     /// this one; `keep` ≤ 0 deletes nothing.
     @discardableResult
-    public func commit(metadata: Data, keep: Int) throws -> String {
+    public func commit(metadata: Data, extraFiles: [String: Data] = [:], keep: Int) throws -> String {
         precondition(!isCommitted, "checkpoint committed twice")
         isCommitted = true
         let records = try communicator.collectively { () throws -> [CheckpointIndex.Tensor] in
@@ -154,14 +167,53 @@ public final class CheckpointWriter: @unchecked Sendable {
             let parts = try gathered.map { text in try JSONDecoder().decode([CheckpointIndex.Tensor].self, from: Data(text.utf8)) }
             let index = try CheckpointIndex.merging(parts, step: step, worldSize: size)
             try CheckpointFiles.writeDurably(try index.encoded(), to: stepDirectory + "/" + CheckpointFiles.indexName)
-            try CheckpointFiles.writeDurably(metadata, to: stepDirectory + "/" + CheckpointFiles.metadataName)
-            try CheckpointFiles.syncDirectory(containing: stepDirectory + "/" + CheckpointFiles.indexName)
-            try CheckpointFiles.replaceAtomically(stepDirectory + "/" + CheckpointFiles.commitMarkerName,
-                                                  with: Data("step \(step), \(size) ranks\n".utf8))
-            try CheckpointFiles.replaceAtomically(directory + "/" + CheckpointFiles.latestName,
-                                                  with: Data((CheckpointFiles.stepDirectoryName(step) + "\n").utf8))
-            if keep > 0 { try Self.prune(directory, newest: step, keep: keep) }
+            try Self.finish(directory: directory, step: step, worldSize: size, metadata: metadata, extraFiles: extraFiles,
+                            keep: keep)
         }
+        return stepDirectory
+    }
+
+    /// The commit's last part, on one process after every shard file and `index.json` are
+    /// durable: metadata and extra files, then `COMMITTED`, then `latest`, then pruning.
+    static func finish(directory: String, step: Int, worldSize: Int, metadata: Data, extraFiles: [String: Data],
+                       keep: Int) throws(CheckpointError) {
+        let stepDirectory = directory + "/" + CheckpointFiles.stepDirectoryName(step)
+        try CheckpointFiles.writeDurably(metadata, to: stepDirectory + "/" + CheckpointFiles.metadataName)
+        for (name, data) in extraFiles.sorted(by: { $0.key < $1.key }) {
+            try CheckpointFiles.writeDurably(data, to: stepDirectory + "/" + name)
+        }
+        try CheckpointFiles.syncDirectory(containing: stepDirectory + "/" + CheckpointFiles.indexName)
+        try CheckpointFiles.replaceAtomically(stepDirectory + "/" + CheckpointFiles.commitMarkerName,
+                                              with: Data("step \(step), \(worldSize) ranks\n".utf8))
+        try CheckpointFiles.replaceAtomically(directory + "/" + CheckpointFiles.latestName,
+                                              with: Data((CheckpointFiles.stepDirectoryName(step) + "\n").utf8))
+        if keep > 0 { try prune(directory, newest: step, keep: keep) }
+    }
+
+    /// Writes a whole checkpoint from one process, as `ranks.count` ranks would have saved it
+    /// (rank r's shard file holds `ranks[r]`): for tools that reshard, import or convert.
+    /// `declared` names every tensor with its shape. Returns the step directory.
+    @discardableResult
+    public static func writeOffline(directory: String, step: Int, ranks: [[CheckpointSliceValues]], declared: [String: [Int]],
+                                    metadata: Data, extraFiles: [String: Data] = [:], compressionLevel: Int32 = 1,
+                                    keep: Int = 0) throws(CheckpointError) -> String {
+        let stepDirectory = directory + "/" + CheckpointFiles.stepDirectoryName(step)
+        if FileManager.default.fileExists(atPath: stepDirectory) { try CheckpointFiles.removeStepDirectory(stepDirectory) }
+        do {
+            try FileManager.default.createDirectory(atPath: stepDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(error.localizedDescription)")
+        }
+        var parts: [[CheckpointIndex.Tensor]] = []
+        for (rank, slices) in ranks.enumerated() {
+            parts.append(try writeShardFile(slices, declared: declared, directory: stepDirectory, file: CheckpointFiles.shardName(rank: rank),
+                                            compressionLevel: compressionLevel))
+        }
+        let index = try CheckpointIndex.merging(parts, step: step, worldSize: ranks.count)
+        let encoded: Data
+        do { encoded = try index.encoded() } catch { throw CheckpointError(.badIndex, "cannot encode the index: \(error)") }
+        try CheckpointFiles.writeDurably(encoded, to: stepDirectory + "/" + CheckpointFiles.indexName)
+        try finish(directory: directory, step: step, worldSize: ranks.count, metadata: metadata, extraFiles: extraFiles, keep: keep)
         return stepDirectory
     }
 
@@ -178,5 +230,21 @@ public final class CheckpointWriter: @unchecked Sendable {
                 try CheckpointFiles.removeStepDirectory(candidate.path)
             }
         }
+    }
+}
+
+/// Elements `elements` of the flattened tensor `name` (of global shape `shape`), as one rank saves them.
+public struct CheckpointSliceValues: Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let elements: Range<Int>
+    public let values: [Float]
+
+    public init(name: String, shape: [Int], elements: Range<Int>, values: [Float]) {
+        precondition(values.count == elements.count, "tensor \(name): \(values.count) values for elements \(elements)")
+        self.name = name
+        self.shape = shape
+        self.elements = elements
+        self.values = values
     }
 }

@@ -26,11 +26,12 @@ extension Pretrainer {
         URL(fileURLWithPath: config.run.dir).appendingPathComponent("checkpoints").path
     }
 
-    /// Saves parameters and AdamW moments (each rank its owned share) and the trainer state as
-    /// `RUN/checkpoints/step_N` where N is the next step to run; collective.
-    @discardableResult
-    public func saveCheckpoint(nextStep: Int) throws -> String {
-        let writer = try CheckpointWriter(directory: checkpointDirectory, step: nextStep, communicator: communicator)
+    /// Copies parameters and AdamW moments (each rank its owned share) into a new writer for
+    /// `RUN/checkpoints/step_N`, N the next step to run, and returns it with the trainer state
+    /// to commit; collective (rank 0 creates the step directory). `CheckpointSaver` writes it.
+    public func stageCheckpoint(nextStep: Int) throws -> (writer: CheckpointWriter, metadata: Data) {
+        let writer = try CheckpointWriter(directory: checkpointDirectory, step: nextStep, communicator: communicator,
+                                          compressionLevel: Int32(config.checkpoint.zstdLevel))
         for kind in DataParallelParameters.StateKind.allCases {
             for slice in parameters.ownedSlices(kind) {
                 writer.add(name: slice.name, globalShape: slice.shape, elements: slice.elements,
@@ -42,26 +43,79 @@ extension Pretrainer {
                                             dataParallelDegree: communicator.size, zeroStage: config.parallel.zeroStage)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try writer.commit(metadata: try encoder.encode(state), keep: config.checkpoint.keep)
+        return (writer, try encoder.encode(state))
+    }
+
+    /// Saves a checkpoint synchronously (stage, write, commit); collective.
+    @discardableResult
+    public func saveCheckpoint(nextStep: Int, extras: CheckpointExtras = CheckpointExtras()) throws -> String {
+        let (writer, metadata) = try stageCheckpoint(nextStep: nextStep)
+        return try writer.commit(metadata: metadata, extraFiles: extras.files, keep: config.checkpoint.keep)
     }
 
     /// Loads the newest committed checkpoint of the run, if any, whatever the data-parallel
     /// degree and ZeRO stage it was saved with, and returns the step to continue from.
-    /// Checkpoints that are not committed (or fail to load) are skipped with a warning.
+    /// Checkpoints that are not committed, or fail verification (a flipped byte, a truncated
+    /// file), are skipped with a warning and the previous committed one is used.
     public func resumeFromLatest() throws -> Int? {
-        let latest = CheckpointReader.latest(in: checkpointDirectory)
-        for warning in latest.warnings { log.warning(warning) }
-        guard let reader = latest.reader else { return nil }
-        let state = try JSONDecoder().decode(PretrainCheckpointState.self, from: reader.metadata)
+        try resume(from: checkpointDirectory)
+    }
+
+    /// Resumes from `path`: a step directory (`…/step_N`), or a checkpoints directory whose
+    /// newest loadable checkpoint is used as in `resumeFromLatest`. nil when a checkpoints
+    /// directory holds none.
+    public func resume(from path: String) throws -> Int? {
+        let reader: CheckpointReader
+        if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
+            reader = try CheckpointReader(stepDirectory: path)
+            try reader.verify()
+        } else {
+            let latest = CheckpointReader.latest(in: path, verifying: true)
+            for warning in latest.warnings { log.warning(warning) }
+            guard let found = latest.reader else { return nil }
+            reader = found
+        }
+        let state: PretrainCheckpointState
+        do {
+            state = try JSONDecoder().decode(PretrainCheckpointState.self, from: reader.metadata)
+        } catch {
+            throw JobError("\(reader.stepDirectory)/\(CheckpointFiles.metadataName) holds no pretraining state (\(error)); a checkpoint made by import-hf or reshard without one starts a run with --init-from")
+        }
         guard state.globalBatchSize == config.train.globalBatchSize, state.seed == config.train.seed else {
             throw JobError("\(reader.stepDirectory): saved with train.global_batch_size \(state.globalBatchSize) and train.seed \(state.seed); this run has \(config.train.globalBatchSize) and \(config.train.seed) (the data position would not carry over)")
         }
-        for kind in DataParallelParameters.StateKind.allCases {
+        try load(reader, kinds: DataParallelParameters.StateKind.allCases)
+        return state.nextStep
+    }
+
+    /// Starts from the parameters (only) of the checkpoint at `path` (a step directory or a
+    /// checkpoints directory's newest), e.g. one `meshlm ckpt import-hf` made: the optimizer
+    /// state and the data position start fresh at step 0.
+    public func initialize(from path: String) throws {
+        let reader: CheckpointReader
+        if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
+            reader = try CheckpointReader(stepDirectory: path)
+        } else {
+            let latest = CheckpointReader.latest(in: path, verifying: true)
+            for warning in latest.warnings { log.warning(warning) }
+            guard let found = latest.reader else { throw JobError("--init-from \(path): no committed checkpoint there") }
+            reader = found
+        }
+        for entry in layout.entries {
+            let shape = try reader.shape(of: entry.name)
+            guard shape == entry.shape else {
+                throw JobError("--init-from \(reader.stepDirectory): tensor \(entry.name) has shape \(shape), the model config gives \(entry.shape) (check the model section against its model_config.json)")
+            }
+        }
+        try load(reader, kinds: [.parameters])
+    }
+
+    private func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind]) throws {
+        for kind in kinds {
             for slice in parameters.neededSlices(kind) {
                 try reader.read(name: slice.name, elements: slice.elements,
                                 into: UnsafeMutableBufferPointer(start: slice.pointer, count: slice.elements.count))
             }
         }
-        return state.nextStep
     }
 }
