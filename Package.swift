@@ -48,7 +48,7 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .executableTarget(
             name: "meshlm",
-            dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Training",
+            dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Checkpoint", "Training",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: nativeSwift),
 
@@ -56,7 +56,7 @@ let package = Package(
         .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint"], path: "Tests/MPIChecks",
                           swiftSettings: nativeSwift),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Runtime"], swiftSettings: nativeSwift),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Runtime", "Training", "Model"], swiftSettings: nativeSwift),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], swiftSettings: nativeSwift),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensors", "Runtime"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),

@@ -191,12 +191,13 @@ public final class CheckpointWriter: @unchecked Sendable {
     }
 
     /// Writes a whole checkpoint from one process, as `ranks.count` ranks would have saved it
-    /// (rank r's shard file holds `ranks[r]`): for tools that reshard, import or convert.
-    /// `declared` names every tensor with its shape. Returns the step directory.
+    /// (rank r's shard file holds `slicesOf(r)`, asked for one rank at a time so memory holds
+    /// one rank's share): for tools that reshard, import or convert. `declared` names every
+    /// tensor with its shape. Returns the step directory.
     @discardableResult
-    public static func writeOffline(directory: String, step: Int, ranks: [[CheckpointSliceValues]], declared: [String: [Int]],
+    public static func writeOffline(directory: String, step: Int, ranks: Int, declared: [String: [Int]],
                                     metadata: Data, extraFiles: [String: Data] = [:], compressionLevel: Int32 = 1,
-                                    keep: Int = 0) throws(CheckpointError) -> String {
+                                    keep: Int = 0, slicesOf: (Int) throws -> [CheckpointSliceValues]) throws -> String {
         let stepDirectory = directory + "/" + CheckpointFiles.stepDirectoryName(step)
         if FileManager.default.fileExists(atPath: stepDirectory) { try CheckpointFiles.removeStepDirectory(stepDirectory) }
         do {
@@ -205,15 +206,15 @@ public final class CheckpointWriter: @unchecked Sendable {
             throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(error.localizedDescription)")
         }
         var parts: [[CheckpointIndex.Tensor]] = []
-        for (rank, slices) in ranks.enumerated() {
-            parts.append(try writeShardFile(slices, declared: declared, directory: stepDirectory, file: CheckpointFiles.shardName(rank: rank),
+        for rank in 0..<ranks {
+            parts.append(try writeShardFile(try slicesOf(rank), declared: declared, directory: stepDirectory, file: CheckpointFiles.shardName(rank: rank),
                                             compressionLevel: compressionLevel))
         }
-        let index = try CheckpointIndex.merging(parts, step: step, worldSize: ranks.count)
+        let index = try CheckpointIndex.merging(parts, step: step, worldSize: ranks)
         let encoded: Data
         do { encoded = try index.encoded() } catch { throw CheckpointError(.badIndex, "cannot encode the index: \(error)") }
         try CheckpointFiles.writeDurably(encoded, to: stepDirectory + "/" + CheckpointFiles.indexName)
-        try finish(directory: directory, step: step, worldSize: ranks.count, metadata: metadata, extraFiles: extraFiles, keep: keep)
+        try finish(directory: directory, step: step, worldSize: ranks, metadata: metadata, extraFiles: extraFiles, keep: keep)
         return stepDirectory
     }
 
