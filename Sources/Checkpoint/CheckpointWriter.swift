@@ -93,7 +93,15 @@ public final class CheckpointWriter: @unchecked Sendable {
         return shardResult != nil
     }
 
+    /// Seconds the shard file took to compress, write and fsync, and its size (set with the
+    /// result; read after `isShardWritten` or `commit`), for `meshlm bench checkpoint`.
+    public private(set) var writeSeconds = 0.0
+    public private(set) var writtenBytes = 0
+    public private(set) var stagedBytes = 0
+
     private func writeShard() {
+        let start = DispatchTime.now().uptimeNanoseconds
+        stagedBytes = staged.reduce(0) { $0 + $1.values.count * 4 }
         let result: Result<[CheckpointIndex.Tensor], CheckpointError>
         do throws(CheckpointError) {
             result = .success(try Self.writeShardFile(staged, declared: stagedNames, directory: stepDirectory, file: shardFile,
@@ -102,7 +110,11 @@ public final class CheckpointWriter: @unchecked Sendable {
             result = .failure(error)
         }
         staged = []
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let bytes = (try? result.get())?.reduce(0) { $0 + $1.slices.reduce(0) { $0 + $1.length } } ?? 0
         resultLock.lock()
+        writeSeconds = seconds
+        writtenBytes = bytes
         shardResult = result
         resultLock.unlock()
     }

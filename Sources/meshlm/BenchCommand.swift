@@ -4,5 +4,5 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure MeshLM against this machine's ceilings (a table, or --json lines).",
-        subcommands: [BenchGemmCommand.self, BenchKernelsCommand.self, BenchAllreduceCommand.self, BenchTrainCommand.self])
+        subcommands: [BenchGemmCommand.self, BenchKernelsCommand.self, BenchAllreduceCommand.self, BenchTrainCommand.self, BenchCheckpointCommand.self])
 }
