@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
                 swiftSettings: nativeSwift),
         .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .target(name: "Checkpoint", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .target(name: "Checkpoint", dependencies: ["Runtime", "CSupport"], swiftSettings: nativeSwift),
         .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Checkpoint"],
                 swiftSettings: nativeSwift),
         .executableTarget(

@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import Runtime
 
@@ -23,7 +24,18 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// zstd level of the frames (1 is fastest; see docs/checkpoints.md, "Compression level").
     public let compressionLevel: Int32
 
-    private var staged: [CheckpointSliceValues] = []
+    /// Staged slices: where each one's copy sits in `staging`.
+    private struct StagedSlice {
+        let name: String
+        let shape: [Int]
+        let elements: Range<Int>
+        let offset: Int
+    }
+
+    private var staged: [StagedSlice] = []
+    private let staging: CheckpointStaging
+    /// Nice value of the background writer thread (0: the trainer's own priority).
+    public var backgroundNice: Int32 = 0
     private var stagedNames: [String: [Int]] = [:]
     /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
     private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
@@ -33,7 +45,12 @@ public final class CheckpointWriter: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private var isCommitted = false
 
-    public init(directory: String, step: Int, communicator: Communicator, compressionLevel: Int32 = 1) throws {
+    /// `staging` is reused across saves by a trainer (no page faults for fresh buffers each
+    /// time); it must not be given to another writer before this one's shard is written.
+    public init(directory: String, step: Int, communicator: Communicator, compressionLevel: Int32 = 1,
+                staging: CheckpointStaging = CheckpointStaging()) throws {
+        staging.reset()
+        self.staging = staging
         precondition(step >= 0, "checkpoint step \(step) is negative")
         self.directory = directory
         self.step = step
@@ -69,7 +86,8 @@ public final class CheckpointWriter: @unchecked Sendable {
         if let shape = stagedNames[name] { precondition(shape == globalShape, "tensor \(name) added with shapes \(shape) and \(globalShape)") }
         stagedNames[name] = globalShape
         guard !elements.isEmpty else { return }
-        staged.append(CheckpointSliceValues(name: name, shape: globalShape, elements: elements, values: Array(values)))
+        let offset = staging.append(values)
+        staged.append(StagedSlice(name: name, shape: globalShape, elements: elements, offset: offset))
     }
 
     /// Compresses and writes the shard file on a background thread (the staged copies are
@@ -77,6 +95,8 @@ public final class CheckpointWriter: @unchecked Sendable {
     public func writeShardInBackground() {
         precondition(background == nil && shardResult == nil, "shard written twice")
         let thread = Thread { [self] in
+            // Lower priority: on a node whose cores all train, the write yields to training.
+            if backgroundNice != 0 { _ = meshlm_set_thread_nice(backgroundNice) }
             writeShard()
             finished.signal()
         }
@@ -101,10 +121,11 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     private func writeShard() {
         let start = DispatchTime.now().uptimeNanoseconds
-        stagedBytes = staged.reduce(0) { $0 + $1.values.count * 4 }
+        stagedBytes = staging.count * 4
         let result: Result<[CheckpointIndex.Tensor], CheckpointError>
+        let frames = staged.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $0.offset) }
         do throws(CheckpointError) {
-            result = .success(try Self.writeShardFile(staged, declared: stagedNames, directory: stepDirectory, file: shardFile,
+            result = .success(try Self.writeShardFile(frames, declared: stagedNames, directory: stepDirectory, file: shardFile,
                                                       compressionLevel: compressionLevel))
         } catch {
             result = .failure(error)
@@ -122,7 +143,14 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// Writes `slices` as one shard file `directory/file`: one frame per slice, appended in
     /// order, fsync'd before returning. `declared` lists every tensor the rank saves (with its
     /// shape), so tensors of which it holds no elements still reach the index.
-    static func writeShardFile(_ slices: [CheckpointSliceValues], declared: [String: [Int]], directory: String, file: String,
+    struct FrameSource {
+        let name: String
+        let shape: [Int]
+        let elements: Range<Int>
+        let values: UnsafePointer<Float>
+    }
+
+    static func writeShardFile(_ slices: [FrameSource], declared: [String: [Int]], directory: String, file: String,
                                compressionLevel: Int32) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
         let path = directory + "/" + file
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -133,16 +161,18 @@ public final class CheckpointWriter: @unchecked Sendable {
         for slice in slices {
             let frame: [UInt8], checksum: UInt32
             do {
-                (frame, checksum) = try slice.values.withUnsafeBytes { raw in
-                    (try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))
-                }
+                let raw = UnsafeRawBufferPointer(start: slice.values, count: slice.elements.count * 4)
+                (frame, checksum) = (try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))
             } catch {
                 throw CheckpointError(.io, "cannot compress tensor \(slice.name) for \(path): \(error)")
             }
             try CheckpointFiles.writeAll(descriptor, frame, path: path)
+            // Writeback starts now, overlapping the next frames' compression; the final fsync
+            // then waits only for the tail.
+            _ = meshlm_start_writeback(descriptor, Int64(offset), Int64(frame.count))
             let record = CheckpointIndex.Slice(start: slice.elements.lowerBound, end: slice.elements.upperBound, file: file,
                                                offset: offset, length: frame.count,
-                                               bytes: slice.values.count * CheckpointDType.f32.byteCount, crc32c: checksum)
+                                               bytes: slice.elements.count * CheckpointDType.f32.byteCount, crc32c: checksum)
             tensors[slice.name, default: CheckpointIndex.Tensor(name: slice.name, dtype: .f32, shape: slice.shape, slices: [])]
                 .slices.append(record)
             offset += frame.count
@@ -219,7 +249,12 @@ public final class CheckpointWriter: @unchecked Sendable {
         }
         var parts: [[CheckpointIndex.Tensor]] = []
         for rank in 0..<ranks {
-            parts.append(try writeShardFile(try slicesOf(rank), declared: declared, directory: stepDirectory, file: CheckpointFiles.shardName(rank: rank),
+            let staging = CheckpointStaging()
+            let frames = try slicesOf(rank).map { slice in
+                let offset = slice.values.withUnsafeBufferPointer { staging.append($0) }
+                return (slice, offset)
+            }.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $1) }
+            parts.append(try writeShardFile(frames, declared: declared, directory: stepDirectory, file: CheckpointFiles.shardName(rank: rank),
                                             compressionLevel: compressionLevel))
         }
         let index = try CheckpointIndex.merging(parts, step: step, worldSize: ranks)
@@ -259,5 +294,48 @@ public struct CheckpointSliceValues: Sendable {
         self.shape = shape
         self.elements = elements
         self.values = values
+    }
+}
+
+/// One growing buffer the staged copies of a save go into, kept by the trainer across saves.
+public final class CheckpointStaging: @unchecked Sendable {
+    private(set) var pointer: UnsafeMutablePointer<Float>
+    private var capacity: Int
+    /// Floats staged since the last `reset`.
+    private(set) var count = 0
+
+    public init() {
+        capacity = 0
+        pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    }
+
+    deinit { pointer.deallocate() }
+
+    func reset() { count = 0 }
+
+    /// Makes room for `floats` in one allocation (a trainer knows its share's size up front).
+    public func reserve(_ floats: Int) {
+        guard floats > capacity else { return }
+        let moved = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+        moved.update(from: pointer, count: count)
+        pointer.deallocate()
+        pointer = moved
+        capacity = floats
+    }
+
+    /// Copies `values` in and returns their offset. Growing moves the buffer, so it happens only
+    /// while staging (before any `FrameSource` points into it).
+    func append(_ values: UnsafeBufferPointer<Float>) -> Int {
+        if count + values.count > capacity {
+            let grown = max(count + values.count, capacity * 2)
+            let moved = UnsafeMutablePointer<Float>.allocate(capacity: grown)
+            moved.update(from: pointer, count: count)
+            pointer.deallocate()
+            pointer = moved
+            capacity = grown
+        }
+        if let base = values.baseAddress { (pointer + count).update(from: base, count: values.count) }
+        count += values.count
+        return count - values.count
     }
 }

@@ -15,6 +15,8 @@ public final class CheckpointSaver {
     public let extras: CheckpointExtras
     public var isAsynchronous: Bool
     private var pending: (writer: CheckpointWriter, metadata: Data)?
+    /// The staging buffer every save copies into: allocated once, reused.
+    private let staging = CheckpointStaging()
 
     public init(trainer: Pretrainer, extras: CheckpointExtras, asynchronous: Bool? = nil) {
         self.trainer = trainer
@@ -31,7 +33,7 @@ public final class CheckpointSaver {
     @discardableResult
     public func save(nextStep: Int) throws -> String? {
         if let committed = try finish() { trainer.log.info("checkpoint \(committed) committed") }
-        let (writer, metadata) = try trainer.stageCheckpoint(nextStep: nextStep)
+        let (writer, metadata) = try trainer.stageCheckpoint(nextStep: nextStep, staging: staging)
         guard isAsynchronous else {
             return try writer.commit(metadata: metadata, extraFiles: extras.files, keep: trainer.config.checkpoint.keep)
         }

@@ -29,9 +29,13 @@ extension Pretrainer {
     /// Copies parameters and AdamW moments (each rank its owned share) into a new writer for
     /// `RUN/checkpoints/step_N`, N the next step to run, and returns it with the trainer state
     /// to commit; collective (rank 0 creates the step directory). `CheckpointSaver` writes it.
-    public func stageCheckpoint(nextStep: Int) throws -> (writer: CheckpointWriter, metadata: Data) {
+    public func stageCheckpoint(nextStep: Int, staging: CheckpointStaging = CheckpointStaging()) throws -> (writer: CheckpointWriter, metadata: Data) {
+        staging.reserve(DataParallelParameters.StateKind.allCases.reduce(0) { total, kind in
+            total + parameters.ownedSlices(kind).reduce(0) { $0 + $1.elements.count }
+        })
         let writer = try CheckpointWriter(directory: checkpointDirectory, step: nextStep, communicator: communicator,
-                                          compressionLevel: Int32(config.checkpoint.zstdLevel))
+                                          compressionLevel: Int32(config.checkpoint.zstdLevel), staging: staging)
+        writer.backgroundNice = Int32(config.checkpoint.writerNice)
         for kind in DataParallelParameters.StateKind.allCases {
             for slice in parameters.ownedSlices(kind) {
                 writer.add(name: slice.name, globalShape: slice.shape, elements: slice.elements,

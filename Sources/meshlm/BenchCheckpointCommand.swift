@@ -27,10 +27,11 @@ struct BenchCheckpointCommand: ParsableCommand {
     @Option(help: "Sequence length.") var seqLen = 256
     @Option(help: "Sequences per rank per step.") var microBatch = 2
     @Option(help: "Normal steps timed.") var steps = 4
-    @Option(help: "Asynchronous saves timed.") var repeats = 3
+    @Option(help: "Asynchronous saves timed.") var saves = 3
     @Option(help: "ZeRO stage (0–3).") var zero = 1
     @Option(help: "zstd levels to compare (comma-separated).") var levels = "-5,-1,1,3"
-    @Option(help: "zstd level of the checkpoint saves.") var level = 1
+    @Option(help: "zstd level of the checkpoint saves.") var level = -1
+    @Option(name: .customLong("writer-nice"), help: "Nice value of the background writer thread.") var writerNice = 10
     @Option(help: "Where checkpoints are written (a real disk, not tmpfs, for the bandwidth figure).") var directory = "/tmp/meshlm-bench-checkpoint"
 
     func run() throws {
@@ -44,7 +45,7 @@ struct BenchCheckpointCommand: ParsableCommand {
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
                 parallel: {zero_stage: \(zero)}
-                checkpoint: {keep: 1, zstd_level: \(level)}
+                checkpoint: {keep: 1, zstd_level: \(level), writer_nice: \(writerNice)}
                 """
             let config = try world.collectively {
                 try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench checkpoint", includes: ["model"])
@@ -122,7 +123,7 @@ struct BenchCheckpointCommand: ParsableCommand {
             for _ in 0..<steps { normal.append(try timedStep()) }
             let saver = CheckpointSaver(trainer: trainer, extras: CheckpointExtras(), asynchronous: true)
             var during: [Double] = [], stepsPerSave: [Int] = []
-            for _ in 0..<repeats {
+            for _ in 0..<saves {
                 try world.barrier()
                 let start = monotonicSeconds()
                 try saver.save(nextStep: step)
@@ -132,7 +133,7 @@ struct BenchCheckpointCommand: ParsableCommand {
                     let pollStart = monotonicSeconds()
                     let committed = try saver.commitIfReady()
                     seconds += try world.allreduce(monotonicSeconds() - pollStart, .max)
-                    if committed != nil || count > 50 { break }
+                    if committed != nil || count > 100 { break }
                     seconds += try timedStep()
                     during.append(seconds)
                     seconds = 0
@@ -148,7 +149,7 @@ struct BenchCheckpointCommand: ParsableCommand {
                        fields: ["measure": "normal_step", "ms": base * 1e3])
             report.add(cells: ["step during async save", String(format: "%.0f ms (%.2f×)", busy * 1e3, busy / base),
                                String(format: "median of %d steps over %d saves (%@ steps per save); worst %.2f×, the staging step",
-                                      during.count, repeats, stepsPerSave.map(String.init).joined(separator: "/"), worst / base)],
+                                      during.count, saves, stepsPerSave.map(String.init).joined(separator: "/"), worst / base)],
                        fields: ["measure": "async_step", "ms": busy * 1e3, "ratio": busy / base, "worst_ratio": worst / base])
             report.printTable()
             if !bench.json {

@@ -27,6 +27,12 @@ double meshlm_fma_loop(int64_t iterations, float *sink);
 /// Lanes of fp32 in the vector width meshlm_fma_loop uses (16 for AVX-512, 8 for AVX2, 4 for SSE).
 int meshlm_fma_vector_lanes(void);
 
+/// Starts writing back the dirty pages of `descriptor` in [offset, offset+length) without
+/// waiting (Linux sync_file_range; a no-op elsewhere), so a later fsync has little left to do.
+int meshlm_start_writeback(int descriptor, int64_t offset, int64_t length);
+/// Sets the calling thread's nice value (Linux threads have their own); 0 or -1 with errno.
+int meshlm_set_thread_nice(int nice);
+
 
 
 /// Installs handlers for SIGTERM and SIGUSR1 (Slurm's preemption and time-limit warnings) that
