@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
                 swiftSettings: nativeSwift),
         .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .target(name: "Checkpoint", dependencies: ["Runtime"], swiftSettings: nativeSwift),
+        .target(name: "Checkpoint", dependencies: ["Runtime", "CSupport"], swiftSettings: nativeSwift),
         .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Checkpoint", "DataPipeline", "CBLAS"],
                 swiftSettings: nativeSwift),
         // The OpenAI-compatible HTTP front of the engine; apart so the engine stays free of NIO.
@@ -62,7 +62,7 @@ let package = Package(
         .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint"], path: "Tests/MPIChecks",
                           swiftSettings: nativeSwift),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Runtime"], swiftSettings: nativeSwift),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Runtime", "Training", "Model"], swiftSettings: nativeSwift),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"], swiftSettings: nativeSwift),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensors", "Runtime"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),

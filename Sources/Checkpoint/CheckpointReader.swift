@@ -90,6 +90,62 @@ public final class CheckpointReader: @unchecked Sendable {
         }
     }
 
+    /// Like `verify`, but goes on after a failure: every problem found (missing files, gaps,
+    /// truncated, corrupt or mismatching frames), each naming the file and tensor.
+    public func verifyAll() -> [CheckpointError] {
+        var problems: [CheckpointError] = []
+        for rank in 0..<index.worldSize {
+            let path = stepDirectory + "/" + CheckpointFiles.shardName(rank: rank)
+            if !FileManager.default.fileExists(atPath: path) {
+                problems.append(CheckpointError(.missingFile, "checkpoint file \(path) is missing"))
+            }
+        }
+        for tensor in index.tensors {
+            if let gap = tensor.firstGap(in: 0..<tensor.elementCount) {
+                problems.append(CheckpointError(.rangeNotCovered, "checkpoint \(stepDirectory) holds no slice of tensor \(tensor.name) covering elements \(gap.lowerBound)..<\(gap.upperBound)"))
+            }
+            for slice in tensor.slices {
+                do { _ = try frame(slice, of: tensor) } catch {
+                    if error.kind != .missingFile { problems.append(error) }
+                }
+            }
+        }
+        return problems
+    }
+
+    /// Opens what a user names on the command line: a step directory (`…/step_N`, committed),
+    /// or a checkpoints directory, whose newest committed checkpoint (by `latest`) is used.
+    public static func locate(_ path: String) throws(CheckpointError) -> CheckpointReader {
+        if FileManager.default.fileExists(atPath: path + "/" + CheckpointFiles.indexName)
+            || CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
+            return try CheckpointReader(stepDirectory: path)
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError(.missingFile, "\(path): no such checkpoint directory")
+        }
+        let latest = latest(in: path)
+        guard let reader = latest.reader else {
+            throw CheckpointError(.notCommitted, "\(path) holds no committed checkpoint (neither a step_N directory with \(commitMarker) nor a checkpoints directory with one)"
+                                  + (latest.warnings.isEmpty ? "" : ": " + latest.warnings.joined(separator: "; ")))
+        }
+        return reader
+    }
+
+    private static var commitMarker: String { CheckpointFiles.commitMarkerName }
+
+    /// Bytes the index places in each shard file (compressed), by file name.
+    public var compressedBytesPerFile: [String: Int] {
+        var totals: [String: Int] = [:]
+        for tensor in index.tensors { for slice in tensor.slices { totals[slice.file, default: 0] += slice.length } }
+        return totals
+    }
+
+    /// A file of the step directory other than the tensors (e.g. `model_config.json`), if present.
+    public func file(named name: String) -> Data? {
+        FileManager.default.contents(atPath: stepDirectory + "/" + name)
+    }
+
     /// One slice's uncompressed bytes, checked against the index.
     func frame(_ slice: CheckpointIndex.Slice, of tensor: CheckpointIndex.Tensor) throws(CheckpointError) -> [UInt8] {
         let path = stepDirectory + "/" + slice.file

@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import Runtime
 
@@ -23,22 +24,33 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// zstd level of the frames (1 is fastest; see docs/checkpoints.md, "Compression level").
     public let compressionLevel: Int32
 
+    /// Staged slices: where each one's copy sits in `staging`.
     private struct StagedSlice {
         let name: String
         let shape: [Int]
         let elements: Range<Int>
-        let values: [Float]
+        let offset: Int
     }
 
     private var staged: [StagedSlice] = []
+    private let staging: CheckpointStaging
+    /// Nice value of the background writer thread (0: the trainer's own priority).
+    public var backgroundNice: Int32 = 0
     private var stagedNames: [String: [Int]] = [:]
     /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
     private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
+    /// Guards `shardResult` between the background thread and `isShardWritten`.
+    private let resultLock = NSLock()
     private var background: Thread?
     private let finished = DispatchSemaphore(value: 0)
     private var isCommitted = false
 
-    public init(directory: String, step: Int, communicator: Communicator, compressionLevel: Int32 = 1) throws {
+    /// `staging` is reused across saves by a trainer (no page faults for fresh buffers each
+    /// time); it must not be given to another writer before this one's shard is written.
+    public init(directory: String, step: Int, communicator: Communicator, compressionLevel: Int32 = 1,
+                staging: CheckpointStaging = CheckpointStaging()) throws {
+        staging.reset()
+        self.staging = staging
         precondition(step >= 0, "checkpoint step \(step) is negative")
         self.directory = directory
         self.step = step
@@ -74,13 +86,17 @@ public final class CheckpointWriter: @unchecked Sendable {
         if let shape = stagedNames[name] { precondition(shape == globalShape, "tensor \(name) added with shapes \(shape) and \(globalShape)") }
         stagedNames[name] = globalShape
         guard !elements.isEmpty else { return }
-        staged.append(StagedSlice(name: name, shape: globalShape, elements: elements, values: Array(values)))
+        let offset = staging.append(values)
+        staged.append(StagedSlice(name: name, shape: globalShape, elements: elements, offset: offset))
     }
 
-    /// Compresses and writes the shard file on a background thread; `commit` waits for it.
+    /// Compresses and writes the shard file on a background thread (the staged copies are
+    /// already taken, so training may go on changing its arrays); `commit` waits for it.
     public func writeShardInBackground() {
         precondition(background == nil && shardResult == nil, "shard written twice")
         let thread = Thread { [self] in
+            // Lower priority: on a node whose cores all train, the write yields to training.
+            if backgroundNice != 0 { _ = meshlm_set_thread_nice(backgroundNice) }
             writeShard()
             finished.signal()
         }
@@ -89,43 +105,80 @@ public final class CheckpointWriter: @unchecked Sendable {
         thread.start()
     }
 
-    private func writeShard() {
-        do throws(CheckpointError) {
-            shardResult = .success(try writeShardFile())
-        } catch {
-            shardResult = .failure(error)
-        }
-        staged = []
+    /// Whether this rank's shard file is finished (written or failed); never blocks. A trainer
+    /// polls it to commit an asynchronous save at a step boundary once every rank is done.
+    public var isShardWritten: Bool {
+        resultLock.lock()
+        defer { resultLock.unlock() }
+        return shardResult != nil
     }
 
-    /// One frame per staged slice, appended in order; the file is fsync'd before returning.
-    private func writeShardFile() throws(CheckpointError) -> [CheckpointIndex.Tensor] {
-        let path = stepDirectory + "/" + shardFile
+    /// Seconds the shard file took to compress, write and fsync, and its size (set with the
+    /// result; read after `isShardWritten` or `commit`), for `meshlm bench checkpoint`.
+    public private(set) var writeSeconds = 0.0
+    public private(set) var writtenBytes = 0
+    public private(set) var stagedBytes = 0
+
+    private func writeShard() {
+        let start = DispatchTime.now().uptimeNanoseconds
+        stagedBytes = staging.count * 4
+        let result: Result<[CheckpointIndex.Tensor], CheckpointError>
+        let frames = staged.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $0.offset) }
+        do throws(CheckpointError) {
+            result = .success(try Self.writeShardFile(frames, declared: stagedNames, directory: stepDirectory, file: shardFile,
+                                                      compressionLevel: compressionLevel))
+        } catch {
+            result = .failure(error)
+        }
+        staged = []
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let bytes = (try? result.get())?.reduce(0) { $0 + $1.slices.reduce(0) { $0 + $1.length } } ?? 0
+        resultLock.lock()
+        writeSeconds = seconds
+        writtenBytes = bytes
+        shardResult = result
+        resultLock.unlock()
+    }
+
+    /// Writes `slices` as one shard file `directory/file`: one frame per slice, appended in
+    /// order, fsync'd before returning. `declared` lists every tensor the rank saves (with its
+    /// shape), so tensors of which it holds no elements still reach the index.
+    struct FrameSource {
+        let name: String
+        let shape: [Int]
+        let elements: Range<Int>
+        let values: UnsafePointer<Float>
+    }
+
+    static func writeShardFile(_ slices: [FrameSource], declared: [String: [Int]], directory: String, file: String,
+                               compressionLevel: Int32) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
+        let path = directory + "/" + file
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw CheckpointFiles.ioError("create", path) }
         defer { close(descriptor) }
         var tensors: [String: CheckpointIndex.Tensor] = [:]
         var offset = 0
-        for slice in staged {
+        for slice in slices {
             let frame: [UInt8], checksum: UInt32
             do {
-                (frame, checksum) = try slice.values.withUnsafeBytes { raw in
-                    (try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))
-                }
+                let raw = UnsafeRawBufferPointer(start: slice.values, count: slice.elements.count * 4)
+                (frame, checksum) = (try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))
             } catch {
                 throw CheckpointError(.io, "cannot compress tensor \(slice.name) for \(path): \(error)")
             }
             try CheckpointFiles.writeAll(descriptor, frame, path: path)
-            let record = CheckpointIndex.Slice(start: slice.elements.lowerBound, end: slice.elements.upperBound, file: shardFile,
+            // Writeback starts now, overlapping the next frames' compression; the final fsync
+            // then waits only for the tail.
+            _ = meshlm_start_writeback(descriptor, Int64(offset), Int64(frame.count))
+            let record = CheckpointIndex.Slice(start: slice.elements.lowerBound, end: slice.elements.upperBound, file: file,
                                                offset: offset, length: frame.count,
-                                               bytes: slice.values.count * CheckpointDType.f32.byteCount, crc32c: checksum)
+                                               bytes: slice.elements.count * CheckpointDType.f32.byteCount, crc32c: checksum)
             tensors[slice.name, default: CheckpointIndex.Tensor(name: slice.name, dtype: .f32, shape: slice.shape, slices: [])]
                 .slices.append(record)
             offset += frame.count
         }
         guard fsync(descriptor) == 0 else { throw CheckpointFiles.ioError("fsync", path) }
-        // Tensors this rank declared but holds no elements of still appear, so every name reaches the index.
-        for (name, shape) in stagedNames where tensors[name] == nil {
+        for (name, shape) in declared where tensors[name] == nil {
             tensors[name] = CheckpointIndex.Tensor(name: name, dtype: .f32, shape: shape, slices: [])
         }
         return tensors.values.sorted { $0.name < $1.name }
@@ -133,11 +186,13 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     /// Finishes the checkpoint on every rank (collective); returns the step directory.
     ///
-    /// `metadata` is the trainer's state as JSON (rank 0's copy is saved). `keep` > 0 deletes
+    /// `metadata` is the trainer's state as JSON (rank 0's copy is saved); `extraFiles` (name →
+    /// bytes, rank 0's copy) are written into the step directory before it is committed, e.g.
+    /// `model_config.json`. `keep` > 0 deletes
     /// committed checkpoints older than the newest `keep`, and uncommitted leftovers older than
     /// this one; `keep` ≤ 0 deletes nothing.
     @discardableResult
-    public func commit(metadata: Data, keep: Int) throws -> String {
+    public func commit(metadata: Data, extraFiles: [String: Data] = [:], keep: Int) throws -> String {
         precondition(!isCommitted, "checkpoint committed twice")
         isCommitted = true
         let records = try communicator.collectively { () throws -> [CheckpointIndex.Tensor] in
@@ -154,14 +209,59 @@ public final class CheckpointWriter: @unchecked Sendable {
             let parts = try gathered.map { text in try JSONDecoder().decode([CheckpointIndex.Tensor].self, from: Data(text.utf8)) }
             let index = try CheckpointIndex.merging(parts, step: step, worldSize: size)
             try CheckpointFiles.writeDurably(try index.encoded(), to: stepDirectory + "/" + CheckpointFiles.indexName)
-            try CheckpointFiles.writeDurably(metadata, to: stepDirectory + "/" + CheckpointFiles.metadataName)
-            try CheckpointFiles.syncDirectory(containing: stepDirectory + "/" + CheckpointFiles.indexName)
-            try CheckpointFiles.replaceAtomically(stepDirectory + "/" + CheckpointFiles.commitMarkerName,
-                                                  with: Data("step \(step), \(size) ranks\n".utf8))
-            try CheckpointFiles.replaceAtomically(directory + "/" + CheckpointFiles.latestName,
-                                                  with: Data((CheckpointFiles.stepDirectoryName(step) + "\n").utf8))
-            if keep > 0 { try Self.prune(directory, newest: step, keep: keep) }
+            try Self.finish(directory: directory, step: step, worldSize: size, metadata: metadata, extraFiles: extraFiles,
+                            keep: keep)
         }
+        return stepDirectory
+    }
+
+    /// The commit's last part, on one process after every shard file and `index.json` are
+    /// durable: metadata and extra files, then `COMMITTED`, then `latest`, then pruning.
+    static func finish(directory: String, step: Int, worldSize: Int, metadata: Data, extraFiles: [String: Data],
+                       keep: Int) throws(CheckpointError) {
+        let stepDirectory = directory + "/" + CheckpointFiles.stepDirectoryName(step)
+        try CheckpointFiles.writeDurably(metadata, to: stepDirectory + "/" + CheckpointFiles.metadataName)
+        for (name, data) in extraFiles.sorted(by: { $0.key < $1.key }) {
+            try CheckpointFiles.writeDurably(data, to: stepDirectory + "/" + name)
+        }
+        try CheckpointFiles.syncDirectory(containing: stepDirectory + "/" + CheckpointFiles.indexName)
+        try CheckpointFiles.replaceAtomically(stepDirectory + "/" + CheckpointFiles.commitMarkerName,
+                                              with: Data("step \(step), \(worldSize) ranks\n".utf8))
+        try CheckpointFiles.replaceAtomically(directory + "/" + CheckpointFiles.latestName,
+                                              with: Data((CheckpointFiles.stepDirectoryName(step) + "\n").utf8))
+        if keep > 0 { try prune(directory, newest: step, keep: keep) }
+    }
+
+    /// Writes a whole checkpoint from one process, as `ranks.count` ranks would have saved it
+    /// (rank r's shard file holds `slicesOf(r)`, asked for one rank at a time so memory holds
+    /// one rank's share): for tools that reshard, import or convert. `declared` names every
+    /// tensor with its shape. Returns the step directory.
+    @discardableResult
+    public static func writeOffline(directory: String, step: Int, ranks: Int, declared: [String: [Int]],
+                                    metadata: Data, extraFiles: [String: Data] = [:], compressionLevel: Int32 = 1,
+                                    keep: Int = 0, slicesOf: (Int) throws -> [CheckpointSliceValues]) throws -> String {
+        let stepDirectory = directory + "/" + CheckpointFiles.stepDirectoryName(step)
+        if FileManager.default.fileExists(atPath: stepDirectory) { try CheckpointFiles.removeStepDirectory(stepDirectory) }
+        do {
+            try FileManager.default.createDirectory(atPath: stepDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(error.localizedDescription)")
+        }
+        var parts: [[CheckpointIndex.Tensor]] = []
+        for rank in 0..<ranks {
+            let staging = CheckpointStaging()
+            let frames = try slicesOf(rank).map { slice in
+                let offset = slice.values.withUnsafeBufferPointer { staging.append($0) }
+                return (slice, offset)
+            }.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $1) }
+            parts.append(try writeShardFile(frames, declared: declared, directory: stepDirectory, file: CheckpointFiles.shardName(rank: rank),
+                                            compressionLevel: compressionLevel))
+        }
+        let index = try CheckpointIndex.merging(parts, step: step, worldSize: ranks)
+        let encoded: Data
+        do { encoded = try index.encoded() } catch { throw CheckpointError(.badIndex, "cannot encode the index: \(error)") }
+        try CheckpointFiles.writeDurably(encoded, to: stepDirectory + "/" + CheckpointFiles.indexName)
+        try finish(directory: directory, step: step, worldSize: ranks, metadata: metadata, extraFiles: extraFiles, keep: keep)
         return stepDirectory
     }
 

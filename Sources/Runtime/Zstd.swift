@@ -29,11 +29,17 @@ public enum Zstd {
         _ = try checkZstd("ZSTD_CCtx_setParameter", ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level))
         _ = try checkZstd("ZSTD_CCtx_setParameter", ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1))
         let bound = ZSTD_compressBound(bytes.count)
-        var output = [UInt8](repeating: 0, count: bound)
-        let written = try output.withUnsafeMutableBytes { (out) in
-            try checkZstd("ZSTD_compress2", ZSTD_compress2(context, out.baseAddress, bound, bytes.baseAddress, bytes.count))
+        // Uninitialized: zero-filling a buffer zstd overwrites costs as much as fast compression.
+        var failure: (any Error)?
+        let output = [UInt8](unsafeUninitializedCapacity: bound) { buffer, count in
+            do {
+                count = try checkZstd("ZSTD_compress2", ZSTD_compress2(context, buffer.baseAddress, bound, bytes.baseAddress, bytes.count))
+            } catch {
+                failure = error
+                count = 0
+            }
         }
-        output.removeLast(bound - written)
+        if let failure { throw failure }
         return output
     }
 

@@ -28,15 +28,21 @@ extension Pretrainer {
         URL(fileURLWithPath: config.run.dir).appendingPathComponent("checkpoints").path
     }
 
-    /// Saves parameters and AdamW moments (each rank its owned share) and the trainer state as
-    /// `RUN/checkpoints/step_N` where N is the next step to run; collective over the world.
+    /// Copies parameters and AdamW moments (each rank its owned share) into a new writer for
+    /// `RUN/checkpoints/step_N`, N the next step to run, and returns it with the trainer state
+    /// to commit; collective over the world (rank 0 creates the step directory). `CheckpointSaver`
+    /// writes it.
     ///
     /// Tensors are saved under their global names and shapes whatever the mesh: a tensor-parallel
     /// rank writes its slice as runs of the global tensor (rows; one run per row of a column
     /// slice), and one rank of each replica group writes replicated tensors.
-    @discardableResult
-    public func saveCheckpoint(nextStep: Int) throws -> String {
-        let writer = try CheckpointWriter(directory: checkpointDirectory, step: nextStep, communicator: worldCommunicator)
+    public func stageCheckpoint(nextStep: Int, staging: CheckpointStaging = CheckpointStaging()) throws -> (writer: CheckpointWriter, metadata: Data) {
+        staging.reserve(DataParallelParameters.StateKind.allCases.reduce(0) { total, kind in
+            total + parameters.ownedSlices(kind).reduce(0) { $0 + $1.elements.count }
+        })
+        let writer = try CheckpointWriter(directory: checkpointDirectory, step: nextStep, communicator: worldCommunicator,
+                                          compressionLevel: Int32(config.checkpoint.zstdLevel), staging: staging)
+        writer.backgroundNice = Int32(config.checkpoint.writerNice)
         for kind in DataParallelParameters.StateKind.allCases {
             for slice in parameters.ownedSlices(kind) where tensorLayout.counts(slice.parameterIndex) {
                 guard let global = tensorLayout.globalLayout.entry(named: tensorLayout.localLayout.entries[slice.parameterIndex].name) else { continue }
@@ -53,21 +59,76 @@ extension Pretrainer {
                                             tensorParallelDegree: tensorLayout.degree)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try writer.commit(metadata: try encoder.encode(state), keep: config.checkpoint.keep)
+        return (writer, try encoder.encode(state))
+    }
+
+    /// Saves a checkpoint synchronously (stage, write, commit); collective.
+    @discardableResult
+    public func saveCheckpoint(nextStep: Int, extras: CheckpointExtras = CheckpointExtras()) throws -> String {
+        let (writer, metadata) = try stageCheckpoint(nextStep: nextStep)
+        return try writer.commit(metadata: metadata, extraFiles: extras.files, keep: config.checkpoint.keep)
     }
 
     /// Loads the newest committed checkpoint of the run, if any, whatever the data-parallel and
-    /// tensor-parallel degrees and ZeRO stage it was saved with, and returns the step to continue from.
-    /// Checkpoints that are not committed (or fail to load) are skipped with a warning.
+    /// tensor/pipeline-parallel degrees and ZeRO stage it was saved with, and returns the step to
+    /// continue from. Checkpoints that are not committed, or fail verification (a flipped byte, a
+    /// truncated file), are skipped with a warning and the previous committed one is used.
     public func resumeFromLatest() throws -> Int? {
-        let latest = CheckpointReader.latest(in: checkpointDirectory)
-        for warning in latest.warnings { log.warning(warning) }
-        guard let reader = latest.reader else { return nil }
-        let state = try JSONDecoder().decode(PretrainCheckpointState.self, from: reader.metadata)
+        try resume(from: checkpointDirectory)
+    }
+
+    /// Resumes from `path`: a step directory (`…/step_N`), or a checkpoints directory whose
+    /// newest loadable checkpoint is used as in `resumeFromLatest`. nil when a checkpoints
+    /// directory holds none.
+    public func resume(from path: String) throws -> Int? {
+        let reader: CheckpointReader
+        if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
+            reader = try CheckpointReader(stepDirectory: path)
+            try reader.verify()
+        } else {
+            let latest = CheckpointReader.latest(in: path, verifying: true)
+            for warning in latest.warnings { log.warning(warning) }
+            guard let found = latest.reader else { return nil }
+            reader = found
+        }
+        let state: PretrainCheckpointState
+        do {
+            state = try JSONDecoder().decode(PretrainCheckpointState.self, from: reader.metadata)
+        } catch {
+            throw JobError("\(reader.stepDirectory)/\(CheckpointFiles.metadataName) holds no pretraining state (\(error)); a checkpoint made by import-hf or reshard without one starts a run with --init-from")
+        }
         guard state.globalBatchSize == config.train.globalBatchSize, state.seed == config.train.seed else {
             throw JobError("\(reader.stepDirectory): saved with train.global_batch_size \(state.globalBatchSize) and train.seed \(state.seed); this run has \(config.train.globalBatchSize) and \(config.train.seed) (the data position would not carry over)")
         }
-        for kind in DataParallelParameters.StateKind.allCases {
+        try load(reader, kinds: DataParallelParameters.StateKind.allCases)
+        return state.nextStep
+    }
+
+    /// Starts from the parameters (only) of the checkpoint at `path` (a step directory or a
+    /// checkpoints directory's newest), e.g. one `meshlm ckpt import-hf` made: the optimizer
+    /// state and the data position start fresh at step 0.
+    public func initialize(from path: String) throws {
+        let reader: CheckpointReader
+        if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
+            reader = try CheckpointReader(stepDirectory: path)
+        } else {
+            let latest = CheckpointReader.latest(in: path, verifying: true)
+            for warning in latest.warnings { log.warning(warning) }
+            guard let found = latest.reader else { throw JobError("--init-from \(path): no committed checkpoint there") }
+            reader = found
+        }
+        for local in layout.entries {
+            guard let entry = tensorLayout.globalLayout.entry(named: local.name) else { continue }
+            let shape = try reader.shape(of: entry.name)
+            guard shape == entry.shape else {
+                throw JobError("--init-from \(reader.stepDirectory): tensor \(entry.name) has shape \(shape), the model config gives \(entry.shape) (check the model section against its model_config.json)")
+            }
+        }
+        try load(reader, kinds: [.parameters])
+    }
+
+    private func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind]) throws {
+        for kind in kinds {
             for slice in parameters.neededSlices(kind) {
                 let runs = tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements).map { run in
                     ElementRun(elements: run.global, destination: slice.pointer + (run.localStart - slice.elements.lowerBound))
@@ -75,6 +136,5 @@ extension Pretrainer {
                 try reader.read(name: slice.name, runs: runs)
             }
         }
-        return state.nextStep
     }
 }

@@ -239,16 +239,29 @@ public struct ParallelSection: Codable, Sendable {
 public struct CheckpointSection: Codable, Sendable {
     public var interval: Int
     public var keep: Int
-    enum CodingKeys: String, CodingKey { case interval, keep }
-    public init() { interval = 0; keep = 3 }
+    /// Compress and write in the background while training goes on (docs/checkpoints.md).
+    public var async: Bool
+    /// zstd level of the shard files' frames.
+    public var zstdLevel: Int
+    /// Nice value of the background writer thread: above 0 it yields the cores to training.
+    public var writerNice: Int
+    enum CodingKeys: String, CodingKey { case interval, keep, async, zstdLevel = "zstd_level", writerNice = "writer_nice" }
+    public init() { interval = 0; keep = 3; async = true; zstdLevel = -1; writerNice = 10 }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         interval = try c.decode(.interval, default: 0)
         keep = try c.decode(.keep, default: 3)
+        async = try c.decode(.async, default: true)
+        zstdLevel = try c.decode(.zstdLevel, default: -1)
+        writerNice = try c.decode(.writerNice, default: 10)
     }
 
     func validate() throws(ConfigError) {
         guard interval >= 0 else { throw .invalid("checkpoint.interval", interval, "must be 0 (never) or positive") }
         guard keep >= 1 else { throw .invalid("checkpoint.keep", keep, "must be at least 1") }
+        guard (-7...19).contains(zstdLevel) else {
+            throw .invalid("checkpoint.zstd_level", zstdLevel, "must be between -7 (fastest) and 19 (-1 is the measured default)")
+        }
+        guard (0...19).contains(writerNice) else { throw .invalid("checkpoint.writer_nice", writerNice, "must be between 0 and 19") }
     }
 }

@@ -11,6 +11,8 @@ public struct PretrainRun {
     public let log: Log
     /// The fp32 FMA peak of all ranks together (GFLOP/s), measured at start-up, for MFU.
     public let peakGigaflops: Double
+    /// Saves checkpoints (async by default); nil saves them with no extra files.
+    public var checkpoints: CheckpointSaver?
 
     public init(trainer: Pretrainer, trainBatches: BatchSource, evalBatches: BatchSource?, metrics: MetricsLog, log: Log,
                 peakGigaflops: Double) {
@@ -42,12 +44,15 @@ public struct PretrainRun {
         var summary = Summary(steps: 0, firstLoss: .nan, lastLoss: .nan, lastEvalLoss: nil, tokensPerSecond: 0, mfu: 0)
         var intervalTokens = 0, intervalSeconds = 0.0, totalTokens = 0, totalSeconds = 0.0
         StopSignals.install()
+        let saver = checkpoints ?? CheckpointSaver(trainer: trainer, extras: CheckpointExtras())
         for step in start..<end {
+            // An asynchronous save commits at the first step boundary after every rank wrote its file.
+            if let path = try saver.commitIfReady() { log.info("checkpoint \(path) committed") }
             // A stop request on any rank (SIGTERM/SIGUSR1 from Slurm or mpirun) ends every rank
             // at the same step, after saving a checkpoint to resume from.
             let stopRequested = try trainer.worldCommunicator.allreduce(Int32(StopSignals.requested == nil ? 0 : 1), .max) == 1
             if stopRequested {
-                let path = try trainer.saveCheckpoint(nextStep: step)
+                let path = try saver.save(nextStep: step) ?? saver.finish() ?? trainer.checkpointDirectory
                 log.info("pretrain: \(StopSignals.requested ?? "a stop signal") received; saved \(path) and stopping before step \(step)")
                 summary.stoppedEarly = true
                 break
@@ -85,8 +90,11 @@ public struct PretrainRun {
             }
             let interval = trainer.config.checkpoint.interval
             if (interval > 0 && (step + 1) % interval == 0) || (isLast && (interval > 0 || train.stopAtStep > 0)) {
-                let path = try trainer.saveCheckpoint(nextStep: step + 1)
-                log.info("step \(step)  checkpoint \(path)")
+                if let path = try saver.save(nextStep: step + 1) {
+                    log.info("step \(step)  checkpoint \(path)")
+                } else {
+                    log.info("step \(step)  checkpoint of step \(step + 1) writing in the background")
+                }
             }
             if let evalBatches, train.evalInterval > 0, step % train.evalInterval == 0 || isLast {
                 let evalLoss = try evaluate(evalBatches)
@@ -99,6 +107,8 @@ public struct PretrainRun {
             }
             progress.advance()
         }
+        // The end of the run (and a stop) waits for the save in flight.
+        if let path = try saver.finish() { log.info("checkpoint \(path) committed") }
         progress.finish()
         summary.tokensPerSecond = Double(totalTokens) / max(totalSeconds, 1e-9)
         summary.mfu = summary.tokensPerSecond * trainer.flopsPerToken / (peakGigaflops * 1e9)

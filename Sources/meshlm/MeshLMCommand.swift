@@ -9,8 +9,8 @@ struct MeshLMCommand: ParsableCommand {
             Every command is SPMD: run it plain (one rank), under `mpirun -np N`, or under `srun`.
             Documentation: docs/ in the source tree.
             """,
-        subcommands: [PretrainCommand.self, DataCommand.self, TokenizerCommand.self, GenerateCommand.self, ServeCommand.self,
-                      PlotCommand.self, MeshCommand.self, BenchCommand.self]
+        subcommands: [PretrainCommand.self, EvalCommand.self, CkptCommand.self, DataCommand.self, TokenizerCommand.self,
+                      GenerateCommand.self, ServeCommand.self, PlotCommand.self, MeshCommand.self, BenchCommand.self]
     )
 
     static func main() {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import DataPipeline
 import Model
 import Parallel
@@ -15,6 +16,19 @@ struct PretrainCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
     @Option(help: "The run config (YAML).") var config: String
     @Option(name: .customLong("set"), help: "Override a config key: section.key=value (repeatable).") var overrides: [String] = []
+    @Flag(help: "Resume from the run's newest loadable checkpoint (RUN/checkpoints) and fail if there is none. Without it a run resumes from one when it exists.")
+    var resume = false
+    @Option(name: .customLong("resume-from"), help: "Resume from this checkpoint: a step directory, or a checkpoints directory (its newest loadable one).")
+    var resumeFrom: String?
+    @Option(name: .customLong("init-from"), help: "Start at step 0 from the parameters of this checkpoint (e.g. made by `meshlm ckpt import-hf`); fresh optimizer state.")
+    var initFrom: String?
+    @Option(name: .customLong("tokenizer-json"), help: "A tokenizer.json to copy into every checkpoint (default: tokenizer.json beside the training shards, if there is one).")
+    var tokenizerJSON: String?
+
+    func validate() throws {
+        if resume && resumeFrom != nil { throw ValidationError("--resume and --resume-from exclude each other: --resume-from names the checkpoint, --resume uses the run's own") }
+        if initFrom != nil && (resume || resumeFrom != nil) { throw ValidationError("--init-from starts a new run at step 0; it cannot be combined with --resume or --resume-from") }
+    }
 
     func run() throws {
         try job.runJob { context in
@@ -47,7 +61,24 @@ struct PretrainCommand: ParsableCommand {
             }
             let trainer = try world.collectively { try Pretrainer(config: settings, mesh: mesh, threads: threads, log: log) }
             // A run with a committed checkpoint continues from it (any dp degree or ZeRO stage).
-            let start = try world.collectively { try trainer.resumeFromLatest() } ?? 0
+            let start: Int = try world.collectively {
+                if let initFrom {
+                    try trainer.initialize(from: initFrom)
+                    log.info("pretrain: starting from the parameters of \(initFrom)")
+                    return 0
+                }
+                if let resumeFrom {
+                    guard let step = try trainer.resume(from: resumeFrom) else { throw JobError("--resume-from \(resumeFrom): no committed checkpoint there") }
+                    return step
+                }
+                let step = try trainer.resumeFromLatest()
+                if resume && step == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
+                return step ?? 0
+            }
+            let tokenizer = trainBatches.samples.dataset.manifest?.tokenizer
+            let besideShards = (settings.data.train as NSString).appendingPathComponent(CheckpointExtras.tokenizerName)
+            let tokenizerFile = tokenizerJSON ?? (FileManager.default.fileExists(atPath: besideShards) ? besideShards : nil)
+            let extras = try world.collectively { try CheckpointExtras(config: settings, tokenizer: tokenizer, tokenizerFile: tokenizerFile) }
             let end = settings.train.stopAtStep > 0 ? settings.train.stopAtStep : settings.train.steps
             if start > 0 { log.info("pretrain: resuming at step \(start) from \(trainer.checkpointDirectory)") }
             guard start < end else {
@@ -60,8 +91,10 @@ struct PretrainCommand: ParsableCommand {
             log.info("pretrain: \(settings.model.parameterCount.formatted) parameters; mesh \(mesh.dims); ZeRO stage \(settings.parallel.zeroStage); "
                      + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
                      + "\(trainBatches.samples.sampleCount) training samples; metrics → \(metrics.path)")
-            let summary = try PretrainRun(trainer: trainer, trainBatches: trainBatches, evalBatches: evalBatches,
-                                          metrics: metrics, log: log, peakGigaflops: peak).run(from: start)
+            var pretrainRun = PretrainRun(trainer: trainer, trainBatches: trainBatches, evalBatches: evalBatches,
+                                          metrics: metrics, log: log, peakGigaflops: peak)
+            pretrainRun.checkpoints = CheckpointSaver(trainer: trainer, extras: extras)
+            let summary = try pretrainRun.run(from: start)
             var line = String(format: "pretrain: %d steps, loss %.4f → %.4f", summary.steps, summary.firstLoss, summary.lastLoss)
             if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
             line += String(format: ", %@ tokens/s, MFU %.1f%% of %.0f GFLOP/s", formatRate(summary.tokensPerSecond), 100 * summary.mfu, peak)

@@ -12,6 +12,24 @@ import Testing
         #expect(CRC32C.checksum([]) == 0)
     }
 
+    /// The hardware instruction (where present) and slicing-by-8 agree at every length and
+    /// alignment, and on the known vectors.
+    @Test func hardwareAndPortableAgree() {
+        let bytes: [UInt8] = (0..<4100).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
+        let saved = CRC32C.useHardware
+        defer { CRC32C.useHardware = saved }
+        for start in [0, 1, 3, 8] {
+            for length in [0, 1, 7, 8, 9, 63, 4000] {
+                let slice = Array(bytes[start..<(start + length)])
+                CRC32C.useHardware = false
+                let portable = CRC32C.checksum(slice)
+                CRC32C.useHardware = saved
+                #expect(CRC32C.checksum(slice) == portable, "start \(start) length \(length)")
+            }
+        }
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+    }
+
     /// Slicing-by-8 and the byte loop agree at every length and alignment, and pieces chain.
     @Test func piecesChainAndLengthsAgree() {
         let bytes: [UInt8] = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }

@@ -27,7 +27,10 @@ func ownedRange(count: Int, parts: Int, rank: Int) -> Range<Int> {
 }
 
 /// Saves step `step` of the test tensors from every rank: the up_proj weight in round-robin
-/// chunks of 100 (several slices per rank), the others ZeRO-style.
+/// chunks of 100 (several slices per rank), the others ZeRO-style. The source arrays are
+/// overwritten right after staging, as training does, so a save that did not copy them fails
+/// the value checks. Like `CheckpointSaver`, the commit waits at "step boundaries" (a short
+/// sleep standing for a training step) until an allreduce says every rank's file is written.
 func saveCheckpoint(_ world: Communicator, directory: String, step: Int, keep: Int, large: Bool) throws {
     let writer = try CheckpointWriter(directory: directory, step: step, communicator: world)
     for (t, tensor) in checkpointTensors(large: large).enumerated() {
@@ -36,11 +39,13 @@ func saveCheckpoint(_ world: Communicator, directory: String, step: Int, keep: I
             ? stride(from: world.rank * 100, to: count, by: 100 * world.size).map { $0..<min($0 + 100, count) }
             : [ownedRange(count: count, parts: world.size, rank: world.rank)]
         for range in ranges {
-            let values = range.map { checkpointValue(tensor: t, element: $0, step: step) }
+            var values = range.map { checkpointValue(tensor: t, element: $0, step: step) }
             values.withUnsafeBufferPointer { writer.add(name: tensor.name, globalShape: tensor.shape, elements: range, values: $0) }
+            values.withUnsafeMutableBufferPointer { $0.update(repeating: -1) }
         }
     }
     writer.writeShardInBackground()
+    while try world.allreduce(Int32(writer.isShardWritten ? 1 : 0), .min) == 0 { usleep(300) }
     let metadata = Data("{\"step\":\(step),\"ranks\":\(world.size)}".utf8)
     try writer.commit(metadata: metadata, keep: keep)
 }

@@ -27,6 +27,16 @@ double meshlm_fma_loop(int64_t iterations, float *sink);
 /// Lanes of fp32 in the vector width meshlm_fma_loop uses (16 for AVX-512, 8 for AVX2, 4 for SSE).
 int meshlm_fma_vector_lanes(void);
 
+/// Starts writing back the dirty pages of `descriptor` in [offset, offset+length) without
+/// waiting (Linux sync_file_range; a no-op elsewhere), so a later fsync has little left to do.
+int meshlm_start_writeback(int descriptor, int64_t offset, int64_t length);
+/// Sets the calling thread's nice value (Linux threads have their own); 0 or -1 with errno.
+int meshlm_set_thread_nice(int nice);
+/// Whether meshlm_crc32c_update can run here (x86-64 SSE4.2 compiled in and present).
+int meshlm_crc32c_hardware(void);
+/// The CRC-32C register after `bytes` (no initial or final inversion: the caller does those).
+uint32_t meshlm_crc32c_update(uint32_t state, const void *bytes, int64_t count);
+
 
 
 /// Installs handlers for SIGTERM and SIGUSR1 (Slurm's preemption and time-limit warnings) that

@@ -1,0 +1,88 @@
+import Checkpoint
+import Foundation
+import Model
+
+/// `meshlm ckpt import-hf`: a transformers Llama directory (config.json and one or several
+/// safetensors files, f32/bf16/f16) as a MeshLM checkpoint of parameters, at step 0, that
+/// `meshlm pretrain --init-from` starts from and the server loads.
+public enum HuggingFaceImport {
+    public struct Report: Sendable {
+        public var stepDirectory: String
+        public var model: LlamaConfig
+        public var tensors: Int
+        /// Source dtypes seen, e.g. ["BF16"].
+        public var dtypes: [String]
+        /// Tensors in the files that the model does not use (e.g. a tied lm_head copy).
+        public var ignored: [String]
+    }
+
+    /// The safetensors files of `directory` and which holds each tensor.
+    static func tensorFiles(in directory: String) throws -> [String: SafetensorsFile] {
+        let indexPath = directory + "/model.safetensors.index.json"
+        var files: [String] = []
+        if let data = FileManager.default.contents(atPath: indexPath) {
+            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                  let map = object["weight_map"] as? [String: String] else {
+                throw CheckpointError(.badIndex, "\(indexPath) has no \"weight_map\" object")
+            }
+            files = Array(Set(map.values)).sorted()
+        } else if FileManager.default.fileExists(atPath: directory + "/model.safetensors") {
+            files = ["model.safetensors"]
+        } else {
+            files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".safetensors") }.sorted()
+        }
+        guard !files.isEmpty else {
+            throw CheckpointError(.missingFile, "\(directory) holds no model.safetensors, model.safetensors.index.json or *.safetensors (PyTorch .bin weights are not read: save with safe_serialization=True)")
+        }
+        var byTensor: [String: SafetensorsFile] = [:]
+        for name in files {
+            let file = try SafetensorsFile(path: directory + "/" + name)
+            for entry in file.entries {
+                if byTensor[entry.name] != nil { throw CheckpointError(.badIndex, "\(directory): tensor \(entry.name) is in two files") }
+                byTensor[entry.name] = file
+            }
+        }
+        return byTensor
+    }
+
+    @discardableResult
+    public static func importDirectory(_ directory: String, output: String, compressionLevel: Int32 = 1) throws -> Report {
+        let configPath = directory + "/config.json"
+        guard let configData = FileManager.default.contents(atPath: configPath) else {
+            throw CheckpointError(.missingFile, "\(configPath) is missing: an HF model directory has config.json beside its safetensors")
+        }
+        let model = try HuggingFaceConfig.decode(configData, file: configPath)
+        let layout = ParameterLayout(config: model)
+        let files = try tensorFiles(in: directory)
+        var dtypes: Set<String> = []
+        for entry in layout.entries {
+            guard let file = files[entry.name] else {
+                let hint = entry.name == "lm_head.weight" ? " (config.json says tie_word_embeddings false)" : ""
+                throw CheckpointError(.unknownTensor, "\(directory): no safetensors file holds tensor \(entry.name)\(hint)")
+            }
+            let saved = try file.entry(named: entry.name)
+            guard saved.shape == entry.shape else {
+                throw CheckpointError(.badIndex, "\(file.path): tensor \(entry.name) has shape \(saved.shape); \(configPath) implies \(entry.shape)")
+            }
+            dtypes.insert(saved.dtype.rawValue)
+        }
+        let used = Set(layout.entries.map(\.name))
+        let ignored = files.keys.filter { !used.contains($0) }.sorted()
+        var extras: [String: Data] = [CheckpointExtras.modelConfigName: try HuggingFaceConfig.encode(model)]
+        for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
+            if let data = FileManager.default.contents(atPath: directory + "/" + name) { extras[name] = data }
+        }
+        let metadata = try JSONSerialization.data(withJSONObject: ["source": "import-hf", "from": directory, "dtypes": dtypes.sorted()] as [String: Any],
+                                                  options: [.prettyPrinted, .sortedKeys])
+        let declared = Dictionary(uniqueKeysWithValues: layout.entries.map { ($0.name, $0.shape) })
+        let stepDirectory = try CheckpointWriter.writeOffline(directory: output, step: 0, ranks: 1, declared: declared, metadata: metadata,
+                                                              extraFiles: extras, compressionLevel: compressionLevel) { _ in
+            try layout.entries.map { entry in
+                guard let file = files[entry.name] else { preconditionFailure("checked above: \(entry.name) has a file") }
+                let values = try file.floats(of: entry.name)
+                return CheckpointSliceValues(name: entry.name, shape: entry.shape, elements: 0..<entry.count, values: values)
+            }
+        }
+        return Report(stepDirectory: stepDirectory, model: model, tensors: layout.entries.count, dtypes: dtypes.sorted(), ignored: ignored)
+    }
+}

@@ -1,0 +1,25 @@
+import ArgumentParser
+import Foundation
+
+/// `meshlm ckpt …`: one process, no MPI — the tools read and write checkpoint files only
+/// (docs/checkpoints.md, "Commands").
+struct CkptCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ckpt",
+        abstract: "Inspect, verify, reshard, consolidate checkpoints; export to and import from Hugging Face (docs/checkpoints.md).",
+        discussion: "DIR is a step directory (RUN/checkpoints/step_N) or a checkpoints directory (its latest committed checkpoint).",
+        subcommands: [CkptInspectCommand.self, CkptVerifyCommand.self, CkptReshardCommand.self, CkptConsolidateCommand.self,
+                      CkptExportHFCommand.self, CkptImportHFCommand.self])
+
+    /// Runs a tool's body; any error is one `meshlm: error: …` line on stderr and exit status 1.
+    static func runTool(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("meshlm: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
