@@ -11,7 +11,7 @@ public struct InputDocument: Sendable {
 /// text in `textField`, or a plain `.txt` file as one document. Blank JSONL lines are skipped;
 /// anything else that is not an object with a string `textField` is an error naming file:line.
 public final class DocumentReader {
-    public enum Format: Sendable { case jsonl, jsonlZstd, text }
+    public typealias Format = InputFormat
 
     public let path: String
     public let format: Format
@@ -21,44 +21,14 @@ public final class DocumentReader {
     private var textBytes = 0
 
     /// The format an input file name implies, or nil.
-    public static func format(of path: String) -> Format? {
-        if path.hasSuffix(".jsonl.zst") { return .jsonlZstd }
-        if path.hasSuffix(".jsonl") { return .jsonl }
-        if path.hasSuffix(".txt") { return .text }
-        return nil
-    }
+    public static func format(of path: String) -> Format? { InputFormat(path: path) }
 
     /// Expands inputs into files: a file as given, a directory into its `.jsonl`, `.jsonl.zst` and
     /// `.txt` files (recursively, sorted by path so the order is the same everywhere). Returns the
     /// files and how many other files the directories held (not read).
     public static func expand(_ inputs: [String]) throws(DataError) -> (files: [String], ignored: Int) {
-        var files = [String]()
-        var ignored = 0
-        let manager = FileManager.default
-        for input in inputs {
-            var isDirectory: ObjCBool = false
-            guard manager.fileExists(atPath: input, isDirectory: &isDirectory) else {
-                throw DataError("\(input): no such file or directory")
-            }
-            if !isDirectory.boolValue {
-                guard format(of: input) != nil else {
-                    throw DataError("\(input): unknown input format (expected .jsonl, .jsonl.zst or .txt)")
-                }
-                files.append(input)
-                continue
-            }
-            guard let walker = manager.enumerator(atPath: input) else { throw DataError("\(input): cannot list the directory") }
-            var found = [String]()
-            while let relative = walker.nextObject() as? String {
-                let full = (input as NSString).appendingPathComponent(relative)
-                var isSubdirectory: ObjCBool = false
-                guard manager.fileExists(atPath: full, isDirectory: &isSubdirectory), !isSubdirectory.boolValue else { continue }
-                if format(of: relative) != nil { found.append(full) } else { ignored += 1 }
-            }
-            guard !found.isEmpty else { throw DataError("\(input): no .jsonl, .jsonl.zst or .txt files in the directory") }
-            files += found.sorted()
-        }
-        return (files, ignored)
+        let (units, ignored) = try WorkPlan.units(inputs: inputs)
+        return (units.map(\.path), ignored)
     }
 
     public init(path: String, textField: String = "text") throws(DataError) {
