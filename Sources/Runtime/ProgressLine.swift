@@ -14,9 +14,13 @@ public final class ProgressLine {
     private let start: Double
     private var lastDraw: Double
     private(set) public var completed = 0
+    /// A second count shown as a rate only (documents while the line counts bytes).
+    private let secondaryUnit: String?
+    private(set) public var secondaryCompleted = 0
 
-    public init(label: String, total: Int?, unit: String, log: Log, logInterval: Double = 10) {
+    public init(label: String, total: Int?, unit: String, log: Log, logInterval: Double = 10, secondaryUnit: String? = nil) {
         self.label = label
+        self.secondaryUnit = secondaryUnit
         self.total = total
         self.unit = unit
         self.log = log
@@ -27,8 +31,9 @@ public final class ProgressLine {
     }
 
     /// Records `count` more units done and redraws when it is time to.
-    public func advance(by count: Int = 1) {
+    public func advance(by count: Int = 1, secondary: Int = 0) {
         completed += count
+        secondaryCompleted += secondary
         let now = monotonicSeconds()
         if now - lastDraw >= redrawInterval {
             lastDraw = now
@@ -50,7 +55,9 @@ public final class ProgressLine {
             let percent = 100 * Double(completed) / Double(total)
             text += "/\(total) (\(String(format: "%.1f", percent))%)"
         }
-        text += "  \(formatRate(rate)) \(unit)/s  elapsed \(formatDuration(elapsed))"
+        text += "  \(formatRate(rate)) \(unit)/s"
+        if let secondaryUnit { text += "  \(formatRate(Double(secondaryCompleted) / elapsed)) \(secondaryUnit)/s" }
+        text += "  elapsed \(formatDuration(elapsed))"
         if let total, rate > 0, completed < total {
             text += "  ETA \(formatDuration(Double(total - completed) / rate))"
         }

@@ -25,6 +25,7 @@ import Testing
 
     @Test(arguments: [
         "Version 1.2.3.4.5 of the tool, or v1.2.3.4 and 1.2.3.",
+        "SQLite Release 3.6.14.2 and version 1.0.0.1 are versions.",
         "Octets out of range: 256.1.1.1 and 1.2.3.999.",
         "Card-like 4111 1111 1111 1112 fails Luhn, as does 1234567812345678.",
         "Dates 2024-01-15, 12/25/2024, 15.01.2024 and times 12:30:45 stay.",

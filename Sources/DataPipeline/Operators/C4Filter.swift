@@ -78,25 +78,38 @@ public struct C4Filter: CleaningOperator {
                 return (.drop("contains 'lorem ipsum'"), nil, 0, 0)
             }
             if config.dropCurlyBrace && bytes.contains(0x7B) { return (.drop("contains '{'"), nil, 0, 0) }
+            // Kept lines are copied as they are (indentation included) and blank lines stay, so
+            // a document that loses no line comes out byte for byte the same.
             var output = [UInt8]()
             output.reserveCapacity(bytes.count)
-            var removedCharacters = 0, removedLines = 0
+            var removedCharacters = 0, removedLines = 0, keptLines = 0
+            var previousBlank = true
             for line in TextScanning.lines(in: bytes) {
                 let trimmed = TextScanning.trimmed(line, in: bytes)
-                if keeps(bytes, trimmed) {
-                    if !output.isEmpty { output.append(0x0A) }
-                    output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[trimmed]))
+                if trimmed.isEmpty {
+                    if !previousBlank { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[line])); output.append(0x0A) }
+                    previousBlank = true
+                } else if keeps(bytes, trimmed) {
+                    output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[line]))
+                    output.append(0x0A)
+                    keptLines += 1
+                    previousBlank = false
                 } else {
-                    removedLines += trimmed.isEmpty ? 0 : 1
-                    removedCharacters += TextScanning.scalarCount(in: bytes, range: trimmed)
+                    removedLines += 1
+                    removedCharacters += TextScanning.scalarCount(in: bytes, range: line)
                 }
             }
+            // Blank lines left at the end by removed lines go; the input's final newline (or its
+            // absence) is kept.
+            while output.count >= 2 && output[output.count - 1] == 0x0A && output[output.count - 2] == 0x0A { output.removeLast() }
+            if bytes.last != 0x0A && output.last == 0x0A { output.removeLast() }
+            if keptLines == 0 { output.removeAll() }
             if output.isEmpty { return (.drop("no line passes the line rules"), nil, 0, 0) }
             let sentences = sentenceCount(output)
             if sentences < config.minSentences {
                 return (.drop("sentences \(sentences) < min_sentences \(config.minSentences)"), nil, 0, 0)
             }
-            return (.keep, output.elementsEqual(bytes) ? nil : output, removedCharacters, removedLines)
+            return (.keep, removedLines == 0 ? nil : output, removedCharacters, removedLines)
         }
         let (outcome, output, removedCharacters, removedLines) = result
         if let output {

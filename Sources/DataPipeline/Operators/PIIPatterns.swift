@@ -55,7 +55,23 @@ enum PIIPatterns {
         return true
     }
 
-    /// Dotted-quad IPv4 addresses with every octet in 0…255.
+    /// Words that announce a version number, not an address: `SQLite 3.6.14.2`, `release 1.2.3.4`.
+    private static let versionWords: Set<String> = ["version", "versions", "release", "releases", "ver", "v", "rev",
+                                                    "revision", "build", "sqlite", "python", "linux", "kernel", "firmware"]
+
+    /// Whether the word before `index` (skipping spaces) is one of `versionWords`.
+    private static func followsVersionWord(_ bytes: Bytes, _ index: Int) -> Bool {
+        var end = index
+        while end > 0 && (bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09) { end -= 1 }
+        var start = end
+        while start > 0 && end - start < 12 && TextScanning.isASCIILetter(bytes[start - 1]) { start -= 1 }
+        guard start < end else { return false }
+        let word = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]).map(TextScanning.lower), as: UTF8.self)
+        return versionWords.contains(word)
+    }
+
+    /// Dotted-quad IPv4 addresses with every octet in 0…255, unless a version word precedes
+    /// them (a four-part version number is otherwise indistinguishable from an address).
     static func ipv4(_ bytes: Bytes) -> [Range<Int>] {
         var found = [Range<Int>]()
         var index = 0
@@ -77,7 +93,7 @@ enum PIIPatterns {
                     position += 1
                 }
             }
-            if octets == 4 && endsToken(bytes, position) {
+            if octets == 4 && endsToken(bytes, position) && !followsVersionWord(bytes, index) {
                 found.append(index..<position)
                 index = position
             } else {
