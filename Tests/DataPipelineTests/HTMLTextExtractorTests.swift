@@ -9,6 +9,8 @@ import Testing
             <style>p { color: red; }</style><script>if (a < b) { alert("x"); }</script></head>
             <body><header><a href="/">Home</a> | <a href="/about">About</a></header>
             <nav><ul><li>Menu one</li><li>Menu two</li></ul></nav>
+            <div class="menu mainmenu"><ul><li><a href="a.html">About</a></ul><div>inner</div></div>
+            <div id='site-sidebar'>Sidebar links</div><div data-id="menu">Kept, data-id is not id</div>
             <!-- a comment <p>not text</p> -->
             <h1>Heading</h1>
             <p>First   paragraph
@@ -22,6 +24,8 @@ import Testing
         let text = HTMLTextExtractor.text(of: Array(html.utf8))
         #expect(text == """
             The Page & Title
+
+            Kept, data-id is not id
 
             Heading
 

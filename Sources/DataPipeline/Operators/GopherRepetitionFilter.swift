@@ -163,23 +163,36 @@ public struct GopherRepetitionFilter: CleaningOperator {
 
     static func topNGramCharacters(_ n: Int, _ hashes: [UInt64], _ lengths: [Int]) -> Int {
         guard hashes.count >= n else { return 0 }
-        var counts = [UInt64: (count: Int, start: Int)]()
+        var counts = [UInt64: (count: Int, start: Int)](minimumCapacity: hashes.count - n + 1)
+        var best = (count: 0, start: 0)
         for start in 0...(hashes.count - n) {
-            counts[nGramKey(hashes, start, n), default: (0, start)].count += 1
+            let key = nGramKey(hashes, start, n)
+            let entry = counts[key].map { ($0.count + 1, $0.start) } ?? (1, start)
+            counts[key] = entry
+            // The most frequent n-gram; ties go to the earliest, so the result is deterministic.
+            if entry.0 > best.count || (entry.0 == best.count && entry.1 < best.start) { best = entry }
         }
-        // The most frequent n-gram; ties go to the earliest, so the result is deterministic.
-        guard let top = counts.values.max(by: { $0.count < $1.count || ($0.count == $1.count && $0.start > $1.start) }),
-              top.count > 1 else { return 0 }
-        return top.count * lengths[top.start..<top.start + n].reduce(0, +)
+        guard best.count > 1 else { return 0 }
+        return best.count * lengths[best.start..<best.start + n].reduce(0, +)
     }
 
+    /// One pass: the first occurrence of each n-gram is remembered; a later one marks its own
+    /// words and (once) the first occurrence's words as covered.
     static func duplicateNGramCharacters(_ n: Int, _ hashes: [UInt64], _ lengths: [Int]) -> Int {
         guard hashes.count >= n else { return 0 }
-        var counts = [UInt64: Int]()
-        for start in 0...(hashes.count - n) { counts[nGramKey(hashes, start, n), default: 0] += 1 }
+        var first = [UInt64: Int](minimumCapacity: hashes.count - n + 1)
         var covered = [Bool](repeating: false, count: hashes.count)
-        for start in 0...(hashes.count - n) where counts[nGramKey(hashes, start, n), default: 0] > 1 {
-            for index in start..<start + n { covered[index] = true }
+        for start in 0...(hashes.count - n) {
+            let key = nGramKey(hashes, start, n)
+            if let earlier = first[key] {
+                if earlier >= 0 {
+                    for index in earlier..<earlier + n { covered[index] = true }
+                    first[key] = -1
+                }
+                for index in start..<start + n { covered[index] = true }
+            } else {
+                first[key] = start
+            }
         }
         return zip(covered, lengths).reduce(0) { $0 + ($1.0 ? $1.1 : 0) }
     }

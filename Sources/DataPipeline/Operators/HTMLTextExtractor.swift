@@ -3,12 +3,17 @@
 /// (paragraphs, headings, list items, table rows, `pre`…) become lines, with a blank line after
 /// paragraphs and headings; list items start with `- `; `pre` keeps its whitespace, elsewhere
 /// whitespace runs become one space; entities are decoded (named ones of HTML's common set,
-/// decimal and hex). The `<title>` becomes the first line. Malformed markup never fails: an unclosed tag or comment ends the text.
+/// decimal and hex). Elements whose `class` or `id` has a navigation word as one of its parts
+/// (`menu`, `nav`, `sidebar`, `breadcrumb`, `footer`, `header`, `cookie`, `banner`…) are dropped
+/// too, since many sites build menus from `<div>`s. The `<title>` becomes the first line. Malformed markup never fails: an unclosed tag or comment ends the text.
 public enum HTMLTextExtractor {
     private static let droppedElements: Set<String> = ["script", "style", "nav", "header", "footer", "aside",
                                                        "noscript", "template", "svg", "form", "button", "iframe", "object"]
     private static let paragraphElements: Set<String> = ["p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote",
                                                          "table", "ul", "ol", "dl", "figure", "section", "article", "main"]
+    private static let boilerplateWords: Set<String> = ["menu", "mainmenu", "submenu", "nav", "navbar", "navigation", "sidebar",
+                                                        "breadcrumb", "breadcrumbs", "footer", "header", "cookie", "cookies",
+                                                        "banner", "toc", "skip", "share", "social", "advert", "ads"]
     private static let lineElements: Set<String> = ["br", "div", "li", "tr", "dt", "dd", "hr", "caption", "address", "center"]
 
     public static func text(of html: [UInt8]) -> String {
@@ -40,6 +45,7 @@ public enum HTMLTextExtractor {
                 continue
             }
             guard let close = html[index...].firstIndex(of: 0x3E) else { break }
+            let tagStart = index
             let tag = parseTag(html[(index + 1)..<close])
             index = close + 1
             guard let (name, isEnd) = tag else { continue }
@@ -48,7 +54,8 @@ public enum HTMLTextExtractor {
                 continue
             }
             if name == "title" { inTitle = !isEnd; if isEnd { builder.setTitle(title) }; continue }
-            if droppedElements.contains(name) && !isEnd && html[close - 1] != 0x2F {
+            let isBoilerplate = droppedElements.contains(name) || (!isEnd && hasBoilerplateAttribute(html[tagStart..<close]))
+            if isBoilerplate && !isEnd && html[close - 1] != 0x2F && !voidElements.contains(name) {
                 skipElement = name
                 skipDepth = 1
                 // Raw-text elements: skip straight to the end tag (their content may hold `<`).
@@ -66,6 +73,35 @@ public enum HTMLTextExtractor {
             if name == "li" && !isEnd { builder.appendText(Array("- ".utf8), preformatted: true) }
         }
         return builder.finish()
+    }
+
+    private static let voidElements: Set<String> = ["br", "hr", "img", "input", "meta", "link", "area", "base", "col", "source", "wbr"]
+
+    /// Whether the tag's `class` or `id` value has a part (split at spaces, `-`, `_`) in
+    /// `boilerplateWords`.
+    private static func hasBoilerplateAttribute(_ tag: ArraySlice<UInt8>) -> Bool {
+        let lowered = String(decoding: tag.map(TextScanning.lower), as: UTF8.self)
+        for attribute in ["class=", "id="] {
+            var searchRange = lowered.startIndex..<lowered.endIndex
+            while let found = lowered.range(of: attribute, range: searchRange) {
+                searchRange = found.upperBound..<lowered.endIndex
+                // The attribute name must start a word (`data-id=` is not `id=`).
+                if found.lowerBound > lowered.startIndex {
+                    let before = lowered[lowered.index(before: found.lowerBound)]
+                    guard before == " " || before == "\t" || before == "\n" else { continue }
+                }
+                var value = lowered[found.upperBound...]
+                if let quote = value.first, quote == "\"" || quote == "'" {
+                    value = value.dropFirst()
+                    value = value.prefix { $0 != quote }
+                } else {
+                    value = value.prefix { $0 != " " && $0 != ">" && $0 != "\t" && $0 != "\n" }
+                }
+                let parts = value.split { $0 == " " || $0 == "-" || $0 == "_" || $0 == "\t" }
+                if parts.contains(where: { boilerplateWords.contains(String($0)) }) { return true }
+            }
+        }
+        return false
     }
 
     /// The lower-cased element name and whether it is an end tag; nil for `<!DOCTYPE>`, `<?…?>`.
