@@ -78,7 +78,7 @@ public final class Cleaner {
     }
 
     private func cleanUnits() throws {
-        let progress = ProgressLine(label: "clean (rank 0)", total: mine.reduce(0) { $0 + $1.bytes }, unit: "B", log: log,
+        let progress = ProgressLine(label: "clean (rank 0)", total: mine.reduce(0) { $0 + $1.bytes }, unit: "file B", log: log,
                                     secondaryUnit: "docs")
         var finishedNow = 0
         for unit in mine {

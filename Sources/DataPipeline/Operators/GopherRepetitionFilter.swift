@@ -6,10 +6,13 @@ import Runtime
 /// - duplicate lines / paragraphs: an element equal to an earlier one is a duplicate; the rules
 ///   bound duplicates per element and duplicate characters per character of the text. Lines
 ///   are split at `\n`, paragraphs at blank lines; empty elements do not count.
-/// - top n-gram (n = 2, 3, 4): characters of the most frequent word n-gram times its count,
-///   per character of all words.
-/// - duplicate n-grams (n = 5…10): characters of the words covered by any n-gram that occurs
-///   more than once (each word counted once), per character of all words.
+/// - top n-gram (n = 2, 3, 4): characters of the most frequent word n-gram (its words and the
+///   n − 1 spaces between them) times its count, per character of the text; 0 when no n-gram
+///   repeats.
+/// - duplicate n-grams (n = 5…10): scanning left to right, an n-gram seen before adds its words'
+///   characters and the scan jumps past it, else the scan moves one word; the sum per character
+///   of the text. This is how datatrove and most Gopher reimplementations read the paper's
+///   "fraction of characters in duplicate n-grams": the first occurrence does not count.
 /// Words are whitespace-separated and compared by a 64-bit hash (a collision would need two
 /// different words with equal FNV-1a hashes in one document).
 public struct GopherRepetitionFilter: CleaningOperator {
@@ -102,15 +105,14 @@ public struct GopherRepetitionFilter: CleaningOperator {
         let words = TextScanning.words(in: bytes)
         let hashes = words.map { TextScanning.hash(bytes, $0) }
         let lengths = words.map { TextScanning.scalarCount(in: bytes, range: $0) }
-        let wordCharacters = max(lengths.reduce(0, +), 1)
         for (n, limit) in config.maxTopNGramCharacterFraction.sorted(by: { $0.key < $1.key }) {
-            let fraction = Double(Self.topNGramCharacters(n, hashes, lengths)) / Double(wordCharacters)
+            let fraction = Double(Self.topNGramCharacters(n, hashes, lengths)) / Double(totalCharacters)
             if fraction > limit {
                 return .drop(rule("top_\(n)gram_character_fraction", fraction, "max_top_ngram_character_fraction.\(n)", limit))
             }
         }
         for (n, limit) in config.maxDuplicateNGramCharacterFraction.sorted(by: { $0.key < $1.key }) {
-            let fraction = Double(Self.duplicateNGramCharacters(n, hashes, lengths)) / Double(wordCharacters)
+            let fraction = Double(Self.duplicateNGramCharacters(n, hashes, lengths)) / Double(totalCharacters)
             if fraction > limit {
                 return .drop(rule("duplicate_\(n)gram_character_fraction", fraction, "max_duplicate_ngram_character_fraction.\(n)", limit))
             }
@@ -173,27 +175,22 @@ public struct GopherRepetitionFilter: CleaningOperator {
             if entry.0 > best.count || (entry.0 == best.count && entry.1 < best.start) { best = entry }
         }
         guard best.count > 1 else { return 0 }
-        return best.count * lengths[best.start..<best.start + n].reduce(0, +)
+        return best.count * (lengths[best.start..<best.start + n].reduce(0, +) + n - 1)
     }
 
-    /// One pass: the first occurrence of each n-gram is remembered; a later one marks its own
-    /// words and (once) the first occurrence's words as covered.
     static func duplicateNGramCharacters(_ n: Int, _ hashes: [UInt64], _ lengths: [Int]) -> Int {
         guard hashes.count >= n else { return 0 }
-        var first = [UInt64: Int](minimumCapacity: hashes.count - n + 1)
-        var covered = [Bool](repeating: false, count: hashes.count)
-        for start in 0...(hashes.count - n) {
-            let key = nGramKey(hashes, start, n)
-            if let earlier = first[key] {
-                if earlier >= 0 {
-                    for index in earlier..<earlier + n { covered[index] = true }
-                    first[key] = -1
-                }
-                for index in start..<start + n { covered[index] = true }
+        var seen = Set<UInt64>(minimumCapacity: hashes.count - n + 1)
+        var repeated = 0
+        var start = 0
+        while start <= hashes.count - n {
+            if seen.insert(nGramKey(hashes, start, n)).inserted {
+                start += 1
             } else {
-                first[key] = start
+                repeated += lengths[start..<start + n].reduce(0, +)
+                start += n
             }
         }
-        return zip(covered, lengths).reduce(0) { $0 + ($1.0 ? $1.1 : 0) }
+        return repeated
     }
 }
