@@ -102,12 +102,14 @@ public struct ScriptFilter: CleaningOperator {
 
     private func judge(_ bytes: UnsafeBufferPointer<UInt8>) -> OperatorOutcome {
         var counts = [Script: Int]()
+        // ASCII letters are counted apart: a dictionary update per letter would dominate.
+        var asciiLetters = 0
         var letters = 0
         var index = 0
         while index < bytes.count {
             let byte = bytes[index]
             if byte < 0x80 {
-                if TextScanning.isASCIILetter(byte) { counts[.latin, default: 0] += 1; letters += 1 }
+                if TextScanning.isASCIILetter(byte) { asciiLetters += 1 }
                 index += 1
                 continue
             }
@@ -118,6 +120,8 @@ public struct ScriptFilter: CleaningOperator {
             }
             index += length
         }
+        if asciiLetters > 0 { counts[.latin, default: 0] += asciiLetters }
+        letters += asciiLetters
         guard letters > 0 else { return .drop("no letters") }
         let allowedLetters = allowed.reduce(0) { $0 + counts[$1, default: 0] }
         let fraction = Double(allowedLetters) / Double(letters)
