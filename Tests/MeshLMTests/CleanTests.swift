@@ -144,5 +144,12 @@ let cleanReference: Result<String, any Error> = Result {
         #expect(malformed.status == 1)
         #expect(malformed.standardError.contains("meshlm: error: \(broken):2: malformed JSON"), "\(malformed.standardError)")
         #expect(!FileManager.default.fileExists(atPath: corpus.directory + "/out-broken/kept/00000.jsonl.zst"))
+        // With --on-error skip the bad line is counted and logged, the rest cleaned.
+        let skipped = try Launcher.plain("meshlm", ["data", "clean", "--input", broken, "--output", corpus.directory + "/out-skip",
+                                                    "--recipe", corpus.recipe, "--on-error", "skip"])
+        #expect(skipped.status == 0, "\(skipped.standardError)")
+        #expect(skipped.standardError.contains("meshlm: warning: skipped \(broken):2: malformed JSON"))
+        let counts = try statsCounts(corpus.directory + "/out-skip")
+        #expect(counts["skipped"] as? Int == 1 && counts["documents"] as? Int == 1)
     }
 }

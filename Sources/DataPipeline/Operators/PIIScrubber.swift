@@ -73,6 +73,8 @@ public struct PIIScrubber: CleaningOperator {
     /// Non-overlapping matches in text order.
     func findMatches(_ bytes: UnsafeBufferPointer<UInt8>) -> [(Range<Int>, Kind)] {
         var matches = [(Range<Int>, Kind)]()
+        // Bytes already claimed by a match of an earlier kind (linear, whatever the match count).
+        var taken = [Bool]()
         let enabled = Set(config.kinds)
         // Fixed priority, not config order: the result must not depend on how a recipe lists kinds.
         for kind in Kind.allCases where enabled.contains(kind) {
@@ -82,7 +84,12 @@ public struct PIIScrubber: CleaningOperator {
             case .ipAddress: PIIPatterns.ipv4(bytes) + (bytes.contains(0x3A) ? PIIPatterns.ipv6(bytes) : [])
             case .phone: PIIPatterns.phones(bytes)
             }
-            for range in ranges where !matches.contains(where: { $0.0.overlaps(range) }) { matches.append((range, kind)) }
+            for range in ranges {
+                if taken.isEmpty { taken = [Bool](repeating: false, count: bytes.count) }
+                guard !taken[range].contains(true) else { continue }
+                for index in range { taken[index] = true }
+                matches.append((range, kind))
+            }
         }
         return matches.sorted { $0.0.lowerBound < $1.0.lowerBound }
     }
