@@ -36,8 +36,19 @@ struct DataCleanCommand: ParsableCommand {
         try job.runJob { context in
             let (recipe, units) = try context.world.collectively { () throws -> (CleaningRecipe, [WorkUnit]) in
                 let recipe = try CleaningRecipe.load(path: self.recipe)
-                let (units, ignored) = try WorkPlan.units(inputs: input, html: true)
+                let (found, ignored) = try WorkPlan.units(inputs: input, html: true)
                 if ignored > 0 { context.log.warning("skipped \(ignored) files that are not .jsonl, .jsonl.zst, .txt or .html") }
+                // An output directory inside an input directory must not feed its own kept files
+                // back in on a rerun (as in `data dedup`).
+                let outputPrefix = URL(fileURLWithPath: output).standardizedFileURL.path + "/"
+                let inputs = found.filter { !URL(fileURLWithPath: $0.path).standardizedFileURL.path.hasPrefix(outputPrefix) }
+                if inputs.count < found.count {
+                    context.log.warning("skipped \(found.count - inputs.count) files inside the output directory \(output)")
+                }
+                guard !inputs.isEmpty else { throw ValidationError("no input files outside the output directory \(output)") }
+                let units = inputs.enumerated().map { index, unit in
+                    WorkUnit(index: index, path: unit.path, format: unit.format, name: unit.name, bytes: unit.bytes)
+                }
                 return (recipe, units)
             }
             let cleaner = try Cleaner(units: units, output: output, recipe: recipe, reader: reader, world: context.world, log: context.log)

@@ -56,9 +56,19 @@ struct DataDedupCommand: ParsableCommand {
         try job.runJob { context in
             let units = try context.world.collectively { () throws -> [WorkUnit] in
                 try options.validate()
-                let (units, ignored) = try WorkPlan.units(inputs: input)
+                let (found, ignored) = try WorkPlan.units(inputs: input)
                 if ignored > 0 { context.log.warning("skipped \(ignored) files that are not .jsonl, .jsonl.zst or .txt") }
-                return units
+                // An output directory inside an input directory must not feed its own kept files
+                // back in on a rerun.
+                let outputPrefix = URL(fileURLWithPath: output).standardizedFileURL.path + "/"
+                let inputs = found.filter { !URL(fileURLWithPath: $0.path).standardizedFileURL.path.hasPrefix(outputPrefix) }
+                if inputs.count < found.count {
+                    context.log.warning("skipped \(found.count - inputs.count) files inside the output directory \(output)")
+                }
+                guard !inputs.isEmpty else { throw ValidationError("no input files outside the output directory \(output)") }
+                return inputs.enumerated().map { index, unit in
+                    WorkUnit(index: index, path: unit.path, format: unit.format, name: unit.name, bytes: unit.bytes)
+                }
             }
             let deduplicator = try Deduplicator(units: units, output: output, options: options, world: context.world, log: context.log)
             let stats = try deduplicator.run()

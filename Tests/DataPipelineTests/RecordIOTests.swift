@@ -197,3 +197,52 @@ import Testing
         #expect(text == "{\"id\":\"f0\",\"filter\":\"f\"}\n{\"id\":\"f1\",\"filter\":\"f\"}\n{\"id\":\"f2\",\"filter\":\"f\"}\n")
     }
 }
+
+@Suite struct JSONScannerTests {
+    /// Randomly mutated JSON lines: the scanner accepts a line exactly when Foundation's parser
+    /// reads it as an object (the reference), and then finds the same text.
+    @Test func scannerAgreesWithFoundationOnMutatedLines() throws {
+        let directory = scratchDirectory()
+        let seeds = [#"{"text":"a \"b\" c","n":[1,-2.5e3,{"x":null}],"t":true,"f":false}"#,
+                     #"{"id":7,"text":"line\nnext\ttab \\ slash \/ ü","o":{"a":[[]],"b":{}}}"#,
+                     #"  {"text" : "" , "z" : 0.0 }  "#]
+        let alphabet = Array(#"{}[]",:\ a0123-+.eEtrufalsn"#.utf8)
+        var state: UInt64 = 7
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33)
+        }
+        var lines = [[UInt8]]()
+        for _ in 0..<600 {
+            var bytes = Array(seeds[next() % seeds.count].utf8)
+            for _ in 0..<(1 + next() % 3) {
+                let position = next() % bytes.count
+                switch next() % 3 {
+                case 0: bytes[position] = alphabet[next() % alphabet.count]
+                case 1: bytes.remove(at: position)
+                default: bytes.insert(alphabet[next() % alphabet.count], at: position)
+                }
+                if bytes.isEmpty { bytes = [0x20] }
+            }
+            lines.append(bytes)
+        }
+        var agreed = 0, accepted = 0
+        for (index, line) in lines.enumerated() {
+            let path = join(directory, "line\(index).jsonl")
+            try write(line + [0x0A], to: path)
+            let reference = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any]
+            let reader = try RecordReader(unit: WorkPlan.units(inputs: [path]).units[0], options: RecordReaderOptions(onError: .skip))
+            let record = try reader.next()
+            // Valid objects the reader still rejects are the ones without a usable text or id field.
+            let scannerIsObject = record != nil || reader.skipped.first.map { $0.reason.contains("no 'text' field") || $0.reason.contains(", not a string") } ?? false
+            #expect(scannerIsObject == (reference != nil), "\(String(decoding: line, as: UTF8.self))")
+            if let record, let text = reference?["text"] as? String {
+                #expect(record.text == text)
+                accepted += 1
+            }
+            if scannerIsObject == (reference != nil) { agreed += 1 }
+        }
+        #expect(agreed == lines.count)
+        #expect(accepted > 50)
+    }
+}

@@ -239,6 +239,99 @@ let referenceRun: Result<String, any Error> = Result {
     }
 }
 
+extension DedupTests {
+    /// `--exact` alone removes exactly the verbatim and whitespace-only copies; `--minhash`
+    /// alone finds those too (identical shingles) plus the near ones, without counting any as
+    /// exact.
+    @Test func exactAloneAndMinHashAlone() throws {
+        let corpus = try plantedCorpus.get()
+        let perRate = corpus.planted.count / PlantedCorpus.editRates.count
+        let exact = corpus.directory + "/out-exact", minhash = corpus.directory + "/out-minhash"
+        #expect(try runDedup(2, output: exact, ["--exact"]).status == 0)
+        #expect(try runDedup(2, output: minhash, ["--minhash"]).status == 0)
+        let removed = try String(contentsOfFile: exact + "/removed.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(removed.count == 2 * perRate)
+        #expect(removed.allSatisfy { $0.contains("-exact\"") || $0.contains("-whitespace\"") })
+        let exactCounts = try statsCounts(exact), minhashCounts = try statsCounts(minhash)
+        #expect(exactCounts["exact_duplicates"] as? Int == 2 * perRate)
+        #expect(exactCounts["near_duplicates"] as? Int == 0)
+        #expect(minhashCounts["exact_duplicates"] as? Int == 0)
+        #expect(minhashCounts["removed"] as? Int == (try statsCounts(try referenceRun.get()))["removed"] as? Int)
+    }
+}
+
+/// Clusters that are long chains (each document a 300-word window of the King James Bible
+/// shifted 6 words from the previous one, so only near neighbours are similar), scattered over
+/// three files so that each chain's first document in input order sits in its middle: every
+/// other member must be removed as a duplicate of that one, which takes label propagation in
+/// both directions along the chain, across ranks.
+@Suite(.serialized) struct DedupChainTests {
+    @Test(arguments: [1, 3])
+    func chainsCollapseOntoTheirFirstDocument(ranks: Int) throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let lines = try Zstd.decompress([UInt8](Data(contentsOf: root.appendingPathComponent("data/corpus/train.jsonl.zst"))))
+            .split(separator: 0x0A)
+        var words = [Substring]()
+        for line in lines where words.count < 2000 {
+            let object = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any]
+            guard let id = object?["id"] as? String, id.hasPrefix("kjv"), let text = object?["text"] as? String else { continue }
+            words += text.split(separator: " ")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-dedup-chains-\(getpid())-\(ranks)").path
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory + "/in", withIntermediateDirectories: true)
+        // Chain A: windows 0..<40 at offset 0; chain B: 0..<40 at offset 1000 (disjoint text).
+        var documents = [(id: String, text: String)]()
+        for (chain, offset) in [("a", 0), ("b", 1000)] {
+            for index in 0..<40 {
+                let start = offset + index * 6
+                documents.append(("\(chain)\(index)", words[start..<start + 300].joined(separator: " ")))
+            }
+        }
+        // A fixed scattering: chain members in the order 20, 0, 39, 10, 30, … (b likewise), dealt
+        // round-robin to three files; the first line of c-0 is a20.
+        let order = (0..<40).map { ($0 * 17 + 20) % 40 }
+        var files = [[String]](repeating: [], count: 3)
+        var fileIds = [[String]](repeating: [], count: 3)
+        var position = 0
+        for index in order {
+            for chain in ["a", "b"] {
+                let document = try #require(documents.first { $0.id == "\(chain)\(index)" })
+                let object = try JSONSerialization.data(withJSONObject: ["id": document.id, "text": document.text], options: [.sortedKeys])
+                files[position % 3].append(String(decoding: object, as: UTF8.self))
+                fileIds[position % 3].append(document.id)
+                position += 1
+            }
+        }
+        for (number, file) in files.enumerated() {
+            try Data((file.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: "\(directory)/in/c-\(number).jsonl"))
+        }
+        // The first document of each chain in input order (file c-0 first, then its lines).
+        let inputOrder = fileIds.flatMap { $0 }
+        let firstA = try #require(inputOrder.first { $0.hasPrefix("a") })
+        let firstB = try #require(inputOrder.first { $0.hasPrefix("b") })
+        #expect(firstA == "a20")
+
+        let launch = try Launcher.mpirun(ranks, "meshlm", ["data", "dedup", "--input", directory + "/in", "--output", directory + "/out",
+                                                           "--minhash"], timeout: 120)
+        #expect(launch.status == 0, "\(launch.standardError)")
+        var duplicateOf = [String: String]()
+        for line in try String(contentsOfFile: directory + "/out/removed.jsonl", encoding: .utf8).split(separator: "\n") {
+            let row = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+            duplicateOf[row["id"] ?? ""] = row["duplicate_of"]
+        }
+        #expect(duplicateOf.count == 78)
+        for document in documents where document.id != firstA && document.id != firstB {
+            #expect(duplicateOf[document.id] == (document.id.hasPrefix("a") ? firstA : firstB), "\(document.id)")
+        }
+        let counts = try statsCounts(directory + "/out")
+        #expect(counts["clusters"] as? Int == 2)
+        #expect(counts["kept"] as? Int == 2)
+        // Neighbours only pair with neighbours: reaching the chain's ends takes several rounds.
+        #expect((try statsTiming(directory + "/out")["rounds"] as? Int ?? 0) >= 3)
+    }
+}
+
 @Suite(.serialized) struct DedupInputErrorTests {
     private func scratch(_ name: String) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-dedup-errors-\(getpid())/\(name)").path

@@ -23,6 +23,8 @@ public struct DedupStats: Sendable, Equatable {
     /// Sorted runs spilled to disk (all ranks).
     public var spilledRuns = 0
     public var seconds = 0.0
+    /// The largest peak resident set size of any rank.
+    public var peakResidentMegabytes = 0.0
     public var ranks = 1
 
     public var removed: Int { exactDuplicates + nearDuplicates }
@@ -49,6 +51,7 @@ public struct DedupStats: Sendable, Equatable {
         timing.add("mb_per_s", Double(textBytes) / 1e6 / seconds)
         timing.add("rounds", rounds)
         timing.add("spilled_runs", spilledRuns)
+        timing.add("peak_rss_mb", peakResidentMegabytes)
         return "{\"counts\":\(counts.text),\"timing\":\(timing.text)}\n"
     }
 
@@ -68,6 +71,7 @@ public struct DedupStats: Sendable, Equatable {
             ("seconds", String(format: "%.2f", self.seconds)),
             ("docs/s (\(ranks) rank\(ranks == 1 ? "" : "s"))", String(format: "%.0f", Double(documents) / seconds)),
             ("MB/s", String(format: "%.2f", Double(textBytes) / 1e6 / seconds)),
+            ("peak RSS MB (largest rank)", String(format: "%.0f", peakResidentMegabytes)),
         ]
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")

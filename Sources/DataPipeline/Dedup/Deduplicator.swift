@@ -95,9 +95,17 @@ public final class Deduplicator {
         stats.ranks = world.size
         // Reading and writing happen inside `collectively`, so a bad input on one rank ends every
         // rank with that one message instead of leaving them waiting in the exchange.
+        var phaseStart = monotonicSeconds()
         let (documents, textBytes, skipped) = try world.collectively { try computeSignatures() }
+        func phaseDone(_ name: String) {
+            let now = monotonicSeconds()
+            log.debug(String(format: "dedup: %@ took %.3f s on rank 0", name, now - phaseStart))
+            phaseStart = now
+        }
+        phaseDone("signatures")
         var exchange = BucketExchange(world: world, options: options, spillDirectory: spillDirectory, unitOwner: unitOwner)
         let candidates = try exchange.candidatePairs(signatureFiles: mine.map(signaturePath))
+        phaseDone("bucket exchange")
         var edges = candidates.exact + candidates.near
         if options.verifyJaccard {
             let verifier = JaccardVerifier(world: world, options: options, units: units, unitOwner: unitOwner)
@@ -105,9 +113,12 @@ public final class Deduplicator {
             stats.rejectedPairs = Int(try world.allreduce(Int64(candidates.near.count - verified.count), .sum))
             edges = candidates.exact + verified
         }
+        phaseDone("verification")
         let (labels, rounds) = try ComponentResolver(world: world).resolve(edges: edges)
         let duplicates = try resolveDuplicateIds(labels: labels)
+        phaseDone("clusters")
         try world.collectively { try writeOutputs(duplicates: duplicates) }
+        phaseDone("output")
 
         var counts = [Int64(documents), Int64(textBytes), Int64(skipped), Int64(candidates.exactDuplicates),
                       Int64(candidates.exact.count + candidates.near.count), Int64(labels.filter { $0.key == $0.value }.count),
@@ -125,6 +136,10 @@ public final class Deduplicator {
         stats.rounds = rounds
         try world.barrier()
         stats.seconds = try world.allreduce(monotonicSeconds() - start, .max)
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        // ru_maxrss is in kilobytes on Linux.
+        stats.peakResidentMegabytes = try world.allreduce(Double(usage.ru_maxrss) / 1024, .max)
         try world.collectively {
             guard world.rank == 0 else { return }
             try output.writeRemovedList(units: units)
@@ -143,9 +158,10 @@ public final class Deduplicator {
     /// from their ledger summaries).
     private func computeSignatures() throws -> (documents: Int, textBytes: Int, skipped: Int) {
         var totals = (documents: 0, textBytes: 0, skipped: 0)
-        let progress = ProgressLine(label: "dedup signatures (rank 0)", total: mine.reduce(0) { $0 + $1.bytes }, unit: "B", log: log)
+        let progress = ProgressLine(label: "dedup signatures (rank 0)", total: mine.reduce(0) { $0 + $1.bytes }, unit: "B", log: log,
+                                    secondaryUnit: "docs")
         var shingles = ShingleHasher(ngramSize: options.ngramSize)
-        var minHasher = MinHasher(bands: options.bands, rows: options.rows)
+        let minHasher = MinHasher(bands: options.bands, rows: options.rows)
         var normalizer = ExactNormalizer()
         var finishedNow = 0
         for unit in mine {
@@ -166,17 +182,15 @@ public final class Deduplicator {
                 let exact = options.exact ? normalizer.hash(&text) : (0, 0)
                 var bandKeys = [UInt64]()
                 if options.minhash {
-                    var hasShingles = false
-                    let signature = minHasher.signature { consume in
-                        shingles.forEachShingle(&text) { hasShingles = true; consume($0) }
+                    bandKeys = shingles.withShingles(&text) { shingles in
+                        shingles.isEmpty ? [] : minHasher.bandKeys(minHasher.signature(of: shingles))
                     }
-                    if hasShingles { bandKeys = minHasher.bandKeys(signature) }
                 }
                 signatures.append(DocumentSignature(ordinal: DocumentSignature.ordinal(unit: unit.index, line: record.source.line),
                                                     exactHigh: exact.0, exactLow: exact.1, bandKeys: bandKeys,
                                                     textBytes: UInt64(text.utf8.count)))
                 ids.append(record.id)
-                progress.advance(by: reader.fileBytesRead - reported)
+                progress.advance(by: reader.fileBytesRead - reported, secondary: 1)
                 reported = reader.fileBytesRead
             }
             progress.advance(by: unit.bytes - reported)
@@ -276,8 +290,12 @@ public final class Deduplicator {
         for unit in mine {
             defer { progress.advance() }
             if outputLedger.isFinished(unit) { continue }
-            let reader = try RecordReader(unit: unit, options: options.reader)
-            let kept = try AtomicFileWriter(path: output.keptPath(unit))
+            var readerOptions = options.reader
+            readerOptions.decodeText = false
+            let reader = try RecordReader(unit: unit, options: readerOptions)
+            // zstd level 1: about twice level 3's speed; kept documents are re-read by the next
+            // stage, not archived.
+            let kept = try AtomicFileWriter(path: output.keptPath(unit), compressionLevel: 1)
             let removed = try AtomicFileWriter(path: output.removedPath(unit))
             var keptCount = 0, removedCount = 0
             while let record = try reader.next() {

@@ -5,14 +5,13 @@
 /// share a given band with probability s^rows, so they share at least one of the bands with
 /// probability 1 − (1 − s^rows)^bands (14 × 8: 0.5 at s ≈ 0.72, 0.93 at s = 0.8, 0.999 at 0.9).
 ///
-/// The minima are kept in 8-lane vectors so the inner loop is a multiply, an add and a minimum
-/// per lane (AVX-512 does a lane group per instruction).
+/// The functions run in 8-lane vectors, so the inner loop is a multiply, an add and a minimum
+/// per 8 functions (one instruction each with AVX-512).
 struct MinHasher {
     let bands: Int
     let rows: Int
     private let multipliers: [SIMD8<UInt64>]
     private let offsets: [SIMD8<UInt64>]
-    private var minima: [SIMD8<UInt64>]
     private let functionCount: Int
 
     init(bands: Int, rows: Int, seed: UInt64 = 0x5EED_0F_D3D0_0000) {
@@ -36,29 +35,33 @@ struct MinHasher {
         }
         self.multipliers = multipliers
         self.offsets = offsets
-        minima = [SIMD8<UInt64>](repeating: SIMD8(repeating: .max), count: vectors)
     }
 
-    /// The signature of a set of shingles given by `feed` (which calls its argument once per
-    /// shingle), as `bands × rows` values; all `UInt64.max` when there are none.
-    mutating func signature(_ feed: ((UInt64) -> Void) -> Void) -> [UInt64] {
-        let vectors = minima.count
-        for index in 0..<vectors { minima[index] = SIMD8(repeating: .max) }
+    /// The signature of a set of shingles, as `bands × rows` values; all `UInt64.max` when there
+    /// are none. One lane group at a time over all shingles, so its minima stay in a register.
+    func signature(of shingles: UnsafeBufferPointer<UInt64>) -> [UInt64] {
+        var result = [UInt64](repeating: .max, count: multipliers.count * 8)
         multipliers.withUnsafeBufferPointer { multipliers in
             offsets.withUnsafeBufferPointer { offsets in
-                minima.withUnsafeMutableBufferPointer { minima in
-                    feed { shingle in
-                        let value = SIMD8<UInt64>(repeating: shingle)
-                        for index in 0..<vectors {
-                            minima[index] = pointwiseMin(minima[index], multipliers[index] &* value &+ offsets[index])
+                result.withUnsafeMutableBufferPointer { result in
+                    for vector in 0..<multipliers.count {
+                        let multiplier = multipliers[vector], offset = offsets[vector]
+                        var minimum = SIMD8<UInt64>(repeating: .max)
+                        for shingle in shingles {
+                            minimum = pointwiseMin(minimum, multiplier &* SIMD8(repeating: shingle) &+ offset)
                         }
+                        for lane in 0..<8 { result[vector * 8 + lane] = minimum[lane] }
                     }
                 }
             }
         }
-        var result = [UInt64](repeating: 0, count: functionCount)
-        for index in 0..<functionCount { result[index] = minima[index / 8][index % 8] }
+        result.removeLast(result.count - functionCount)
         return result
+    }
+
+    /// The signature of the shingles in `shingles`.
+    func signature(_ shingles: [UInt64]) -> [UInt64] {
+        shingles.withUnsafeBufferPointer { signature(of: $0) }
     }
 
     /// One 64-bit key per band: the band's `rows` minima hashed together with the band number,

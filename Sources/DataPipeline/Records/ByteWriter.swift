@@ -3,7 +3,7 @@ import Foundation
 
 /// A file written under a temporary name (`.NAME.partial` in the same directory) and renamed to
 /// its final name by `finish()`, so a crash never leaves a file that looks complete. Bytes are
-/// buffered and, for a `.zst` name, compressed as one zstd stream (level 3, with checksum).
+/// buffered and, for a `.zst` name, compressed as one zstd stream (with checksum).
 public final class AtomicFileWriter {
     public let path: String
     public let temporaryPath: String
@@ -16,7 +16,8 @@ public final class AtomicFileWriter {
     /// Uncompressed bytes written so far.
     public private(set) var bytesWritten = 0
 
-    public init(path: String) throws(DataError) {
+    /// `compressionLevel` applies to `.zst` names (1 fastest … 19 smallest).
+    public init(path: String, compressionLevel: Int32 = 3) throws(DataError) {
         self.path = path
         let directory = (path as NSString).deletingLastPathComponent
         temporaryPath = (directory as NSString).appendingPathComponent("." + (path as NSString).lastPathComponent + ".partial")
@@ -29,7 +30,7 @@ public final class AtomicFileWriter {
                 close(descriptor)
                 throw DataError("\(path): zstd: out of memory")
             }
-            ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, 3)
+            ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, compressionLevel)
             ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)
             compressor = context
             compressed = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
@@ -112,7 +113,7 @@ public final class AtomicFileWriter {
     private func writeAll(_ bytes: ArraySlice<UInt8>) throws(DataError) {
         var offset = 0
         while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { raw in Foundation.write(descriptor, raw.baseAddress! + offset, raw.count - offset) }
+            let count = bytes.withUnsafeBytes { raw in Foundation.write(descriptor, raw.baseAddress.map { $0 + offset }, raw.count - offset) }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw DataError("\(temporaryPath): write failed: \(String(cString: strerror(errno)))")

@@ -212,7 +212,18 @@ struct JSONObjectScanner {
     private mutating func scanString() throws(JSONSyntaxError) -> Bool {
         position += 1
         var hasEscapes = false
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         while position < bytes.count {
+            // Skip 8 plain bytes at a time: no `"`, no `\`, no control character (SWAR tests
+            // for a zero byte after XOR, and for a byte below 0x20).
+            while position + 8 <= bytes.count {
+                let word = UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                let quote = word ^ (ones &* 0x22), backslash = word ^ (ones &* 0x5C)
+                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)
+                if special & highs != 0 { break }
+                position += 8
+            }
+            guard position < bytes.count else { break }
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 position += 1

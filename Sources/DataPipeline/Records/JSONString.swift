@@ -25,12 +25,12 @@ enum JSONString {
             return value
         }
         while index < body.count {
-            let byte = body[index]
-            guard byte == UInt8(ascii: "\\") else {
-                output.append(byte)
-                index += 1
-                continue
-            }
+            // Copy the run up to the next backslash in one piece.
+            var runEnd = index
+            while runEnd < body.count && body[runEnd] != UInt8(ascii: "\\") { runEnd += 1 }
+            if runEnd > index { output.append(contentsOf: UnsafeBufferPointer(rebasing: body[index..<runEnd])) }
+            index = runEnd
+            guard index < body.count else { break }
             let escape = body[index + 1]
             index += 2
             switch escape {
@@ -121,7 +121,7 @@ enum UTF8Check {
         while index < count {
             // ASCII runs dominate real text: test eight bytes at a time.
             while index + 8 <= count {
-                let word = UnsafeRawPointer(bytes.baseAddress! + index).loadUnaligned(as: UInt64.self)
+                let word = UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: index, as: UInt64.self)
                 if word & 0x8080_8080_8080_8080 != 0 { break }
                 index += 8
             }

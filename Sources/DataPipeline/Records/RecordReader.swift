@@ -29,6 +29,10 @@ public struct RecordReaderOptions: Sendable {
     /// The JSONL field holding the document id (a string or a number); generated when absent.
     public var idField: String
     public var onError: InputErrorPolicy
+    /// Whether to decode the text. A pass that only copies or drops lines by their place (a
+    /// second pass over input already checked) sets this false: records then carry an empty
+    /// `text`, and the line is still checked as JSON and UTF-8.
+    public var decodeText = true
 
     public init(textField: String = "text", idField: String = "id", onError: InputErrorPolicy = .fail) {
         self.textField = textField
@@ -138,7 +142,8 @@ public final class RecordReader {
             guard textField.kind == .string else {
                 throw DataError("\(location): field '\(options.textField)' is \(textField.kind.phrase), not a string")
             }
-            let text = JSONString.decode(UnsafeBufferPointer(rebasing: bytes[textField.value]), hasEscapes: textField.valueHasEscapes)
+            let text = options.decodeText
+                ? JSONString.decode(UnsafeBufferPointer(rebasing: bytes[textField.value]), hasEscapes: textField.valueHasEscapes) : ""
             let id: String
             if let idField {
                 switch idField.kind {
