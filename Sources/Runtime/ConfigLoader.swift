@@ -282,6 +282,12 @@ public enum ConfigLoader {
         }
     }
 
+    /// The candidate closest to a misspelt `key`, for "did you mean" messages in decoders that
+    /// check names themselves (recipe operator names).
+    public static func suggestion(for key: String, among candidates: [String]) -> String? {
+        closest(key, among: candidates)
+    }
+
     private static func closest(_ key: String, among candidates: [String]) -> String? {
         let scored = candidates.map { ($0, editDistance($0, key)) }.filter { $0.1 <= max(2, key.count / 3) }
         return scored.min { $0.1 < $1.1 }?.0

@@ -21,7 +21,7 @@ public final class DocumentReader {
     private var textBytes = 0
 
     /// The format an input file name implies, or nil.
-    public static func format(of path: String) -> Format? { InputFormat(path: path) }
+    public static func format(of path: String) -> Format? { InputFormat(path: path).flatMap { $0 == .html ? nil : $0 } }
 
     /// Expands inputs into files: a file as given, a directory into its `.jsonl`, `.jsonl.zst` and
     /// `.txt` files (recursively, sorted by path so the order is the same everywhere). Returns the
@@ -41,7 +41,7 @@ public final class DocumentReader {
         switch format {
         case .jsonl: lines = LineReader(try FileByteReader(path: path))
         case .jsonlZstd: lines = LineReader(try ZstdByteReader(path: path))
-        case .text: lines = nil
+        case .text, .html: lines = nil
         }
     }
 

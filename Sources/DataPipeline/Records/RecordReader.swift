@@ -64,7 +64,7 @@ public final class RecordReader {
         switch unit.format {
         case .jsonl: lines = LineReader(try FileByteReader(path: unit.path))
         case .jsonlZstd: lines = LineReader(try ZstdByteReader(path: unit.path))
-        case .text: lines = nil
+        case .text, .html: lines = nil
         }
     }
 
@@ -187,7 +187,8 @@ public final class RecordReader {
             return nil
         }
         recordCount += 1
-        return DocumentRecord(id: unit.name, text: String(decoding: data, as: UTF8.self),
+        let text = unit.format == .html ? HTMLTextExtractor.text(of: [UInt8](data)) : String(decoding: data, as: UTF8.self)
+        return DocumentRecord(id: unit.name, text: text,
                               source: RecordSource(file: unit.path, line: 1, isWholeFile: true), unitIndex: unit.index,
                               line: nil, textSpan: 0..<0)
     }

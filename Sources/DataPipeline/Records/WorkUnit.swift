@@ -3,6 +3,9 @@ import Foundation
 /// The kinds of document input files, chosen by file name.
 public enum InputFormat: Sendable, Equatable {
     case jsonl, jsonlZstd, text
+    /// `.html` or `.htm`: one page = one document, its text extracted (`HTMLTextExtractor`);
+    /// read only by stages that ask for it (`data clean`).
+    case html
 
     /// The format a file name implies, or nil.
     public init?(path: String) {
@@ -12,6 +15,8 @@ public enum InputFormat: Sendable, Equatable {
             self = .jsonl
         } else if path.hasSuffix(".txt") {
             self = .text
+        } else if path.hasSuffix(".html") || path.hasSuffix(".htm") {
+            self = .html
         } else {
             return nil
         }
@@ -22,10 +27,12 @@ public enum InputFormat: Sendable, Equatable {
         case .jsonl: return ".jsonl"
         case .jsonlZstd: return ".jsonl.zst"
         case .text: return ".txt"
+        case .html: return ".html"
         }
     }
 
     static let expectedList = ".jsonl, .jsonl.zst or .txt"
+    static let expectedListWithHTML = ".jsonl, .jsonl.zst, .txt or .html"
 }
 
 /// One input file as a unit of work: stages read, process and write it as a whole, record it in
@@ -62,7 +69,13 @@ public struct WorkUnit: Sendable, Equatable {
 public enum WorkPlan {
     /// Expands `inputs` (files, or directories searched recursively) into numbered work units.
     /// Returns the units and how many files in the directories had other formats (not read).
-    public static func units(inputs: [String]) throws(DataError) -> (units: [WorkUnit], ignored: Int) {
+    /// With `html`, `.html`/`.htm` files are inputs too (else they are of an unknown format).
+    public static func units(inputs: [String], html: Bool = false) throws(DataError) -> (units: [WorkUnit], ignored: Int) {
+        let expected = html ? InputFormat.expectedListWithHTML : InputFormat.expectedList
+        func format(_ path: String) -> InputFormat? {
+            guard let format = InputFormat(path: path), html || format != .html else { return nil }
+            return format
+        }
         var found = [(path: String, name: String, format: InputFormat)]()
         var ignored = 0
         let manager = FileManager.default
@@ -72,8 +85,8 @@ public enum WorkPlan {
                 throw DataError("\(input): no such file or directory")
             }
             if !isDirectory.boolValue {
-                guard let format = InputFormat(path: input) else {
-                    throw DataError("\(input): unknown input format (expected \(InputFormat.expectedList))")
+                guard let format = format(input) else {
+                    throw DataError("\(input): unknown input format (expected \(expected))")
                 }
                 found.append((input, stem((input as NSString).lastPathComponent, format), format))
                 continue
@@ -84,13 +97,13 @@ public enum WorkPlan {
                 let full = (input as NSString).appendingPathComponent(relative)
                 var isSubdirectory: ObjCBool = false
                 guard manager.fileExists(atPath: full, isDirectory: &isSubdirectory), !isSubdirectory.boolValue else { continue }
-                if let format = InputFormat(path: relative) {
+                if let format = format(relative) {
                     inDirectory.append((full, stem(relative, format), format))
                 } else {
                     ignored += 1
                 }
             }
-            guard !inDirectory.isEmpty else { throw DataError("\(input): no \(InputFormat.expectedList) files in the directory") }
+            guard !inDirectory.isEmpty else { throw DataError("\(input): no \(expected) files in the directory") }
             found += inDirectory.sorted { $0.path < $1.path }
         }
         // Ids must be unique across units: when two inputs share a name (a.jsonl in two
@@ -107,7 +120,7 @@ public enum WorkPlan {
     }
 
     private static func stem(_ path: String, _ format: InputFormat) -> String {
-        String(path.dropLast(format.fileExtension.count))
+        format == .html ? (path as NSString).deletingPathExtension : String(path.dropLast(format.fileExtension.count))
     }
 
     /// The units `rank` of `size` processes: largest first to the least-loaded rank (ties to
