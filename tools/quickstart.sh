@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The first command of the README: installs what is missing, builds MeshLM (release), and runs
 # its main job end to end under mpirun -np 2 on the corpus that ships in data/corpus:
-# device-mesh check → token shards → pretraining of the tiny model (loss falling) → the curve
-# drawn to runs/tiny/plot.svg → the benchmarks. Each capability that lands extends this script.
+# device-mesh check → clean → dedup → BPE tokenizer → token shards → pretraining of the tiny model
+# (loss falling, checkpoints) → the curve drawn to runs/tiny/plot.svg → generation from the trained
+# model → the benchmarks. Each capability that lands extends this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -16,20 +17,30 @@ run() { echo "\$ $*"; "$@"; }
 echo "== device mesh: 2 ranks, tp 2, checked against the tiny model"
 run mpirun -np 2 "$meshlm" mesh --tp 2 --model configs/model/tiny.yaml
 
-echo "== token shards from the shipped corpus (byte tokenizer until the BPE tokenizer lands)"
-for split in train eval; do
-    if [ ! -f "data/shards/$split/manifest.json" ]; then
-        run "$meshlm" data shard-text --input "data/corpus/$split.jsonl.zst" --output "data/shards/$split"
-    fi
-done
+echo "== data: clean → dedup → BPE tokenizer → token shards, on 2 ranks, from the shipped corpus"
+work=data/work
+if [ ! -f data/shards/train/manifest.json ] || [ ! -f "$work/tokenizer.json" ]; then
+    rm -rf "$work" data/shards
+    run mpirun -np 2 "$meshlm" data clean --input data/corpus/train.jsonl.zst data/html --output "$work/clean"
+    run mpirun -np 2 "$meshlm" data dedup --input "$work/clean/kept" --output "$work/dedup"
+    run mpirun -np 2 "$meshlm" tokenizer train --input "$work/dedup/kept" --vocab-size 2048 --output "$work/tokenizer.json"
+    run mpirun -np 2 "$meshlm" data tokenize --input "$work/dedup/kept" --tokenizer "$work/tokenizer.json" --output data/shards/train
+    run "$meshlm" data tokenize --input data/corpus/eval.jsonl.zst --tokenizer "$work/tokenizer.json" --output data/shards/eval
+fi
 
-echo "== pretraining the tiny model on 2 ranks (data parallel)"
-run mpirun -np 2 "$meshlm" pretrain --config configs/pretrain/tiny.yaml
+echo "== pretraining the tiny model on 2 ranks (data parallel), then tensor × pipeline parallel from its checkpoint"
+rm -rf runs/tiny
+run mpirun -np 2 "$meshlm" pretrain --config configs/pretrain/tiny.yaml --set checkpoint.interval=100 \
+    --tokenizer-json "$work/tokenizer.json"
 run "$meshlm" plot runs/tiny
+run mpirun -np 2 "$meshlm" mesh --config configs/pretrain/tiny.yaml --set parallel.pp=2
+
+echo "== generating from the model just trained (the tokenizer travels in its checkpoint)"
+run "$meshlm" generate --checkpoint runs/tiny --prompt "In the beginning" --max-tokens 48 --temperature 0.8 --top-p 0.95 --seed 1
 
 echo "== benchmarks (one rank; each figure next to this machine's ceiling measured in the same run)"
 run "$meshlm" bench gemm --quick
 run "$meshlm" bench kernels --quick
 echo "== allreduce between 2 ranks"
 run mpirun -np 2 "$meshlm" bench allreduce --quick
-echo "quickstart: done — the loss curve is in runs/tiny/plot.svg, the metrics in runs/tiny/metrics.jsonl"
+echo "quickstart: done — the loss curve is in runs/tiny/plot.svg, the metrics in runs/tiny/metrics.jsonl, checkpoints in runs/tiny/checkpoints"

@@ -72,7 +72,7 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
     }
 
     /// A run directory (with `checkpoints/`), a checkpoints directory, or one step directory.
-    static func resolveStepDirectory(_ path: String) throws(ServingError) -> String {
+    public static func resolveStepDirectory(_ path: String) throws(ServingError) -> String {
         let fileManager = FileManager.default
         if fileManager.fileExists(atPath: path + "/index.json") { return path }
         for candidate in [path + "/checkpoints", path] where fileManager.fileExists(atPath: candidate) {

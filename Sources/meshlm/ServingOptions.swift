@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import DataPipeline
 import Serving
 
@@ -7,8 +8,8 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "A checkpoint: a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory (its latest checkpoint). The model's shape comes from the step's model_config.json.")
     var checkpoint: String
 
-    @Option(help: "Tokenizer name (\(TokenizerLoader.names.joined(separator: ", "))).")
-    var tokenizer = "bytes"
+    @Option(help: "Tokenizer: a tokenizer.json path or a name (\(TokenizerLoader.names.joined(separator: ", "))). Default: the checkpoint's own tokenizer.json, else bytes.")
+    var tokenizer: String?
 
     @Option(help: "KV cache blocks (each holds --block-size tokens of every layer).") var kvBlocks = 2048
     @Option(help: "Tokens per KV cache block.") var blockSize = 16
@@ -32,9 +33,12 @@ struct EngineOptions: ParsableArguments {
     /// Loads the checkpoint and the tokenizer and checks that they fit each other.
     func load() throws -> (InferenceWeights, any Tokenizer) {
         let weights = try InferenceWeights.load(checkpoint: checkpoint)
-        let tokenizer = try TokenizerLoader.load(self.tokenizer)
+        // The tokenizer the run trained with travels in its checkpoint (docs/checkpoints.md).
+        let saved = try InferenceWeights.resolveStepDirectory(checkpoint) + "/tokenizer.json"
+        let name = self.tokenizer ?? (FileManager.default.fileExists(atPath: saved) ? saved : "bytes")
+        let tokenizer = try TokenizerLoader.load(name)
         guard tokenizer.vocabSize <= weights.config.vocabSize else {
-            throw ServingError(.checkpoint, "tokenizer '\(self.tokenizer)' has \(tokenizer.vocabSize) ids but the model's vocab_size is \(weights.config.vocabSize): give the tokenizer the model was trained with (--tokenizer)")
+            throw ServingError(.checkpoint, "tokenizer '\(name)' has \(tokenizer.vocabSize) ids but the model's vocab_size is \(weights.config.vocabSize): give the tokenizer the model was trained with (--tokenizer)")
         }
         return (weights, tokenizer)
     }
