@@ -58,33 +58,53 @@ public enum ModelSplit {
     /// The parts of the model pipeline stage `stage` holds: chunk `c` is virtual stage
     /// `c · stageCount + stage` of `stageCount · chunkCount`, the first holding the embedding and
     /// the last the head.
-    public static func parts(_ model: LlamaConfig, stage: Int, stageCount: Int, chunkCount: Int = 1) -> [ModelPart] {
+    public static func parts(_ model: LlamaConfig, sequenceLength: Int, stage: Int, stageCount: Int,
+                             chunkCount: Int = 1) -> [ModelPart] {
         let virtualCount = stageCount * chunkCount
-        let ranges = layerRanges(layerCount: model.numHiddenLayers, stageCount: virtualCount)
+        let ranges = layerRanges(model, sequenceLength: sequenceLength, stageCount: virtualCount)
         return (0..<chunkCount).map { chunk in
             let virtual = chunk * stageCount + stage
             return ModelPart(layers: ranges[virtual], hasEmbedding: virtual == 0, hasHead: virtual == virtualCount - 1)
         }
     }
 
-    /// The layers each pipeline stage holds: as even as possible, the remainder going to the
-    /// middle stages (the first holds the embedding and the last the head and loss, so those
-    /// get fewer layers when the count does not divide).
-    public static func layerRanges(layerCount: Int, stageCount: Int) -> [Range<Int>] {
+    /// The layers each pipeline stage holds: contiguous ranges of at least one layer that
+    /// minimize the most expensive stage, counting training FLOPs per token — 6 × a layer's
+    /// parameters + 12 · hidden · T for its attention, and for the last stage also the head's
+    /// 6 · hidden · vocab (the embedding lookup costs next to nothing). A large vocabulary thus
+    /// moves layers from the last stage to the others (124M: 8 + 4 layers on two stages).
+    public static func layerRanges(_ model: LlamaConfig, sequenceLength: Int, stageCount: Int) -> [Range<Int>] {
+        let layerCount = model.numHiddenLayers
         precondition(layerCount >= stageCount && stageCount >= 1)
-        let base = layerCount / stageCount
-        let extra = layerCount % stageCount
-        var counts = [Int](repeating: base, count: stageCount)
-        // Hand extra layers to stages from the middle outwards.
-        var order = Array(0..<stageCount).sorted { abs(2 * $0 - (stageCount - 1)) < abs(2 * $1 - (stageCount - 1)) }
-        order = Array(order.prefix(extra))
-        for stage in order { counts[stage] += 1 }
-        var ranges: [Range<Int>] = []
-        var start = 0
-        for count in counts {
-            ranges.append(start..<start + count)
-            start += count
+        let h = model.hiddenSize
+        let layerParameters = 2 * h * model.numAttentionHeads * model.headDim + 2 * h * model.numKeyValueHeads * model.headDim
+            + 3 * h * model.intermediateSize + 2 * h
+        let layerCost = Double(6 * layerParameters + 12 * h * sequenceLength)
+        let headCost = Double(6 * h * model.vocabSize)
+        // best[k][i]: the smallest possible most expensive stage when the first k stages hold the
+        // first i layers; cut[k][i] the start of the k-th stage in that split.
+        var best = [[Double]](repeating: [Double](repeating: .infinity, count: layerCount + 1), count: stageCount + 1)
+        var cut = [[Int]](repeating: [Int](repeating: 0, count: layerCount + 1), count: stageCount + 1)
+        best[0][0] = 0
+        for k in 1...stageCount {
+            for i in k...layerCount {
+                for j in (k - 1)..<i where best[k - 1][j] < .infinity {
+                    let cost = Double(i - j) * layerCost + (k == stageCount ? headCost : 0)
+                    let candidate = max(best[k - 1][j], cost)
+                    if candidate < best[k][i] {
+                        best[k][i] = candidate
+                        cut[k][i] = j
+                    }
+                }
+            }
         }
-        return ranges
+        var ranges: [Range<Int>] = []
+        var end = layerCount
+        for k in stride(from: stageCount, to: 0, by: -1) {
+            let start = cut[k][end]
+            ranges.append(start..<end)
+            end = start
+        }
+        return ranges.reversed()
     }
 }

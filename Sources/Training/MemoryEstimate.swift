@@ -16,7 +16,8 @@ public struct MemoryEstimate: Sendable, Equatable {
     public init(config: PretrainConfig, dims: ParallelDims, coordinates: MeshCoordinates) {
         let floats = MemoryLayout<Float>.stride
         let pp = dims.pipelineDegree, virtual = config.parallel.virtualStages
-        let parts = ModelSplit.parts(config.model, stage: coordinates.pipeline, stageCount: pp, chunkCount: virtual)
+        let parts = ModelSplit.parts(config.model, sequenceLength: config.train.seqLen, stage: coordinates.pipeline,
+                                     stageCount: pp, chunkCount: virtual)
         let tensor = TensorParallelLayout(config: config.model, degree: dims.tensorDegree, rank: coordinates.tensor, parts: parts)
         let dataRanks = dims.dataDegree * dims.contextDegree
         let shards = ShardLayout(layout: tensor.localLayout, degree: dataRanks, rank: coordinates.data * dims.contextDegree + coordinates.context)

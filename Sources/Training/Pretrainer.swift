@@ -98,8 +98,8 @@ public final class Pretrainer {
         self.worldCommunicator = mesh.world
         self.pipelineCommunicator = mesh.pipeline
         self.log = log
-        let parts = ModelSplit.parts(config.model, stage: mesh.pipeline.rank, stageCount: mesh.pipeline.size,
-                                     chunkCount: config.parallel.virtualStages)
+        let parts = ModelSplit.parts(config.model, sequenceLength: config.train.seqLen, stage: mesh.pipeline.rank,
+                                     stageCount: mesh.pipeline.size, chunkCount: config.parallel.virtualStages)
         let tensorLayout = TensorParallelLayout(config: config.model, degree: mesh.tensor.size, rank: mesh.tensor.rank, parts: parts)
         self.tensorLayout = tensorLayout
         layout = tensorLayout.localLayout
