@@ -154,7 +154,12 @@ public struct TensorParallelLayout: Sendable {
                 let row = element / localColumns, column = element % localColumns
                 let end = Swift.min(elements.upperBound, (row + 1) * localColumns)
                 let globalStart = row * globalColumns + start + column
-                runs.append((globalStart..<globalStart + (end - element), element))
+                if let last = runs.last, last.global.upperBound == globalStart {
+                    // Whole rows (tp 1) are contiguous in the global tensor too: one run.
+                    runs[runs.count - 1] = (last.global.lowerBound..<globalStart + (end - element), last.localStart)
+                } else {
+                    runs.append((globalStart..<globalStart + (end - element), element))
+                }
                 element = end
             }
             return runs

@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import Model
 import Parallel
+import Runtime
 
 /// A mesh a checkpoint can be written for: the degrees that decide which rank saves which
 /// elements of which tensor.
@@ -21,33 +22,43 @@ public struct CheckpointMesh: Sendable, Equatable, CustomStringConvertible {
     public var worldSize: Int { dataParallel * tensorParallel * pipelineParallel }
     public var description: String { "dp \(dataParallel), ZeRO-\(zeroStage), tp \(tensorParallel), pp \(pipelineParallel)" }
 
-    public func validate() throws(CheckpointError) {
+    /// Checks the degrees, and with a model that the mesh can split it (the messages of
+    /// `meshlm pretrain`, naming both numbers).
+    public func validate(model: LlamaConfig? = nil) throws(CheckpointError) {
         guard dataParallel >= 1 else { throw CheckpointError(.badIndex, "--dp \(dataParallel): must be at least 1") }
         guard (0...3).contains(zeroStage) else { throw CheckpointError(.badIndex, "--zero \(zeroStage): must be 0, 1, 2 or 3") }
-        // Tensor and pipeline parallelism are being built; their ownership plugs into
-        // `ownedElements` below once their layouts exist.
-        guard tensorParallel == 1 else {
-            throw CheckpointError(.badIndex, "--tp \(tensorParallel): tensor parallelism is not implemented yet; only --tp 1 can be written")
-        }
-        guard pipelineParallel == 1 else {
-            throw CheckpointError(.badIndex, "--pp \(pipelineParallel): pipeline parallelism is not implemented yet; only --pp 1 can be written")
+        guard tensorParallel >= 1 else { throw CheckpointError(.badIndex, "--tp \(tensorParallel): must be at least 1") }
+        guard pipelineParallel >= 1 else { throw CheckpointError(.badIndex, "--pp \(pipelineParallel): must be at least 1") }
+        guard let model else { return }
+        do {
+            let dims = try ParallelDims(worldSize: worldSize, pipelineDegree: pipelineParallel, dataDegree: dataParallel,
+                                        contextDegree: 1, tensorDegree: tensorParallel, expertDegree: 1)
+            try ModelSplit.validate(model, on: dims)
+        } catch {
+            throw CheckpointError(.badIndex, "cannot write for \(self): \(error)")
         }
     }
 
     /// The elements of every parameter that rank `rank` of this mesh saves (the same split for
-    /// parameters and both AdamW moments): its ZeRO shard of each block, which is also the
-    /// share data-parallel ranks write of replicated state (`DataParallelParameters.ownedSlices`).
-    public func ownedElements(layout: ParameterLayout, rank: Int) -> [(entry: ParameterLayout.Entry, elements: Range<Int>)] {
-        precondition(tensorParallel == 1 && pipelineParallel == 1, "validate() the mesh first")
-        let shards = ShardLayout(layout: layout, degree: dataParallel, rank: rank)
+    /// parameters and both AdamW moments), as `Pretrainer.stageCheckpoint` saves them: the rank's
+    /// pipeline stage and tensor slice of each tensor (runs of the global tensor), its ZeRO shard
+    /// of those, and replicated tensors once. Ranks are in mesh order (tp fastest, then dp, then pp).
+    public func ownedElements(model: LlamaConfig, sequenceLength: Int, rank: Int) -> [(entry: ParameterLayout.Entry, elements: Range<Int>)] {
+        let tensorRank = rank % tensorParallel
+        let dataRank = (rank / tensorParallel) % dataParallel
+        let stage = rank / (tensorParallel * dataParallel)
+        let parts = ModelSplit.parts(model, sequenceLength: sequenceLength, stage: stage, stageCount: pipelineParallel)
+        let tensor = TensorParallelLayout(config: model, degree: tensorParallel, rank: tensorRank, parts: parts)
+        let layout = tensor.localLayout
+        let shards = ShardLayout(layout: layout, degree: dataParallel, rank: dataRank)
         var result: [(ParameterLayout.Entry, Range<Int>)] = []
         for block in shards.blocks {
-            let owned = shards.ownedRange(of: block, rank: rank)
-            for entry in layout.entries(in: block.block) {
+            let owned = shards.ownedRange(of: block, rank: dataRank)
+            for (index, entry) in layout.entries.enumerated() where entry.block == block.block && tensor.counts(index) {
                 let start = entry.offset - block.range.lowerBound
                 let lower = max(start, owned.lowerBound), upper = min(start + entry.count, owned.upperBound)
-                guard lower < upper else { continue }
-                result.append((entry, (lower - start)..<(upper - start)))
+                guard lower < upper, let global = tensor.globalLayout.entry(named: entry.name) else { continue }
+                for run in tensor.globalRuns(index, elements: (lower - start)..<(upper - start)) { result.append((global, run.global)) }
             }
         }
         return result
@@ -76,8 +87,9 @@ public enum CheckpointReshard {
     @discardableResult
     public static func reshard(_ reader: CheckpointReader, to mesh: CheckpointMesh, output: String, model: LlamaConfig,
                                compressionLevel: Int32 = 1) throws -> String {
-        try mesh.validate()
+        try mesh.validate(model: model)
         let layout = ParameterLayout(config: model)
+        let sequenceLength = runSequenceLength(reader) ?? model.maxPositionEmbeddings
         let kinds = [("", true), ("optimizer.exp_avg.", false), ("optimizer.exp_avg_sq.", false)]
         let present = Set(reader.tensorNames)
         var declared: [String: [Int]] = [:]
@@ -105,6 +117,7 @@ public enum CheckpointReshard {
            object["data_parallel_degree"] != nil {
             object["data_parallel_degree"] = mesh.dataParallel
             object["zero_stage"] = mesh.zeroStage
+            object["tensor_parallel_degree"] = mesh.tensorParallel
             metadata = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         }
         var extras: [String: Data] = [:]
@@ -116,7 +129,7 @@ public enum CheckpointReshard {
         return try CheckpointWriter.writeOffline(directory: output, step: reader.step, ranks: mesh.worldSize, declared: declared,
                                                  metadata: metadata, extraFiles: extras, compressionLevel: compressionLevel) { rank in
             var slices: [CheckpointSliceValues] = []
-            let owned = mesh.ownedElements(layout: layout, rank: rank)
+            let owned = mesh.ownedElements(model: model, sequenceLength: sequenceLength, rank: rank)
             for (prefix, _) in kinds {
                 for (entry, elements) in owned where declared[prefix + entry.name] != nil {
                     var values = [Float](repeating: 0, count: elements.count)
@@ -126,5 +139,14 @@ public enum CheckpointReshard {
             }
             return slices
         }
+    }
+
+    /// `train.seq_len` of the run that saved the checkpoint (its `run_config.json`), which decides
+    /// how its pipeline stages split the layers.
+    static func runSequenceLength(_ reader: CheckpointReader) -> Int? {
+        guard let data = reader.file(named: "run_config.json"),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let train = object["train"] as? [String: Any] else { return nil }
+        return (train["seq_len"] as? Int) ?? (train["seqLen"] as? Int)
     }
 }

@@ -15,27 +15,35 @@ import Training
         Float(abs(name.hashValue % 1000)) + Float(element) * 0.001
     }
 
-    /// Every element of every tensor is owned by exactly one rank, for several degrees.
+    /// Every element of every tensor is owned by exactly one rank, for several meshes (ZeRO
+    /// shards, tensor slices with column runs and replicated KV heads, pipeline stages).
     @Test func ownershipPartitionsEveryTensor() throws {
         let layout = ParameterLayout(config: model)
-        for degree in [1, 2, 3, 4, 7] {
-            let mesh = CheckpointMesh(dataParallel: degree, zeroStage: 3)
+        let meshes = [1, 2, 3, 4, 7].map { CheckpointMesh(dataParallel: $0, zeroStage: 3) }
+            + [CheckpointMesh(dataParallel: 1, tensorParallel: 2), CheckpointMesh(dataParallel: 2, tensorParallel: 2, pipelineParallel: 2),
+               CheckpointMesh(dataParallel: 3, tensorParallel: 4, pipelineParallel: 2)]
+        for mesh in meshes {
+            try mesh.validate(model: model)
             var covered: [String: [Range<Int>]] = [:]
-            for rank in 0..<degree {
-                for (entry, elements) in mesh.ownedElements(layout: layout, rank: rank) { covered[entry.name, default: []].append(elements) }
+            for rank in 0..<mesh.worldSize {
+                for (entry, elements) in mesh.ownedElements(model: model, sequenceLength: 16, rank: rank) {
+                    covered[entry.name, default: []].append(elements)
+                }
             }
             for entry in layout.entries {
                 let ranges = (covered[entry.name] ?? []).sorted { $0.lowerBound < $1.lowerBound }
                 var next = 0
                 for range in ranges {
-                    #expect(range.lowerBound == next, "dp \(degree): \(entry.name) gap or overlap at \(next)")
+                    #expect(range.lowerBound == next, "\(mesh): \(entry.name) gap or overlap at \(next)")
                     next = range.upperBound
                 }
-                #expect(next == entry.count, "dp \(degree): \(entry.name) covered to \(next) of \(entry.count)")
+                #expect(next == entry.count, "\(mesh): \(entry.name) covered to \(next) of \(entry.count)")
             }
         }
-        #expect { try CheckpointMesh(dataParallel: 2, tensorParallel: 2).validate() } throws: { "\($0)".contains("--tp 2") }
-        #expect { try CheckpointMesh(dataParallel: 2, pipelineParallel: 4).validate() } throws: { "\($0)".contains("--pp 4") }
+        #expect { try CheckpointMesh(dataParallel: 1, tensorParallel: 3).validate(model: model) } throws: {
+            "\($0)".contains("tensor parallel degree tp 3 must divide num_attention_heads")
+        }
+        #expect { try CheckpointMesh(dataParallel: 2, pipelineParallel: 0).validate() } throws: { "\($0)".contains("--pp 0") }
     }
 
     /// A checkpoint written as dp 1, resharded to dp 3 and back to dp 2: same values, one file
@@ -72,7 +80,7 @@ import Training
         // The dp-2 files hold exactly what rank r of a dp-2 mesh owns.
         let mesh = CheckpointMesh(dataParallel: 2)
         for rank in 0..<2 {
-            for (entry, elements) in mesh.ownedElements(layout: layout, rank: rank) {
+            for (entry, elements) in mesh.ownedElements(model: model, sequenceLength: 16, rank: rank) {
                 let slices = try two.tensor(named: entry.name).slices.filter { $0.file == CheckpointFiles.shardName(rank: rank) }
                 #expect(slices.map(\.elements) == [elements], "\(entry.name) rank \(rank)")
             }

@@ -88,8 +88,21 @@ import Testing
         let reshard = try ckpt(["reshard", run + "/checkpoints/step_00000002", "--dp", "4", "--zero", "2", "--output", moved])
         #expect(reshard.status == 0, "\(reshard.standardError)")
         #expect(FileManager.default.fileExists(atPath: moved + "/step_00000002/rank_00003.bin"))
-        let refused = try ckpt(["reshard", run + "/checkpoints", "--dp", "2", "--pp", "2", "--output", moved + "-x"])
-        #expect(refused.status == 1 && refused.standardError.contains("--pp 2"))
+        let refused = try ckpt(["reshard", run + "/checkpoints", "--dp", "1", "--tp", "3", "--output", moved + "-x"])
+        #expect(refused.status == 1 && refused.standardError.contains("tensor parallel degree tp 3 must divide num_attention_heads 4"),
+                "\(refused.standardError)")
+        // Written as tp 2 × pp 2 would save it (column runs, stages), it resumes on that layout.
+        let split = scratch("tools-split"), splitRun = scratch("tools-split-run")
+        defer { for path in [split, splitRun] { try? FileManager.default.removeItem(atPath: path) } }
+        let resplit = try ckpt(["reshard", run + "/checkpoints/step_00000002", "--dp", "1", "--tp", "2", "--pp", "2", "--output", split])
+        #expect(resplit.status == 0, "\(resplit.standardError)")
+        let onSplit = try train(4, run: splitRun, steps: 6, extra: ["--resume-from", split, "--set", "parallel.tp=2", "--set", "parallel.pp=2"])
+        #expect(onSplit.status == 0, "\(onSplit.standardError)")
+        let splitLosses = try losses(in: URL(fileURLWithPath: splitRun))
+        var splitWorst = 0.0
+        for step in 2..<6 { splitWorst = max(splitWorst, abs((splitLosses[step] ?? .nan) - (expected[step] ?? 0)) / (expected[step] ?? 1)) }
+        print("resharded dp 1 → tp 2 × pp 2: steps 2-5 max relative loss difference \(splitWorst)")
+        #expect(splitWorst <= 1e-5)
         let resumed = try train(4, run: continued, steps: 6, extra: ["--resume-from", moved, "--set", "parallel.zero_stage=2"])
         #expect(resumed.status == 0, "\(resumed.standardError)")
         #expect(resumed.standardOutput.contains("pretrain: resuming at step 2"))
