@@ -93,15 +93,7 @@ public final class LlamaModel {
         layerOffsets = part.layers.map { LayerOffsets(layout: layout, layer: $0) }
         headOffsets = part.hasHead ? HeadOffsets(layout: layout) : nil
         epsilon = Float(config.rmsNormEps)
-        let scaling = config.ropeScaling.map {
-            RoPEScaling(factor: Float($0.factor), lowFrequencyFactor: Float($0.lowFreqFactor),
-                        highFrequencyFactor: Float($0.highFreqFactor),
-                        originalMaxPositionEmbeddings: $0.originalMaxPositionEmbeddings)
-        }
-        // Positions run up to max_position_embeddings (positions within a document may exceed
-        // the sequence length when a document continues from an earlier row).
-        rope = RoPETable(headDimension: config.headDim, positionCount: config.maxPositionEmbeddings,
-                         theta: Float(config.ropeTheta), scaling: scaling)
+        rope = RoPETable(config: config)
         activations = LlamaActivations(config: config, microBatchSize: microBatchSize, sequenceLength: sequenceLength,
                                        localTokenCount: localTokenCount, layerCount: part.layers.count,
                                        hasHead: part.hasHead, recompute: recompute)

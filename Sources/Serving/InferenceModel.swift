@@ -58,13 +58,7 @@ public final class InferenceModel {
         self.maximumRows = maximumRows
         let layout = weights.layout
         epsilon = Float(config.rmsNormEps)
-        let scaling = config.ropeScaling.map {
-            RoPEScaling(factor: Float($0.factor), lowFrequencyFactor: Float($0.lowFreqFactor),
-                        highFrequencyFactor: Float($0.highFreqFactor),
-                        originalMaxPositionEmbeddings: $0.originalMaxPositionEmbeddings)
-        }
-        rope = RoPETable(headDimension: config.headDim, positionCount: config.maxPositionEmbeddings,
-                         theta: Float(config.ropeTheta), scaling: scaling)
+        rope = RoPETable(config: config)
         func offset(_ name: String) -> Int {
             guard let entry = layout.entry(named: name) else { preconditionFailure("the layout has no \(name)") }
             return entry.offset
