@@ -158,7 +158,7 @@ func losses(in run: URL) throws -> [Int: Double] {
     @Test func configsThatDoNotFitTheMesh() throws {
         #expect(try failure(3, []) == "meshlm: error: global batch size 16 must be divisible by data parallel degree 3 × micro batch size 4 = 12")
         #expect(try failure(2, ["parallel.dp=4"]) == "meshlm: error: world size 2 is not pp 1 × dp 4 × cp 1 × tp 1 = 4")
-        #expect(try failure(2, ["parallel.pp=2"]).hasPrefix("meshlm: error: --set: key 'parallel.pp': value 2 is invalid: only 1 is supported so far"))
+        #expect(try failure(2, ["parallel.cp=2"]).hasPrefix("meshlm: error: --set: key 'parallel.cp': value 2 is invalid: only 1 is supported so far"))
         #expect(try failure(3, ["parallel.tp=3"]) == "meshlm: error: tensor parallel degree tp 3 must divide num_attention_heads 4")
         #expect(try failure(1, ["model.vocab_size=200"]) == "meshlm: error: \(testShards.path): the data's vocabulary (259 ids) does not fit model.vocab_size 200")
         #expect(try failure(1, ["optimizer.lr=-1"]) == "meshlm: error: --set: key 'optimizer.lr': value -1.0 is invalid: must be positive")
