@@ -36,6 +36,10 @@ public final class CheckpointWriter: @unchecked Sendable {
     private let staging: CheckpointStaging
     /// Nice value of the background writer thread (0: the trainer's own priority).
     public var backgroundNice: Int32 = 0
+    /// Threads that compress frames at once when the shard is written in `commit` (a
+    /// synchronous save: the end of a run, a stop); a background write uses one, at
+    /// `backgroundNice`, so training keeps the cores.
+    public var compressionThreads = 1
     private var stagedNames: [String: [Int]] = [:]
     /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
     private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
@@ -126,7 +130,8 @@ public final class CheckpointWriter: @unchecked Sendable {
         let frames = staged.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $0.offset) }
         do throws(CheckpointError) {
             result = .success(try Self.writeShardFile(frames, declared: stagedNames, directory: stepDirectory, file: shardFile,
-                                                      compressionLevel: compressionLevel))
+                                                      compressionLevel: compressionLevel,
+                                                      threads: background == nil ? compressionThreads : 1))
         } catch {
             result = .failure(error)
         }
@@ -143,45 +148,61 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// Writes `slices` as one shard file `directory/file`: one frame per slice, appended in
     /// order, fsync'd before returning. `declared` lists every tensor the rank saves (with its
     /// shape), so tensors of which it holds no elements still reach the index.
-    struct FrameSource {
+    /// Read-only views into the staging buffer, which outlives the write: safe to hand to the
+    /// compression threads.
+    struct FrameSource: @unchecked Sendable {
         let name: String
         let shape: [Int]
         let elements: Range<Int>
         let values: UnsafePointer<Float>
     }
 
+    /// Elements per frame at most (16 MB of f32): large tensors become several frames, so
+    /// frames compress in parallel and a reader decompresses only what it needs.
+    static let frameElements = 1 << 22
+
     static func writeShardFile(_ slices: [FrameSource], declared: [String: [Int]], directory: String, file: String,
-                               compressionLevel: Int32) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
+                               compressionLevel: Int32, threads: Int = 1) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
         let path = directory + "/" + file
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw CheckpointFiles.ioError("create", path) }
         defer { close(descriptor) }
-        var tensors: [String: CheckpointIndex.Tensor] = [:]
-        var offset = 0
+        var frames: [FrameSource] = []
         for slice in slices {
-            let frame: [UInt8], checksum: UInt32
-            do {
-                let raw = UnsafeRawBufferPointer(start: slice.values, count: slice.elements.count * 4)
-                (frame, checksum) = (try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))
-            } catch {
-                throw CheckpointError(.io, "cannot compress tensor \(slice.name) for \(path): \(error)")
+            var start = slice.elements.lowerBound
+            while start < slice.elements.upperBound {
+                let end = min(start + frameElements, slice.elements.upperBound)
+                frames.append(FrameSource(name: slice.name, shape: slice.shape, elements: start..<end,
+                                          values: slice.values + (start - slice.elements.lowerBound)))
+                start = end
             }
-            try CheckpointFiles.writeAll(descriptor, frame, path: path)
-            // Writeback starts now, overlapping the next frames' compression; the final fsync
-            // then waits only for the tail.
-            _ = meshlm_start_writeback(descriptor, Int64(offset), Int64(frame.count))
-            let record = CheckpointIndex.Slice(start: slice.elements.lowerBound, end: slice.elements.upperBound, file: file,
-                                               offset: offset, length: frame.count,
-                                               bytes: slice.elements.count * CheckpointDType.f32.byteCount, crc32c: checksum)
-            tensors[slice.name, default: CheckpointIndex.Tensor(name: slice.name, dtype: .f32, shape: slice.shape, slices: [])]
-                .slices.append(record)
-            offset += frame.count
         }
-        guard fsync(descriptor) == 0 else { throw CheckpointFiles.ioError("fsync", path) }
-        for (name, shape) in declared where tensors[name] == nil {
-            tensors[name] = CheckpointIndex.Tensor(name: name, dtype: .f32, shape: shape, slices: [])
+        // Pipelined: `threads` frames compress at once while the previous batch is written, in
+        // order, by one serial writer.
+        let writer = FrameFileWriter(descriptor: descriptor, path: path)
+        let width = max(threads, 1)
+        var batchStart = 0
+        while batchStart < frames.count {
+            let batch = Array(frames[batchStart..<min(batchStart + width, frames.count)])
+            let compressed = CompressedBatch(count: batch.count)
+            DispatchQueue.concurrentPerform(iterations: batch.count) { index in
+                let frame = batch[index]
+                let raw = UnsafeRawBufferPointer(start: frame.values, count: frame.elements.count * 4)
+                do {
+                    compressed.set(index, .success((try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))))
+                } catch {
+                    compressed.set(index, .failure(CheckpointError(.io, "cannot compress tensor \(frame.name) for \(path): \(error)")))
+                }
+            }
+            writer.append(batch, compressed, overlapping: width > 1)
+            batchStart += batch.count
         }
-        return tensors.values.sorted { $0.name < $1.name }
+        let tensors = try writer.finish()
+        var byName = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })
+        for (name, shape) in declared where byName[name] == nil {
+            byName[name] = CheckpointIndex.Tensor(name: name, dtype: .f32, shape: shape, slices: [])
+        }
+        return byName.values.sorted { $0.name < $1.name }
     }
 
     /// Finishes the checkpoint on every rank (collective); returns the step directory.

@@ -43,6 +43,7 @@ extension Pretrainer {
         let writer = try CheckpointWriter(directory: checkpointDirectory, step: nextStep, communicator: worldCommunicator,
                                           compressionLevel: Int32(config.checkpoint.zstdLevel), staging: staging)
         writer.backgroundNice = Int32(config.checkpoint.writerNice)
+        writer.compressionThreads = model.threads.count
         for kind in DataParallelParameters.StateKind.allCases {
             for slice in parameters.ownedSlices(kind) where tensorLayout.counts(slice.parameterIndex) {
                 guard let global = tensorLayout.globalLayout.entry(named: tensorLayout.localLayout.entries[slice.parameterIndex].name) else { continue }
