@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 # Python peers for the parity checks (tokenizers); without PyPI those tests skip and say why.
-bash tools/setup-python.sh >/dev/null 2>&1 || echo "tools/test.sh: Python peers unavailable; the parity tests will skip"
+bash tools/setup-python.sh >/dev/null 2>&1 || echo "tools/test.sh: Python peers unavailable; the tokenizer parity test will skip"
+bash tools/setup-openai-client.sh >/dev/null 2>&1 || echo "tools/test.sh: the openai client is unavailable; its server test will skip"
 source tools/env.sh
 start=$(date +%s)
 log=$(mktemp)
