@@ -17,6 +17,13 @@ public enum PipelineAction: Sendable, Equatable, CustomStringConvertible {
 /// chunks per rank and `p` ranks, virtual stage `chunk · p + stage` is chunk `chunk` of rank
 /// `stage` (Megatron's interleaving: rank 0 holds virtual stages 0, p, 2p…).
 public enum PipelineSchedule {
+    /// The schedule a stage runs: 1F1B with one chunk per stage, interleaved 1F1B with more.
+    public static func actions(stage: Int, stageCount: Int, chunkCount: Int, microBatchCount: Int) -> [PipelineAction] {
+        chunkCount == 1
+            ? oneForwardOneBackward(stage: stage, stageCount: stageCount, microBatchCount: microBatchCount)
+            : interleaved(stage: stage, stageCount: stageCount, chunkCount: chunkCount, microBatchCount: microBatchCount)
+    }
+
     /// 1F1B (PipeDream-Flush, Megatron's default): `min(p − stage − 1, m)` warm-up forwards, then
     /// alternate one forward and one backward, then the remaining backwards. A stage holds at
     /// most `p − stage` micro-batches' activations, against `m` for fill-drain (GPipe).

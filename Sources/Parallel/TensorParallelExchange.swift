@@ -32,32 +32,31 @@ public final class TensorParallelExchange: TensorParallelRegions {
     }
 
     public func allGather(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, localCount: Int) {
-        let start = monotonicSeconds()
-        orAbort {
+        timed {
             try communicator.allgather(UnsafeBufferPointer(start: local, count: localCount),
                                        into: UnsafeMutableBufferPointer(start: full, count: localCount * communicator.size))
         }
-        seconds += monotonicSeconds() - start
     }
 
     public func reduceScatter(_ full: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, localCount: Int) {
-        let start = monotonicSeconds()
-        orAbort {
+        timed {
             try communicator.reduceScatter(UnsafeBufferPointer(start: full, count: localCount * communicator.size),
                                            into: UnsafeMutableBufferPointer(start: local, count: localCount), .sum)
         }
-        seconds += monotonicSeconds() - start
     }
 
     public func sumPartials(_ values: UnsafeMutablePointer<Float>, count: Int) {
-        let start = monotonicSeconds()
-        orAbort { try communicator.allreduce(UnsafeMutableBufferPointer(start: values, count: count), .sum) }
-        seconds += monotonicSeconds() - start
+        timed { try communicator.allreduce(UnsafeMutableBufferPointer(start: values, count: count), .sum) }
     }
 
     public func maximum(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        timed { try communicator.allreduce(UnsafeMutableBufferPointer(start: values, count: count), .max) }
+    }
+
+    /// Runs one collective, adding its time to `seconds`; a failure ends the job (`orAbort`).
+    private func timed(_ collective: () throws -> Void) {
         let start = monotonicSeconds()
-        orAbort { try communicator.allreduce(UnsafeMutableBufferPointer(start: values, count: count), .max) }
+        orAbort(collective)
         seconds += monotonicSeconds() - start
     }
 }

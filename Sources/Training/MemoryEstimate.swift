@@ -35,10 +35,8 @@ public struct MemoryEstimate: Sendable, Equatable {
         let tokens = train.microBatchSize * train.seqLen
         let localTokens = config.parallel.sequenceParallel ? tokens / dims.tensorDegree : tokens
         let microBatches = max(train.globalBatchSize / max(train.microBatchSize * dataRanks, 1), 1)
-        let schedule = pp == 1 ? [] : virtual == 1
-            ? PipelineSchedule.oneForwardOneBackward(stage: coordinates.pipeline, stageCount: pp, microBatchCount: microBatches)
-            : PipelineSchedule.interleaved(stage: coordinates.pipeline, stageCount: pp, chunkCount: virtual,
-                                           microBatchCount: microBatches - microBatches % pp)
+        let schedule = pp == 1 ? [] : PipelineSchedule.actions(stage: coordinates.pipeline, stageCount: pp, chunkCount: virtual,
+                                                               microBatchCount: virtual == 1 ? microBatches : microBatches - microBatches % pp)
         activations = parts.enumerated().reduce(0) { sum, item in
             let slots = pp == 1 ? 1 : max(PipelineSchedule.peakInFlight(schedule, chunk: item.offset), 1)
             return sum + slots * floats * LlamaModel.activationCount(config: tensor.localConfig, microBatchSize: train.microBatchSize,

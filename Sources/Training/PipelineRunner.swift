@@ -40,10 +40,8 @@ final class PipelineRunner {
         stageCount = pipeline.size
         chunkCount = parts.count
         self.microBatchCount = microBatchCount
-        let actions = parts.count == 1
-            ? PipelineSchedule.oneForwardOneBackward(stage: pipeline.rank, stageCount: pipeline.size, microBatchCount: microBatchCount)
-            : PipelineSchedule.interleaved(stage: pipeline.rank, stageCount: pipeline.size, chunkCount: parts.count,
-                                           microBatchCount: microBatchCount)
+        let actions = PipelineSchedule.actions(stage: pipeline.rank, stageCount: pipeline.size, chunkCount: parts.count,
+                                               microBatchCount: microBatchCount)
         self.actions = actions
         models = parts.enumerated().map { chunk, part in
             let slots = max(PipelineSchedule.peakInFlight(actions, chunk: chunk), 1)
@@ -80,20 +78,8 @@ final class PipelineRunner {
             case .forward(let microBatch, let chunk):
                 guard let slot = freeSlots[chunk].popLast() else { preconditionFailure("no free activation slot for chunk \(chunk)") }
                 slotOf[[chunk, microBatch]] = slot
-                let model = models[chunk][slot]
-                let virtual = virtualStage(chunk)
-                if virtual > 0 {
-                    try receive(into: model.stageInput, count: model.stageElementCount, from: rank(ofVirtual: virtual - 1),
-                                tag: tag(microBatch: microBatch, virtual: virtual, gradient: false))
-                }
-                let total = batches[microBatch].withPointers { tokens, targets, positions in
-                    model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
-                }
-                lossSum += total.lossSum
-                if virtual < virtualStageCount - 1 {
-                    try send(model.stageOutput, count: model.stageElementCount, to: rank(ofVirtual: virtual + 1),
-                             tag: tag(microBatch: microBatch, virtual: virtual + 1, gradient: false))
-                }
+                lossSum += try forward(models[chunk][slot], chunk: chunk, microBatch: microBatch, batch: batches[microBatch],
+                                       access: access).lossSum
             case .backward(let microBatch, let chunk):
                 guard let slot = slotOf.removeValue(forKey: [chunk, microBatch]) else { preconditionFailure("backward before forward") }
                 let model = models[chunk][slot]
@@ -122,25 +108,33 @@ final class PipelineRunner {
         var lossSum = 0.0, count = 0
         for (index, batch) in batches.enumerated() {
             for chunk in 0..<chunkCount {
-                let model = models[chunk][0]
-                let virtual = virtualStage(chunk)
-                if virtual > 0 {
-                    try receive(into: model.stageInput, count: model.stageElementCount, from: rank(ofVirtual: virtual - 1),
-                                tag: tag(microBatch: index, virtual: virtual, gradient: false))
-                }
-                let total = batch.withPointers { tokens, targets, positions in
-                    model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
-                }
+                let total = try forward(models[chunk][0], chunk: chunk, microBatch: index, batch: batch, access: access)
                 lossSum += total.lossSum
                 count += total.targetCount
-                if virtual < virtualStageCount - 1 {
-                    try send(model.stageOutput, count: model.stageElementCount, to: rank(ofVirtual: virtual + 1),
-                             tag: tag(microBatch: index, virtual: virtual + 1, gradient: false))
-                }
             }
         }
         try collectSends(waiting: true)
         return (lossSum, count)
+    }
+
+    /// One micro-batch forward through chunk `chunk` on `model`: its input from the previous
+    /// virtual stage (unless it holds the embedding), its output to the next (unless it holds
+    /// the head, whose loss total it returns).
+    private func forward(_ model: LlamaModel, chunk: Int, microBatch: Int, batch: MicroBatch,
+                         access: any ParameterAccess) throws -> CrossEntropy.Total {
+        let virtual = virtualStage(chunk)
+        if virtual > 0 {
+            try receive(into: model.stageInput, count: model.stageElementCount, from: rank(ofVirtual: virtual - 1),
+                        tag: tag(microBatch: microBatch, virtual: virtual, gradient: false))
+        }
+        let total = batch.withPointers { tokens, targets, positions in
+            model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
+        }
+        if virtual < virtualStageCount - 1 {
+            try send(model.stageOutput, count: model.stageElementCount, to: rank(ofVirtual: virtual + 1),
+                     tag: tag(microBatch: microBatch, virtual: virtual + 1, gradient: false))
+        }
+        return total
     }
 
     private func receive(into destination: UnsafeMutablePointer<Float>, count: Int, from source: Int, tag: Int) throws {

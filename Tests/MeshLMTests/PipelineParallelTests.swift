@@ -48,7 +48,7 @@ import Testing
             #expect(got.count == 20, "\(name)")
             #expect(loss <= 1e-5 && norm <= 1e-5, "\(name)")
             // Evaluation runs through the pipeline too.
-            #expect(launch.standardOutput.contains("eval"), "\(name)")
+            #expect(launch.standardOutput.contains("eval_loss"), "\(name)")
         }
     }
 
