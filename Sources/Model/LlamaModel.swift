@@ -354,7 +354,11 @@ public final class LlamaModel {
             parameters.releaseParameters(.layer(layer))
         }
 
-        guard part.hasEmbedding else { return }
+        guard part.hasEmbedding else {
+            // A tied head's table gradient (a pipeline's last stage) is complete here.
+            if tiedTableGradient != nil { parameters.releaseGradients(.embedding) }
+            return
+        }
         let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
         let streamGradient = gatheredStreamGradient()
         timed(.embedding, .backward) {

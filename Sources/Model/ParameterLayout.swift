@@ -37,6 +37,11 @@ public struct ModelPart: Sendable, Equatable, CustomStringConvertible {
         ModelPart(layers: 0..<config.numHiddenLayers, hasEmbedding: true, hasHead: true)
     }
 
+    /// Whether this part's head projects with the embedding table (a tied model's head).
+    public func hasTiedHead(_ config: LlamaConfig) -> Bool {
+        hasHead && config.tieWordEmbeddings
+    }
+
     public var description: String {
         var parts: [String] = []
         if hasEmbedding { parts.append("embedding") }
@@ -74,16 +79,21 @@ public struct ParameterLayout: Sendable {
     private let indexByName: [String: Int]
 
     /// The layout of `part` of the model (the whole model by default).
+    ///
+    /// A part with the head of a tied model (`tie_word_embeddings`) holds the embedding table
+    /// too, as its output projection: on a pipeline's last stage that is a copy of the first
+    /// stage's table, kept equal by summing the two gradients (Megatron's embedding group).
     public init(config: LlamaConfig, part: ModelPart? = nil) {
         let part = part ?? .whole(config)
-        self.init(config: config, layers: Array(part.layers), hasEmbedding: part.hasEmbedding, hasHead: part.hasHead)
+        self.init(config: config, layers: Array(part.layers), hasEmbedding: part.hasEmbedding || part.hasTiedHead(config),
+                  hasHead: part.hasHead)
     }
 
     /// The layout of the parts one rank holds (an interleaved pipeline stage's chunks), blocks in
     /// model order.
     public init(config: LlamaConfig, parts: [ModelPart]) {
         self.init(config: config, layers: parts.flatMap { Array($0.layers) }.sorted(),
-                  hasEmbedding: parts.contains { $0.hasEmbedding }, hasHead: parts.contains { $0.hasHead })
+                  hasEmbedding: parts.contains { $0.hasEmbedding || $0.hasTiedHead(config) }, hasHead: parts.contains { $0.hasHead })
     }
 
     private init(config: LlamaConfig, layers: [Int], hasEmbedding: Bool, hasHead: Bool) {

@@ -175,6 +175,18 @@ public final class DataParallelParameters: ParameterAccess {
         while !pending.isEmpty { try complete(0, wait: true) }
     }
 
+    /// This rank's reduced gradients of `block` after `finishBackward`: the whole padded block at
+    /// stage 0, this rank's shard of it otherwise (the same elements on every rank of the same
+    /// data-parallel index, whatever else their layouts hold, since blocks are sharded one by one).
+    public func reducedGradients(of block: ModelBlock) -> UnsafeMutableBufferPointer<Float> {
+        let entry = shards[block]
+        if stage == .none, let fullGradients {
+            return UnsafeMutableBufferPointer(start: fullGradients.pointer + entry.paddedOffset, count: entry.paddedCount)
+        }
+        guard let gradientShard else { preconditionFailure("no gradient storage") }
+        return UnsafeMutableBufferPointer(start: gradientShard.pointer + entry.shardOffset, count: entry.shardCount)
+    }
+
     /// The global L2 norm of the reduced gradients (collective for stages 1–3).
     public func gradientNorm() throws -> Double {
         var sum = 0.0

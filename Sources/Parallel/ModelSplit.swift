@@ -30,9 +30,6 @@ public enum ModelSplit {
         guard model.numHiddenLayers >= pp else {
             throw MeshError("num_hidden_layers \(model.numHiddenLayers) is fewer than the pipeline stages pp \(pp)")
         }
-        guard pp == 1 || !model.tieWordEmbeddings else {
-            throw MeshError("tie_word_embeddings with pipeline parallelism (pp \(pp)) is not supported yet: the first and last stages would share the embedding table")
-        }
         if dims.expertDegree > 1 {
             guard model.numLocalExperts > 0 else {
                 throw MeshError("expert parallel degree ep \(dims.expertDegree) needs a mixture-of-experts model, but num_local_experts is 0")

@@ -45,7 +45,7 @@ extension Pretrainer {
         writer.backgroundNice = Int32(config.checkpoint.writerNice)
         writer.compressionThreads = model.threads.count
         for kind in DataParallelParameters.StateKind.allCases {
-            for slice in parameters.ownedSlices(kind) where tensorLayout.counts(slice.parameterIndex) {
+            for slice in parameters.ownedSlices(kind) where countsOnce(slice.parameterIndex) {
                 guard let global = tensorLayout.globalLayout.entry(named: tensorLayout.localLayout.entries[slice.parameterIndex].name) else { continue }
                 for run in tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements) {
                     writer.add(name: slice.name, globalShape: global.shape, elements: run.global,

@@ -79,6 +79,13 @@ public final class Pretrainer {
     public let pipelineCommunicator: Communicator
     /// This rank's pipeline stage; nil without pipeline parallelism.
     let pipeline: PipelineRunner?
+    /// A tied model under pipeline parallelism: the first and the last stage of this pipeline,
+    /// which both hold the embedding table (input lookup and output projection) and sum its
+    /// gradients every step so the two copies stay equal; nil on other stages and layouts.
+    let embeddingCommunicator: Communicator?
+    /// Whether this rank's embedding table is the last stage's copy: trained, but neither
+    /// counted in the gradient norm nor saved (the first stage's is).
+    let holdsEmbeddingCopy: Bool
     public let tensorLayout: TensorParallelLayout
     /// The model (with pipeline parallelism: the first chunk's first activation slot).
     public let model: LlamaModel
@@ -120,6 +127,10 @@ public final class Pretrainer {
             pipeline = nil
             model = makeModel(parts[0])
         }
+        let tiedStages = mesh.pipeline.size > 1 && config.model.tieWordEmbeddings
+        let endStage = mesh.pipeline.rank == 0 || mesh.pipeline.rank == mesh.pipeline.size - 1
+        embeddingCommunicator = tiedStages ? try mesh.pipeline.split(color: endStage ? 0 : nil, key: mesh.pipeline.rank) : nil
+        holdsEmbeddingCopy = tiedStages && mesh.pipeline.rank != 0 && layout.contains(.embedding)
         let stage = ZeroStage(rawValue: config.parallel.zeroStage) ?? .none
         parameters = DataParallelParameters(layout: layout, stage: stage, communicator: mesh.dataContext, threads: threads)
         access = TensorParallelParameters.isNeeded(tensorLayout, sequenceParallel: config.parallel.sequenceParallel)
@@ -157,6 +168,9 @@ public final class Pretrainer {
         }
         let waitStart = monotonicSeconds()
         try parameters.finishBackward()
+        if let embeddingCommunicator {
+            try embeddingCommunicator.allreduce(parameters.reducedGradients(of: .embedding), .sum)
+        }
         let reductionWait = monotonicSeconds() - waitStart
         // The last pipeline stage computed the loss; the others add 0.
         if pipeline != nil { lossSum = try pipelineCommunicator.allreduce(lossSum, .sum) }
@@ -213,11 +227,18 @@ public final class Pretrainer {
     /// pipeline group (each stage's layers).
     func gradientNorm() throws -> Double {
         guard tensorLayout.degree > 1 || pipeline != nil else { return try parameters.gradientNorm() }
-        var sum = parameters.localSquaredGradientSum(counts: tensorLayout.counts)
+        var sum = parameters.localSquaredGradientSum(counts: countsOnce)
         if parameters.stage != .none { sum = try communicator.allreduce(sum, .sum) }
         if tensorLayout.degree > 1 { sum = try tensorCommunicator.allreduce(sum, .sum) }
         if pipeline != nil { sum = try pipelineCommunicator.allreduce(sum, .sum) }
         return sum.squareRoot()
+    }
+
+    /// Whether this rank counts the tensor at local index `index` in global sums and saves it:
+    /// one copy of each replicated tensor across the tensor group, and the first stage's
+    /// embedding table only.
+    func countsOnce(_ index: Int) -> Bool {
+        tensorLayout.counts(index) && !(holdsEmbeddingCopy && layout.entries[index].block == .embedding)
     }
 
     /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters of the whole model; the
