@@ -45,7 +45,7 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .target(name: "Checkpoint", dependencies: ["Runtime", "CSupport"], swiftSettings: nativeSwift),
-        .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Checkpoint", "DataPipeline", "CBLAS"],
+        .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Checkpoint", "DataPipeline", "CBLAS", "CSupport"],
                 swiftSettings: nativeSwift),
         // The OpenAI-compatible HTTP front of the engine; apart so the engine stays free of NIO.
         .target(name: "ServingHTTP", dependencies: ["Serving", "DataPipeline", .product(name: "Hummingbird", package: "hummingbird")],

@@ -111,6 +111,18 @@ import Testing
                 SmallBatchLinear.multiply(output: out.baseAddress!, input: input, weight: weight, rowCount: rows,
                                           inputSize: inputSize, outputSize: outputSize, threads: KernelThreads(count: threads))
             }
+            // Batch invariance: each row equals the same row multiplied alone, bit for bit.
+            for row in 0..<rows {
+                var alone = [Float](repeating: .nan, count: outputSize)
+                alone.withUnsafeMutableBufferPointer { out in
+                    input.withUnsafeBufferPointer { rowsIn in
+                        SmallBatchLinear.multiply(output: out.baseAddress!, input: rowsIn.baseAddress! + row * inputSize, weight: weight,
+                                                  rowCount: 1, inputSize: inputSize, outputSize: outputSize,
+                                                  threads: KernelThreads(count: threads))
+                    }
+                }
+                #expect(Array(output[row * outputSize..<(row + 1) * outputSize]) == alone, "row \(row) of \(rows)")
+            }
             for row in 0..<rows {
                 for column in 0..<outputSize {
                     var sum: Double = 0

@@ -27,6 +27,10 @@ double meshlm_fma_loop(int64_t iterations, float *sink);
 /// Lanes of fp32 in the vector width meshlm_fma_loop uses (16 for AVX-512, 8 for AVX2, 4 for SSE).
 int meshlm_fma_vector_lanes(void);
 
+/// Asks the CPU to start loading the cache line at `address` into all cache levels (a hint:
+/// never faults). Inline so a kernel's inner loop pays one instruction.
+static inline void meshlm_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 /// Starts writing back the dirty pages of `descriptor` in [offset, offset+length) without
 /// waiting (Linux sync_file_range; a no-op elsewhere), so a later fsync has little left to do.
 int meshlm_start_writeback(int descriptor, int64_t offset, int64_t length);
