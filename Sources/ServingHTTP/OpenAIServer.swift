@@ -32,7 +32,7 @@ public final class OpenAIServer: Sendable {
 
     /// Serves until SIGTERM or SIGINT; `onListening` gets the bound port (useful with port 0).
     public func run(host: String, port: Int, onListening: @escaping @Sendable (Int) -> Void) async throws {
-        let router = Router()
+        let router = Router(context: ServingRequestContext.self)
         router.get("/health") { _, _ -> Response in
             self.loop.isDraining ? self.text("draining\n", status: .serviceUnavailable) : self.text("ok\n", status: .ok)
         }
@@ -40,14 +40,14 @@ public final class OpenAIServer: Sendable {
         router.get("/v1/models") { _, _ -> Response in
             self.json(ModelList(data: [.init(id: self.modelName, created: self.created, maxModelLength: self.contextLength)]))
         }
-        router.post("/v1/completions") { request, _ -> Response in
+        router.post("/v1/completions") { request, context -> Response in
             await self.respond { () async throws(ServingError) -> Response in
-                try await self.completions(try await self.body(request))
+                try await self.completions(try await self.body(request), context: context)
             }
         }
-        router.post("/v1/chat/completions") { request, _ -> Response in
+        router.post("/v1/chat/completions") { request, context -> Response in
             await self.respond { () async throws(ServingError) -> Response in
-                try await self.chat(try await self.body(request))
+                try await self.chat(try await self.body(request), context: context)
             }
         }
         let application = Application(
@@ -59,7 +59,7 @@ public final class OpenAIServer: Sendable {
 
     // MARK: Endpoints
 
-    private func completions(_ data: Data) async throws(ServingError) -> Response {
+    private func completions(_ data: Data, context: ServingRequestContext) async throws(ServingError) -> Response {
         let request = try decodeRequest(CompletionRequest.self, from: data)
         try checkModel(request.model)
         let prompt: [Int32]
@@ -97,7 +97,7 @@ public final class OpenAIServer: Sendable {
                 }
             }
         }
-        let outputs = await collect(stream, sequence: sequence)
+        let outputs = await collect(stream, sequence: sequence, context: context)
         let text = echo + outputs.map(\.text).joined()
         let last = outputs.last
         return json(Completion(id: id, created: created, model: modelName,
@@ -106,7 +106,7 @@ public final class OpenAIServer: Sendable {
                                usage: Usage(promptTokens: prompt.count, completionTokens: last?.outputTokenCount ?? 0)))
     }
 
-    private func chat(_ data: Data) async throws(ServingError) -> Response {
+    private func chat(_ data: Data, context: ServingRequestContext) async throws(ServingError) -> Response {
         let request = try decodeRequest(ChatRequest.self, from: data)
         try checkModel(request.model)
         guard !request.messages.isEmpty else {
@@ -145,7 +145,7 @@ public final class OpenAIServer: Sendable {
                 }
             }
         }
-        let outputs = await collect(stream, sequence: sequence)
+        let outputs = await collect(stream, sequence: sequence, context: context)
         let last = outputs.last
         return json(ChatCompletion(id: id, created: created, model: modelName,
                                    choices: [ChatChoice(message: ChatMessageBody(content: outputs.map(\.text).joined()),
@@ -170,14 +170,18 @@ public final class OpenAIServer: Sendable {
         return (id, stream)
     }
 
-    private func collect(_ stream: AsyncStream<SequenceOutput>, sequence: Int) async -> [SequenceOutput] {
+    /// Gathers a non-streaming request's outputs. If the client hangs up first or the handler's
+    /// task is cancelled, the sequence is cancelled and its blocks freed.
+    private func collect(_ stream: AsyncStream<SequenceOutput>, sequence: Int, context: ServingRequestContext) async -> [SequenceOutput] {
         let loop = self.loop
-        return await withTaskCancellationHandler {
-            var outputs: [SequenceOutput] = []
-            for await output in stream { outputs.append(output) }
-            return outputs
-        } onCancel: {
-            loop.cancel(sequence)
+        return await context.watchingHangUp({ loop.cancel(sequence) }) {
+            await withTaskCancellationHandler {
+                var outputs: [SequenceOutput] = []
+                for await output in stream { outputs.append(output) }
+                return outputs
+            } onCancel: {
+                loop.cancel(sequence)
+            }
         }
     }
 

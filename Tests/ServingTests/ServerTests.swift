@@ -229,6 +229,24 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         #expect(try await server.metric("meshlm_generated_tokens_total") < 500)
     }
 
+    /// A non-streaming client that hangs up before its answer gets its sequence cancelled too.
+    @Test func nonStreamingDisconnectFreesBlocks() async throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":500,"ignore_eos":true}"#
+        let socket = try RawConnection(port: server.port)
+        try socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        var running = 0
+        for _ in 0..<200 where running == 0 {
+            running = try await server.metric("meshlm_running_sequences")
+            if running == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
+        }
+        #expect(running == 1)
+        socket.close()
+        try await server.expectIdle()
+        #expect(try await server.metric("meshlm_generated_tokens_total") < 500)
+    }
+
     /// A bounded queue answers 429 when full; every accepted request still completes.
     @Test func fullQueueAnswers429() async throws {
         let server = try ServerProcess(extraArguments: ["--max-batch", "1", "--max-queue", "1"])
