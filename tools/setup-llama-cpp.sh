@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's `llama-bench` and its HF → GGUF converter, the decode peer of
+# Builds llama.cpp's `llama-bench`, the decode peer of
 # docs/benchmarks.md, from the source that PyPI's llama-cpp-python sdist vendors (llama.cpp is
 # not packaged in Debian 12). Installs cmake from Debian if missing; ~7 minutes on 2 cores.
 #
 #   bash tools/setup-llama-cpp.sh [PREFIX]     (default PREFIX: /tmp/llama-cpp)
 #
-# Leaves PREFIX/bin/llama-bench, PREFIX/src/convert_hf_to_gguf.py (run it with
-# PYTHONPATH=PREFIX/src/gguf-py) and a Python venv with the converter's dependencies in PREFIX/venv. Reruns reuse what is already built.
+# Leaves PREFIX/bin/llama-bench (linked to the libraries in PREFIX/build/bin), the llama.cpp
+# sources in PREFIX/src (gguf-py, models/ggml-vocab-*.gguf) and a Python venv for
+# tools/bench-decode-llamacpp.py in PREFIX/venv. Reruns reuse what is already built.
 set -euo pipefail
 prefix=${1:-/tmp/llama-cpp}
 version=0.3.36
@@ -14,7 +15,7 @@ sha256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 mkdir -p "$prefix"
 cd "$prefix"
 
-if [ -x bin/llama-bench ] && [ -f src/convert_hf_to_gguf.py ] && [ -x venv/bin/python ]; then
+if [ -x bin/llama-bench ] && [ -d src/gguf-py ] && venv/bin/python -c "import numpy, yaml, safetensors" 2>/dev/null; then
     echo "llama.cpp already built in $prefix"
     exit 0
 fi
@@ -41,7 +42,9 @@ cmake -S src -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=O
 cmake --build build -j "$(nproc)" --target llama-bench >/dev/null
 mkdir -p bin && cp build/bin/llama-bench bin/
 
-# The converter imports torch and transformers; PyPI's torch is the CUDA build (~3 GB, ~1 min).
+# tools/bench-decode-llamacpp.py writes the GGUF itself with the gguf-py that llama.cpp vendors
+# (src/gguf-py), so the venv needs only these (not the converter's torch).
+rm -rf venv
 python3 -m venv venv
-venv/bin/pip install -q numpy sentencepiece safetensors transformers torch >/dev/null
+venv/bin/pip install -q numpy pyyaml safetensors >/dev/null
 echo "llama.cpp $version built: $prefix/bin/llama-bench"
