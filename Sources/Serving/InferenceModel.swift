@@ -109,10 +109,12 @@ public final class InferenceModel {
         activation = Tensor(shape: [maximumRows, i])
         projection = Tensor(shape: [maximumRows, c])
         rstd = Tensor(shape: [maximumRows])
-        logitsBuffer = Tensor(shape: [maximumRows, weights.config.vocabSize])
-        if tensorGroup != nil {
+        // Whole-vocabulary logits only where sampling happens (rank 0 under tensor parallelism).
+        let samples = tensorGroup?.isLeader ?? true
+        logitsBuffer = Tensor(shape: samples ? [maximumRows, weights.config.vocabSize] : [1])
+        if let tensorGroup {
             localLogits = Tensor(shape: [maximumRows, config.vocabSize])
-            gatheredLogits = Tensor(shape: [maximumRows, weights.config.vocabSize])
+            gatheredLogits = Tensor(shape: tensorGroup.isLeader ? [maximumRows, weights.config.vocabSize] : [1])
         } else {
             (localLogits, gatheredLogits) = (nil, nil)
         }
