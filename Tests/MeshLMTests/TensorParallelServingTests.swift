@@ -124,6 +124,17 @@ import Testing
         #expect(status == 0, "\(server.output)")
         #expect(server.output.contains("drained; exiting"), "\(server.output)")
     }
+
+    /// A follower that dies ends the job instead of leaving rank 0 waiting in a collective.
+    @Test func aFollowerThatDiesEndsTheJob() async throws {
+        let checkpoint = try Self.writeCheckpoint()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path) }
+        let server = try TensorParallelServer(ranks: 2, checkpoint: checkpoint)
+        let body = #"{"model": "meshlm", "prompt": "x", "max_tokens": 4, "temperature": 0}"#
+        _ = try await server.complete(body)
+        let status = try server.signal(rank: 1, SIGKILL)
+        #expect(status != 0, "\(server.output)")
+    }
 }
 
 /// `mpirun -np N meshlm serve` on 127.0.0.1 with a port the OS picks.
@@ -191,28 +202,31 @@ final class TensorParallelServer: @unchecked Sendable {
         return text
     }
 
-    /// Sends SIGTERM to rank 0 alone (found among mpirun's children by its
-    /// OMPI_COMM_WORLD_RANK) and returns mpirun's exit status; kills the job after 60 s.
-    func terminateRankZero() throws -> Int32 {
+    /// Sends SIGTERM to rank 0 alone and returns mpirun's exit status.
+    func terminateRankZero() throws -> Int32 { try signal(rank: 0, SIGTERM) }
+
+    /// Sends `signal` to one rank (found among mpirun's children by its OMPI_COMM_WORLD_RANK)
+    /// and returns mpirun's exit status; kills the job after 60 s.
+    func signal(rank: Int, _ signal: Int32) throws -> Int32 {
         let children = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                   let close = stat.lastIndex(of: ")") else { return false }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             return fields.count > 2 && Int32(fields[1]) == process.processIdentifier
         }
-        let rankZero = children.first { pid in
+        let target = children.first { pid in
             let environment = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
-            return environment.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=0" }
+            return environment.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=\(rank)" }
         }
-        guard let rankZero else {
+        guard let target else {
             process.terminate()
-            throw TensorParallelServerError("rank 0 not found among mpirun's children \(children)")
+            throw TensorParallelServerError("rank \(rank) not found among mpirun's children \(children)")
         }
-        kill(rankZero, SIGTERM)
+        kill(target, signal)
         let deadline = Date().addingTimeInterval(60)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
-            Issue.record("mpirun meshlm serve did not exit within 60 s of SIGTERM to rank 0")
+            Issue.record("mpirun meshlm serve did not exit within 60 s of signal \(signal) to rank \(rank)")
             kill(process.processIdentifier, SIGKILL)
         }
         process.waitUntilExit()
