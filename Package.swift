@@ -45,7 +45,7 @@ let package = Package(
                 swiftSettings: nativeSwift),
         .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .target(name: "Checkpoint", dependencies: ["Runtime", "CSupport"], swiftSettings: nativeSwift),
-        .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Checkpoint", "DataPipeline", "CBLAS", "CSupport"],
+        .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "Checkpoint", "DataPipeline", "CBLAS", "CSupport"],
                 swiftSettings: nativeSwift),
         // The OpenAI-compatible HTTP front of the engine; apart so the engine stays free of NIO.
         .target(name: "ServingHTTP", dependencies: ["Serving", "DataPipeline", .product(name: "Hummingbird", package: "hummingbird")],
@@ -71,7 +71,7 @@ let package = Package(
                     swiftSettings: nativeSwift),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline"],
                     swiftSettings: nativeSwift),
-        .testTarget(name: "MeshLMTests", dependencies: ["Runtime", "Model", "Parallel"],
+        .testTarget(name: "MeshLMTests", dependencies: ["Runtime", "Model", "Parallel", "Serving", "Checkpoint"],
                     swiftSettings: nativeSwift),
     ]
 )

@@ -103,6 +103,23 @@ extension Communicator {
         return result
     }
 
+    /// Concatenates every rank's `send` (rank r sends `counts[r]` elements) in rank order into
+    /// `receive` on `root` only (other ranks may pass an empty `receive`): the logits of a
+    /// vocabulary-parallel head, which only the sampling rank needs.
+    ///
+    /// The corresponding C function is `MPI_Gatherv`.
+    public func gather<T: MPIScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>,
+                                     counts: [Int], root: Int) throws(MPIError) {
+        precondition(counts.count == size && counts[rank] == send.count
+                     && (rank != root || counts.reduce(0, +) == receive.count),
+                     "gather counts do not match the buffers")
+        var mpiCounts = [Int32]()
+        for count in counts { mpiCounts.append(try mpiCount(count, "MPI_Gatherv")) }
+        try checkMPI("MPI_Gatherv",
+                     MPI_Gatherv(send.baseAddress, mpiCounts[rank], T.mpiDatatype, receive.baseAddress,
+                                 mpiCounts, displacements(mpiCounts), T.mpiDatatype, Int32(root), handle))
+    }
+
     /// Collects every rank's string, in rank order, on `root` (other ranks get an empty array).
     ///
     /// The corresponding C functions are `MPI_Gather` and `MPI_Gatherv`.

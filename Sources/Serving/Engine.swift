@@ -68,16 +68,24 @@ public final class Engine {
     private var seedGenerator: SplitMix64
     public private(set) var statistics = EngineStatistics()
 
+    /// Called with each sampled sequence's id and its logits row before sampling (debugging and
+    /// the tensor-parallel tests' logits dump).
+    public var logitsObserver: ((_ sequenceID: Int, _ logits: UnsafeMutableBufferPointer<Float>) -> Void)?
+
+    /// - Parameter tensorGroup: the ranks sharing a tensor-parallel model (`weights` holds this
+    ///   rank's slices). Rank 0 steps the engine; the others call `model.follow(cache: cache)`.
     public init(weights: InferenceWeights, configuration: EngineConfiguration, tokenizer: (any Tokenizer)?,
-                threads: KernelThreads = .single, seed: UInt64 = 0) {
+                threads: KernelThreads = .single, seed: UInt64 = 0, tensorGroup: InferenceTensorGroup? = nil) {
         let config = weights.config
         precondition(configuration.tokenBudget >= 1 && configuration.maximumBatch >= 1,
                      "token budget and batch size must be at least 1")
         self.configuration = configuration
         self.model = InferenceModel(weights: weights, maximumRows: Swift.max(configuration.tokenBudget, configuration.maximumBatch),
-                                    threads: threads)
+                                    threads: threads, tensorGroup: tensorGroup)
+        // Only this rank's KV heads under tensor parallelism; the block ids are rank 0's.
         self.cache = KVBlockPool(blockCount: configuration.blockCount, blockSize: configuration.blockSize,
-                                 layerCount: config.numHiddenLayers, slotWidth: config.numKeyValueHeads * config.headDim)
+                                 layerCount: config.numHiddenLayers,
+                                 slotWidth: weights.localConfig.numKeyValueHeads * config.headDim)
         self.tokenizer = tokenizer
         self.endOfSequence = tokenizer.map(\.eosId) ?? config.eosTokenId.map(Int32.init)
         self.seedGenerator = SplitMix64(seed: seed)
@@ -171,6 +179,7 @@ public final class Engine {
         let vocabulary = modelConfig.vocabSize
         for (index, sequence) in sampling.enumerated() {
             let row = UnsafeMutableBufferPointer(rebasing: logits[index * vocabulary..<(index + 1) * vocabulary])
+            logitsObserver?(sequence.id, row)
             let sampled = Sampler.sample(logits: row, parameters: sequence.parameters, seen: sequence.seen,
                                          outputCounts: sequence.outputCounts, generator: &sequence.generator)
             let text = sequence.append(sampled, tokenizer: tokenizer, endOfSequence: endOfSequence)

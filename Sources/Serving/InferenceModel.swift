@@ -30,10 +30,19 @@ public struct ForwardBatch {
 /// `ParameterLayout` lays them out) and gate/up. Up to 16 rows (decode batches) use
 /// `SmallBatchLinear`, which streams each weight row once for all rows; more rows are sgemm.
 ///
+/// Tensor parallelism (`tensorGroup`): every rank runs this forward on its own slices
+/// (`weights.localConfig`: its query and KV heads, MLP slice and vocabulary slice); the partial
+/// sums of the vocabulary-parallel embedding, o_proj and down_proj are all-reduced, and rank 0
+/// gathers the logits. Rank 0's `forward` first sends the batch to the followers, which wait in
+/// `follow`. Without a group none of this runs.
+///
 /// Not thread-safe: the engine calls it from one thread.
 public final class InferenceModel {
+    /// The whole model's config (its vocabulary is the logits' width).
     public let config: LlamaConfig
     public let weights: InferenceWeights
+    /// The ranks sharing this model, or nil on one rank.
+    public let tensorGroup: InferenceTensorGroup?
     public let threads: KernelThreads
     /// The most rows one `forward` takes (the engine's token budget per step).
     public let maximumRows: Int
@@ -49,11 +58,19 @@ public final class InferenceModel {
     // Scratch, sized for `maximumRows` rows.
     private let residual, normalized, qkv, attention, gateUp, activation, projection, rstd: Tensor
     private let logitsBuffer: Tensor
+    /// Tensor parallelism only: this rank's [rows, vocabulary slice] logits and rank 0's
+    /// rank-ordered gather of them.
+    private let localLogits, gatheredLogits: Tensor?
 
-    public init(weights: InferenceWeights, maximumRows: Int, threads: KernelThreads = .single) {
-        let config = weights.config
-        self.config = config
+    public init(weights: InferenceWeights, maximumRows: Int, threads: KernelThreads = .single,
+                tensorGroup: InferenceTensorGroup? = nil) {
+        precondition((weights.tensorParallel == nil) == (tensorGroup == nil),
+                     "tensor-parallel weights need their tensor group, and only they")
+        // Local sizes below: the whole model on one rank, this rank's share under tensor parallelism.
+        let config = weights.localConfig
+        self.config = weights.config
         self.weights = weights
+        self.tensorGroup = tensorGroup
         self.threads = threads
         self.maximumRows = maximumRows
         let layout = weights.layout
@@ -92,7 +109,15 @@ public final class InferenceModel {
         activation = Tensor(shape: [maximumRows, i])
         projection = Tensor(shape: [maximumRows, c])
         rstd = Tensor(shape: [maximumRows])
-        logitsBuffer = Tensor(shape: [maximumRows, config.vocabSize])
+        // Whole-vocabulary logits only where sampling happens (rank 0 under tensor parallelism).
+        let samples = tensorGroup?.isLeader ?? true
+        logitsBuffer = Tensor(shape: samples ? [maximumRows, weights.config.vocabSize] : [1])
+        if let tensorGroup {
+            localLogits = Tensor(shape: [maximumRows, config.vocabSize])
+            gatheredLogits = Tensor(shape: tensorGroup.isLeader ? [maximumRows, weights.config.vocabSize] : [1])
+        } else {
+            (localLogits, gatheredLogits) = (nil, nil)
+        }
     }
 
     deinit {
@@ -101,12 +126,30 @@ public final class InferenceModel {
     }
 
     /// Runs the batch, writing its keys and values into `cache`, and returns the logits of
-    /// `batch.logitRows`: [logitRows.count, vocab], valid until the next call.
+    /// `batch.logitRows`: [logitRows.count, vocab], valid until the next call. Under tensor
+    /// parallelism only rank 0 calls it (it sends the batch to the followers first).
     public func forward(_ batch: ForwardBatch, cache: KVBlockPool) -> UnsafeMutableBufferPointer<Float> {
+        if let tensorGroup {
+            precondition(tensorGroup.isLeader, "followers run batches through follow(cache:)")
+            tensorGroup.send(batch)
+        }
+        return compute(batch, cache: cache)
+    }
+
+    /// A follower's loop under tensor parallelism: runs rank 0's batches (same block ids, its own
+    /// KV heads in `cache`) until rank 0 calls `InferenceTensorGroup.stopFollowers`.
+    public func follow(cache: KVBlockPool) {
+        guard let tensorGroup else { preconditionFailure("follow(cache:) needs a tensor group") }
+        while let batch = tensorGroup.receive() { _ = compute(batch, cache: cache) }
+    }
+
+    private func compute(_ batch: ForwardBatch, cache: KVBlockPool) -> UnsafeMutableBufferPointer<Float> {
         let n = batch.rowCount
         precondition(n >= 1 && n <= maximumRows, "a forward takes 1...\(maximumRows) rows, not \(n)")
-        let (c, v, i) = (config.hiddenSize, config.vocabSize, config.intermediateSize)
-        let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
+        // This rank's sizes (all of them without tensor parallelism).
+        let local = weights.localConfig
+        let (c, v, i) = (local.hiddenSize, local.vocabSize, local.intermediateSize)
+        let (heads, kvHeads, d) = (local.numAttentionHeads, local.numKeyValueHeads, local.headDim)
         let (q, k) = (heads * d, kvHeads * d)
         let base = weights.parameters.pointer
         let x = residual.pointer
@@ -115,8 +158,11 @@ public final class InferenceModel {
             tokenIds[row] = batch.tokens[row]
             tokenPositions[row] = batch.positions[row]
         }
+        // Vocabulary-parallel: rows of other ranks' tokens stay zero until the sum.
         Embedding.forward(output: x, tokens: tokenIds, table: base + embeddingOffset,
-                          tokenCount: n, vocabularySize: v, hiddenSize: c, threads: threads)
+                          tokenCount: n, vocabularySize: v, hiddenSize: c,
+                          vocabularyStart: weights.tensorParallel?.vocabularyRange.lowerBound, threads: threads)
+        tensorGroup?.sum(x, count: n * c)
         for layer in 0..<config.numHiddenLayers {
             let w = layerOffsets[layer]
             RMSNorm.forward(output: normalized.pointer, rstd: rstd.pointer, input: x, weight: base + w.inputNorm,
@@ -136,6 +182,8 @@ public final class InferenceModel {
                                    headCount: heads, kvHeadCount: kvHeads, headDimension: d, threads: threads)
             linear(output: projection.pointer, input: attention.pointer, weight: base + w.output,
                    rowCount: n, inputSize: q, outputSize: c)
+            // Row-parallel o_proj: each rank's heads give a partial sum.
+            tensorGroup?.sum(projection.pointer, count: n * c)
             Residual.forward(output: x, a: x, b: projection.pointer, count: n * c, threads: threads)
 
             RMSNorm.forward(output: normalized.pointer, rstd: rstd.pointer, input: x, weight: base + w.postAttentionNorm,
@@ -149,6 +197,7 @@ public final class InferenceModel {
             }
             linear(output: projection.pointer, input: activation.pointer, weight: base + w.down,
                    rowCount: n, inputSize: i, outputSize: c)
+            tensorGroup?.sum(projection.pointer, count: n * c)
             Residual.forward(output: x, a: x, b: projection.pointer, count: n * c, threads: threads)
         }
 
@@ -158,17 +207,27 @@ public final class InferenceModel {
             RMSNorm.forward(output: normalized.pointer + index * c, rstd: rstd.pointer + index, input: x + row * c,
                             weight: base + finalNormOffset, rowCount: 1, hiddenSize: c, epsilon: epsilon)
         }
-        if logitCount > 0 {
-            linear(output: logitsBuffer.pointer, input: normalized.pointer, weight: base + languageModelHeadOffset,
-                   rowCount: logitCount, inputSize: c, outputSize: v)
+        guard let tensorGroup, let localLogits, let gatheredLogits else {
+            if logitCount > 0 {
+                linear(output: logitsBuffer.pointer, input: normalized.pointer, weight: base + languageModelHeadOffset,
+                       rowCount: logitCount, inputSize: c, outputSize: v)
+            }
+            return UnsafeMutableBufferPointer(start: logitsBuffer.pointer, count: logitCount * v)
         }
-        return UnsafeMutableBufferPointer(start: logitsBuffer.pointer, count: logitCount * v)
+        // Vocabulary-parallel head: each rank computes its slice; rank 0 gathers [rows, vocab].
+        guard logitCount > 0 else { return UnsafeMutableBufferPointer(start: logitsBuffer.pointer, count: 0) }
+        linear(output: localLogits.pointer, input: normalized.pointer, weight: base + languageModelHeadOffset,
+               rowCount: logitCount, inputSize: c, outputSize: v)
+        tensorGroup.gatherLogits(local: localLogits.pointer, rows: logitCount, into: logitsBuffer.pointer,
+                                 staging: gatheredLogits.pointer)
+        let width = tensorGroup.isLeader ? config.vocabSize : 0
+        return UnsafeMutableBufferPointer(start: logitsBuffer.pointer, count: logitCount * width)
     }
 
     /// Writes each row's (rotated) key and its value into its sequence's block slot.
     private func storeKeysAndValues(_ batch: ForwardBatch, layer: Int, cache: KVBlockPool) {
         let width = cache.slotWidth
-        let q = config.numAttentionHeads * config.headDim
+        let q = weights.localConfig.numAttentionHeads * weights.localConfig.headDim
         let rowWidth = q + 2 * width
         for row in 0..<batch.rowCount {
             let position = Int(batch.positions[row])

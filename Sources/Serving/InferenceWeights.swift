@@ -1,20 +1,47 @@
 import Foundation
 import Checkpoint
 import Model
+import Parallel
+import Runtime
 import Tensors
 
 /// A model's parameters for inference: one arena in `ParameterLayout` order and no gradients
-/// (training's `ArenaParameters` would double the memory).
+/// (training's `ArenaParameters` would double the memory). Under tensor parallelism the arena
+/// holds only this rank's slices (`TensorParallelLayout`: heads, MLP slice and vocabulary slice).
 public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
+    /// The whole model's config.
     public let config: LlamaConfig
+    /// The sizes this arena holds: `config` itself, or this rank's share under tensor parallelism.
+    public let localConfig: LlamaConfig
+    /// The split, when the model is spread over several ranks.
+    public let tensorParallel: TensorParallelLayout?
+    /// The layout of `localConfig`.
     public let layout: ParameterLayout
     /// All parameters, `layout.count` floats.
     public let parameters: Tensor
 
     public init(config: LlamaConfig) {
         self.config = config
+        self.localConfig = config
+        self.tensorParallel = nil
         self.layout = ParameterLayout(config: config)
         self.parameters = Tensor(shape: [layout.count])
+    }
+
+    /// An empty arena for this rank's slices of a tensor-parallel model.
+    public init(tensorParallel split: TensorParallelLayout) {
+        self.config = split.globalConfig
+        self.localConfig = split.localConfig
+        self.tensorParallel = split
+        self.layout = split.localLayout
+        self.parameters = Tensor(shape: [layout.count])
+    }
+
+    /// This rank's slices of `LlamaModel`'s initialization of the whole model (benchmarks).
+    public static func random(tensorParallel split: TensorParallelLayout, seed: UInt64) -> InferenceWeights {
+        let weights = InferenceWeights(tensorParallel: split)
+        split.initialize(weights.parameters.pointer, seed: seed)
+        return weights
     }
 
     /// Random weights as `LlamaModel` initializes them for training (benchmarks and tests).
@@ -34,7 +61,11 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
 
     /// The model in a checkpoint step directory: `model_config.json` (Hugging Face config.json
     /// format) gives the shape, and every tensor of the layout is read by its HF name.
-    public static func load(checkpoint directory: String) throws(ServingError) -> InferenceWeights {
+    ///
+    /// With `tensorParallel` (degree, rank), only this rank's slices are read: one run per
+    /// tensor for row splits, one per row for the column splits of o_proj and down_proj.
+    public static func load(checkpoint directory: String,
+                            tensorParallel: (degree: Int, rank: Int)? = nil) throws(ServingError) -> InferenceWeights {
         let stepDirectory = try resolveStepDirectory(directory)
         let configPath = stepDirectory + "/model_config.json"
         guard let configData = FileManager.default.contents(atPath: configPath) else {
@@ -51,15 +82,31 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
         do { reader = try CheckpointReader(stepDirectory: stepDirectory) } catch {
             throw ServingError(.checkpoint, error.description)
         }
-        let weights = InferenceWeights(config: config)
-        for entry in weights.layout.entries {
+        let weights: InferenceWeights
+        if let tensorParallel, tensorParallel.degree > 1 {
+            let split = try tensorParallelLayout(config: config, degree: tensorParallel.degree, rank: tensorParallel.rank,
+                                                 source: configPath)
+            weights = InferenceWeights(tensorParallel: split)
+        } else {
+            weights = InferenceWeights(config: config)
+        }
+        let globalLayout = weights.tensorParallel?.globalLayout ?? weights.layout
+        for (index, entry) in weights.layout.entries.enumerated() {
             do {
                 let shape = try reader.shape(of: entry.name)
-                guard shape == entry.shape else {
-                    throw ServingError(.checkpoint, "checkpoint \(stepDirectory): tensor \(entry.name) has shape \(shape) but \(configPath) implies \(entry.shape)")
+                guard let globalShape = globalLayout.entry(named: entry.name)?.shape, shape == globalShape else {
+                    throw ServingError(.checkpoint, "checkpoint \(stepDirectory): tensor \(entry.name) has shape \(shape) but \(configPath) implies \(globalLayout.entry(named: entry.name)?.shape ?? [])")
                 }
-                let output = UnsafeMutableBufferPointer(start: weights.parameters.pointer + entry.offset, count: entry.count)
-                try reader.read(name: entry.name, elements: 0..<entry.count, into: output)
+                let destination = weights.parameters.pointer + entry.offset
+                if let split = weights.tensorParallel {
+                    let runs = split.globalRuns(index, elements: 0..<entry.count).map {
+                        ElementRun(elements: $0.global, destination: destination + $0.localStart)
+                    }
+                    try reader.read(name: entry.name, runs: runs)
+                } else {
+                    let output = UnsafeMutableBufferPointer(start: destination, count: entry.count)
+                    try reader.read(name: entry.name, elements: 0..<entry.count, into: output)
+                }
             } catch let error as ServingError {
                 throw error
             } catch let error as CheckpointError {
@@ -69,6 +116,18 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
             }
         }
         return weights
+    }
+
+    /// The split of `config` over `degree` ranks, after checking that the model divides
+    /// (`source` names the config's file in the message).
+    public static func tensorParallelLayout(config: LlamaConfig, degree: Int, rank: Int,
+                                            source: String) throws(ServingError) -> TensorParallelLayout {
+        do {
+            try ModelSplit.validate(config, on: try ParallelDims(worldSize: degree, tensorDegree: degree))
+        } catch {
+            throw ServingError(.checkpoint, "\(source): cannot split the model over \(degree) tensor-parallel ranks: \(error) (start a number of ranks with mpirun -np that fits)")
+        }
+        return TensorParallelLayout(config: config, degree: degree, rank: rank)
     }
 
     /// A run directory (with `checkpoints/`), a checkpoints directory, or one step directory.

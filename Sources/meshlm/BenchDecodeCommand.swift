@@ -16,6 +16,8 @@ struct BenchDecodeCommand: ParsableCommand {
             to the engine (in process, no HTTP), throughput = generated tokens / wall time, and
             p50/p99 time to first token and inter-token latency. Random weights unless
             --checkpoint is given. tools/bench-serve.sh adds PyTorch generate as a peer.
+            Under mpirun -np N the model is split over the N ranks (tensor parallelism, as
+            `meshlm serve` does); rank 0 measures, and the STREAM bound stays one rank's.
             """)
 
     @OptionGroup var job: JobOptions
@@ -34,13 +36,19 @@ struct BenchDecodeCommand: ParsableCommand {
         try job.runJob { context in
             printMachineReport(context, json: bench.json)
             let threads = KernelThreads(count: context.threads)
-            let weights: InferenceWeights
-            if let checkpoint {
-                weights = try InferenceWeights.load(checkpoint: checkpoint)
-            } else {
+            let world = context.world
+            let weights: InferenceWeights = try world.collectively {
+                guard world.size == 1 || draftLayers == 0 else {
+                    throw JobError("--draft-layers (speculative decoding) runs on one rank; drop it or start without mpirun -np \(world.size)")
+                }
+                let split = world.size > 1 ? (world.size, world.rank) : nil
+                if let checkpoint { return try InferenceWeights.load(checkpoint: checkpoint, tensorParallel: split) }
                 let config = try ConfigLoader.load(LlamaConfig.self, path: model)
-                weights = InferenceWeights.random(config: config, seed: 1)
+                guard let split else { return InferenceWeights.random(config: config, seed: 1) }
+                return InferenceWeights.random(tensorParallel: try InferenceWeights.tensorParallelLayout(
+                    config: config, degree: split.0, rank: split.1, source: model), seed: 1)
             }
+            let tensorGroup = weights.tensorParallel.map { InferenceTensorGroup(communicator: world, layout: $0) }
             let config = weights.config
             guard promptTokens >= 1, self.tokens >= 2, promptTokens + self.tokens <= config.maxPositionEmbeddings else {
                 throw JobError("--prompt-tokens \(promptTokens) (≥ 1) plus --tokens \(self.tokens) (≥ 2) must fit max_position_embeddings \(config.maxPositionEmbeddings)")
@@ -48,11 +56,25 @@ struct BenchDecodeCommand: ParsableCommand {
             let tokens = bench.quick ? Swift.min(self.tokens, 32) : self.tokens
             let repeats = bench.quick ? 1 : bench.repeats
             let time = { (body: () -> Void) in Timing.measure(repeats: 3, minimumSeconds: 0.2, body) }
+            // Followers run rank 0's engines (one per measurement) and measure nothing.
+            if let tensorGroup, !tensorGroup.isLeader {
+                for users in [1] + concurrency.filter({ $0 > 1 }) {
+                    for _ in 0..<repeats {
+                        let engine = Engine(weights: weights, configuration: engineConfiguration(users: users, tokens: tokens),
+                                            tokenizer: nil, threads: threads, tensorGroup: tensorGroup)
+                        engine.model.follow(cache: engine.cache)
+                    }
+                }
+                return
+            }
             let stream = StreamBandwidth.measure(elements: 1 << 24, threads: threads, time: time)
             // Per token every matrix is read once; the embedding table only for one row.
             let streamedBytes = Double(config.parameterCount - (config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize)) * 4
             let bound = stream.triad * 1e9 / streamedBytes
             if !bench.json {
+                if world.size > 1 {
+                    context.log.info("tensor parallel over \(world.size) ranks: each holds 1/\(world.size) of the heads, MLP and vocabulary; the bound below is one rank streaming the whole model")
+                }
                 context.log.info(String(format: "model %.1fM parameters, %.0f MB streamed per decode token; STREAM triad %.1f GB/s → bound %.1f tok/s (%d thread%@)",
                                         Double(config.parameterCount) / 1e6, streamedBytes / 1e6, stream.triad, bound,
                                         context.threads, context.threads == 1 ? "" : "s"))
@@ -64,7 +86,8 @@ struct BenchDecodeCommand: ParsableCommand {
             for users in [1] + concurrency.filter({ $0 > 1 }) {
                 var samples: [LoadSample] = []
                 for _ in 0..<repeats {
-                    samples.append(try measureLoad(weights: weights, users: users, tokens: tokens, threads: threads))
+                    samples.append(try measureLoad(weights: weights, users: users, tokens: tokens, threads: threads,
+                                                   tensorGroup: tensorGroup))
                 }
                 samples.sort { $0.tokensPerSecond < $1.tokensPerSecond }
                 let median = samples[samples.count / 2]
@@ -80,6 +103,7 @@ struct BenchDecodeCommand: ParsableCommand {
                                     "speedup_vs_batch1": rate / single, "ttft_p50_ms": median.ttft.p50 * 1e3,
                                     "ttft_p99_ms": median.ttft.p99 * 1e3, "itl_p50_ms": median.itl.p50 * 1e3,
                                     "itl_p99_ms": median.itl.p99 * 1e3, "threads": context.threads,
+                                    "tensor_parallel": world.size,
                                     "prompt_tokens": promptTokens, "generated_tokens": tokens])
             }
             if draftLayers > 0 {
@@ -119,10 +143,17 @@ struct BenchDecodeCommand: ParsableCommand {
         var itl: (p50: Double, p99: Double)
     }
 
-    func measureLoad(weights: InferenceWeights, users: Int, tokens: Int, threads: KernelThreads) throws -> LoadSample {
-        let configuration = EngineConfiguration(blockCount: users * ((promptTokens + tokens) / 16 + 2), blockSize: 16,
-                                                maximumBatch: users, tokenBudget: Swift.max(tokenBudget, users))
-        let engine = Engine(weights: weights, configuration: configuration, tokenizer: nil, threads: threads)
+    func engineConfiguration(users: Int, tokens: Int) -> EngineConfiguration {
+        EngineConfiguration(blockCount: users * ((promptTokens + tokens) / 16 + 2), blockSize: 16,
+                            maximumBatch: users, tokenBudget: Swift.max(tokenBudget, users))
+    }
+
+    func measureLoad(weights: InferenceWeights, users: Int, tokens: Int, threads: KernelThreads,
+                     tensorGroup: InferenceTensorGroup?) throws -> LoadSample {
+        let engine = Engine(weights: weights, configuration: engineConfiguration(users: users, tokens: tokens), tokenizer: nil,
+                            threads: threads, tensorGroup: tensorGroup)
+        // The followers leave this engine's loop when it is done.
+        defer { tensorGroup?.stopFollowers() }
         var generator = SplitMix64(seed: 7)
         let start = monotonicSeconds()
         for _ in 0..<users {

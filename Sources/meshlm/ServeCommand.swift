@@ -9,7 +9,7 @@ struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions).",
-        discussion: "SIGTERM or SIGINT stops accepting requests, finishes the running ones and exits 0. See docs/serving.md.")
+        discussion: "SIGTERM or SIGINT stops accepting requests, finishes the running ones and exits 0. Under mpirun -np N the model is split over the N ranks (tensor parallelism): rank 0 serves HTTP and drives the others; signal rank 0. See docs/serving.md.")
 
     @OptionGroup var job: JobOptions
     @OptionGroup var engine: EngineOptions
@@ -19,12 +19,16 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         try job.runJob { context in
-            guard context.world.size == 1 else {
-                throw JobError("meshlm serve runs on one rank (tensor-parallel serving is not implemented yet); start it without mpirun -np \(context.world.size)")
-            }
-            let (weights, tokenizer) = try engine.load()
+            let (weights, tokenizer, tensorGroup) = try engine.load(world: context.world)
             let generator = Engine(weights: weights, configuration: engine.configuration, tokenizer: tokenizer,
-                                   threads: KernelThreads(count: context.threads))
+                                   threads: KernelThreads(count: context.threads), tensorGroup: tensorGroup)
+            if let tensorGroup, !tensorGroup.isLeader {
+                // mpirun may forward a SIGTERM meant for the job: rank 0 decides when to stop
+                // (after draining), so a follower only records it.
+                StopSignals.install()
+                generator.model.follow(cache: generator.cache)
+                return
+            }
             let loop = EngineLoop(engine: generator)
             loop.start()
             let server = OpenAIServer(loop: loop, tokenizer: tokenizer, modelName: servedModelName,
@@ -32,11 +36,12 @@ struct ServeCommand: ParsableCommand {
             let log = context.log
             let (host, port) = (self.host, self.port)
             let parameters = Double(weights.config.parameterCount) / 1e6
+            let split = context.world.size > 1 ? ", tensor parallel over \(context.world.size) ranks" : ""
             let outcome = BlockingOutcome()
             Task {
                 do {
                     try await server.run(host: host, port: port) { bound in
-                        log.info(String(format: "serving %@ (%.1fM parameters) on http://%@:%d", servedModelName, parameters, host, bound))
+                        log.info(String(format: "serving %@ (%.1fM parameters%@) on http://%@:%d", servedModelName, parameters, split, host, bound))
                     }
                     outcome.finish(nil)
                 } catch {
@@ -47,6 +52,7 @@ struct ServeCommand: ParsableCommand {
             // The listener is closed and in-flight requests are answered: finish what is queued.
             loop.drain()
             loop.stop()
+            tensorGroup?.stopFollowers()
             if let failure { throw JobError("the HTTP server on \(host):\(port) failed: \(failure)") }
             log.info("drained; exiting")
         }

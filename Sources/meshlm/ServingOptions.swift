@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import DataPipeline
+import Runtime
 import Serving
 
 /// The model and engine options `generate`, `serve` and `bench decode` share.
@@ -30,9 +31,20 @@ struct EngineOptions: ParsableArguments {
                             maximumQueue: maxQueue, prefixSharing: prefixSharing)
     }
 
+    /// Loads the checkpoint and the tokenizer and checks that they fit each other. With more
+    /// than one rank in `world`, each rank reads only its tensor-parallel slices and gets the
+    /// group that joins them (rank 0 drives the engine, the others follow).
+    func load(world: Communicator) throws -> (InferenceWeights, any Tokenizer, InferenceTensorGroup?) {
+        // Collectively: a bad checkpoint seen by one rank or all ends the job with one message.
+        try world.collectively {
+            let (weights, tokenizer) = try load(tensorParallel: world.size > 1 ? (world.size, world.rank) : nil)
+            return (weights, tokenizer, weights.tensorParallel.map { InferenceTensorGroup(communicator: world, layout: $0) })
+        }
+    }
+
     /// Loads the checkpoint and the tokenizer and checks that they fit each other.
-    func load() throws -> (InferenceWeights, any Tokenizer) {
-        let weights = try InferenceWeights.load(checkpoint: checkpoint)
+    func load(tensorParallel: (degree: Int, rank: Int)? = nil) throws -> (InferenceWeights, any Tokenizer) {
+        let weights = try InferenceWeights.load(checkpoint: checkpoint, tensorParallel: tensorParallel)
         // The tokenizer the run trained with travels in its checkpoint (docs/checkpoints.md).
         let saved = try InferenceWeights.resolveStepDirectory(checkpoint) + "/tokenizer.json"
         let name = self.tokenizer ?? (FileManager.default.fileExists(atPath: saved) ? saved : "bytes")

@@ -87,6 +87,18 @@ func collectiveChecks(_ world: Communicator, _ log: Log) throws {
         let gathered = try world.allgather(send)
         try expect("allgatherv", gathered, (0..<size).map { r in (0..<r + 1).map { Float(r) + Float($0) / 10 } }, rank: rank)
     }
+    try check("gatherv", world, log) {
+        // Rank r sends r + 1 values; only the root (the last rank) receives, in rank order.
+        let send: [Float] = (0..<rank + 1).map { Float(rank * 100 + $0) }
+        let counts = (0..<size).map { $0 + 1 }
+        let root = size - 1
+        var receive = [Float](repeating: -1, count: rank == root ? counts.reduce(0, +) : 0)
+        try send.withUnsafeBufferPointer { s in
+            try receive.withUnsafeMutableBufferPointer { r in try world.gather(s, into: r, counts: counts, root: root) }
+        }
+        try expect("gatherv", receive, rank == root ? (0..<size).flatMap { r in (0..<r + 1).map { Float(r * 100 + $0) } } : [],
+                   rank: rank)
+    }
     try check("alltoall", world, log) {
         // Rank r sends r*1000 + destination*10 + i to each destination.
         let block = 2

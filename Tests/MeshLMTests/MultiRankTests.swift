@@ -3,7 +3,7 @@ import Testing
 
 let collectiveNames = ["allreduce-sum-float", "allreduce-sum-double", "allreduce-max-int32", "allreduce-max-int64",
                        "allreduce-min-float", "allreduce-max-double", "allreduce-sum-int64", "broadcast",
-                       "reduce-scatter-block", "reduce-scatter-uneven", "allgather", "allgatherv", "alltoall",
+                       "reduce-scatter-block", "reduce-scatter-uneven", "allgather", "allgatherv", "gatherv", "alltoall",
                        "alltoallv", "send-receive-ring", "isend-irecv", "nonblocking-collectives", "split",
                        "gather-strings", "barrier"]
 
