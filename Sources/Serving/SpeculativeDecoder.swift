@@ -43,10 +43,29 @@ public final class SpeculativeDecoder {
     /// The fraction of proposed draft tokens the target accepted.
     public var acceptanceRate: Double { proposedCount == 0 ? 0 : Double(acceptedCount) / Double(proposedCount) }
 
+    /// Tokens kept per target forward (accepted proposals plus the target's own token).
+    public var tokensPerTargetForward: Double { targetForwardCount == 0 ? 0 : Double(generatedCount) / Double(targetForwardCount) }
+    /// Tokens decided since creation.
+    public private(set) var generatedCount = 0
+
+    /// The context both models hold.
+    public var context: Int { Swift.min(target.config.maxPositionEmbeddings, draft.config.maxPositionEmbeddings) }
+
     /// Generates `maxTokens` greedy tokens after `prompt` (no stop rules), calling `onTokens`
     /// with each accepted run as it is decided.
     public func generate(prompt: [Int32], maxTokens: Int, onTokens: ([Int32]) -> Void = { _ in }) -> [Int32] {
-        let context = Swift.min(target.config.maxPositionEmbeddings, draft.config.maxPositionEmbeddings)
+        decode(prompt: prompt, maxTokens: maxTokens) { run in
+            onTokens(run)
+            return true
+        }
+    }
+
+    /// Greedy decoding of up to `maxTokens` tokens; `onTokens` receives each decided run and
+    /// returns false to stop (a stop rule fired). Returns the tokens decided, which may run
+    /// past the point where `onTokens` stopped within the last run.
+    @discardableResult
+    public func decode(prompt: [Int32], maxTokens: Int, onTokens: ([Int32]) -> Bool) -> [Int32] {
+        let context = self.context
         precondition(!prompt.isEmpty && prompt.count + maxTokens <= context,
                      "prompt \(prompt.count) + max tokens \(maxTokens) must fit the context of \(context)")
         guard maxTokens > 0 else { return [] }
@@ -55,18 +74,20 @@ public final class SpeculativeDecoder {
         let first = argmaxRows(target, targetCache, tokens: tokens, start: 0, logitsFor: [tokens.count - 1])[0]
         _ = argmaxRows(draft, draftCache, tokens: tokens, start: 0, logitsFor: [])
         targetForwardCount += 1
+        generatedCount += 1
         var draftComputed = tokens.count
         tokens.append(first)
-        onTokens([first])
-        while tokens.count - prompt.count < maxTokens {
+        var going = onTokens([first])
+        while going && tokens.count - prompt.count < maxTokens {
             let remaining = maxTokens - (tokens.count - prompt.count)
             let count = Swift.min(lookahead, remaining - 1, context - tokens.count - 1)
             guard count >= 1 else {
                 // Room for one more token only: a plain target step.
                 let next = argmaxRows(target, targetCache, tokens: tokens, start: tokens.count - 1, logitsFor: [0])[0]
                 targetForwardCount += 1
+                generatedCount += 1
                 tokens.append(next)
-                onTokens([next])
+                going = onTokens([next])
                 continue
             }
             // Draft: propose `count` tokens, one forward each (catching up on accepted tokens first).
@@ -90,9 +111,10 @@ public final class SpeculativeDecoder {
             // Draft keys are valid up to the last accepted proposal.
             draftComputed = Swift.min(draftComputed, tokens.count + accepted)
             tokens += run
-            onTokens(run)
+            generatedCount += run.count
+            going = onTokens(run)
         }
-        return Array(tokens[prompt.count..<prompt.count + maxTokens])
+        return Array(tokens[prompt.count...].prefix(maxTokens))
     }
 
     /// Runs `tokens[start...]` through `model` (positions from `start`) and returns the argmax

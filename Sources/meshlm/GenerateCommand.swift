@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataPipeline
 import Foundation
 import Runtime
 import Serving
@@ -8,11 +9,17 @@ struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Continue a prompt with a checkpoint's model, streaming the text to standard output as it comes.",
-        discussion: "Greedy by default; see docs/serving.md for the sampling flags.")
+        discussion: """
+            Greedy by default; see docs/serving.md for the sampling flags. With --draft-checkpoint a
+            smaller model proposes --lookahead tokens that the target verifies in one forward
+            (greedy only: the output is the target's own); the acceptance rate and tok/s go to
+            standard error.
+            """)
 
     @OptionGroup var job: JobOptions
     @OptionGroup var engine: EngineOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var draft: DraftOptions
     @Option(help: "The prompt text.") var prompt: String
     @Flag(help: "Print the prompt before the continuation.") var echo = false
 
@@ -20,6 +27,12 @@ struct GenerateCommand: ParsableCommand {
         try job.runJob { context in
             let (weights, tokenizer) = try engine.load()
             let parameters = sampling.parameters
+            if let draftWeights = try draft.load(engine: engine, target: weights, targetTokenizer: tokenizer) {
+                guard context.world.rank == 0 else { return }
+                try generateSpeculatively(target: weights, draft: draftWeights, tokenizer: tokenizer, parameters: parameters,
+                                          threads: KernelThreads(count: context.threads), log: context.log)
+                return
+            }
             let generator = Engine(weights: weights, configuration: engine.configuration, tokenizer: tokenizer,
                                    threads: KernelThreads(count: context.threads))
             let ids = tokenizer.encode(prompt)
@@ -47,5 +60,29 @@ struct GenerateCommand: ParsableCommand {
                                      ids.count, generated, reason.rawValue, ((firstToken ?? start) - start) * 1e3,
                                      generated > 1 ? Double(generated - 1) / decodeSeconds : 0))
         }
+    }
+
+    /// Greedy generation with the draft: the same text as the engine's, printed as each
+    /// verified run is decided, then the acceptance figures on standard error.
+    private func generateSpeculatively(target: InferenceWeights, draft: InferenceWeights, tokenizer: any Tokenizer,
+                                       parameters: SamplingParameters, threads: KernelThreads, log: Log) throws {
+        let decoder = SpeculativeDecoder(target: target, draft: draft, lookahead: self.draft.lookahead, threads: threads)
+        let ids = tokenizer.encode(prompt)
+        if echo { Log.write(prompt, to: .standardOutput) }
+        let start = monotonicSeconds()
+        var firstToken: Double?
+        let summary = try decoder.generate(prompt: ids, parameters: parameters, tokenizer: tokenizer) { output in
+            if output.token != nil && firstToken == nil { firstToken = monotonicSeconds() }
+            if !output.text.isEmpty { Log.write(output.text, to: .standardOutput) }
+        }
+        Log.write("\n", to: .standardOutput)
+        let elapsed = monotonicSeconds() - start
+        let decodeSeconds = elapsed - ((firstToken ?? start) - start)
+        Log.write(String(format: "speculative: %d prompt tokens, %d generated (finish: %@), lookahead %d: %.0f%% of %d draft tokens accepted, %.2f tokens per target forward (%d forwards); first token %.1f ms, then %.1f tok/s\n",
+                         ids.count, summary.generatedCount, summary.finishReason.rawValue, self.draft.lookahead,
+                         100 * summary.acceptanceRate, summary.proposedCount, summary.tokensPerTargetForward,
+                         summary.targetForwardCount, ((firstToken ?? start) - start) * 1e3,
+                         summary.generatedCount > 1 ? Double(summary.generatedCount - 1) / decodeSeconds : 0),
+                  to: .standardError)
     }
 }
