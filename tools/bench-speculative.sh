@@ -62,9 +62,10 @@ for line in sys.stdin:
     text = " ".join(json.loads(line)["text"].split())
     words = text.split(" ")
     if len(words) < 40: continue
-    print(" ".join(words[12:24]))
-    seen += 1
-    if seen == count: break
+    # Read to the end: stopping early would kill zstd with SIGPIPE (and pipefail the script).
+    if seen < count:
+        print(" ".join(words[12:24]))
+        seen += 1
 ' "$prompt_count" > "$prompts"
 echo "== prompts ($prompts)"
 cat "$prompts"

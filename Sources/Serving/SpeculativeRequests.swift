@@ -29,15 +29,11 @@ extension SpeculativeDecoder {
         }
     }
 
-    /// Refuses what greedy speculative decoding cannot reproduce exactly. Sampling would need
-    /// rejection sampling against the draft's distribution, and penalties make each row's
-    /// choice depend on the proposals before it; neither is implemented, so rather than
-    /// silently changing the output these are errors.
+    /// Refuses what speculative decoding cannot reproduce exactly: penalties make each row's
+    /// distribution depend on the proposals before it (not implemented), and log-probabilities
+    /// are not computed. Rather than silently changing the output these are errors.
     public func validate(prompt: [Int32], parameters: SamplingParameters) throws(ServingError) {
         try parameters.validate()
-        if parameters.temperature != 0 {
-            throw ServingError(.invalidRequest, "speculative decoding is greedy only: temperature \(parameters.temperature) was asked with a draft model; use temperature 0 or drop the draft (--draft-checkpoint)", parameter: "temperature")
-        }
         for (name, value, neutral) in [("repetition_penalty", parameters.repetitionPenalty, Float(1)),
                                        ("presence_penalty", parameters.presencePenalty, 0),
                                        ("frequency_penalty", parameters.frequencyPenalty, 0)] where value != neutral {
@@ -57,9 +53,11 @@ extension SpeculativeDecoder {
         }
     }
 
-    /// Greedy generation with the request's stop tokens, end-of-sequence, stop strings and
-    /// max_tokens; `onOutput` receives each token with the text that is safe to show, as the
-    /// engine's `step` would. A decoder serves one request at a time, one after another (each
+    /// Generation with the request's stop tokens, end-of-sequence, stop strings and max_tokens;
+    /// `onOutput` receives each token with the text that is safe to show, as the engine's `step`
+    /// would. Temperature 0: greedy, the target's own tokens. Above 0: speculative sampling,
+    /// the target's own distribution (the same seed gives the same text in this mode, but not
+    /// the text the engine gives for that seed). A decoder serves one request at a time, one after another (each
     /// starts again at position 0 of both caches); the summary describes this request alone.
     @discardableResult
     public func generate(prompt: [Int32], parameters: SamplingParameters, tokenizer: (any Tokenizer)?,
@@ -68,16 +66,23 @@ extension SpeculativeDecoder {
         let endOfSequence = tokenizer.map(\.eosId) ?? target.config.eosTokenId.map(Int32.init)
         let sequence = GenerationSequence(id: 0, prompt: prompt, parameters: parameters, seed: 0)
         let before = (proposedCount, acceptedCount, targetForwardCount)
+        let onRun = { (run: [Int32]) -> Bool in
+            for token in run {
+                let sampled = SampledToken(token: token, logprob: 0, topLogprobs: [])
+                let text = sequence.append(sampled, tokenizer: tokenizer, endOfSequence: endOfSequence)
+                onOutput(SequenceOutput(sequenceID: 0, token: sampled, text: text, finishReason: sequence.finishReason,
+                                        promptTokenCount: prompt.count, outputTokenCount: sequence.outputCount))
+                if sequence.finishReason != nil { return false }
+            }
+            return true
+        }
         if parameters.maxTokens > 0 {
-            decode(prompt: prompt, maxTokens: parameters.maxTokens) { run in
-                for token in run {
-                    let sampled = SampledToken(token: token, logprob: 0, topLogprobs: [])
-                    let text = sequence.append(sampled, tokenizer: tokenizer, endOfSequence: endOfSequence)
-                    onOutput(SequenceOutput(sequenceID: 0, token: sampled, text: text, finishReason: sequence.finishReason,
-                                            promptTokenCount: prompt.count, outputTokenCount: sequence.outputCount))
-                    if sequence.finishReason != nil { return false }
-                }
-                return true
+            if parameters.temperature == 0 {
+                decode(prompt: prompt, maxTokens: parameters.maxTokens, onTokens: onRun)
+            } else {
+                var generator = SplitMix64(seed: parameters.seed ?? UInt64.random(in: 0...UInt64.max))
+                decodeSampled(prompt: prompt, maxTokens: parameters.maxTokens, parameters: parameters, generator: &generator,
+                              onTokens: onRun)
             }
         }
         let finish = sequence.finishReason ?? .length

@@ -70,15 +70,10 @@ import Testing
         }
     }
 
-    /// What greedy speculation cannot reproduce exactly is an error, not a silent change.
-    @Test func samplingAndPenaltiesAreRefused() {
+    /// What speculation cannot reproduce exactly is an error, not a silent change.
+    @Test func penaltiesAreRefused() {
         let target = servingWeights(servingConfig(layers: 2))
         let decoder = SpeculativeDecoder(target: target, draft: target.truncated(layers: 1), lookahead: 2)
-        var sampling = SamplingParameters.greedy(maxTokens: 4)
-        sampling.temperature = 0.8
-        #expect(throws: ServingError(.invalidRequest, "speculative decoding is greedy only: temperature 0.8 was asked with a draft model; use temperature 0 or drop the draft (--draft-checkpoint)", parameter: "temperature")) {
-            try decoder.validate(prompt: [1, 2], parameters: sampling)
-        }
         var penalty = SamplingParameters.greedy(maxTokens: 4)
         penalty.repetitionPenalty = 1.3
         #expect(throws: ServingError(.invalidRequest, "speculative decoding does not apply penalties: repetition_penalty 1.3 was asked with a draft model; leave it at 1.0 or drop the draft (--draft-checkpoint)", parameter: "repetition_penalty")) {
@@ -89,7 +84,7 @@ import Testing
     }
 
     /// The command: the same standard output with and without the draft, the figures on
-    /// standard error; a draft of another vocabulary and sampling with a draft are refused.
+    /// standard error; a draft of another vocabulary is refused; sampling with a seed repeats.
     @Test func generateCommandWithDraft() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -111,9 +106,15 @@ import Testing
         let (badStatus, _, badError) = try runMeshLM(common + ["--draft-checkpoint", directory + "/other"])
         #expect(badStatus != 0)
         #expect(badError.contains("the draft \(directory)/other has vocab_size 300 but the target \(directory)/target has 259"), "\(badError)")
-        let (sampleStatus, _, sampleError) = try runMeshLM(common + ["--draft-checkpoint", directory + "/draft", "--temperature", "0.7"])
-        #expect(sampleStatus != 0)
-        #expect(sampleError.contains("speculative decoding is greedy only: temperature 0.7"), "\(sampleError)")
+        // Sampling with a draft: the same seed gives the same text; a penalty is refused.
+        let sampled = common + ["--draft-checkpoint", directory + "/draft", "--temperature", "0.9", "--seed", "3"]
+        let (sampleStatus, sampleOutput, sampleError) = try runMeshLM(sampled)
+        let (_, sampleAgain, _) = try runMeshLM(sampled)
+        #expect(sampleStatus == 0, "\(sampleError)")
+        #expect(sampleOutput == sampleAgain && !sampleOutput.isEmpty)
+        let (penaltyStatus, _, penaltyError) = try runMeshLM(sampled + ["--presence-penalty", "0.5"])
+        #expect(penaltyStatus != 0)
+        #expect(penaltyError.contains("speculative decoding does not apply penalties: presence_penalty 0.5"), "\(penaltyError)")
     }
 
     private func engineOutput(_ weights: InferenceWeights, prompt: [Int32], parameters: SamplingParameters,
