@@ -20,7 +20,7 @@ prompt_count=${PROMPTS:-6}
 
 swift build -c release --product meshlm >/dev/null
 meshlm=$(swift build -c release --show-bin-path)/meshlm
-run() { echo "\$ $*"; "$@"; }
+run() { echo "\$ $*" >&2; "$@"; }
 
 work=data/work
 if [ ! -f data/shards/train/manifest.json ] || [ ! -f "$work/tokenizer.json" ]; then
@@ -76,7 +76,12 @@ run "$meshlm" generate --checkpoint runs/spec-target --prompt "$first" --max-tok
 run "$meshlm" generate --checkpoint runs/spec-target --draft-checkpoint runs/spec-draft --lookahead 4 --prompt "$first" \
     --max-tokens 48 --ignore-eos --threads "$threads" > runs/spec-draft.txt
 cat runs/spec-plain.txt
-cmp runs/spec-plain.txt runs/spec-draft.txt && echo "identical output"
+if cmp -s runs/spec-plain.txt runs/spec-draft.txt; then
+    echo "identical output"
+else
+    echo "bench-speculative: generate printed different text with the draft (runs/spec-plain.txt, runs/spec-draft.txt)" >&2
+    exit 1
+fi
 
 echo "== bench decode: plain vs speculative ($tokens tokens per prompt, $repeats repeats, $threads thread(s))"
 run "$meshlm" bench decode --checkpoint runs/spec-target --draft-checkpoint runs/spec-draft --lookahead 2 4 6 \
