@@ -9,12 +9,7 @@ struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Continue a prompt with a checkpoint's model, streaming the text to standard output as it comes.",
-        discussion: """
-            Greedy by default; see docs/serving.md for the sampling flags. With --draft-checkpoint a
-            smaller model proposes --lookahead tokens that the target verifies in one forward
-            (greedy only: the output is the target's own); the acceptance rate and tok/s go to
-            standard error.
-            """)
+        discussion: "Greedy by default; see docs/serving.md for the sampling flags.")
 
     @OptionGroup var job: JobOptions
     @OptionGroup var engine: EngineOptions
@@ -24,15 +19,11 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Print the prompt before the continuation.") var echo = false
 
     func run() throws {
+        if draft.draftCheckpoint != nil { return try runSpeculative() }
+
         try job.runJob { context in
             let (weights, tokenizer) = try engine.load()
             let parameters = sampling.parameters
-            if let draftWeights = try draft.load(engine: engine, target: weights, targetTokenizer: tokenizer) {
-                guard context.world.rank == 0 else { return }
-                try generateSpeculatively(target: weights, draft: draftWeights, tokenizer: tokenizer, parameters: parameters,
-                                          threads: KernelThreads(count: context.threads), log: context.log)
-                return
-            }
             let generator = Engine(weights: weights, configuration: engine.configuration, tokenizer: tokenizer,
                                    threads: KernelThreads(count: context.threads))
             let ids = tokenizer.encode(prompt)
@@ -62,10 +53,23 @@ struct GenerateCommand: ParsableCommand {
         }
     }
 
-    /// Greedy generation with the draft: the same text as the engine's, printed as each
-    /// verified run is decided, then the acceptance figures on standard error.
+    /// With --draft-checkpoint: speculative decoding (greedy, or speculative sampling), the text
+    /// printed as each verified run is decided, then the acceptance figures on standard error.
+    /// One rank: the decoder drives one sequence with whole models.
+    private func runSpeculative() throws {
+        try job.runJob { context in
+            guard context.world.size == 1 else {
+                throw JobError("--draft-checkpoint (speculative decoding) runs on one rank; drop it or start without mpirun -np \(context.world.size)")
+            }
+            let (target, tokenizer) = try engine.load()
+            guard let draft = try draft.load(engine: engine, target: target, targetTokenizer: tokenizer) else { return }
+            try generateSpeculatively(target: target, draft: draft, tokenizer: tokenizer, parameters: sampling.parameters,
+                                      threads: KernelThreads(count: context.threads))
+        }
+    }
+
     private func generateSpeculatively(target: InferenceWeights, draft: InferenceWeights, tokenizer: any Tokenizer,
-                                       parameters: SamplingParameters, threads: KernelThreads, log: Log) throws {
+                                       parameters: SamplingParameters, threads: KernelThreads) throws {
         let decoder = SpeculativeDecoder(target: target, draft: draft, lookahead: self.draft.lookahead, threads: threads)
         let ids = tokenizer.encode(prompt)
         if echo { Log.write(prompt, to: .standardOutput) }
