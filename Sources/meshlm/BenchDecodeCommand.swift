@@ -100,6 +100,10 @@ struct BenchDecodeCommand: ParsableCommand {
             report.printTable()
             let draft: (weights: InferenceWeights, name: String)?
             if let draftCheckpoint {
+                // The decoder drives whole models on one rank.
+                guard context.world.size == 1 else {
+                    throw JobError("--draft-checkpoint (speculative decoding) runs on one rank; drop it or start without mpirun -np \(context.world.size)")
+                }
                 let draftWeights = try InferenceWeights.load(checkpoint: draftCheckpoint)
                 try SpeculativeDecoder.checkDraft(target: weights, targetTokenizer: try benchTokenizer(checkpoint).identity,
                                                   targetSource: checkpoint ?? model, draft: draftWeights,
