@@ -4,15 +4,15 @@
 # greedy decode with and without the draft on prompts from the held-out corpus, for lookahead
 # 2, 4 and 6: acceptance rate, tokens per target forward, tok/s and the speed-up. Every
 # speculative output is checked against the plain greedy output before it is timed.
-#   tools/bench-speculative.sh                 # ~10 min on 2 cores the first time (training)
+#   tools/bench-speculative.sh                 # ~10 min on 2 quiet cores the first time (training)
 #   FORCE_TRAIN=1 tools/bench-speculative.sh   # retrain both models
-#   STEPS=300 TOKENS=128 REPEATS=3 THREADS=1 tools/bench-speculative.sh
+#   STEPS=900 TOKENS=128 REPEATS=3 THREADS=1 PROMPTS=6 tools/bench-speculative.sh  (the defaults)
 # Models: target = configs/model/10m.yaml with the tokenizer's 2048-id vocabulary (8 layers,
 # hidden 256, ~6.3M parameters); draft = configs/model/tiny.yaml cut to 2 layers (~0.8M).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
-steps=${STEPS:-300}
+steps=${STEPS:-900}
 tokens=${TOKENS:-128}
 repeats=${REPEATS:-3}
 threads=${THREADS:-1}
