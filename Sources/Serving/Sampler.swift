@@ -66,6 +66,28 @@ public enum Sampler {
     /// Temperature, top-k, top-p and min-p, then one uniform draw over what remains.
     static func draw(logits: UnsafeMutableBufferPointer<Float>, parameters: SamplingParameters,
                      generator: inout SplitMix64) -> Int {
+        let (probabilities, candidates) = filter(logits: UnsafeBufferPointer(logits), parameters: parameters)
+        let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
+        var target = generator.nextUniform() * mass
+        for index in candidates {
+            target -= probabilities[index]
+            if target < 0 { return index }
+        }
+        return candidates.last ?? argmax(UnsafeBufferPointer(logits))
+    }
+
+    /// The distribution `draw` samples from, normalized: [vocab], zero outside the kept tokens
+    /// (speculative sampling compares the target's and the draft's).
+    public static func distribution(logits: UnsafeBufferPointer<Float>, parameters: SamplingParameters) -> [Float] {
+        let (probabilities, candidates) = filter(logits: logits, parameters: parameters)
+        let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
+        var normalized = [Float](repeating: 0, count: logits.count)
+        for index in candidates { normalized[index] = probabilities[index] / mass }
+        return normalized
+    }
+
+    /// Unnormalized probabilities at the temperature and the tokens top-k, top-p and min-p keep.
+    static func filter(logits: UnsafeBufferPointer<Float>, parameters: SamplingParameters) -> (probabilities: [Float], candidates: [Int]) {
         let vocabulary = logits.count
         let inverseTemperature = 1 / parameters.temperature
         let maximum = logits.max() ?? 0
@@ -83,7 +105,7 @@ public enum Sampler {
             // Sort only when a rank rule needs it (a full sort per token costs ~1 ms at 32k).
             var order = Array(0..<vocabulary)
             if parameters.topK > 0 && parameters.topK < vocabulary {
-                order = topIndices(UnsafeBufferPointer(logits), count: parameters.topK).map(Int.init)
+                order = topIndices(logits, count: parameters.topK).map(Int.init)
             } else {
                 order.sort { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }
             }
@@ -106,13 +128,7 @@ public enum Sampler {
             let threshold = parameters.minP
             candidates = candidates.filter { probabilities[$0] >= threshold }
         }
-        let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
-        var target = generator.nextUniform() * mass
-        for index in candidates {
-            target -= probabilities[index]
-            if target < 0 { return index }
-        }
-        return candidates.last ?? argmax(UnsafeBufferPointer(logits))
+        return (probabilities, candidates)
     }
 
     /// Indices of the `count` largest values, largest first (ties: lower index first).

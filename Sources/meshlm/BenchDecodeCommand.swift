@@ -30,7 +30,22 @@ struct BenchDecodeCommand: ParsableCommand {
     @Option(help: "Tokens computed per engine step.") var tokenBudget = 512
     @Option(help: "Also measure greedy speculative decoding at batch 1 with a draft of the target's first N layers (0 = skip).")
     var draftLayers = 0
-    @Option(help: "Draft tokens proposed per target forward.") var lookahead = 4
+    @Option(help: "Also measure greedy speculative decoding at batch 1 with this draft checkpoint (same vocabulary as --checkpoint).")
+    var draftCheckpoint: String?
+    @Option(parsing: .upToNextOption, help: "Draft tokens proposed per target forward (several values: one row each).") var lookahead: [Int] = [4]
+    @Option(help: "Speculative decoding: prompts from this text file, one per line, encoded with the checkpoint's tokenizer (default: --prompts random prompts of --prompt-tokens ids).")
+    var promptFile: String?
+    @Option(help: "Speculative decoding: random prompts measured when there is no --prompt-file.") var prompts = 4
+
+    func validate() throws {
+        if let bad = lookahead.first(where: { !(1..<SmallBatchLinear.maximumRows).contains($0) }) {
+            throw ValidationError("--lookahead must be in 1...\(SmallBatchLinear.maximumRows - 1), got \(bad)")
+        }
+        if draftLayers > 0 && draftCheckpoint != nil {
+            throw ValidationError("give either --draft-layers or --draft-checkpoint, not both")
+        }
+        if prompts < 1 { throw ValidationError("--prompts must be at least 1, got \(prompts)") }
+    }
 
     func run() throws {
         try job.runJob { context in
@@ -38,8 +53,8 @@ struct BenchDecodeCommand: ParsableCommand {
             let threads = KernelThreads(count: context.threads)
             let world = context.world
             let weights: InferenceWeights = try world.collectively {
-                guard world.size == 1 || draftLayers == 0 else {
-                    throw JobError("--draft-layers (speculative decoding) runs on one rank; drop it or start without mpirun -np \(world.size)")
+                guard world.size == 1 || (draftLayers == 0 && draftCheckpoint == nil) else {
+                    throw JobError("--draft-layers and --draft-checkpoint (speculative decoding) run on one rank; drop them or start without mpirun -np \(world.size)")
                 }
                 let split = world.size > 1 ? (world.size, world.rank) : nil
                 if let checkpoint { return try InferenceWeights.load(checkpoint: checkpoint, tensorParallel: split) }
@@ -106,32 +121,29 @@ struct BenchDecodeCommand: ParsableCommand {
                                     "tensor_parallel": world.size,
                                     "prompt_tokens": promptTokens, "generated_tokens": tokens])
             }
-            if draftLayers > 0 {
-                let draft = weights.truncated(layers: draftLayers)
-                var rates: [Double] = []
-                var acceptance = 0.0
-                var generator = SplitMix64(seed: 7)
-                for _ in 0..<repeats {
-                    let decoder = SpeculativeDecoder(target: weights, draft: draft, lookahead: lookahead, threads: threads)
-                    let prompt = (0..<promptTokens).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) }
-                    var firstTime: Double?
-                    var count = 0
-                    _ = decoder.generate(prompt: prompt, maxTokens: tokens) { run in
-                        if firstTime == nil { firstTime = monotonicSeconds() } else { count += run.count }
-                    }
-                    rates.append(Double(count) / (monotonicSeconds() - (firstTime ?? 0)))
-                    acceptance = decoder.acceptanceRate
-                }
-                rates.sort()
-                let rate = rates[rates.count / 2]
-                report.add(cells: ["1 (speculative, draft \(draftLayers) layers, k=\(lookahead), accept \(String(format: "%.0f%%", 100 * acceptance)))",
-                                   String(format: "%.1f", rate), String(format: "%.0f%%", 100 * rate / bound),
-                                   String(format: "%.2f×", rate / single), "", ""],
-                           fields: ["concurrency": 1, "speculative": true, "draft_layers": draftLayers, "lookahead": lookahead,
-                                    "acceptance_rate": acceptance, "tokens_per_s": rate, "speedup_vs_batch1": rate / single,
-                                    "stream_bound_tokens_per_s": bound, "threads": context.threads])
-            }
             report.printTable()
+            let draft: (weights: InferenceWeights, name: String)?
+            if let draftCheckpoint {
+                // The decoder drives whole models on one rank.
+                guard context.world.size == 1 else {
+                    throw JobError("--draft-checkpoint (speculative decoding) runs on one rank; drop it or start without mpirun -np \(context.world.size)")
+                }
+                let draftWeights = try InferenceWeights.load(checkpoint: draftCheckpoint)
+                try SpeculativeDecoder.checkDraft(target: weights, targetTokenizer: try benchTokenizer(checkpoint).identity,
+                                                  targetSource: checkpoint ?? model, draft: draftWeights,
+                                                  draftTokenizer: try benchTokenizer(draftCheckpoint).identity, draftSource: draftCheckpoint)
+                draft = (draftWeights, String(format: "%d layers, %.1fM", draftWeights.config.numHiddenLayers,
+                                              Double(draftWeights.config.parameterCount) / 1e6))
+            } else if draftLayers > 0 {
+                draft = (weights.truncated(layers: draftLayers), "first \(draftLayers) layers")
+            } else {
+                draft = nil
+            }
+            if let draft {
+                try measureSpeculative(target: weights, draft: draft.weights, draftName: draft.name,
+                                       prompts: try speculativePrompts(weights: weights), tokens: tokens, repeats: repeats,
+                                       threads: threads, json: bench.json, log: context.log)
+            }
         }
     }
 

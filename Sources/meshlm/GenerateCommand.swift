@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataPipeline
 import Foundation
 import Runtime
 import Serving
@@ -13,12 +14,15 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
     @OptionGroup var engine: EngineOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var draft: DraftOptions
     @Option(help: "The prompt text.") var prompt: String
     @Flag(help: "Print the prompt before the continuation.") var echo = false
     @Option(help: ArgumentHelp("Write the logits of every generated token to this file: raw little-endian float32, [tokens, vocab_size] (for checking tensor-parallel runs against one rank).", visibility: .hidden))
     var dumpLogits: String?
 
     func run() throws {
+        if draft.draftCheckpoint != nil { return try runSpeculative() }
+
         try job.runJob { context in
             let (weights, tokenizer, tensorGroup) = try engine.load(world: context.world)
             let parameters = sampling.parameters
@@ -67,5 +71,42 @@ struct GenerateCommand: ParsableCommand {
                                      ids.count, generated, reason.rawValue, ((firstToken ?? start) - start) * 1e3,
                                      generated > 1 ? Double(generated - 1) / decodeSeconds : 0))
         }
+    }
+
+    /// With --draft-checkpoint: speculative decoding (greedy, or speculative sampling), the text
+    /// printed as each verified run is decided, then the acceptance figures on standard error.
+    /// One rank: the decoder drives one sequence with whole models.
+    private func runSpeculative() throws {
+        try job.runJob { context in
+            guard context.world.size == 1 else {
+                throw JobError("--draft-checkpoint (speculative decoding) runs on one rank; drop it or start without mpirun -np \(context.world.size)")
+            }
+            let (target, tokenizer) = try engine.load()
+            guard let draft = try draft.load(engine: engine, target: target, targetTokenizer: tokenizer) else { return }
+            try generateSpeculatively(target: target, draft: draft, tokenizer: tokenizer, parameters: sampling.parameters,
+                                      threads: KernelThreads(count: context.threads))
+        }
+    }
+
+    private func generateSpeculatively(target: InferenceWeights, draft: InferenceWeights, tokenizer: any Tokenizer,
+                                       parameters: SamplingParameters, threads: KernelThreads) throws {
+        let decoder = SpeculativeDecoder(target: target, draft: draft, lookahead: self.draft.lookahead, threads: threads)
+        let ids = tokenizer.encode(prompt)
+        if echo { Log.write(prompt, to: .standardOutput) }
+        let start = monotonicSeconds()
+        var firstToken: Double?
+        let summary = try decoder.generate(prompt: ids, parameters: parameters, tokenizer: tokenizer) { output in
+            if output.token != nil && firstToken == nil { firstToken = monotonicSeconds() }
+            if !output.text.isEmpty { Log.write(output.text, to: .standardOutput) }
+        }
+        Log.write("\n", to: .standardOutput)
+        let elapsed = monotonicSeconds() - start
+        let decodeSeconds = elapsed - ((firstToken ?? start) - start)
+        Log.write(String(format: "speculative: %d prompt tokens, %d generated (finish: %@), lookahead %d: %.0f%% of %d draft tokens accepted, %.2f tokens per target forward (%d forwards); first token %.1f ms, then %.1f tok/s\n",
+                         ids.count, summary.generatedCount, summary.finishReason.rawValue, self.draft.lookahead,
+                         100 * summary.acceptanceRate, summary.proposedCount, summary.tokensPerTargetForward,
+                         summary.targetForwardCount, ((firstToken ?? start) - start) * 1e3,
+                         summary.generatedCount > 1 ? Double(summary.generatedCount - 1) / decodeSeconds : 0),
+                  to: .standardError)
     }
 }
