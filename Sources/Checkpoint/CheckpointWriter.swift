@@ -34,7 +34,9 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     private var staged: [StagedSlice] = []
     private let staging: CheckpointStaging
-    /// Nice value of the background writer thread (0: the trainer's own priority).
+    /// How the background writer thread yields to training, and its nice value for `.nice`
+    /// (0: the trainer's own priority).
+    public var backgroundPriority = BackgroundPriority.nice
     public var backgroundNice: Int32 = 0
     /// Threads that compress frames at once when the shard is written in `commit` (a
     /// synchronous save: the end of a run, a stop); a background write uses one, at
@@ -82,17 +84,30 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// this rank. A rank may add several slices of one tensor; no two slices of a tensor, on any
     /// rank, may overlap (checked at `commit`). An empty range adds nothing.
     public func add(name: String, globalShape: [Int], elements: Range<Int>, values: UnsafeBufferPointer<Float>) {
-        precondition(background == nil && !isCommitted, "add after writeShardInBackground or commit")
         precondition(values.count == elements.count, "tensor \(name): \(values.count) values for elements \(elements)")
+        let offset = addDeferred(name: name, globalShape: globalShape, elements: elements)
+        if let base = values.baseAddress, !elements.isEmpty { stagedValues(at: offset).update(from: base, count: values.count) }
+    }
+
+    /// Stages a slice like `add` but leaves its values to the caller: they must be written to
+    /// `stagedValues(at:count:)` of the returned offset before the shard is written (a trainer
+    /// copies them lazily, in its next optimizer step; `StateSnapshot`).
+    public func addDeferred(name: String, globalShape: [Int], elements: Range<Int>) -> Int {
+        precondition(background == nil && !isCommitted, "add after writeShardInBackground or commit")
         let count = globalShape.reduce(1, *)
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count,
                      "tensor \(name): elements \(elements) outside its \(count) elements")
         if let shape = stagedNames[name] { precondition(shape == globalShape, "tensor \(name) added with shapes \(shape) and \(globalShape)") }
         stagedNames[name] = globalShape
-        guard !elements.isEmpty else { return }
-        let offset = staging.append(values)
+        guard !elements.isEmpty else { return staging.count }
+        let offset = staging.claim(elements.count)
         staged.append(StagedSlice(name: name, shape: globalShape, elements: elements, offset: offset))
+        return offset
     }
+
+    /// Where a deferred slice's values go; valid until the next `add`/`addDeferred` (which may
+    /// move the staging buffer), so taken after the last of them.
+    public func stagedValues(at offset: Int) -> UnsafeMutablePointer<Float> { staging.pointer + offset }
 
     /// Compresses and writes the shard file on a background thread (the staged copies are
     /// already taken, so training may go on changing its arrays); `commit` waits for it.
@@ -100,7 +115,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         precondition(background == nil && shardResult == nil, "shard written twice")
         let thread = Thread { [self] in
             // Lower priority: on a node whose cores all train, the write yields to training.
-            if backgroundNice != 0 { _ = meshlm_set_thread_nice(backgroundNice) }
+            backgroundPriority.apply(nice: backgroundNice)
             writeShard()
             finished.signal()
         }

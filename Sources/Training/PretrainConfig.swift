@@ -1,3 +1,4 @@
+import Checkpoint
 import DataPipeline
 import Model
 import Runtime
@@ -243,10 +244,15 @@ public struct CheckpointSection: Codable, Sendable {
     public var async: Bool
     /// zstd level of the shard files' frames.
     public var zstdLevel: Int
-    /// Nice value of the background writer thread: above 0 it yields the cores to training.
+    /// Nice value of the background writer thread with `writer_priority: nice`: above 0 it
+    /// yields the cores to training.
     public var writerNice: Int
-    enum CodingKeys: String, CodingKey { case interval, keep, async, zstdLevel = "zstd_level", writerNice = "writer_nice" }
-    public init() { interval = 0; keep = 3; async = true; zstdLevel = -1; writerNice = 10 }
+    /// How the background writer yields to training: `idle` (SCHED_IDLE) or `nice`.
+    public var writerPriority: BackgroundPriority
+    enum CodingKeys: String, CodingKey {
+        case interval, keep, async, zstdLevel = "zstd_level", writerNice = "writer_nice", writerPriority = "writer_priority"
+    }
+    public init() { interval = 0; keep = 3; async = true; zstdLevel = -1; writerNice = 10; writerPriority = .idle }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         interval = try c.decode(.interval, default: 0)
@@ -254,6 +260,7 @@ public struct CheckpointSection: Codable, Sendable {
         async = try c.decode(.async, default: true)
         zstdLevel = try c.decode(.zstdLevel, default: -1)
         writerNice = try c.decode(.writerNice, default: 10)
+        writerPriority = try c.decode(.writerPriority, default: .idle)
     }
 
     func validate() throws(ConfigError) {
