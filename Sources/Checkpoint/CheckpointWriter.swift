@@ -42,6 +42,10 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// synchronous save: the end of a run, a stop); a background write uses one, at
     /// `backgroundNice`, so training keeps the cores.
     public var compressionThreads = 1
+    /// Share of wall time the background writer works (0 < share ≤ 1): after each frame it
+    /// sleeps so that its work is at most this share, spreading a save over more steps so it
+    /// takes less memory bandwidth from training at a time. 1: no pauses.
+    public var backgroundDutyCycle = 1.0
     private var stagedNames: [String: [Int]] = [:]
     /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
     private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
@@ -146,7 +150,8 @@ public final class CheckpointWriter: @unchecked Sendable {
         do throws(CheckpointError) {
             result = .success(try Self.writeShardFile(frames, declared: stagedNames, directory: stepDirectory, file: shardFile,
                                                       compressionLevel: compressionLevel,
-                                                      threads: background == nil ? compressionThreads : 1))
+                                                      threads: background == nil ? compressionThreads : 1,
+                                                      dutyCycle: background == nil ? 1 : backgroundDutyCycle))
         } catch {
             result = .failure(error)
         }
@@ -177,7 +182,7 @@ public final class CheckpointWriter: @unchecked Sendable {
     static let frameElements = 1 << 22
 
     static func writeShardFile(_ slices: [FrameSource], declared: [String: [Int]], directory: String, file: String,
-                               compressionLevel: Int32, threads: Int = 1) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
+                               compressionLevel: Int32, threads: Int = 1, dutyCycle: Double = 1) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
         let path = directory + "/" + file
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw CheckpointFiles.ioError("create", path) }
@@ -198,6 +203,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         let width = max(threads, 1)
         var batchStart = 0
         while batchStart < frames.count {
+            let batchBegan = DispatchTime.now().uptimeNanoseconds
             let batch = Array(frames[batchStart..<min(batchStart + width, frames.count)])
             let compressed = CompressedBatch(count: batch.count)
             DispatchQueue.concurrentPerform(iterations: batch.count) { index in
@@ -211,6 +217,11 @@ public final class CheckpointWriter: @unchecked Sendable {
             }
             writer.append(batch, compressed, overlapping: width > 1)
             batchStart += batch.count
+            if dutyCycle < 1 {
+                // Writes are synchronous on one thread here, so the elapsed time is the work.
+                let worked = Double(DispatchTime.now().uptimeNanoseconds - batchBegan) / 1e9
+                Thread.sleep(forTimeInterval: worked * (1 / dutyCycle - 1))
+            }
         }
         let tensors = try writer.finish()
         var byName = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })

@@ -56,6 +56,7 @@ extension Pretrainer {
         writer.backgroundPriority = config.checkpoint.writerPriority
         writer.backgroundNice = Int32(config.checkpoint.writerNice)
         writer.compressionThreads = model.threads.count
+        writer.backgroundDutyCycle = config.checkpoint.writerDutyCycle
         // Local runs in staging order: a tensor-parallel slice's runs are contiguous here.
         var deferred: [[(source: UnsafeMutablePointer<Float>, count: Int, offset: Int)]] = []
         for kind in DataParallelParameters.StateKind.allCases {

@@ -33,6 +33,7 @@ struct BenchCheckpointCommand: ParsableCommand {
     @Option(help: "zstd level of the checkpoint saves.") var level = -1
     @Option(name: .customLong("writer-nice"), help: "Nice value of the background writer thread (with --writer-priority nice).") var writerNice = 10
     @Option(name: .customLong("writer-priority"), help: "How the background writer yields to training: idle (SCHED_IDLE) or nice.") var writerPriority = "idle"
+    @Option(name: .customLong("writer-duty-cycle"), help: "Share of wall time the background writer works (0 < share ≤ 1).") var writerDutyCycle = 0.25
     @Flag(name: .customLong("eager-copy"), help: "Copy the state at the save's step boundary instead of in the next optimizer step (the earlier behaviour).") var eagerCopy = false
     @Option(help: "Where checkpoints are written (a real disk, not tmpfs, for the bandwidth figure).") var directory = "/tmp/meshlm-bench-checkpoint"
 
@@ -47,7 +48,7 @@ struct BenchCheckpointCommand: ParsableCommand {
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
                 parallel: {zero_stage: \(zero)}
-                checkpoint: {interval: 1000, keep: 1, zstd_level: \(level), writer_nice: \(writerNice), writer_priority: \(writerPriority)}
+                checkpoint: {interval: 1000, keep: 1, zstd_level: \(level), writer_nice: \(writerNice), writer_priority: \(writerPriority), writer_duty_cycle: \(writerDutyCycle)}
                 """
             let config = try world.collectively {
                 try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench checkpoint", includes: ["model"])
