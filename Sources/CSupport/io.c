@@ -1,6 +1,7 @@
 // I/O and scheduling calls Swift's Glibc module does not export (they need _GNU_SOURCE).
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -20,6 +21,15 @@ int meshlm_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 #else
     (void)nice;
+    return 0;
+#endif
+}
+
+int meshlm_set_thread_idle(void) {
+#ifdef __linux__
+    struct sched_param parameters = {0};
+    return sched_setscheduler((pid_t)syscall(SYS_gettid), SCHED_IDLE, &parameters);
+#else
     return 0;
 #endif
 }

@@ -34,12 +34,18 @@ public final class CheckpointWriter: @unchecked Sendable {
 
     private var staged: [StagedSlice] = []
     private let staging: CheckpointStaging
-    /// Nice value of the background writer thread (0: the trainer's own priority).
+    /// How the background writer thread yields to training, and its nice value for `.nice`
+    /// (0: the trainer's own priority).
+    public var backgroundPriority = BackgroundPriority.nice
     public var backgroundNice: Int32 = 0
     /// Threads that compress frames at once when the shard is written in `commit` (a
     /// synchronous save: the end of a run, a stop); a background write uses one, at
     /// `backgroundNice`, so training keeps the cores.
     public var compressionThreads = 1
+    /// Share of wall time the background writer works (0 < share ≤ 1): after each frame it
+    /// sleeps so that its work is at most this share, spreading a save over more steps so it
+    /// takes less memory bandwidth from training at a time. 1: no pauses.
+    public var backgroundDutyCycle = 1.0
     private var stagedNames: [String: [Int]] = [:]
     /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
     private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
@@ -82,17 +88,30 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// this rank. A rank may add several slices of one tensor; no two slices of a tensor, on any
     /// rank, may overlap (checked at `commit`). An empty range adds nothing.
     public func add(name: String, globalShape: [Int], elements: Range<Int>, values: UnsafeBufferPointer<Float>) {
-        precondition(background == nil && !isCommitted, "add after writeShardInBackground or commit")
         precondition(values.count == elements.count, "tensor \(name): \(values.count) values for elements \(elements)")
+        let offset = addDeferred(name: name, globalShape: globalShape, elements: elements)
+        if let base = values.baseAddress, !elements.isEmpty { stagedValues(at: offset).update(from: base, count: values.count) }
+    }
+
+    /// Stages a slice like `add` but leaves its values to the caller: they must be written to
+    /// `stagedValues(at:count:)` of the returned offset before the shard is written (a trainer
+    /// copies them lazily, in its next optimizer step; `StateSnapshot`).
+    public func addDeferred(name: String, globalShape: [Int], elements: Range<Int>) -> Int {
+        precondition(background == nil && !isCommitted, "add after writeShardInBackground or commit")
         let count = globalShape.reduce(1, *)
         precondition(elements.lowerBound >= 0 && elements.upperBound <= count,
                      "tensor \(name): elements \(elements) outside its \(count) elements")
         if let shape = stagedNames[name] { precondition(shape == globalShape, "tensor \(name) added with shapes \(shape) and \(globalShape)") }
         stagedNames[name] = globalShape
-        guard !elements.isEmpty else { return }
-        let offset = staging.append(values)
+        guard !elements.isEmpty else { return staging.count }
+        let offset = staging.claim(elements.count)
         staged.append(StagedSlice(name: name, shape: globalShape, elements: elements, offset: offset))
+        return offset
     }
+
+    /// Where a deferred slice's values go; valid until the next `add`/`addDeferred` (which may
+    /// move the staging buffer), so taken after the last of them.
+    public func stagedValues(at offset: Int) -> UnsafeMutablePointer<Float> { staging.pointer + offset }
 
     /// Compresses and writes the shard file on a background thread (the staged copies are
     /// already taken, so training may go on changing its arrays); `commit` waits for it.
@@ -100,7 +119,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         precondition(background == nil && shardResult == nil, "shard written twice")
         let thread = Thread { [self] in
             // Lower priority: on a node whose cores all train, the write yields to training.
-            if backgroundNice != 0 { _ = meshlm_set_thread_nice(backgroundNice) }
+            backgroundPriority.apply(nice: backgroundNice)
             writeShard()
             finished.signal()
         }
@@ -131,7 +150,8 @@ public final class CheckpointWriter: @unchecked Sendable {
         do throws(CheckpointError) {
             result = .success(try Self.writeShardFile(frames, declared: stagedNames, directory: stepDirectory, file: shardFile,
                                                       compressionLevel: compressionLevel,
-                                                      threads: background == nil ? compressionThreads : 1))
+                                                      threads: background == nil ? compressionThreads : 1,
+                                                      dutyCycle: background == nil ? 1 : backgroundDutyCycle))
         } catch {
             result = .failure(error)
         }
@@ -162,7 +182,7 @@ public final class CheckpointWriter: @unchecked Sendable {
     static let frameElements = 1 << 22
 
     static func writeShardFile(_ slices: [FrameSource], declared: [String: [Int]], directory: String, file: String,
-                               compressionLevel: Int32, threads: Int = 1) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
+                               compressionLevel: Int32, threads: Int = 1, dutyCycle: Double = 1) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
         let path = directory + "/" + file
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw CheckpointFiles.ioError("create", path) }
@@ -183,6 +203,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         let width = max(threads, 1)
         var batchStart = 0
         while batchStart < frames.count {
+            let batchBegan = DispatchTime.now().uptimeNanoseconds
             let batch = Array(frames[batchStart..<min(batchStart + width, frames.count)])
             let compressed = CompressedBatch(count: batch.count)
             DispatchQueue.concurrentPerform(iterations: batch.count) { index in
@@ -196,6 +217,11 @@ public final class CheckpointWriter: @unchecked Sendable {
             }
             writer.append(batch, compressed, overlapping: width > 1)
             batchStart += batch.count
+            if dutyCycle < 1 {
+                // Writes are synchronous on one thread here, so the elapsed time is the work.
+                let worked = Double(DispatchTime.now().uptimeNanoseconds - batchBegan) / 1e9
+                Thread.sleep(forTimeInterval: worked * (1 / dutyCycle - 1))
+            }
         }
         let tensors = try writer.finish()
         var byName = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })

@@ -64,6 +64,9 @@ public final class DataParallelParameters: ParameterAccess {
     private var liveBufferBytes = 0
     /// High-water mark of temporary block buffers (gathered parameters, block gradients).
     public private(set) var peakBufferBytes = 0
+    /// A checkpoint's snapshot for the next `step` to take as it updates (then completed and
+    /// cleared): the save's copy rides on the optimizer's pass over memory.
+    public var snapshot: StateSnapshot?
 
     public init(layout: ParameterLayout, stage: ZeroStage, communicator: Communicator, threads: KernelThreads = .single) {
         self.layout = layout
@@ -234,6 +237,7 @@ public final class DataParallelParameters: ParameterAccess {
                        settings: segment.decays ? decaying : constant, stepNumber: stepNumber)
             }
             fullGradients.zero()
+            completeSnapshot()
             return
         }
         guard let gradientShard else { return }
@@ -253,6 +257,7 @@ public final class DataParallelParameters: ParameterAccess {
         }
         gradientShard.zero()
         fullGradients?.zero()
+        completeSnapshot()
         if stage != .parameters, let fullParameters {
             for block in shards.blocks {
                 try communicator.allgatherInPlace(UnsafeMutableBufferPointer(start: fullParameters.pointer + block.paddedOffset,
@@ -263,8 +268,23 @@ public final class DataParallelParameters: ParameterAccess {
 
     private func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, state: Int, count: Int,
                         scale: Float, settings: AdamW.Settings, stepNumber: Int) {
-        AdamW.update(parameters: parameters, firstMoments: firstMoments.pointer + state, secondMoments: secondMoments.pointer + state,
-                     gradients: gradients, count: count, step: stepNumber, settings: settings, gradientScale: scale, threads: threads)
+        let first = firstMoments.pointer + state, second = secondMoments.pointer + state
+        guard let snapshot else {
+            AdamW.update(parameters: parameters, firstMoments: first, secondMoments: second,
+                         gradients: gradients, count: count, step: stepNumber, settings: settings, gradientScale: scale, threads: threads)
+            return
+        }
+        for piece in snapshot.pieces(parameters: parameters, firstMoments: first, secondMoments: second, count: count) {
+            let offset = piece.elements.lowerBound
+            AdamW.update(parameters: parameters + offset, firstMoments: first + offset, secondMoments: second + offset,
+                         gradients: gradients + offset, count: piece.elements.count, step: stepNumber, settings: settings,
+                         gradientScale: scale, snapshot: piece.snapshot, threads: threads)
+        }
+    }
+
+    private func completeSnapshot() {
+        snapshot?.complete()
+        snapshot = nil
     }
 
     /// Bytes held for the whole run on this rank: parameters, gradients, optimizer state.

@@ -28,31 +28,63 @@ extension Pretrainer {
         URL(fileURLWithPath: config.run.dir).appendingPathComponent("checkpoints").path
     }
 
-    /// Copies parameters and AdamW moments (each rank its owned share) into a new writer for
+    /// Floats of this rank's checkpoint share (owned parameters and both moments): the staging
+    /// buffer's size.
+    public var checkpointShareCount: Int {
+        DataParallelParameters.StateKind.allCases.reduce(0) { total, kind in
+            total + parameters.ownedSlices(kind).reduce(0) { $0 + $1.elements.count }
+        }
+    }
+
+    /// Stages parameters and AdamW moments (each rank its owned share) into a new writer for
     /// `RUN/checkpoints/step_N`, N the next step to run, and returns it with the trainer state
     /// to commit; collective over the world (rank 0 creates the step directory). `CheckpointSaver`
     /// writes it.
     ///
+    /// Copied now, or with `lazily` by the next optimizer step as it overwrites the values (the
+    /// returned snapshot, installed in `parameters`; `complete()` it if no step follows) — the
+    /// writer may write only once the snapshot is complete.
+    ///
     /// Tensors are saved under their global names and shapes whatever the mesh: a tensor-parallel
     /// rank writes its slice as runs of the global tensor (rows; one run per row of a column
     /// slice), and one rank of each replica group writes replicated tensors.
-    public func stageCheckpoint(nextStep: Int, staging: CheckpointStaging = CheckpointStaging()) throws -> (writer: CheckpointWriter, metadata: Data) {
-        staging.reserve(DataParallelParameters.StateKind.allCases.reduce(0) { total, kind in
-            total + parameters.ownedSlices(kind).reduce(0) { $0 + $1.elements.count }
-        })
+    public func stageCheckpoint(nextStep: Int, staging: CheckpointStaging = CheckpointStaging(),
+                                lazily: Bool = false) throws -> (writer: CheckpointWriter, metadata: Data, snapshot: StateSnapshot?) {
+        staging.reserve(checkpointShareCount)
         let writer = try CheckpointWriter(directory: checkpointDirectory, step: nextStep, communicator: worldCommunicator,
                                           compressionLevel: Int32(config.checkpoint.zstdLevel), staging: staging)
+        writer.backgroundPriority = config.checkpoint.writerPriority
         writer.backgroundNice = Int32(config.checkpoint.writerNice)
         writer.compressionThreads = model.threads.count
+        writer.backgroundDutyCycle = config.checkpoint.writerDutyCycle
+        // Local runs in staging order: a tensor-parallel slice's runs are contiguous here.
+        var deferred: [[(source: UnsafeMutablePointer<Float>, count: Int, offset: Int)]] = []
         for kind in DataParallelParameters.StateKind.allCases {
+            var regions: [(source: UnsafeMutablePointer<Float>, count: Int, offset: Int)] = []
             for slice in parameters.ownedSlices(kind) where countsOnce(slice.parameterIndex) {
                 guard let global = tensorLayout.globalLayout.entry(named: tensorLayout.localLayout.entries[slice.parameterIndex].name) else { continue }
                 for run in tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements) {
-                    writer.add(name: slice.name, globalShape: global.shape, elements: run.global,
-                               values: UnsafeBufferPointer(start: slice.pointer + (run.localStart - slice.elements.lowerBound),
-                                                           count: run.global.count))
+                    let source = slice.pointer + (run.localStart - slice.elements.lowerBound)
+                    if lazily {
+                        let offset = writer.addDeferred(name: slice.name, globalShape: global.shape, elements: run.global)
+                        regions.append((source, run.global.count, offset))
+                    } else {
+                        writer.add(name: slice.name, globalShape: global.shape, elements: run.global,
+                                   values: UnsafeBufferPointer(start: source, count: run.global.count))
+                    }
                 }
             }
+            deferred.append(regions)
+        }
+        var snapshot: StateSnapshot?
+        if lazily {
+            // Destinations are taken after every slice is claimed (claiming may move the buffer).
+            let regions = deferred.map { kind in
+                kind.map { StateSnapshot.Region(source: $0.source, count: $0.count, destination: writer.stagedValues(at: $0.offset)) }
+            }
+            let lazy = StateSnapshot(parameters: regions[0], firstMoments: regions[1], secondMoments: regions[2])
+            parameters.snapshot = lazy
+            snapshot = lazy
         }
         let state = PretrainCheckpointState(nextStep: nextStep, seed: config.train.seed, globalBatchSize: config.train.globalBatchSize,
                                             consumedSamples: nextStep * config.train.globalBatchSize,
@@ -60,13 +92,13 @@ extension Pretrainer {
                                             tensorParallelDegree: tensorLayout.degree)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return (writer, try encoder.encode(state))
+        return (writer, try encoder.encode(state), snapshot)
     }
 
     /// Saves a checkpoint synchronously (stage, write, commit); collective.
     @discardableResult
     public func saveCheckpoint(nextStep: Int, extras: CheckpointExtras = CheckpointExtras()) throws -> String {
-        let (writer, metadata) = try stageCheckpoint(nextStep: nextStep)
+        let (writer, metadata, _) = try stageCheckpoint(nextStep: nextStep)
         return try writer.commit(metadata: metadata, extraFiles: extras.files, keep: config.checkpoint.keep)
     }
 

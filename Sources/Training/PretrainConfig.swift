@@ -1,3 +1,4 @@
+import Checkpoint
 import DataPipeline
 import Model
 import Runtime
@@ -243,10 +244,18 @@ public struct CheckpointSection: Codable, Sendable {
     public var async: Bool
     /// zstd level of the shard files' frames.
     public var zstdLevel: Int
-    /// Nice value of the background writer thread: above 0 it yields the cores to training.
+    /// Nice value of the background writer thread with `writer_priority: nice`: above 0 it
+    /// yields the cores to training.
     public var writerNice: Int
-    enum CodingKeys: String, CodingKey { case interval, keep, async, zstdLevel = "zstd_level", writerNice = "writer_nice" }
-    public init() { interval = 0; keep = 3; async = true; zstdLevel = -1; writerNice = 10 }
+    /// How the background writer yields to training: `idle` (SCHED_IDLE) or `nice`.
+    public var writerPriority: BackgroundPriority
+    /// Share of wall time the background writer works (0 < share ≤ 1; 1: no pauses).
+    public var writerDutyCycle: Double
+    enum CodingKeys: String, CodingKey {
+        case interval, keep, async, zstdLevel = "zstd_level", writerNice = "writer_nice", writerPriority = "writer_priority"
+        case writerDutyCycle = "writer_duty_cycle"
+    }
+    public init() { interval = 0; keep = 3; async = true; zstdLevel = -1; writerNice = 10; writerPriority = .idle; writerDutyCycle = 0.25 }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         interval = try c.decode(.interval, default: 0)
@@ -254,6 +263,8 @@ public struct CheckpointSection: Codable, Sendable {
         async = try c.decode(.async, default: true)
         zstdLevel = try c.decode(.zstdLevel, default: -1)
         writerNice = try c.decode(.writerNice, default: 10)
+        writerPriority = try c.decode(.writerPriority, default: .idle)
+        writerDutyCycle = try c.decode(.writerDutyCycle, default: 0.25)
     }
 
     func validate() throws(ConfigError) {
@@ -263,5 +274,8 @@ public struct CheckpointSection: Codable, Sendable {
             throw .invalid("checkpoint.zstd_level", zstdLevel, "must be between -7 (fastest) and 19 (-1 is the measured default)")
         }
         guard (0...19).contains(writerNice) else { throw .invalid("checkpoint.writer_nice", writerNice, "must be between 0 and 19") }
+        guard writerDutyCycle > 0 && writerDutyCycle <= 1 else {
+            throw .invalid("checkpoint.writer_duty_cycle", writerDutyCycle, "must be above 0 and at most 1 (1: the writer never pauses)")
+        }
     }
 }

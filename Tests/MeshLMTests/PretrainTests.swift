@@ -74,13 +74,13 @@ func losses(in run: URL) throws -> [Int: Double] {
         func runDirectory(_ name: String) -> URL {
             FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-resume-\(getpid())-\(name)")
         }
-        func train(_ ranks: Int, _ zero: Int, _ run: URL, stopAt: Int = 0) throws -> Launch {
+        func train(_ ranks: Int, _ zero: Int, _ run: URL, stopAt: Int = 0, extra: [String] = []) throws -> Launch {
             try Launcher.mpirun(ranks, "meshlm", ["pretrain", "--config", config,
                 "--set", "data.train=\(testShards.path)", "--set", "data.eval=\(testShards.path)", "--set", "run.dir=\(run.path)",
                 "--set", "train.steps=10",
                 "--set", "train.log_interval=1", "--set", "train.eval_interval=0", "--set", "train.seq_len=64",
                 "--set", "train.global_batch_size=8", "--set", "train.micro_batch_size=2", "--set", "train.stop_at_step=\(stopAt)",
-                "--set", "parallel.zero_stage=\(zero)"] + smallModel)
+                "--set", "parallel.zero_stage=\(zero)"] + smallModel + extra)
         }
         let whole = runDirectory("whole")
         let reference = try train(2, 1, whole)
@@ -89,13 +89,19 @@ func losses(in run: URL) throws -> [Int: Double] {
         #expect(expected.count == 10)
 
         let resumed = runDirectory("same")
-        let first = try train(2, 1, resumed, stopAt: 5)
+        // Saves at steps 2 and 4 are asynchronous (copied lazily by steps 2 and 4's optimizer),
+        // the one at the stop (5) is copied at the end of the run.
+        let first = try train(2, 1, resumed, stopAt: 5, extra: ["--set", "checkpoint.interval=2", "--set", "checkpoint.keep=5"])
         #expect(first.status == 0, "\(first.standardError)")
         #expect(FileManager.default.fileExists(atPath: resumed.appendingPathComponent("checkpoints/step_00000005/COMMITTED").path))
         let second = try train(2, 1, resumed)
         #expect(second.status == 0, "\(second.standardError)")
         #expect(second.standardOutput.contains("pretrain: resuming at step 5"))
         #expect(try losses(in: resumed) == expected, "resumed run differs from the uninterrupted one")
+        let fromLazy = try train(2, 1, resumed, extra: ["--resume-from", resumed.appendingPathComponent("checkpoints/step_00000004").path])
+        #expect(fromLazy.status == 0, "\(fromLazy.standardError)")
+        #expect(fromLazy.standardOutput.contains("pretrain: resuming at step 4"))
+        #expect(try losses(in: resumed) == expected, "the run resumed from the lazily copied step 4 differs from the uninterrupted one")
 
         // Saved on dp 4 with ZeRO-3, continued on dp 2 with ZeRO-1 and on one rank.
         for (ranks, zero) in [(2, 1), (1, 0)] {

@@ -36,6 +36,9 @@ static inline void meshlm_prefetch(const void *address) { __builtin_prefetch(add
 int meshlm_start_writeback(int descriptor, int64_t offset, int64_t length);
 /// Sets the calling thread's nice value (Linux threads have their own); 0 or -1 with errno.
 int meshlm_set_thread_nice(int nice);
+/// Puts the calling thread in Linux's SCHED_IDLE class: it runs only on a core no other thread
+/// wants, and a waking thread of the normal class preempts it at once; 0 or -1 with errno.
+int meshlm_set_thread_idle(void);
 /// Whether meshlm_crc32c_update can run here (x86-64 SSE4.2 compiled in and present).
 int meshlm_crc32c_hardware(void);
 /// The CRC-32C register after `bytes` (no initial or final inversion: the caller does those).
