@@ -222,11 +222,13 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         let socket = try RawConnection(port: server.port)
         try socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
         let first = try socket.receive()
-        #expect(first.contains("200"))
-        #expect(try await server.metric("meshlm_running_sequences") == 1)
+        // Hang up at once: anything between the first chunk and the close (a metrics request)
+        // gives a fast server time to finish all 500 tokens on a loaded machine.
         socket.close()
+        #expect(first.contains("200"))
         try await server.expectIdle()
-        #expect(try await server.metric("meshlm_generated_tokens_total") < 500)
+        let generated = try await server.metric("meshlm_generated_tokens_total")
+        #expect(generated >= 1 && generated < 500, "\(generated) tokens generated")
     }
 
     /// A non-streaming client that hangs up before its answer gets its sequence cancelled too.
@@ -241,10 +243,11 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
             running = try await server.metric("meshlm_running_sequences")
             if running == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
         }
-        #expect(running == 1)
         socket.close()
+        #expect(running == 1)
         try await server.expectIdle()
-        #expect(try await server.metric("meshlm_generated_tokens_total") < 500)
+        let generated = try await server.metric("meshlm_generated_tokens_total")
+        #expect(generated < 500, "\(generated) tokens generated")
     }
 
     /// A bounded queue answers 429 when full; every accepted request still completes.
