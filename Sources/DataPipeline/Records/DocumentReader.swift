@@ -9,14 +9,18 @@ public struct InputDocument: Sendable {
 
 /// Reads documents (DESIGN §4): JSONL (`.jsonl`, or `.jsonl.zst` decoded as a stream) with the
 /// text in `textField`, or a plain `.txt` file as one document. Blank JSONL lines are skipped;
-/// anything else that is not an object with a string `textField` is an error naming file:line.
+/// anything else that is not an object with a string `textField` (or not UTF-8) is an error
+/// naming file:line. JSONL lines go through `RecordReader`'s scanner, which checks each line
+/// and decodes only the text field instead of building a `JSONSerialization` value: every rank
+/// of `data tokenize` reads every document (30 MB corpus: 1.23 → 1.12 s on one rank, 1.05 →
+/// 0.94 s on two).
 public final class DocumentReader {
     public typealias Format = InputFormat
 
     public let path: String
     public let format: Format
     public let textField: String
-    private var lines: LineReader?
+    private let records: RecordReader?
     private var textConsumed = false
     private var textBytes = 0
 
@@ -39,39 +43,24 @@ public final class DocumentReader {
         self.format = format
         self.textField = textField
         switch format {
-        case .jsonl: lines = LineReader(try FileByteReader(path: path))
-        case .jsonlZstd: lines = LineReader(try ZstdByteReader(path: path))
-        case .text, .html: lines = nil
+        case .jsonl, .jsonlZstd:
+            var options = RecordReaderOptions(textField: textField)
+            options.emptyFileIsError = false
+            options.readsIdentifiers = false
+            records = try RecordReader(unit: WorkUnit(index: 0, path: path, format: format, name: path, bytes: 0), options: options)
+        case .text, .html:
+            records = nil
         }
     }
 
     /// Bytes of the file consumed so far (compressed bytes for `.zst`), for progress lines.
-    public var fileBytesRead: Int { lines?.fileBytesRead ?? textBytes }
+    public var fileBytesRead: Int { records?.fileBytesRead ?? textBytes }
 
     /// The next document, or nil at the end of the file.
     public func next() throws(DataError) -> InputDocument? {
-        guard let lines else { return try nextTextFile() }
-        while let line = try lines.next() {
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            let location = "\(path):\(lines.lineNumber)"
-            let object: Any
-            do {
-                object = try JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed])
-            } catch {
-                throw DataError("\(location): malformed JSON (expected one JSON object per line)")
-            }
-            guard let fields = object as? [String: Any] else {
-                throw DataError("\(location): expected a JSON object, found \(Self.kind(of: object))")
-            }
-            guard let value = fields[textField] else {
-                throw DataError("\(location): no '\(textField)' field (--text-field names the field that holds the text)")
-            }
-            guard let text = value as? String else {
-                throw DataError("\(location): field '\(textField)' is \(Self.kind(of: value)), not a string")
-            }
-            return InputDocument(text: text, location: location)
-        }
-        return nil
+        guard let records else { return try nextTextFile() }
+        guard let record = try records.next() else { return nil }
+        return InputDocument(text: record.text, location: "\(path):\(record.source.line)")
     }
 
     private func nextTextFile() throws(DataError) -> InputDocument? {
@@ -81,17 +70,5 @@ public final class DocumentReader {
         textBytes = data.count
         guard let text = String(data: data, encoding: .utf8) else { throw DataError("\(path): not valid UTF-8 text") }
         return InputDocument(text: text, location: path)
-    }
-
-    private static func kind(of value: Any) -> String {
-        switch value {
-        case is String: return "a string"
-        case is [Any]: return "an array"
-        case is [String: Any]: return "an object"
-        case is NSNull: return "null"
-        // JSON booleans arrive as NSNumber too, of the (private) class __NSCFBoolean.
-        case is NSNumber: return String(describing: type(of: value)).contains("Boolean") ? "a boolean" : "a number"
-        default: return "\(type(of: value))"
-        }
     }
 }

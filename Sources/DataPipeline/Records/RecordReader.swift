@@ -33,6 +33,11 @@ public struct RecordReaderOptions: Sendable {
     /// second pass over input already checked) sets this false: records then carry an empty
     /// `text`, and the line is still checked as JSON and UTF-8.
     public var decodeText = true
+    /// Whether a file without documents is an error (stages that keep a ledger of inputs) or
+    /// simply yields none (`DocumentReader`).
+    public var emptyFileIsError = true
+    /// Whether the id field is read (and checked); without it every id is generated.
+    public var readsIdentifiers = true
 
     public init(textField: String = "text", idField: String = "id", onError: InputErrorPolicy = .fail) {
         self.textField = textField
@@ -92,7 +97,7 @@ public final class RecordReader {
             }
             guard let line else {
                 finished = true
-                if recordCount == 0 && skipped.isEmpty {
+                if recordCount == 0 && skipped.isEmpty && options.emptyFileIsError {
                     try handle(DataError("\(unit.path): empty file (no documents)"))
                 }
                 return nil
@@ -134,7 +139,7 @@ public final class RecordReader {
             // JSON allows repeated keys; like Python's json, the last one wins.
             for field in scanned.fields {
                 if Self.key(field, in: bytes, equals: textKey) { textField = field }
-                if Self.key(field, in: bytes, equals: idKey) { idField = field }
+                if options.readsIdentifiers && Self.key(field, in: bytes, equals: idKey) { idField = field }
             }
             guard let textField else {
                 throw DataError("\(location): no '\(options.textField)' field (--text-field names the field that holds the text)")
