@@ -34,7 +34,7 @@ def parse():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    return parser.parse_args(), root
+    return parser.parse_args()
 
 
 def hf_config(model):
@@ -134,7 +134,7 @@ def write_gguf(path, config, tensors, vocabulary_path):
     writer.close()
 
 
-def prepare(args, root):
+def prepare(args):
     with open(args.model) as handle:
         config = hf_config(yaml.safe_load(handle))
     os.makedirs(args.work, exist_ok=True)
@@ -182,8 +182,8 @@ def meshlm_rate(args, checkpoint):
 
 
 def main():
-    args, root = parse()
-    config, checkpoint, gguf_path = prepare(args, root)
+    args = parse()
+    config, checkpoint, gguf_path = prepare(args)
     llama, meshlm, bounds = [], [], []
     for repeat in range(args.repeats):
         llama.append(llama_cpp_rate(args, gguf_path))

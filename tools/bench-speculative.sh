@@ -23,15 +23,8 @@ meshlm=$(swift build -c release --show-bin-path)/meshlm
 run() { echo "\$ $*" >&2; "$@"; }
 
 work=data/work
-if [ ! -f data/shards/train/manifest.json ] || [ ! -f "$work/tokenizer.json" ]; then
-    echo "== data: the quickstart's clean → dedup → BPE tokenizer → token shards"
-    rm -rf "$work" data/shards
-    run mpirun -np 2 "$meshlm" data clean --input data/corpus/train.jsonl.zst data/html --output "$work/clean"
-    run mpirun -np 2 "$meshlm" data dedup --input "$work/clean/kept" --output "$work/dedup"
-    run mpirun -np 2 "$meshlm" tokenizer train --input "$work/dedup/kept" --vocab-size 2048 --output "$work/tokenizer.json"
-    run mpirun -np 2 "$meshlm" data tokenize --input "$work/dedup/kept" --tokenizer "$work/tokenizer.json" --output data/shards/train
-    run "$meshlm" data tokenize --input data/corpus/eval.jsonl.zst --tokenizer "$work/tokenizer.json" --output data/shards/eval
-fi
+echo "== data: the quickstart's clean → dedup → BPE tokenizer → token shards (if missing)"
+bash tools/prepare-data.sh "$meshlm" >&2
 
 # Both models see the same data, seed, schedule and steps; they differ only in size.
 common=(--tokenizer-json "$work/tokenizer.json" --set train.steps="$steps" --set train.seq_len=128

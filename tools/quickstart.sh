@@ -19,14 +19,7 @@ run mpirun -np 2 "$meshlm" mesh --tp 2 --model configs/model/tiny.yaml
 
 echo "== data: clean → dedup → BPE tokenizer → token shards, on 2 ranks, from the shipped corpus"
 work=data/work
-if [ ! -f data/shards/train/manifest.json ] || [ ! -f "$work/tokenizer.json" ]; then
-    rm -rf "$work" data/shards
-    run mpirun -np 2 "$meshlm" data clean --input data/corpus/train.jsonl.zst data/html --output "$work/clean"
-    run mpirun -np 2 "$meshlm" data dedup --input "$work/clean/kept" --output "$work/dedup"
-    run mpirun -np 2 "$meshlm" tokenizer train --input "$work/dedup/kept" --vocab-size 2048 --output "$work/tokenizer.json"
-    run mpirun -np 2 "$meshlm" data tokenize --input "$work/dedup/kept" --tokenizer "$work/tokenizer.json" --output data/shards/train
-    run "$meshlm" data tokenize --input data/corpus/eval.jsonl.zst --tokenizer "$work/tokenizer.json" --output data/shards/eval
-fi
+bash tools/prepare-data.sh "$meshlm"
 
 echo "== pretraining the tiny model on 2 ranks (data parallel), then tensor × pipeline parallel from its checkpoint"
 rm -rf runs/tiny

@@ -220,7 +220,7 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         defer { server.stop() }
         let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":500,"ignore_eos":true,"stream":true}"#
         let socket = try RawConnection(port: server.port)
-        try socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        try socket.postCompletion(body)
         let first = try socket.receive()
         // Hang up at once: anything between the first chunk and the close (a metrics request)
         // gives a fast server time to finish all 500 tokens on a loaded machine.
@@ -237,7 +237,7 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         defer { server.stop() }
         let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":500,"ignore_eos":true}"#
         let socket = try RawConnection(port: server.port)
-        try socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        try socket.postCompletion(body)
         var running = 0
         for _ in 0..<200 where running == 0 {
             running = try await server.metric("meshlm_running_sequences")
@@ -270,7 +270,7 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         defer { server.stop() }
         let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":200,"ignore_eos":true,"stream":true}"#
         let socket = try RawConnection(port: server.port)
-        try socket.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        try socket.postCompletion(body)
         var received = try socket.receive()
         kill(server.process.processIdentifier, SIGTERM)
         while !received.contains("data: [DONE]") {
@@ -322,6 +322,11 @@ final class RawConnection {
     func send(_ text: String) throws {
         let bytes = Array(text.utf8)
         guard write(descriptor, bytes, bytes.count) == bytes.count else { throw ServingError(.checkpoint, "short write") }
+    }
+
+    /// Sends `POST /v1/completions` with the JSON `body`, without waiting for the answer.
+    func postCompletion(_ body: String) throws {
+        try send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
     }
 
     func receive() throws -> String {
