@@ -59,7 +59,8 @@ let package = Package(
             swiftSettings: nativeSwift),
 
         // Multi-rank checks that Tests/MeshLMTests launches under mpirun.
-        .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint"], path: "Tests/MPIChecks",
+        .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint", "Tensors", "Model", "Parallel", "Training"],
+                          path: "Tests/MPIChecks",
                           swiftSettings: nativeSwift),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Runtime", "Training", "Model"], swiftSettings: nativeSwift),

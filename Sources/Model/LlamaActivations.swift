@@ -17,6 +17,9 @@ import Tensors
 ///     sequence parallel   N·C + 2·M·C  (only with sequence parallelism)
 ///
 /// (`LlamaActivations.elementCount`), fp32, plus 3·N Int32 for tokens, targets and positions.
+/// A forward-only model (references, reward scoring, evaluation) keeps two residual-stream
+/// slices that layers alternate between, one set of saved layer activations, and no gradient
+/// scratch.
 /// The logits, N·V, are usually the largest single view; backward turns them into their own
 /// gradient in place.
 final class LlamaActivations {
@@ -56,6 +59,8 @@ final class LlamaActivations {
     /// embedding output and `residual(L)` the final norm's input.
     private let residualStream: UnsafeMutablePointer<Float>
     private let residualSize: Int
+    /// Residual-stream slices held: L + 1, or 2 for a forward-only model.
+    private let residualSlices: Int
     /// L sets, or one reused by every layer when recomputing.
     private let savedLayers: [Layer]
 
@@ -102,26 +107,28 @@ final class LlamaActivations {
 
     /// Floats in the arena (the formula in the type's comment).
     static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, layerCount: Int,
-                             hasHead: Bool, recompute: Bool) -> Int {
+                             hasHead: Bool, recompute: Bool, forwardOnly: Bool = false) -> Int {
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
-        let savedLayerCount = recompute ? Swift.min(1, layerCount) : layerCount
-        return (layerCount + 1) * m * c
+        let savedLayerCount = recompute || forwardOnly ? Swift.min(1, layerCount) : layerCount
+        let residualSlices = forwardOnly ? Swift.min(2, layerCount + 1) : layerCount + 1
+        let gradientScratch = forwardOnly ? 0 : n * (c + 3 * i + 3 * q + 3 * k) + m * c + (m < n ? m * c : 0)
+        return residualSlices * m * c
             + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2))
             + (hasHead ? n * (c + v) + m : 0) + 2 * n
-            + n * (c + 3 * i + 3 * q + 3 * k) + m * c
-            + (m < n ? n * c + 2 * m * c : 0)
+            + gradientScratch
+            + (m < n ? n * c + m * c : 0)
     }
 
     init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, localTokenCount m: Int, layerCount: Int,
-         hasHead: Bool, recompute: Bool) {
+         hasHead: Bool, recompute: Bool, forwardOnly: Bool = false) {
         let n = microBatchSize * sequenceLength
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let count = LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: m, layerCount: layerCount,
-                                                  hasHead: hasHead, recompute: recompute)
+                                                  hasHead: hasHead, recompute: recompute, forwardOnly: forwardOnly)
         arena = Tensor(shape: [count])
         // Large views first, the [N]-sized ones last, so the large ones start on 64-byte
         // boundaries whenever N·C, N·I… are multiples of 16.
@@ -131,8 +138,9 @@ final class LlamaActivations {
             return next
         }
         residualSize = m * c
-        residualStream = take((layerCount + 1) * m * c)
-        let savedLayerCount = recompute ? Swift.min(1, layerCount) : layerCount
+        residualSlices = forwardOnly ? Swift.min(2, layerCount + 1) : layerCount + 1
+        residualStream = take(residualSlices * m * c)
+        let savedLayerCount = recompute || forwardOnly ? Swift.min(1, layerCount) : layerCount
         var layers: [Layer] = []
         for _ in 0..<savedLayerCount {
             layers.append(Layer(
@@ -144,21 +152,23 @@ final class LlamaActivations {
         savedLayers = layers
         finalNorm = take(hasHead ? n * c : 0)
         logits = take(hasHead ? n * v : 0)
-        residualGradient = take(m * c)
-        normGradient = take(n * c)
-        mlpActivationGradient = take(n * i)
-        gateGradient = take(n * i)
-        upGradient = take(n * i)
-        attentionOutputGradient = take(n * q)
-        queryGradient = take(n * q)
-        keyGradient = take(n * k)
-        valueGradient = take(n * k)
-        queryProjectionGradient = take(n * q)
-        keyProjectionGradient = take(n * k)
+        // A forward-only model has no gradient scratch: these views are empty.
+        let g = forwardOnly ? 0 : 1
+        residualGradient = take(g * m * c)
+        normGradient = take(g * n * c)
+        mlpActivationGradient = take(g * n * i)
+        gateGradient = take(g * n * i)
+        upGradient = take(g * n * i)
+        attentionOutputGradient = take(g * n * q)
+        queryGradient = take(g * n * q)
+        keyGradient = take(g * n * k)
+        valueGradient = take(g * n * k)
+        queryProjectionGradient = take(g * n * q)
+        keyProjectionGradient = take(g * n * k)
         let sequenceParallel = m < n
         fullRows = sequenceParallel ? take(n * c) : nil
         localNorm = sequenceParallel ? take(m * c) : nil
-        localNormGradient = sequenceParallel ? take(m * c) : nil
+        localNormGradient = sequenceParallel ? take(g * m * c) : nil
         finalRstd = take(hasHead ? m : 0)
         losses = take(n)
         lossLogSumExp = take(n)
@@ -174,7 +184,7 @@ final class LlamaActivations {
     }
 
     func residual(_ index: Int) -> UnsafeMutablePointer<Float> {
-        residualStream + index * residualSize
+        residualStream + index % residualSlices * residualSize
     }
 
     /// The saved activations of layer `index` (the one shared set when recomputing).

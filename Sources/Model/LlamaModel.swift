@@ -31,6 +31,9 @@ public final class LlamaModel {
     public let sequenceLength: Int
     /// Whether forward keeps only each layer's input and backward recomputes the rest of the layer.
     public let recompute: Bool
+    /// Whether the model only runs forward (references, scoring, evaluation): activations are
+    /// sized for inference (`LlamaActivations`) and `backward` is refused.
+    public let forwardOnly: Bool
     /// Whether attention is masked per document: a token attends only to earlier tokens of its
     /// own document. Documents are where positions restart (position ≠ previous position + 1),
     /// the rule transformers uses for packed sequences.
@@ -56,6 +59,10 @@ public final class LlamaModel {
     let epsilon: Float
     /// Per-row statistics of the vocabulary-parallel loss ([2, B·T]); empty without a split vocabulary.
     let vocabularyStatistics: Tensor
+    /// [B·T] log p(target) of the last forward with targets (0 where ignored); empty without the head.
+    private let logProbabilities: Tensor
+    /// [B·T] ∂loss/∂log p(target) that backward starts from; empty without the head.
+    private let logProbabilityGradients: Tensor
 
     private enum State { case empty, logits, loss }
     /// What the arena holds: backward needs a forward with targets since the last backward.
@@ -67,12 +74,13 @@ public final class LlamaModel {
     ///   - recompute: per-layer activation recomputation (less memory, one more layer forward
     ///     per layer in backward); results are bitwise the same either way.
     ///   - documentMasking: attention masked per document of a packed row (see the property).
+    ///   - forwardOnly: no backward; activations sized for inference.
     ///   - regions: the tensor-parallel hooks when `config` holds one rank's share of the model.
     ///   - part: a pipeline stage's layers (whole model by default); a part without the
     ///     embedding takes its input in `stageInput`, one without the head leaves its output in
     ///     `stageOutput` and takes the gradient of that output in `stageOutputGradient`.
     public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, recompute: Bool = false,
-                documentMasking: Bool = false, threads: KernelThreads = .single,
+                documentMasking: Bool = false, forwardOnly: Bool = false, threads: KernelThreads = .single,
                 regions: any TensorParallelRegions = SingleDeviceRegions(), part: ModelPart? = nil) {
         precondition(microBatchSize >= 1 && sequenceLength >= 1,
                      "micro-batch size \(microBatchSize) and sequence length \(sequenceLength) must be at least 1")
@@ -81,10 +89,14 @@ public final class LlamaModel {
         self.microBatchSize = microBatchSize
         self.sequenceLength = sequenceLength
         self.recompute = recompute
+        self.forwardOnly = forwardOnly
         self.documentMasking = documentMasking
         self.threads = threads
         self.regions = regions
         vocabularyStatistics = Tensor(shape: [regions.vocabularyStart == nil ? 0 : 2 * microBatchSize * sequenceLength])
+        let headRows = (part ?? .whole(config)).hasHead ? microBatchSize * sequenceLength : 0
+        logProbabilities = Tensor(shape: [headRows])
+        logProbabilityGradients = Tensor(shape: [headRows])
         localTokenCount = regions.localTokenCount(of: microBatchSize * sequenceLength)
         let part = part ?? .whole(config)
         self.part = part
@@ -96,7 +108,7 @@ public final class LlamaModel {
         rope = RoPETable(config: config)
         activations = LlamaActivations(config: config, microBatchSize: microBatchSize, sequenceLength: sequenceLength,
                                        localTokenCount: localTokenCount, layerCount: part.layers.count,
-                                       hasHead: part.hasHead, recompute: recompute)
+                                       hasHead: part.hasHead, recompute: recompute, forwardOnly: forwardOnly)
     }
 
     /// [M, C] a part without the embedding: where its input (the previous stage's output) goes
@@ -114,11 +126,13 @@ public final class LlamaModel {
     /// Floats in the activation arena of a model with these sizes (see `LlamaActivations`);
     /// `localTokenCount` is the residual stream's rows with sequence parallelism.
     public static func activationCount(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int,
-                                       localTokenCount: Int? = nil, part: ModelPart? = nil, recompute: Bool) -> Int {
+                                       localTokenCount: Int? = nil, part: ModelPart? = nil, recompute: Bool,
+                                       forwardOnly: Bool = false) -> Int {
         let n = microBatchSize * sequenceLength
         let part = part ?? .whole(config)
         return LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: localTokenCount ?? n,
-                                             layerCount: part.layers.count, hasHead: part.hasHead, recompute: recompute)
+                                             layerCount: part.layers.count, hasHead: part.hasHead, recompute: recompute,
+                                             forwardOnly: forwardOnly)
     }
 
     var tokenCount: Int { microBatchSize * sequenceLength }
@@ -168,6 +182,34 @@ public final class LlamaModel {
         UnsafeBufferPointer(start: activations.losses, count: tokenCount)
     }
 
+    /// The last forward's log p(target) per token [B, T] (−`tokenLosses`; 0 where the target is
+    /// ignored): what an objective turns into a loss. Needs the head.
+    public var tokenLogProbabilities: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: logProbabilities.pointer, count: logProbabilities.count)
+    }
+
+    /// [B, T] ∂loss/∂log p(target) per token, written by the caller (an objective) between a
+    /// forward with targets and `backward(parameters:)`; rows whose target is ignored are not read.
+    public var logProbabilityGradient: UnsafeMutableBufferPointer<Float> {
+        logProbabilityGradients.buffer
+    }
+
+    /// Σ and count of log p(target) over the counted targets of each span of the last forward's
+    /// [B·T] rows (a span is usually one sequence: see `MicroBatch.sequenceSpans`), summed in
+    /// Double in row order.
+    public func sequenceLogProbabilities(over spans: [Range<Int>]) -> [SequenceLogProbability] {
+        precondition(part.hasHead, "log-probabilities need the model's head; this part is \(part)")
+        let a = activations
+        return spans.map { span in
+            var total = SequenceLogProbability(sum: 0, count: 0)
+            for row in span where a.targets[row] != CrossEntropy.defaultIgnoreIndex {
+                total.sum += Double(logProbabilities.pointer[row])
+                total.count += 1
+            }
+            return total
+        }
+    }
+
     private func checkCount(_ values: [Int32], _ name: String) {
         precondition(values.count == tokenCount,
                      "\(name) holds \(values.count) ids; this model takes [\(microBatchSize), \(sequenceLength)]")
@@ -192,7 +234,7 @@ public final class LlamaModel {
                     rowCount: tokenCount, vocabularySize: config.vocabSize, threads: threads)
             }
         }
-        state = .loss
+        for row in 0..<tokenCount { logProbabilities.pointer[row] = -a.losses[row] }
         return total
     }
 
@@ -331,19 +373,32 @@ public final class LlamaModel {
 
     // MARK: Backward
 
-    /// Accumulates the gradients of `lossScale × lossSum` of the last `forward` into the
-    /// parameters' gradients (usually lossScale = 1 / global target count, so the gradients are
-    /// those of the mean loss). Consumes the forward's activations: the logits become their own
-    /// gradient, so each backward needs a forward with targets before it. A part without the
-    /// head starts from `stageOutputGradient`; one without the embedding ends with
-    /// `stageInputGradient`.
+    /// `backward(parameters:)` of `lossScale × lossSum` of the last `forward` (usually lossScale
+    /// = 1 / global target count, the mean next-token loss): every counted token's
+    /// ∂loss/∂log p is −lossScale.
     public func backward(lossScale: Float, parameters: any ParameterAccess) {
+        if part.hasHead {
+            let targets = activations.targets
+            for row in 0..<tokenCount {
+                logProbabilityGradients.pointer[row] = targets[row] == CrossEntropy.defaultIgnoreIndex ? 0 : -lossScale
+            }
+        }
+        backward(parameters: parameters)
+    }
+
+    /// Accumulates into the parameters' gradients those of the loss whose gradient with respect
+    /// to each token's log p(target) is in `logProbabilityGradient` (written after the last
+    /// forward). Consumes the forward's activations: the logits become their own gradient, so
+    /// each backward needs a forward with targets before it. A part without the head starts
+    /// from `stageOutputGradient`; one without the embedding ends with `stageInputGradient`.
+    public func backward(parameters: any ParameterAccess) {
+        precondition(!forwardOnly, "backward on a forward-only model")
         precondition(state == .loss, "backward needs a forward with targets since the last backward")
         checkLayout(parameters.layout)
         state = .empty
         let a = activations
         let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
-        let tiedTableGradient = headOffsets.flatMap { headBackward(lossScale: lossScale, parameters: parameters, offsets: $0) }
+        let tiedTableGradient = headOffsets.flatMap { headBackward(parameters: parameters, offsets: $0) }
 
         for (local, layer) in part.layers.enumerated().reversed() {
             let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[local])
@@ -372,7 +427,7 @@ public final class LlamaModel {
     /// The head's backward: loss → logits (in place) → lm_head → model.norm → the gradient of
     /// the last layer's output in `residualGradient`. Returns the tied table's gradient, which
     /// stays acquired until the embedding's backward.
-    private func headBackward(lossScale: Float, parameters: any ParameterAccess, offsets: HeadOffsets) -> UnsafeMutablePointer<Float>? {
+    private func headBackward(parameters: any ParameterAccess, offsets: HeadOffsets) -> UnsafeMutablePointer<Float>? {
         let a = activations
         let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
         let tied = offsets.languageModelHead == nil
@@ -391,8 +446,8 @@ public final class LlamaModel {
         }
         timed(.crossEntropy, .backward) {
             CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
-                                  targets: a.targets, rowCount: n, vocabularySize: v, scale: lossScale,
-                                  vocabularyStart: regions.vocabularyStart ?? 0, threads: threads)
+                                  targets: a.targets, logProbabilityGradient: logProbabilityGradients.pointer,
+                                  rowCount: n, vocabularySize: v, vocabularyStart: regions.vocabularyStart ?? 0, threads: threads)
         }
         zero(a.normGradient, n * c)
         timed(.matmul, .backward) {
@@ -553,5 +608,18 @@ public final class LlamaModel {
     @inline(__always)
     private func timed(_ kernel: StepProfile.Kernel, _ direction: StepProfile.Direction, _ body: () -> Void) {
         if let profile { profile.measure(kernel, direction, body) } else { body() }
+    }
+}
+
+/// Σ log p(target) over a sequence's counted targets, and how many counted.
+public struct SequenceLogProbability: Sendable, Equatable {
+    public var sum: Double
+    public var count: Int
+    /// `sum / count`, or 0 when nothing counted (length-normalized, as IPO and SimPO use it).
+    public var mean: Double { count == 0 ? 0 : sum / Double(count) }
+
+    public init(sum: Double, count: Int) {
+        self.sum = sum
+        self.count = count
     }
 }

@@ -38,6 +38,9 @@ public final class DataParallelParameters: ParameterAccess {
     public let shards: ShardLayout
     public let stage: ZeroStage
     public let communicator: Communicator
+    /// False for a forward-only model (a reference or a scorer): parameters only, no gradients,
+    /// no optimizer state.
+    public let isTrainable: Bool
     private let threads: KernelThreads
 
     /// Padded full parameters (stages 0–2); nil at stage 3.
@@ -68,18 +71,22 @@ public final class DataParallelParameters: ParameterAccess {
     /// cleared): the save's copy rides on the optimizer's pass over memory.
     public var snapshot: StateSnapshot?
 
-    public init(layout: ParameterLayout, stage: ZeroStage, communicator: Communicator, threads: KernelThreads = .single) {
+    /// - Parameter trainable: false for a forward-only model: no gradient or optimizer memory
+    ///   (`acquireGradients` and `step` are then programmer errors).
+    public init(layout: ParameterLayout, stage: ZeroStage, communicator: Communicator, threads: KernelThreads = .single,
+                trainable: Bool = true) {
         self.layout = layout
         self.stage = stage
         self.communicator = communicator
+        self.isTrainable = trainable
         self.threads = threads
         let shards = ShardLayout(layout: layout, degree: communicator.size, rank: communicator.rank)
         self.shards = shards
         fullParameters = stage == .parameters ? nil : Tensor(shape: [shards.paddedCount])
         parameterShard = stage == .parameters ? Tensor(shape: [shards.shardCount]) : nil
-        fullGradients = stage.rawValue <= 1 ? Tensor(shape: [shards.paddedCount]) : nil
-        gradientShard = stage.rawValue >= 1 ? Tensor(shape: [shards.shardCount]) : nil
-        let stateCount = stage == .none ? shards.paddedCount : shards.shardCount
+        fullGradients = trainable && stage.rawValue <= 1 ? Tensor(shape: [shards.paddedCount]) : nil
+        gradientShard = trainable && stage.rawValue >= 1 ? Tensor(shape: [shards.shardCount]) : nil
+        let stateCount = !trainable ? 0 : stage == .none ? shards.paddedCount : shards.shardCount
         firstMoments = Tensor(shape: [stateCount])
         secondMoments = Tensor(shape: [stateCount])
         progressThread = communicator.size > 1 ? ProgressThread() : nil
@@ -138,6 +145,7 @@ public final class DataParallelParameters: ParameterAccess {
     }
 
     public func acquireGradients(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {
+        precondition(isTrainable, "gradients of a forward-only model's \(block)")
         progress()
         let info = shards[block]
         if let fullGradients { return fullGradients.pointer + info.paddedOffset }
@@ -227,6 +235,7 @@ public final class DataParallelParameters: ParameterAccess {
     /// Scales the reduced gradients by `gradientScale` (clipping), applies AdamW to this rank's
     /// share, all-gathers the parameters where needed (stages 1–2), and zeroes the gradients.
     public func step(settings: AdamW.Settings, stepNumber: Int, gradientScale: Float) throws {
+        precondition(isTrainable, "an optimizer step on a forward-only model")
         let decaying = settings
         var constant = settings
         constant.weightDecay = 0

@@ -61,18 +61,20 @@ public enum CrossEntropy {
         return total
     }
 
-    /// Writes `logitsGradient = (softmax(logits) − onehot(target)) · scale` per counted row, and 0
-    /// for ignored rows. The logits may be a vocabulary slice starting at id `vocabularyStart`
-    /// (tensor parallel), with `logSumExp` the whole vocabulary's.
+    /// Writes `logitsGradient = (onehot(target) − softmax(logits)) · g[row]` per counted row, and
+    /// 0 for ignored rows, where `g = logProbabilityGradient` is ∂loss/∂log p(target) of each row
+    /// (the objective's per-token weight: −1 / (global target count) for the mean next-token
+    /// loss). The logits may be a vocabulary slice starting at id `vocabularyStart` (tensor
+    /// parallel), with `logSumExp` the whole vocabulary's.
     ///
     /// Unlike the other kernels this *writes*: the loss starts backward, so there is nothing to
     /// accumulate into, and writing lets `logitsGradient` be the `logits` buffer itself (the
-    /// largest activation turns into its gradient in place). `scale` is usually
-    /// 1 / (global target count).
+    /// largest activation turns into its gradient in place).
     public static func backward(
         logitsGradient: UnsafeMutablePointer<Float>,
         logSumExp: UnsafePointer<Float>, logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
-        rowCount: Int, vocabularySize: Int, scale: Float, ignoreIndex: Int32 = defaultIgnoreIndex,
+        logProbabilityGradient: UnsafePointer<Float>,
+        rowCount: Int, vocabularySize: Int, ignoreIndex: Int32 = defaultIgnoreIndex,
         vocabularyStart: Int = 0, threads: KernelThreads = .single
     ) {
         threads.parallelFor(0..<rowCount) { rows in
@@ -84,6 +86,8 @@ public enum CrossEntropy {
                     dx.update(repeating: 0, count: vocabularySize)
                     continue
                 }
+                // ∂loss/∂(−log p): the factor of softmax − onehot (negation is exact).
+                let scale = -logProbabilityGradient[row]
                 let shift = Vector.Lanes(repeating: logSumExp[row])
                 var index = 0
                 while index + Vector.width <= vocabularySize {

@@ -40,7 +40,7 @@ public struct CheckpointMesh: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The elements of every parameter that rank `rank` of this mesh saves (the same split for
-    /// parameters and both AdamW moments), as `Pretrainer.stageCheckpoint` saves them: the rank's
+    /// parameters and both AdamW moments), as `Trainer.stageCheckpoint` saves them: the rank's
     /// pipeline stage and tensor slice of each tensor (runs of the global tensor), its ZeRO shard
     /// of those, and replicated tensors once. Ranks are in mesh order (tp fastest, then dp, then pp).
     public func ownedElements(model: LlamaConfig, sequenceLength: Int, rank: Int) -> [(entry: ParameterLayout.Entry, elements: Range<Int>)] {

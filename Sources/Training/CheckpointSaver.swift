@@ -16,7 +16,7 @@ import Runtime
 ///
 /// Every method is collective: all ranks call it at the same step.
 public final class CheckpointSaver {
-    public let trainer: Pretrainer
+    public let trainer: Trainer
     public let extras: CheckpointExtras
     public var isAsynchronous: Bool
     /// Asynchronous saves copy lazily, in the next optimizer step (true), or at the boundary
@@ -26,7 +26,7 @@ public final class CheckpointSaver {
     /// The staging buffer every save copies into: allocated once, reused.
     private let staging = CheckpointStaging()
 
-    public init(trainer: Pretrainer, extras: CheckpointExtras, asynchronous: Bool? = nil) {
+    public init(trainer: Trainer, extras: CheckpointExtras, asynchronous: Bool? = nil) {
         self.trainer = trainer
         self.extras = extras
         self.isAsynchronous = asynchronous ?? trainer.config.checkpoint.async

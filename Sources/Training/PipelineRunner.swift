@@ -61,12 +61,15 @@ final class PipelineRunner {
         2 * (microBatch * virtualStageCount + virtual) + (gradient ? 1 : 0)
     }
 
-    /// Forward and backward of every micro-batch under the schedule; returns the loss sum over
-    /// this rank's counted targets (non-zero on the last stage only).
-    func run(batches: [MicroBatch], lossScale: Float, parameters: DataParallelParameters, access: any ParameterAccess) throws -> Double {
+    /// What the last virtual stage does between a micro-batch's forward and its backward: run
+    /// the objective on the model's log-probabilities, leaving the gradient backward starts from.
+    typealias HeadAction = (_ model: LlamaModel, _ batch: MicroBatch, _ crossEntropy: CrossEntropy.Total) -> Void
+
+    /// Forward and backward of every micro-batch under the schedule; `head` runs on the last
+    /// virtual stage after each micro-batch's forward.
+    func run(batches: [MicroBatch], parameters: DataParallelParameters, access: any ParameterAccess, head: HeadAction) throws {
         precondition(batches.count == microBatchCount, "\(batches.count) micro-batches for a schedule of \(microBatchCount)")
         waitSeconds = 0
-        var lossSum = 0.0
         var slotOf: [[Int]: Int] = [:]  // [chunk, micro-batch] → slot
         var freeSlots = models.map { Array((0..<$0.count).reversed()) }
         var lastBackward = [Int](repeating: -1, count: chunkCount)
@@ -78,8 +81,8 @@ final class PipelineRunner {
             case .forward(let microBatch, let chunk):
                 guard let slot = freeSlots[chunk].popLast() else { preconditionFailure("no free activation slot for chunk \(chunk)") }
                 slotOf[[chunk, microBatch]] = slot
-                lossSum += try forward(models[chunk][slot], chunk: chunk, microBatch: microBatch, batch: batches[microBatch],
-                                       access: access).lossSum
+                try forward(models[chunk][slot], chunk: chunk, microBatch: microBatch, batch: batches[microBatch],
+                            access: access, head: head)
             case .backward(let microBatch, let chunk):
                 guard let slot = slotOf.removeValue(forKey: [chunk, microBatch]) else { preconditionFailure("backward before forward") }
                 let model = models[chunk][slot]
@@ -89,7 +92,7 @@ final class PipelineRunner {
                                 tag: tag(microBatch: microBatch, virtual: virtual, gradient: true))
                 }
                 parameters.isLastMicroBatch = index == lastBackward[chunk]
-                model.backward(lossScale: lossScale, parameters: access)
+                model.backward(parameters: access)
                 if virtual > 0 {
                     try send(model.stageInputGradient, count: model.stageElementCount, to: rank(ofVirtual: virtual - 1),
                              tag: tag(microBatch: microBatch, virtual: virtual - 1, gradient: true))
@@ -99,29 +102,24 @@ final class PipelineRunner {
             try collectSends(waiting: false)
         }
         try collectSends(waiting: true)
-        return lossSum
     }
 
-    /// Forward only, micro-batch by micro-batch through every chunk (evaluation); returns the
-    /// loss sum and target count on this rank (non-zero on the last stage only).
-    func evaluate(batches: [MicroBatch], access: any ParameterAccess) throws -> (lossSum: Double, count: Int) {
-        var lossSum = 0.0, count = 0
+    /// Forward only, micro-batch by micro-batch through every chunk (evaluation); `head` runs
+    /// on the last virtual stage after each forward.
+    func evaluate(batches: [MicroBatch], access: any ParameterAccess, head: HeadAction) throws {
         for (index, batch) in batches.enumerated() {
             for chunk in 0..<chunkCount {
-                let total = try forward(models[chunk][0], chunk: chunk, microBatch: index, batch: batch, access: access)
-                lossSum += total.lossSum
-                count += total.targetCount
+                try forward(models[chunk][0], chunk: chunk, microBatch: index, batch: batch, access: access, head: head)
             }
         }
         try collectSends(waiting: true)
-        return (lossSum, count)
     }
 
     /// One micro-batch forward through chunk `chunk` on `model`: its input from the previous
     /// virtual stage (unless it holds the embedding), its output to the next (unless it holds
-    /// the head, whose loss total it returns).
+    /// the head, where `head` runs).
     private func forward(_ model: LlamaModel, chunk: Int, microBatch: Int, batch: MicroBatch,
-                         access: any ParameterAccess) throws -> CrossEntropy.Total {
+                         access: any ParameterAccess, head: HeadAction) throws {
         let virtual = virtualStage(chunk)
         if virtual > 0 {
             try receive(into: model.stageInput, count: model.stageElementCount, from: rank(ofVirtual: virtual - 1),
@@ -133,8 +131,9 @@ final class PipelineRunner {
         if virtual < virtualStageCount - 1 {
             try send(model.stageOutput, count: model.stageElementCount, to: rank(ofVirtual: virtual + 1),
                      tag: tag(microBatch: microBatch, virtual: virtual + 1, gradient: false))
+        } else {
+            head(model, batch, total)
         }
-        return total
     }
 
     private func receive(into destination: UnsafeMutablePointer<Float>, count: Int, from source: Int, tag: Int) throws {

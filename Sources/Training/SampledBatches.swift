@@ -28,7 +28,8 @@ public final class SampledBatches: BatchSource {
     public func microBatches(step: Int) throws -> [MicroBatch] {
         try sampler.localMicroBatches(at: sampler.position(ofStep: step), rank: rank).map { indices in
             let batch = try samples.batch(indices)
-            return MicroBatch(tokens: batch.inputs, targets: batch.targets, positions: batch.positions)
+            return MicroBatch(tokens: batch.inputs, targets: batch.targets, positions: batch.positions,
+                              sequenceLength: samples.sequenceLength)
         }
     }
 }

@@ -56,7 +56,7 @@ struct BenchCheckpointCommand: ParsableCommand {
             let trainer = try world.collectively {
                 let dims = try ParallelDims(worldSize: world.size, pipelineDegree: 1, dataDegree: nil, contextDegree: 1,
                                             tensorDegree: 1, expertDegree: 1)
-                return try Pretrainer(config: config, mesh: try DeviceMesh(world: world, dims: dims),
+                return try Trainer(config: config, mesh: try DeviceMesh(world: world, dims: dims),
                                       threads: KernelThreads(count: context.threads), log: log)
             }
             var generator = SplitMix64(seed: 42, stream: UInt64(world.rank))
@@ -64,7 +64,8 @@ struct BenchCheckpointCommand: ParsableCommand {
                 let count = microBatch * seqLen
                 var tokens = [Int32](repeating: 0, count: count + 1)
                 for index in tokens.indices { tokens[index] = Int32(generator.next() % UInt64(config.model.vocabSize)) }
-                return [MicroBatch(tokens: Array(tokens[..<count]), targets: Array(tokens[1...]), positions: (0..<count).map { Int32($0 % seqLen) })]
+                return [MicroBatch(tokens: Array(tokens[..<count]), targets: Array(tokens[1...]), positions: (0..<count).map { Int32($0 % seqLen) },
+                                   sequenceLength: seqLen)]
             }
             var step = 0
             func timedStep() throws -> Double {

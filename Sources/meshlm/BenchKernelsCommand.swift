@@ -96,6 +96,8 @@ struct BenchKernelsCommand: ParsableCommand {
             let vocabulary = 32_768, logitRows = elements / vocabulary
             let targets = (0..<logitRows).map { Int32(($0 * 7919) % vocabulary) }
             let losses = Tensor(shape: [logitRows]), logSumExp = Tensor(shape: [logitRows])
+            let logProbabilityGradient = Tensor(shape: [logitRows])
+            logProbabilityGradient.fill(-1 / Float(logitRows))
             withIDs(targets) { targets in
                 bandwidth("softmax_cross_entropy.forward", "\(logitRows)×\(vocabulary)", bytes: 4 * n, time {
                     CrossEntropy.forward(losses: losses.pointer, logSumExp: logSumExp.pointer, logits: a.pointer,
@@ -103,8 +105,8 @@ struct BenchKernelsCommand: ParsableCommand {
                 })
                 bandwidth("softmax_cross_entropy.backward", "\(logitRows)×\(vocabulary)", bytes: 8 * n, time {
                     CrossEntropy.backward(logitsGradient: b.pointer, logSumExp: logSumExp.pointer, logits: a.pointer,
-                                          targets: targets, rowCount: logitRows, vocabularySize: vocabulary,
-                                          scale: 1 / Float(logitRows), threads: threads)
+                                          targets: targets, logProbabilityGradient: logProbabilityGradient.pointer,
+                                          rowCount: logitRows, vocabularySize: vocabulary, threads: threads)
                 })
             }
 

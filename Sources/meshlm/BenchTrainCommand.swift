@@ -53,7 +53,7 @@ struct BenchTrainCommand: ParsableCommand {
                 return (config, try DeviceMesh(world: world, dims: dims))
             }
             let trainer = try world.collectively {
-                try Pretrainer(config: config, mesh: mesh, threads: KernelThreads(count: context.threads), log: log)
+                try Trainer(config: config, mesh: mesh, threads: KernelThreads(count: context.threads), log: log)
             }
             let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.1), .sum)
             if !bench.json { log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
@@ -66,7 +66,7 @@ struct BenchTrainCommand: ParsableCommand {
                     var tokens = [Int32](repeating: 0, count: count + 1)
                     for index in tokens.indices { tokens[index] = Int32(generator.next() % UInt64(config.model.vocabSize)) }
                     let positions = (0..<count).map { Int32($0 % seqLen) }
-                    return MicroBatch(tokens: Array(tokens[..<count]), targets: Array(tokens[1...]), positions: positions)
+                    return MicroBatch(tokens: Array(tokens[..<count]), targets: Array(tokens[1...]), positions: positions, sequenceLength: seqLen)
                 }
             }
             _ = try trainer.step(0, batches: batch())

@@ -59,7 +59,7 @@ struct PretrainCommand: ParsableCommand {
                 }
                 return (settings, mesh, trainBatches, evalBatches)
             }
-            let trainer = try world.collectively { try Pretrainer(config: settings, mesh: mesh, threads: threads, log: log) }
+            let trainer = try world.collectively { try Trainer(config: settings, mesh: mesh, threads: threads, log: log) }
             // A run with a committed checkpoint continues from it (any dp degree or ZeRO stage).
             let start: Int = try world.collectively {
                 if let initFrom {
@@ -91,7 +91,7 @@ struct PretrainCommand: ParsableCommand {
             log.info("pretrain: \(settings.model.parameterCount.formatted) parameters; mesh \(mesh.dims); ZeRO stage \(settings.parallel.zeroStage); "
                      + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
                      + "\(trainBatches.samples.sampleCount) training samples; metrics → \(metrics.path)")
-            var pretrainRun = PretrainRun(trainer: trainer, trainBatches: trainBatches, evalBatches: evalBatches,
+            var pretrainRun = TrainingRun(trainer: trainer, label: "pretrain", trainBatches: trainBatches, evalBatches: evalBatches,
                                           metrics: metrics, log: log, peakGigaflops: peak)
             pretrainRun.checkpoints = CheckpointSaver(trainer: trainer, extras: extras)
             let summary = try pretrainRun.run(from: start)

@@ -251,8 +251,12 @@ let status = SPMDJob.run(verbose: false, setup: { world, log in (world, log) }, 
         try world.collectively { if world.rank % 2 == 1 { throw JobError("bad input seen by rank \(world.rank)") } }
     case "checkpoint-unit", "checkpoint-save", "checkpoint-load", "checkpoint-crash", "checkpoint-audit":
         try checkpointChecks(world, log, arguments: Array(arguments))
+    case "objective":
+        try objectiveChecks(world, log, arguments: Array(arguments))
+    case "forward":
+        try forwardChecks(world, log, arguments: Array(arguments))
     default:
-        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively | checkpoint-unit | checkpoint-save | checkpoint-load | checkpoint-crash | checkpoint-audit")
+        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively | checkpoint-unit | checkpoint-save | checkpoint-load | checkpoint-crash | checkpoint-audit | objective … | forward …")
     }
 })
 exit(status)

@@ -8,8 +8,10 @@ import Testing
 @Suite struct GradientCheckTests {
     init() { useSingleThreadedBLAS() }
 
-    @Test(arguments: [(false, false), (true, true)])
-    func gradientsMatchFiniteDifferences(tied: Bool, documentMasking: Bool) {
+    /// The loss sum (every token's ∂loss/∂log p = −1), and a weighted sum of log-probabilities
+    /// with a weight per token — positive, negative and zero, as objectives give them.
+    @Test(arguments: [(false, false, false), (true, true, false), (false, true, true)])
+    func gradientsMatchFiniteDifferences(tied: Bool, documentMasking: Bool, weighted: Bool) {
         let config = tinyConfig(tied: tied)
         let (batchSize, sequenceLength) = (2, 7)
         let parameters = randomParameters(ParameterLayout(config: config), seed: 21)
@@ -17,13 +19,23 @@ import Testing
         batch.positions[sequenceLength + 3..<2 * sequenceLength] = [0, 1, 2, 3]
         let model = LlamaModel(config: config, microBatchSize: batchSize, sequenceLength: sequenceLength,
                                documentMasking: documentMasking)
+        var generator = SplitMix64(seed: 24)
+        let weights: [Float] = (0..<batchSize * sequenceLength).map { index in
+            weighted ? (index % 5 == 2 ? 0 : Float(generator.next() % 2001) / 1000 - 1) : -1
+        }
         // Gradients of the loss sum (lossScale 1): larger than the mean's, so fp32 rounding of the
         // loss matters less relative to them.
         model.forward(tokens: batch.tokens, targets: batch.targets, positions: batch.positions, parameters: parameters)
-        model.backward(lossScale: 1, parameters: parameters)
+        if weighted {
+            for index in weights.indices { model.logProbabilityGradient[index] = weights[index] }
+            model.backward(parameters: parameters)
+        } else {
+            model.backward(lossScale: 1, parameters: parameters)
+        }
+        /// Σ wₜ · log pₜ (for w = −1: the loss sum).
         func lossSum() -> Double {
-            model.forward(tokens: batch.tokens, targets: batch.targets, positions: batch.positions,
-                          parameters: parameters).lossSum
+            model.forward(tokens: batch.tokens, targets: batch.targets, positions: batch.positions, parameters: parameters)
+            return zip(model.tokenLogProbabilities, weights).reduce(0) { $0 + Double($1.0) * Double($1.1) }
         }
         // Central differences at h and 2h, Richardson-extrapolated ((4·D(h) − D(2h)) / 3, error
         // O(h⁴)): the step can then be large enough that fp32 rounding of the loss stays ~1e-4 of
@@ -58,7 +70,7 @@ import Testing
             #expect(relative <= 1e-3, "\(entry.name): max |FD − analytic| \(difference) on gradients up to \(scale)")
             if relative > worst.difference { worst = (entry.name, relative) }
         }
-        print("finite differences (tied \(tied), document masking \(documentMasking)): max rel diff",
+        print("finite differences (tied \(tied), document masking \(documentMasking), weighted \(weighted)): max rel diff",
               worst.difference, "(\(worst.name))")
     }
 }

@@ -28,12 +28,13 @@ import Tensors
                                   [Float](repeating: 0, count: targets.count), [Float](repeating: 5, count: logits.count), logits]) { p in
             let total = CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
                                              rowCount: targets.count, vocabularySize: vocabulary)
-            let scale = Float(1 / Double(total.targetCount))
+            // The mean loss: ∂loss/∂log p = −1 / count on every row.
+            let weights = [Float](repeating: -Float(1 / Double(total.targetCount)), count: targets.count)
             CrossEntropy.backward(logitsGradient: p[3], logSumExp: p[2], logits: p[0], targets: targets,
-                                  rowCount: targets.count, vocabularySize: vocabulary, scale: scale)
+                                  logProbabilityGradient: weights, rowCount: targets.count, vocabularySize: vocabulary)
             // The gradient may overwrite the logits themselves.
             CrossEntropy.backward(logitsGradient: p[4], logSumExp: p[2], logits: p[4], targets: targets,
-                                  rowCount: targets.count, vocabularySize: vocabulary, scale: scale)
+                                  logProbabilityGradient: weights, rowCount: targets.count, vocabularySize: vocabulary)
         }
         let expected = finiteDifferences(at: doubles(logits)) {
             crossEntropyReference($0, targets: targets, vocabularySize: vocabulary).mean
@@ -42,6 +43,31 @@ import Tensors
         print("CrossEntropy backward max rel diff", difference)
         #expect(difference <= 1e-3)
         #expect(result[4] == result[3])
+        #expect(result[3][vocabulary..<2 * vocabulary].allSatisfy { $0 == 0 })
+    }
+
+    /// A weight per row (∂loss/∂log p, as objectives give): the gradient of Σ −wᵣ·log pᵣ, with
+    /// negative, zero and mixed weights, against finite differences of that weighted loss.
+    @Test func perRowWeightsMatchFiniteDifferencesOfTheWeightedLoss() {
+        let logits = randomValues(targets.count * vocabulary, seed: 114, scale: 4)
+        let coefficients: [Double] = [0.7, 5, -1.3, 0, 2, 0.25, 1]  // loss = Σ cᵣ · lossᵣ
+        let weights = coefficients.map { Float(-$0) }
+        let result = withBuffers([logits, [Float](repeating: 0, count: targets.count),
+                                  [Float](repeating: 0, count: targets.count), [Float](repeating: 5, count: logits.count)]) { p in
+            CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
+                                 rowCount: targets.count, vocabularySize: vocabulary)
+            CrossEntropy.backward(logitsGradient: p[3], logSumExp: p[2], logits: p[0], targets: targets,
+                                  logProbabilityGradient: weights, rowCount: targets.count, vocabularySize: vocabulary)
+        }
+        let expected = finiteDifferences(at: doubles(logits)) { values in
+            let losses = crossEntropyReference(values, targets: targets, vocabularySize: vocabulary).losses
+            return zip(losses, coefficients).reduce(0) { $0 + $1.0 * $1.1 }
+        }
+        let difference = maxRelativeDifference(result[3], expected)
+        print("CrossEntropy weighted backward max rel diff", difference)
+        #expect(difference <= 1e-3)
+        // A zero weight and an ignored target both give a zero row.
+        #expect(result[3][3 * vocabulary..<4 * vocabulary].allSatisfy { $0 == 0 })
         #expect(result[3][vocabulary..<2 * vocabulary].allSatisfy { $0 == 0 })
     }
 
@@ -56,8 +82,8 @@ import Tensors
                 total = CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
                                              rowCount: rows, vocabularySize: vocabulary, threads: KernelThreads(count: count))
                 CrossEntropy.backward(logitsGradient: p[3], logSumExp: p[2], logits: p[0], targets: targets,
-                                      rowCount: rows, vocabularySize: vocabulary, scale: 0.25,
-                                      threads: KernelThreads(count: count))
+                                      logProbabilityGradient: [Float](repeating: -0.25, count: rows),
+                                      rowCount: rows, vocabularySize: vocabulary, threads: KernelThreads(count: count))
             }
             return (total, buffers)
         }

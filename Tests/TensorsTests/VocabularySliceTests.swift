@@ -18,7 +18,8 @@ import Tensors
             let total = CrossEntropy.forward(losses: p[1], logSumExp: p[2], logits: p[0], targets: targets,
                                              rowCount: rows, vocabularySize: vocabulary)
             CrossEntropy.backward(logitsGradient: p[3], logSumExp: p[2], logits: p[0], targets: targets,
-                                  rowCount: rows, vocabularySize: vocabulary, scale: Float(1 / Double(total.targetCount)))
+                                  logProbabilityGradient: [Float](repeating: -Float(1 / Double(total.targetCount)), count: rows),
+                                  rowCount: rows, vocabularySize: vocabulary)
         }
         // Each slice's partial figures, then the group's maximum and sums.
         var partials: [[Float]] = [], targetLogits: [[Float]] = []
@@ -43,9 +44,9 @@ import Tensors
         for slice in slices {
             let local = (0..<rows).flatMap { row in logits[(row * vocabulary + slice.lowerBound)..<(row * vocabulary + slice.upperBound)] }
             let gradient = withBuffers([local, logSumExp, [Float](repeating: 7, count: local.count)]) { p in
-                CrossEntropy.backward(logitsGradient: p[2], logSumExp: p[1], logits: p[0], targets: targets, rowCount: rows,
-                                      vocabularySize: slice.count, scale: Float(1 / Double(total.targetCount)),
-                                      vocabularyStart: slice.lowerBound)
+                CrossEntropy.backward(logitsGradient: p[2], logSumExp: p[1], logits: p[0], targets: targets,
+                                      logProbabilityGradient: [Float](repeating: -Float(1 / Double(total.targetCount)), count: rows),
+                                      rowCount: rows, vocabularySize: slice.count, vocabularyStart: slice.lowerBound)
             }[2]
             let expected = (0..<rows).flatMap { row in whole[3][(row * vocabulary + slice.lowerBound)..<(row * vocabulary + slice.upperBound)] }
             #expect(maxRelativeDifference(gradient, expected) <= 1e-5, "slice \(slice)")

@@ -1,10 +1,13 @@
 import Foundation
 import Runtime
 
-/// The loop around `Pretrainer`: steps, periodic logging to `RUN/metrics.jsonl` and the progress
-/// line, periodic evaluation, and the end-of-run summary.
-public struct PretrainRun {
-    public let trainer: Pretrainer
+/// The loop around `Trainer`, the same for every mode: steps, stop signals, periodic logging to
+/// `RUN/metrics.jsonl` (with the objective's own metrics, by name) and the progress line,
+/// periodic evaluation, checkpoints, and the end-of-run summary.
+public struct TrainingRun {
+    public let trainer: Trainer
+    /// The mode's name in progress lines and logs (`pretrain`, `sft`, …).
+    public let label: String
     public let trainBatches: BatchSource
     public let evalBatches: BatchSource?
     public let metrics: MetricsLog
@@ -14,9 +17,10 @@ public struct PretrainRun {
     /// Saves checkpoints (async by default); nil saves them with no extra files.
     public var checkpoints: CheckpointSaver?
 
-    public init(trainer: Pretrainer, trainBatches: BatchSource, evalBatches: BatchSource?, metrics: MetricsLog, log: Log,
+    public init(trainer: Trainer, label: String, trainBatches: BatchSource, evalBatches: BatchSource?, metrics: MetricsLog, log: Log,
                 peakGigaflops: Double) {
         self.trainer = trainer
+        self.label = label
         self.trainBatches = trainBatches
         self.evalBatches = evalBatches
         self.metrics = metrics
@@ -40,7 +44,7 @@ public struct PretrainRun {
     public func run(from start: Int = 0) throws -> Summary {
         let train = trainer.config.train
         let end = train.stopAtStep > 0 ? train.stopAtStep : train.steps
-        let progress = ProgressLine(label: "pretrain", total: end - start, unit: "steps", log: log)
+        let progress = ProgressLine(label: label, total: end - start, unit: "steps", log: log)
         var summary = Summary(steps: 0, firstLoss: .nan, lastLoss: .nan, lastEvalLoss: nil, tokensPerSecond: 0, mfu: 0)
         var intervalTokens = 0, intervalSeconds = 0.0, totalTokens = 0, totalSeconds = 0.0
         StopSignals.install()
@@ -53,7 +57,7 @@ public struct PretrainRun {
             let stopRequested = try trainer.worldCommunicator.allreduce(Int32(StopSignals.requested == nil ? 0 : 1), .max) == 1
             if stopRequested {
                 let path = try saver.save(nextStep: step) ?? saver.finish() ?? trainer.checkpointDirectory
-                log.info("pretrain: \(StopSignals.requested ?? "a stop signal") received; saved \(path) and stopping before step \(step)")
+                log.info("\(label): \(StopSignals.requested ?? "a stop signal") received; saved \(path) and stopping before step \(step)")
                 summary.stoppedEarly = true
                 break
             }
@@ -78,6 +82,7 @@ public struct PretrainRun {
                 line.add("loss", result.loss)
                 line.add("lr", result.learningRate)
                 line.add("grad_norm", result.gradientNorm)
+                for name in trainer.objective.metricNames { line.add(name, result.metrics[name] ?? 0) }
                 line.add("tokens_per_s", rate)
                 line.add("mfu", mfu)
                 line.add("peak_rss_mb", rss.max() ?? 0)

@@ -22,7 +22,7 @@ public struct PretrainCheckpointState: Codable, Sendable, Equatable {
     }
 }
 
-extension Pretrainer {
+extension Trainer {
     /// `RUN/checkpoints`.
     public var checkpointDirectory: String {
         URL(fileURLWithPath: config.run.dir).appendingPathComponent("checkpoints").path
@@ -141,26 +141,40 @@ extension Pretrainer {
     /// checkpoints directory's newest), e.g. one `meshlm ckpt import-hf` made: the optimizer
     /// state and the data position start fresh at step 0.
     public func initialize(from path: String) throws {
+        try parallelModel.loadParameters(from: path, option: "--init-from", log: log)
+    }
+
+    private func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind]) throws {
+        try parallelModel.load(reader, kinds: kinds)
+    }
+}
+
+extension ParallelModel {
+    /// Loads the parameters (only) of the checkpoint at `path` (a step directory or a
+    /// checkpoints directory's newest), whatever mesh saved it; `option` names where the path
+    /// came from in errors.
+    public func loadParameters(from path: String, option: String, log: Log) throws {
         let reader: CheckpointReader
         if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
             reader = try CheckpointReader(stepDirectory: path)
         } else {
             let latest = CheckpointReader.latest(in: path, verifying: true)
             for warning in latest.warnings { log.warning(warning) }
-            guard let found = latest.reader else { throw JobError("--init-from \(path): no committed checkpoint there") }
+            guard let found = latest.reader else { throw JobError("\(option) \(path): no committed checkpoint there") }
             reader = found
         }
         for local in layout.entries {
             guard let entry = tensorLayout.globalLayout.entry(named: local.name) else { continue }
             let shape = try reader.shape(of: entry.name)
             guard shape == entry.shape else {
-                throw JobError("--init-from \(reader.stepDirectory): tensor \(entry.name) has shape \(shape), the model config gives \(entry.shape) (check the model section against its model_config.json)")
+                throw JobError("\(option) \(reader.stepDirectory): tensor \(entry.name) has shape \(shape), the model config gives \(entry.shape) (check the model section against its model_config.json)")
             }
         }
         try load(reader, kinds: [.parameters])
     }
 
-    private func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind]) throws {
+    /// Reads the slices of `kinds` this rank holds from `reader`.
+    func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind]) throws {
         for kind in kinds {
             for slice in parameters.neededSlices(kind) {
                 let runs = tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements).map { run in

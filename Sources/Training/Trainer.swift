@@ -1,0 +1,191 @@
+import Foundation
+import Model
+import Parallel
+import Runtime
+import Tensors
+
+/// Where a trainer's batches come from: this rank's micro-batches of each global step.
+public protocol BatchSource {
+    func microBatches(step: Int) throws -> [MicroBatch]
+}
+
+/// A training step's figures.
+public struct StepResult: Sendable {
+    public let step: Int
+    public let loss: Double
+    public let gradientNorm: Double
+    public let learningRate: Double
+    public let tokens: Int
+    public let seconds: Double
+    /// Waiting for gradient reductions after backward (what overlap did not hide).
+    public let reductionWaitSeconds: Double
+    /// Seconds this pipeline stage waited for activations or gradients (its bubble); 0 without
+    /// pipeline parallelism.
+    public let pipelineWaitSeconds: Double
+    /// Gradient norm, clipping, AdamW and (ZeRO-1/2) the parameter all-gather.
+    public let optimizerSeconds: Double
+    /// The objective's metrics over the global batch (sum / count of each), by name.
+    public let metrics: [String: Double]
+}
+
+/// One optimizer step of any training mode: data-parallel (and ZeRO), tensor- and
+/// pipeline-parallel training of the Llama model towards a `TrainingObjective` (next-token
+/// pretraining, masked fine-tuning, …), deterministic for a config and seed, equal across
+/// layouts (DESIGN §3, §7). The loop around it is `TrainingRun`.
+///
+/// The model is laid over the mesh by `ParallelModel` (the one parallelize step).
+///
+/// One step: the global normalization (the objective's count over every rank's micro-batches),
+/// then every micro-batch forward, the objective on its log-probabilities, and backward from
+/// their gradients (gradients of Σ loss / global normalization accumulate; the parallel layer
+/// reduces them across ranks as backward releases each block), then the global gradient norm,
+/// clipping, and AdamW on this rank's share.
+public final class Trainer {
+    public let config: PretrainConfig
+    /// What the step optimizes.
+    public let objective: any TrainingObjective
+    /// The data-parallel group (`data_context`): ranks holding the same model shard.
+    public let communicator: Communicator
+    /// The tensor-parallel group: the ranks of one model replica.
+    public let tensorCommunicator: Communicator
+    /// Every rank of the job (checkpoints are written by all of them).
+    public let worldCommunicator: Communicator
+    /// The pipeline group: the stages of one model replica.
+    public let pipelineCommunicator: Communicator
+    /// The model on this rank of the mesh (the one `parallelize` step).
+    public let parallelModel: ParallelModel
+    var pipeline: PipelineRunner? { parallelModel.pipeline }
+    var embeddingCommunicator: Communicator? { parallelModel.embeddingCommunicator }
+    var holdsEmbeddingCopy: Bool { parallelModel.holdsEmbeddingCopy }
+    public var tensorLayout: TensorParallelLayout { parallelModel.tensorLayout }
+    /// The model (with pipeline parallelism: the first chunk's first activation slot).
+    public var model: LlamaModel { parallelModel.model }
+    public var parameters: DataParallelParameters { parallelModel.parameters }
+    var access: any ParameterAccess { parallelModel.access }
+    /// This rank's (local) parameter layout.
+    public var layout: ParameterLayout { parallelModel.layout }
+    private let schedule: LearningRateSchedule
+    let log: Log
+
+    public init(config: PretrainConfig, objective: any TrainingObjective = NextTokenObjective(), mesh: DeviceMesh,
+                threads: KernelThreads, log: Log) throws {
+        self.config = config
+        self.objective = objective
+        self.communicator = mesh.dataContext
+        self.tensorCommunicator = mesh.tensor
+        self.worldCommunicator = mesh.world
+        self.pipelineCommunicator = mesh.pipeline
+        self.log = log
+        let train = config.train
+        let shape = ParallelModel.Shape(microBatchSize: train.microBatchSize, sequenceLength: train.seqLen,
+                                        microBatchCount: train.globalBatchSize / (train.microBatchSize * mesh.dataContext.size),
+                                        recompute: train.recompute, documentMasking: train.documentMasking)
+        parallelModel = try ParallelModel(config: config.model, shape: shape, parallel: config.parallel, mesh: mesh, threads: threads,
+                                          seed: UInt64(train.seed))
+        schedule = config.optimizer.schedule(totalSteps: train.steps)
+    }
+
+    /// Runs one optimizer step on `batches` (this rank's micro-batches) and returns its figures.
+    public func step(_ step: Int, batches: [MicroBatch]) throws -> StepResult {
+        let start = monotonicSeconds()
+        // The loss is a mean over the global batch: every rank scales by the same global count.
+        let localCount = batches.reduce(0.0) { $0 + objective.normalization(of: $1) }
+        let globalCount = try communicator.allreduce(localCount, .sum)
+        guard globalCount > 0 else {
+            throw CollectiveFailure.agreed("step \(step): the batch has nothing to learn from (the \(objective.name) objective counts 0 in it)")
+        }
+        let scale = 1 / globalCount
+        var sums = ObjectiveSums(objective)
+        if let pipeline {
+            try pipeline.run(batches: batches, parameters: parameters, access: access) { model, batch, crossEntropy in
+                let output = objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: scale)
+                sums.add(output)
+            }
+        } else {
+            for (index, batch) in batches.enumerated() {
+                parameters.isLastMicroBatch = index == batches.count - 1
+                let crossEntropy = batch.withPointers { tokens, targets, positions in
+                    model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
+                }
+                sums.add(objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: scale))
+                model.backward(parameters: access)
+            }
+        }
+        let waitStart = monotonicSeconds()
+        try parameters.finishBackward()
+        if let embeddingCommunicator {
+            try embeddingCommunicator.allreduce(parameters.reducedGradients(of: .embedding), .sum)
+        }
+        let reductionWait = monotonicSeconds() - waitStart
+        // The last pipeline stage evaluated the objective; the others add 0.
+        if pipeline != nil { try pipelineCommunicator.allreduce(&sums.values, .sum) }
+        try communicator.allreduce(&sums.values, .sum)
+        let loss = sums.lossSum / globalCount
+        guard loss.isFinite else {
+            throw CollectiveFailure.agreed("step \(step): the loss is \(loss); stopping (lower optimizer.lr, raise optimizer.warmup_steps, or check the data)")
+        }
+        let optimizerStart = monotonicSeconds()
+        let norm = try gradientNorm()
+        guard norm.isFinite else {
+            throw CollectiveFailure.agreed("step \(step): the gradient norm is \(norm); stopping (lower optimizer.lr or enable optimizer.grad_clip)")
+        }
+        let clip = config.optimizer.gradClip
+        let clipScale = clip > 0 && norm > clip ? Float(clip / (norm + 1e-6)) : 1
+        let rate = schedule.rate(at: step)
+        let settings = AdamW.Settings(learningRate: Float(rate), beta1: Float(config.optimizer.beta1), beta2: Float(config.optimizer.beta2),
+                                      epsilon: Float(config.optimizer.eps), weightDecay: Float(config.optimizer.weightDecay))
+        try parameters.step(settings: settings, stepNumber: step + 1, gradientScale: clipScale)
+        let tokens = batches.reduce(0) { $0 + $1.tokens.count } * communicator.size
+        let end = monotonicSeconds()
+        return StepResult(step: step, loss: loss, gradientNorm: norm, learningRate: rate, tokens: tokens,
+                          seconds: end - start, reductionWaitSeconds: reductionWait, pipelineWaitSeconds: pipeline?.waitSeconds ?? 0,
+                          optimizerSeconds: end - optimizerStart, metrics: sums.means)
+    }
+
+    /// The objective's mean loss over `batches` (this rank's share of the eval set), forward
+    /// only: Σ loss sums / Σ normalizations over the global eval batches.
+    public func evaluate(_ batches: [MicroBatch]) throws -> Double {
+        var lossSum = 0.0, count = 0.0
+        let evaluateHead = { (model: LlamaModel, batch: MicroBatch, crossEntropy: CrossEntropy.Total) in
+            // Scale 1: the gradients are not used.
+            lossSum += self.objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: 1).lossSum
+            count += self.objective.normalization(of: batch)
+        }
+        try parallelModel.forward(batches, head: evaluateHead)
+        var sums = [lossSum, count]
+        if pipeline != nil { try pipelineCommunicator.allreduce(&sums, .sum) }
+        try communicator.allreduce(&sums, .sum)
+        return sums[0] / max(sums[1], 1)
+    }
+
+    /// Times every kernel call of every model instance (pipeline stages hold several) into `profile`.
+    public func attach(_ profile: StepProfile?) {
+        for model in parallelModel.models { model.profile = profile }
+    }
+
+    /// The global L2 norm of the reduced gradients: each rank's share summed over the data group
+    /// (ZeRO shards), the tensor group (tensor slices, replicated tensors counted once) and the
+    /// pipeline group (each stage's layers).
+    func gradientNorm() throws -> Double {
+        guard tensorLayout.degree > 1 || pipeline != nil else { return try parameters.gradientNorm() }
+        var sum = parameters.localSquaredGradientSum(counts: countsOnce)
+        if parameters.stage != .none { sum = try communicator.allreduce(sum, .sum) }
+        if tensorLayout.degree > 1 { sum = try tensorCommunicator.allreduce(sum, .sum) }
+        if pipeline != nil { sum = try pipelineCommunicator.allreduce(sum, .sum) }
+        return sum.squareRoot()
+    }
+
+    /// Whether this rank counts the tensor at local index `index` in global sums and saves it:
+    /// one copy of each replicated tensor across the tensor group, and the first stage's
+    /// embedding table only.
+    func countsOnce(_ index: Int) -> Bool {
+        tensorLayout.counts(index) && !(holdsEmbeddingCopy && layout.entries[index].block == .embedding)
+    }
+
+    /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters of the whole model; the
+    /// count PaLM's MFU and the peer figures in docs/benchmarks.md use).
+    public var flopsPerToken: Double {
+        let model = config.model
+        return 6 * Double(tensorLayout.globalLayout.count) + 12 * Double(model.numHiddenLayers * model.hiddenSize * config.train.seqLen)
+    }
+}

@@ -1,0 +1,120 @@
+import Model
+import Tensors
+
+/// What a training mode optimizes (DESIGN §7): a small type that turns one micro-batch's
+/// per-token log-probabilities into a loss and its gradient with respect to them. The trainer
+/// owns everything else — the loop, the mesh, ZeRO, checkpoints, metrics — so a mode adds its
+/// objective, its data and its metrics, nothing more.
+///
+/// One step, on every rank: the trainer sums `normalization(of:)` over the global batch (every
+/// micro-batch of every data-parallel rank), then, on the rank that holds the model's head, for
+/// each micro-batch: forward → `evaluate` (loss sum, and ∂(loss sum / global normalization)/∂log p
+/// per token) → backward from those gradients. The step's loss is the global Σ `lossSum` over
+/// the global normalization, so the gradients are those of that loss.
+public protocol TrainingObjective: Sendable {
+    /// The objective's name in logs and configs (`next_token`).
+    var name: String { get }
+    /// The metrics `evaluate` reports, the same on every rank and every micro-batch (ranks that
+    /// hold no head report zeros for them).
+    var metricNames: [String] { get }
+    /// What this micro-batch adds to the step's normalization: its supervised tokens, its
+    /// sequences, or whatever the loss is a mean over.
+    func normalization(of batch: MicroBatch) -> Double
+    /// This micro-batch's loss sum (before dividing by the global normalization) and, written
+    /// into `gradient` ([B·T]), ∂(`scale` · loss sum)/∂log p(target) per position (rows whose
+    /// target is ignored are not read).
+    func evaluate(_ input: ObjectiveInput, gradient: UnsafeMutableBufferPointer<Float>) -> ObjectiveOutput
+}
+
+extension TrainingObjective {
+    public var metricNames: [String] { [] }
+}
+
+/// What one micro-batch's forward gives its objective.
+public struct ObjectiveInput {
+    public let batch: MicroBatch
+    /// [B·T] log p(target) at each position; 0 where the target is ignored.
+    public let tokenLogProbabilities: UnsafeBufferPointer<Float>
+    /// The forward's own Σ −log p over counted targets (summed in Double in row order) and count.
+    public let crossEntropy: CrossEntropy.Total
+    /// 1 / the step's global normalization.
+    public let scale: Double
+
+    public init(batch: MicroBatch, tokenLogProbabilities: UnsafeBufferPointer<Float>, crossEntropy: CrossEntropy.Total, scale: Double) {
+        self.batch = batch
+        self.tokenLogProbabilities = tokenLogProbabilities
+        self.crossEntropy = crossEntropy
+        self.scale = scale
+    }
+}
+
+/// One micro-batch's loss sum and metric sums.
+public struct ObjectiveOutput: Sendable {
+    /// The loss summed over what the objective normalizes by (the step divides by the global
+    /// normalization).
+    public var lossSum: Double
+    /// Each metric as a sum and the count it is a mean over; the trainer adds both over the
+    /// global batch and logs sum / count (`metrics.jsonl`, by name).
+    public var metrics: [String: MetricSum]
+
+    public init(lossSum: Double, metrics: [String: MetricSum] = [:]) {
+        self.lossSum = lossSum
+        self.metrics = metrics
+    }
+}
+
+/// A metric's running sum and the count it is averaged over.
+public struct MetricSum: Sendable, Equatable {
+    public var sum: Double
+    public var count: Double
+
+    public init(sum: Double, count: Double) {
+        self.sum = sum
+        self.count = count
+    }
+
+    /// sum / count, or 0 when nothing counted.
+    public var mean: Double { count == 0 ? 0 : sum / count }
+
+    public static func + (a: MetricSum, b: MetricSum) -> MetricSum { MetricSum(sum: a.sum + b.sum, count: a.count + b.count) }
+}
+
+extension TrainingObjective {
+    /// Runs the objective on the micro-batch `model` just ran forward with targets, leaving the
+    /// gradient where `model.backward(parameters:)` reads it.
+    func evaluate(after model: LlamaModel, batch: MicroBatch, crossEntropy: CrossEntropy.Total, scale: Double) -> ObjectiveOutput {
+        let input = ObjectiveInput(batch: batch, tokenLogProbabilities: model.tokenLogProbabilities, crossEntropy: crossEntropy,
+                                   scale: scale)
+        return evaluate(input, gradient: model.logProbabilityGradient)
+    }
+}
+
+/// A step's objective sums on one rank, as one array to all-reduce: the loss sum, then each
+/// metric's sum and count in `metricNames` order (zeros on ranks without the head).
+struct ObjectiveSums {
+    let metricNames: [String]
+    var values: [Double]
+
+    init(_ objective: any TrainingObjective) {
+        metricNames = objective.metricNames
+        values = [Double](repeating: 0, count: 1 + 2 * metricNames.count)
+    }
+
+    var lossSum: Double { values[0] }
+
+    mutating func add(_ output: ObjectiveOutput) {
+        values[0] += output.lossSum
+        for (index, name) in metricNames.enumerated() {
+            guard let metric = output.metrics[name] else { continue }
+            values[1 + 2 * index] += metric.sum
+            values[2 + 2 * index] += metric.count
+        }
+    }
+
+    /// Each metric's sum / count.
+    var means: [String: Double] {
+        Dictionary(uniqueKeysWithValues: metricNames.enumerated().map { index, name in
+            (name, MetricSum(sum: values[1 + 2 * index], count: values[2 + 2 * index]).mean)
+        })
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Model
+import Parallel
+import Runtime
+import Tensors
+import Training
+
+/// `mpi-checks objective OBJECTIVE PP TP ZERO [SP]`: trains a small model for 6 steps towards
+/// `OBJECTIVE` (`next-token`, `masked-tokens`, `masked-sequences`, `masked-ones`) on synthetic
+/// data on the mesh the degrees give (dp = the rest), and prints `loss STEP VALUE` (and the
+/// objective's metrics) from rank 0. Every sample is a function of its global index alone, so
+/// every layout trains on the same global batches: tests compare the lines across layouts.
+func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) throws {
+    guard arguments.count >= 5, let pp = Int(arguments[2]), let tp = Int(arguments[3]), let zero = Int(arguments[4]) else {
+        throw JobError("usage: mpi-checks objective next-token|masked-tokens|masked-sequences|masked-ones PP TP ZERO [sp]")
+    }
+    let sequenceParallel = arguments.count > 5 && arguments[5] == "sp"
+    let objective: any TrainingObjective
+    switch arguments[1] {
+    case "next-token": objective = NextTokenObjective()
+    case "masked-tokens", "masked-ones": objective = MaskedNextTokenObjective(normalization: .tokens)
+    case "masked-sequences": objective = MaskedNextTokenObjective(normalization: .sequences)
+    default: throw JobError("unknown objective \(arguments[1])")
+    }
+    let yaml = """
+        model: {vocab_size: 97, hidden_size: 32, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4,
+                num_key_value_heads: 2, max_position_embeddings: 64}
+        train: {steps: 6, seed: 7, seq_len: 16, global_batch_size: 8, micro_batch_size: 2, document_masking: true}
+        optimizer: {lr: 0.01, warmup_steps: 0, schedule: constant}
+        data: {train: synthetic}
+        parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero), sequence_parallel: \(sequenceParallel)}
+        """
+    let config = try world.collectively { try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "objective check") }
+    let dims = try world.collectively {
+        try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: nil, contextDegree: 1, tensorDegree: tp, expertDegree: 1)
+    }
+    let mesh = try world.collectively { try DeviceMesh(world: world, dims: dims) }
+    let trainer = try world.collectively { try Trainer(config: config, objective: objective, mesh: mesh, threads: .single, log: log) }
+    let weighted = arguments[1] != "masked-ones"
+    let source = SyntheticBatches(config: config, dataParallelDegree: mesh.dataContext.size, rank: mesh.dataContext.rank,
+                                  weighted: weighted)
+    for step in 0..<config.train.steps {
+        let result = try trainer.step(step, batches: source.microBatches(step: step))
+        let metrics = result.metrics.keys.sorted().map { " \($0) \(result.metrics[$0] ?? 0)" }.joined()
+        log.info("loss \(step) \(result.loss)\(metrics)")
+    }
+    let evalLoss = try trainer.evaluate(source.microBatches(step: 1000))
+    log.info("eval \(evalLoss)")
+}
+
+/// Micro-batches whose samples depend only on their global index: two documents packed in a
+/// row (positions restart), ignored targets, and loss weights in {0, 0.5, 1, 2}.
+struct SyntheticBatches: BatchSource {
+    let config: PretrainConfig
+    let dataParallelDegree: Int
+    let rank: Int
+    let weighted: Bool
+
+    func microBatches(step: Int) -> [MicroBatch] {
+        let train = config.train
+        let perRank = train.globalBatchSize / dataParallelDegree
+        return stride(from: 0, to: perRank, by: train.microBatchSize).map { first in
+            var tokens: [Int32] = [], targets: [Int32] = [], positions: [Int32] = [], weights: [Float] = []
+            for offset in 0..<train.microBatchSize {
+                let sample = step * train.globalBatchSize + rank * perRank + first + offset
+                var generator = SplitMix64(seed: 99, stream: UInt64(sample))
+                let split = 3 + Int(generator.next() % UInt64(train.seqLen - 6))
+                // A learnable sequence: each id follows from the one before.
+                var ids = [Int32(generator.next() % UInt64(config.model.vocabSize))]
+                for _ in 0..<train.seqLen { ids.append((ids[ids.count - 1] * 5 + 3) % Int32(config.model.vocabSize)) }
+                for position in 0..<train.seqLen {
+                    tokens.append(ids[position])
+                    // A token predicts the next within its document; the last of the first does not.
+                    targets.append(position == split - 1 || generator.next() % 7 == 0 ? -100 : ids[position + 1])
+                    positions.append(Int32(position < split ? position : position - split))
+                    let weight: Float = [0, 0.5, 1, 2][Int(generator.next() % 4)]
+                    weights.append(weighted ? weight : 1)
+                }
+            }
+            return MicroBatch(tokens: tokens, targets: targets, positions: positions, lossWeights: weights,
+                              sequenceLength: train.seqLen)
+        }
+    }
+}
+
+/// `mpi-checks forward PP TP ZERO`: a forward-only model scores every sequence of one global
+/// batch, which must equal, bit for bit, what the trainer's model computes on the same mesh
+/// from the same initialization; rank 0 prints `sequence B S SUM COUNT` for tests to compare
+/// across layouts.
+func forwardChecks(_ world: Communicator, _ log: Log, arguments: [String]) throws {
+    guard arguments.count >= 4, let pp = Int(arguments[1]), let tp = Int(arguments[2]), let zero = Int(arguments[3]) else {
+        throw JobError("usage: mpi-checks forward PP TP ZERO")
+    }
+    let yaml = """
+        model: {vocab_size: 97, hidden_size: 32, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4,
+                num_key_value_heads: 2, max_position_embeddings: 64}
+        train: {steps: 1, seed: 7, seq_len: 16, global_batch_size: 8, micro_batch_size: 2, document_masking: true}
+        optimizer: {lr: 0.01}
+        data: {train: synthetic}
+        parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero)}
+        """
+    let config = try world.collectively { try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "forward check") }
+    let dims = try world.collectively {
+        try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: nil, contextDegree: 1, tensorDegree: tp, expertDegree: 1)
+    }
+    let mesh = try world.collectively { try DeviceMesh(world: world, dims: dims) }
+    // Every rank scores the whole global batch (4 micro-batches).
+    let batches = SyntheticBatches(config: config, dataParallelDegree: 1, rank: 0, weighted: false).microBatches(step: 0)
+    let forward = try world.collectively {
+        try ForwardModel(config: config.model, microBatchSize: 2, sequenceLength: 16, microBatchCount: batches.count,
+                         parallel: config.parallel, mesh: mesh, threads: .single, seed: 7)
+    }
+    let scored = try forward.sequenceLogProbabilities(batches)
+    let trainer = try world.collectively { try Trainer(config: config, mesh: mesh, threads: .single, log: log) }
+    let reference = try ForwardModel.sequenceLogProbabilities(of: trainer.parallelModel, batches, pipeline: mesh.pipeline)
+    guard scored == reference else {
+        throw JobError("rank \(world.rank): the forward-only model's log-probabilities differ from the trainer's model's")
+    }
+    for (b, sequences) in scored.enumerated() {
+        for (s, sequence) in sequences.enumerated() { log.info("sequence \(b) \(s) \(sequence.sum) \(sequence.count)") }
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+
+/// A second objective plugs into the one trainer: `MaskedNextTokenObjective` trained through
+/// `Trainer` under mpirun on every kind of layout gives one rank's losses, and with every weight
+/// 1 it trains exactly as next-token pretraining does (DESIGN §7).
+@Suite(.serialized) struct ObjectiveTests {
+    /// `step → (loss, metrics…)` and the eval loss printed by `mpi-checks objective`.
+    func train(_ ranks: Int, _ arguments: [String]) throws -> (losses: [[Double]], eval: Double) {
+        let launch = try Launcher.mpirun(ranks, "mpi-checks", ["objective"] + arguments)
+        #expect(launch.status == 0, "\(arguments): \(launch.standardError)")
+        var losses: [[Double]] = [], eval = Double.nan
+        for line in launch.standardError.split(separator: "\n") + launch.standardOutput.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.first == "loss" { losses.append(fields.compactMap { Double($0) }.dropFirst().map { $0 }) }
+            if fields.first == "eval", fields.count == 2, let value = Double(fields[1]) { eval = value }
+        }
+        return (losses, eval)
+    }
+
+    func maxRelativeDifference(_ a: [[Double]], _ b: [[Double]]) -> Double {
+        zip(a, b).flatMap { zip($0, $1) }.map { abs($0 - $1) / max(abs($1), 1e-12) }.max() ?? .infinity
+    }
+
+    @Test(arguments: ["masked-sequences", "masked-tokens"])
+    func everyLayoutGivesOneRanksLosses(objective: String) throws {
+        let reference = try train(1, [objective, "1", "1", "0"])
+        #expect(reference.losses.count == 6)
+        #expect(reference.losses[5][0] < reference.losses[0][0] - 0.3, "the run learns: \(reference.losses.map { $0[0] })")
+        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0", "sp"]), (4, ["2", "2", "1"])] {
+            let got = try train(ranks, [objective] + layout)
+            let difference = maxRelativeDifference(got.losses, reference.losses)
+            print("\(objective) np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
+            #expect(got.losses.count == 6 && difference <= 1e-6, "np \(ranks) \(layout)")
+            #expect(abs(got.eval - reference.eval) / reference.eval <= 1e-6)
+        }
+    }
+
+    /// With every loss weight 1 and token normalization, the gradient of each token is the
+    /// same float as next-token pretraining's, so training follows it step for step (the loss
+    /// sums differ only in the order Double additions group them).
+    @Test func unitWeightsTrainAsNextTokenPretraining() throws {
+        let masked = try train(2, ["masked-ones", "1", "1", "0"])
+        let nextToken = try train(2, ["next-token", "1", "1", "0"])
+        let difference = maxRelativeDifference(masked.losses.map { [$0[0]] }, nextToken.losses)
+        print("masked (weights 1) vs next-token: max relative loss difference \(difference)")
+        #expect(masked.losses.count == 6 && difference <= 1e-12)
+    }
+
+    /// A forward-only model (no gradients, no optimizer state, inference-sized activations)
+    /// scores packed variable-length sequences bit for bit as the trainer's model does on the
+    /// same mesh (`mpi-checks forward` fails otherwise), and every layout gives one rank's scores.
+    @Test func forwardOnlyModelScoresSequencesOnEveryLayout() throws {
+        func scores(_ ranks: Int, _ layout: [String]) throws -> [[Double]] {
+            let launch = try Launcher.mpirun(ranks, "mpi-checks", ["forward"] + layout)
+            #expect(launch.status == 0, "np \(ranks) \(layout): \(launch.standardError)")
+            return (launch.standardError + "\n" + launch.standardOutput).split(separator: "\n")
+                .filter { $0.hasPrefix("sequence ") }.map { $0.split(separator: " ").dropFirst().compactMap { Double($0) } }
+        }
+        let reference = try scores(1, ["1", "1", "0"])
+        #expect(reference.count >= 8, "four micro-batches of two rows, each packing two sequences")
+        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0"]), (4, ["2", "2", "1"])] {
+            let got = try scores(ranks, layout)
+            let difference = maxRelativeDifference(got, reference)
+            print("forward-only np \(ranks) pp/tp/zero \(layout): max relative difference to one rank \(difference)")
+            #expect(got.count == reference.count && difference <= 1e-6, "np \(ranks) \(layout)")
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Tensors
+import Testing
+@testable import Training
+
+/// The objectives' arithmetic on a hand-made micro-batch: two rows of 4, the second packing two
+/// sequences (positions restart), one ignored target.
+@Suite struct TrainingObjectiveTests {
+    let batch = MicroBatch(tokens: [1, 2, 3, 4, 5, 6, 7, 8], targets: [2, 3, 4, -100, 6, 7, 8, 9],
+                           positions: [0, 1, 2, 3, 0, 1, 0, 1], lossWeights: [1, 0, 2, 5, 1, 1, 0.5, 0.5], sequenceLength: 4)
+    let logProbabilities: [Float] = [-1, -2, -0.5, 0, -3, -1, -2, -4]
+
+    func run(_ objective: any TrainingObjective, scale: Double) -> (ObjectiveOutput, [Float]) {
+        var gradient = [Float](repeating: .nan, count: 8)
+        let lossSum = zip(logProbabilities, batch.targets).reduce(0.0) { $0 + ($1.1 == -100 ? 0 : -Double($1.0)) }
+        let output = logProbabilities.withUnsafeBufferPointer { lp in
+            gradient.withUnsafeMutableBufferPointer { g in
+                objective.evaluate(ObjectiveInput(batch: batch, tokenLogProbabilities: lp,
+                                                  crossEntropy: CrossEntropy.Total(lossSum: lossSum, targetCount: batch.targetCount),
+                                                  scale: scale), gradient: g)
+            }
+        }
+        return (output, gradient)
+    }
+
+    @Test func sequencesSplitRowsWherePositionsRestart() {
+        #expect(batch.sequenceSpans == [0..<4, 4..<6, 6..<8])
+        #expect(batch.targetCount == 7)
+    }
+
+    @Test func nextTokenIsTheMeanOverCountedTargets() {
+        let objective = NextTokenObjective()
+        #expect(objective.normalization(of: batch) == 7)
+        let (output, gradient) = run(objective, scale: 1.0 / 7)
+        #expect(output.lossSum == 13.5)
+        #expect(gradient == [-1, -1, -1, 0, -1, -1, -1, -1].map { $0 * Float(1.0 / 7) })
+    }
+
+    @Test func maskedTokensWeighEverySupervisedToken() {
+        let objective = MaskedNextTokenObjective(normalization: .tokens)
+        // Σ w over counted targets: 1 + 0 + 2 + (5 ignored) + 1 + 1 + 0.5 + 0.5.
+        #expect(objective.normalization(of: batch) == 6)
+        let (output, gradient) = run(objective, scale: 0.5)
+        let expected: Double = 1 + 1 + 3 + 1 + 1 + 2  // Σ w · (−log p)
+        #expect(output.lossSum == expected)
+        #expect(gradient == [-0.5, 0, -1, 0, -0.5, -0.5, -0.25, -0.25])
+        #expect(output.metrics["supervised_tokens"] == MetricSum(sum: 6, count: 3))
+    }
+
+    @Test func maskedSequencesAverageEachSequenceFirst() {
+        let objective = MaskedNextTokenObjective(normalization: .sequences)
+        #expect(objective.normalization(of: batch) == 3)
+        let (output, gradient) = run(objective, scale: 0.25)
+        // Sequence means: (1 + 1) / 3, (3 + 1) / 2, (1 + 2) / 1.
+        let means: Double = 2.0 / 3 + 2 + 3
+        #expect(abs(output.lossSum - means) < 1e-12)
+        let expected: [Double] = [-1.0 / 3, 0, -2.0 / 3, 0, -0.5, -0.5, -0.5, -0.5].map { $0 * 0.25 }
+        #expect(zip(gradient, expected).allSatisfy { abs(Double($0) - $1) < 1e-7 })
+    }
+
+    @Test func stepSumsReduceMetricsAsSumOverCount() {
+        var sums = ObjectiveSums(MaskedNextTokenObjective())
+        sums.add(ObjectiveOutput(lossSum: 2, metrics: ["supervised_tokens": MetricSum(sum: 6, count: 3)]))
+        sums.add(ObjectiveOutput(lossSum: 1, metrics: ["supervised_tokens": MetricSum(sum: 2, count: 1)]))
+        #expect(sums.values == [3, 8, 4])
+        #expect(sums.means == ["supervised_tokens": 2])
+    }
+}
