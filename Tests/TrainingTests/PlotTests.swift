@@ -118,6 +118,38 @@ import Training
         #expect(run.trainLoss.map(\.y) == [9, 8, 17, 16, 15, 14])
     }
 
+    /// Rows as a preference objective logs them: TRL's names, slashes included, beside fields
+    /// that are not numbers (strings, arrays, `null`), which are read past.
+    func preferenceMetrics(steps: Int, margin: Double) -> String {
+        (1...steps).map { step in
+            let chosen = -0.5 + margin * Double(step) / Double(steps)
+            return #"{"step":\#(step),"loss":\#(0.69 - 0.3 * Double(step) / Double(steps)),"tokens_per_s":900,"rewards/chosen":\#(chosen),"rewards/rejected":-0.5,"rewards/margins":\#(chosen + 0.5),"objective":"dpo","peak_rss_mb_per_rank":[812,790],"kl":\#(step % 2 == 0 ? "null" : "0.01")}"#
+        }.joined(separator: "\n") + "\n"
+    }
+
+    @Test func everyNumericFieldIsASeriesByName() throws {
+        let run = try PlotRun.parse(preferenceMetrics(steps: 4, margin: 1), name: "dpo", path: "dpo/metrics.jsonl")
+        #expect(run.series.keys.sorted() == ["kl", "loss", "rewards/chosen", "rewards/margins", "rewards/rejected", "tokens_per_s"])
+        #expect(run.series["rewards/chosen"] == [PlotPoint(x: 1, y: -0.25), PlotPoint(x: 2, y: 0), PlotPoint(x: 3, y: 0.25), PlotPoint(x: 4, y: 0.5)])
+        #expect(run.series["rewards/margins"]?.map(\.y) == [0.25, 0.5, 0.75, 1])
+        // Rows whose field is null are skipped, not drawn as zero.
+        #expect(run.series["kl"] == [PlotPoint(x: 1, y: 0.01), PlotPoint(x: 3, y: 0.01)])
+        #expect(run.trainLoss.count == 4 && run.tokensPerSecond.count == 4 && run.evalLoss.isEmpty)
+        // A field logged only by some rows: its series has just those steps.
+        let sparse = try PlotRun.parse(#"{"step":1,"loss":3}"# + "\n" + #"{"step":2,"loss":2.5,"supervised_tokens":4096}"# + "\n"
+                                       + #"{"step":3,"loss":2.25,"ok":true}"#, name: "sft", path: "sft/metrics.jsonl")
+        #expect(sparse.series["supervised_tokens"] == [PlotPoint(x: 2, y: 4096)])
+        #expect(sparse.series["ok"] == nil)
+    }
+
+    @Test func aResumedRunReplacesTheMetricRowsItLoggedAgain() throws {
+        let text = (1...5).map { #"{"step":\#($0),"loss":1,"rewards/margins":\#(Double($0))}"# }.joined(separator: "\n")
+            + "\n" + (3...6).map { #"{"step":\#($0),"loss":1,"rewards/margins":\#(10 * Double($0))}"# }.joined(separator: "\n")
+        let run = try PlotRun.parse(text, name: "run", path: "run/metrics.jsonl")
+        #expect(run.series["rewards/margins"]?.map(\.x) == [1, 2, 3, 4, 5, 6])
+        #expect(run.series["rewards/margins"]?.map(\.y) == [1, 2, 30, 40, 50, 60])
+    }
+
     func failure(_ text: String) -> String {
         do {
             _ = try PlotRun.parse(text, name: "run", path: "run/metrics.jsonl")
