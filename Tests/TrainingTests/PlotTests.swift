@@ -150,6 +150,57 @@ import Training
         #expect(run.series["rewards/margins"]?.map(\.y) == [1, 2, 30, 40, 50, 60])
     }
 
+    @Test func eachMetricGetsAPanelWithOneCurvePerRun() throws {
+        let runs = [try PlotRun.parse(preferenceMetrics(steps: 30, margin: 1), name: "beta-0.1", path: "a/metrics.jsonl"),
+                    try PlotRun.parse(preferenceMetrics(steps: 20, margin: 2), name: "beta-0.5", path: "b/metrics.jsonl"),
+                    try PlotRun.read(directory: try runDirectory("pretrain", metrics(steps: 10, start: 8, rate: 1000)))]
+        let metrics = ["rewards/margins", "kl", "rewards/margins"]
+        try MetricsPlot.checkMetrics(metrics, in: runs)
+        let plain = MetricsPlot(runs: runs).render()
+        let svg = MetricsPlot(runs: runs, options: .init(smoothingSpan: 5, metrics: metrics)).render()
+        let elements = try parse(svg)
+        // One panel per distinct name, in the order given, below the default two.
+        let titles = elements.elements.filter { $0.attributes["class"] == "metric-title" }
+        #expect(titles.count == 2)
+        #expect(elements.text.contains("rewards/margins, EMA over 5 rows (raw rows faint)"))
+        #expect(elements.text.contains("kl, EMA over 5 rows (raw rows faint)"))
+        #expect(elements.text.range(of: "Throughput")!.lowerBound < elements.text.range(of: "rewards/margins, EMA")!.lowerBound)
+        #expect(elements.text.range(of: "rewards/margins, EMA")!.lowerBound < elements.text.range(of: "kl, EMA")!.lowerBound)
+        #expect(elements.elements[0].attributes["height"] == "1452.0")   // 820 + 2 × (220 + 96)
+        // A curve for each run that has the field; the run without it has none.
+        let curves = elements.paths("metric")
+        #expect(curves.map { $0["data-metric"]! + " " + $0["data-run"]! }
+                == ["rewards/margins beta-0.1", "rewards/margins beta-0.5", "kl beta-0.1", "kl beta-0.5"])
+        #expect(elements.paths("metric-raw").count == 4)
+        #expect(curves[0]["d"]?.split(separator: "L").count == 30)
+        #expect(curves[0]["stroke"] == elements.paths("train-loss")[0]["stroke"])
+        #expect(curves[1]["stroke"] == elements.paths("train-loss")[1]["stroke"])
+        // Every vertex lies inside its own panel: 852…1072, then 1168…1388.
+        for (path, panel) in zip(curves, [(852.0, 1072.0), (852, 1072), (1168, 1388), (1168, 1388)]) {
+            let numbers = (path["d"] ?? "").split(whereSeparator: { " ML".contains($0) }).compactMap { Double($0) }
+            let ys = stride(from: 1, to: numbers.count, by: 2).map { numbers[$0] }
+            #expect(ys.allSatisfy { $0 >= panel.0 && $0 <= panel.1 })
+        }
+        // Each panel names the runs in their colors.
+        #expect(elements.elements.filter { $0.attributes["class"] == "metric-legend" }.count == 2)
+        // Without --metric: the plot as before, no metric panel.
+        #expect(!plain.contains("metric"))
+        #expect(plain.contains(#"height="820.0""#))
+    }
+
+    @Test func aMetricNoRunHasIsAnErrorListingTheFieldsTheyHave() throws {
+        let runs = [try PlotRun.parse(preferenceMetrics(steps: 3, margin: 1), name: "dpo", path: "dpo/metrics.jsonl"),
+                    try PlotRun.parse(#"{"step":1,"loss":3,"supervised_tokens":4096}"#, name: "sft", path: "sft/metrics.jsonl")]
+        do {
+            try MetricsPlot.checkMetrics(["rewards/chosen", "rewards/accuracies"], in: runs)
+            Issue.record("no error")
+        } catch {
+            #expect(error.description == "--metric rewards/accuracies: no row has 'rewards/accuracies' as a number; the runs' numeric fields are "
+                    + "kl, loss, rewards/chosen, rewards/margins, rewards/rejected, supervised_tokens, tokens_per_s")
+        }
+        try MetricsPlot.checkMetrics(["supervised_tokens", "loss"], in: runs)
+    }
+
     func failure(_ text: String) -> String {
         do {
             _ = try PlotRun.parse(text, name: "run", path: "run/metrics.jsonl")
