@@ -1,11 +1,14 @@
 import Foundation
+import Runtime
 
 /// Training curves as a standalone SVG: loss against step (training rows as lines, eval rows as
-/// markers) above tokens/s against step, one color per run, sharing the step axis.
+/// markers) above tokens/s against step, then one panel per metric asked for by name, one color
+/// per run, sharing the step axis.
 ///
 /// Every curve is one `<path>` whose `class` says what it shows (`train-loss`, `train-loss-raw`
-/// under smoothing, `eval-loss-line`, `tokens-per-second`) and whose `data-run` names its run;
-/// eval markers are `<circle class="eval-loss">`.
+/// under smoothing, `eval-loss-line`, `tokens-per-second`, `metric` and `metric-raw` with a
+/// `data-metric` naming the field) and whose `data-run` names its run; eval markers are
+/// `<circle class="eval-loss">`.
 public struct MetricsPlot: Sendable {
     public struct Options: Sendable {
         /// Loss on a logarithmic axis.
@@ -13,9 +16,13 @@ public struct MetricsPlot: Sendable {
         /// Exponential moving average over about this many logged rows (α = 2 / (span + 1));
         /// 0 or 1 draws the rows as logged. The raw curve stays visible, faint, underneath.
         public var smoothingSpan = 0
-        public init(logarithmicLoss: Bool = false, smoothingSpan: Int = 0) {
+        /// Fields of the rows (`rewards/chosen`, `kl`, …) drawn each in a panel of its own below
+        /// the throughput, in this order.
+        public var metrics: [String] = []
+        public init(logarithmicLoss: Bool = false, smoothingSpan: Int = 0, metrics: [String] = []) {
             self.logarithmicLoss = logarithmicLoss
             self.smoothingSpan = smoothingSpan
+            self.metrics = metrics.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
         }
     }
 
@@ -31,17 +38,35 @@ public struct MetricsPlot: Sendable {
         self.options = options
     }
 
-    // Layout in SVG user units (px): two panels sharing the left and right margins.
+    // Layout in SVG user units (px): panels sharing the left and right margins, each metric's
+    // panel as tall as the throughput panel and as far below the one above it.
     private let width = 960.0
-    private let height = 820.0
+    private var height: Double { 820 + Double(options.metrics.count) * (metricPanelHeight + panelGap) }
     private let left = 84.0, right = 936.0
     private let lossPanel = (top: 64.0, bottom: 440.0)
     private let throughputPanel = (top: 536.0, bottom: 756.0)
+    private let metricPanelHeight = 220.0, panelGap = 96.0
+
+    /// The panel of `options.metrics[index]`.
+    private func metricPanel(_ index: Int) -> (top: Double, bottom: Double) {
+        let top = throughputPanel.bottom + panelGap + Double(index) * (metricPanelHeight + panelGap)
+        return (top, top + metricPanelHeight)
+    }
+
+    /// Checks that each of `metrics` is a number in some row of `runs`: a name none has (mistyped,
+    /// or logged only by another objective) is an error that lists the fields they do have.
+    public static func checkMetrics(_ metrics: [String], in runs: [PlotRun]) throws(JobError) {
+        for metric in metrics where !runs.contains(where: { $0.series[metric] != nil }) {
+            let fields = Set(runs.flatMap(\.series.keys)).sorted()
+            throw JobError("--metric \(metric): no row has '\(metric)' as a number; the runs' numeric fields are \(fields.joined(separator: ", "))")
+        }
+    }
 
     /// The whole SVG document.
     public func render() -> String {
         let smoothing = options.smoothingSpan > 1
-        let steps = runs.flatMap { $0.trainLoss + $0.evalLoss + $0.tokensPerSecond }.map(\.x)
+        let metricPoints = runs.flatMap { run in options.metrics.flatMap { run.series[$0] ?? [] } }
+        let steps = (runs.flatMap { $0.trainLoss + $0.evalLoss + $0.tokensPerSecond } + metricPoints).map(\.x)
         let stepAxis = PlotAxis(covering: steps, scale: .linear, tickCount: 9)
         let lossAxis = PlotAxis(covering: runs.flatMap { ($0.trainLoss + $0.evalLoss).map(\.y) },
                                 scale: options.logarithmicLoss ? .logarithmic : .linear)
@@ -56,7 +81,11 @@ public struct MetricsPlot: Sendable {
         // Curves are clipped to their panel, with room for a whole marker on the edge.
         let slack = 6.0
         svg.line(##"<defs><clipPath id="loss-area"><rect x="\##(f(left - slack))" y="\##(f(lossPanel.top - slack))" width="\##(f(right - left + 2 * slack))" height="\##(f(lossPanel.bottom - lossPanel.top + 2 * slack))"/></clipPath>"##
-            + ##"<clipPath id="rate-area"><rect x="\##(f(left - slack))" y="\##(f(throughputPanel.top - slack))" width="\##(f(right - left + 2 * slack))" height="\##(f(throughputPanel.bottom - throughputPanel.top + 2 * slack))"/></clipPath></defs>"##)
+            + ##"<clipPath id="rate-area"><rect x="\##(f(left - slack))" y="\##(f(throughputPanel.top - slack))" width="\##(f(right - left + 2 * slack))" height="\##(f(throughputPanel.bottom - throughputPanel.top + 2 * slack))"/></clipPath>"##
+            + options.metrics.indices.map { index in
+                let panel = metricPanel(index)
+                return ##"<clipPath id="metric-area-\##(index)"><rect x="\##(f(left - slack))" y="\##(f(panel.top - slack))" width="\##(f(right - left + 2 * slack))" height="\##(f(panel.bottom - panel.top + 2 * slack))"/></clipPath>"##
+            }.joined() + "</defs>")
         var title = "Loss" + (options.logarithmicLoss ? " (log scale)" : "")
         if smoothing { title += ", EMA over \(options.smoothingSpan) rows (raw rows faint)" }
         svg.line(##"<text x="\##(f(left))" y="\##(f(lossPanel.top - 16))" font-size="15" font-weight="bold" fill="#222">\##(escape(title))</text>"##)
@@ -100,6 +129,9 @@ public struct MetricsPlot: Sendable {
         if rates.isEmpty {
             svg.line(##"<text x="\##(f((left + right) / 2))" y="\##(f((throughputPanel.top + throughputPanel.bottom) / 2))" text-anchor="middle" fill="#888">no row has tokens_per_s</text>"##)
         }
+        for (index, metric) in options.metrics.enumerated() {
+            drawMetric(&svg, metric, panel: metricPanel(index), clipPath: "metric-area-\(index)", stepAxis: stepAxis)
+        }
         svg.line("</svg>")
         return svg.text
     }
@@ -116,6 +148,42 @@ public struct MetricsPlot: Sendable {
     }
 
     // MARK: drawing
+
+    /// One field of the rows against step, a curve per run drawn like the train loss (raw rows
+    /// faint under the average when smoothing), with the runs' names in their colors above the
+    /// panel's top right corner, since the loss panel's legend may be a long scroll away.
+    private func drawMetric(_ svg: inout SVGText, _ metric: String, panel: (top: Double, bottom: Double), clipPath: String, stepAxis: PlotAxis) {
+        let smoothing = options.smoothingSpan > 1
+        let values = runs.flatMap { ($0.series[metric] ?? []).map(\.y) }
+        let axis = PlotAxis(covering: values, scale: .linear, tickCount: 5)
+        let title = metric + (smoothing ? ", EMA over \(options.smoothingSpan) rows (raw rows faint)" : "")
+        svg.line(##"<text class="metric-title" x="\##(f(left))" y="\##(f(panel.top - 16))" font-size="15" font-weight="bold" fill="#222">\##(escape(title))</text>"##)
+        // The runs that log the field, as in the loss panel's legend: a dash in the run's color, its name.
+        let key = runs.enumerated().filter { $0.element.series[metric] != nil }.map { index, run in
+            let color = Self.palette[index % Self.palette.count]
+            return ##"<tspan dx="14" fill="\##(color)" font-size="16" font-weight="bold">—</tspan><tspan dx="5">\##(escape(run.name))</tspan>"##
+        }
+        if !key.isEmpty {
+            svg.line(##"<text class="metric-legend" x="\##(f(right))" y="\##(f(panel.top - 16))" text-anchor="end" fill="#222">\##(key.joined())</text>"##)
+        }
+        drawAxes(&svg, x: stepAxis, y: axis, panel: panel, yTitle: metric)
+        svg.line(##"<g clip-path="url(#\##(clipPath))">"##)
+        for (index, run) in runs.enumerated() {
+            guard let points = run.series[metric], !points.isEmpty else { continue }
+            let color = Self.palette[index % Self.palette.count]
+            let names = ##"data-metric="\##(escape(metric))" data-run="\##(escape(run.name))""##
+            if smoothing && points.count > 1 {
+                svg.line(##"<path class="metric-raw" \##(names) d="\##(pathData(points, stepAxis, axis, panel))" fill="none" stroke="\##(color)" stroke-opacity="0.22" stroke-width="1"/>"##)
+            }
+            let curve = smoothing ? Self.exponentialMovingAverage(points, span: options.smoothingSpan) : points
+            svg.line(##"<path class="metric" \##(names) d="\##(pathData(curve, stepAxis, axis, panel))" fill="none" stroke="\##(color)" stroke-width="1.6" stroke-linejoin="round" stroke-linecap="round"/>"##)
+            if curve.count == 1 { dot(&svg, curve[0], stepAxis, axis, panel, color: color) }
+        }
+        svg.line("</g>")
+        if values.isEmpty {
+            svg.line(##"<text x="\##(f((left + right) / 2))" y="\##(f((panel.top + panel.bottom) / 2))" text-anchor="middle" fill="#888">no row has \##(escape(metric))</text>"##)
+        }
+    }
 
     private func drawAxes(_ svg: inout SVGText, x: PlotAxis, y: PlotAxis, panel: (top: Double, bottom: Double), yTitle: String) {
         svg.line(##"<g class="grid" stroke="#e6e6e6" stroke-width="1">"##)

@@ -3,22 +3,25 @@ import Runtime
 
 /// One training run's curves as `meshlm plot` draws them, read from `RUN/metrics.jsonl`
 /// (DESIGN §4): training rows carry `loss` and `tokens_per_s`, eval rows `eval_loss`, and a
-/// row may carry both. Other fields (`lr`, `grad_norm`, `mfu`, …) are read past.
+/// row may carry both. Every other numeric field (`lr`, `grad_norm`, an objective's
+/// `rewards/chosen`, …) is kept as a series too, for `meshlm plot --metric NAME`.
 public struct PlotRun: Sendable, Equatable {
     /// The legend name: the run directory's name.
     public var name: String
-    /// `(step, loss)` of every training row, in step order.
-    public var trainLoss: [PlotPoint] = []
-    /// `(step, eval_loss)` of every eval row, in step order.
-    public var evalLoss: [PlotPoint] = []
-    /// `(step, tokens_per_s)` of every training row that has it, in step order.
-    public var tokensPerSecond: [PlotPoint] = []
+    /// `(step, value)` of every row that has the field as a number, by field name (`step`
+    /// itself excepted), each in step order. Fields no row has as a number are absent.
+    public var series: [String: [PlotPoint]] = [:]
 
-    public init(name: String, trainLoss: [PlotPoint] = [], evalLoss: [PlotPoint] = [], tokensPerSecond: [PlotPoint] = []) {
+    /// `(step, loss)` of every training row, in step order.
+    public var trainLoss: [PlotPoint] { series["loss"] ?? [] }
+    /// `(step, eval_loss)` of every eval row, in step order.
+    public var evalLoss: [PlotPoint] { series["eval_loss"] ?? [] }
+    /// `(step, tokens_per_s)` of every training row that has it, in step order.
+    public var tokensPerSecond: [PlotPoint] { series["tokens_per_s"] ?? [] }
+
+    public init(name: String, series: [String: [PlotPoint]] = [:]) {
         self.name = name
-        self.trainLoss = trainLoss
-        self.evalLoss = evalLoss
-        self.tokensPerSecond = tokensPerSecond
+        self.series = series.filter { !$0.value.isEmpty }
     }
 
     /// Reads `directory/metrics.jsonl`; the run is named after the directory.
@@ -58,9 +61,11 @@ public struct PlotRun: Sendable, Equatable {
                 throw JobError("\(path):\(index + 1): 'step' must be a whole number: \(excerpt(trimmed))")
             }
             rowCount += 1
-            if let loss = row.loss { run.trainLoss.append(replacingFrom: PlotPoint(x: step, y: loss)) }
-            if let evalLoss = row.evalLoss { run.evalLoss.append(replacingFrom: PlotPoint(x: step, y: evalLoss)) }
-            if let rate = row.tokensPerSecond { run.tokensPerSecond.append(replacingFrom: PlotPoint(x: step, y: rate)) }
+            // Each field in its own series: an eval row logged beside a training row of the same
+            // step replaces nothing, while a resumed run's repeat of a field replaces that field.
+            for (field, value) in row.numbers {
+                run.series[field, default: []].append(replacingFrom: PlotPoint(x: step, y: value))
+            }
         }
         guard rowCount > 0 else { throw JobError("\(path): no rows (the run has not logged a step yet)") }
         guard !run.trainLoss.isEmpty || !run.evalLoss.isEmpty else {
@@ -69,16 +74,35 @@ public struct PlotRun: Sendable, Equatable {
         return run
     }
 
-    /// The fields the plot reads; `null` (how a non-finite number is written) counts as absent.
+    /// A row: `step`, and every field whose value is a number. `loss`, `eval_loss` and
+    /// `tokens_per_s` must be numbers when present; any other field that is not (a string, an
+    /// array) is read past. `null` (how a non-finite number is written) counts as absent.
     private struct Row: Decodable {
         let step: Double
-        let loss: Double?
-        let evalLoss: Double?
-        let tokensPerSecond: Double?
-        enum CodingKeys: String, CodingKey {
-            case step, loss
-            case evalLoss = "eval_loss"
-            case tokensPerSecond = "tokens_per_s"
+        let numbers: [(field: String, value: Double)]
+
+        private struct Field: CodingKey {
+            let stringValue: String
+            init(stringValue: String) { self.stringValue = stringValue }
+            var intValue: Int? { nil }
+            init?(intValue: Int) { nil }
+        }
+        /// The fields every plot draws: one that is present but not a number is an error.
+        private static let strictFields = ["loss", "eval_loss", "tokens_per_s"]
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Field.self)
+            step = try container.decode(Double.self, forKey: Field(stringValue: "step"))
+            var numbers: [(field: String, value: Double)] = []
+            for field in Self.strictFields {
+                if let value = try container.decodeIfPresent(Double.self, forKey: Field(stringValue: field)) {
+                    numbers.append((field, value))
+                }
+            }
+            for key in container.allKeys where key.stringValue != "step" && !Self.strictFields.contains(key.stringValue) {
+                if let value = try? container.decode(Double.self, forKey: key) { numbers.append((key.stringValue, value)) }
+            }
+            self.numbers = numbers
         }
     }
 

@@ -7,10 +7,11 @@ import Training
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot",
-        abstract: "Draw runs' loss and tokens/s against step as an SVG (from RUN/metrics.jsonl).",
+        abstract: "Draw runs' loss, tokens/s and any logged metric against step as an SVG (from RUN/metrics.jsonl).",
         discussion: """
-            Loss on top (training rows as lines, eval rows as markers), tokens/s below, one color \
-            per run, named after its directory. Open the SVG in a browser. docs/plot.md.
+            Loss on top (training rows as lines, eval rows as markers), tokens/s below, then a \
+            panel per --metric, one color per run, named after its directory. Open the SVG in a \
+            browser. docs/plot.md.
             """)
 
     @Argument(help: ArgumentHelp("Run directories, each holding the metrics.jsonl a training run writes.", valueName: "run"))
@@ -22,6 +23,11 @@ struct PlotCommand: ParsableCommand {
                                discussion: "The raw rows stay visible, faint, underneath. 0 or 1: no smoothing.",
                                valueName: "N"))
     var smooth = 0
+    @Option(name: .customLong("metric"),
+            help: ArgumentHelp("Also draw this numeric field of the rows against step, in a panel of its own (repeatable).",
+                               discussion: "Any field a run logs: supervised_tokens, grad_norm, rewards/chosen, …",
+                               valueName: "name"))
+    var metrics: [String] = []
 
     func validate() throws {
         guard !runs.isEmpty else { throw ValidationError("give at least one run directory: meshlm plot RUN [RUN...]") }
@@ -40,7 +46,8 @@ struct PlotCommand: ParsableCommand {
             for index in loaded.indices where names.filter({ $0 == names[index] }).count > 1 {
                 loaded[index].name = runs[index]
             }
-            let plot = MetricsPlot(runs: loaded, options: .init(logarithmicLoss: logLoss, smoothingSpan: smooth))
+            try MetricsPlot.checkMetrics(metrics, in: loaded)
+            let plot = MetricsPlot(runs: loaded, options: .init(logarithmicLoss: logLoss, smoothingSpan: smooth, metrics: metrics))
             let path = output ?? URL(fileURLWithPath: runs[0]).appendingPathComponent("plot.svg").path
             let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
             guard FileManager.default.fileExists(atPath: parent) else {
@@ -53,7 +60,10 @@ struct PlotCommand: ParsableCommand {
                 throw JobError("\(path): cannot write: \(error.localizedDescription)")
             }
             let trainRows = loaded.map(\.trainLoss.count).reduce(0, +), evalRows = loaded.map(\.evalLoss.count).reduce(0, +)
-            print("plot: wrote \(path) (\(loaded.count) run\(loaded.count == 1 ? "" : "s"), \(trainRows) training rows, \(evalRows) eval rows)")
+            let metricRows = plot.options.metrics.map { metric in
+                ", \(loaded.map { $0.series[metric]?.count ?? 0 }.reduce(0, +)) rows of \(metric)"
+            }
+            print("plot: wrote \(path) (\(loaded.count) run\(loaded.count == 1 ? "" : "s"), \(trainRows) training rows, \(evalRows) eval rows\(metricRows.joined()))")
         } catch let error as JobError {
             // The same one-line form as every SPMD command's errors.
             FileHandle.standardError.write(Data("meshlm: error: \(error.description)\n".utf8))

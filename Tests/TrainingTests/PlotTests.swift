@@ -118,6 +118,89 @@ import Training
         #expect(run.trainLoss.map(\.y) == [9, 8, 17, 16, 15, 14])
     }
 
+    /// Rows as a preference objective logs them: TRL's names, slashes included, beside fields
+    /// that are not numbers (strings, arrays, `null`), which are read past.
+    func preferenceMetrics(steps: Int, margin: Double) -> String {
+        (1...steps).map { step in
+            let chosen = -0.5 + margin * Double(step) / Double(steps)
+            return #"{"step":\#(step),"loss":\#(0.69 - 0.3 * Double(step) / Double(steps)),"tokens_per_s":900,"rewards/chosen":\#(chosen),"rewards/rejected":-0.5,"rewards/margins":\#(chosen + 0.5),"objective":"dpo","peak_rss_mb_per_rank":[812,790],"kl":\#(step % 2 == 0 ? "null" : "0.01")}"#
+        }.joined(separator: "\n") + "\n"
+    }
+
+    @Test func everyNumericFieldIsASeriesByName() throws {
+        let run = try PlotRun.parse(preferenceMetrics(steps: 4, margin: 1), name: "dpo", path: "dpo/metrics.jsonl")
+        #expect(run.series.keys.sorted() == ["kl", "loss", "rewards/chosen", "rewards/margins", "rewards/rejected", "tokens_per_s"])
+        #expect(run.series["rewards/chosen"] == [PlotPoint(x: 1, y: -0.25), PlotPoint(x: 2, y: 0), PlotPoint(x: 3, y: 0.25), PlotPoint(x: 4, y: 0.5)])
+        #expect(run.series["rewards/margins"]?.map(\.y) == [0.25, 0.5, 0.75, 1])
+        // Rows whose field is null are skipped, not drawn as zero.
+        #expect(run.series["kl"] == [PlotPoint(x: 1, y: 0.01), PlotPoint(x: 3, y: 0.01)])
+        #expect(run.trainLoss.count == 4 && run.tokensPerSecond.count == 4 && run.evalLoss.isEmpty)
+        // A field logged only by some rows: its series has just those steps.
+        let sparse = try PlotRun.parse(#"{"step":1,"loss":3}"# + "\n" + #"{"step":2,"loss":2.5,"supervised_tokens":4096}"# + "\n"
+                                       + #"{"step":3,"loss":2.25,"ok":true}"#, name: "sft", path: "sft/metrics.jsonl")
+        #expect(sparse.series["supervised_tokens"] == [PlotPoint(x: 2, y: 4096)])
+        #expect(sparse.series["ok"] == nil)
+    }
+
+    @Test func aResumedRunReplacesTheMetricRowsItLoggedAgain() throws {
+        let text = (1...5).map { #"{"step":\#($0),"loss":1,"rewards/margins":\#(Double($0))}"# }.joined(separator: "\n")
+            + "\n" + (3...6).map { #"{"step":\#($0),"loss":1,"rewards/margins":\#(10 * Double($0))}"# }.joined(separator: "\n")
+        let run = try PlotRun.parse(text, name: "run", path: "run/metrics.jsonl")
+        #expect(run.series["rewards/margins"]?.map(\.x) == [1, 2, 3, 4, 5, 6])
+        #expect(run.series["rewards/margins"]?.map(\.y) == [1, 2, 30, 40, 50, 60])
+    }
+
+    @Test func eachMetricGetsAPanelWithOneCurvePerRun() throws {
+        let runs = [try PlotRun.parse(preferenceMetrics(steps: 30, margin: 1), name: "beta-0.1", path: "a/metrics.jsonl"),
+                    try PlotRun.parse(preferenceMetrics(steps: 20, margin: 2), name: "beta-0.5", path: "b/metrics.jsonl"),
+                    try PlotRun.read(directory: try runDirectory("pretrain", metrics(steps: 10, start: 8, rate: 1000)))]
+        let metrics = ["rewards/margins", "kl", "rewards/margins"]
+        try MetricsPlot.checkMetrics(metrics, in: runs)
+        let plain = MetricsPlot(runs: runs).render()
+        let svg = MetricsPlot(runs: runs, options: .init(smoothingSpan: 5, metrics: metrics)).render()
+        let elements = try parse(svg)
+        // One panel per distinct name, in the order given, below the default two.
+        let titles = elements.elements.filter { $0.attributes["class"] == "metric-title" }
+        #expect(titles.count == 2)
+        #expect(elements.text.contains("rewards/margins, EMA over 5 rows (raw rows faint)"))
+        #expect(elements.text.contains("kl, EMA over 5 rows (raw rows faint)"))
+        #expect(elements.text.range(of: "Throughput")!.lowerBound < elements.text.range(of: "rewards/margins, EMA")!.lowerBound)
+        #expect(elements.text.range(of: "rewards/margins, EMA")!.lowerBound < elements.text.range(of: "kl, EMA")!.lowerBound)
+        #expect(elements.elements[0].attributes["height"] == "1452.0")   // 820 + 2 × (220 + 96)
+        // A curve for each run that has the field; the run without it has none.
+        let curves = elements.paths("metric")
+        #expect(curves.map { $0["data-metric"]! + " " + $0["data-run"]! }
+                == ["rewards/margins beta-0.1", "rewards/margins beta-0.5", "kl beta-0.1", "kl beta-0.5"])
+        #expect(elements.paths("metric-raw").count == 4)
+        #expect(curves[0]["d"]?.split(separator: "L").count == 30)
+        #expect(curves[0]["stroke"] == elements.paths("train-loss")[0]["stroke"])
+        #expect(curves[1]["stroke"] == elements.paths("train-loss")[1]["stroke"])
+        // Every vertex lies inside its own panel: 852…1072, then 1168…1388.
+        for (path, panel) in zip(curves, [(852.0, 1072.0), (852, 1072), (1168, 1388), (1168, 1388)]) {
+            let numbers = (path["d"] ?? "").split(whereSeparator: { " ML".contains($0) }).compactMap { Double($0) }
+            let ys = stride(from: 1, to: numbers.count, by: 2).map { numbers[$0] }
+            #expect(ys.allSatisfy { $0 >= panel.0 && $0 <= panel.1 })
+        }
+        // Each panel names the runs in their colors.
+        #expect(elements.elements.filter { $0.attributes["class"] == "metric-legend" }.count == 2)
+        // Without --metric: the plot as before, no metric panel.
+        #expect(!plain.contains("metric"))
+        #expect(plain.contains(#"height="820.0""#))
+    }
+
+    @Test func aMetricNoRunHasIsAnErrorListingTheFieldsTheyHave() throws {
+        let runs = [try PlotRun.parse(preferenceMetrics(steps: 3, margin: 1), name: "dpo", path: "dpo/metrics.jsonl"),
+                    try PlotRun.parse(#"{"step":1,"loss":3,"supervised_tokens":4096}"#, name: "sft", path: "sft/metrics.jsonl")]
+        do {
+            try MetricsPlot.checkMetrics(["rewards/chosen", "rewards/accuracies"], in: runs)
+            Issue.record("no error")
+        } catch {
+            #expect(error.description == "--metric rewards/accuracies: no row has 'rewards/accuracies' as a number; the runs' numeric fields are "
+                    + "kl, loss, rewards/chosen, rewards/margins, rewards/rejected, supervised_tokens, tokens_per_s")
+        }
+        try MetricsPlot.checkMetrics(["supervised_tokens", "loss"], in: runs)
+    }
+
     func failure(_ text: String) -> String {
         do {
             _ = try PlotRun.parse(text, name: "run", path: "run/metrics.jsonl")
