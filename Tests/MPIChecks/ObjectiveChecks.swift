@@ -110,6 +110,10 @@ func forwardChecks(_ world: Communicator, _ log: Log, arguments: [String]) throw
         try ForwardModel(config: config.model, microBatchSize: 2, sequenceLength: 16, microBatchCount: batches.count,
                          parallel: config.parallel, mesh: mesh, threads: .single, seed: 7)
     }
+    let memory = forward.parallelModel.parameters.residentBytes
+    guard memory.gradients == 0, memory.optimizerState == 0, memory.parameters > 0 else {
+        throw JobError("rank \(world.rank): a forward-only model holds \(memory)")
+    }
     let scored = try forward.sequenceLogProbabilities(batches)
     let trainer = try world.collectively { try Trainer(config: config, mesh: mesh, threads: .single, log: log) }
     let reference = try ForwardModel.sequenceLogProbabilities(of: trainer.parallelModel, batches, pipeline: mesh.pipeline)
