@@ -75,12 +75,16 @@ public final class LlamaModel {
     ///     per layer in backward); results are bitwise the same either way.
     ///   - documentMasking: attention masked per document of a packed row (see the property).
     ///   - forwardOnly: no backward; activations sized for inference.
+    ///   - frozen: names of tensors that do not train: backward skips their weight-gradient
+    ///     kernels (input gradients still flow) and acquires no gradients for a block whose every
+    ///     tensor is frozen. The `ParameterAccess` given must freeze the same ones.
     ///   - regions: the tensor-parallel hooks when `config` holds one rank's share of the model.
     ///   - part: a pipeline stage's layers (whole model by default); a part without the
     ///     embedding takes its input in `stageInput`, one without the head leaves its output in
     ///     `stageOutput` and takes the gradient of that output in `stageOutputGradient`.
     public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, recompute: Bool = false,
-                documentMasking: Bool = false, forwardOnly: Bool = false, threads: KernelThreads = .single,
+                documentMasking: Bool = false, forwardOnly: Bool = false, frozen: Set<String> = [],
+                threads: KernelThreads = .single,
                 regions: any TensorParallelRegions = SingleDeviceRegions(), part: ModelPart? = nil) {
         precondition(microBatchSize >= 1 && sequenceLength >= 1,
                      "micro-batch size \(microBatchSize) and sequence length \(sequenceLength) must be at least 1")
@@ -100,7 +104,7 @@ public final class LlamaModel {
         localTokenCount = regions.localTokenCount(of: microBatchSize * sequenceLength)
         let part = part ?? .whole(config)
         self.part = part
-        let layout = ParameterLayout(config: config, part: part)
+        let layout = ParameterLayout(config: config, part: part).freezing(frozen)
         self.layout = layout
         layerOffsets = part.layers.map { LayerOffsets(layout: layout, layer: $0) }
         headOffsets = part.hasHead ? HeadOffsets(layout: layout) : nil
@@ -401,11 +405,13 @@ public final class LlamaModel {
         let tiedTableGradient = headOffsets.flatMap { headBackward(parameters: parameters, offsets: $0) }
 
         for (local, layer) in part.layers.enumerated().reversed() {
-            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[local])
+            let offsets = layerOffsets[local]
+            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: offsets)
             if recompute { layerForward(local, weights) }
-            let gradients = LayerWeights(block: parameters.acquireGradients(.layer(layer)), offsets: layerOffsets[local])
-            layerBackward(local, weights, gradients)
-            parameters.releaseGradients(.layer(layer))
+            // A layer whose every tensor is frozen acquires no gradients: nothing to reduce.
+            let block = offsets.trains ? parameters.acquireGradients(.layer(layer)) : nil
+            layerBackward(local, weights, LayerGradients(block: block, offsets: offsets))
+            if offsets.trains { parameters.releaseGradients(.layer(layer)) }
             parameters.releaseParameters(.layer(layer))
         }
 
@@ -414,6 +420,8 @@ public final class LlamaModel {
             if tiedTableGradient != nil { parameters.releaseGradients(.embedding) }
             return
         }
+        // A frozen table needs no gradient, and the lookup has no input to pass one to.
+        guard layout.trains(.embedding) else { return }
         let embeddingGradient = tiedTableGradient ?? parameters.acquireGradients(.embedding)
         let streamGradient = gatheredStreamGradient()
         timed(.embedding, .backward) {
@@ -432,18 +440,23 @@ public final class LlamaModel {
         let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
         let tied = offsets.languageModelHead == nil
         let head = parameters.acquireParameters(.head)
-        let headGradient: UnsafeMutablePointer<Float>
-        let languageModelHead, languageModelHeadGradient: UnsafeMutablePointer<Float>
+        // Frozen tensors get no gradient pointer; a block with none that trains is not acquired.
+        let headTrains = layout.trains(.head)
+        let headGradient: UnsafeMutablePointer<Float>?
+        let languageModelHead: UnsafeMutablePointer<Float>
+        let languageModelHeadGradient: UnsafeMutablePointer<Float>?
         var tiedTableGradient: UnsafeMutablePointer<Float>?
         if let offset = offsets.languageModelHead {
-            headGradient = parameters.acquireGradients(.head)
-            (languageModelHead, languageModelHeadGradient) = (head + offset, headGradient + offset)
+            headGradient = headTrains ? parameters.acquireGradients(.head) : nil
+            languageModelHead = head + offset
+            languageModelHeadGradient = layout.trains("lm_head.weight") ? headGradient.map { $0 + offset } : nil
         } else {
             languageModelHead = parameters.acquireParameters(.embedding)
-            headGradient = parameters.acquireGradients(.head)
-            languageModelHeadGradient = parameters.acquireGradients(.embedding)
+            headGradient = headTrains ? parameters.acquireGradients(.head) : nil
+            languageModelHeadGradient = layout.trains(.embedding) ? parameters.acquireGradients(.embedding) : nil
             tiedTableGradient = languageModelHeadGradient
         }
+        let normGradient = layout.trains("model.norm.weight") ? headGradient.map { $0 + offsets.norm } : nil
         timed(.crossEntropy, .backward) {
             CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
                                   targets: a.targets, logProbabilityGradient: logProbabilityGradients.pointer,
@@ -458,11 +471,11 @@ public final class LlamaModel {
         let finalNormGradient = reduceNormGradient()  // lm_head is vocabulary-parallel
         zero(a.residualGradient, localTokenCount * c)
         timed(.rmsnorm, .backward) {
-            RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: headGradient + offsets.norm,
+            RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: normGradient,
                              outputGradient: finalNormGradient, rstd: a.finalRstd, input: a.residual(part.layers.count),
                              weight: head + offsets.norm, rowCount: localTokenCount, hiddenSize: c, threads: threads)
         }
-        parameters.releaseGradients(.head)
+        if headTrains { parameters.releaseGradients(.head) }
         if tied { parameters.releaseParameters(.embedding) }
         parameters.releaseParameters(.head)
         return tiedTableGradient
@@ -471,7 +484,7 @@ public final class LlamaModel {
     /// One decoder layer's backward: `residualGradient` holds dL/d(output) on entry and
     /// dL/d(input) on return. The residual connections need no kernel: the stream's gradient
     /// passes through unchanged and each sublayer's input gradient accumulates onto it.
-    private func layerBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerWeights) {
+    private func layerBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerGradients) {
         let a = activations
         let s = a.layer(layer)
         let x = a.residual(layer)
@@ -575,6 +588,8 @@ public final class LlamaModel {
     private func checkLayout(_ given: ParameterLayout) {
         precondition(layout.blocks.allSatisfy { given.contains($0) && given.range(of: $0).count == layout.range(of: $0).count },
                      "parameters laid out for blocks \(given.blocks) given to a model of \(part)")
+        precondition(layout.entries.allSatisfy { given.trains($0.name) == $0.trainable },
+                     "parameters frozen differently from the model's frozen tensors")
     }
 
     /// Calls `body(start, batchSize, length)` for each span of tokens that attention treats as

@@ -2,6 +2,14 @@
 /// first element (the pointer `ParameterAccess` hands out). Read once from the layout, by name.
 struct LayerOffsets {
     let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: Int
+    /// The offsets of the tensors that train (nil for frozen ones): where gradients go.
+    let gradients: OptionalOffsets
+    /// Whether any tensor of the layer trains.
+    let trains: Bool
+
+    struct OptionalOffsets {
+        let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: Int?
+    }
 
     init(layout: ParameterLayout, layer: Int) {
         let start = layout.range(of: .layer(layer)).lowerBound
@@ -10,6 +18,15 @@ struct LayerOffsets {
             guard let entry = layout.entry(named: name) else { preconditionFailure("the layout has no \(name)") }
             return entry.offset - start
         }
+        func gradient(_ suffix: String) -> Int? {
+            layout.trains("model.layers.\(layer).\(suffix)") ? offset(suffix) : nil
+        }
+        gradients = OptionalOffsets(
+            inputNorm: gradient("input_layernorm.weight"), query: gradient("self_attn.q_proj.weight"),
+            key: gradient("self_attn.k_proj.weight"), value: gradient("self_attn.v_proj.weight"),
+            output: gradient("self_attn.o_proj.weight"), postAttentionNorm: gradient("post_attention_layernorm.weight"),
+            gate: gradient("mlp.gate_proj.weight"), up: gradient("mlp.up_proj.weight"), down: gradient("mlp.down_proj.weight"))
+        trains = layout.trains(.layer(layer))
         inputNorm = offset("input_layernorm.weight")
         query = offset("self_attn.q_proj.weight")
         key = offset("self_attn.k_proj.weight")
@@ -43,6 +60,29 @@ struct LayerWeights {
         gate = block + offsets.gate
         up = block + offsets.up
         down = block + offsets.down
+    }
+}
+
+/// One decoder layer's gradients, as `LayerWeights`, nil for a frozen tensor (its
+/// weight-gradient kernel is skipped). A layer with no tensor that trains acquires no block.
+struct LayerGradients {
+    let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: UnsafeMutablePointer<Float>?
+
+    init(block: UnsafeMutablePointer<Float>?, offsets: LayerOffsets) {
+        let g = offsets.gradients
+        func at(_ offset: Int?) -> UnsafeMutablePointer<Float>? {
+            guard let block, let offset else { return nil }
+            return block + offset
+        }
+        inputNorm = at(g.inputNorm)
+        query = at(g.query)
+        key = at(g.key)
+        value = at(g.value)
+        output = at(g.output)
+        postAttentionNorm = at(g.postAttentionNorm)
+        gate = at(g.gate)
+        up = at(g.up)
+        down = at(g.down)
     }
 }
 

@@ -67,10 +67,13 @@ public struct ParameterLayout: Sendable {
         public let block: ModelBlock
         /// Whether AdamW applies weight decay to it (matrices yes; norm weights no).
         public let decays: Bool
+        /// False for a frozen tensor: backward computes no gradient for it (its weight-gradient
+        /// GEMM is skipped; input gradients still flow) and the optimizer leaves it as it is.
+        public internal(set) var trainable = true
         public var count: Int { shape.reduce(1, *) }
     }
 
-    public let entries: [Entry]
+    public private(set) var entries: [Entry]
     /// Blocks in model order.
     public let blocks: [ModelBlock]
     /// Element count of the whole arena.
@@ -164,6 +167,24 @@ public struct ParameterLayout: Sendable {
     /// The entries of one block, in arena order.
     public func entries(in block: ModelBlock) -> [Entry] {
         entries.filter { $0.block == block }
+    }
+
+    /// This layout with the tensors named in `frozen` frozen (names it does not hold are
+    /// ignored: a pipeline stage or tensor-parallel rank holds only some).
+    public func freezing(_ frozen: Set<String>) -> ParameterLayout {
+        var copy = self
+        for index in copy.entries.indices { copy.entries[index].trainable = !frozen.contains(copy.entries[index].name) }
+        return copy
+    }
+
+    /// Whether some tensor of `block` trains (a block with none gets no gradients at all).
+    public func trains(_ block: ModelBlock) -> Bool {
+        entries.contains { $0.block == block && $0.trainable }
+    }
+
+    /// Whether the tensor `name` trains (true for names the layout does not hold).
+    public func trains(_ name: String) -> Bool {
+        entry(named: name)?.trainable ?? true
     }
 }
 

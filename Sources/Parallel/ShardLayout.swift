@@ -95,7 +95,8 @@ public struct ShardLayout: Sendable {
         guard !elements.isEmpty else { return [] }
         let block = blocks[blockIndex]
         var result: [Segment] = []
-        for entry in layout.entries(in: block.block) {
+        // Frozen tensors are left out: the optimizer never touches them.
+        for entry in layout.entries(in: block.block) where entry.trainable {
             let start = entry.offset - block.range.lowerBound
             let lower = Swift.max(start, elements.lowerBound), upper = Swift.min(start + entry.count, elements.upperBound)
             guard lower < upper else { continue }

@@ -107,7 +107,7 @@ public final class TensorParallelParameters: ParameterAccess {
     public func releaseGradients(_ block: ModelBlock) {
         if let gradients = heldGradients[block], inner.stage.rawValue >= ZeroStage.gradients.rawValue || inner.isLastMicroBatch {
             let blockStart = layout.range(of: block).lowerBound
-            for (index, entry) in layout.entries.enumerated() where entry.block == block {
+            for (index, entry) in layout.entries.enumerated() where entry.block == block && entry.trainable {
                 let group = tensorLayout.isReplicatedKeyValue(index) ? replicaCommunicator
                           : entry.shape.count == 1 ? normCommunicator : nil
                 guard let group else { continue }

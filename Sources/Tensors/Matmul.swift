@@ -32,11 +32,11 @@ public enum Matmul {
     /// Accumulates the gradients of `forward`:
     ///
     ///     inputGradient  += outputGradient · weight            [rowCount, inputSize]   (skipped if nil)
-    ///     weightGradient += outputGradientᵀ · input            [outputSize, inputSize]
+    ///     weightGradient += outputGradientᵀ · input            [outputSize, inputSize]  (skipped if nil: a frozen weight)
     ///     biasGradient   += column sums of outputGradient      [outputSize]            (skipped if nil)
     public static func backward(
         inputGradient: UnsafeMutablePointer<Float>?,
-        weightGradient: UnsafeMutablePointer<Float>,
+        weightGradient: UnsafeMutablePointer<Float>?,
         biasGradient: UnsafeMutablePointer<Float>?,
         outputGradient: UnsafePointer<Float>,
         input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -50,11 +50,13 @@ public enum Matmul {
                 rowCount: rowCount, columnCount: inputSize, innerCount: outputSize,
                 beta: 1, threads: threads)
         }
-        BLAS.multiply(
-            output: weightGradient,
-            a: outputGradient, aTranspose: .transposed, b: input,
-            rowCount: outputSize, columnCount: inputSize, innerCount: rowCount,
-            beta: 1, threads: threads)
+        if let weightGradient {
+            BLAS.multiply(
+                output: weightGradient,
+                a: outputGradient, aTranspose: .transposed, b: input,
+                rowCount: outputSize, columnCount: inputSize, innerCount: rowCount,
+                beta: 1, threads: threads)
+        }
         if let biasGradient {
             // Columns are independent: split them, sum rows in order, so any thread count gives
             // the same bits.

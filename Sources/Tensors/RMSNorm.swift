@@ -34,13 +34,13 @@ public enum RMSNorm {
     /// Accumulates, with g = outputGradient · weight and r = rstd,
     ///
     ///     inputGradient  += r·g − input · r³·mean(g · input)
-    ///     weightGradient += Σ_rows outputGradient · input · r
+    ///     weightGradient += Σ_rows outputGradient · input · r    (skipped if nil: a frozen weight)
     ///
     /// With one thread each row is read once for both. With more, rows are split for the input
     /// gradient and columns for the weight gradient (a second pass), so the weight gradient is
     /// summed in row order and comes out bitwise the same for any thread count.
     public static func backward(
-        inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>,
+        inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>?,
         outputGradient: UnsafePointer<Float>,
         rstd: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         rowCount: Int, hiddenSize: Int,
@@ -49,6 +49,7 @@ public enum RMSNorm {
         if threads.count == 1 {
             for row in 0..<rowCount {
                 accumulateInputGradient(row: row, inputGradient, outputGradient, rstd, input, weight, hiddenSize)
+                guard let weightGradient else { continue }
                 accumulateWeightGradient(row: row, columns: 0..<hiddenSize, weightGradient,
                                          outputGradient, rstd, input, hiddenSize)
             }
@@ -59,6 +60,7 @@ public enum RMSNorm {
                 accumulateInputGradient(row: row, inputGradient, outputGradient, rstd, input, weight, hiddenSize)
             }
         }
+        guard let weightGradient else { return }
         threads.parallelFor(0..<hiddenSize, minimumChunk: 64) { columns in
             for row in 0..<rowCount {
                 accumulateWeightGradient(row: row, columns: columns, weightGradient,

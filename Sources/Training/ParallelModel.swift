@@ -22,8 +22,8 @@ import Tensors
 public final class ParallelModel {
     /// The tensor-parallel split of the parts this rank holds.
     public let tensorLayout: TensorParallelLayout
-    /// This rank's (local) parameter layout.
-    public var layout: ParameterLayout { tensorLayout.localLayout }
+    /// This rank's (local) parameter layout, with its frozen tensors.
+    public let layout: ParameterLayout
     /// The model (with pipeline parallelism: the first chunk's first activation slot).
     public let model: LlamaModel
     /// This rank's pipeline stage; nil without pipeline parallelism.
@@ -62,9 +62,10 @@ public final class ParallelModel {
     /// - Parameters:
     ///   - trainable: false for a forward-only model — activations sized for inference, no
     ///     gradient or optimizer memory.
+    ///   - frozen: names of tensors that do not train (`PretrainConfig.frozenTensors`).
     ///   - seed: the initialization's seed.
     public init(config: LlamaConfig, shape: Shape, parallel: ParallelSection, mesh: DeviceMesh, threads: KernelThreads,
-                trainable: Bool = true, seed: UInt64) throws {
+                trainable: Bool = true, frozen: Set<String> = [], seed: UInt64) throws {
         let parts = ModelSplit.parts(config, sequenceLength: shape.sequenceLength, stage: mesh.pipeline.rank,
                                      stageCount: mesh.pipeline.size, chunkCount: parallel.virtualStages)
         let tensorLayout = TensorParallelLayout(config: config, degree: mesh.tensor.size, rank: mesh.tensor.rank, parts: parts)
@@ -75,7 +76,7 @@ public final class ParallelModel {
         func makeModel(_ part: ModelPart) -> LlamaModel {
             LlamaModel(config: tensorLayout.localConfig, microBatchSize: shape.microBatchSize, sequenceLength: shape.sequenceLength,
                        recompute: shape.recompute && trainable, documentMasking: shape.documentMasking, forwardOnly: !trainable,
-                       threads: threads, regions: regions, part: part)
+                       frozen: frozen, threads: threads, regions: regions, part: part)
         }
         if mesh.pipeline.size > 1 {
             let runner = PipelineRunner(pipeline: mesh.pipeline, parts: parts, microBatchCount: shape.microBatchCount,
@@ -86,7 +87,8 @@ public final class ParallelModel {
             pipeline = nil
             model = makeModel(parts[0])
         }
-        let layout = tensorLayout.localLayout
+        let layout = tensorLayout.localLayout.freezing(frozen)
+        self.layout = layout
         let tiedStages = mesh.pipeline.size > 1 && config.tieWordEmbeddings
         let endStage = mesh.pipeline.rank == 0 || mesh.pipeline.rank == mesh.pipeline.size - 1
         embeddingCommunicator = tiedStages ? try mesh.pipeline.split(color: endStage ? 0 : nil, key: mesh.pipeline.rank) : nil

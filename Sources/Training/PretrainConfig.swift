@@ -36,6 +36,7 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         guard model.numLocalExperts == 0 else {
             throw .invalid("model.num_local_experts", model.numLocalExperts, "mixture of experts is not implemented yet; use 0")
         }
+        _ = try frozenTensors()
         guard train.seqLen <= model.maxPositionEmbeddings else {
             throw .invalid("train.seq_len", train.seqLen, "must not exceed model.max_position_embeddings \(model.maxPositionEmbeddings)")
         }
@@ -46,6 +47,48 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
                 throw .invalid("parallel.sequence_parallel", true, "splits train.micro_batch_size × train.seq_len = \(rows) token rows over tp \(parallel.tp), which must divide them")
             }
         }
+    }
+}
+
+extension PretrainConfig {
+    /// The names of the model's tensors that `train.freeze` freezes (empty without it).
+    public func frozenTensors() throws(ConfigError) -> Set<String> {
+        guard !train.freeze.isEmpty else { return [] }
+        let names = ParameterLayout(config: model).entries.map(\.name)
+        var frozen = Set<String>()
+        for pattern in train.freeze {
+            let matched = names.filter { TensorNamePattern(pattern).matches($0) }
+            guard !matched.isEmpty else {
+                throw .invalid("train.freeze", pattern, "matches no tensor of the model (names as in Hugging Face checkpoints, e.g. model.layers.*.mlp.*)")
+            }
+            frozen.formUnion(matched)
+        }
+        guard frozen.count < names.count else {
+            throw .invalid("train.freeze", train.freeze.joined(separator: ", "), "freezes every tensor; leave some to train")
+        }
+        return frozen
+    }
+}
+
+/// A tensor-name pattern: `*` matches any run of characters (dots included), everything else
+/// itself.
+public struct TensorNamePattern: Sendable {
+    let pieces: [Substring]
+
+    public init(_ pattern: String) {
+        pieces = pattern.split(separator: "*", omittingEmptySubsequences: false)
+    }
+
+    public func matches(_ name: String) -> Bool {
+        guard pieces.count > 1 else { return name == pieces[0] }
+        var rest = Substring(name)
+        guard rest.hasPrefix(pieces[0]) else { return false }
+        rest = rest.dropFirst(pieces[0].count)
+        for piece in pieces.dropFirst().dropLast() where !piece.isEmpty {
+            guard let found = rest.range(of: piece) else { return false }
+            rest = rest[found.upperBound...]
+        }
+        return rest.hasSuffix(pieces[pieces.count - 1])
     }
 }
 
@@ -73,11 +116,15 @@ public struct TrainSection: Codable, Sendable {
     public var recompute: Bool
     /// Attention stays within each packed document (positions restarting mark the boundaries).
     public var documentMasking: Bool
+    /// Patterns of tensor names (Hugging Face names, `*` matching any run of characters, e.g.
+    /// `model.layers.*.mlp.*`) that do not train: no weight-gradient kernels, no optimizer
+    /// updates. Each must match some tensor, and some tensor must still train.
+    public var freeze: [String]
 
     enum CodingKeys: String, CodingKey {
         case steps, seed, seqLen = "seq_len", globalBatchSize = "global_batch_size", microBatchSize = "micro_batch_size"
         case logInterval = "log_interval", evalInterval = "eval_interval", evalBatches = "eval_batches"
-        case stopAtStep = "stop_at_step", recompute, documentMasking = "document_masking"
+        case stopAtStep = "stop_at_step", recompute, documentMasking = "document_masking", freeze
     }
 
     public init(from decoder: any Decoder) throws {
@@ -93,6 +140,7 @@ public struct TrainSection: Codable, Sendable {
         stopAtStep = try c.decode(.stopAtStep, default: 0)
         recompute = try c.decode(.recompute, default: false)
         documentMasking = try c.decode(.documentMasking, default: false)
+        freeze = try c.decode(.freeze, default: [])
     }
 
     func validate() throws(ConfigError) {

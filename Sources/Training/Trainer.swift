@@ -81,7 +81,7 @@ public final class Trainer {
                                         microBatchCount: train.globalBatchSize / (train.microBatchSize * mesh.dataContext.size),
                                         recompute: train.recompute, documentMasking: train.documentMasking)
         parallelModel = try ParallelModel(config: config.model, shape: shape, parallel: config.parallel, mesh: mesh, threads: threads,
-                                          seed: UInt64(train.seed))
+                                          frozen: try config.frozenTensors(), seed: UInt64(train.seed))
         schedule = config.optimizer.schedule(totalSteps: train.steps)
     }
 
@@ -113,7 +113,7 @@ public final class Trainer {
         }
         let waitStart = monotonicSeconds()
         try parameters.finishBackward()
-        if let embeddingCommunicator {
+        if let embeddingCommunicator, layout.trains(.embedding) {
             try embeddingCommunicator.allreduce(parameters.reducedGradients(of: .embedding), .sum)
         }
         let reductionWait = monotonicSeconds() - waitStart

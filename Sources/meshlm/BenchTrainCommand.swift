@@ -28,6 +28,8 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Pipeline-parallel degree.") var pp = 1
     @Option(help: "Model chunks per pipeline stage (> 1: the interleaved schedule).") var virtualStages = 1
     @Option(help: "Micro-batches per step per model replica (the pipeline's m).") var microBatches = 1
+    @Option(help: "Freeze the tensors a name pattern matches (train.freeze; repeatable), e.g. 'model.layers.*'.")
+    var freeze: [String] = []
 
     func run() throws {
         try job.runJob { context in
@@ -39,7 +41,8 @@ struct BenchTrainCommand: ParsableCommand {
             let yaml = """
                 model: \(model)
                 run: {dir: /tmp/meshlm-bench-train}
-                train: {steps: \(steps + 1), seq_len: \(seqLen), global_batch_size: \(globalBatch), micro_batch_size: \(microBatch)}
+                train: {steps: \(steps + 1), seq_len: \(seqLen), global_batch_size: \(globalBatch), micro_batch_size: \(microBatch),
+                        freeze: [\(freeze.map { "'\($0)'" }.joined(separator: ", "))]}
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
                 parallel: {zero_stage: \(zero), tp: \(tp), pp: \(pp), virtual_stages: \(virtualStages)}

@@ -5,16 +5,19 @@ import Runtime
 import Tensors
 import Training
 
-/// `mpi-checks objective OBJECTIVE PP TP ZERO [SP]`: trains a small model for 6 steps towards
+/// `mpi-checks objective OBJECTIVE PP TP ZERO [sp] [freeze]`: trains a small model for 6 steps towards
 /// `OBJECTIVE` (`next-token`, `masked-tokens`, `masked-sequences`, `masked-ones`) on synthetic
 /// data on the mesh the degrees give (dp = the rest), and prints `loss STEP VALUE` (and the
 /// objective's metrics) from rank 0. Every sample is a function of its global index alone, so
 /// every layout trains on the same global batches: tests compare the lines across layouts.
+/// With `freeze`, the embedding, layer 0 and layer 1's MLP are frozen, and the check fails
+/// unless every frozen tensor ends bitwise at its initial value and the others moved.
 func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) throws {
     guard arguments.count >= 5, let pp = Int(arguments[2]), let tp = Int(arguments[3]), let zero = Int(arguments[4]) else {
         throw JobError("usage: mpi-checks objective next-token|masked-tokens|masked-sequences|masked-ones PP TP ZERO [sp]")
     }
-    let sequenceParallel = arguments.count > 5 && arguments[5] == "sp"
+    let sequenceParallel = arguments.dropFirst(5).contains("sp")
+    let freeze = arguments.dropFirst(5).contains("freeze")
     let objective: any TrainingObjective
     switch arguments[1] {
     case "next-token": objective = NextTokenObjective()
@@ -25,7 +28,8 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     let yaml = """
         model: {vocab_size: 97, hidden_size: 32, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4,
                 num_key_value_heads: 2, max_position_embeddings: 64}
-        train: {steps: 6, seed: 7, seq_len: 16, global_batch_size: 8, micro_batch_size: 2, document_masking: true}
+        train: {steps: 6, seed: 7, seq_len: 16, global_batch_size: 8, micro_batch_size: 2, document_masking: true,
+                freeze: [\(freeze ? "'model.embed_tokens.weight', 'model.layers.0.*', 'model.layers.1.mlp.*'" : "")]}
         optimizer: {lr: 0.01, warmup_steps: 0, schedule: constant}
         data: {train: synthetic}
         parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero), sequence_parallel: \(sequenceParallel)}
@@ -46,6 +50,33 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     }
     let evalLoss = try trainer.evaluate(source.microBatches(step: 1000))
     log.info("eval \(evalLoss)")
+    if freeze { try checkFrozen(trainer, config: config, mesh: mesh, world: world, log: log) }
+}
+
+/// Every frozen tensor this rank holds is bitwise its initial value; some trained tensor moved.
+func checkFrozen(_ trainer: Trainer, config: PretrainConfig, mesh: DeviceMesh, world: Communicator, log: Log) throws {
+    let frozen = try config.frozenTensors()
+    let initial = try ParallelModel(config: config.model, shape: ParallelModel.Shape(microBatchSize: 2, sequenceLength: 16, microBatchCount: 1),
+                                    parallel: config.parallel, mesh: mesh, threads: .single, trainable: false,
+                                    seed: UInt64(config.train.seed))
+    let before = Dictionary(uniqueKeysWithValues: initial.parameters.ownedSlices(.parameters).map { ($0.name, $0) })
+    var unchanged = 0, moved = 0
+    for slice in trainer.parameters.ownedSlices(.parameters) {
+        guard let start = before[slice.name] else { throw JobError("rank \(world.rank): no initial \(slice.name)") }
+        let now = UnsafeBufferPointer(start: slice.pointer, count: slice.elements.count)
+        let then = UnsafeBufferPointer(start: start.pointer, count: start.elements.count)
+        let same = now.elementsEqual(then)
+        if frozen.contains(slice.name) {
+            guard same else { throw JobError("rank \(world.rank): frozen \(slice.name) changed") }
+            unchanged += 1
+        } else if !same {
+            moved += 1
+        }
+    }
+    let counts = try world.allgather([Int64(unchanged), Int64(moved)])
+    let frozenSlices = counts.reduce(0) { $0 + $1[0] }, movedSlices = counts.reduce(0) { $0 + $1[1] }
+    guard frozenSlices > 0, movedSlices > 0 else { throw JobError("frozen slices \(frozenSlices), moved \(movedSlices)") }
+    log.info("frozen tensors unchanged (\(frozenSlices) slices); \(movedSlices) trained slices moved")
 }
 
 /// Micro-batches whose samples depend only on their global index: two documents packed in a

@@ -66,4 +66,17 @@ import Testing
             #expect(got.count == reference.count && difference <= 1e-6, "np \(ranks) \(layout)")
         }
     }
+
+    /// `train.freeze`: frozen tensors end every layout bitwise at their initial values (the
+    /// check fails otherwise), the rest trains, and every layout gives one rank's losses.
+    @Test func frozenTensorsStayFrozenOnEveryLayout() throws {
+        let reference = try train(1, ["masked-tokens", "1", "1", "0", "freeze"])
+        #expect(reference.losses.count == 6 && reference.losses[5][0] < reference.losses[0][0])
+        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0", "sp"]), (4, ["2", "2", "2"])] {
+            let got = try train(ranks, ["masked-tokens"] + layout + ["freeze"])
+            let difference = maxRelativeDifference(got.losses, reference.losses)
+            print("frozen np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
+            #expect(got.losses.count == 6 && difference <= 1e-6, "np \(ranks) \(layout)")
+        }
+    }
 }

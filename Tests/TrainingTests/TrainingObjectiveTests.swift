@@ -1,3 +1,4 @@
+import Runtime
 import Tensors
 import Testing
 @testable import Training
@@ -63,5 +64,46 @@ import Testing
         sums.add(ObjectiveOutput(lossSum: 1, metrics: ["supervised_tokens": MetricSum(sum: 2, count: 1)]))
         #expect(sums.values == [3, 8, 4])
         #expect(sums.means == ["supervised_tokens": 2])
+    }
+}
+
+/// `train.freeze` patterns: `*` spans dots; every pattern must match, something must train.
+@Suite struct FreezeConfigTests {
+    func config(freeze: [String]) throws -> PretrainConfig {
+        let yaml = """
+            model: {vocab_size: 50, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2}
+            train: {steps: 1, seq_len: 8, global_batch_size: 1, freeze: [\(freeze.map { "'\($0)'" }.joined(separator: ", "))]}
+            optimizer: {lr: 0.1}
+            data: {train: x}
+            """
+        return try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "test.yaml")
+    }
+
+    @Test func patternsMatchAcrossDots() throws {
+        #expect(TensorNamePattern("model.layers.*.mlp.*").matches("model.layers.12.mlp.up_proj.weight"))
+        #expect(!TensorNamePattern("model.layers.*.mlp.*").matches("model.layers.12.self_attn.q_proj.weight"))
+        #expect(TensorNamePattern("*norm*").matches("model.norm.weight"))
+        #expect(TensorNamePattern("lm_head.weight").matches("lm_head.weight"))
+        #expect(!TensorNamePattern("lm_head").matches("lm_head.weight"))
+        let frozen = try config(freeze: ["model.layers.*", "model.embed_tokens.weight"]).frozenTensors()
+        #expect(frozen.count == 19)
+        #expect(!frozen.contains("lm_head.weight") && !frozen.contains("model.norm.weight"))
+    }
+
+    @Test func badPatternsAreRefusedNamingTheKey() throws {
+        #expect(throws: ConfigError.self) { try config(freeze: ["model.layer.*"]) }
+        do {
+            _ = try config(freeze: ["model.layer.*"])
+        } catch {
+            #expect("\(error)".contains("train.freeze"))
+            #expect("\(error)".contains("model.layer.*"))
+            #expect("\(error)".contains("matches no tensor of the model"))
+        }
+        do {
+            _ = try config(freeze: ["*"])
+            Issue.record("freezing everything was accepted")
+        } catch {
+            #expect("\(error)".contains("freezes every tensor; leave some to train"))
+        }
     }
 }
