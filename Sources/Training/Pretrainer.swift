@@ -241,10 +241,6 @@ public final class Pretrainer {
         tensorLayout.counts(index) && !(holdsEmbeddingCopy && layout.entries[index].block == .embedding)
     }
 
-    /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters of the whole model; the
-    /// count PaLM's MFU and the peer figures in docs/benchmarks.md use).
-    public var flopsPerToken: Double {
-        let model = config.model
-        return 6 * Double(tensorLayout.globalLayout.count) + 12 * Double(model.numHiddenLayers * model.hiddenSize * config.train.seqLen)
-    }
+    /// FLOPs one training step executes per token (the MFU numerator; `ModelFlops` says what counts).
+    public var flopsPerToken: Double { ModelFlops(config.model, sequenceLength: config.train.seqLen).trainingPerToken }
 }
