@@ -24,7 +24,8 @@ struct EvalCommand: ParsableCommand {
             """)
 
     @OptionGroup var job: JobOptions
-    @Option(help: "A step directory or a checkpoints directory.") var checkpoint: String
+    @Option(help: "A step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory (its newest committed checkpoint).")
+    var checkpoint: String
     @Option(help: "The token file or shard directory.") var tokens: String
     @Option(help: "Id type of a headerless .bin: uint16, uint32, int32, int64.") var dtype = "uint16"
     @Option(name: .customLong("seq-len"), help: "Positions per window, 2 up to max_position_embeddings (default: max_position_embeddings).")
@@ -41,7 +42,9 @@ struct EvalCommand: ParsableCommand {
                 guard let type = RawTokenType(rawValue: dtype) else { throw JobError("--dtype \(dtype): use uint16, uint32, int32 or int64") }
                 if batchSize < 1 { throw JobError("--batch-size must be at least 1, got \(batchSize)") }
                 if let maxWindows, maxWindows < 1 { throw JobError("--max-windows must be at least 1, got \(maxWindows)") }
-                let reader = try CheckpointReader.locate(checkpoint)
+                // A run directory stands for its checkpoints, as for generate and serve.
+                let runCheckpoints = (checkpoint as NSString).appendingPathComponent("checkpoints")
+                let reader = try CheckpointReader.locate(FileManager.default.fileExists(atPath: runCheckpoints) ? runCheckpoints : checkpoint)
                 let evaluation = try CheckpointEvaluation(reader, threads: KernelThreads(count: context.threads))
                 let positions = evaluation.model.maxPositionEmbeddings
                 let seqLen = self.seqLen ?? positions

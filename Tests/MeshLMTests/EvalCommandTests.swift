@@ -24,8 +24,8 @@ import Testing
     }
 
     /// Runs `meshlm eval` on `ranks` ranks and returns its JSON line.
-    static func evaluate(ranks: Int, _ arguments: [String]) throws -> [String: Any] {
-        let launch = try Launcher.mpirun(ranks, "meshlm", ["eval", "--checkpoint", run + "/checkpoints", "--threads", "1"] + arguments)
+    static func evaluate(ranks: Int, _ arguments: [String], checkpoint: String = run + "/checkpoints") throws -> [String: Any] {
+        let launch = try Launcher.mpirun(ranks, "meshlm", ["eval", "--checkpoint", checkpoint, "--threads", "1"] + arguments)
         try #require(launch.status == 0, "\(launch.standardError)")
         let line = try #require(launch.lines.last, "no output: \(launch.standardError)")
         return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
@@ -39,7 +39,8 @@ import Testing
     @Test func shardDirectoryGivesTheSameLossOnOneAndTwoRanks() throws {
         let arguments = ["--tokens", testShards.path, "--seq-len", "64", "--max-windows", "9"]
         let one = try Self.evaluate(ranks: 1, arguments)
-        let two = try Self.evaluate(ranks: 2, arguments)
+        // The run directory stands for its checkpoints directory.
+        let two = try Self.evaluate(ranks: 2, arguments, checkpoint: Self.run)
         let batched = try Self.evaluate(ranks: 2, arguments + ["--batch-size", "3"])
         let loss = try #require(one["loss"] as? Double)
         print("eval 9 windows of 64: loss \(loss) on 1 rank, \(two["loss"] ?? "-") on 2, \(batched["loss"] ?? "-") batched by 3")
