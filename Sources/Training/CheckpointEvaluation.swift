@@ -41,8 +41,8 @@ public final class CheckpointEvaluation {
     }
 
     /// The summed next-token loss of each window in `range` (Double, summed in token order), its
-    /// tokens read from `dataset`, `batchSize` windows per forward pass (a window shorter than the
-    /// others is padded at its end, where causal attention keeps the padding from its tokens).
+    /// tokens read from `dataset`, `batchSize` windows per forward pass (a shorter last window is
+    /// padded at its end, which causal attention keeps out of the results of its tokens).
     /// A token id outside the model's vocabulary is an error naming its place in the stream.
     public func lossSums(of range: Range<Int>, windows: EvaluationWindows, dataset: TokenDataset, batchSize: Int) throws -> [Double] {
         precondition(batchSize >= 1 && range.lowerBound >= 0 && range.upperBound <= windows.count, "bad window range \(range) of \(windows.count)")
