@@ -2,8 +2,9 @@
 # The first command of the README: installs what is missing, builds MeshLM (release), and runs
 # its main job end to end under mpirun -np 2 on the corpus that ships in data/corpus:
 # device-mesh check → clean → dedup → BPE tokenizer → token shards → pretraining of the tiny model
-# (loss falling, checkpoints) → the curve drawn to runs/tiny/plot.svg → generation from the trained
-# model → the benchmarks. Each capability that lands extends this script.
+# (loss falling, checkpoints) → the curve drawn to runs/tiny/plot.svg → eval of the checkpoint on
+# the held-out shards → generation from the trained model → the benchmarks. Each capability that
+# lands extends this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -26,6 +27,7 @@ rm -rf runs/tiny
 run mpirun -np 2 "$meshlm" pretrain --config configs/pretrain/tiny.yaml --set checkpoint.interval=100 \
     --tokenizer-json "$work/tokenizer.json"
 run "$meshlm" plot runs/tiny
+run mpirun -np 2 "$meshlm" eval --checkpoint runs/tiny --tokens data/shards/eval --seq-len 128
 run mpirun -np 2 "$meshlm" mesh --config configs/pretrain/tiny.yaml --set parallel.pp=2
 
 echo "== generating from the model just trained (the tokenizer travels in its checkpoint)"

@@ -46,7 +46,61 @@ public struct CPUInfo: Sendable {
     /// independent FMAs in the widest vector registers the binary was built for on each thread
     /// for `seconds`; the best of `repeats` runs (a peak is a ceiling, so the maximum is right).
     public static func measureFMAPeak(threads: Int, seconds: Double = 0.1, repeats: Int = 3) -> Double {
-        // Calibrate the iteration count on one thread.
+        let iterations = fmaIterations(lasting: seconds)
+        var best = 0.0
+        for _ in 0..<repeats {
+            let flops = Locked(0.0)
+            let start = monotonicSeconds()
+            DispatchQueue.concurrentPerform(iterations: threads) { _ in
+                var localSink: Float = 0
+                let done = meshlm_fma_loop(iterations, &localSink)
+                flops.add(done)
+            }
+            best = max(best, flops.value / (monotonicSeconds() - start) / 1e9)
+        }
+        return best
+    }
+
+    /// The fp32 FMA peak of one core in GFLOP/s, the same on every rank of `world`: rank 0
+    /// measures it on its own thread while the other ranks sleep, then broadcasts it. MFU's
+    /// denominator is this times the cores the job computes on (ranks × threads per rank).
+    ///
+    /// Measured with the other ranks idle because ranks measuring at once compete (for a core
+    /// when oversubscribed, otherwise for clocks, power and cache; a rank still busy with its
+    /// start-up steals from a neighbour), and a peak measured low makes MFU exceed 100 %. The
+    /// others wait by polling a non-blocking broadcast every millisecond: a blocking barrier or
+    /// broadcast spins in Open MPI and would itself take a core. Rank 0 alone rather than every
+    /// rank in turn: the nodes of a job are alike (the denominator assumes so anyway), and turns
+    /// would cost ranks × the measuring time at start-up for the same figure. The rate is FLOPs
+    /// per second of the thread's own CPU time, so a process of someone else sharing the core
+    /// (a busy workstation, an oversubscribed node) does not lower the ceiling; it lowers the
+    /// job's tokens/s, and so its MFU, as it should.
+    public static func measureFMAPeakPerCore(world: Communicator, seconds: Double = 0.1, repeats: Int = 3) throws -> Double {
+        try world.barrier()
+        var peak = [world.rank == 0 ? measureFMAPeakOfThisThread(seconds: seconds, repeats: repeats) : 0]
+        try peak.withUnsafeMutableBufferPointer { buffer in
+            let request = try world.broadcastNonBlocking(buffer, root: 0)
+            while try !request.test() { usleep(1000) }
+        }
+        return peak[0]
+    }
+
+    /// The FMA loop's GFLOP per second of this thread's CPU time: the best of `repeats` runs of
+    /// about `seconds`.
+    static func measureFMAPeakOfThisThread(seconds: Double, repeats: Int) -> Double {
+        let iterations = fmaIterations(lasting: seconds)
+        var best = 0.0
+        for _ in 0..<repeats {
+            var sink: Float = 0
+            let start = threadCPUSeconds()
+            let flops = meshlm_fma_loop(iterations, &sink)
+            best = max(best, flops / max(threadCPUSeconds() - start, 1e-9) / 1e9)
+        }
+        return best
+    }
+
+    /// Iterations of the FMA loop that take about `seconds` on one thread.
+    private static func fmaIterations(lasting seconds: Double) -> Int64 {
         var sink: Float = 0
         var iterations: Int64 = 1 << 16
         while true {
@@ -54,24 +108,17 @@ public struct CPUInfo: Sendable {
             _ = meshlm_fma_loop(iterations, &sink)
             let elapsed = monotonicSeconds() - start
             if elapsed > seconds / 4 || iterations > 1 << 40 {
-                iterations = Int64(Double(iterations) * seconds / max(elapsed, 1e-6))
-                break
+                return Int64(Double(iterations) * seconds / max(elapsed, 1e-6))
             }
             iterations *= 4
         }
-        var best = 0.0
-        let calibrated = iterations
-        for _ in 0..<repeats {
-            let flops = Locked(0.0)
-            let start = monotonicSeconds()
-            DispatchQueue.concurrentPerform(iterations: threads) { _ in
-                var localSink: Float = 0
-                let done = meshlm_fma_loop(calibrated, &localSink)
-                flops.add(done)
-            }
-            best = max(best, flops.value / (monotonicSeconds() - start) / 1e9)
-        }
-        return best
+    }
+
+    /// CPU time the calling thread has used, in seconds.
+    private static func threadCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
     }
 
     /// Logical CPUs this process may run on (its affinity mask, as Foundation reads it).

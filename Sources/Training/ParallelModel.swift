@@ -24,6 +24,8 @@ public final class ParallelModel {
     public let tensorLayout: TensorParallelLayout
     /// This rank's (local) parameter layout, with its frozen tensors.
     public let layout: ParameterLayout
+    /// The names of the tensors that do not train.
+    public let frozenTensors: Set<String>
     /// The model (with pipeline parallelism: the first chunk's first activation slot).
     public let model: LlamaModel
     /// This rank's pipeline stage; nil without pipeline parallelism.
@@ -89,6 +91,7 @@ public final class ParallelModel {
         }
         let layout = tensorLayout.localLayout.freezing(frozen)
         self.layout = layout
+        frozenTensors = frozen
         let tiedStages = mesh.pipeline.size > 1 && config.tieWordEmbeddings
         let endStage = mesh.pipeline.rank == 0 || mesh.pipeline.rank == mesh.pipeline.size - 1
         embeddingCommunicator = tiedStages ? try mesh.pipeline.split(color: endStage ? 0 : nil, key: mesh.pipeline.rank) : nil

@@ -182,10 +182,17 @@ public final class Trainer {
         tensorLayout.counts(index) && !(holdsEmbeddingCopy && layout.entries[index].block == .embedding)
     }
 
-    /// Model FLOPs per token, counted as 6·N + 12·L·H·T (N all parameters of the whole model; the
-    /// count PaLM's MFU and the peer figures in docs/benchmarks.md use).
+    /// FLOPs one training step executes per token (the MFU numerator; `ModelFlops` says what
+    /// counts), less the weight-gradient products that frozen matrices skip.
     public var flopsPerToken: Double {
         let model = config.model
-        return 6 * Double(tensorLayout.globalLayout.count) + 12 * Double(model.numHiddenLayers * model.hiddenSize * config.train.seqLen)
+        var skipped = 0.0
+        for entry in tensorLayout.globalLayout.entries where entry.shape.count == 2 && !parallelModel.frozenTensors.isEmpty {
+            // The embedding table is a product only as a tied lm_head.
+            guard parallelModel.frozenTensors.contains(entry.name),
+                  entry.name != "model.embed_tokens.weight" || model.tieWordEmbeddings else { continue }
+            skipped += 2 * Double(entry.count)
+        }
+        return ModelFlops(model, sequenceLength: config.train.seqLen).trainingPerToken - skipped
     }
 }

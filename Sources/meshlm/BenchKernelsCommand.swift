@@ -1,6 +1,7 @@
 import ArgumentParser
 import Runtime
 import Tensors
+import Training
 
 struct BenchKernelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,8 +10,10 @@ struct BenchKernelsCommand: ParsableCommand {
         discussion: """
             Memory-bound kernels are compared with a STREAM triad on arrays far beyond the last-level
             cache (bytes counted as STREAM counts them: each array read or written once, no
-            write-allocate traffic); attention and matmul are compared with sgemm at n = 1024.
-            Timing is per call, median and range over --repeats.
+            write-allocate traffic); attention and matmul are compared with sgemm at n = 1024 on
+            the same threads, timed alternately with each of them (batch for batch), so a machine
+            whose load changes during the run slows kernel and reference alike. Timing is per
+            call, median and range over --repeats.
             """)
 
     @OptionGroup var job: JobOptions
@@ -26,11 +29,11 @@ struct BenchKernelsCommand: ParsableCommand {
             let repeats = bench.repeats
             func time(_ body: () -> Void) -> Timing { Timing.measure(repeats: repeats, minimumSeconds: seconds, body) }
 
-            // References measured in this run, with the same thread count.
+            // References measured in this run, with the same thread count as the kernels.
             let stream = StreamBandwidth.measure(elements: elements, threads: threads, time: time)
-            let sgemm = sgemmRate(threads: threads, time: time)
-            if !bench.json { context.log.info(String(format: "reference: STREAM copy %.1f GB/s, triad %.1f GB/s; sgemm n=1024 %.1f GFLOP/s (%d thread%@)",
-                                    stream.copy, stream.triad, sgemm, kernelThreads, kernelThreads == 1 ? "" : "s")) }
+            let sgemm = SgemmReference(threads: threads)
+            if !bench.json { context.log.info(String(format: "reference: STREAM copy %.1f GB/s, triad %.1f GB/s; sgemm n=1024 on the same %d thread%@, timed beside each compute kernel",
+                                    stream.copy, stream.triad, kernelThreads, kernelThreads == 1 ? "" : "s")) }
             var report = BenchReport(bench: "kernels",
                                      columns: ["kernel", "shape", "ms", "achieved median (range)", "unit", "reference", "of reference"],
                                      json: bench.json, log: context.log)
@@ -42,13 +45,14 @@ struct BenchKernelsCommand: ParsableCommand {
                                     "gb_per_s": rate.median, "gb_per_s_min": rate.low, "gb_per_s_max": rate.high,
                                     "stream_gb_per_s": stream.triad, "fraction_of_stream": rate.median / stream.triad])
             }
-            func compute(_ name: String, _ shape: String, flops: Double, _ timing: Timing) {
-                let rate = timing.rate(flops / 1e9)
+            func compute(_ name: String, _ shape: String, flops: Double, _ body: () -> Void) {
+                let (timing, reference) = Timing.measureAlternately(repeats: repeats, minimumSeconds: seconds, body, reference: sgemm.run)
+                let rate = timing.rate(flops / 1e9), sgemmRate = reference.rate(sgemm.flops / 1e9).median
                 report.add(cells: [name, shape, String(format: "%.3f", timing.median * 1e3), formatRange(rate), "GFLOP/s",
-                                   String(format: "%.1f", sgemm), String(format: "%.0f%%", 100 * rate.median / sgemm)],
+                                   String(format: "%.1f", sgemmRate), String(format: "%.0f%%", 100 * rate.median / sgemmRate)],
                            fields: ["kernel": name, "shape": shape, "threads": kernelThreads, "ms": timing.median * 1e3,
                                     "gflops": rate.median, "gflops_min": rate.low, "gflops_max": rate.high,
-                                    "sgemm_gflops": sgemm, "fraction_of_sgemm": rate.median / sgemm])
+                                    "sgemm_gflops": sgemmRate, "fraction_of_sgemm": rate.median / sgemmRate])
             }
 
             let n = Double(elements)
@@ -129,22 +133,24 @@ struct BenchKernelsCommand: ParsableCommand {
                              count: elements, step: step, settings: settings, threads: threads)
             })
 
-            // Attention: sequence 512, head dim 64, causal; FLOPs count only the unmasked half.
+            // Attention: sequence 512, head dim 64, causal; FLOPs count the score entries the
+            // kernel computes (whole diagonal tiles, `ModelFlops.forwardScoreCount`): forward
+            // 2 products, backward 5 (it recomputes the scores), each 2·d per entry.
             let batch = 2, sequence = 512, heads = 8, kvHeads = 8, width = 64
             let qkv = batch * sequence * heads * width
             let query = random(qkv, seed: 8), key = random(qkv, seed: 9), value = random(qkv, seed: 10)
             let output = Tensor(shape: [qkv]), outputGradient = random(qkv, seed: 11)
             let attentionLSE = Tensor(shape: [batch * heads * sequence])
             let dq = Tensor(shape: [qkv]), dk = Tensor(shape: [qkv]), dv = Tensor(shape: [qkv])
-            let forwardFlops = Double(batch * heads) * 2 * Double(sequence * sequence * width)
+            let scores = ModelFlops.forwardScoreCount(sequenceLength: sequence, tiling: .default)
+            let forwardFlops = Double(batch * heads) * 2 * 2 * Double(width * scores)
             let shape = "b\(batch) t\(sequence) h\(heads) d\(width)"
-            let attentionForward = time {
+            compute("attention.forward", shape, flops: forwardFlops) {
                 Attention.forward(output: output.pointer, logSumExp: attentionLSE.pointer, query: query.pointer, key: key.pointer,
                                   value: value.pointer, batchSize: batch, sequenceLength: sequence, headCount: heads,
                                   kvHeadCount: kvHeads, headDimension: width, threads: threads)
             }
-            compute("attention.forward", shape, flops: forwardFlops, attentionForward)
-            let attentionBoth = time {
+            compute("attention.forward+backward", shape, flops: 3.5 * forwardFlops) {
                 Attention.forward(output: output.pointer, logSumExp: attentionLSE.pointer, query: query.pointer, key: key.pointer,
                                   value: value.pointer, batchSize: batch, sequenceLength: sequence, headCount: heads,
                                   kvHeadCount: kvHeads, headDimension: width, threads: threads)
@@ -153,7 +159,6 @@ struct BenchKernelsCommand: ParsableCommand {
                                    query: query.pointer, key: key.pointer, value: value.pointer, batchSize: batch,
                                    sequenceLength: sequence, headCount: heads, kvHeadCount: kvHeads, headDimension: width, threads: threads)
             }
-            compute("attention.forward+backward", shape, flops: 3.5 * forwardFlops, attentionBoth)
 
             // A linear layer as the model runs it: 2048 tokens, 768 → 2048, forward and backward.
             let tokenRows = 2048, inputs = 768, outputs = 2048
@@ -161,14 +166,14 @@ struct BenchKernelsCommand: ParsableCommand {
             let y = Tensor(shape: [tokenRows * outputs]), dy = random(tokenRows * outputs, seed: 14)
             let dx = Tensor(shape: [tokenRows * inputs]), dw = Tensor(shape: [outputs * inputs])
             let linearFlops = 2 * Double(tokenRows * inputs * outputs)
-            compute("matmul.forward", "\(tokenRows)×\(inputs)→\(outputs)", flops: linearFlops, time {
+            compute("matmul.forward", "\(tokenRows)×\(inputs)→\(outputs)", flops: linearFlops) {
                 Matmul.forward(output: y.pointer, input: x.pointer, weight: w.pointer, bias: nil, rowCount: tokenRows,
                                inputSize: inputs, outputSize: outputs, threads: threads)
-            })
-            compute("matmul.backward", "\(tokenRows)×\(inputs)→\(outputs)", flops: 2 * linearFlops, time {
+            }
+            compute("matmul.backward", "\(tokenRows)×\(inputs)→\(outputs)", flops: 2 * linearFlops) {
                 Matmul.backward(inputGradient: dx.pointer, weightGradient: dw.pointer, biasGradient: nil, outputGradient: dy.pointer,
                                 input: x.pointer, weight: w.pointer, rowCount: tokenRows, inputSize: inputs, outputSize: outputs, threads: threads)
-            })
+            }
             report.printTable()
         }
     }
@@ -188,13 +193,29 @@ struct BenchKernelsCommand: ParsableCommand {
         return tensor
     }
 
-    private func sgemmRate(threads: KernelThreads, time: (() -> Void) -> Timing) -> Double {
-        let n = 1024
-        let a = random(n * n, seed: 20), b = random(n * n, seed: 21), c = Tensor(shape: [n * n])
-        let timing = time {
-            BLAS.multiply(output: c.pointer, a: a.pointer, b: b.pointer, rowCount: n, columnCount: n, innerCount: n, threads: threads)
-        }
-        return 2 * Double(n * n * n) / timing.median / 1e9
+}
+
+/// The compute kernels' reference: sgemm at n = 1024 split over the kernels' threads, as
+/// `BLAS.multiply` splits the kernels' own products.
+struct SgemmReference {
+    let n = 1024
+    let threads: KernelThreads
+    let a: Tensor, b: Tensor, c: Tensor
+
+    init(threads: KernelThreads) {
+        self.threads = threads
+        a = Tensor(shape: [n * n])
+        b = Tensor(shape: [n * n])
+        c = Tensor(shape: [n * n])
+        var generator = SplitMix64(seed: 20)
+        a.fillUniform(lower: -1, upper: 1, generator: &generator)
+        b.fillUniform(lower: -1, upper: 1, generator: &generator)
+    }
+
+    var flops: Double { 2 * Double(n * n * n) }
+
+    func run() {
+        BLAS.multiply(output: c.pointer, a: a.pointer, b: b.pointer, rowCount: n, columnCount: n, innerCount: n, threads: threads)
     }
 }
 

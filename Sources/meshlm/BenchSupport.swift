@@ -26,6 +26,36 @@ struct Timing {
         return Timing(median: samples[samples.count / 2], minimum: samples[0], maximum: samples[samples.count - 1], repeats: repeats)
     }
 
+    /// Times `body` and `reference` as `measure` does, alternating their batches (body, reference,
+    /// body, …), so a machine that gets busier or quieter during the run slows both alike and the
+    /// ratio of their rates stays honest.
+    static func measureAlternately(repeats: Int, minimumSeconds: Double, _ body: () -> Void,
+                                   reference: () -> Void) -> (body: Timing, reference: Timing) {
+        /// Calls of `call` that last at least `minimumSeconds` (after one warm-up call).
+        func calls(_ call: () -> Void) -> Int {
+            let warm = monotonicSeconds()
+            call()
+            return max(1, Int(minimumSeconds / max(monotonicSeconds() - warm, 1e-7)))
+        }
+        /// Seconds per call of a batch of `count` calls.
+        func batch(_ call: () -> Void, _ count: Int) -> Double {
+            let start = monotonicSeconds()
+            for _ in 0..<count { call() }
+            return (monotonicSeconds() - start) / Double(count)
+        }
+        let bodyCalls = calls(body), referenceCalls = calls(reference)
+        var bodySamples: [Double] = [], referenceSamples: [Double] = []
+        for _ in 0..<repeats {
+            bodySamples.append(batch(body, bodyCalls))
+            referenceSamples.append(batch(reference, referenceCalls))
+        }
+        func timing(_ samples: [Double]) -> Timing {
+            let sorted = samples.sorted()
+            return Timing(median: sorted[sorted.count / 2], minimum: sorted[0], maximum: sorted[sorted.count - 1], repeats: repeats)
+        }
+        return (timing(bodySamples), timing(referenceSamples))
+    }
+
     /// A rate (work per second) from work per call: median, and the range (slowest, fastest).
     func rate(_ workPerCall: Double) -> (median: Double, low: Double, high: Double) {
         (workPerCall / median, workPerCall / maximum, workPerCall / minimum)

@@ -12,9 +12,11 @@ struct BenchTrainCommand: ParsableCommand {
         abstract: "Training throughput (tokens/s) and MFU of a model config, with a per-kernel breakdown of one step.",
         discussion: """
             Runs full training steps (forward, backward, gradient reduction, AdamW) on seeded random
-            tokens, so no data is needed. Under mpirun the ranks are data parallel. MFU counts
-            6·N + 12·L·H·T FLOPs per token against this machine's fp32 FMA peak measured in the
-            same run (per core, times the compute threads of every rank).
+            tokens, so no data is needed. Under mpirun the ranks are data parallel. MFU counts the
+            FLOPs a step executes per token (linear layers and lm_head ×3, causal attention tiles
+            as computed, no embedding FLOPs; docs/training.md) against the fp32 FMA peak of one
+            core measured in the same run with the other ranks idle, times the cores in use
+            (ranks × threads per rank).
             """)
 
     @OptionGroup var job: JobOptions
@@ -58,7 +60,8 @@ struct BenchTrainCommand: ParsableCommand {
             let trainer = try world.collectively {
                 try Trainer(config: config, mesh: mesh, threads: KernelThreads(count: context.threads), log: log)
             }
-            let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.1), .sum)
+            let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world)
+            let peak = peakPerCore * Double(world.size * context.threads)
             if !bench.json { log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
                      + "batch \(globalBatch) × \(seqLen), tp \(tp), pp \(pp)\(virtualStages > 1 ? " × \(virtualStages) virtual" : ""), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
             // One stream per model replica: the ranks of a tensor group see the same tokens.
@@ -134,6 +137,7 @@ struct BenchTrainCommand: ParsableCommand {
                        fields: ["part": "other", "ms": other * 1e3, "fraction_of_step": other / median])
             report.add(cells: ["step (median of \(steps))", String(format: "%.1f", median * 1e3), "100%"],
                        fields: ["part": "step", "ms": median * 1e3, "tokens_per_s": rate, "mfu": mfu, "peak_gflops": peak,
+                                "peak_gflops_per_core": peakPerCore, "flops_per_token": trainer.flopsPerToken,
                                 "ranks": world.size, "threads": context.threads, "parameters": config.model.parameterCount,
                                 "seq_len": seqLen, "global_batch": globalBatch, "zero_stage": zero, "tp": tp, "pp": pp,
                                 "virtual_stages": virtualStages, "micro_batches": microBatches,

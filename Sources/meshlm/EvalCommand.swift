@@ -6,41 +6,87 @@ import Runtime
 import Tensors
 import Training
 
-/// `meshlm eval --checkpoint DIR --tokens FILE`: one process, no MPI.
+/// `meshlm eval --checkpoint DIR --tokens FILE [--seq-len N]`: next-token loss and perplexity of
+/// a checkpoint's model over a token stream, data parallel under mpirun.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Next-token loss of a checkpoint's model on a token file; prints one JSON line with \"loss\".",
+        abstract: "Loss and perplexity of a checkpoint's model over a token file or shard directory; prints one JSON line.",
         discussion: """
-            The tokens (a .npy, a headerless .bin of --dtype ids, or a shard directory) are read as one \
-            document, at most --max-tokens of them. --logits writes the [T, V] logits as little-endian \
-            f32 for comparison with another implementation (tools/check-hf-roundtrip.py).
+            The tokens (a shard directory, a .npy, or a headerless .bin of --dtype ids) are one stream, \
+            cut into windows of --seq-len positions that overlap by one token, so every token after \
+            the first is predicted exactly once. Under mpirun each rank evaluates a contiguous share \
+            of the windows and the per-window sums are combined in window order: the same loss on \
+            any number of ranks. Prints {"checkpoint", "loss", "perplexity", "seq_len", "step", \
+            "tokens", "windows"} (tokens: the tokens predicted). --logits writes the [T, V] logits of \
+            a single window as little-endian f32 for comparison with another implementation \
+            (tools/check-hf-roundtrip.py).
             """)
 
-    @Option(help: "A step directory or a checkpoints directory.") var checkpoint: String
-    @Option(help: "The token file.") var tokens: String
+    @OptionGroup var job: JobOptions
+    @Option(help: "A step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory (its newest committed checkpoint).")
+    var checkpoint: String
+    @Option(help: "The token file or shard directory.") var tokens: String
     @Option(help: "Id type of a headerless .bin: uint16, uint32, int32, int64.") var dtype = "uint16"
-    @Option(name: .customLong("max-tokens"), help: "Use at most this many tokens (default: max_position_embeddings).") var maxTokens: Int?
-    @Option(help: "Write the logits here (f32, [T, V]).") var logits: String?
-    @Option(help: "Kernel threads.") var threads = 1
+    @Option(name: .customLong("seq-len"), help: "Positions per window, 2 up to max_position_embeddings (default: max_position_embeddings).")
+    var seqLen: Int?
+    @Option(name: .customLong("batch-size"), help: "Windows per forward pass on each rank.") var batchSize = 1
+    @Option(name: .customLong("max-windows"), help: "Evaluate only the first N windows.") var maxWindows: Int?
+    @Option(name: .customLong("max-tokens"), help: "Use only the first N tokens of the stream.") var maxTokens: Int?
+    @Option(help: "Write the logits here (f32, [T, V]); needs the tokens to fit one window and one rank.") var logits: String?
 
     func run() throws {
-        try CkptCommand.runTool {
-            guard let type = RawTokenType(rawValue: dtype) else { throw ValidationError("--dtype \(dtype): use uint16, uint32, int32 or int64") }
-            let reader = try CheckpointReader.locate(checkpoint)
-            let evaluation = try CheckpointEvaluation(reader, threads: KernelThreads(count: max(1, threads)))
-            let dataset = try TokenDataset.open(tokens, binType: type)
-            let count = min(dataset.tokenCount, maxTokens ?? evaluation.model.maxPositionEmbeddings)
-            let result = try evaluation.evaluate(try dataset.tokens(0..<count))
+        try job.runJob { context in
+            let world = context.world
+            let (evaluation, reader, dataset, windows) = try world.collectively {
+                guard let type = RawTokenType(rawValue: dtype) else { throw JobError("--dtype \(dtype): use uint16, uint32, int32 or int64") }
+                if batchSize < 1 { throw JobError("--batch-size must be at least 1, got \(batchSize)") }
+                if let maxWindows, maxWindows < 1 { throw JobError("--max-windows must be at least 1, got \(maxWindows)") }
+                // A run directory stands for its checkpoints, as for generate and serve.
+                let runCheckpoints = (checkpoint as NSString).appendingPathComponent("checkpoints")
+                let reader = try CheckpointReader.locate(FileManager.default.fileExists(atPath: runCheckpoints) ? runCheckpoints : checkpoint)
+                let evaluation = try CheckpointEvaluation(reader, threads: KernelThreads(count: context.threads))
+                let positions = evaluation.model.maxPositionEmbeddings
+                let seqLen = self.seqLen ?? positions
+                if seqLen < 2 { throw JobError("--seq-len must be at least 2, got \(seqLen)") }
+                if seqLen > positions {
+                    throw JobError("--seq-len \(seqLen) exceeds the model's max_position_embeddings \(positions) (\(reader.stepDirectory))")
+                }
+                let dataset = try TokenDataset.open(tokens, binType: type)
+                let count = min(dataset.tokenCount, maxTokens ?? .max)
+                if count < 2 { throw JobError("\(tokens): \(count) token\(count == 1 ? "" : "s"); eval needs at least 2 (one to read, one to predict)") }
+                let windows = EvaluationWindows(tokenCount: count, sequenceLength: seqLen, limit: maxWindows)
+                if logits != nil && (world.size > 1 || windows.count > 1 || windows.tokenCount > seqLen) {
+                    throw JobError("--logits needs the tokens to fit one window on one rank: \(windows.tokenCount) tokens, --seq-len \(seqLen), \(world.size) rank(s) (use --max-tokens)")
+                }
+                return (evaluation, reader, dataset, windows)
+            }
             if let logits {
+                let result = try evaluation.evaluate(try dataset.tokens(0..<windows.tokenCount))
                 let data = result.logits.withUnsafeBufferPointer { Data(buffer: $0) }
                 do { try data.write(to: URL(fileURLWithPath: logits), options: .atomic) } catch {
                     throw JobError("cannot write \(logits): \(error.localizedDescription)")
                 }
             }
-            let fields: [String: Any] = ["loss": result.loss, "tokens": count, "targets": result.targets, "checkpoint": reader.stepDirectory,
-                                         "step": reader.step]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self))
+            // A contiguous share of the windows per rank; each window's sum lands in its own slot
+            // (the others add zeros), so the total is summed in window order on any rank count.
+            let share = windows.count * world.rank / world.size..<windows.count * (world.rank + 1) / world.size
+            let local = try world.collectively {
+                try evaluation.lossSums(of: share, windows: windows, dataset: dataset, batchSize: batchSize)
+            }
+            var sums = [Double](repeating: 0, count: windows.count)
+            sums.replaceSubrange(share, with: local)
+            try world.allreduce(&sums, .sum)
+            let loss = sums.reduce(0, +) / Double(windows.targetCount)
+            var line = JSONLine()
+            line.add("checkpoint", reader.stepDirectory)
+            line.add("loss", loss)
+            line.add("perplexity", exp(loss))
+            line.add("seq_len", windows.sequenceLength)
+            line.add("step", reader.step)
+            line.add("tokens", windows.targetCount)
+            line.add("windows", windows.count)
+            context.log.info(line.text)
         }
     }
 }

@@ -86,7 +86,9 @@ struct PretrainCommand: ParsableCommand {
                 return
             }
             let metrics = try world.collectively { try MetricsLog(directory: settings.run.dir, rank: world.rank, append: start > 0) }
-            let peak = try world.allreduce(CPUInfo.measureFMAPeak(threads: context.threads, seconds: 0.05), .sum)
+            let cores = world.size * context.threads
+            let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world, seconds: 0.05)
+            let peak = peakPerCore * Double(cores)
             let train = settings.train
             log.info("pretrain: \(settings.model.parameterCount.formatted) parameters; mesh \(mesh.dims); ZeRO stage \(settings.parallel.zeroStage); "
                      + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
@@ -97,7 +99,8 @@ struct PretrainCommand: ParsableCommand {
             let summary = try pretrainRun.run(from: start)
             var line = String(format: "pretrain: %d steps, loss %.4f → %.4f", summary.steps, summary.firstLoss, summary.lastLoss)
             if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
-            line += String(format: ", %@ tokens/s, MFU %.1f%% of %.0f GFLOP/s", formatRate(summary.tokensPerSecond), 100 * summary.mfu, peak)
+            line += String(format: ", %@ tokens/s, MFU %.1f%% of %d core%@ × %.0f GFLOP/s", formatRate(summary.tokensPerSecond),
+                           100 * summary.mfu, cores, cores == 1 ? "" : "s", peakPerCore)
             log.info(line)
             let memory = trainer.parameters.residentBytes
             let rss = try world.allgather([peakResidentMegabytes()]).map { $0[0] }

@@ -86,14 +86,15 @@ import Testing
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: shards)) ?? []).isEmpty)
     }
 
+    /// The python of tools/setup-python.sh's venv, which has Hugging Face `tokenizers`.
+    static let tokenizerPython = ProcessInfo.processInfo.environment["MESHLM_TOKENIZER_PYTHON"] ?? "/tmp/venv-tokenizer/bin/python"
+
     /// tools/check-tokenizer-parity.py against Hugging Face `tokenizers`, when
-    /// tools/setup-python.sh has made its venv (/tmp/venv-tokenizer); skipped with a note otherwise.
-    @Test func pythonParity() throws {
-        let python = ProcessInfo.processInfo.environment["MESHLM_TOKENIZER_PYTHON"] ?? "/tmp/venv-tokenizer/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            print("skipped pythonParity: \(python) not found (run tools/setup-python.sh, or set MESHLM_TOKENIZER_PYTHON)")
-            return
-        }
+    /// tools/setup-python.sh has made its venv (/tmp/venv-tokenizer); reported as skipped otherwise.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: tokenizerPython),
+                   "no python with Hugging Face tokenizers at \(tokenizerPython) (run tools/setup-python.sh, or set MESHLM_TOKENIZER_PYTHON)"))
+    func pythonParity() throws {
+        let python = Self.tokenizerPython
         let meshlm = Launcher.productsDirectory.appendingPathComponent("meshlm").path
         let script = Self.repository.appendingPathComponent("tools/check-tokenizer-parity.py").path
         let launch = try Launcher.run(python, [script, "--meshlm", meshlm, "--input", Self.corpus, "--vocab-size", "2000"], timeout: 120)

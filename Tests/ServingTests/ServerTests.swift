@@ -285,12 +285,11 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
     }
 
     /// The official client (strict validation) and a bounded load test with no failure and no
-    /// leaked block. Skipped with a reason when no python with `openai` is found.
-    @Test func officialOpenAIClientAndLoad() async throws {
-        guard let python = openAIPython() else {
-            print("skipping officialOpenAIClientAndLoad: no python with the openai package (pip install openai into /tmp/venv-openai or set MESHLM_OPENAI_PYTHON)")
-            return
-        }
+    /// leaked block. Reported as skipped, with the reason, when no python with `openai` is found.
+    @Test(.enabled(if: openAIPython() != nil,
+                   "no python with the openai package (run tools/setup-openai-client.sh, or set MESHLM_OPENAI_PYTHON)"))
+    func officialOpenAIClientAndLoad() async throws {
+        let python = try #require(openAIPython())
         let server = try ServerProcess()
         defer { server.stop() }
         let (status, output) = try runPython(python, [server.baseURL + "/v1", "meshlm"])
