@@ -35,7 +35,12 @@ public enum ZeroStage: Int, Sendable, CaseIterable {
 /// gradients equal one rank's on the whole batch.
 public final class DataParallelParameters: ParameterAccess {
     public let layout: ParameterLayout
+    /// The parameter arenas' layout: every block.
     public let shards: ShardLayout
+    /// The gradient and optimizer-state arenas' layout: only the blocks with a tensor that
+    /// trains (a block frozen whole has no gradients, no moments and no reduction). A block's
+    /// padded and shard sizes, and so the elements each rank owns, are the same in both.
+    public let stateShards: ShardLayout
     public let stage: ZeroStage
     public let communicator: Communicator
     /// False for a forward-only model (a reference or a scorer): parameters only, no gradients,
@@ -82,11 +87,14 @@ public final class DataParallelParameters: ParameterAccess {
         self.threads = threads
         let shards = ShardLayout(layout: layout, degree: communicator.size, rank: communicator.rank)
         self.shards = shards
+        let stateShards = ShardLayout(layout: layout, degree: communicator.size, rank: communicator.rank,
+                                      blocks: trainable ? layout.blocks.filter { layout.trains($0) } : [])
+        self.stateShards = stateShards
         fullParameters = stage == .parameters ? nil : Tensor(shape: [shards.paddedCount])
         parameterShard = stage == .parameters ? Tensor(shape: [shards.shardCount]) : nil
-        fullGradients = trainable && stage.rawValue <= 1 ? Tensor(shape: [shards.paddedCount]) : nil
-        gradientShard = trainable && stage.rawValue >= 1 ? Tensor(shape: [shards.shardCount]) : nil
-        let stateCount = !trainable ? 0 : stage == .none ? shards.paddedCount : shards.shardCount
+        fullGradients = trainable && stage.rawValue <= 1 ? Tensor(shape: [stateShards.paddedCount]) : nil
+        gradientShard = trainable && stage.rawValue >= 1 ? Tensor(shape: [stateShards.shardCount]) : nil
+        let stateCount = stage == .none ? stateShards.paddedCount : stateShards.shardCount
         firstMoments = Tensor(shape: [stateCount])
         secondMoments = Tensor(shape: [stateCount])
         progressThread = communicator.size > 1 ? ProgressThread() : nil
@@ -147,7 +155,7 @@ public final class DataParallelParameters: ParameterAccess {
     public func acquireGradients(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {
         precondition(isTrainable, "gradients of a forward-only model's \(block)")
         progress()
-        let info = shards[block]
+        let info = stateShards[block]
         if let fullGradients { return fullGradients.pointer + info.paddedOffset }
         if let existing = blockGradients[block] { return existing.pointer }
         let buffer = takeBuffer(count: info.paddedCount)
@@ -156,7 +164,7 @@ public final class DataParallelParameters: ParameterAccess {
     }
 
     public func releaseGradients(_ block: ModelBlock) {
-        let info = shards[block]
+        let info = stateShards[block]
         switch stage {
         case .none:
             guard isLastMicroBatch, let fullGradients else { break }
@@ -190,7 +198,7 @@ public final class DataParallelParameters: ParameterAccess {
     /// stage 0, this rank's shard of it otherwise (the same elements on every rank of the same
     /// data-parallel index, whatever else their layouts hold, since blocks are sharded one by one).
     public func reducedGradients(of block: ModelBlock) -> UnsafeMutableBufferPointer<Float> {
-        let entry = shards[block]
+        let entry = stateShards[block]
         if stage == .none, let fullGradients {
             return UnsafeMutableBufferPointer(start: fullGradients.pointer + entry.paddedOffset, count: entry.paddedCount)
         }
@@ -202,12 +210,12 @@ public final class DataParallelParameters: ParameterAccess {
     public func gradientNorm() throws -> Double {
         var sum = 0.0
         if stage == .none, let fullGradients {
-            for block in shards.blocks { sum += sumOfSquares(fullGradients.pointer + block.paddedOffset, count: block.range.count) }
+            for block in stateShards.blocks { sum += sumOfSquares(fullGradients.pointer + block.paddedOffset, count: block.range.count) }
             return sum.squareRoot()
         }
         guard let gradientShard else { return 0 }
-        for block in shards.blocks {
-            sum += sumOfSquares(gradientShard.pointer + block.shardOffset, count: shards.ownedRange(of: block, rank: shards.rank).count)
+        for block in stateShards.blocks {
+            sum += sumOfSquares(gradientShard.pointer + block.shardOffset, count: stateShards.ownedRange(of: block, rank: stateShards.rank).count)
         }
         return try communicator.allreduce(sum, .sum).squareRoot()
     }
@@ -217,13 +225,13 @@ public final class DataParallelParameters: ParameterAccess {
     /// communication. Tensor parallelism sums it over its group, counting replicated tensors once.
     public func localSquaredGradientSum(counts: (Int) -> Bool) -> Double {
         var sum = 0.0
-        for (index, entry) in layout.entries.enumerated() where counts(index) {
-            let block = shards[entry.block]
+        for (index, entry) in layout.entries.enumerated() where counts(index) && stateShards.contains(entry.block) {
+            let block = stateShards[entry.block]
             let start = entry.offset - block.range.lowerBound
             if stage == .none, let fullGradients {
                 sum += sumOfSquares(fullGradients.pointer + block.paddedOffset + start, count: entry.count)
             } else if let gradientShard {
-                let owned = shards.ownedRange(of: block, rank: shards.rank)
+                let owned = stateShards.ownedRange(of: block, rank: stateShards.rank)
                 let lower = Swift.max(start, owned.lowerBound), upper = Swift.min(start + entry.count, owned.upperBound)
                 guard lower < upper else { continue }
                 sum += sumOfSquares(gradientShard.pointer + block.shardOffset + (lower - owned.lowerBound), count: upper - lower)
@@ -240,8 +248,11 @@ public final class DataParallelParameters: ParameterAccess {
         var constant = settings
         constant.weightDecay = 0
         if stage == .none, let fullParameters, let fullGradients {
-            for segment in shards.fullSegments() {
-                update(parameters: fullParameters.pointer + segment.offset, gradients: fullGradients.pointer + segment.offset,
+            for segment in stateShards.fullSegments() {
+                // The state arenas skip blocks frozen whole: the same block's place in the parameters.
+                let stateBlock = stateShards.blocks[segment.blockIndex]
+                let parameters = fullParameters.pointer + shards[stateBlock.block].paddedOffset + (segment.offset - stateBlock.paddedOffset)
+                update(parameters: parameters, gradients: fullGradients.pointer + segment.offset,
                        state: segment.offset, count: segment.count, scale: gradientScale,
                        settings: segment.decays ? decaying : constant, stepNumber: stepNumber)
             }
@@ -250,14 +261,16 @@ public final class DataParallelParameters: ParameterAccess {
             return
         }
         guard let gradientShard else { return }
-        for segment in shards.shardSegments() {
+        for segment in stateShards.shardSegments() {
+            let stateBlock = stateShards.blocks[segment.blockIndex]
+            let block = shards[stateBlock.block]
+            let offsetInShard = segment.offset - stateBlock.shardOffset
             let parameters: UnsafeMutablePointer<Float>
             if let parameterShard {
-                parameters = parameterShard.pointer + segment.offset
+                parameters = parameterShard.pointer + block.shardOffset + offsetInShard
             } else if let fullParameters {
                 // The shard arena offset maps into this rank's slice of the padded block.
-                let block = shards.blocks[segment.blockIndex]
-                parameters = fullParameters.pointer + block.paddedOffset + shards.rank * block.shardCount + (segment.offset - block.shardOffset)
+                parameters = fullParameters.pointer + block.paddedOffset + shards.rank * block.shardCount + offsetInShard
             } else {
                 preconditionFailure("no parameter storage")
             }
@@ -268,7 +281,8 @@ public final class DataParallelParameters: ParameterAccess {
         fullGradients?.zero()
         completeSnapshot()
         if stage != .parameters, let fullParameters {
-            for block in shards.blocks {
+            // Blocks frozen whole did not change.
+            for block in stateShards.blocks.map({ shards[$0.block] }) {
                 try communicator.allgatherInPlace(UnsafeMutableBufferPointer(start: fullParameters.pointer + block.paddedOffset,
                                                                             count: block.paddedCount))
             }
@@ -320,7 +334,7 @@ public final class DataParallelParameters: ParameterAccess {
         if wait { try item.request.wait() }
         if let received = item.received, let gradientShard {
             // Stages 2–3: accumulate this micro-batch's reduced shard.
-            let info = shards[item.block]
+            let info = stateShards[item.block]
             let shard = gradientShard.pointer + info.shardOffset
             for element in 0..<info.shardCount { shard[element] += received.pointer[element] }
             returnBuffer(received)
@@ -410,8 +424,10 @@ extension DataParallelParameters {
 
     private func slices(_ kind: StateKind, everything: Bool) -> [TensorSlice] {
         var result: [TensorSlice] = []
-        for block in shards.blocks {
-            let owned = shards.ownedRange(of: block, rank: shards.rank)
+        // Moments exist only for the blocks that train.
+        let blocks = kind == .parameters ? shards : stateShards
+        for block in blocks.blocks {
+            let owned = blocks.ownedRange(of: block, rank: blocks.rank)
             let held = everything ? 0..<block.range.count : owned
             for entry in layout.entries(in: block.block) {
                 let start = entry.offset - block.range.lowerBound

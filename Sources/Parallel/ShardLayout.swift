@@ -40,11 +40,13 @@ public struct ShardLayout: Sendable {
     public let shardCount: Int
     private let indexByBlock: [ModelBlock: Int]
 
-    public init(layout: ParameterLayout, degree: Int, rank: Int) {
+    /// - Parameter blocks: the blocks to lay out (every block of `layout` by default; the
+    ///   gradient and optimizer-state arenas hold only the blocks that train).
+    public init(layout: ParameterLayout, degree: Int, rank: Int, blocks selected: [ModelBlock]? = nil) {
         precondition(degree >= 1 && (0..<degree).contains(rank))
         var blocks: [Block] = []
         var paddedOffset = 0, shardOffset = 0
-        for block in layout.blocks {
+        for block in selected ?? layout.blocks {
             let range = layout.range(of: block)
             let shard = (range.count + degree - 1) / degree
             blocks.append(Block(block: block, range: range, paddedCount: shard * degree, paddedOffset: paddedOffset,
@@ -60,6 +62,9 @@ public struct ShardLayout: Sendable {
         self.shardCount = shardOffset
         self.indexByBlock = Dictionary(uniqueKeysWithValues: blocks.enumerated().map { ($1.block, $0) })
     }
+
+    /// Whether this layout holds `block`.
+    public func contains(_ block: ModelBlock) -> Bool { indexByBlock[block] != nil }
 
     public subscript(block: ModelBlock) -> Block {
         guard let index = indexByBlock[block] else { preconditionFailure("no block \(block)") }

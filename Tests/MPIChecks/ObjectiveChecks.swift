@@ -76,6 +76,17 @@ func checkFrozen(_ trainer: Trainer, config: PretrainConfig, mesh: DeviceMesh, w
     let counts = try world.allgather([Int64(unchanged), Int64(moved)])
     let frozenSlices = counts.reduce(0) { $0 + $1[0] }, movedSlices = counts.reduce(0) { $0 + $1[1] }
     guard frozenSlices > 0, movedSlices > 0 else { throw JobError("frozen slices \(frozenSlices), moved \(movedSlices)") }
+    // Blocks frozen whole (the embedding, layer 0) hold no gradients and no moments.
+    var unfrozen = config
+    unfrozen.train.freeze = []
+    let full = try world.collectively { try Trainer(config: unfrozen, mesh: mesh, threads: .single, log: log) }
+    let (got, all) = (trainer.parameters.residentBytes, full.parameters.residentBytes)
+    let frozenBlock = trainer.layout.blocks.contains { !trainer.layout.trains($0) }
+    if frozenBlock {
+        guard got.gradients < all.gradients, got.optimizerState < all.optimizerState, got.parameters == all.parameters else {
+            throw JobError("rank \(world.rank): frozen blocks still hold state: \(got) against \(all) unfrozen")
+        }
+    }
     log.info("frozen tensors unchanged (\(frozenSlices) slices); \(movedSlices) trained slices moved")
 }
 
