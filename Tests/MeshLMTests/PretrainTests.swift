@@ -119,6 +119,22 @@ func losses(in run: URL) throws -> [Int: Double] {
         }
     }
 
+    /// `train.freeze` from the command line: a run with the embedding and layer 0 frozen (no
+    /// moments for them in its checkpoints) stopped at step 3 resumes bitwise on dp 2 ZeRO-2.
+    @Test func frozenRunResumesBitwise() throws {
+        let freeze = ["--set", "train.freeze=['model.embed_tokens.weight', 'model.layers.0.*']"]
+        let (whole, wholeRun) = try pretrain(ranks: 2, zero: 2, steps: 6, extra: freeze)
+        #expect(whole.status == 0, "\(whole.standardError)")
+        #expect(whole.standardOutput.contains("memory per rank"))
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-frozen-\(getpid())-\(UUID().uuidString.prefix(6))")
+        let into = ["--set", "run.dir=\(run.path)"]
+        let (first, _) = try pretrain(ranks: 2, zero: 2, steps: 6, extra: freeze + into + ["--set", "train.stop_at_step=3"])
+        #expect(first.status == 0, "\(first.standardError)")
+        let (second, _) = try pretrain(ranks: 2, zero: 2, steps: 6, extra: freeze + into)
+        #expect(second.status == 0 && second.standardOutput.contains("pretrain: resuming at step 3"), "\(second.standardError)")
+        #expect(try losses(in: run) == losses(in: wholeRun), "the resumed frozen run differs from the uninterrupted one")
+    }
+
     @Test func sameSeedSameLossesRunAfterRun() throws {
         let (first, firstRun) = try pretrain(ranks: 2, zero: 1, steps: 5)
         let (second, secondRun) = try pretrain(ranks: 2, zero: 1, steps: 5)
