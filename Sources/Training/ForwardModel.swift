@@ -17,12 +17,14 @@ public final class ForwardModel {
 
     /// - Parameters:
     ///   - microBatchSize, sequenceLength: rows and tokens per row of every micro-batch.
-    ///   - microBatchCount: micro-batches per call (the pipeline schedule's length).
     ///   - seed: the initialization's seed (`loadParameters` usually replaces it).
-    public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, microBatchCount: Int = 1,
+    ///
+    /// Under pipeline parallelism the micro-batches go through the stages one after another
+    /// (one activation arena per stage chunk, no schedule overlapping them).
+    public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int,
                 parallel: ParallelSection, mesh: DeviceMesh, threads: KernelThreads, seed: UInt64 = 0) throws {
         let shape = ParallelModel.Shape(microBatchSize: microBatchSize, sequenceLength: sequenceLength,
-                                        microBatchCount: microBatchCount, documentMasking: true)
+                                        microBatchCount: mesh.pipeline.size, documentMasking: true)
         parallelModel = try ParallelModel(config: config, shape: shape, parallel: parallel, mesh: mesh, threads: threads,
                                           trainable: false, seed: seed)
         pipelineCommunicator = mesh.pipeline

@@ -82,7 +82,7 @@ public final class ParallelModel {
         }
         if mesh.pipeline.size > 1 {
             let runner = PipelineRunner(pipeline: mesh.pipeline, parts: parts, microBatchCount: shape.microBatchCount,
-                                        makeModel: makeModel)
+                                        forwardOnly: !trainable, makeModel: makeModel)
             pipeline = runner
             model = runner.models[0][0]
         } else {

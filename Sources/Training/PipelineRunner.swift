@@ -34,7 +34,10 @@ final class PipelineRunner {
     private var freeBuffers: [Tensor] = []
     private let progressThread = ProgressThread()
 
-    init(pipeline: Communicator, parts: [ModelPart], microBatchCount: Int, makeModel: (ModelPart) -> LlamaModel) {
+    /// - Parameter forwardOnly: one model instance per chunk (`evaluate` runs micro-batches one
+    ///   after another; `run` is not used).
+    init(pipeline: Communicator, parts: [ModelPart], microBatchCount: Int, forwardOnly: Bool = false,
+         makeModel: (ModelPart) -> LlamaModel) {
         self.pipeline = pipeline
         stage = pipeline.rank
         stageCount = pipeline.size
@@ -44,7 +47,7 @@ final class PipelineRunner {
                                                microBatchCount: microBatchCount)
         self.actions = actions
         models = parts.enumerated().map { chunk, part in
-            let slots = max(PipelineSchedule.peakInFlight(actions, chunk: chunk), 1)
+            let slots = forwardOnly ? 1 : max(PipelineSchedule.peakInFlight(actions, chunk: chunk), 1)
             return (0..<slots).map { _ in makeModel(part) }
         }
     }

@@ -149,8 +149,8 @@ func forwardChecks(_ world: Communicator, _ log: Log, arguments: [String]) throw
     // Every rank scores the whole global batch (4 micro-batches).
     let batches = SyntheticBatches(config: config, dataParallelDegree: 1, rank: 0, weighted: false).microBatches(step: 0)
     let forward = try world.collectively {
-        try ForwardModel(config: config.model, microBatchSize: 2, sequenceLength: 16, microBatchCount: batches.count,
-                         parallel: config.parallel, mesh: mesh, threads: .single, seed: 7)
+        try ForwardModel(config: config.model, microBatchSize: 2, sequenceLength: 16, parallel: config.parallel, mesh: mesh,
+                         threads: .single, seed: 7)
     }
     let memory = forward.parallelModel.parameters.residentBytes
     guard memory.gradients == 0, memory.optimizerState == 0, memory.parameters > 0 else {
