@@ -88,14 +88,15 @@ public enum BLAS {
 /// call (docs/architecture.md, "Determinism").
 ///
 /// The longer of the output's two dimensions is cut into `count` blocks of nearly equal length
-/// with boundaries on multiples of 16. Each block costs one repacking of the operand it shares
-/// with the others (all of b when rows are cut), so blocks are at least `minimumLength` long:
-/// at 128 that repacking costs a few percent of one thread's time (docs/benchmarks.md, "GEMM").
-/// Products below `minimumWork` multiply-adds are not cut: dispatch would cost more than it saves.
+/// with boundaries on multiples of 16. Each block repacks the operand it shares with the others
+/// (all of b when rows are cut), which one call packs once: that costs one thread about
+/// 40 rows' worth of compute per block with OpenBLAS's AVX-512 kernels (blocks of 128 rows ran
+/// at 0.76–0.92 of one call's speed, blocks of 512 at 0.90–0.97), so blocks are at least
+/// `minimumLength` long. `count` is a power of two, so 2 or 4 threads share blocks evenly.
+/// Products below `minimumWork` multiply-adds are not cut.
 public struct ProductBlocks: Sendable, Equatable {
     public static let minimumWork = 1 << 18
-    public static let minimumLength = 128
-    /// Enough blocks for the threads of one rank on large nodes, few enough that each stays long.
+    public static let minimumLength = 1024
     public static let maximumCount = 64
     static let alignment = 16
 
@@ -103,18 +104,17 @@ public struct ProductBlocks: Sendable, Equatable {
     public let splitsRows: Bool
     /// The length of the dimension being cut.
     public let length: Int
-    /// How many blocks (at least 1).
+    /// How many blocks: a power of two, at least 1.
     public let count: Int
 
     public init(rowCount: Int, columnCount: Int, innerCount: Int) {
         splitsRows = rowCount >= columnCount
         length = splitsRows ? rowCount : columnCount
-        let work = rowCount * columnCount * innerCount
-        if work < Self.minimumWork {
-            count = 1
-        } else {
-            count = Swift.max(1, Swift.min(length / Self.minimumLength, Self.maximumCount))
-        }
+        let most = rowCount * columnCount * innerCount < Self.minimumWork
+            ? 1 : Swift.min(length / Self.minimumLength, Self.maximumCount)
+        var count = 1
+        while count * 2 <= most { count *= 2 }
+        self.count = count
     }
 
     /// Rows (or columns) of block `index`: boundaries at multiples of 16, lengths within 16 of

@@ -45,12 +45,12 @@ import Testing
         #expect(stored.gradients.contains { $0 != 0 })
     }
 
-    /// Large enough that the kernels really split: sgemm into blocks of rows and of columns
-    /// (`ProductBlocks`: ≥ 2¹⁸ multiply-adds, ≥ 128 rows or columns per block), SwiGLU (≥ 2¹⁴
-    /// elements per thread), two query tiles of attention.
+    /// Large enough that the kernels really split: the head's sgemm into blocks of columns
+    /// (logits) and rows (its weight gradient) — `ProductBlocks` cuts ≥ 2 × 1024 — SwiGLU
+    /// (≥ 2¹⁴ elements per thread), two query tiles of attention.
     @Test(arguments: [false, true])
     func twoThreadsGiveTheSameBitsAsOne(documentMasking: Bool) {
-        let config = LlamaConfig(vocabSize: 301, hiddenSize: 64, intermediateSize: 256, numHiddenLayers: 2,
+        let config = LlamaConfig(vocabSize: 2100, hiddenSize: 64, intermediateSize: 256, numHiddenLayers: 2,
                                  numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 128,
                                  tieWordEmbeddings: true)
         let parameters = randomParameters(ParameterLayout(config: config), seed: 6, scale: 0.1)
