@@ -62,17 +62,20 @@ let package = Package(
         .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint", "Tensors", "Model", "Parallel", "Training"],
                           path: "Tests/MPIChecks",
                           swiftSettings: nativeSwift),
+        // One way for every test to compare tensors (counts and largest difference, never an
+        // element-by-element diff of two arrays).
+        .target(name: "TensorComparison", path: "Tests/TensorComparison"),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Runtime", "Training", "Model"], swiftSettings: nativeSwift),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"], swiftSettings: nativeSwift),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensors", "Runtime"],
+        .testTarget(name: "CheckpointTests", dependencies: ["TensorComparison", "Checkpoint", "Runtime", "Training", "Model"], swiftSettings: nativeSwift),
+        .testTarget(name: "TensorsTests", dependencies: ["TensorComparison", "Tensors"], swiftSettings: nativeSwift),
+        .testTarget(name: "ModelTests", dependencies: ["TensorComparison", "Model", "Tensors", "Runtime"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),
         .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Runtime"], swiftSettings: nativeSwift),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Parallel", "DataPipeline", "Tensors", "Runtime"],
+        .testTarget(name: "TrainingTests", dependencies: ["TensorComparison", "Training", "Model", "Parallel", "DataPipeline", "Tensors", "Runtime"],
                     swiftSettings: nativeSwift),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline"],
+        .testTarget(name: "ServingTests", dependencies: ["TensorComparison", "Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline"],
                     swiftSettings: nativeSwift),
-        .testTarget(name: "MeshLMTests", dependencies: ["Runtime", "Model", "Parallel", "Serving", "Checkpoint"],
+        .testTarget(name: "MeshLMTests", dependencies: ["TensorComparison", "Runtime", "Model", "Parallel", "Serving", "Checkpoint"],
                     swiftSettings: nativeSwift),
     ]
 )

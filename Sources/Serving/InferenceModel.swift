@@ -262,17 +262,20 @@ private struct LayerTensorOffsets {
 }
 
 /// `output = matrix · vector` for a row-major [rowCount, columnCount] matrix: batch-1 decode,
-/// bound by streaming the matrix from memory. Threads split the output rows; each part is one
-/// single-threaded `cblas_sgemv`.
+/// bound by streaming the matrix from memory. The output rows are cut into chunks of 64, each
+/// one single-threaded `cblas_sgemv`, and threads share out whole chunks: the calls do not
+/// depend on the thread count, so neither do the bits (as in `BLAS.multiply`).
 public enum MatrixVector {
     public static func multiply(output: UnsafeMutablePointer<Float>, matrix: UnsafePointer<Float>, vector: UnsafePointer<Float>,
                                 rowCount: Int, columnCount: Int, threads: KernelThreads = .single) {
         let chunk = 64
         threads.parallelFor(0..<(rowCount + chunk - 1) / chunk) { chunks in
-            let start = chunks.lowerBound * chunk
-            let end = Swift.min(chunks.upperBound * chunk, rowCount)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(end - start), Int32(columnCount), 1,
-                        matrix + start * columnCount, Int32(columnCount), vector, 1, 0, output + start, 1)
+            for index in chunks {
+                let start = index * chunk
+                let end = Swift.min(start + chunk, rowCount)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(end - start), Int32(columnCount), 1,
+                            matrix + start * columnCount, Int32(columnCount), vector, 1, 0, output + start, 1)
+            }
         }
     }
 }

@@ -17,12 +17,15 @@ public enum BLAS {
     /// Strides are the distance between consecutive stored rows (BLAS leading dimensions); `nil`
     /// means densely packed. With `beta == 0` the output is only written, never read.
     ///
-    /// With more than one thread the output is split into contiguous blocks of 16-row multiples
-    /// (or columns, when there are more columns than rows), each computed by a single-threaded
-    /// sgemm. Each output element is still one dot product over the inner dimension, and the
-    /// results have been bitwise equal to one thread's in every shape tested, but OpenBLAS picks
-    /// kernels by matrix size and does not promise it. See `KernelThreads` for why OpenBLAS itself
-    /// must run one thread. The corresponding C function is `cblas_sgemm`.
+    /// The output is cut into `ProductBlocks` — contiguous blocks of rows (or columns, when there
+    /// are more columns than rows) that depend on the sizes alone — and each block is one
+    /// single-threaded sgemm. Threads share out whole blocks; one thread computes the same blocks
+    /// in turn. Every output element therefore comes from the same sgemm call, with the same
+    /// arguments, whatever the thread count, and the bits cannot depend on it. Splitting at the
+    /// thread count instead does not keep them: OpenBLAS's kernels round differently for the same
+    /// element in calls of different sizes (its AVX2 Haswell/Zen kernels in ~10 % of the outputs of
+    /// a 160-row product cut in two, its AVX-512 ones when cut at 16 rows). See `KernelThreads` for
+    /// why OpenBLAS itself must run one thread. The corresponding C function is `cblas_sgemm`.
     public static func multiply(
         output: UnsafeMutablePointer<Float>, outputStride: Int? = nil,
         a: UnsafePointer<Float>, aStride: Int? = nil, aTranspose: Transpose = .none,
@@ -49,28 +52,19 @@ public enum BLAS {
             """)
         if rowCount == 0 || columnCount == 0 { return }
 
-        // Below ~2^18 multiply-adds a split costs more in dispatch than it saves.
-        let blockSize = 16
-        let splitRows = rowCount >= columnCount
-        let splitLength = splitRows ? rowCount : columnCount
-        let blockCount = (splitLength + blockSize - 1) / blockSize
-        let worthSplitting = rowCount * columnCount * innerCount >= 1 << 18
-        if threads.count == 1 || blockCount < 2 || !worthSplitting {
-            sgemm(output, ldc, a, lda, aTranspose, b, ldb, bTranspose,
-                  rowCount, columnCount, innerCount, alpha, beta)
-            return
-        }
-        threads.parallelFor(0..<blockCount) { blocks in
-            let start = blocks.lowerBound * blockSize
-            let length = Swift.min(blocks.upperBound * blockSize, splitLength) - start
-            if splitRows {
-                let aPart = aTranspose == .none ? a + start * lda : a + start
-                sgemm(output + start * ldc, ldc, aPart, lda, aTranspose, b, ldb, bTranspose,
-                      length, columnCount, innerCount, alpha, beta)
-            } else {
-                let bPart = bTranspose == .none ? b + start : b + start * ldb
-                sgemm(output + start, ldc, a, lda, aTranspose, bPart, ldb, bTranspose,
-                      rowCount, length, innerCount, alpha, beta)
+        let blocks = ProductBlocks(rowCount: rowCount, columnCount: columnCount, innerCount: innerCount)
+        threads.parallelFor(0..<blocks.count) { indices in
+            for index in indices {
+                let part = blocks.bounds(of: index)
+                if blocks.splitsRows {
+                    let aPart = aTranspose == .none ? a + part.lowerBound * lda : a + part.lowerBound
+                    sgemm(output + part.lowerBound * ldc, ldc, aPart, lda, aTranspose, b, ldb, bTranspose,
+                          part.count, columnCount, innerCount, alpha, beta)
+                } else {
+                    let bPart = bTranspose == .none ? b + part.lowerBound : b + part.lowerBound * ldb
+                    sgemm(output + part.lowerBound, ldc, a, lda, aTranspose, bPart, ldb, bTranspose,
+                          rowCount, part.count, innerCount, alpha, beta)
+                }
             }
         }
     }
@@ -86,6 +80,49 @@ public enum BLAS {
                     aTranspose == .none ? CblasNoTrans : CblasTrans,
                     bTranspose == .none ? CblasNoTrans : CblasTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+/// How `BLAS.multiply` cuts one product into sgemm calls: a function of the sizes alone, never
+/// of the thread count, so that any number of threads computes every output element in the same
+/// call (docs/architecture.md, "Determinism").
+///
+/// The longer of the output's two dimensions is cut into `count` blocks of nearly equal length
+/// with boundaries on multiples of 16. Each block repacks the operand it shares with the others
+/// (all of b when rows are cut), which one call packs once: that costs one thread about
+/// 40 rows' worth of compute per block with OpenBLAS's AVX-512 kernels (blocks of 128 rows ran
+/// at 0.76–0.92 of one call's speed, blocks of 512 at 0.90–0.97), so blocks are at least
+/// `minimumLength` long. `count` is a power of two, so 2 or 4 threads share blocks evenly.
+/// Products below `minimumWork` multiply-adds are not cut.
+public struct ProductBlocks: Sendable, Equatable {
+    public static let minimumWork = 1 << 18
+    public static let minimumLength = 1024
+    public static let maximumCount = 64
+    static let alignment = 16
+
+    /// Whether blocks are rows of the output (otherwise columns).
+    public let splitsRows: Bool
+    /// The length of the dimension being cut.
+    public let length: Int
+    /// How many blocks: a power of two, at least 1.
+    public let count: Int
+
+    public init(rowCount: Int, columnCount: Int, innerCount: Int) {
+        splitsRows = rowCount >= columnCount
+        length = splitsRows ? rowCount : columnCount
+        let most = rowCount * columnCount * innerCount < Self.minimumWork
+            ? 1 : Swift.min(length / Self.minimumLength, Self.maximumCount)
+        var count = 1
+        while count * 2 <= most { count *= 2 }
+        self.count = count
+    }
+
+    /// Rows (or columns) of block `index`: boundaries at multiples of 16, lengths within 16 of
+    /// each other, the last block ending at `length`.
+    public func bounds(of index: Int) -> Range<Int> {
+        let units = (length + Self.alignment - 1) / Self.alignment
+        func start(_ block: Int) -> Int { Swift.min(length, block * units / count * Self.alignment) }
+        return start(index)..<(index + 1 == count ? length : start(index + 1))
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Tensors
+import TensorComparison
 
 /// OpenBLAS must run one thread (see KernelThreads); set once for the whole test process.
 let singleThreadedBLAS: Void = { BLASLibrary.threadCount = 1 }()
@@ -53,15 +54,10 @@ struct Batch {
     }
 }
 
-/// max|a − b| / max|b|: the largest error relative to the reference's scale.
+/// max|a − b| / max|b|: the largest error relative to the reference's scale (`TensorDifference`).
 func maxRelativeDifference(_ actual: some Collection<Float>, _ expected: some Collection<Float>) -> Double {
     precondition(actual.count == expected.count, "\(actual.count) values vs \(expected.count) expected")
-    var difference = 0.0, scale = 0.0
-    for (a, b) in zip(actual, expected) {
-        difference = max(difference, abs(Double(a) - Double(b)))
-        scale = max(scale, abs(Double(b)))
-    }
-    return difference / max(scale, 1e-30)
+    return TensorDifference(actual, expected).relativeDifference
 }
 
 extension ArenaParameters {

@@ -2,6 +2,7 @@ import Foundation
 import Model
 import Serving
 import Tensors
+import TensorComparison
 import Testing
 
 @Suite struct InferenceModelTests {
@@ -60,7 +61,8 @@ import Testing
         let (rows, columns) = (203, 77)
         let matrix = (0..<rows * columns).map { _ in generator.nextNormal() }
         let vector = (0..<columns).map { _ in generator.nextNormal() }
-        for threads in [1, 2] {
+        var outputs: [[Float]] = []
+        for threads in [1, 2, 3] {
             var output = [Float](repeating: 0, count: rows)
             output.withUnsafeMutableBufferPointer { out in
                 MatrixVector.multiply(output: out.baseAddress!, matrix: matrix, vector: vector, rowCount: rows,
@@ -71,7 +73,10 @@ import Testing
                 for column in 0..<columns { sum += Double(matrix[row * columns + column]) * Double(vector[column]) }
                 #expect(abs(Double(output[row]) - sum) <= 1e-4 * max(1, abs(sum)))
             }
+            outputs.append(output)
         }
+        expectSameBits(outputs[1], outputs[0], "threads 2 vs 1")
+        expectSameBits(outputs[2], outputs[0], "threads 3 vs 1")
     }
 }
 
@@ -86,7 +91,7 @@ import Testing
         for path in [step, directory + "/checkpoints", directory] {
             let loaded = try InferenceWeights.load(checkpoint: path)
             #expect(loaded.config == weights.config)
-            #expect(loaded.parameters.values == weights.parameters.values)
+            expectSameBits(loaded.parameters.values, weights.parameters.values, "weights loaded from \(path)")
         }
         try FileManager.default.removeItem(atPath: step + "/model_config.json")
         #expect(throws: ServingError(.checkpoint, "\(step)/model_config.json is missing: the checkpoint has no model config (re-save it with a MeshLM that writes model_config.json, or import the model with `meshlm ckpt import-hf`)")) {
@@ -121,7 +126,7 @@ import Testing
                                                   threads: KernelThreads(count: threads))
                     }
                 }
-                #expect(Array(output[row * outputSize..<(row + 1) * outputSize]) == alone, "row \(row) of \(rows)")
+                expectSameBits(output[row * outputSize..<(row + 1) * outputSize], alone, "row \(row) of \(rows)")
             }
             for row in 0..<rows {
                 for column in 0..<outputSize {

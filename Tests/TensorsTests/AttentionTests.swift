@@ -1,4 +1,5 @@
 import Foundation
+import TensorComparison
 import Testing
 import Tensors
 
@@ -84,14 +85,14 @@ import Tensors
             maxRelativeDifference(single.valueGradient, gradients.dv),
         ]
         print("Attention tiles \(tiling.queryTileSize)×\(tiling.keyTileSize) max rel diff output/dq/dk/dv", differences,
-              "threads 3 bitwise equal", threaded.output == single.output && threaded.queryGradient == single.queryGradient)
+              "threads 3 vs 1:", TensorDifference(threaded.output, single.output))
         #expect(differences[0] <= 1e-5)
         #expect(differences[1...].allSatisfy { $0 <= 1e-4 })
-        #expect(threaded.output == single.output)
-        #expect(threaded.logSumExp == single.logSumExp)
-        #expect(threaded.queryGradient == single.queryGradient)
-        #expect(threaded.keyGradient == single.keyGradient)
-        #expect(threaded.valueGradient == single.valueGradient)
+        expectSameBits(threaded.output, single.output, "output, threads 3 vs 1")
+        expectSameBits(threaded.logSumExp, single.logSumExp, "log-sum-exp, threads 3 vs 1")
+        expectSameBits(threaded.queryGradient, single.queryGradient, "query gradient, threads 3 vs 1")
+        expectSameBits(threaded.keyGradient, single.keyGradient, "key gradient, threads 3 vs 1")
+        expectSameBits(threaded.valueGradient, single.valueGradient, "value gradient, threads 3 vs 1")
     }
 
     @Test func logSumExpIsTheSoftmaxNormalizer() {

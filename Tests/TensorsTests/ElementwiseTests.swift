@@ -1,3 +1,4 @@
+import TensorComparison
 import Testing
 import Tensors
 
@@ -33,9 +34,9 @@ import Tensors
             weightedSum(embeddingReference($0, tokens: tokens, hiddenSize: hidden), doubles(r))
         }
         let difference = maxRelativeDifference(added(results[0], over: start), expected)
-        print("Embedding backward max rel diff", difference, "threads 3 bitwise equal", results[1] == results[0])
+        print("Embedding backward max rel diff", difference)
         #expect(difference <= 1e-3)
-        #expect(results[1] == results[0])
+        expectSameBits(results[1], results[0], "threads 3 vs 1")
     }
 }
 
@@ -82,7 +83,7 @@ import Tensors
         print("RMSNorm backward input max rel diff", inputDifference, "weight max rel diff", weightDifference)
         #expect(inputDifference <= 1e-3)
         #expect(weightDifference <= 1e-3)
-        #expect(results[1] == results[0])
+        expectSameBits(results[1], results[0], "threads 3 vs 1")
     }
 }
 
@@ -141,7 +142,7 @@ import Tensors
                                 count: n, threads: threads)
             }
         }
-        #expect(results[0] == results[1])
+        expectSameBits(results[1], results[0], "threads 3 vs 1")
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Tensors
+import TensorComparison
 
 /// OpenBLAS must run one thread (see KernelThreads); set once for the whole test process.
 let singleThreadedBLAS: Void = { BLASLibrary.threadCount = 1 }()
@@ -18,19 +19,15 @@ func randomValues(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
 func doubles(_ values: [Float]) -> [Double] { values.map(Double.init) }
 
 /// max|a − b| / max|b|: the largest error relative to the reference's scale, so near-zero
-/// reference entries do not blow up the ratio.
+/// reference entries do not blow up the ratio (`TensorDifference`).
 func maxRelativeDifference(_ actual: [Float], _ expected: [Double]) -> Double {
     precondition(actual.count == expected.count, "\(actual.count) values vs \(expected.count) expected")
-    var difference = 0.0, scale = 0.0
-    for (a, b) in zip(actual, expected) {
-        difference = max(difference, abs(Double(a) - b))
-        scale = max(scale, abs(b))
-    }
-    return difference / max(scale, 1e-30)
+    return TensorDifference(actual, expected).relativeDifference
 }
 
 func maxRelativeDifference(_ actual: [Float], _ expected: [Float]) -> Double {
-    maxRelativeDifference(actual, doubles(expected))
+    precondition(actual.count == expected.count, "\(actual.count) values vs \(expected.count) expected")
+    return TensorDifference(actual, expected).relativeDifference
 }
 
 /// Central differences of `loss` with respect to every element of `point`.
