@@ -1,5 +1,6 @@
 #include "CSupport.h"
 #include <string.h>
+#include <unistd.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -49,6 +50,31 @@ meshlm_cpu_features meshlm_cpu_features_compiled(void) {
     f.avx512vl = 1;
 #endif
     return f;
+}
+
+// Runs when the binary is loaded, before any Swift code: a binary built for AVX-512 (or AVX2
+// and FMA) started on a CPU without them dies of SIGILL at the first such instruction, which
+// the compiler may emit anywhere in code built for that target — even before `main` could
+// check. This function is plain scalar code (cpuid, compares, write), so it runs on any x86-64.
+// JobContext repeats the check with the CPU's name in the message.
+__attribute__((constructor)) static void meshlm_refuse_missing_cpu_features(void) {
+    meshlm_cpu_features have = meshlm_cpu_features_runtime(), need = meshlm_cpu_features_compiled();
+    const char *missing = 0;
+    if ((need.avx512f || need.avx512bw || need.avx512vl) && !(have.avx512f && have.avx512bw && have.avx512vl))
+        missing = "AVX-512";
+    else if (need.avx2 && !have.avx2)
+        missing = "AVX2";
+    else if (need.fma && !have.fma)
+        missing = "FMA";
+    if (!missing) return;
+    static const char before[] = "meshlm: this binary was built for ";
+    static const char after[] = " but this CPU lacks it; rebuild on this machine, or build once for every node of the "
+                                "cluster with MESHLM_TARGET_CPU=haswell (AVX2 + FMA) when building (docs/architecture.md, Build)\n";
+    ssize_t ignored = write(2, before, sizeof before - 1);
+    ignored = write(2, missing, strlen(missing));
+    ignored = write(2, after, sizeof after - 1);
+    (void)ignored;
+    _exit(1);
 }
 
 void meshlm_cpu_brand(char *out) {
