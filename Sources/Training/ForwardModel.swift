@@ -13,7 +13,6 @@ import Tensors
 /// padding is computed.
 public final class ForwardModel {
     public let parallelModel: ParallelModel
-    let pipelineCommunicator: Communicator
 
     /// - Parameters:
     ///   - microBatchSize, sequenceLength: rows and tokens per row of every micro-batch.
@@ -27,7 +26,6 @@ public final class ForwardModel {
                                         microBatchCount: mesh.pipeline.size, documentMasking: true)
         parallelModel = try ParallelModel(config: config, shape: shape, parallel: parallel, mesh: mesh, threads: threads,
                                           trainable: false, seed: seed)
-        pipelineCommunicator = mesh.pipeline
     }
 
     /// Loads the parameters of a checkpoint (any mesh saved it).
@@ -35,41 +33,9 @@ public final class ForwardModel {
         try parallelModel.loadParameters(from: path, option: "checkpoint", log: log)
     }
 
-    /// Σ log p(target) and counted targets of every sequence of every micro-batch, in one call:
-    /// `result[b][s]` is sequence s of `batches[b].sequenceSpans`. Completions are scored by
-    /// giving their tokens targets and the prompt's −100. Every rank of a pipeline gets the
-    /// figures (the last stage computes them); data-parallel ranks score their own batches.
+    /// Σ log p(target) and counted targets of every sequence of every micro-batch
+    /// (`ParallelModel.sequenceLogProbabilities`).
     public func sequenceLogProbabilities(_ batches: [MicroBatch]) throws -> [[SequenceLogProbability]] {
-        try Self.sequenceLogProbabilities(of: parallelModel, batches, pipeline: pipelineCommunicator)
-    }
-
-    /// `sequenceLogProbabilities` of any model on the mesh (a trainer's too).
-    public static func sequenceLogProbabilities(of parallelModel: ParallelModel, _ batches: [MicroBatch],
-                                                pipeline: Communicator) throws -> [[SequenceLogProbability]] {
-        var sums: [Double] = [], counts: [Int64] = []
-        try parallelModel.forward(batches) { model, batch, _ in
-            for sequence in model.sequenceLogProbabilities(over: batch.sequenceSpans) {
-                sums.append(sequence.sum)
-                counts.append(Int64(sequence.count))
-            }
-        }
-        let spanCounts = batches.map { $0.sequenceSpans.count }
-        let total = spanCounts.reduce(0, +)
-        if parallelModel.pipeline != nil {
-            // Only the last stage computed them: a sum over the pipeline hands them to every stage.
-            if sums.isEmpty {
-                sums = [Double](repeating: 0, count: total)
-                counts = [Int64](repeating: 0, count: total)
-            }
-            try pipeline.allreduce(&sums, .sum)
-            try pipeline.allreduce(&counts, .sum)
-        }
-        var result: [[SequenceLogProbability]] = []
-        var next = 0
-        for count in spanCounts {
-            result.append((next..<next + count).map { SequenceLogProbability(sum: sums[$0], count: Int(counts[$0])) })
-            next += count
-        }
-        return result
+        try parallelModel.sequenceLogProbabilities(batches)
     }
 }

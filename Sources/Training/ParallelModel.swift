@@ -30,6 +30,8 @@ public final class ParallelModel {
     public let model: LlamaModel
     /// This rank's pipeline stage; nil without pipeline parallelism.
     let pipeline: PipelineRunner?
+    /// The stages of this rank's model replica.
+    let pipelineCommunicator: Communicator
     public let parameters: DataParallelParameters
     /// What the model reaches its parameters through: `parameters`, or the tensor-parallel
     /// wrapper around it.
@@ -71,6 +73,7 @@ public final class ParallelModel {
         let parts = ModelSplit.parts(config, sequenceLength: shape.sequenceLength, stage: mesh.pipeline.rank,
                                      stageCount: mesh.pipeline.size, chunkCount: parallel.virtualStages)
         let tensorLayout = TensorParallelLayout(config: config, degree: mesh.tensor.size, rank: mesh.tensor.rank, parts: parts)
+        pipelineCommunicator = mesh.pipeline
         self.tensorLayout = tensorLayout
         let regions: any TensorParallelRegions = tensorLayout.degree > 1
             ? TensorParallelExchange(communicator: mesh.tensor, layout: tensorLayout, sequenceParallel: parallel.sequenceParallel)
@@ -123,6 +126,38 @@ public final class ParallelModel {
                 model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
             }
             head(model, batch, crossEntropy)
+        }
+    }
+
+    /// Σ log p(target) and counted targets of every sequence of every micro-batch, in one call:
+    /// `result[b][s]` is sequence s of `batches[b].sequenceSpans`. Completions are scored by
+    /// giving their tokens targets and the prompt's −100. Every rank of a pipeline gets the
+    /// figures (the last stage computes them); data-parallel ranks score their own batches.
+    public func sequenceLogProbabilities(_ batches: [MicroBatch]) throws -> [[SequenceLogProbability]] {
+        let spans = batches.map(\.sequenceSpans)
+        var sums: [Double] = [], counts: [Int64] = []
+        var index = 0
+        try forward(batches) { model, _, _ in
+            for sequence in model.sequenceLogProbabilities(over: spans[index]) {
+                sums.append(sequence.sum)
+                counts.append(Int64(sequence.count))
+            }
+            index += 1
+        }
+        if pipeline != nil {
+            // Only the last stage computed them: a sum over the pipeline hands them to every stage.
+            let total = spans.reduce(0) { $0 + $1.count }
+            if sums.isEmpty {
+                sums = [Double](repeating: 0, count: total)
+                counts = [Int64](repeating: 0, count: total)
+            }
+            try pipelineCommunicator.allreduce(&sums, .sum)
+            try pipelineCommunicator.allreduce(&counts, .sum)
+        }
+        var next = 0
+        return spans.map { batchSpans in
+            defer { next += batchSpans.count }
+            return (next..<next + batchSpans.count).map { SequenceLogProbability(sum: sums[$0], count: Int(counts[$0])) }
         }
     }
 }

@@ -187,10 +187,10 @@ public final class Trainer {
     public var flopsPerToken: Double {
         let model = config.model
         var skipped = 0.0
-        for entry in tensorLayout.globalLayout.entries where entry.shape.count == 2 && !parallelModel.frozenTensors.isEmpty {
-            // The embedding table is a product only as a tied lm_head.
-            guard parallelModel.frozenTensors.contains(entry.name),
-                  entry.name != "model.embed_tokens.weight" || model.tieWordEmbeddings else { continue }
+        for name in parallelModel.frozenTensors {
+            // The embedding table is a product only as a tied lm_head; norms are no products.
+            guard let entry = tensorLayout.globalLayout.entry(named: name), entry.shape.count == 2,
+                  name != "model.embed_tokens.weight" || model.tieWordEmbeddings else { continue }
             skipped += 2 * Double(entry.count)
         }
         return ModelFlops(model, sequenceLength: config.train.seqLen).trainingPerToken - skipped

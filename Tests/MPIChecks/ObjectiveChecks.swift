@@ -158,7 +158,7 @@ func forwardChecks(_ world: Communicator, _ log: Log, arguments: [String]) throw
     }
     let scored = try forward.sequenceLogProbabilities(batches)
     let trainer = try world.collectively { try Trainer(config: config, mesh: mesh, threads: .single, log: log) }
-    let reference = try ForwardModel.sequenceLogProbabilities(of: trainer.parallelModel, batches, pipeline: mesh.pipeline)
+    let reference = try trainer.parallelModel.sequenceLogProbabilities(batches)
     guard scored == reference else {
         throw JobError("rank \(world.rank): the forward-only model's log-probabilities differ from the trainer's model's")
     }
