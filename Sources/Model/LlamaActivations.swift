@@ -11,7 +11,8 @@ import Tensors
 /// residual stream held here (N / tp with sequence parallelism, else N):
 ///
 ///     residual stream     (L + 1)·M·C
-///     saved layers        S·(N·(2C + 2Q + 2K + 3I + H) + M·(C + 2))
+///     saved layers        S·(N·(2C + 2Q + 2K + 3I + H) + M·(C + 2)), + S·N·(Q + K + H + H_kv) with
+///                         QK-norm (H_kv = num_key_value_heads)
 ///     head                N·(C + V) + M (only with the head: the last pipeline stage), + 2N
 ///     gradient scratch    N·(C + 3I + 3Q + 3K) + M·C
 ///     sequence parallel   N·C + 2·M·C  (only with sequence parallelism)
@@ -52,6 +53,12 @@ final class LlamaActivations {
         let attentionRstd: UnsafeMutablePointer<Float>
         /// [M] 1/rms of post_attention_layernorm's rows
         let mlpRstd: UnsafeMutablePointer<Float>
+        /// With per-head QK-norm only (qwen3; empty otherwise): [N, Q] and [N, K] q_proj and
+        /// k_proj outputs before the norm, and [N·H], [N·H_kv] 1/rms of each head's values.
+        let queryProjection: UnsafeMutablePointer<Float>
+        let keyProjection: UnsafeMutablePointer<Float>
+        let queryRstd: UnsafeMutablePointer<Float>
+        let keyRstd: UnsafeMutablePointer<Float>
     }
 
     let arena: Tensor
@@ -66,7 +73,7 @@ final class LlamaActivations {
 
     /// [N, C] model.norm output, lm_head's input (all rows)
     let finalNorm: UnsafeMutablePointer<Float>
-    /// [N, V] logits; after backward, their gradient
+    /// [N, V] logits; after backward, their gradient. With a scalar head: [N, labels] scores.
     let logits: UnsafeMutablePointer<Float>
 
     /// [M, C] gradient of the residual stream at the point backward has reached
@@ -108,14 +115,15 @@ final class LlamaActivations {
     /// Floats in the arena (the formula in the type's comment).
     static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, layerCount: Int,
                              hasHead: Bool, recompute: Bool, forwardOnly: Bool = false) -> Int {
-        let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
+        let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.headWidth, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let savedLayerCount = recompute || forwardOnly ? Swift.min(1, layerCount) : layerCount
         let residualSlices = forwardOnly ? Swift.min(2, layerCount + 1) : layerCount + 1
+        let headNorm = config.queryKeyNorm ? n * (q + k + h + config.numKeyValueHeads) : 0
         let gradientScratch = forwardOnly ? 0 : n * (c + 3 * i + 3 * q + 3 * k) + m * c + (m < n ? m * c : 0)
         return residualSlices * m * c
-            + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2))
+            + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2) + headNorm)
             + (hasHead ? n * (c + v) + m : 0) + 2 * n
             + gradientScratch
             + (m < n ? n * c + m * c : 0)
@@ -124,7 +132,7 @@ final class LlamaActivations {
     init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, localTokenCount m: Int, layerCount: Int,
          hasHead: Bool, recompute: Bool, forwardOnly: Bool = false) {
         let n = microBatchSize * sequenceLength
-        let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.vocabSize, config.numAttentionHeads)
+        let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.headWidth, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let count = LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: m, layerCount: layerCount,
@@ -142,12 +150,15 @@ final class LlamaActivations {
         residualStream = take(residualSlices * m * c)
         let savedLayerCount = recompute || forwardOnly ? Swift.min(1, layerCount) : layerCount
         var layers: [Layer] = []
+        let headNorm = config.queryKeyNorm ? 1 : 0
         for _ in 0..<savedLayerCount {
             layers.append(Layer(
                 attentionNorm: take(n * c), query: take(n * q), key: take(n * k), value: take(n * k),
                 attentionOutput: take(n * q), attentionResidual: take(m * c), mlpNorm: take(n * c),
                 gate: take(n * i), up: take(n * i), mlpActivation: take(n * i),
-                attentionLogSumExp: take(n * h), attentionRstd: take(m), mlpRstd: take(m)))
+                attentionLogSumExp: take(n * h), attentionRstd: take(m), mlpRstd: take(m),
+                queryProjection: take(headNorm * n * q), keyProjection: take(headNorm * n * k),
+                queryRstd: take(headNorm * n * h), keyRstd: take(headNorm * n * config.numKeyValueHeads)))
         }
         savedLayers = layers
         finalNorm = take(hasHead ? n * c : 0)

@@ -2,7 +2,23 @@ import Runtime
 
 /// A Llama-style decoder's shape, with the Hugging Face `config.json` field names (DESIGN §4),
 /// so a MeshLM model config and a transformers one read the same.
+///
+/// `model_type` picks the family's layer (see `DecoderLayer`): `llama`; `qwen2`, whose q/k/v
+/// projections have biases (`attention_bias` defaults to true for it, as transformers' Qwen2
+/// always has them); `qwen3`, which RMS-normalizes each query and key head before RoPE.
 public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
+    /// The decoder families MeshLM runs, by Hugging Face `model_type`.
+    public enum ModelType: String, ConfigChoice {
+        case llama, qwen2, qwen3
+    }
+
+    public var modelType: ModelType
+    /// Whether q_proj, k_proj and v_proj have biases (o_proj never has one here).
+    public var attentionBias: Bool
+    /// 0: the model ends in the language-model head (`lm_head`, or the tied embedding). N > 0: it
+    /// ends in a scalar head instead, `score.weight` [N, hidden_size] on the final hidden state —
+    /// transformers' `…ForSequenceClassification` (reward models: N = 1; value models).
+    public var numLabels: Int
     public var vocabSize: Int
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -23,6 +39,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
     public var eosTokenId: Int?
 
     enum CodingKeys: String, CodingKey {
+        case modelType = "model_type", attentionBias = "attention_bias", numLabels = "num_labels"
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
         case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
         case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim"
@@ -35,7 +52,11 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
     public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
                 numKeyValueHeads: Int? = nil, headDim: Int? = nil, maxPositionEmbeddings: Int = 2048,
                 ropeTheta: Double = 10_000, ropeScaling: RopeScaling? = nil, rmsNormEps: Double = 1e-5,
-                tieWordEmbeddings: Bool = false, numLocalExperts: Int = 0, numExpertsPerTok: Int = 0) {
+                tieWordEmbeddings: Bool = false, numLocalExperts: Int = 0, numExpertsPerTok: Int = 0,
+                modelType: ModelType = .llama, attentionBias: Bool? = nil, numLabels: Int = 0) {
+        self.modelType = modelType
+        self.attentionBias = attentionBias ?? (modelType == .qwen2)
+        self.numLabels = numLabels
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
@@ -54,6 +75,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decode(.modelType, default: .llama)
+        attentionBias = try c.decode(.attentionBias, default: modelType == .qwen2)
+        numLabels = try c.decode(.numLabels, default: 0)
         vocabSize = try c.decode(Int.self, forKey: .vocabSize)
         hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
         intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
@@ -94,14 +118,36 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
             }
         }
         if let ropeScaling { try ropeScaling.validate() }
+        guard numLabels >= 0 else { throw .invalid("num_labels", numLabels, "must be 0 (language-model head) or the score head's outputs") }
+        // transformers' Qwen2 gives q/k/v biases always; Llama's and Qwen3's attention_bias
+        // would add one to o_proj too, which MeshLM does not implement.
+        if modelType == .qwen2 && !attentionBias {
+            throw .invalid("attention_bias", attentionBias, "must be true for model_type qwen2 (its q/k/v projections always have biases; use model_type llama for none)")
+        }
+        if modelType != .qwen2 && attentionBias {
+            throw .invalid("attention_bias", attentionBias, "is supported only for model_type qwen2 (q/k/v biases; \(modelType.rawValue)'s would bias o_proj too, which MeshLM does not implement)")
+        }
     }
+
+    /// Whether the model ends in a scalar (score) head instead of the language-model head.
+    public var hasScoreHead: Bool { numLabels > 0 }
+
+    /// The head's outputs per token: vocab_size logits, or num_labels scores.
+    public var headWidth: Int { hasScoreHead ? numLabels : vocabSize }
+
+    /// Whether the head projects with the embedding table (a tied language-model head).
+    public var hasTiedHead: Bool { tieWordEmbeddings && !hasScoreHead }
+
+    /// Whether each query and key head is RMS-normalized (`q_norm`, `k_norm`) before RoPE.
+    public var queryKeyNorm: Bool { modelType == .qwen3 }
 
     /// Trainable parameters of the whole (unsharded) model.
     public var parameterCount: Int {
         let attention = hiddenSize * numAttentionHeads * headDim * 2 + hiddenSize * numKeyValueHeads * headDim * 2
+            + (attentionBias ? (numAttentionHeads + 2 * numKeyValueHeads) * headDim : 0) + (queryKeyNorm ? 2 * headDim : 0)
         let mlp = 3 * hiddenSize * intermediateSize * max(numLocalExperts, 1) + (numLocalExperts > 0 ? hiddenSize * numLocalExperts : 0)
         let layer = attention + mlp + 2 * hiddenSize
-        let embeddings = vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2)
+        let embeddings = vocabSize * hiddenSize + (hasTiedHead ? 0 : headWidth * hiddenSize)
         return numHiddenLayers * layer + embeddings + hiddenSize
     }
 }

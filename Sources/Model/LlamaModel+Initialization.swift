@@ -3,7 +3,7 @@ import Tensors
 extension LlamaModel {
     /// Fills a parameter arena (`layout.count` floats) with initial values:
     ///
-    /// - norm weights (1-D): ones;
+    /// - norm weights: ones; biases: zeros;
     /// - matrices: N(0, 0.02²) (GPT-2 and transformers' `initializer_range`), except `o_proj` and
     ///   `down_proj`, the two projections that write into the residual stream, which get
     ///   N(0, (0.02 / √(2·num_hidden_layers))²) so the stream's variance does not grow with depth
@@ -22,12 +22,11 @@ extension LlamaModel {
     /// Fills one tensor (`entry.count` floats at `destination`) as `initialize(_:layout:config:seed:)` does.
     public static func initialize(_ destination: UnsafeMutablePointer<Float>, entry: ParameterLayout.Entry,
                                   config: LlamaConfig, seed: UInt64) {
-        if entry.shape.count == 1 {
-            destination.update(repeating: 1, count: entry.count)
+        if entry.role.isNorm || entry.role.isBias {
+            destination.update(repeating: entry.role.isNorm ? 1 : 0, count: entry.count)
             return
         }
-        let writesResidual = entry.name.hasSuffix("self_attn.o_proj.weight") || entry.name.hasSuffix("mlp.down_proj.weight")
-        let standardDeviation: Float = writesResidual ? 0.02 / (2 * Float(config.numHiddenLayers)).squareRoot() : 0.02
+        let standardDeviation: Float = entry.role.writesResidual ? 0.02 / (2 * Float(config.numHiddenLayers)).squareRoot() : 0.02
         var generator = SplitMix64(seed: seed, stream: stream(forName: entry.name))
         for index in 0..<entry.count {
             destination[index] = standardDeviation * generator.nextNormal()

@@ -50,6 +50,8 @@ public final class LlamaModel {
 
     let rope: RoPETable
     let activations: LlamaActivations
+    /// What each layer holds and the order its forward runs in (shared with serving).
+    public let decoderLayer: DecoderLayer
     /// The layers (and embedding, head) this model runs: all of them, or a pipeline stage's.
     public let part: ModelPart
     /// Offsets of `part.layers` in their blocks, by local layer index.
@@ -63,6 +65,8 @@ public final class LlamaModel {
     private let logProbabilities: Tensor
     /// [B·T] ∂loss/∂log p(target) that backward starts from; empty without the head.
     private let logProbabilityGradients: Tensor
+    /// [B·T, labels] ∂loss/∂score that a scalar head's backward starts from; empty otherwise.
+    private let scoreGradients: Tensor
 
     private enum State { case empty, logits, loss }
     /// What the arena holds: backward needs a forward with targets since the last backward.
@@ -99,8 +103,9 @@ public final class LlamaModel {
         self.regions = regions
         vocabularyStatistics = Tensor(shape: [regions.vocabularyStart == nil ? 0 : 2 * microBatchSize * sequenceLength])
         let headRows = (part ?? .whole(config)).hasHead ? microBatchSize * sequenceLength : 0
-        logProbabilities = Tensor(shape: [headRows])
-        logProbabilityGradients = Tensor(shape: [headRows])
+        logProbabilities = Tensor(shape: [config.hasScoreHead ? 0 : headRows])
+        logProbabilityGradients = Tensor(shape: [config.hasScoreHead ? 0 : headRows])
+        scoreGradients = Tensor(shape: [config.hasScoreHead ? headRows * config.numLabels : 0])
         localTokenCount = regions.localTokenCount(of: microBatchSize * sequenceLength)
         let part = part ?? .whole(config)
         self.part = part
@@ -110,6 +115,7 @@ public final class LlamaModel {
         headOffsets = part.hasHead ? HeadOffsets(layout: layout) : nil
         epsilon = Float(config.rmsNormEps)
         rope = RoPETable(config: config)
+        decoderLayer = DecoderLayer(config: config)
         activations = LlamaActivations(config: config, microBatchSize: microBatchSize, sequenceLength: sequenceLength,
                                        localTokenCount: localTokenCount, layerCount: part.layers.count,
                                        hasHead: part.hasHead, recompute: recompute, forwardOnly: forwardOnly)
@@ -167,8 +173,8 @@ public final class LlamaModel {
         return forwardWithLoss(tokens, targets, positions, parameters)
     }
 
-    /// Runs the model without a loss and returns the logits [B, T, V], a view into the arena that
-    /// is valid until the next call on this model.
+    /// Runs the model without a loss and returns the logits [B, T, V] (a scalar head's scores
+    /// [B, T, labels]), a view into the arena that is valid until the next call on this model.
     public func logits(tokens: UnsafePointer<Int32>, positions: UnsafePointer<Int32>,
                        parameters: any ParameterAccess) -> UnsafeBufferPointer<Float> {
         forwardWithoutLoss(tokens, positions, parameters)
@@ -198,6 +204,18 @@ public final class LlamaModel {
         logProbabilityGradients.buffer
     }
 
+    /// A scalar head's scores of the last forward, [B, T, labels] (every position; an objective
+    /// reads the ones it wants, e.g. each sequence's last token). Empty with the LM head.
+    public var scores: UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: activations.logits, count: config.hasScoreHead && part.hasHead ? tokenCount * config.numLabels : 0)
+    }
+
+    /// [B, T, labels] ∂loss/∂score, written by the caller between a forward and
+    /// `backward(parameters:)` of a scalar-head model (zero where a score does not count).
+    public var scoreGradient: UnsafeMutableBufferPointer<Float> {
+        scoreGradients.buffer
+    }
+
     /// Σ and count of log p(target) over the counted targets of each span of the last forward's
     /// [B·T] rows (a span is usually one sequence: see `MicroBatch.sequenceSpans`), summed in
     /// Double in row order.
@@ -206,7 +224,7 @@ public final class LlamaModel {
         let a = activations
         return spans.map { span in
             var total = SequenceLogProbability(sum: 0, count: 0)
-            for row in span where a.targets[row] != CrossEntropy.defaultIgnoreIndex {
+            for row in span where a.targets[row] != CrossEntropy.defaultIgnoreIndex && !config.hasScoreHead {
                 total.sum += Double(logProbabilities.pointer[row])
                 total.count += 1
             }
@@ -228,7 +246,8 @@ public final class LlamaModel {
         forwardToLogits(parameters)
         var total = CrossEntropy.Total(lossSum: 0, targetCount: 0)
         state = .loss
-        guard part.hasHead else { return total }  // the last pipeline stage computes the loss
+        // The last pipeline stage computes the loss; a scalar head has scores, not a loss.
+        guard part.hasHead, !config.hasScoreHead else { return total }
         timed(.crossEntropy, .forward) {
             if let start = regions.vocabularyStart {
                 total = vocabularyParallelLoss(vocabularyStart: start)
@@ -250,7 +269,7 @@ public final class LlamaModel {
         a.positions.update(from: positions, count: tokenCount)
         forwardToLogits(parameters)
         state = .logits
-        return UnsafeBufferPointer(start: a.logits, count: tokenCount * config.vocabSize)
+        return UnsafeBufferPointer(start: a.logits, count: tokenCount * config.headWidth)
     }
 
     private func forwardToLogits(_ parameters: any ParameterAccess) {
@@ -278,101 +297,21 @@ public final class LlamaModel {
 
         guard let headOffsets else { return }
         let head = parameters.acquireParameters(.head)
-        let languageModelHead = headOffsets.languageModelHead.map { head + $0 } ?? parameters.acquireParameters(.embedding)
+        let tied = headOffsets.languageModelHead == nil && headOffsets.score == nil
+        let projection = headOffsets.score.map { head + $0 } ?? headOffsets.languageModelHead.map { head + $0 }
+            ?? parameters.acquireParameters(.embedding)
         timed(.rmsnorm, .forward) {
             RMSNorm.forward(output: normOutput(for: a.finalNorm), rstd: a.finalRstd, input: a.residual(part.layers.count),
                             weight: head + headOffsets.norm, rowCount: localTokenCount, hiddenSize: c, epsilon: epsilon, threads: threads)
         }
         enterRegion(a.finalNorm)
+        // lm_head (vocabulary-parallel: this rank's vocabulary slice), or the replicated score head.
         timed(.matmul, .forward) {
-            Matmul.forward(output: a.logits, input: a.finalNorm, weight: languageModelHead, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: v, threads: threads)
+            Matmul.forward(output: a.logits, input: a.finalNorm, weight: projection, bias: nil,
+                           rowCount: n, inputSize: c, outputSize: config.headWidth, threads: threads)
         }
-        if headOffsets.languageModelHead == nil { parameters.releaseParameters(.embedding) }
+        if tied { parameters.releaseParameters(.embedding) }
         parameters.releaseParameters(.head)
-    }
-
-    /// One decoder layer (`layer` counts from the part's first): `residual(layer)` →
-    /// `residual(layer + 1)`, saving what backward reads.
-    private func layerForward(_ layer: Int, _ w: LayerWeights) {
-        let a = activations
-        let s = a.layer(layer)
-        let x = a.residual(layer), y = a.residual(layer + 1)
-        let (n, m, c, i) = (tokenCount, localTokenCount, config.hiddenSize, config.intermediateSize)
-        let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
-        let (q, k) = (heads * d, kvHeads * d)
-
-        // Attention sublayer: h = x + o_proj(attention(rope(q), rope(k), v)) on input_layernorm(x).
-        timed(.rmsnorm, .forward) {
-            RMSNorm.forward(output: normOutput(for: s.attentionNorm), rstd: s.attentionRstd, input: x, weight: w.inputNorm,
-                            rowCount: m, hiddenSize: c, epsilon: epsilon, threads: threads)
-        }
-        enterRegion(s.attentionNorm)
-        timed(.matmul, .forward) {
-            Matmul.forward(output: s.query, input: s.attentionNorm, weight: w.query, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: q, threads: threads)
-        }
-        timed(.matmul, .forward) {
-            Matmul.forward(output: s.key, input: s.attentionNorm, weight: w.key, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: k, threads: threads)
-        }
-        timed(.matmul, .forward) {
-            Matmul.forward(output: s.value, input: s.attentionNorm, weight: w.value, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: k, threads: threads)
-        }
-        timed(.rope, .forward) {
-            RoPE.forward(output: s.query, input: s.query, positions: a.positions, table: rope,
-                         tokenCount: n, headCount: heads, headDimension: d, threads: threads)
-        }
-        timed(.rope, .forward) {
-            RoPE.forward(output: s.key, input: s.key, positions: a.positions, table: rope,
-                         tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
-        }
-        forEachAttentionSpan { start, batchSize, length in
-            timed(.attention, .forward) {
-                Attention.forward(
-                    output: s.attentionOutput + start * q, logSumExp: s.attentionLogSumExp + start * heads,
-                    query: s.query + start * q, key: s.key + start * k, value: s.value + start * k,
-                    batchSize: batchSize, sequenceLength: length, headCount: heads, kvHeadCount: kvHeads,
-                    headDimension: d, threads: threads)
-            }
-        }
-        let attentionPartial = partialOutput(for: s.attentionResidual)
-        timed(.matmul, .forward) {
-            Matmul.forward(output: attentionPartial, input: s.attentionOutput, weight: w.output, bias: nil,
-                           rowCount: n, inputSize: q, outputSize: c, threads: threads)
-        }
-        leaveRegion(partial: attentionPartial, into: s.attentionResidual)  // o_proj is row-parallel
-        timed(.residual, .forward) {
-            Residual.forward(output: s.attentionResidual, a: x, b: s.attentionResidual, count: m * c, threads: threads)
-        }
-
-        // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)), m = post_attention_layernorm(h).
-        timed(.rmsnorm, .forward) {
-            RMSNorm.forward(output: normOutput(for: s.mlpNorm), rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
-                            rowCount: m, hiddenSize: c, epsilon: epsilon, threads: threads)
-        }
-        enterRegion(s.mlpNorm)
-        timed(.matmul, .forward) {
-            Matmul.forward(output: s.gate, input: s.mlpNorm, weight: w.gate, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: i, threads: threads)
-        }
-        timed(.matmul, .forward) {
-            Matmul.forward(output: s.up, input: s.mlpNorm, weight: w.up, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: i, threads: threads)
-        }
-        timed(.swiglu, .forward) {
-            SwiGLU.forward(output: s.mlpActivation, gate: s.gate, up: s.up, count: n * i, threads: threads)
-        }
-        let mlpPartial = partialOutput(for: y)
-        timed(.matmul, .forward) {
-            Matmul.forward(output: mlpPartial, input: s.mlpActivation, weight: w.down, bias: nil,
-                           rowCount: n, inputSize: i, outputSize: c, threads: threads)
-        }
-        leaveRegion(partial: mlpPartial, into: y)  // down_proj is row-parallel
-        timed(.residual, .forward) {
-            Residual.forward(output: y, a: s.attentionResidual, b: y, count: m * c, threads: threads)
-        }
     }
 
     // MARK: Backward
@@ -381,6 +320,7 @@ public final class LlamaModel {
     /// = 1 / global target count, the mean next-token loss): every counted token's
     /// ∂loss/∂log p is −lossScale.
     public func backward(lossScale: Float, parameters: any ParameterAccess) {
+        precondition(!config.hasScoreHead, "a scalar head has no next-token loss: write scoreGradient and call backward(parameters:)")
         if part.hasHead {
             let targets = activations.targets
             for row in 0..<tokenCount {
@@ -391,8 +331,8 @@ public final class LlamaModel {
     }
 
     /// Accumulates into the parameters' gradients those of the loss whose gradient with respect
-    /// to each token's log p(target) is in `logProbabilityGradient` (written after the last
-    /// forward). Consumes the forward's activations: the logits become their own gradient, so
+    /// to each token's log p(target) is in `logProbabilityGradient` (with a scalar head: to each
+    /// score, in `scoreGradient`), written after the last forward. Consumes the forward's activations: the logits become their own gradient, so
     /// each backward needs a forward with targets before it. A part without the head starts
     /// from `stageOutputGradient`; one without the embedding ends with `stageInputGradient`.
     public func backward(parameters: any ParameterAccess) {
@@ -432,43 +372,55 @@ public final class LlamaModel {
         parameters.releaseGradients(.embedding)
     }
 
-    /// The head's backward: loss → logits (in place) → lm_head → model.norm → the gradient of
-    /// the last layer's output in `residualGradient`. Returns the tied table's gradient, which
-    /// stays acquired until the embedding's backward.
+    /// The head's backward: loss → logits (in place) → lm_head, or scores → score head; then
+    /// model.norm → the gradient of the last layer's output in `residualGradient`. Returns the
+    /// tied table's gradient, which stays acquired until the embedding's backward.
     private func headBackward(parameters: any ParameterAccess, offsets: HeadOffsets) -> UnsafeMutablePointer<Float>? {
         let a = activations
-        let (n, c, v) = (tokenCount, config.hiddenSize, config.vocabSize)
-        let tied = offsets.languageModelHead == nil
+        let (n, c, v) = (tokenCount, config.hiddenSize, config.headWidth)
+        let tied = offsets.languageModelHead == nil && offsets.score == nil
         let head = parameters.acquireParameters(.head)
         // Frozen tensors get no gradient pointer; a block with none that trains is not acquired.
         let headTrains = layout.trains(.head)
         let headGradient: UnsafeMutablePointer<Float>?
-        let languageModelHead: UnsafeMutablePointer<Float>
-        let languageModelHeadGradient: UnsafeMutablePointer<Float>?
+        let projection: UnsafeMutablePointer<Float>
+        let projectionGradient: UnsafeMutablePointer<Float>?
         var tiedTableGradient: UnsafeMutablePointer<Float>?
-        if let offset = offsets.languageModelHead {
+        if let offset = offsets.score ?? offsets.languageModelHead {
             headGradient = headTrains ? parameters.acquireGradients(.head) : nil
-            languageModelHead = head + offset
-            languageModelHeadGradient = layout.trains("lm_head.weight") ? headGradient.map { $0 + offset } : nil
+            projection = head + offset
+            let name = offsets.score == nil ? "lm_head.weight" : "score.weight"
+            projectionGradient = layout.trains(name) ? headGradient.map { $0 + offset } : nil
         } else {
-            languageModelHead = parameters.acquireParameters(.embedding)
+            projection = parameters.acquireParameters(.embedding)
             headGradient = headTrains ? parameters.acquireGradients(.head) : nil
-            languageModelHeadGradient = layout.trains(.embedding) ? parameters.acquireGradients(.embedding) : nil
-            tiedTableGradient = languageModelHeadGradient
+            projectionGradient = layout.trains(.embedding) ? parameters.acquireGradients(.embedding) : nil
+            tiedTableGradient = projectionGradient
         }
         let normGradient = layout.trains("model.norm.weight") ? headGradient.map { $0 + offsets.norm } : nil
-        timed(.crossEntropy, .backward) {
-            CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
-                                  targets: a.targets, logProbabilityGradient: logProbabilityGradients.pointer,
-                                  rowCount: n, vocabularySize: v, vocabularyStart: regions.vocabularyStart ?? 0, threads: threads)
+        let outputGradient: UnsafePointer<Float>
+        if config.hasScoreHead {
+            outputGradient = UnsafePointer(scoreGradients.pointer)
+        } else {
+            timed(.crossEntropy, .backward) {
+                CrossEntropy.backward(logitsGradient: a.logits, logSumExp: a.lossLogSumExp, logits: a.logits,
+                                      targets: a.targets, logProbabilityGradient: logProbabilityGradients.pointer,
+                                      rowCount: n, vocabularySize: v, vocabularyStart: regions.vocabularyStart ?? 0, threads: threads)
+            }
+            outputGradient = UnsafePointer(a.logits)
         }
         zero(a.normGradient, n * c)
+        // The norm's output gradient is summed over the tensor group next: a vocabulary-parallel
+        // lm_head gives each rank a part of it, but the replicated score head gives every rank all
+        // of it, so only the first rank adds it (every rank still takes the score's weight
+        // gradient, the same on each, as replicated tensors do).
+        let addsInputGradient = !config.hasScoreHead || regions.isFirstRank
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: languageModelHeadGradient, biasGradient: nil,
-                            outputGradient: a.logits, input: a.finalNorm, weight: languageModelHead,
+            Matmul.backward(inputGradient: addsInputGradient ? a.normGradient : nil, weightGradient: projectionGradient,
+                            biasGradient: nil, outputGradient: outputGradient, input: a.finalNorm, weight: projection,
                             rowCount: n, inputSize: c, outputSize: v, threads: threads)
         }
-        let finalNormGradient = reduceNormGradient()  // lm_head is vocabulary-parallel
+        let finalNormGradient = reduceNormGradient()
         zero(a.residualGradient, localTokenCount * c)
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: a.residualGradient, weightGradient: normGradient,
@@ -557,19 +509,38 @@ public final class LlamaModel {
             RoPE.backward(inputGradient: a.keyProjectionGradient, outputGradient: a.keyGradient, positions: a.positions,
                           table: rope, tokenCount: n, headCount: kvHeads, headDimension: d, threads: threads)
         }
+        // With QK-norm the rotation's input gradient is that of the heads' norm output; the
+        // projections' is the norm's input gradient, computed into the (now free) rotated-query
+        // and rotated-key gradient buffers.
+        var (queryOutputGradient, keyOutputGradient) = (a.queryProjectionGradient, a.keyProjectionGradient)
+        if let queryNorm = w.queryNorm, let keyNorm = w.keyNorm {
+            zero(a.queryGradient, n * q)
+            zero(a.keyGradient, n * k)
+            timed(.rmsnorm, .backward) {
+                RMSNorm.backward(inputGradient: a.queryGradient, weightGradient: g.queryNorm,
+                                 outputGradient: a.queryProjectionGradient, rstd: s.queryRstd, input: s.queryProjection,
+                                 weight: queryNorm, rowCount: n * heads, hiddenSize: d, threads: threads)
+            }
+            timed(.rmsnorm, .backward) {
+                RMSNorm.backward(inputGradient: a.keyGradient, weightGradient: g.keyNorm,
+                                 outputGradient: a.keyProjectionGradient, rstd: s.keyRstd, input: s.keyProjection,
+                                 weight: keyNorm, rowCount: n * kvHeads, hiddenSize: d, threads: threads)
+            }
+            (queryOutputGradient, keyOutputGradient) = (a.queryGradient, a.keyGradient)
+        }
         zero(a.normGradient, n * c)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: nil,
-                            outputGradient: a.queryProjectionGradient, input: s.attentionNorm, weight: w.query,
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
+                            outputGradient: queryOutputGradient, input: s.attentionNorm, weight: w.query,
                             rowCount: n, inputSize: c, outputSize: q, threads: threads)
         }
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: nil,
-                            outputGradient: a.keyProjectionGradient, input: s.attentionNorm, weight: w.key,
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
+                            outputGradient: keyOutputGradient, input: s.attentionNorm, weight: w.key,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: nil,
+            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
                             outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
@@ -597,7 +568,7 @@ public final class LlamaModel {
     /// one call for the whole [B, T] batch. With it: one call per document (batch size 1), where
     /// a document ends when the next token's position does not continue its own.
     @inline(__always)
-    private func forEachAttentionSpan(_ body: (_ start: Int, _ batchSize: Int, _ length: Int) -> Void) {
+    func forEachAttentionSpan(_ body: (_ start: Int, _ batchSize: Int, _ length: Int) -> Void) {
         guard documentMasking else {
             body(0, microBatchSize, sequenceLength)
             return
@@ -615,13 +586,13 @@ public final class LlamaModel {
     }
 
     @inline(__always)
-    private func zero(_ buffer: UnsafeMutablePointer<Float>, _ count: Int) {
+    func zero(_ buffer: UnsafeMutablePointer<Float>, _ count: Int) {
         buffer.update(repeating: 0, count: count)
     }
 
     /// Runs one kernel call, timed when a profile is attached.
     @inline(__always)
-    private func timed(_ kernel: StepProfile.Kernel, _ direction: StepProfile.Direction, _ body: () -> Void) {
+    func timed(_ kernel: StepProfile.Kernel, _ direction: StepProfile.Direction, _ body: () -> Void) {
         if let profile { profile.measure(kernel, direction, body) } else { body() }
     }
 }

@@ -7,7 +7,7 @@ public enum ModelBlock: Hashable, Sendable, CustomStringConvertible {
     case embedding
     /// Decoder layer `i`: its two norms, attention projections and MLP.
     case layer(Int)
-    /// `model.norm.weight` and (when untied) `lm_head.weight`.
+    /// `model.norm.weight` and (when untied) `lm_head.weight`, or `score.weight` (a scalar head).
     case head
 
     public var description: String {
@@ -39,7 +39,7 @@ public struct ModelPart: Sendable, Equatable, CustomStringConvertible {
 
     /// Whether this part's head projects with the embedding table (a tied model's head).
     public func hasTiedHead(_ config: LlamaConfig) -> Bool {
-        hasHead && config.tieWordEmbeddings
+        hasHead && config.hasTiedHead
     }
 
     public var description: String {
@@ -65,12 +65,16 @@ public struct ParameterLayout: Sendable {
         /// Offset in elements from the start of the arena.
         public let offset: Int
         public let block: ModelBlock
-        /// Whether AdamW applies weight decay to it (matrices yes; norm weights no).
-        public let decays: Bool
+        /// What the tensor is to the model.
+        public let role: TensorRole
+        /// Whether AdamW applies weight decay to it (matrices yes; norm weights and biases no).
+        public var decays: Bool { role.decays }
         /// False for a frozen tensor: backward computes no gradient for it (its weight-gradient
         /// GEMM is skipped; input gradients still flow) and the optimizer leaves it as it is.
         public internal(set) var trainable = true
         public var count: Int { shape.reduce(1, *) }
+        /// Elements per row (first dimension): 1 for a vector.
+        public var rowWidth: Int { shape.dropFirst().reduce(1, *) }
     }
 
     public private(set) var entries: [Entry]
@@ -101,40 +105,31 @@ public struct ParameterLayout: Sendable {
 
     private init(config: LlamaConfig, layers: [Int], hasEmbedding: Bool, hasHead: Bool) {
         let hidden = config.hiddenSize
-        let queryWidth = config.numAttentionHeads * config.headDim
-        let kvWidth = config.numKeyValueHeads * config.headDim
-        let intermediate = config.intermediateSize
         var entries: [Entry] = []
         var ranges: [ModelBlock: Range<Int>] = [:]
         var blocks: [ModelBlock] = []
         var offset = 0
-        func add(_ block: ModelBlock, _ tensors: [(String, [Int], Bool)]) {
+        func add(_ block: ModelBlock, _ tensors: [(String, [Int], TensorRole)]) {
             let start = offset
-            for (name, shape, decays) in tensors {
-                entries.append(Entry(name: name, shape: shape, offset: offset, block: block, decays: decays))
+            for (name, shape, role) in tensors {
+                entries.append(Entry(name: name, shape: shape, offset: offset, block: block, role: role))
                 offset += shape.reduce(1, *)
             }
             ranges[block] = start..<offset
             blocks.append(block)
         }
-        if hasEmbedding { add(.embedding, [("model.embed_tokens.weight", [config.vocabSize, hidden], true)]) }
-        for layer in layers {
-            let prefix = "model.layers.\(layer)."
-            add(.layer(layer), [
-                (prefix + "input_layernorm.weight", [hidden], false),
-                (prefix + "self_attn.q_proj.weight", [queryWidth, hidden], true),
-                (prefix + "self_attn.k_proj.weight", [kvWidth, hidden], true),
-                (prefix + "self_attn.v_proj.weight", [kvWidth, hidden], true),
-                (prefix + "self_attn.o_proj.weight", [hidden, queryWidth], true),
-                (prefix + "post_attention_layernorm.weight", [hidden], false),
-                (prefix + "mlp.gate_proj.weight", [intermediate, hidden], true),
-                (prefix + "mlp.up_proj.weight", [intermediate, hidden], true),
-                (prefix + "mlp.down_proj.weight", [hidden, intermediate], true),
-            ])
+        if hasEmbedding { add(.embedding, [("model.embed_tokens.weight", [config.vocabSize, hidden], .embedding)]) }
+        let layer = DecoderLayer(config: config)
+        for index in layers {
+            add(.layer(index), layer.tensors.map { ("model.layers.\(index).\($0.suffix)", $0.shape, $0.role) })
         }
         if hasHead {
-            var head: [(String, [Int], Bool)] = [("model.norm.weight", [hidden], false)]
-            if !config.tieWordEmbeddings { head.append(("lm_head.weight", [config.vocabSize, hidden], true)) }
+            var head: [(String, [Int], TensorRole)] = [("model.norm.weight", [hidden], .finalNorm)]
+            if config.hasScoreHead {
+                head.append(("score.weight", [config.numLabels, hidden], .score))
+            } else if !config.tieWordEmbeddings {
+                head.append(("lm_head.weight", [config.vocabSize, hidden], .languageModelHead))
+            }
             add(.head, head)
         }
         self.entries = entries

@@ -28,6 +28,9 @@ public protocol TensorParallelRegions: AnyObject {
     /// The first id of this rank's vocabulary slice (embedding rows, `lm_head` rows, logits
     /// columns), or nil when this rank holds the whole vocabulary.
     var vocabularyStart: Int? { get }
+    /// Whether this is the group's first rank (the one that adds a replicated head's gradient
+    /// to a sum over the group).
+    var isFirstRank: Bool { get }
     /// Replaces `values` by their sum over the tensor-parallel group.
     func sumPartials(_ values: UnsafeMutablePointer<Float>, count: Int)
     /// Replaces `values` by their elementwise maximum over the tensor-parallel group.
@@ -43,6 +46,7 @@ public protocol TensorParallelRegions: AnyObject {
 }
 
 extension TensorParallelRegions {
+    public var isFirstRank: Bool { true }
     public var splitsSequence: Bool { false }
     public func localTokenCount(of tokenCount: Int) -> Int { tokenCount }
     public func allGather(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, localCount: Int) {

@@ -25,6 +25,8 @@ public final class TensorParallelExchange: TensorParallelRegions {
         splitsSequence = sequenceParallel
     }
 
+    public var isFirstRank: Bool { communicator.rank == 0 }
+
     public func localTokenCount(of tokenCount: Int) -> Int {
         guard splitsSequence else { return tokenCount }
         precondition(tokenCount % communicator.size == 0, "\(tokenCount) token rows do not split over tp \(communicator.size)")
@@ -63,32 +65,36 @@ public final class TensorParallelExchange: TensorParallelRegions {
 
 /// A `ParameterAccess` for tensor parallelism over the data-parallel one: it passes every hook
 /// through, and before the inner layer reduces a block's gradients it sums over the tensor
-/// group what each rank computed only in part — the replicated `k_proj` / `v_proj` where tp
-/// exceeds num_key_value_heads (each replica saw only its own query heads), over the ranks
-/// sharing them, and with sequence parallelism the norm weights (each rank saw only its token
-/// rows), over the whole group — once per reduction of the inner layer (every micro-batch at
+/// group what each rank computed only in part (`TensorParallelLayout.partialGradientGroup`) —
+/// the replicated `k_proj` / `v_proj` where tp exceeds num_key_value_heads (each replica saw
+/// only its own query heads), over the ranks sharing them; qwen3's q_norm / k_norm (each rank saw
+/// its own heads) and, with sequence parallelism, the other norm weights (each rank saw only its
+/// token rows), over the whole group — once per reduction of the inner layer (every micro-batch at
 /// ZeRO-2/3, the last one otherwise), so replicas take identical steps.
 public final class TensorParallelParameters: ParameterAccess {
     public let inner: DataParallelParameters
     public let tensorLayout: TensorParallelLayout
     /// The ranks sharing this rank's KV heads; nil when nothing is replicated.
     private let replicaCommunicator: Communicator?
-    /// The tensor group, when sequence parallelism leaves the norm weights' gradients partial.
-    private let normCommunicator: Communicator?
+    private let tensorCommunicator: Communicator
+    private let sequenceParallel: Bool
     private var heldGradients: [ModelBlock: UnsafeMutablePointer<Float>] = [:]
 
     public var layout: ParameterLayout { inner.layout }
 
     /// Whether a layout needs this wrapper at all.
     public static func isNeeded(_ tensorLayout: TensorParallelLayout, sequenceParallel: Bool) -> Bool {
-        tensorLayout.keyValueReplicas > 1 || (sequenceParallel && tensorLayout.degree > 1)
+        tensorLayout.localLayout.entries.indices.contains {
+            tensorLayout.partialGradientGroup($0, sequenceParallel: sequenceParallel) != nil
+        }
     }
 
     public init(inner: DataParallelParameters, tensorLayout: TensorParallelLayout, tensorCommunicator: Communicator,
                 sequenceParallel: Bool) throws {
         self.inner = inner
         self.tensorLayout = tensorLayout
-        normCommunicator = sequenceParallel ? tensorCommunicator : nil
+        self.tensorCommunicator = tensorCommunicator
+        self.sequenceParallel = sequenceParallel
         let replicas = tensorLayout.keyValueReplicas
         replicaCommunicator = replicas > 1
             ? try tensorCommunicator.split(color: tensorCommunicator.rank / replicas, key: tensorCommunicator.rank)
@@ -108,8 +114,11 @@ public final class TensorParallelParameters: ParameterAccess {
         if let gradients = heldGradients[block], inner.stage.rawValue >= ZeroStage.gradients.rawValue || inner.isLastMicroBatch {
             let blockStart = layout.range(of: block).lowerBound
             for (index, entry) in layout.entries.enumerated() where entry.block == block && entry.trainable {
-                let group = tensorLayout.isReplicatedKeyValue(index) ? replicaCommunicator
-                          : entry.shape.count == 1 ? normCommunicator : nil
+                let group: Communicator? = switch tensorLayout.partialGradientGroup(index, sequenceParallel: sequenceParallel) {
+                case .keyValueReplicas: replicaCommunicator
+                case .tensorGroup: tensorCommunicator
+                case nil: nil
+                }
                 guard let group else { continue }
                 let region = UnsafeMutableBufferPointer(start: gradients + (entry.offset - blockStart), count: entry.count)
                 orAbort { try group.allreduce(region, .sum) }

@@ -10,8 +10,12 @@ import Model
 ///     k_proj, v_proj           rows    its key/value heads; when tp > num_key_value_heads each KV
 ///                                      head is replicated on tp / num_key_value_heads ranks
 ///     gate_proj, up_proj       rows    intermediate_size / tp
+///     q/k/v_proj.bias          rows    as their projections (qwen2)
 ///     o_proj, down_proj        columns the same heads / MLP slice (row-parallel: partial sums)
-///     norms                    whole   replicated
+///     score (a scalar head)    whole   replicated: every rank scores the gathered final norm
+///     norms                    whole   replicated (q_norm / k_norm of qwen3 too: one [head_dim]
+///                                      weight that every head uses, so each rank's gradient of it
+///                                      covers only its heads and is summed over the group)
 public struct TensorParallelLayout: Sendable {
     /// Where a local tensor sits in its global tensor.
     public enum Split: Sendable, Equatable {
@@ -61,15 +65,15 @@ public struct TensorParallelLayout: Sendable {
         let d = config.headDim
         let localLayout = ParameterLayout(config: local, parts: parts ?? [.whole(config)])
         splits = localLayout.entries.map { entry in
-            let name = entry.name
-            if entry.shape.count == 1 { return .replicated }
-            if name.hasSuffix("embed_tokens.weight") || name == "lm_head.weight" { return .rows(start: vocabularyRange.lowerBound) }
-            if name.hasSuffix("q_proj.weight") { return .rows(start: rank * heads * d) }
-            if name.hasSuffix("k_proj.weight") || name.hasSuffix("v_proj.weight") { return .rows(start: kvHeadStart * d) }
-            if name.hasSuffix("o_proj.weight") { return .columns(start: rank * heads * d) }
-            if name.hasSuffix("gate_proj.weight") || name.hasSuffix("up_proj.weight") { return .rows(start: rank * intermediate) }
-            if name.hasSuffix("down_proj.weight") { return .columns(start: rank * intermediate) }
-            preconditionFailure("no tensor-parallel split for \(name)")
+            switch entry.role {
+            case .inputNorm, .postAttentionNorm, .finalNorm, .queryNorm, .keyNorm, .score: .replicated
+            case .embedding, .languageModelHead: .rows(start: vocabularyRange.lowerBound)
+            case .query, .queryBias: .rows(start: rank * heads * d)
+            case .key, .value, .keyBias, .valueBias: .rows(start: kvHeadStart * d)
+            case .output: .columns(start: rank * heads * d)
+            case .gate, .up: .rows(start: rank * intermediate)
+            case .down: .columns(start: rank * intermediate)
+            }
         }
         self.degree = degree
         self.rank = rank
@@ -89,11 +93,33 @@ public struct TensorParallelLayout: Sendable {
         return start..<start + base + (rank < extra ? 1 : 0)
     }
 
-    /// Whether the tensor at local index `index` is a KV projection shared with other ranks.
+    /// Whether the tensor at local index `index` is a KV projection (or its bias) shared with
+    /// other ranks.
     public func isReplicatedKeyValue(_ index: Int) -> Bool {
         guard keyValueReplicas > 1 else { return false }
-        let name = localLayout.entries[index].name
-        return name.hasSuffix("k_proj.weight") || name.hasSuffix("v_proj.weight")
+        switch localLayout.entries[index].role {
+        case .key, .value, .keyBias, .valueBias: return true
+        default: return false
+        }
+    }
+
+    /// The ranks over which the gradient of the tensor at local index `index` is computed only in
+    /// part, and must be summed before the data-parallel reduction: replicated KV projections over
+    /// the ranks sharing them (each saw its own query heads), the heads' norms over the whole group
+    /// (each saw its own heads), the other norms over the whole group with sequence parallelism
+    /// (each saw its own token rows).
+    public func partialGradientGroup(_ index: Int, sequenceParallel: Bool) -> PartialGradientGroup? {
+        if isReplicatedKeyValue(index) { return .keyValueReplicas }
+        switch localLayout.entries[index].role {
+        case .queryNorm, .keyNorm: return degree > 1 ? .tensorGroup : nil
+        case .inputNorm, .postAttentionNorm, .finalNorm: return sequenceParallel && degree > 1 ? .tensorGroup : nil
+        default: return nil
+        }
+    }
+
+    /// See `partialGradientGroup`.
+    public enum PartialGradientGroup: Sendable {
+        case keyValueReplicas, tensorGroup
     }
 
     /// Whether this rank counts the tensor at local index `index` in global sums such as the
@@ -113,7 +139,7 @@ public struct TensorParallelLayout: Sendable {
         case .replicated:
             local.update(from: global, count: entry.count)
         case .rows(let start):
-            local.update(from: global + start * entry.shape[1], count: entry.count)
+            local.update(from: global + start * entry.rowWidth, count: entry.count)
         case .columns(let start):
             let (rows, localColumns, globalColumns) = (entry.shape[0], entry.shape[1], globalEntry.shape[1])
             for row in 0..<rows {
@@ -143,7 +169,7 @@ public struct TensorParallelLayout: Sendable {
         case .replicated:
             return [(elements, elements.lowerBound)]
         case .rows(let start):
-            let offset = start * entry.shape[1]
+            let offset = start * entry.rowWidth
             return [((elements.lowerBound + offset)..<(elements.upperBound + offset), elements.lowerBound)]
         case .columns(let start):
             guard !elements.isEmpty, let globalEntry = globalLayout.entry(named: entry.name) else { return [] }

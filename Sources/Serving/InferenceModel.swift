@@ -22,13 +22,15 @@ public struct ForwardBatch {
     public var rowCount: Int { tokens.count }
 }
 
-/// The Llama forward for inference over a paged KV cache: the same math as `LlamaModel`'s
-/// forward (same kernels: RMSNorm, RoPE, SwiGLU, sgemm), but each step computes only new tokens
-/// and attends to the keys and values earlier steps left in `KVBlockPool`.
+/// The decoder forward for inference over a paged KV cache: the layer `DecoderLayer` describes,
+/// run in `DecoderLayer.forward`'s order as training runs it, with decode's kernels
+/// (`DecodeLayerKernels`): each step computes only new tokens and attends to the keys and
+/// values earlier steps left in `KVBlockPool`.
 ///
 /// Projections that share an input are one product: q/k/v (adjacent in the layer block as
-/// `ParameterLayout` lays them out) and gate/up. Up to 16 rows (decode batches) use
-/// `SmallBatchLinear`, which streams each weight row once for all rows; more rows are sgemm.
+/// `ParameterLayout` lays them out, and so are their biases) and gate/up. Up to 16 rows (decode
+/// batches) use `SmallBatchLinear`, which streams each weight row once for all rows; more rows
+/// are sgemm.
 ///
 /// Tensor parallelism (`tensorGroup`): every rank runs this forward on its own slices
 /// (`weights.localConfig`: its query and KV heads, MLP slice and vocabulary slice); the partial
@@ -51,12 +53,15 @@ public final class InferenceModel {
     public var useSGEMVForOneRow = ProcessInfo.processInfo.environment["MESHLM_DECODE_KERNEL"] == "sgemv"
     let rope: RoPETable
     let epsilon: Float
-    private let layerOffsets: [LayerTensorOffsets]
+    /// The layer's description, shared with training.
+    public let decoderLayer: DecoderLayer
+    let layerOffsets: [LayerOffsets]
+    private let layerStarts: [Int]
     private let embeddingOffset, finalNormOffset, languageModelHeadOffset: Int
-    private let tokenIds, tokenPositions: UnsafeMutablePointer<Int32>
+    let tokenIds, tokenPositions: UnsafeMutablePointer<Int32>
 
-    // Scratch, sized for `maximumRows` rows.
-    private let residual, normalized, qkv, attention, gateUp, activation, projection, rstd: Tensor
+    // Scratch, sized for `maximumRows` rows (`headRstd` for one row's heads).
+    let residual, normalized, qkv, attention, gateUp, activation, projection, rstd, headRstd: Tensor
     private let logitsBuffer: Tensor
     /// Tensor parallelism only: this rank's [rows, vocabulary slice] logits and rank 0's
     /// rank-ordered gather of them.
@@ -83,19 +88,17 @@ public final class InferenceModel {
         embeddingOffset = offset("model.embed_tokens.weight")
         finalNormOffset = offset("model.norm.weight")
         languageModelHeadOffset = config.tieWordEmbeddings ? embeddingOffset : offset("lm_head.weight")
-        layerOffsets = (0..<config.numHiddenLayers).map { layer in
-            let prefix = "model.layers.\(layer)."
-            let query = offset(prefix + "self_attn.q_proj.weight"), gate = offset(prefix + "mlp.gate_proj.weight")
+        decoderLayer = DecoderLayer(config: config)
+        layerOffsets = (0..<config.numHiddenLayers).map { LayerOffsets(layout: layout, layer: $0) }
+        layerStarts = (0..<config.numHiddenLayers).map { layout.range(of: .layer($0)).lowerBound }
+        // The fused products read q/k/v (and their biases) and gate/up as one matrix each.
+        for offsets in layerOffsets {
+            let o = offsets.offsets
             let queryWidth = config.numAttentionHeads * config.headDim, kvWidth = config.numKeyValueHeads * config.headDim
-            // The fused products rely on the layout placing k/v right after q and up after gate.
-            precondition(offset(prefix + "self_attn.v_proj.weight") == query + (queryWidth + kvWidth) * config.hiddenSize
-                         && offset(prefix + "mlp.up_proj.weight") == gate + config.intermediateSize * config.hiddenSize,
-                         "ParameterLayout no longer keeps q/k/v and gate/up adjacent")
-            return LayerTensorOffsets(
-                inputNorm: offset(prefix + "input_layernorm.weight"), queryKeyValue: query,
-                output: offset(prefix + "self_attn.o_proj.weight"),
-                postAttentionNorm: offset(prefix + "post_attention_layernorm.weight"), gateUp: gate,
-                down: offset(prefix + "mlp.down_proj.weight"))
+            precondition(o[.value] == o[.query]! + (queryWidth + kvWidth) * config.hiddenSize
+                         && o[.up] == o[.gate]! + config.intermediateSize * config.hiddenSize
+                         && (!decoderLayer.attentionBias || o[.valueBias] == o[.queryBias]! + queryWidth + kvWidth),
+                         "ParameterLayout no longer keeps q/k/v, their biases and gate/up adjacent")
         }
         tokenIds = .allocate(capacity: maximumRows)
         tokenPositions = .allocate(capacity: maximumRows)
@@ -109,6 +112,7 @@ public final class InferenceModel {
         activation = Tensor(shape: [maximumRows, i])
         projection = Tensor(shape: [maximumRows, c])
         rstd = Tensor(shape: [maximumRows])
+        headRstd = Tensor(shape: [Swift.max(config.numAttentionHeads, config.numKeyValueHeads)])
         // Whole-vocabulary logits only where sampling happens (rank 0 under tensor parallelism).
         let samples = tensorGroup?.isLeader ?? true
         logitsBuffer = Tensor(shape: samples ? [maximumRows, weights.config.vocabSize] : [1])
@@ -148,9 +152,7 @@ public final class InferenceModel {
         precondition(n >= 1 && n <= maximumRows, "a forward takes 1...\(maximumRows) rows, not \(n)")
         // This rank's sizes (all of them without tensor parallelism).
         let local = weights.localConfig
-        let (c, v, i) = (local.hiddenSize, local.vocabSize, local.intermediateSize)
-        let (heads, kvHeads, d) = (local.numAttentionHeads, local.numKeyValueHeads, local.headDim)
-        let (q, k) = (heads * d, kvHeads * d)
+        let (c, v) = (local.hiddenSize, local.vocabSize)
         let base = weights.parameters.pointer
         let x = residual.pointer
 
@@ -164,41 +166,8 @@ public final class InferenceModel {
                           vocabularyStart: weights.tensorParallel?.vocabularyRange.lowerBound, threads: threads)
         tensorGroup?.sum(x, count: n * c)
         for layer in 0..<config.numHiddenLayers {
-            let w = layerOffsets[layer]
-            RMSNorm.forward(output: normalized.pointer, rstd: rstd.pointer, input: x, weight: base + w.inputNorm,
-                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
-            // q_proj, k_proj, v_proj are adjacent: one [Q + 2K, C] product.
-            linear(output: qkv.pointer, input: normalized.pointer, weight: base + w.queryKeyValue,
-                   rowCount: n, inputSize: c, outputSize: q + 2 * k)
-            for row in 0..<n {
-                let rowPointer = qkv.pointer + row * (q + 2 * k)
-                RoPE.forward(output: rowPointer, input: rowPointer, positions: tokenPositions + row, table: rope,
-                             tokenCount: 1, headCount: heads, headDimension: d)
-                RoPE.forward(output: rowPointer + q, input: rowPointer + q, positions: tokenPositions + row,
-                             table: rope, tokenCount: 1, headCount: kvHeads, headDimension: d)
-            }
-            storeKeysAndValues(batch, layer: layer, cache: cache)
-            PagedAttention.forward(output: attention.pointer, qkv: qkv.pointer, batch: batch, cache: cache, layer: layer,
-                                   headCount: heads, kvHeadCount: kvHeads, headDimension: d, threads: threads)
-            linear(output: projection.pointer, input: attention.pointer, weight: base + w.output,
-                   rowCount: n, inputSize: q, outputSize: c)
-            // Row-parallel o_proj: each rank's heads give a partial sum.
-            tensorGroup?.sum(projection.pointer, count: n * c)
-            Residual.forward(output: x, a: x, b: projection.pointer, count: n * c, threads: threads)
-
-            RMSNorm.forward(output: normalized.pointer, rstd: rstd.pointer, input: x, weight: base + w.postAttentionNorm,
-                            rowCount: n, hiddenSize: c, epsilon: epsilon, threads: threads)
-            // gate_proj and up_proj are adjacent: one [2I, C] product.
-            linear(output: gateUp.pointer, input: normalized.pointer, weight: base + w.gateUp,
-                   rowCount: n, inputSize: c, outputSize: 2 * i)
-            for row in 0..<n {
-                SwiGLU.forward(output: activation.pointer + row * i, gate: gateUp.pointer + row * 2 * i,
-                               up: gateUp.pointer + row * 2 * i + i, count: i)
-            }
-            linear(output: projection.pointer, input: activation.pointer, weight: base + w.down,
-                   rowCount: n, inputSize: i, outputSize: c)
-            tensorGroup?.sum(projection.pointer, count: n * c)
-            Residual.forward(output: x, a: x, b: projection.pointer, count: n * c, threads: threads)
+            let weights = LayerWeights(block: base + layerStarts[layer], offsets: layerOffsets[layer])
+            decoderLayer.forward(weights, on: DecodeLayerKernels(model: self, batch: batch, cache: cache, layer: layer))
         }
 
         // Only the rows that sample need the norm and the [V, C] head.
@@ -224,24 +193,8 @@ public final class InferenceModel {
         return UnsafeMutableBufferPointer(start: logitsBuffer.pointer, count: logitCount * width)
     }
 
-    /// Writes each row's (rotated) key and its value into its sequence's block slot.
-    private func storeKeysAndValues(_ batch: ForwardBatch, layer: Int, cache: KVBlockPool) {
-        let width = cache.slotWidth
-        let q = weights.localConfig.numAttentionHeads * weights.localConfig.headDim
-        let rowWidth = q + 2 * width
-        for row in 0..<batch.rowCount {
-            let position = Int(batch.positions[row])
-            let table = batch.blockTables[batch.sequenceIndices[row]]
-            let block = table[position / cache.blockSize]
-            let slot = position % cache.blockSize
-            let source = qkv.pointer + row * rowWidth + q
-            (cache.keySlots(layer: layer, block: block) + slot * width).update(from: source, count: width)
-            (cache.valueSlots(layer: layer, block: block) + slot * width).update(from: source + width, count: width)
-        }
-    }
-
     /// `output = input · weightᵀ` ([rows, out] from [rows, in] and [out, in]).
-    private func linear(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    func linear(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                         rowCount: Int, inputSize: Int, outputSize: Int) {
         if rowCount == 1 && useSGEMVForOneRow {
             MatrixVector.multiply(output: output, matrix: weight, vector: input, rowCount: outputSize,
@@ -254,11 +207,6 @@ public final class InferenceModel {
                            inputSize: inputSize, outputSize: outputSize, threads: threads)
         }
     }
-}
-
-/// Where one layer's tensors start in the parameter arena (fused pairs start at their first).
-private struct LayerTensorOffsets {
-    let inputNorm, queryKeyValue, output, postAttentionNorm, gateUp, down: Int
 }
 
 /// `output = matrix · vector` for a row-major [rowCount, columnCount] matrix: batch-1 decode,

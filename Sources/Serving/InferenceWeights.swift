@@ -50,10 +50,10 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
         var generator = SplitMix64(seed: seed)
         for entry in weights.layout.entries {
             let values = weights.parameters.pointer + entry.offset
-            if entry.decays {
-                for index in 0..<entry.count { values[index] = 0.02 * generator.nextNormal() }
-            } else {
+            if entry.role.isNorm {
                 values.update(repeating: 1, count: entry.count)
+            } else {
+                for index in 0..<entry.count { values[index] = 0.02 * generator.nextNormal() }
             }
         }
         return weights
@@ -77,6 +77,9 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
             try config.validate()
         } catch {
             throw ServingError(.checkpoint, "\(configPath): \(error)")
+        }
+        guard !config.hasScoreHead else {
+            throw ServingError(.checkpoint, "\(configPath): the model has a scalar head (num_labels \(config.numLabels): a reward or value model) and no language-model head; it scores sequences and cannot generate text")
         }
         let reader: CheckpointReader
         do { reader = try CheckpointReader(stepDirectory: stepDirectory) } catch {

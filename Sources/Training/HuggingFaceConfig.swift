@@ -2,12 +2,21 @@ import Checkpoint
 import Foundation
 import Model
 
-/// A Llama model config in the form of Hugging Face's `config.json` (what `transformers`'
-/// `LlamaConfig` reads and writes): MeshLM's `LlamaConfig` keys plus the fixed facts of the
-/// architecture MeshLM implements (SiLU MLP, no biases).
+/// A model config in the form of Hugging Face's `config.json` (what `transformers`' `LlamaConfig`,
+/// `Qwen2Config` and `Qwen3Config` read and write): MeshLM's `LlamaConfig` keys plus the fixed
+/// facts of the architectures MeshLM implements (SiLU MLP, no MLP or o_proj biases, no sliding
+/// window).
 public enum HuggingFaceConfig {
-    public static let architecture = "LlamaForCausalLM"
-    public static let modelType = "llama"
+    /// The `architectures` entry of each model type's causal LM, or (`scoreHead`) of its
+    /// sequence-classification model (the scalar head `score.weight`).
+    public static func architecture(of type: LlamaConfig.ModelType, scoreHead: Bool = false) -> String {
+        let family = switch type {
+        case .llama: "Llama"
+        case .qwen2: "Qwen2"
+        case .qwen3: "Qwen3"
+        }
+        return family + (scoreHead ? "ForSequenceClassification" : "ForCausalLM")
+    }
 
     /// `config.json` bytes for `model` (stored as `model_config.json` in checkpoints, as
     /// `config.json` by `meshlm ckpt export-hf`).
@@ -18,42 +27,77 @@ public enum HuggingFaceConfig {
             object["num_local_experts"] = nil
             object["num_experts_per_tok"] = nil
         }
+        if model.hasScoreHead {
+            // transformers writes the labels as id2label / label2id (num_labels is kept too, for
+            // readers of model_config.json that take MeshLM's keys only).
+            let labels = (0..<model.numLabels).map { "LABEL_\($0)" }
+            object["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0), $1) })
+            object["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
+        } else {
+            object["num_labels"] = nil
+        }
         object["rope_scaling"] = object["rope_scaling"] ?? NSNull()
-        object["architectures"] = [architecture]
-        object["model_type"] = modelType
+        object["architectures"] = [architecture(of: model.modelType, scoreHead: model.hasScoreHead)]
         object["hidden_act"] = "silu"
-        object["attention_bias"] = false
         object["attention_dropout"] = 0.0
-        object["mlp_bias"] = false
         object["initializer_range"] = 0.02
-        object["pretraining_tp"] = 1
         object["use_cache"] = true
         object["torch_dtype"] = torchDtype
+        switch model.modelType {
+        case .llama:
+            object["mlp_bias"] = false
+            object["pretraining_tp"] = 1
+        case .qwen2:
+            object["attention_bias"] = nil  // transformers' Qwen2 has no such key: its biases are fixed
+            object["use_sliding_window"] = false
+        case .qwen3:
+            object["use_sliding_window"] = false
+        }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }
 
     /// Reads a Hugging Face (or MeshLM `model_config.json`) config, refusing what MeshLM cannot
-    /// run, naming the field: another architecture, biases, another activation.
+    /// run, naming the field: another architecture, unsupported biases, another activation, a
+    /// sliding window.
     public static func decode(_ data: Data, file: String) throws -> LlamaConfig {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw CheckpointError(.badIndex, "\(file) is not a JSON object")
         }
-        if let architectures = object["architectures"] as? [String], !architectures.contains(architecture) {
-            throw CheckpointError(.badIndex, "\(file): \"architectures\" is \(architectures); MeshLM runs only \(architecture) (Llama) models")
+        let supported = LlamaConfig.ModelType.allCases.map(\.rawValue).joined(separator: ", ")
+        let typeName = object["model_type"] as? String ?? "llama"
+        guard let type = LlamaConfig.ModelType(rawValue: typeName) else {
+            throw CheckpointError(.badIndex, "\(file): \"model_type\" is \"\(typeName)\"; MeshLM runs \(supported) models")
         }
-        if let type = object["model_type"] as? String, type != modelType {
-            throw CheckpointError(.badIndex, "\(file): \"model_type\" is \"\(type)\"; MeshLM runs only \"\(modelType)\" models")
+        let architectures = object["architectures"] as? [String]
+        let scoreHead = architectures?.contains(architecture(of: type, scoreHead: true)) ?? false
+        if let architectures, !scoreHead, !architectures.contains(architecture(of: type)) {
+            throw CheckpointError(.badIndex, "\(file): \"architectures\" is \(architectures); MeshLM runs a \(type.rawValue) model as \(architecture(of: type)) or \(architecture(of: type, scoreHead: true))")
         }
         if let activation = object["hidden_act"] as? String, activation != "silu" {
             throw CheckpointError(.badIndex, "\(file): \"hidden_act\" is \"\(activation)\"; MeshLM's MLP is SwiGLU with \"silu\"")
         }
-        for key in ["attention_bias", "mlp_bias"] where (object[key] as? Bool) == true {
-            throw CheckpointError(.badIndex, "\(file): \"\(key)\" is true; MeshLM's Llama has no biases")
+        if (object["mlp_bias"] as? Bool) == true {
+            throw CheckpointError(.badIndex, "\(file): \"mlp_bias\" is true; MeshLM's MLP has no biases")
+        }
+        if type != .qwen2, (object["attention_bias"] as? Bool) == true {
+            throw CheckpointError(.badIndex, "\(file): \"attention_bias\" is true; a \(type.rawValue) model would then bias o_proj too, which MeshLM does not implement (it runs q/k/v biases as qwen2 has them)")
+        }
+        if (object["use_sliding_window"] as? Bool) == true {
+            throw CheckpointError(.badIndex, "\(file): \"use_sliding_window\" is true; MeshLM attends to the whole context (no sliding window)")
         }
         if let scaling = object["rope_scaling"] as? [String: Any], let type = (scaling["rope_type"] ?? scaling["type"]) as? String, type != "llama3" {
             throw CheckpointError(.badIndex, "\(file): \"rope_scaling.rope_type\" is \"\(type)\"; MeshLM implements only \"llama3\" scaling")
         }
         var cleaned = object
+        // A sequence-classification model's labels: num_labels, else id2label's count, else
+        // transformers' default of 2. A causal LM has none (its id2label, if any, means nothing).
+        if scoreHead {
+            cleaned["num_labels"] = object["num_labels"] as? Int ?? (object["id2label"] as? [String: Any])?.count ?? 2
+        } else {
+            cleaned["num_labels"] = nil
+        }
+        // transformers' Qwen2 always has q/k/v biases, whatever attention_bias says.
+        if type == .qwen2 { cleaned["attention_bias"] = true }
         // transformers 5 nests RoPE settings in `rope_parameters` (rope_type "default" = none).
         if let parameters = object["rope_parameters"] as? [String: Any] {
             cleaned["rope_parameters"] = nil
@@ -77,7 +121,7 @@ public enum HuggingFaceConfig {
         do {
             model = try JSONDecoder().decode(LlamaConfig.self, from: try JSONSerialization.data(withJSONObject: cleaned))
         } catch {
-            throw CheckpointError(.badIndex, "\(file) is not a usable Llama config: \(error)")
+            throw CheckpointError(.badIndex, "\(file) is not a usable model config: \(error)")
         }
         do { try model.validate() } catch { throw CheckpointError(.badIndex, "\(file): \(error)") }
         return model

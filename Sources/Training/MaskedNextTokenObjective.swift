@@ -32,8 +32,8 @@ public struct MaskedNextTokenObjective: TrainingObjective {
         }
     }
 
-    public func evaluate(_ input: ObjectiveInput, gradient: UnsafeMutableBufferPointer<Float>) -> ObjectiveOutput {
-        let batch = input.batch
+    public func evaluate(_ input: ObjectiveInput, gradient: ObjectiveGradient) -> ObjectiveOutput {
+        let (batch, gradient) = (input.batch, gradient.logProbabilities)
         var lossSum = 0.0, supervised = 0.0
         let sequences = sequenceWeights(batch)
         for (span, total) in sequences {

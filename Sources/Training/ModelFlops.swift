@@ -49,7 +49,7 @@ public struct ModelFlops: Sendable, Equatable {
     }
 
     /// Forward FLOPs per token of lm_head.
-    public var headForwardPerToken: Double { 2 * Double(config.hiddenSize * config.vocabSize) }
+    public var headForwardPerToken: Double { 2 * Double(config.hiddenSize * config.headWidth) }
 
     /// Forward FLOPs per token of every layer's attention score and value products, over the
     /// score entries the kernel computes.

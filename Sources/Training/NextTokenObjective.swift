@@ -9,7 +9,8 @@ public struct NextTokenObjective: TrainingObjective {
 
     public func normalization(of batch: MicroBatch) -> Double { Double(batch.targetCount) }
 
-    public func evaluate(_ input: ObjectiveInput, gradient: UnsafeMutableBufferPointer<Float>) -> ObjectiveOutput {
+    public func evaluate(_ input: ObjectiveInput, gradient: ObjectiveGradient) -> ObjectiveOutput {
+        let gradient = gradient.logProbabilities
         // −Float(1/N): the same float the loss kernels scaled by before objectives existed, so
         // pretraining stays bitwise what it was.
         let weight = -Float(input.scale)

@@ -95,7 +95,7 @@ public final class ParallelModel {
         let layout = tensorLayout.localLayout.freezing(frozen)
         self.layout = layout
         frozenTensors = frozen
-        let tiedStages = mesh.pipeline.size > 1 && config.tieWordEmbeddings
+        let tiedStages = mesh.pipeline.size > 1 && config.hasTiedHead
         let endStage = mesh.pipeline.rank == 0 || mesh.pipeline.rank == mesh.pipeline.size - 1
         embeddingCommunicator = tiedStages ? try mesh.pipeline.split(color: endStage ? 0 : nil, key: mesh.pipeline.rank) : nil
         holdsEmbeddingCopy = tiedStages && mesh.pipeline.rank != 0 && layout.contains(.embedding)

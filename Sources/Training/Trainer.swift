@@ -190,7 +190,7 @@ public final class Trainer {
         for name in parallelModel.frozenTensors {
             // The embedding table is a product only as a tied lm_head; norms are no products.
             guard let entry = tensorLayout.globalLayout.entry(named: name), entry.shape.count == 2,
-                  name != "model.embed_tokens.weight" || model.tieWordEmbeddings else { continue }
+                  name != "model.embed_tokens.weight" || model.hasTiedHead else { continue }
             skipped += 2 * Double(entry.count)
         }
         return ModelFlops(model, sequenceLength: config.train.seqLen).trainingPerToken - skipped

@@ -152,7 +152,8 @@ extension Trainer {
 extension ParallelModel {
     /// Loads the parameters (only) of the checkpoint at `path` (a step directory or a
     /// checkpoints directory's newest), whatever mesh saved it; `option` names where the path
-    /// came from in errors.
+    /// came from in errors. A scalar head (`score.weight`) the checkpoint lacks — a reward or
+    /// value model started from a language model — keeps its initialization, and the log says so.
     public func loadParameters(from path: String, option: String, log: Log) throws {
         let reader: CheckpointReader
         if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
@@ -163,20 +164,30 @@ extension ParallelModel {
             guard let found = latest.reader else { throw JobError("\(option) \(path): no committed checkpoint there") }
             reader = found
         }
+        let saved = Set(reader.tensorNames)
+        var initialized: Set<String> = []
         for local in layout.entries {
             guard let entry = tensorLayout.globalLayout.entry(named: local.name) else { continue }
+            if entry.role == .score && !saved.contains(entry.name) {
+                initialized.insert(entry.name)
+                continue
+            }
             let shape = try reader.shape(of: entry.name)
             guard shape == entry.shape else {
                 throw JobError("\(option) \(reader.stepDirectory): tensor \(entry.name) has shape \(shape), the model config gives \(entry.shape) (check the model section against its model_config.json)")
             }
         }
-        try load(reader, kinds: [.parameters])
+        if !initialized.isEmpty {
+            log.info("\(option) \(reader.stepDirectory) has no \(initialized.sorted().joined(separator: ", ")) (a language model's checkpoint): the scalar head starts from its initialization")
+        }
+        try load(reader, kinds: [.parameters], skipping: initialized)
     }
 
-    /// Reads the slices of `kinds` this rank holds from `reader`.
-    func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind]) throws {
+    /// Reads the slices of `kinds` this rank holds from `reader`, but those of the tensors in
+    /// `skipping`.
+    func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind], skipping: Set<String> = []) throws {
         for kind in kinds {
-            for slice in parameters.neededSlices(kind) {
+            for slice in parameters.neededSlices(kind) where !skipping.contains(slice.name) {
                 let runs = tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements).map { run in
                     ElementRun(elements: run.global, destination: slice.pointer + (run.localStart - slice.elements.lowerBound))
                 }

@@ -2,7 +2,8 @@ import Model
 import Tensors
 
 /// What a training mode optimizes (DESIGN §7): a small type that turns one micro-batch's
-/// per-token log-probabilities into a loss and its gradient with respect to them. The trainer
+/// per-token log-probabilities (or, for a model with a scalar head, its per-token scores) into a
+/// loss and its gradient with respect to them. The trainer
 /// owns everything else — the loop, the mesh, ZeRO, checkpoints, metrics — so a mode adds its
 /// objective, its data and its metrics, nothing more.
 ///
@@ -21,9 +22,9 @@ public protocol TrainingObjective: Sendable {
     /// sequences, or whatever the loss is a mean over.
     func normalization(of batch: MicroBatch) -> Double
     /// This micro-batch's loss sum (before dividing by the global normalization) and, written
-    /// into `gradient` ([B·T]), ∂(`scale` · loss sum)/∂log p(target) per position (rows whose
-    /// target is ignored are not read).
-    func evaluate(_ input: ObjectiveInput, gradient: UnsafeMutableBufferPointer<Float>) -> ObjectiveOutput
+    /// into `gradient`, ∂(`scale` · loss sum)/∂log p(target) per position (rows whose target is
+    /// ignored are not read) — or, with a scalar head, ∂(`scale` · loss sum)/∂score.
+    func evaluate(_ input: ObjectiveInput, gradient: ObjectiveGradient) -> ObjectiveOutput
 }
 
 extension TrainingObjective {
@@ -39,12 +40,40 @@ public struct ObjectiveInput {
     public let crossEntropy: CrossEntropy.Total
     /// 1 / the step's global normalization.
     public let scale: Double
+    /// A scalar-head model's scores, [B·T, labelCount] (every position: an objective reads the
+    /// ones it wants, e.g. `score(atLastTokenOf:)`); empty with the language-model head.
+    public let scores: UnsafeBufferPointer<Float>
+    public let labelCount: Int
 
-    public init(batch: MicroBatch, tokenLogProbabilities: UnsafeBufferPointer<Float>, crossEntropy: CrossEntropy.Total, scale: Double) {
+    public init(batch: MicroBatch, tokenLogProbabilities: UnsafeBufferPointer<Float>, crossEntropy: CrossEntropy.Total, scale: Double,
+                scores: UnsafeBufferPointer<Float> = UnsafeBufferPointer(start: nil, count: 0), labelCount: Int = 0) {
         self.batch = batch
         self.tokenLogProbabilities = tokenLogProbabilities
         self.crossEntropy = crossEntropy
         self.scale = scale
+        self.scores = scores
+        self.labelCount = labelCount
+    }
+
+    /// The score (label `label`) at the last position of `span` (a reward model's reading of a
+    /// sequence, as transformers' sequence classification pools the last token).
+    public func score(atLastTokenOf span: Range<Int>, label: Int = 0) -> Float {
+        scores[(span.upperBound - 1) * labelCount + label]
+    }
+}
+
+/// Where an objective writes its gradient: ∂/∂log p(target) per position for a language-model
+/// head, ∂/∂score per position and label for a scalar head (the other is empty).
+public struct ObjectiveGradient {
+    /// [B·T]
+    public let logProbabilities: UnsafeMutableBufferPointer<Float>
+    /// [B·T, labels], zeroed before `evaluate`: an objective writes only the scores it reads.
+    public let scores: UnsafeMutableBufferPointer<Float>
+
+    public init(logProbabilities: UnsafeMutableBufferPointer<Float>,
+                scores: UnsafeMutableBufferPointer<Float> = UnsafeMutableBufferPointer(start: nil, count: 0)) {
+        self.logProbabilities = logProbabilities
+        self.scores = scores
     }
 }
 
@@ -84,8 +113,10 @@ extension TrainingObjective {
     /// gradient where `model.backward(parameters:)` reads it.
     func evaluate(after model: LlamaModel, batch: MicroBatch, crossEntropy: CrossEntropy.Total, scale: Double) -> ObjectiveOutput {
         let input = ObjectiveInput(batch: batch, tokenLogProbabilities: model.tokenLogProbabilities, crossEntropy: crossEntropy,
-                                   scale: scale)
-        return evaluate(input, gradient: model.logProbabilityGradient)
+                                   scale: scale, scores: model.scores, labelCount: model.config.numLabels)
+        let scoreGradient = model.scoreGradient
+        scoreGradient.update(repeating: 0)
+        return evaluate(input, gradient: ObjectiveGradient(logProbabilities: model.logProbabilityGradient, scores: scoreGradient))
     }
 }
 

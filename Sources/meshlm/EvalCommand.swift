@@ -20,7 +20,9 @@ struct EvalCommand: ParsableCommand {
             any number of ranks. Prints {"checkpoint", "loss", "perplexity", "seq_len", "step", \
             "tokens", "windows"} (tokens: the tokens predicted). --logits writes the [T, V] logits of \
             a single window as little-endian f32 for comparison with another implementation \
-            (tools/check-hf-roundtrip.py).
+            (tools/check-hf-roundtrip.py). A model with a scalar head (a reward or value model) has \
+            no loss: --logits writes its scores [T, num_labels] at every position and the line is \
+            {"checkpoint", "num_labels", "positions", "step"}.
             """)
 
     @OptionGroup var job: JobOptions
@@ -59,6 +61,9 @@ struct EvalCommand: ParsableCommand {
                 if logits != nil && (world.size > 1 || windows.count > 1 || windows.tokenCount > seqLen) {
                     throw JobError("--logits needs the tokens to fit one window on one rank: \(windows.tokenCount) tokens, --seq-len \(seqLen), \(world.size) rank(s) (use --max-tokens)")
                 }
+                if evaluation.model.hasScoreHead && logits == nil {
+                    throw JobError("\(reader.stepDirectory) holds a model with a scalar head (num_labels \(evaluation.model.numLabels): a reward or value model), which has no next-token loss; --logits writes its scores [T, num_labels]")
+                }
                 return (evaluation, reader, dataset, windows)
             }
             if let logits {
@@ -66,6 +71,15 @@ struct EvalCommand: ParsableCommand {
                 let data = result.logits.withUnsafeBufferPointer { Data(buffer: $0) }
                 do { try data.write(to: URL(fileURLWithPath: logits), options: .atomic) } catch {
                     throw JobError("cannot write \(logits): \(error.localizedDescription)")
+                }
+                if evaluation.model.hasScoreHead {
+                    var line = JSONLine()
+                    line.add("checkpoint", reader.stepDirectory)
+                    line.add("num_labels", evaluation.model.numLabels)
+                    line.add("positions", windows.tokenCount)
+                    line.add("step", reader.step)
+                    context.log.info(line.text)
+                    return
                 }
             }
             // A contiguous share of the windows per rank; each window's sum lands in its own slot

@@ -15,7 +15,10 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var engine: EngineOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var draft: DraftOptions
-    @Option(help: "The prompt text.") var prompt: String
+    @Option(help: "The prompt text.") var prompt: String?
+    @Option(name: .customLong("prompt-ids"),
+            help: "The prompt as comma-separated token ids instead of text (to compare with another implementation).")
+    var promptIds: String?
     @Flag(help: "Print the prompt before the continuation.") var echo = false
     @Option(help: ArgumentHelp("Write the logits of every generated token to this file: raw little-endian float32, [tokens, vocab_size] (for checking tensor-parallel runs against one rank).", visibility: .hidden))
     var dumpLogits: String?
@@ -34,13 +37,13 @@ struct GenerateCommand: ParsableCommand {
             }
             // Rank 0 alone from here; the followers run its batches until stopFollowers.
             defer { tensorGroup?.stopFollowers() }
-            let ids = tokenizer.encode(prompt)
+            let ids = try promptTokens(tokenizer, vocabularySize: weights.config.vocabSize)
             let id = try generator.add(prompt: ids, parameters: parameters)
             var dumped = Data()
             if dumpLogits != nil {
                 generator.logitsObserver = { _, row in dumped.append(Data(buffer: UnsafeBufferPointer(row))) }
             }
-            if echo { Log.write(prompt, to: .standardOutput) }
+            if echo { Log.write(prompt ?? tokenizer.decode(ids), to: .standardOutput) }
             let start = monotonicSeconds()
             var firstToken: Double?
             var generated = 0
@@ -91,8 +94,8 @@ struct GenerateCommand: ParsableCommand {
     private func generateSpeculatively(target: InferenceWeights, draft: InferenceWeights, tokenizer: any Tokenizer,
                                        parameters: SamplingParameters, threads: KernelThreads) throws {
         let decoder = SpeculativeDecoder(target: target, draft: draft, lookahead: self.draft.lookahead, threads: threads)
-        let ids = tokenizer.encode(prompt)
-        if echo { Log.write(prompt, to: .standardOutput) }
+        let ids = try promptTokens(tokenizer, vocabularySize: target.config.vocabSize)
+        if echo { Log.write(prompt ?? tokenizer.decode(ids), to: .standardOutput) }
         let start = monotonicSeconds()
         var firstToken: Double?
         let summary = try decoder.generate(prompt: ids, parameters: parameters, tokenizer: tokenizer) { output in
@@ -108,5 +111,23 @@ struct GenerateCommand: ParsableCommand {
                          summary.targetForwardCount, ((firstToken ?? start) - start) * 1e3,
                          summary.generatedCount > 1 ? Double(summary.generatedCount - 1) / decodeSeconds : 0),
                   to: .standardError)
+    }
+
+    /// --prompt encoded, or the ids of --prompt-ids (exactly one of them), each below the
+    /// model's vocabulary size.
+    private func promptTokens(_ tokenizer: any Tokenizer, vocabularySize: Int) throws -> [Int32] {
+        switch (prompt, promptIds) {
+        case (let text?, nil):
+            return tokenizer.encode(text)
+        case (nil, let list?):
+            let fields = list.split(separator: ",", omittingEmptySubsequences: false)
+            let ids = fields.compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) }
+            guard !ids.isEmpty, ids.count == fields.count, ids.allSatisfy({ (0..<Int32(vocabularySize)).contains($0) }) else {
+                throw JobError("--prompt-ids \(list): give comma-separated token ids in 0..<\(vocabularySize) (the model's vocab_size)")
+            }
+            return ids
+        default:
+            throw JobError("give the prompt as --prompt TEXT or as --prompt-ids ID,ID,… (one of them)")
+        }
     }
 }

@@ -142,6 +142,34 @@ import Training
         #expect { _ = try HuggingFaceConfig.decode(try JSONSerialization.data(withJSONObject: other), file: "x/config.json") } throws: {
             "\($0)".contains("mlp_bias")
         }
+        other["mlp_bias"] = nil
+        func refusal(_ changes: [String: Any]) throws -> String {
+            var config = other
+            for (key, value) in changes { config[key] = value }
+            do {
+                _ = try HuggingFaceConfig.decode(try JSONSerialization.data(withJSONObject: config), file: "x/config.json")
+                return "accepted"
+            } catch { return "\(error)" }
+        }
+        #expect(try refusal(["model_type": "mistral"]).contains("\"model_type\" is \"mistral\"; MeshLM runs llama, qwen2, qwen3 models"))
+        #expect(try refusal(["attention_bias": true]).contains("\"attention_bias\" is true; a llama model would then bias o_proj too"))
+        #expect(try refusal(["model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "attention_bias": true]).contains("a qwen3 model would then bias o_proj too"))
+        #expect(try refusal(["model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "use_sliding_window": true]).contains("\"use_sliding_window\" is true"))
+        #expect(try refusal(["model_type": "qwen2", "architectures": ["LlamaForCausalLM"]]).contains("MeshLM runs a qwen2 model as Qwen2ForCausalLM or Qwen2ForSequenceClassification"))
+        // Qwen2's biases are on whatever attention_bias says (transformers ignores the key);
+        // a sequence classifier's labels come from id2label when num_labels is absent.
+        let qwen2 = try HuggingFaceConfig.decode(try JSONSerialization.data(withJSONObject: other.merging(
+            ["model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "attention_bias": false]) { $1 }), file: "x/config.json")
+        #expect(qwen2.modelType == .qwen2 && qwen2.attentionBias && !qwen2.hasScoreHead)
+        let classifier = try HuggingFaceConfig.decode(try JSONSerialization.data(withJSONObject: other.merging(
+            ["architectures": ["LlamaForSequenceClassification"], "id2label": ["0": "bad", "1": "ok", "2": "good"]]) { $1 }),
+                                                      file: "x/config.json")
+        #expect(classifier.numLabels == 3 && classifier.hasScoreHead)
+        // MeshLM's own model config refuses what it cannot run, naming the key.
+        var config = LlamaConfig(vocabSize: 10, hiddenSize: 8, intermediateSize: 16, numHiddenLayers: 1, numAttentionHeads: 2)
+        config.modelType = .qwen2
+        config.attentionBias = false
+        #expect { try config.validate() } throws: { "\($0)".contains("attention_bias") && "\($0)".contains("qwen2") }
     }
 
     /// The byte tokenizer's HF vocabulary maps byte b to id b through GPT-2's byte characters.

@@ -5,29 +5,33 @@ import Runtime
 import Tensors
 import Training
 
-/// `mpi-checks objective OBJECTIVE PP TP ZERO [sp] [freeze]`: trains a small model for 6 steps towards
-/// `OBJECTIVE` (`next-token`, `masked-tokens`, `masked-sequences`, `masked-ones`) on synthetic
+/// `mpi-checks objective OBJECTIVE PP TP ZERO [sp] [freeze] [qwen2|qwen3]`: trains a small model for 6 steps towards
+/// `OBJECTIVE` (`next-token`, `masked-tokens`, `masked-sequences`, `masked-ones`, or `score`: a
+/// model with a scalar head regressing `ScoreRegressionObjective`'s targets) on synthetic
 /// data on the mesh the degrees give (dp = the rest), and prints `loss STEP VALUE` (and the
 /// objective's metrics) from rank 0. Every sample is a function of its global index alone, so
 /// every layout trains on the same global batches: tests compare the lines across layouts.
 /// With `freeze`, the embedding, layer 0 and layer 1's MLP are frozen, and the check fails
-/// unless every frozen tensor ends bitwise at its initial value and the others moved.
+/// unless every frozen tensor ends bitwise at its initial value and the others moved. With
+/// `qwen2` or `qwen3` the model has that family's layer (qwen3 with head_dim 12 ≠ 32 / 4).
 func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) throws {
     guard arguments.count >= 5, let pp = Int(arguments[2]), let tp = Int(arguments[3]), let zero = Int(arguments[4]) else {
         throw JobError("usage: mpi-checks objective next-token|masked-tokens|masked-sequences|masked-ones PP TP ZERO [sp]")
     }
     let sequenceParallel = arguments.dropFirst(5).contains("sp")
     let freeze = arguments.dropFirst(5).contains("freeze")
+    let modelType = arguments.dropFirst(5).first { $0.hasPrefix("qwen") } ?? "llama"
     let objective: any TrainingObjective
     switch arguments[1] {
     case "next-token": objective = NextTokenObjective()
     case "masked-tokens", "masked-ones": objective = MaskedNextTokenObjective(normalization: .tokens)
     case "masked-sequences": objective = MaskedNextTokenObjective(normalization: .sequences)
+    case "score": objective = ScoreRegressionObjective()
     default: throw JobError("unknown objective \(arguments[1])")
     }
     let yaml = """
         model: {vocab_size: 97, hidden_size: 32, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4,
-                num_key_value_heads: 2, max_position_embeddings: 64}
+                num_key_value_heads: 2, max_position_embeddings: 64, num_labels: \(arguments[1] == "score" ? 1 : 0), model_type: \(modelType)\(modelType == "qwen3" ? ", head_dim: 12" : "")}
         train: {steps: 6, seed: 7, seq_len: 16, global_batch_size: 8, micro_batch_size: 2, document_masking: true,
                 freeze: [\(freeze ? "'model.embed_tokens.weight', 'model.layers.0.*', 'model.layers.1.mlp.*'" : "")]}
         optimizer: {lr: 0.01, warmup_steps: 0, schedule: constant}
@@ -122,6 +126,28 @@ struct SyntheticBatches: BatchSource {
             return MicroBatch(tokens: tokens, targets: targets, positions: positions, lossWeights: weights,
                               sequenceLength: train.seqLen)
         }
+    }
+}
+
+/// A scalar-head objective for the checks: each sequence's score at its last token regresses to
+/// a target made from the sequence's first token, ½(score − target)² averaged over sequences.
+struct ScoreRegressionObjective: TrainingObjective {
+    var name: String { "score_regression" }
+    var metricNames: [String] { ["score"] }
+
+    func normalization(of batch: MicroBatch) -> Double { Double(batch.sequenceSpans.count) }
+
+    func evaluate(_ input: ObjectiveInput, gradient: ObjectiveGradient) -> ObjectiveOutput {
+        var lossSum = 0.0, scoreSum = 0.0
+        let spans = input.batch.sequenceSpans
+        for span in spans {
+            let target = Double(input.batch.tokens[span.lowerBound] % 7) / 3 - 1
+            let score = Double(input.score(atLastTokenOf: span))
+            lossSum += 0.5 * (score - target) * (score - target)
+            scoreSum += score
+            gradient.scores[(span.upperBound - 1) * input.labelCount] = Float(input.scale * (score - target))
+        }
+        return ObjectiveOutput(lossSum: lossSum, metrics: ["score": MetricSum(sum: scoreSum, count: Double(spans.count))])
     }
 }
 

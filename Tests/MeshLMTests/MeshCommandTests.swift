@@ -84,14 +84,14 @@ import Testing
         let malformed = directory.appendingPathComponent("malformed.yaml").path
         try "hidden_size: [128\nvocab_size: 3\n".write(toFile: malformed, atomically: true, encoding: .utf8)
         let unknown = directory.appendingPathComponent("unknown.yaml").path
-        try (try String(contentsOfFile: tiny, encoding: .utf8) + "num_layers: 4\n").write(toFile: unknown, atomically: true, encoding: .utf8)
+        try (try String(contentsOfFile: tiny, encoding: .utf8) + "dropout: 0.1\n").write(toFile: unknown, atomically: true, encoding: .utf8)
 
         var (status, message) = try failure(2, ["mesh", "--model", malformed])
         #expect(status != 0)
         #expect(message.hasPrefix("meshlm: error: \(malformed): malformed YAML: "))
         (status, message) = try failure(2, ["mesh", "--model", unknown])
         #expect(status != 0)
-        #expect(message.hasPrefix("meshlm: error: \(unknown): key 'num_layers': unknown key; known keys here: "))
+        #expect(message.hasPrefix("meshlm: error: \(unknown): key 'dropout': unknown key; known keys here: "))
         (status, message) = try failure(2, ["mesh", "--model", tiny, "--set", "hidden_size=wide"])
         #expect(message == "meshlm: error: --set: key 'hidden_size': expected an integer, found 'wide'")
         (status, message) = try failure(2, ["mesh", "--model", tiny, "--set", "num_key_value_heads=3"])

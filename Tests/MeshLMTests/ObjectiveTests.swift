@@ -36,6 +36,38 @@ import Testing
         }
     }
 
+    /// Qwen2's q/k/v biases (split with their heads; replicated with the KV heads at tp 4 > 2 KV
+    /// heads) and Qwen3's QK-norm weights (replicated, their gradients summed over the tensor
+    /// group, with and without sequence parallelism) train as on one rank.
+    @Test(arguments: ["qwen2", "qwen3"])
+    func qwenLayersTrainAsOneRankOnEveryLayout(modelType: String) throws {
+        let reference = try train(1, ["masked-tokens", "1", "1", "0", modelType])
+        #expect(reference.losses.count == 6)
+        #expect(reference.losses[5][0] < reference.losses[0][0] - 0.3, "the run learns: \(reference.losses.map { $0[0] })")
+        for (ranks, layout) in [(2, ["1", "2", "0"]), (2, ["1", "2", "3", "sp"]), (4, ["1", "4", "1"]), (4, ["2", "2", "0"])] {
+            let got = try train(ranks, ["masked-tokens"] + layout + [modelType])
+            let difference = maxRelativeDifference(got.losses, reference.losses)
+            print("\(modelType) np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
+            #expect(got.losses.count == 6 && difference <= 1e-6, "\(modelType) np \(ranks) \(layout)")
+            #expect(abs(got.eval - reference.eval) / reference.eval <= 1e-6)
+        }
+    }
+
+    /// A scalar (score) head — replicated under tensor parallelism, on the last pipeline stage —
+    /// trains as on one rank: its weight gradient on every tensor rank, its input gradient added
+    /// once to the final norm's (summed over the group).
+    @Test func scoreHeadTrainsAsOneRankOnEveryLayout() throws {
+        let reference = try train(1, ["score", "1", "1", "0", "qwen2"])
+        #expect(reference.losses.count == 6)
+        #expect(reference.losses[5][0] < reference.losses[0][0] * 0.7, "the run learns: \(reference.losses.map { $0[0] })")
+        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0", "sp"]), (4, ["1", "4", "1"]), (4, ["2", "2", "2"])] {
+            let got = try train(ranks, ["score"] + layout + ["qwen2"])
+            let difference = maxRelativeDifference(got.losses, reference.losses)
+            print("score head np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
+            #expect(got.losses.count == 6 && difference <= 1e-5, "score head np \(ranks) \(layout)")
+        }
+    }
+
     /// With every loss weight 1 and token normalization, the gradient of each token is the
     /// same float as next-token pretraining's, so training follows it step for step (the loss
     /// sums differ only in the order Double additions group them).

@@ -20,9 +20,11 @@ import Testing
         let positions: [Int32]
         let targets: [Int32]
 
+        /// `group` of `llama_golden.h5`, or of `qwen_golden.h5` for the groups `qwen2` and `qwen3`.
         init(_ group: String) throws {
-            let path = try #require(Bundle.module.path(forResource: "llama_golden", ofType: "h5", inDirectory: "Fixtures"),
-                                    "Fixtures/llama_golden.h5 is missing: run tools/golden/make_llama_fixture.py")
+            let (name, script) = group.hasPrefix("qwen") ? ("qwen_golden", "make_qwen_fixture.py") : ("llama_golden", "make_llama_fixture.py")
+            let path = try #require(Bundle.module.path(forResource: name, ofType: "h5", inDirectory: "Fixtures"),
+                                    "Fixtures/\(name).h5 is missing: run tools/golden/\(script)")
             file = try HDF5File.open(path)
             self.group = group
             let json = try file.read(UInt8.self, dataset: group + "/config_json")
@@ -54,6 +56,15 @@ import Testing
     @Test(arguments: ["untied", "tied"])
     func logitsLossAndGradientsMatchTransformers(variant: String) throws {
         try checkForwardAndBackward(try Fixture(variant), documentMasking: false, prefix: "")
+    }
+
+    /// transformers' `Qwen2ForCausalLM` (q/k/v biases) and `Qwen3ForCausalLM` (per-head QK-norm,
+    /// head_dim ≠ hidden / heads, tied) through the same model: the layer `DecoderLayer` describes.
+    @Test(arguments: ["qwen2", "qwen3"])
+    func qwenLogitsLossAndGradientsMatchTransformers(variant: String) throws {
+        let fixture = try Fixture(variant)
+        #expect(fixture.config.modelType.rawValue == variant)
+        try checkForwardAndBackward(fixture, documentMasking: false, prefix: "")
     }
 
     /// transformers masks attention per document when positions restart and no attention mask

@@ -12,23 +12,23 @@ func useSingleThreadedBLAS() {
 
 /// A tiny GQA model with Llama-3 RoPE scaling; sizes off the 16-float vector width so every
 /// kernel's scalar tail runs.
-func tinyConfig(tied: Bool = false, layers: Int = 2) -> LlamaConfig {
+func tinyConfig(tied: Bool = false, layers: Int = 2, modelType: LlamaConfig.ModelType = .llama) -> LlamaConfig {
     LlamaConfig(vocabSize: 37, hiddenSize: 24, intermediateSize: 40, numHiddenLayers: layers, numAttentionHeads: 4,
                 numKeyValueHeads: 2, maxPositionEmbeddings: 64, ropeTheta: 10_000,
                 ropeScaling: RopeScaling(factor: 8, lowFreqFactor: 1, highFreqFactor: 4,
                                          originalMaxPositionEmbeddings: 32),
-                tieWordEmbeddings: tied)
+                tieWordEmbeddings: tied, modelType: modelType)
 }
 
 /// Parameters far from the 0.02 initialization, so every gradient is well away from zero:
-/// matrices N(0, scale²), norm weights 1 + N(0, 0.1²), each tensor from its own stream.
+/// matrices and biases N(0, scale²), norm weights 1 + N(0, 0.1²), each tensor from its own stream.
 func randomParameters(_ layout: ParameterLayout, seed: UInt64, scale: Float = 0.3) -> ArenaParameters {
     let parameters = ArenaParameters(layout: layout)
     for (index, entry) in layout.entries.enumerated() {
         var generator = SplitMix64(seed: seed, stream: UInt64(index))
         for element in 0..<entry.count {
             let noise = generator.nextNormal()
-            parameters.parameters.pointer[entry.offset + element] = entry.shape.count == 1 ? 1 + 0.1 * noise : scale * noise
+            parameters.parameters.pointer[entry.offset + element] = entry.role.isNorm ? 1 + 0.1 * noise : scale * noise
         }
     }
     return parameters

@@ -9,10 +9,12 @@ import Testing
     init() { useSingleThreadedBLAS() }
 
     /// Prefill in two chunks (every row's logits), then single-token decode steps: each step's
-    /// logits equal the training model's forward over the whole sequence so far.
-    @Test(arguments: [(false, 1), (true, 1), (false, 2)])
-    func logitsMatchTrainingModel(tied: Bool, threads: Int) {
-        let config = servingConfig(tied: tied)
+    /// logits equal the training model's forward over the whole sequence so far — for each
+    /// family's layer (qwen2's biases, qwen3's QK-norm), which both run from `DecoderLayer`.
+    @Test(arguments: [(false, 1, LlamaConfig.ModelType.llama), (true, 1, .llama), (false, 2, .llama),
+                      (false, 2, .qwen2), (true, 1, .qwen3)])
+    func logitsMatchTrainingModel(tied: Bool, threads: Int, modelType: LlamaConfig.ModelType) {
+        let config = servingConfig(tied: tied, modelType: modelType)
         let weights = servingWeights(config)
         let model = InferenceModel(weights: weights, maximumRows: 16, threads: KernelThreads(count: threads))
         let cache = KVBlockPool(blockCount: 8, blockSize: 4, layerCount: config.numHiddenLayers,

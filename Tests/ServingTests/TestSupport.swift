@@ -12,11 +12,12 @@ func useSingleThreadedBLAS() {
 
 /// A small GQA model; sizes off the 16-float vector width so every kernel's scalar tail runs,
 /// Llama-3 RoPE scaling and a tied or untied head.
-func servingConfig(tied: Bool = false, vocabulary: Int = 300, layers: Int = 2) -> LlamaConfig {
+func servingConfig(tied: Bool = false, vocabulary: Int = 300, layers: Int = 2,
+                   modelType: LlamaConfig.ModelType = .llama) -> LlamaConfig {
     LlamaConfig(vocabSize: vocabulary, hiddenSize: 40, intermediateSize: 72, numHiddenLayers: layers, numAttentionHeads: 4,
                 numKeyValueHeads: 2, maxPositionEmbeddings: 128, ropeTheta: 10_000,
                 ropeScaling: RopeScaling(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 32),
-                tieWordEmbeddings: tied)
+                tieWordEmbeddings: tied, modelType: modelType)
 }
 
 /// Weights far from the 0.02 initialization, so logits are spread and greedy choices are stable.
@@ -26,7 +27,7 @@ func servingWeights(_ config: LlamaConfig, seed: UInt64 = 3, scale: Float = 0.3)
         var generator = SplitMix64(seed: seed, stream: UInt64(index))
         for element in 0..<entry.count {
             let noise = generator.nextNormal()
-            weights.parameters.pointer[entry.offset + element] = entry.shape.count == 1 ? 1 + 0.1 * noise : scale * noise
+            weights.parameters.pointer[entry.offset + element] = entry.role.isNorm ? 1 + 0.1 * noise : scale * noise
         }
     }
     return weights

@@ -17,7 +17,7 @@ import Testing
             gradient.withUnsafeMutableBufferPointer { g in
                 objective.evaluate(ObjectiveInput(batch: batch, tokenLogProbabilities: lp,
                                                   crossEntropy: CrossEntropy.Total(lossSum: lossSum, targetCount: batch.targetCount),
-                                                  scale: scale), gradient: g)
+                                                  scale: scale), gradient: ObjectiveGradient(logProbabilities: g))
             }
         }
         return (output, gradient)

@@ -25,7 +25,7 @@ FIRST_DOCUMENT = 5
 # Constructor arguments of each transformers config. rope_theta 1e6 (Qwen's own value) rather than
 # the Llama fixture's 10000, so that a reader falling back to 10000 fails.
 SHARED = {
-    "vocab_size": 67, "hidden_size": 40, "intermediate_size": 72, "num_hidden_layers": 2,
+    "vocab_size": 263, "hidden_size": 40, "intermediate_size": 72, "num_hidden_layers": 2,
     "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
     "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0}, "rms_norm_eps": 1e-6,
     "hidden_act": "silu", "use_sliding_window": False, "bos_token_id": 1, "eos_token_id": EOS,
@@ -60,7 +60,7 @@ def hf_model(config_class, model_class, arguments):
 
 
 def inputs(vocab_size):
-    """The Llama fixture's inputs (same seed, same ids at vocab 67)."""
+    """The Llama fixture's input scheme (same seed; ids drawn from this vocabulary)."""
     generator = torch.Generator().manual_seed(99)
     input_ids = torch.randint(3, vocab_size, (BATCH, SEQUENCE), generator=generator, dtype=torch.int64)
     input_ids[1, FIRST_DOCUMENT - 1] = EOS

@@ -1,0 +1,214 @@
+/// What a parameter tensor is to the model. The parameter layout, the tensor-parallel split,
+/// initialization, weight decay, the training model and the inference model all find tensors by
+/// role, so a new kind of tensor is added here once.
+public enum TensorRole: Sendable, Hashable {
+    case embedding
+    // One decoder layer's, in arena order (see `DecoderLayer.tensors`).
+    case inputNorm, query, key, value, queryBias, keyBias, valueBias, queryNorm, keyNorm, output
+    case postAttentionNorm, gate, up, down
+    // The head's: the final norm, then the language-model head or (`num_labels` > 0) the
+    // scalar head `score.weight`.
+    case finalNorm, languageModelHead, score
+
+    /// Whether AdamW decays it: matrices and embeddings do; norm weights and biases do not
+    /// (transformers' `get_decay_parameter_names` leaves out biases and norms alike).
+    public var decays: Bool {
+        switch self {
+        case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score: true
+        case .inputNorm, .postAttentionNorm, .queryNorm, .keyNorm, .finalNorm, .queryBias, .keyBias, .valueBias: false
+        }
+    }
+
+    /// Whether it is an RMSNorm weight (initialized to ones).
+    public var isNorm: Bool {
+        switch self {
+        case .inputNorm, .postAttentionNorm, .queryNorm, .keyNorm, .finalNorm: true
+        default: false
+        }
+    }
+
+    /// Whether it is a bias (initialized to zeros, as torch initializes a `Linear`'s bias here).
+    public var isBias: Bool {
+        switch self {
+        case .queryBias, .keyBias, .valueBias: true
+        default: false
+        }
+    }
+
+    /// Whether it is a projection that writes into the residual stream (o_proj, down_proj), which
+    /// GPT-2's scaled initialization gives a smaller deviation.
+    public var writesResidual: Bool { self == .output || self == .down }
+}
+
+/// The one description of a decoder layer — which tensors it has and the order its forward runs
+/// them in — that the training model (`LlamaModel`), the inference model (`InferenceModel`), the
+/// parameter layout and the tensor-parallel split all follow. A family's layer differs only in
+/// what this says (`LlamaConfig.modelType`):
+///
+///     llama   x + o_proj(attention(rope(q), rope(k), v)),  q, k, v = q/k/v_proj(input_layernorm(x))
+///             h + down_proj(silu(gate_proj(m)) · up_proj(m)),  m = post_attention_layernorm(h)
+///     qwen2   the same with biases on q_proj, k_proj and v_proj (`attention_bias`)
+///     qwen3   the same with q_norm / k_norm: RMSNorm over each head's head_dim values (one
+///             [head_dim] weight shared by the heads) between the projection and RoPE
+///
+/// Shapes (HF convention, [out, in]), Q = num_attention_heads × head_dim, K =
+/// num_key_value_heads × head_dim, C = hidden_size, I = intermediate_size, D = head_dim:
+///
+///     input_layernorm            [C]        q_norm, k_norm (qwen3)   [D]
+///     q_proj [Q, C]  k_proj, v_proj [K, C]  q/k/v_proj.bias (bias)   [Q], [K], [K]
+///     o_proj [C, Q]  post_attention_layernorm [C]
+///     gate_proj, up_proj [I, C]  down_proj [C, I]
+///
+/// q, k and v are adjacent in the arena, and so are their biases and gate/up, so the inference
+/// model may run each group as one product.
+public struct DecoderLayer: Sendable, Equatable {
+    public struct Tensor: Sendable, Equatable {
+        public let role: TensorRole
+        /// The Hugging Face name after `model.layers.N.`.
+        public let suffix: String
+        public let shape: [Int]
+    }
+
+    public let attentionBias: Bool
+    public let queryKeyNorm: Bool
+    /// The layer's tensors in arena order.
+    public let tensors: [Tensor]
+
+    /// The layer `config` describes (with its local sizes under tensor parallelism).
+    public init(config: LlamaConfig) {
+        let (c, i, d) = (config.hiddenSize, config.intermediateSize, config.headDim)
+        let (q, k) = (config.numAttentionHeads * d, config.numKeyValueHeads * d)
+        attentionBias = config.attentionBias
+        queryKeyNorm = config.queryKeyNorm
+        var tensors: [Tensor] = [
+            Tensor(role: .inputNorm, suffix: "input_layernorm.weight", shape: [c]),
+            Tensor(role: .query, suffix: "self_attn.q_proj.weight", shape: [q, c]),
+            Tensor(role: .key, suffix: "self_attn.k_proj.weight", shape: [k, c]),
+            Tensor(role: .value, suffix: "self_attn.v_proj.weight", shape: [k, c]),
+        ]
+        if attentionBias {
+            tensors += [Tensor(role: .queryBias, suffix: "self_attn.q_proj.bias", shape: [q]),
+                        Tensor(role: .keyBias, suffix: "self_attn.k_proj.bias", shape: [k]),
+                        Tensor(role: .valueBias, suffix: "self_attn.v_proj.bias", shape: [k])]
+        }
+        if queryKeyNorm {
+            tensors += [Tensor(role: .queryNorm, suffix: "self_attn.q_norm.weight", shape: [d]),
+                        Tensor(role: .keyNorm, suffix: "self_attn.k_norm.weight", shape: [d])]
+        }
+        tensors += [
+            Tensor(role: .output, suffix: "self_attn.o_proj.weight", shape: [c, q]),
+            Tensor(role: .postAttentionNorm, suffix: "post_attention_layernorm.weight", shape: [c]),
+            Tensor(role: .gate, suffix: "mlp.gate_proj.weight", shape: [i, c]),
+            Tensor(role: .up, suffix: "mlp.up_proj.weight", shape: [i, c]),
+            Tensor(role: .down, suffix: "mlp.down_proj.weight", shape: [c, i]),
+        ]
+        self.tensors = tensors
+    }
+
+    /// One layer's forward, in the order every implementation runs it. `kernels` decides how each
+    /// step is computed (training's saved activations and tensor-parallel regions, or decode's
+    /// rows and paged KV cache); this decides what the steps are.
+    public func forward(_ w: LayerWeights, on kernels: some DecoderLayerKernels) {
+        // Attention sublayer: h = x + o_proj(attention(rope(q), rope(k), v)).
+        kernels.normalize(.attention, weight: w.inputNorm)
+        kernels.project(.attention, [(w.query, w.queryBias), (w.key, w.keyBias), (w.value, w.valueBias)])
+        if let queryNorm = w.queryNorm, let keyNorm = w.keyNorm {
+            kernels.normalizeHeads(queryWeight: queryNorm, keyWeight: keyNorm)
+        }
+        kernels.rotate()
+        kernels.attend()
+        kernels.projectIntoStream(.attention, weight: w.output)
+        // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)).
+        kernels.normalize(.mlp, weight: w.postAttentionNorm)
+        kernels.project(.mlp, [(w.gate, nil), (w.up, nil)])
+        kernels.activate()
+        kernels.projectIntoStream(.mlp, weight: w.down)
+    }
+}
+
+/// The two sublayers of a decoder layer.
+public enum DecoderSublayer: Sendable {
+    case attention, mlp
+}
+
+/// How one implementation computes the steps of `DecoderLayer.forward` for one layer: which
+/// kernels, on which buffers, with which collectives. The step order is not its business.
+public protocol DecoderLayerKernels {
+    /// The sublayer's RMSNorm of the residual stream (the layer's input for attention, the
+    /// stream after attention for the MLP) into the input of its projections.
+    func normalize(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>)
+    /// The sublayer's input projections from that normalized input, each with its bias when it
+    /// has one: (q, k, v) for attention, (gate, up) for the MLP.
+    func project(_ sublayer: DecoderSublayer, _ projections: [(weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)])
+    /// RMSNorm of each query head and each key head over its head_dim values (qwen3).
+    func normalizeHeads(queryWeight: UnsafeMutablePointer<Float>, keyWeight: UnsafeMutablePointer<Float>)
+    /// RoPE of the queries and keys at their positions.
+    func rotate()
+    /// Causal attention of the queries over the keys and values of their sequences.
+    func attend()
+    /// SwiGLU: silu(gate) · up.
+    func activate()
+    /// The sublayer's output projection (o_proj, down_proj) added to the residual stream.
+    func projectIntoStream(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>)
+}
+
+/// Where each tensor of a decoder layer sits inside the layer's block, in floats from the block's
+/// first element (the pointer `ParameterAccess` hands out). Read once from the layout, by role.
+public struct LayerOffsets: Sendable {
+    /// Offset of each tensor the layer has, by role.
+    public let offsets: [TensorRole: Int]
+    /// The offsets of the tensors that train (frozen ones left out): where gradients go.
+    public let gradientOffsets: [TensorRole: Int]
+    /// Whether any tensor of the layer trains.
+    public let trains: Bool
+
+    public init(layout: ParameterLayout, layer: Int) {
+        let start = layout.range(of: .layer(layer)).lowerBound
+        var offsets: [TensorRole: Int] = [:], gradientOffsets: [TensorRole: Int] = [:]
+        for entry in layout.entries(in: .layer(layer)) {
+            offsets[entry.role] = entry.offset - start
+            if entry.trainable { gradientOffsets[entry.role] = entry.offset - start }
+        }
+        self.offsets = offsets
+        self.gradientOffsets = gradientOffsets
+        trains = !gradientOffsets.isEmpty
+    }
+}
+
+/// One decoder layer's tensors (its weights, or their gradients: same layout), by role. Biases
+/// and head norms are nil where the family has none.
+public struct LayerWeights {
+    public let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: UnsafeMutablePointer<Float>
+    public let queryBias, keyBias, valueBias, queryNorm, keyNorm: UnsafeMutablePointer<Float>?
+
+    public init(block: UnsafeMutablePointer<Float>, offsets: LayerOffsets) {
+        func at(_ role: TensorRole) -> UnsafeMutablePointer<Float> {
+            guard let offset = offsets.offsets[role] else { preconditionFailure("a decoder layer has no \(role)") }
+            return block + offset
+        }
+        func optional(_ role: TensorRole) -> UnsafeMutablePointer<Float>? { offsets.offsets[role].map { block + $0 } }
+        (inputNorm, query, key, value, output) = (at(.inputNorm), at(.query), at(.key), at(.value), at(.output))
+        (postAttentionNorm, gate, up, down) = (at(.postAttentionNorm), at(.gate), at(.up), at(.down))
+        (queryBias, keyBias, valueBias) = (optional(.queryBias), optional(.keyBias), optional(.valueBias))
+        (queryNorm, keyNorm) = (optional(.queryNorm), optional(.keyNorm))
+    }
+}
+
+/// One decoder layer's gradients, as `LayerWeights`, nil for a tensor the layer lacks or that is
+/// frozen (its weight-gradient kernel is skipped). A layer with no tensor that trains acquires
+/// no block.
+struct LayerGradients {
+    let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: UnsafeMutablePointer<Float>?
+    let queryBias, keyBias, valueBias, queryNorm, keyNorm: UnsafeMutablePointer<Float>?
+
+    init(block: UnsafeMutablePointer<Float>?, offsets: LayerOffsets) {
+        func at(_ role: TensorRole) -> UnsafeMutablePointer<Float>? {
+            guard let block, let offset = offsets.gradientOffsets[role] else { return nil }
+            return block + offset
+        }
+        (inputNorm, query, key, value, output) = (at(.inputNorm), at(.query), at(.key), at(.value), at(.output))
+        (postAttentionNorm, gate, up, down) = (at(.postAttentionNorm), at(.gate), at(.up), at(.down))
+        (queryBias, keyBias, valueBias) = (at(.queryBias), at(.keyBias), at(.valueBias))
+        (queryNorm, keyNorm) = (at(.queryNorm), at(.keyNorm))
+    }
+}

@@ -1,0 +1,106 @@
+import Model
+import Tensors
+
+/// `DecoderLayer.forward`'s steps as an engine step runs them: on the step's rows (prefill chunks
+/// and decode tokens of many sequences), in `InferenceModel`'s scratch, q/k/v and gate/up each as
+/// one product (`SmallBatchLinear` or sgemm), attention over the paged KV cache, and under tensor
+/// parallelism a sum over the group after each row-parallel projection (o_proj, down_proj).
+///
+/// The residual stream is `residual`, updated in place; `normalized` holds a sublayer's norm
+/// output; `qkv` is [rows, Q + 2K] (q, k, v of a row side by side), `gateUp` [rows, 2I].
+struct DecodeLayerKernels: DecoderLayerKernels {
+    let model: InferenceModel
+    let batch: ForwardBatch
+    let cache: KVBlockPool
+    let layer: Int
+
+    private var config: LlamaConfig { model.weights.localConfig }
+    private var rowCount: Int { batch.rowCount }
+    private var queryWidth: Int { config.numAttentionHeads * config.headDim }
+    private var keyValueWidth: Int { config.numKeyValueHeads * config.headDim }
+
+    func normalize(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>) {
+        RMSNorm.forward(output: model.normalized.pointer, rstd: model.rstd.pointer, input: model.residual.pointer,
+                        weight: weight, rowCount: rowCount, hiddenSize: config.hiddenSize, epsilon: model.epsilon,
+                        threads: model.threads)
+    }
+
+    func project(_ sublayer: DecoderSublayer,
+                 _ projections: [(weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)]) {
+        // The projections are adjacent in the layer block (checked at init): one product each.
+        let (output, width) = sublayer == .attention
+            ? (model.qkv.pointer, queryWidth + 2 * keyValueWidth) : (model.gateUp.pointer, 2 * config.intermediateSize)
+        model.linear(output: output, input: model.normalized.pointer, weight: projections[0].weight,
+                     rowCount: rowCount, inputSize: config.hiddenSize, outputSize: width)
+        // q/k/v biases are adjacent too: one [Q + 2K] vector per row.
+        guard let bias = projections[0].bias else { return }
+        for row in 0..<rowCount {
+            Residual.forward(output: output + row * width, a: output + row * width, b: bias, count: width)
+        }
+    }
+
+    func normalizeHeads(queryWeight: UnsafeMutablePointer<Float>, keyWeight: UnsafeMutablePointer<Float>) {
+        let (d, width) = (config.headDim, queryWidth + 2 * keyValueWidth)
+        for row in 0..<rowCount {
+            let heads = model.qkv.pointer + row * width
+            RMSNorm.forward(output: heads, rstd: model.headRstd.pointer, input: heads, weight: queryWeight,
+                            rowCount: config.numAttentionHeads, hiddenSize: d, epsilon: model.epsilon)
+            RMSNorm.forward(output: heads + queryWidth, rstd: model.headRstd.pointer, input: heads + queryWidth,
+                            weight: keyWeight, rowCount: config.numKeyValueHeads, hiddenSize: d, epsilon: model.epsilon)
+        }
+    }
+
+    func rotate() {
+        let width = queryWidth + 2 * keyValueWidth
+        for row in 0..<rowCount {
+            let heads = model.qkv.pointer + row * width
+            let position = model.tokenPositions + row
+            RoPE.forward(output: heads, input: heads, positions: position, table: model.rope,
+                         tokenCount: 1, headCount: config.numAttentionHeads, headDimension: config.headDim)
+            RoPE.forward(output: heads + queryWidth, input: heads + queryWidth, positions: position,
+                         table: model.rope, tokenCount: 1, headCount: config.numKeyValueHeads, headDimension: config.headDim)
+        }
+    }
+
+    func attend() {
+        storeKeysAndValues()
+        PagedAttention.forward(output: model.attention.pointer, qkv: model.qkv.pointer, batch: batch, cache: cache,
+                               layer: layer, headCount: config.numAttentionHeads, kvHeadCount: config.numKeyValueHeads,
+                               headDimension: config.headDim, threads: model.threads)
+    }
+
+    func activate() {
+        let i = config.intermediateSize
+        for row in 0..<rowCount {
+            SwiGLU.forward(output: model.activation.pointer + row * i, gate: model.gateUp.pointer + row * 2 * i,
+                           up: model.gateUp.pointer + row * 2 * i + i, count: i)
+        }
+    }
+
+    func projectIntoStream(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>) {
+        let (input, width) = sublayer == .attention
+            ? (model.attention.pointer, queryWidth) : (model.activation.pointer, config.intermediateSize)
+        let c = config.hiddenSize
+        let projection = model.projection.pointer
+        model.linear(output: projection, input: input, weight: weight, rowCount: rowCount, inputSize: width, outputSize: c)
+        // Row-parallel o_proj / down_proj: each rank's heads or MLP slice give a partial sum.
+        model.tensorGroup?.sum(projection, count: rowCount * c)
+        Residual.forward(output: model.residual.pointer, a: model.residual.pointer, b: projection, count: rowCount * c,
+                         threads: model.threads)
+    }
+
+    /// Writes each row's (rotated) key and its value into its sequence's block slot.
+    private func storeKeysAndValues() {
+        let width = cache.slotWidth
+        let rowWidth = queryWidth + 2 * width
+        for row in 0..<batch.rowCount {
+            let position = Int(batch.positions[row])
+            let table = batch.blockTables[batch.sequenceIndices[row]]
+            let block = table[position / cache.blockSize]
+            let slot = position % cache.blockSize
+            let source = model.qkv.pointer + row * rowWidth + queryWidth
+            (cache.keySlots(layer: layer, block: block) + slot * width).update(from: source, count: width)
+            (cache.valueSlots(layer: layer, block: block) + slot * width).update(from: source + width, count: width)
+        }
+    }
+}

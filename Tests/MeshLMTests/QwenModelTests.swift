@@ -1,0 +1,136 @@
+import Checkpoint
+import Foundation
+import Runtime
+import Testing
+
+/// Tiny Qwen2 (q/k/v biases) and Qwen3 (QK-norm, tied, head_dim 12 ≠ 40 / 4) models saved by
+/// transformers (Tests/ModelTests/Fixtures/hf-qwen2, hf-qwen3; tools/golden/make_qwen_fixture.py)
+/// go through `meshlm ckpt import-hf` and `export-hf` unchanged, and MeshLM's training forward
+/// (`meshlm eval --logits`) and serving engine (`meshlm generate`, on one and two tensor-parallel
+/// ranks) give transformers' logits, which `qwen_golden.h5` holds. A transformers
+/// `LlamaForSequenceClassification` (the scalar head `score.weight`, 2 labels) does the same
+/// round trip and scores as transformers does (`score_golden.h5`).
+@Suite(.serialized) struct QwenModelTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("ModelTests/Fixtures").path
+
+    func scratch(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-qwen-\(getpid())-\(name)").path
+    }
+
+    /// Largest |a − b| over the largest |b|.
+    func relativeDifference(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Float {
+        let scale = b.map(abs).max() ?? 1
+        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? .infinity
+    }
+
+    func floats(atPath path: String) throws -> [Float] {
+        try Data(contentsOf: URL(fileURLWithPath: path)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    @Test(arguments: ["qwen2", "qwen3"])
+    func importExportEvalAndEngineMatchTransformers(family: String) throws {
+        let source = Self.fixtures + "/hf-" + family
+        let work = scratch(family)
+        try? FileManager.default.removeItem(atPath: work)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+
+        // Import, export: every tensor bit for bit, the architecture named as transformers named it.
+        let imported = work + "/imported", exported = work + "/exported"
+        let importing = try Launcher.plain("meshlm", ["ckpt", "import-hf", source, "--output", imported])
+        #expect(importing.status == 0, "\(importing.standardError)")
+        let exporting = try Launcher.plain("meshlm", ["ckpt", "export-hf", imported, "--output", exported])
+        #expect(exporting.status == 0, "\(exporting.standardError)")
+        try expectSameTensors(source: source, exported: exported, family: family)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: exported + "/config.json"))) as? [String: Any]
+        #expect(config?["model_type"] as? String == family)
+        #expect(config?["architectures"] as? [String] == [family == "qwen2" ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM"])
+
+        // transformers' logits of the fixture's first row (13 tokens, positions 0…12).
+        let golden = try HDF5File.open(Self.fixtures + "/qwen_golden.h5")
+        let tokens = Array(try golden.read(Int32.self, dataset: family + "/input_ids").prefix(13))
+        let vocabulary = try golden.shape(of: family + "/logits")[2]
+        let expected = Array(try golden.read(Float.self, dataset: family + "/logits").prefix(13 * vocabulary))
+
+        // The training forward, through meshlm eval over those tokens.
+        let tokenFile = work + "/tokens.bin"
+        try tokens.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
+        let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", tokenFile, "--dtype", "int32",
+                                                       "--seq-len", "13", "--logits", work + "/eval-logits.bin"])
+        #expect(evaluating.status == 0, "\(evaluating.standardError)")
+        let evalLogits = try floats(atPath: work + "/eval-logits.bin")
+        let evalDifference = relativeDifference(evalLogits[...], expected[...])
+        print("\(family): meshlm eval logits vs transformers, max relative difference \(evalDifference)")
+        #expect(evalLogits.count == expected.count && evalDifference <= 1e-5)
+
+        // The engine: the logits of the first generated token follow the whole prompt.
+        let lastRow = expected[12 * vocabulary..<13 * vocabulary]
+        for ranks in [1, 2] {
+            let dump = work + "/engine-\(ranks).bin"
+            let arguments = ["generate", "--checkpoint", imported, "--prompt-ids", tokens.map(String.init).joined(separator: ","),
+                             "--max-tokens", "1", "--threads", "1", "--dump-logits", dump]
+            let generating = ranks == 1 ? try Launcher.plain("meshlm", arguments) : try Launcher.mpirun(ranks, "meshlm", arguments)
+            #expect(generating.status == 0, "tp \(ranks): \(generating.standardError)")
+            let engineLogits = try floats(atPath: dump)
+            let engineDifference = relativeDifference(engineLogits[...], lastRow)
+            print("\(family): engine (tp \(ranks)) logits vs transformers, max relative difference \(engineDifference)")
+            #expect(engineLogits.count == vocabulary && engineDifference <= 1e-5, "tp \(ranks)")
+        }
+    }
+
+    /// Import → export of a sequence-classification model keeps `score.weight` and the
+    /// architecture; `meshlm eval --logits` gives transformers' scores at every position (the
+    /// last one is what transformers pools); `generate` refuses it with the reason.
+    @Test func scoreHeadModelRoundTripsAndScoresAsTransformers() throws {
+        let source = Self.fixtures + "/hf-llama-score"
+        let work = scratch("score")
+        try? FileManager.default.removeItem(atPath: work)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let imported = work + "/imported", exported = work + "/exported"
+        let importing = try Launcher.plain("meshlm", ["ckpt", "import-hf", source, "--output", imported])
+        #expect(importing.status == 0, "\(importing.standardError)")
+        let exporting = try Launcher.plain("meshlm", ["ckpt", "export-hf", imported, "--output", exported])
+        #expect(exporting.status == 0, "\(exporting.standardError)")
+        try expectSameTensors(source: source, exported: exported, family: "score")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: exported + "/config.json"))) as? [String: Any]
+        #expect(config?["architectures"] as? [String] == ["LlamaForSequenceClassification"])
+        #expect((config?["id2label"] as? [String: Any])?.count == 2)
+
+        let golden = try HDF5File.open(Self.fixtures + "/score_golden.h5")
+        let tokens = try golden.read(Int32.self, dataset: "input_ids")
+        let expected = try golden.read(Float.self, dataset: "scores")
+        let pooled = try golden.read(Float.self, dataset: "pooled")
+        #expect(Array(expected.suffix(2)) == pooled)
+        let tokenFile = work + "/tokens.bin"
+        try tokens.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
+        let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", tokenFile, "--dtype", "int32",
+                                                       "--seq-len", "13", "--logits", work + "/scores.bin"])
+        #expect(evaluating.status == 0, "\(evaluating.standardError)")
+        #expect(evaluating.standardOutput.contains("\"num_labels\":2"), "\(evaluating.standardOutput)")
+        let scores = try floats(atPath: work + "/scores.bin")
+        let difference = relativeDifference(scores[...], expected[...])
+        print("score head: meshlm eval scores vs transformers, max relative difference \(difference)")
+        #expect(scores.count == expected.count && difference <= 1e-5)
+
+        let withoutLogits = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", tokenFile, "--dtype", "int32"])
+        #expect(withoutLogits.status != 0 && withoutLogits.standardError.contains("has no next-token loss"), "\(withoutLogits.standardError)")
+        let generating = try Launcher.plain("meshlm", ["generate", "--checkpoint", imported, "--prompt-ids", "5,6"])
+        #expect(generating.status != 0 && generating.standardError.contains("cannot generate text"), "\(generating.standardError)")
+    }
+
+    /// Every tensor of the source's safetensors comes back bit for bit, and nothing else.
+    func expectSameTensors(source: String, exported: String, family: String) throws {
+        let before = try SafetensorsFile(path: source + "/model.safetensors")
+        var exportedTensors = 0
+        for file in try FileManager.default.contentsOfDirectory(atPath: exported) where file.hasSuffix(".safetensors") {
+            let after = try SafetensorsFile(path: exported + "/" + file)
+            for entry in after.entries {
+                exportedTensors += 1
+                #expect(try after.floats(of: entry.name) == before.floats(of: entry.name), "\(family): \(entry.name) changed")
+            }
+        }
+        #expect(exportedTensors == before.entries.count, "\(family): \(exportedTensors) tensors exported of \(before.entries.count)")
+    }
+}
