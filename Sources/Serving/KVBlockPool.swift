@@ -86,6 +86,13 @@ public final class KVBlockPool {
         tokensByBlock[block] = Array(tokens)
     }
 
+    /// Adds a reference to a block a sequence already holds: the samples of one request share
+    /// their prompt's full blocks this way (no hash needed, with or without prefix sharing).
+    public func retain(_ block: Int) {
+        precondition(referenceCounts[block] > 0, "block \(block) is free; only a held block can be shared")
+        referenceCounts[block] += 1
+    }
+
     /// Drops one reference; at zero the block returns to the free list.
     public func release(_ block: Int) {
         precondition(referenceCounts[block] > 0, "block \(block) released more often than taken")

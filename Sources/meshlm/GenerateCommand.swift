@@ -46,7 +46,7 @@ struct GenerateCommand: ParsableCommand {
             var generated = 0
             var reason = FinishReason.length
             while generator.hasWork {
-                for output in generator.step() where output.sequenceID == id {
+                for output in generator.step() where output.requestID == id {
                     if output.token != nil {
                         generated += 1
                         if firstToken == nil { firstToken = monotonicSeconds() }

@@ -204,7 +204,7 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         parameters.ignoreEOS = true
         let id = try engine.add(prompt: tokenizer.encode("Hello"), parameters: parameters)
         var expected = ""
-        while engine.hasWork { for output in engine.step() where output.sequenceID == id { expected += output.text } }
+        while engine.hasWork { for output in engine.step() where output.requestID == id { expected += output.text } }
         let (status, output, error) = try runMeshLM(["generate", "--checkpoint", directory, "--prompt", "Hello",
                                                      "--max-tokens", "12", "--ignore-eos", "--threads", "1"])
         #expect(status == 0, "\(error)")
