@@ -58,8 +58,8 @@ public struct EngineStatistics: Sendable, Equatable {
 /// `forkSamples`). Each sample reports its own outputs (`SequenceOutput.sampleIndex`).
 ///
 /// The step is one function of the engine's state, so ranks could run it in lockstep. Not
-/// thread-safe: one thread calls `add`, `cancel` and `step` (see `EngineLoop` for a
-/// server).
+/// thread-safe: one thread calls `add`, `cancel`, `step` and `replaceWeights` (see `EngineLoop`
+/// for a server).
 public final class Engine {
     public let configuration: EngineConfiguration
     public let model: InferenceModel
@@ -103,6 +103,12 @@ public final class Engine {
 
     /// Whether any sequence waits, runs or has output not yet returned by `step`.
     public var hasWork: Bool { !waiting.isEmpty || !running.isEmpty || !pendingOutputs.isEmpty }
+
+    /// Whether no sequence waits or runs (outputs may still wait to be returned by `step`).
+    var isIdle: Bool { waiting.isEmpty && running.isEmpty }
+
+    /// Sequences waiting and running, for messages.
+    var sequenceCounts: (waiting: Int, running: Int) { (waiting.count, running.count) }
 
     /// Queues a request and returns its id (every output of its `parameters.sampleCount`
     /// samples carries it). Throws when the request can never fit (prompt plus max_tokens beyond

@@ -93,6 +93,20 @@ public final class KVBlockPool {
         referenceCounts[block] += 1
     }
 
+    /// Forgets every registered prefix, so no later `share` hands out keys and values computed
+    /// before now (after the model's weights were replaced). Contents and reference counts stay;
+    /// free blocks are simply reused as empty ones.
+    public func dropCachedPrefixes() {
+        blockByHash.removeAll()
+        for block in 0..<blockCount where hashByBlock[block] != nil {
+            hashByBlock[block] = nil
+            tokensByBlock[block] = []
+        }
+    }
+
+    /// How many blocks carry a registered prefix (held or free).
+    public var cachedPrefixBlockCount: Int { blockByHash.count }
+
     /// Drops one reference; at zero the block returns to the free list.
     public func release(_ block: Int) {
         precondition(referenceCounts[block] > 0, "block \(block) released more often than taken")

@@ -244,7 +244,7 @@ public final class OpenAIServer: Sendable {
         case .modelNotFound: (.notFound, "invalid_request_error", "model_not_found")
         case .overloaded where loop.isDraining: (.serviceUnavailable, "server_error", "shutting_down")
         case .overloaded: (.tooManyRequests, "server_error", "queue_full")
-        case .checkpoint: (.internalServerError, "server_error", nil)
+        case .checkpoint, .engineBusy: (.internalServerError, "server_error", nil)
         }
         return json(ErrorBody(error: .init(message: error.description, type: type, param: error.parameter, code: code)), status: status)
     }
