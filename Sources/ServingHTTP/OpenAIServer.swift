@@ -334,6 +334,7 @@ public final class OpenAIServer: Sendable {
         add("meshlm_prompt_tokens_computed_total", "counter", "Prompt tokens computed (not shared) since start.", Double(statistics.promptTokensComputed))
         add("meshlm_preemptions_total", "counter", "Sequences preempted for recompute.", Double(statistics.preemptions))
         add("meshlm_prefix_shared_blocks_total", "counter", "Prompt blocks reused from the prefix cache.", Double(statistics.sharedBlocks))
+        add("meshlm_forked_samples_total", "counter", "Samples of n > 1 requests started from their prompt's prefill instead of prefilling it again.", Double(statistics.forkedSamples))
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -356,6 +356,8 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
             #expect(error?["message"] as? String == "n must be in [1, 64], got \(n)")
             #expect(error?["param"] as? String == "n")
         }
+        // Forked (not prefilled): 2 + 1 above, 2 + 1 in the streams.
+        #expect(try await server.metric("meshlm_forked_samples_total") == 6)
         try await server.expectIdle()
     }
 
