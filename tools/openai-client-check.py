@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks `meshlm serve` with the official `openai` Python client.
 
-    openai-client-check.py BASE_URL MODEL            # models, completions, chat, streams, errors
+    openai-client-check.py BASE_URL MODEL            # models, completions, chat, streams, n, errors
     openai-client-check.py BASE_URL MODEL --load N --concurrency C
                                                      # N requests, C at a time; no failure allowed
 
@@ -66,6 +66,27 @@ def check(base_url: str, model: str) -> None:
     assert streamed == completion.choices[0].text, (streamed, completion.choices[0].text)
     print("ok completion-stream")
 
+    many = client.completions.create(model=model, prompt="Hello", max_tokens=6, temperature=1.0, seed=11, n=3,
+                                     extra_body={"ignore_eos": True})
+    assert [c.index for c in many.choices] == [0, 1, 2], many.choices
+    assert many.usage.prompt_tokens == 5 and many.usage.completion_tokens == 18, many.usage
+    chats = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                           temperature=1.0, seed=11, n=2, logprobs=True, extra_body={"ignore_eos": True})
+    assert [c.index for c in chats.choices] == [0, 1] and chats.usage.completion_tokens == 8, chats
+    assert all(len(c.logprobs.content) == 4 for c in chats.choices)
+    streamed = {}
+    finishes = {}
+    for chunk in client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                                temperature=1.0, seed=11, n=2, stream=True,
+                                                extra_body={"ignore_eos": True}):
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finishes[choice.index] = finishes.get(choice.index, 0) + 1
+    assert streamed == {c.index: c.message.content for c in chats.choices}, (streamed, chats.choices)
+    assert finishes == {0: 1, 1: 1}, finishes
+    print("ok n")
+
     try:
         client.completions.create(model="no-such-model", prompt="x", max_tokens=1)
         raise AssertionError("unknown model accepted")
@@ -76,6 +97,11 @@ def check(base_url: str, model: str) -> None:
         raise AssertionError("negative max_tokens accepted")
     except openai.BadRequestError as error:
         assert "max_tokens must be at least 0" in str(error)
+    try:
+        client.completions.create(model=model, prompt="x", max_tokens=1, n=0)
+        raise AssertionError("n 0 accepted")
+    except openai.BadRequestError as error:
+        assert "n must be in [1, 64], got 0" in str(error)
     print("ok errors")
 
 

@@ -40,6 +40,8 @@ public struct EngineStatistics: Sendable, Equatable {
     public var preemptions = 0
     /// Prompt blocks taken from the cache instead of computed.
     public var sharedBlocks = 0
+    /// Samples of n > 1 requests started from their leader's prefilled prompt (not prefilled).
+    public var forkedSamples = 0
     public var steps = 0
 }
 
@@ -51,8 +53,13 @@ public struct EngineStatistics: Sendable, Equatable {
 /// recomputed (its tokens so far, prompt and output, become its prompt; its sampler state stays,
 /// so the output is the same as without preemption).
 ///
+/// A request for n samples (`SamplingParameters.sampleCount`) is one sequence until its prompt
+/// is prefilled; then the other n − 1 are forked from it, sharing the prompt's full blocks (see
+/// `forkSamples`). Each sample reports its own outputs (`SequenceOutput.sampleIndex`).
+///
 /// The step is one function of the engine's state, so ranks could run it in lockstep. Not
-/// thread-safe: one thread calls `add`, `cancel` and `step` (see `EngineLoop` for a server).
+/// thread-safe: one thread calls `add`, `cancel`, `step` and `replaceWeights` (see `EngineLoop`
+/// for a server).
 public final class Engine {
     public let configuration: EngineConfiguration
     public let model: InferenceModel
@@ -68,9 +75,10 @@ public final class Engine {
     private var seedGenerator: SplitMix64
     public private(set) var statistics = EngineStatistics()
 
-    /// Called with each sampled sequence's id and its logits row before sampling (debugging and
-    /// the tensor-parallel tests' logits dump).
-    public var logitsObserver: ((_ sequenceID: Int, _ logits: UnsafeMutableBufferPointer<Float>) -> Void)?
+    /// Called with each sampled row's request id and its logits before sampling (debugging and
+    /// the tensor-parallel tests' logits dump). Forked samples draw their first token from their
+    /// leader's row, which is reported once.
+    public var logitsObserver: ((_ requestID: Int, _ logits: UnsafeMutableBufferPointer<Float>) -> Void)?
 
     /// - Parameter tensorGroup: the ranks sharing a tensor-parallel model (`weights` holds this
     ///   rank's slices). Rank 0 steps the engine; the others call `model.follow(cache: cache)`.
@@ -96,8 +104,15 @@ public final class Engine {
     /// Whether any sequence waits, runs or has output not yet returned by `step`.
     public var hasWork: Bool { !waiting.isEmpty || !running.isEmpty || !pendingOutputs.isEmpty }
 
-    /// Queues a request and returns its id. Throws when the request can never fit (prompt plus
-    /// max_tokens beyond the context or the whole cache), is invalid, or the queue is full.
+    /// Whether no sequence waits or runs (outputs may still wait to be returned by `step`).
+    var isIdle: Bool { waiting.isEmpty && running.isEmpty }
+
+    /// Sequences waiting and running, for messages.
+    var sequenceCounts: (waiting: Int, running: Int) { (waiting.count, running.count) }
+
+    /// Queues a request and returns its id (every output of its `parameters.sampleCount`
+    /// samples carries it). Throws when the request can never fit (prompt plus max_tokens beyond
+    /// the context or the whole cache), is invalid, or the queue is full.
     @discardableResult
     public func add(prompt: [Int32], parameters: SamplingParameters) throws(ServingError) -> Int {
         try parameters.validate()
@@ -120,11 +135,13 @@ public final class Engine {
         }
         let id = nextID
         nextID += 1
-        let sequence = GenerationSequence(id: id, prompt: prompt, parameters: parameters,
-                                          seed: parameters.seed ?? seedGenerator.next())
+        let sequence = GenerationSequence(requestID: id, prompt: prompt, parameters: parameters,
+                                          requestSeed: parameters.seed ?? seedGenerator.next())
         if parameters.maxTokens == 0 {
-            pendingOutputs.append(SequenceOutput(sequenceID: id, token: nil, text: "", finishReason: .length,
-                                                 promptTokenCount: prompt.count, outputTokenCount: 0))
+            for index in 0..<parameters.sampleCount {
+                pendingOutputs.append(SequenceOutput(requestID: id, sampleIndex: index, token: nil, text: "", finishReason: .length,
+                                                     promptTokenCount: prompt.count, outputTokenCount: 0))
+            }
         } else {
             waiting.append(sequence)
         }
@@ -132,15 +149,22 @@ public final class Engine {
         return id
     }
 
-    /// Ends a sequence now and frees its blocks; the next `step` reports it `cancelled`.
-    public func cancel(_ id: Int) {
-        if let index = waiting.firstIndex(where: { $0.id == id }) {
-            let sequence = waiting.remove(at: index)
-            pendingOutputs.append(output(sequence, token: nil, text: "", reason: .cancelled))
-        } else if let index = running.firstIndex(where: { $0.id == id }) {
-            let sequence = running.remove(at: index)
+    /// Ends every unfinished sample of a request now and frees their blocks; the next `step`
+    /// reports each of them `cancelled` (samples not yet forked too).
+    public func cancel(_ requestID: Int) {
+        var cancelled: [GenerationSequence] = []
+        for sequence in waiting + running where sequence.requestID == requestID { cancelled.append(sequence) }
+        waiting.removeAll { $0.requestID == requestID }
+        running.removeAll { $0.requestID == requestID }
+        for sequence in cancelled {
             freeBlocks(of: sequence)
             pendingOutputs.append(output(sequence, token: nil, text: "", reason: .cancelled))
+            for index in stride(from: 1, through: sequence.unforkedSampleCount, by: 1) {
+                pendingOutputs.append(SequenceOutput(requestID: requestID, sampleIndex: index, token: nil, text: "",
+                                                     finishReason: .cancelled, promptTokenCount: sequence.promptCount,
+                                                     outputTokenCount: 0))
+            }
+            sequence.unforkedSampleCount = 0
         }
         updateStatistics()
     }
@@ -172,14 +196,16 @@ public final class Engine {
         let logits = model.forward(batch, cache: cache)
         statistics.steps += 1
         for (sequence, count) in scheduled {
-            if sequence.computedCount < sequence.promptCount { statistics.promptTokensComputed += count }
+            statistics.promptTokensComputed += Swift.max(0, Swift.min(count, sequence.promptCount - sequence.computedCount))
             sequence.computedCount += count
             registerFullBlocks(of: sequence)
         }
         let vocabulary = modelConfig.vocabSize
         for (index, sequence) in sampling.enumerated() {
             let row = UnsafeMutableBufferPointer(rebasing: logits[index * vocabulary..<(index + 1) * vocabulary])
-            logitsObserver?(sequence.id, row)
+            logitsObserver?(sequence.requestID, row)
+            // Before the leader's own draw: its penalties change the row in place.
+            if sequence.unforkedSampleCount > 0 { outputs += forkSamples(of: sequence, logits: UnsafeBufferPointer(row)) }
             let sampled = Sampler.sample(logits: row, parameters: sequence.parameters, seen: sequence.seen,
                                          outputCounts: sequence.outputCounts, generator: &sequence.generator)
             let text = sequence.append(sampled, tokenizer: tokenizer, endOfSequence: endOfSequence)
@@ -192,16 +218,57 @@ public final class Engine {
         return outputs
     }
 
-    /// Runs steps until every queued request is done; returns each request's output tokens.
+    /// Runs steps until every queued request is done; returns each request's output tokens
+    /// (sample 0's; `runSamplesToCompletion` gives every sample with its log-probabilities).
     public func runToCompletion() -> [Int: [Int32]] {
-        var results: [Int: [Int32]] = [:]
-        while hasWork {
-            for output in step() {
-                if let token = output.token { results[output.sequenceID, default: []].append(token.token) }
-                else if results[output.sequenceID] == nil { results[output.sequenceID] = [] }
+        runSamplesToCompletion().mapValues { $0.first?.tokens ?? [] }
+    }
+
+    // MARK: Samples of one prompt
+
+    /// Starts the other samples of `leader`'s request once its prompt is prefilled (this step's
+    /// `logits` row is the prompt's last): each draws its first token from that row with its own
+    /// random stream, exactly as a separate request with its seed would from its own prefill.
+    ///
+    /// Each sample then holds the prompt's full blocks with the leader (reference counted) and
+    /// recomputes, in its first decode step, the prompt tokens of the partly filled last block
+    /// into a block of its own (at most block size − 1 tokens). Recomputing rather than copying
+    /// that block keeps the KV pool changed only by forwards, so the followers of a
+    /// tensor-parallel group, which see nothing but batches, hold the same blocks. Samples beyond
+    /// the batch limit wait at the front of the queue and are computed like preempted sequences.
+    private func forkSamples(of leader: GenerationSequence, logits: UnsafeBufferPointer<Float>) -> [SequenceOutput] {
+        let count = leader.unforkedSampleCount
+        leader.unforkedSampleCount = 0
+        let fullBlocks = leader.promptCount / cache.blockSize
+        var outputs: [SequenceOutput] = []
+        var deferred: [GenerationSequence] = []
+        var row = [Float](repeating: 0, count: logits.count)
+        for index in 1...count {
+            let sample = leader.sibling(sampleIndex: index)
+            let sampled = row.withUnsafeMutableBufferPointer { buffer in
+                _ = buffer.update(fromContentsOf: logits)
+                return Sampler.sample(logits: buffer, parameters: sample.parameters, seen: sample.seen,
+                                      outputCounts: sample.outputCounts, generator: &sample.generator)
             }
+            let text = sample.append(sampled, tokenizer: tokenizer, endOfSequence: endOfSequence)
+            statistics.generatedTokens += 1
+            statistics.forkedSamples += 1
+            outputs.append(output(sample, token: sampled, text: text, reason: sample.finishReason))
+            guard sample.finishReason == nil else { continue }
+            guard running.count < configuration.maximumBatch else {
+                deferred.append(sample)
+                continue
+            }
+            for block in leader.blockTable[..<fullBlocks] {
+                cache.retain(block)
+                sample.blockTable.append(block)
+            }
+            sample.blockHashes = Array(leader.blockHashes.prefix(fullBlocks))
+            sample.computedCount = fullBlocks * cache.blockSize
+            running.append(sample)
         }
-        return results
+        waiting.insert(contentsOf: deferred, at: 0)
+        return outputs
     }
 
     // MARK: Scheduling
@@ -302,8 +369,8 @@ public final class Engine {
     }
 
     private func output(_ sequence: GenerationSequence, token: SampledToken?, text: String, reason: FinishReason?) -> SequenceOutput {
-        SequenceOutput(sequenceID: sequence.id, token: token, text: text, finishReason: reason,
-                       promptTokenCount: sequence.promptCount, outputTokenCount: sequence.outputCount)
+        SequenceOutput(requestID: sequence.requestID, sampleIndex: sequence.sampleIndex, token: token, text: text,
+                       finishReason: reason, promptTokenCount: sequence.promptCount, outputTokenCount: sequence.outputCount)
     }
 
     private func updateStatistics() {

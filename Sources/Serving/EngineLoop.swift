@@ -8,7 +8,8 @@ public final class EngineLoop: @unchecked Sendable {
 
     private let engine: Engine
     private let condition = NSCondition()
-    private var handlers: [Int: Handler] = [:]
+    /// Per request: its handler and how many of its samples have not finished.
+    private var handlers: [Int: (handler: Handler, unfinishedSamples: Int)] = [:]
     private var stopping = false
     private var draining = false
     private var thread: Thread?
@@ -30,7 +31,8 @@ public final class EngineLoop: @unchecked Sendable {
         thread.start()
     }
 
-    /// Queues a request; its outputs (the last with a finish reason) go to `handler`.
+    /// Queues a request; the outputs of all its samples go to `handler` (each sample's last one
+    /// with a finish reason; `SequenceOutput.sampleIndex` tells the samples apart).
     public func submit(prompt: [Int32], parameters: SamplingParameters, handler: @escaping Handler) throws(ServingError) -> Int {
         condition.lock()
         defer { condition.unlock() }
@@ -38,12 +40,12 @@ public final class EngineLoop: @unchecked Sendable {
             throw ServingError(.overloaded, "the server is shutting down and accepts no new requests")
         }
         let id = try engine.add(prompt: prompt, parameters: parameters)
-        handlers[id] = handler
+        handlers[id] = (handler, parameters.sampleCount)
         condition.signal()
         return id
     }
 
-    /// Ends a request (a client that went away) and frees its blocks.
+    /// Ends a request, every sample of it (a client that went away), and frees its blocks.
     public func cancel(_ id: Int) {
         condition.lock()
         engine.cancel(id)
@@ -109,9 +111,12 @@ public final class EngineLoop: @unchecked Sendable {
             }
             var deliveries: [(Handler, SequenceOutput)] = []
             for output in outputs {
-                guard let handler = handlers[output.sequenceID] else { continue }
-                deliveries.append((handler, output))
-                if output.finishReason != nil { handlers[output.sequenceID] = nil }
+                guard var entry = handlers[output.requestID] else { continue }
+                deliveries.append((entry.handler, output))
+                if output.finishReason != nil {
+                    entry.unfinishedSamples -= 1
+                    handlers[output.requestID] = entry.unfinishedSamples == 0 ? nil : entry
+                }
             }
             // Wake `drain` when the last sequence finished.
             condition.broadcast()

@@ -6,22 +6,45 @@ public enum FinishReason: String, Sendable {
     case stop, length, cancelled
 }
 
-/// What one engine step produced for one sequence.
+/// What one engine step produced for one sequence: one sample of a request.
 public struct SequenceOutput: Sendable {
-    public var sequenceID: Int
+    /// The request's id (`Engine.add` returned it); the n samples of a request share it.
+    public var requestID: Int
+    /// Which of the request's samples this is, 0..<n (OpenAI's choice `index`).
+    public var sampleIndex: Int
     /// The new token; nil for an output that only reports the end (max_tokens 0, cancellation).
     public var token: SampledToken?
     /// New text that is safe to show (held back while it might still become a stop string).
     public var text: String
     public var finishReason: FinishReason?
     public var promptTokenCount: Int
+    /// This sample's tokens generated so far.
     public var outputTokenCount: Int
+
+    public init(requestID: Int, sampleIndex: Int = 0, token: SampledToken?, text: String, finishReason: FinishReason?,
+                promptTokenCount: Int, outputTokenCount: Int) {
+        self.requestID = requestID
+        self.sampleIndex = sampleIndex
+        self.token = token
+        self.text = text
+        self.finishReason = finishReason
+        self.promptTokenCount = promptTokenCount
+        self.outputTokenCount = outputTokenCount
+    }
 }
 
-/// One request inside the engine: its tokens, the KV blocks that hold them, its sampler state.
+/// One sample of a request inside the engine: its tokens, the KV blocks that hold them, its
+/// sampler state. A request for n samples starts as one sequence (sample 0, the leader), which
+/// prefills the prompt; the engine forks the other n − 1 from it when its first token is drawn.
 final class GenerationSequence {
-    let id: Int
+    let requestID: Int
+    let sampleIndex: Int
     let promptCount: Int
+    /// The request's seed; sample i's stream is `SamplingParameters.sampleSeed(requestSeed:index:)`.
+    let requestSeed: UInt64
+    /// Samples still to fork from this one (the leader, until its prompt is prefilled): n − 1,
+    /// then 0.
+    var unforkedSampleCount: Int
     let parameters: SamplingParameters
     /// Prompt then output ids.
     var tokens: [Int32]
@@ -37,13 +60,24 @@ final class GenerationSequence {
     var emittedScalarCount = 0
     var finishReason: FinishReason?
 
-    init(id: Int, prompt: [Int32], parameters: SamplingParameters, seed: UInt64) {
-        self.id = id
+    /// - Parameters:
+    ///   - requestSeed: the request's seed; this sample draws from the stream of its own seed.
+    init(requestID: Int, sampleIndex: Int = 0, prompt: [Int32], parameters: SamplingParameters, requestSeed: UInt64) {
+        self.requestID = requestID
+        self.sampleIndex = sampleIndex
         self.promptCount = prompt.count
         self.parameters = parameters
+        self.requestSeed = requestSeed
+        self.unforkedSampleCount = sampleIndex == 0 ? parameters.sampleCount - 1 : 0
         self.tokens = prompt
-        self.generator = SplitMix64(seed: seed)
+        self.generator = SplitMix64(seed: SamplingParameters.sampleSeed(requestSeed: requestSeed, index: sampleIndex))
         self.seen = Set(prompt)
+    }
+
+    /// Sample `index` of this sequence's request, with only the prompt (no blocks yet).
+    func sibling(sampleIndex index: Int) -> GenerationSequence {
+        GenerationSequence(requestID: requestID, sampleIndex: index, prompt: Array(tokens[..<promptCount]),
+                           parameters: parameters, requestSeed: requestSeed)
     }
 
     var outputCount: Int { tokens.count - promptCount }

@@ -86,6 +86,27 @@ public final class KVBlockPool {
         tokensByBlock[block] = Array(tokens)
     }
 
+    /// Adds a reference to a block a sequence already holds: the samples of one request share
+    /// their prompt's full blocks this way (no hash needed, with or without prefix sharing).
+    public func retain(_ block: Int) {
+        precondition(referenceCounts[block] > 0, "block \(block) is free; only a held block can be shared")
+        referenceCounts[block] += 1
+    }
+
+    /// Forgets every registered prefix, so no later `share` hands out keys and values computed
+    /// before now (after the model's weights were replaced). Contents and reference counts stay;
+    /// free blocks are simply reused as empty ones.
+    public func dropCachedPrefixes() {
+        blockByHash.removeAll()
+        for block in 0..<blockCount where hashByBlock[block] != nil {
+            hashByBlock[block] = nil
+            tokensByBlock[block] = []
+        }
+    }
+
+    /// How many blocks carry a registered prefix (held or free).
+    public var cachedPrefixBlockCount: Int { blockByHash.count }
+
     /// Drops one reference; at zero the block returns to the free list.
     public func release(_ block: Int) {
         precondition(referenceCounts[block] > 0, "block \(block) released more often than taken")

@@ -1,16 +1,34 @@
 import Foundation
 import Tensors
 
-/// One chosen token with its log-probability under the model (before any sampling rule) and,
-/// when asked, the most likely alternatives.
+/// One chosen token with two log-probabilities and, when asked, the most likely alternatives.
+///
+/// - `logprob` is the model's: log-softmax of the raw logits, before penalties, temperature and
+///   the top-k/top-p/min-p filters (what OpenAI's `logprobs` report). Computed only when the
+///   request asks for log-probabilities (`SamplingParameters.logprobs` not nil; 0 otherwise):
+///   it costs one more pass of `exp` over the vocabulary per token.
+/// - `samplingLogprob` is the log-probability of the token under the distribution it was drawn
+///   from: after penalties, temperature, top-k, top-p and min-p, renormalized over the kept
+///   tokens. That is the behaviour policy's probability PPO/GRPO importance ratios divide by.
+///   Greedy decoding (temperature 0) is a point mass: 0. Always reported by the engine (the draw
+///   computes it); speculative decoding, whose tokens come from accept/reject, reports 0.
 public struct SampledToken: Sendable, Equatable {
     public var token: Int32
     public var logprob: Float
-    /// The n most likely tokens and their log-probabilities, most likely first.
+    public var samplingLogprob: Float
+    /// The n most likely tokens and their raw log-probabilities, most likely first.
     public var topLogprobs: [(token: Int32, logprob: Float)]
 
+    public init(token: Int32, logprob: Float, samplingLogprob: Float, topLogprobs: [(token: Int32, logprob: Float)] = []) {
+        self.token = token
+        self.logprob = logprob
+        self.samplingLogprob = samplingLogprob
+        self.topLogprobs = topLogprobs
+    }
+
     public static func == (a: SampledToken, b: SampledToken) -> Bool {
-        a.token == b.token && a.logprob == b.logprob && a.topLogprobs.elementsEqual(b.topLogprobs) { $0 == $1 }
+        a.token == b.token && a.logprob == b.logprob && a.samplingLogprob == b.samplingLogprob
+            && a.topLogprobs.elementsEqual(b.topLogprobs) { $0 == $1 }
     }
 }
 
@@ -18,42 +36,47 @@ public struct SampledToken: Sendable, Equatable {
 /// temperature, top-k, top-p, min-p, and a draw from the remaining distribution.
 public enum Sampler {
     /// - Parameters:
-    ///   - logits: [vocab], modified in place (penalties, temperature).
+    ///   - logits: [vocab], modified in place (penalties).
     ///   - seen: every token of the sequence so far (prompt and output), for the repetition penalty.
     ///   - outputCounts: how often each output token occurred, for presence/frequency penalties.
     public static func sample(logits: UnsafeMutableBufferPointer<Float>, parameters: SamplingParameters,
                               seen: Set<Int32>, outputCounts: [Int32: Int],
                               generator: inout SplitMix64) -> SampledToken {
         let vocabulary = logits.count
+        let reportsRaw = parameters.logprobs != nil
+        let logSumExp = reportsRaw ? Self.logSumExp(UnsafeBufferPointer(logits)) : 0
         var topLogprobs: [(token: Int32, logprob: Float)] = []
-        let logSumExp = parameters.logprobs != nil ? Self.logSumExp(UnsafeBufferPointer(logits)) : 0
-        var chosenRawLogits: Float = 0
-        let rawLogits: [Float]? = parameters.logprobs != nil ? Array(logits) : nil
         if let count = parameters.logprobs, count > 0 {
             topLogprobs = topIndices(UnsafeBufferPointer(logits), count: count).map { ($0, logits[Int($0)] - logSumExp) }
         }
-
+        // The raw logits the penalties are about to change, so the chosen token's raw
+        // log-probability survives them (cheaper than copying the row).
+        var rawBeforePenalty: [Int32: Float] = [:]
+        func penalize(_ token: Int32, _ change: (Float) -> Float) {
+            if reportsRaw && rawBeforePenalty[token] == nil { rawBeforePenalty[token] = logits[Int(token)] }
+            logits[Int(token)] = change(logits[Int(token)])
+        }
         if parameters.repetitionPenalty != 1 {
+            let penalty = parameters.repetitionPenalty
             for token in seen where Int(token) < vocabulary {
-                let value = logits[Int(token)]
-                logits[Int(token)] = value > 0 ? value / parameters.repetitionPenalty : value * parameters.repetitionPenalty
+                penalize(token) { $0 > 0 ? $0 / penalty : $0 * penalty }
             }
         }
         if parameters.presencePenalty != 0 || parameters.frequencyPenalty != 0 {
             for (token, count) in outputCounts where Int(token) < vocabulary {
-                logits[Int(token)] -= parameters.presencePenalty + parameters.frequencyPenalty * Float(count)
+                penalize(token) { $0 - (parameters.presencePenalty + parameters.frequencyPenalty * Float(count)) }
             }
         }
 
-        let chosen: Int
+        let chosen: Int, samplingLogprob: Float
         if parameters.temperature == 0 {
-            chosen = argmax(UnsafeBufferPointer(logits))
+            (chosen, samplingLogprob) = (argmax(UnsafeBufferPointer(logits)), 0)
         } else {
-            chosen = draw(logits: logits, parameters: parameters, generator: &generator)
+            (chosen, samplingLogprob) = draw(logits: logits, parameters: parameters, generator: &generator)
         }
-        chosenRawLogits = rawLogits?[chosen] ?? logits[chosen]
-        let logprob = rawLogits != nil ? chosenRawLogits - logSumExp : 0
-        return SampledToken(token: Int32(chosen), logprob: logprob, topLogprobs: topLogprobs)
+        let raw = rawBeforePenalty[Int32(chosen)] ?? logits[chosen]
+        return SampledToken(token: Int32(chosen), logprob: reportsRaw ? raw - logSumExp : 0,
+                            samplingLogprob: samplingLogprob, topLogprobs: topLogprobs)
     }
 
     /// The first index of the largest value.
@@ -63,17 +86,22 @@ public enum Sampler {
         return best
     }
 
-    /// Temperature, top-k, top-p and min-p, then one uniform draw over what remains.
+    /// Temperature, top-k, top-p and min-p, then one uniform draw over what remains; returns the
+    /// token and its log-probability under that renormalized distribution.
     static func draw(logits: UnsafeMutableBufferPointer<Float>, parameters: SamplingParameters,
-                     generator: inout SplitMix64) -> Int {
+                     generator: inout SplitMix64) -> (token: Int, logprob: Float) {
         let (probabilities, candidates) = filter(logits: UnsafeBufferPointer(logits), parameters: parameters)
         let mass = candidates.reduce(Float(0)) { $0 + probabilities[$1] }
         var target = generator.nextUniform() * mass
+        var chosen = candidates.last ?? argmax(UnsafeBufferPointer(logits))
         for index in candidates {
             target -= probabilities[index]
-            if target < 0 { return index }
+            if target < 0 {
+                chosen = index
+                break
+            }
         }
-        return candidates.last ?? argmax(UnsafeBufferPointer(logits))
+        return (chosen, logf(probabilities[chosen]) - logf(mass))
     }
 
     /// The distribution `draw` samples from, normalized: [vocab], zero outside the kept tokens

@@ -1,3 +1,5 @@
+import Tensors
+
 /// How one request picks its tokens and when it stops (OpenAI's and vLLM's request fields).
 public struct SamplingParameters: Sendable, Equatable {
     /// Tokens to generate at most; the sequence ends with `length` there.
@@ -24,12 +26,21 @@ public struct SamplingParameters: Sendable, Equatable {
     /// Same seed, same prompt, same parameters ⇒ the same tokens. nil: drawn from the engine.
     public var seed: UInt64?
     /// Return the log-probability of each chosen token and of the n most likely (nil = none).
+    /// The chosen token's log-probability under the sampling distribution
+    /// (`SampledToken.samplingLogprob`) is reported either way: it costs nothing extra.
     public var logprobs: Int?
+    /// Samples generated for the prompt (OpenAI's `n`). The prompt is prefilled once and its
+    /// full KV blocks are shared by all samples; sample i draws from its own random stream,
+    /// seeded with `sampleSeed(requestSeed:index:)`.
+    public var sampleCount: Int = 1
+
+    /// The largest `sampleCount` a request may ask for (a GRPO group is typically 4–64).
+    public static let maximumSampleCount = 64
 
     public init(maxTokens: Int = 16, temperature: Float = 1, topK: Int = 0, topP: Float = 1, minP: Float = 0,
                 repetitionPenalty: Float = 1, presencePenalty: Float = 0, frequencyPenalty: Float = 0,
                 stopStrings: [String] = [], stopTokens: [Int32] = [], ignoreEOS: Bool = false,
-                seed: UInt64? = nil, logprobs: Int? = nil) {
+                seed: UInt64? = nil, logprobs: Int? = nil, sampleCount: Int = 1) {
         self.maxTokens = maxTokens
         self.temperature = temperature
         self.topK = topK
@@ -43,6 +54,16 @@ public struct SamplingParameters: Sendable, Equatable {
         self.ignoreEOS = ignoreEOS
         self.seed = seed
         self.logprobs = logprobs
+        self.sampleCount = sampleCount
+    }
+
+    /// The seed of sample `index` of a request seeded with `requestSeed`: the request seed itself
+    /// for sample 0 (so n = 1 is unchanged), a SplitMix64 mix of both for the others. A
+    /// separate n = 1 request with this seed gives exactly sample `index`'s tokens.
+    public static func sampleSeed(requestSeed: UInt64, index: Int) -> UInt64 {
+        guard index > 0 else { return requestSeed }
+        var mixer = SplitMix64(seed: requestSeed, stream: UInt64(index))
+        return mixer.next()
     }
 
     /// Greedy decoding of `maxTokens` tokens.
@@ -65,5 +86,8 @@ public struct SamplingParameters: Sendable, Equatable {
         if !(frequencyPenalty >= -2 && frequencyPenalty <= 2) { throw fail("frequency_penalty", "must be in [-2, 2], got \(frequencyPenalty)") }
         if let logprobs, !(0...20).contains(logprobs) { throw fail("logprobs", "must be in [0, 20], got \(logprobs)") }
         if stopStrings.contains("") { throw fail("stop", "must not contain an empty string") }
+        if !(1...Self.maximumSampleCount).contains(sampleCount) {
+            throw fail("n", "must be in [1, \(Self.maximumSampleCount)], got \(sampleCount)")
+        }
     }
 }

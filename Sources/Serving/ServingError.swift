@@ -12,6 +12,8 @@ public struct ServingError: Error, CustomStringConvertible, Sendable, Equatable 
         case overloaded
         /// A request names a model this server does not serve.
         case modelNotFound
+        /// The engine has sequences in flight and cannot do what was asked (replace its weights).
+        case engineBusy
     }
 
     public let kind: Kind

@@ -42,6 +42,9 @@ extension SpeculativeDecoder {
         if parameters.logprobs != nil {
             throw ServingError(.invalidRequest, "speculative decoding does not report log-probabilities; drop logprobs or the draft", parameter: "logprobs")
         }
+        if parameters.sampleCount != 1 {
+            throw ServingError(.invalidRequest, "speculative decoding generates one sample per request: n \(parameters.sampleCount) was asked with a draft model; ask for n 1 (send the request n times with different seeds) or drop the draft", parameter: "n")
+        }
         guard !prompt.isEmpty else { throw ServingError(.invalidRequest, "the prompt is empty", parameter: "prompt") }
         let vocabulary = target.config.vocabSize
         if let bad = prompt.first(where: { $0 < 0 || Int($0) >= vocabulary }) {
@@ -64,13 +67,15 @@ extension SpeculativeDecoder {
                          onOutput: (SequenceOutput) -> Void) throws(ServingError) -> SpeculativeSummary {
         try validate(prompt: prompt, parameters: parameters)
         let endOfSequence = tokenizer.map(\.eosId) ?? target.config.eosTokenId.map(Int32.init)
-        let sequence = GenerationSequence(id: 0, prompt: prompt, parameters: parameters, seed: 0)
+        let sequence = GenerationSequence(requestID: 0, prompt: prompt, parameters: parameters, requestSeed: 0)
         let before = (proposedCount, acceptedCount, targetForwardCount)
         let onRun = { (run: [Int32]) -> Bool in
             for token in run {
-                let sampled = SampledToken(token: token, logprob: 0, topLogprobs: [])
+                // Speculative sampling's tokens come from p via accept/reject: no per-token
+                // probabilities are computed (validate refuses logprobs).
+                let sampled = SampledToken(token: token, logprob: 0, samplingLogprob: 0)
                 let text = sequence.append(sampled, tokenizer: tokenizer, endOfSequence: endOfSequence)
-                onOutput(SequenceOutput(sequenceID: 0, token: sampled, text: text, finishReason: sequence.finishReason,
+                onOutput(SequenceOutput(requestID: 0, token: sampled, text: text, finishReason: sequence.finishReason,
                                         promptTokenCount: prompt.count, outputTokenCount: sequence.outputCount))
                 if sequence.finishReason != nil { return false }
             }
@@ -87,7 +92,7 @@ extension SpeculativeDecoder {
         }
         let finish = sequence.finishReason ?? .length
         if parameters.maxTokens == 0 {
-            onOutput(SequenceOutput(sequenceID: 0, token: nil, text: "", finishReason: finish,
+            onOutput(SequenceOutput(requestID: 0, token: nil, text: "", finishReason: finish,
                                     promptTokenCount: prompt.count, outputTokenCount: 0))
         }
         return SpeculativeSummary(finishReason: finish, generatedCount: sequence.outputCount,

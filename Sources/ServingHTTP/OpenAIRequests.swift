@@ -44,9 +44,6 @@ struct SamplingFields: Decodable, Sendable {
     }
 
     func parameters(defaultMaxTokens: Int, logprobs: Int?) throws(ServingError) -> SamplingParameters {
-        if let n, n != 1 {
-            throw ServingError(.invalidRequest, "n must be 1 (one choice per request), got \(n)", parameter: "n")
-        }
         var stops: [String] = []
         switch stop {
         case .text(let text): stops = [text]
@@ -58,7 +55,8 @@ struct SamplingFields: Decodable, Sendable {
             maxTokens: maxCompletionTokens ?? maxTokens ?? defaultMaxTokens, temperature: temperature ?? 1, topK: topK ?? 0,
             topP: topP ?? 1, minP: minP ?? 0, repetitionPenalty: repetitionPenalty ?? 1,
             presencePenalty: presencePenalty ?? 0, frequencyPenalty: frequencyPenalty ?? 0, stopStrings: stops,
-            stopTokens: stopTokenIds ?? [], ignoreEOS: ignoreEos ?? false, seed: seed, logprobs: logprobs)
+            stopTokens: stopTokenIds ?? [], ignoreEOS: ignoreEos ?? false, seed: seed, logprobs: logprobs,
+            sampleCount: n ?? 1)
         try parameters.validate()
         return parameters
     }

@@ -79,31 +79,36 @@ public final class OpenAIServer: Sendable {
         if request.stream == true {
             let includeUsage = request.streamOptions?.includeUsage == true
             return streamResponse(sequence: sequence) { [self] writer in
-                var sentEcho = echo.isEmpty
-                var usage = Usage(promptTokens: prompt.count, completionTokens: 0)
+                // Per choice: whether its echo went out, and its tokens so far.
+                var sentEcho = Set<Int>()
+                var completionTokens: [Int: Int] = [:]
                 for await output in stream {
-                    usage.completionTokens = output.outputTokenCount
+                    let index = output.sampleIndex
+                    completionTokens[index] = output.outputTokenCount
                     guard output.finishReason != .cancelled else { return }
-                    let text = (sentEcho ? "" : echo) + output.text
-                    sentEcho = true
+                    let text = (sentEcho.contains(index) ? "" : echo) + output.text
+                    sentEcho.insert(index)
                     if text.isEmpty && output.finishReason == nil && parameters.logprobs == nil { continue }
                     let chunk = Completion(id: id, created: created, model: modelName,
-                                           choices: [CompletionChoice(text: text, finishReason: output.finishReason?.rawValue,
+                                           choices: [CompletionChoice(index: index, text: text,
+                                                                      finishReason: output.finishReason?.rawValue,
                                                                       logprobs: completionLogprobs([output], parameters))])
                     try await writer(chunk)
                 }
                 if includeUsage {
+                    let usage = Usage(promptTokens: prompt.count, completionTokens: completionTokens.values.reduce(0, +))
                     try await writer(Completion(id: id, created: created, model: modelName, choices: [], usage: usage))
                 }
             }
         }
-        let outputs = await collect(stream, sequence: sequence, context: context)
-        let text = echo + outputs.map(\.text).joined()
-        let last = outputs.last
-        return json(Completion(id: id, created: created, model: modelName,
-                               choices: [CompletionChoice(text: text, finishReason: (last?.finishReason ?? .length).rawValue,
-                                                          logprobs: completionLogprobs(outputs, parameters))],
-                               usage: Usage(promptTokens: prompt.count, completionTokens: last?.outputTokenCount ?? 0)))
+        let samples = bySample(await collect(stream, sequence: sequence, context: context), count: parameters.sampleCount)
+        let choices = samples.enumerated().map { index, outputs in
+            CompletionChoice(index: index, text: echo + outputs.map(\.text).joined(),
+                             finishReason: (outputs.last?.finishReason ?? .length).rawValue,
+                             logprobs: completionLogprobs(outputs, parameters))
+        }
+        return json(Completion(id: id, created: created, model: modelName, choices: choices,
+                               usage: Usage(promptTokens: prompt.count, completionTokens: completionTokens(samples))))
     }
 
     private func chat(_ data: Data, context: ServingRequestContext) async throws(ServingError) -> Response {
@@ -127,41 +132,50 @@ public final class OpenAIServer: Sendable {
         let (sequence, stream) = try start(prompt: rendered.prompt, parameters: parameters)
         if request.stream == true {
             let includeUsage = request.streamOptions?.includeUsage == true
+            let sampleCount = parameters.sampleCount
             return streamResponse(sequence: sequence) { [self] writer in
-                try await writer(ChatChunk(id: id, created: created, model: modelName,
-                                           choices: [ChatChunkChoice(delta: ChatDelta(role: "assistant", content: ""))]))
-                var usage = Usage(promptTokens: rendered.prompt.count, completionTokens: 0)
+                // Every choice opens with the assistant role, as OpenAI's streams do.
+                for index in 0..<sampleCount {
+                    try await writer(ChatChunk(id: id, created: created, model: modelName,
+                                               choices: [ChatChunkChoice(index: index, delta: ChatDelta(role: "assistant", content: ""))]))
+                }
+                var completionTokens: [Int: Int] = [:]
                 for await output in stream {
-                    usage.completionTokens = output.outputTokenCount
+                    completionTokens[output.sampleIndex] = output.outputTokenCount
                     guard output.finishReason != .cancelled else { return }
                     if output.text.isEmpty && output.finishReason == nil && !wantsLogprobs { continue }
-                    let choice = ChatChunkChoice(delta: ChatDelta(content: output.text.isEmpty ? nil : output.text),
+                    let choice = ChatChunkChoice(index: output.sampleIndex,
+                                                 delta: ChatDelta(content: output.text.isEmpty ? nil : output.text),
                                                  finishReason: output.finishReason?.rawValue,
                                                  logprobs: wantsLogprobs ? chatLogprobs([output]) : nil)
                     try await writer(ChatChunk(id: id, created: created, model: modelName, choices: [choice]))
                 }
                 if includeUsage {
+                    let usage = Usage(promptTokens: rendered.prompt.count, completionTokens: completionTokens.values.reduce(0, +))
                     try await writer(ChatChunk(id: id, created: created, model: modelName, choices: [], usage: usage))
                 }
             }
         }
-        let outputs = await collect(stream, sequence: sequence, context: context)
-        let last = outputs.last
-        return json(ChatCompletion(id: id, created: created, model: modelName,
-                                   choices: [ChatChoice(message: ChatMessageBody(content: outputs.map(\.text).joined()),
-                                                        finishReason: (last?.finishReason ?? .length).rawValue,
-                                                        logprobs: wantsLogprobs ? chatLogprobs(outputs) : nil)],
-                                   usage: Usage(promptTokens: rendered.prompt.count, completionTokens: last?.outputTokenCount ?? 0)))
+        let samples = bySample(await collect(stream, sequence: sequence, context: context), count: parameters.sampleCount)
+        let choices = samples.enumerated().map { index, outputs in
+            ChatChoice(index: index, message: ChatMessageBody(content: outputs.map(\.text).joined()),
+                       finishReason: (outputs.last?.finishReason ?? .length).rawValue,
+                       logprobs: wantsLogprobs ? chatLogprobs(outputs) : nil)
+        }
+        return json(ChatCompletion(id: id, created: created, model: modelName, choices: choices,
+                                   usage: Usage(promptTokens: rendered.prompt.count, completionTokens: completionTokens(samples))))
     }
 
     // MARK: Engine bridge
 
-    /// Submits to the engine; outputs arrive on the stream, which ends with the finish.
+    /// Submits to the engine; the outputs of every sample arrive on the stream, which ends once
+    /// each sample has finished.
     private func start(prompt: [Int32], parameters: SamplingParameters) throws(ServingError) -> (Int, AsyncStream<SequenceOutput>) {
         let (stream, continuation) = AsyncStream<SequenceOutput>.makeStream()
+        let unfinished = UnfinishedSamples(parameters.sampleCount)
         let id = try loop.submit(prompt: prompt, parameters: parameters) { output in
             continuation.yield(output)
-            if output.finishReason != nil { continuation.finish() }
+            if output.finishReason != nil && unfinished.finishOne() { continuation.finish() }
         }
         let loop = self.loop
         continuation.onTermination = { termination in
@@ -213,6 +227,18 @@ public final class OpenAIServer: Sendable {
 
     // MARK: Helpers
 
+    /// A request's outputs split by sample (choice index), each in generation order.
+    private func bySample(_ outputs: [SequenceOutput], count: Int) -> [[SequenceOutput]] {
+        var samples = [[SequenceOutput]](repeating: [], count: count)
+        for output in outputs where output.sampleIndex < count { samples[output.sampleIndex].append(output) }
+        return samples
+    }
+
+    /// Every sample's generated tokens (the prompt counts once in `usage`).
+    private func completionTokens(_ samples: [[SequenceOutput]]) -> Int {
+        samples.reduce(0) { $0 + ($1.last?.outputTokenCount ?? 0) }
+    }
+
     private func body(_ request: Request) async throws(ServingError) -> Data {
         var request = request
         do {
@@ -244,7 +270,7 @@ public final class OpenAIServer: Sendable {
         case .modelNotFound: (.notFound, "invalid_request_error", "model_not_found")
         case .overloaded where loop.isDraining: (.serviceUnavailable, "server_error", "shutting_down")
         case .overloaded: (.tooManyRequests, "server_error", "queue_full")
-        case .checkpoint: (.internalServerError, "server_error", nil)
+        case .checkpoint, .engineBusy: (.internalServerError, "server_error", nil)
         }
         return json(ErrorBody(error: .init(message: error.description, type: type, param: error.parameter, code: code)), status: status)
     }
@@ -308,7 +334,21 @@ public final class OpenAIServer: Sendable {
         add("meshlm_prompt_tokens_computed_total", "counter", "Prompt tokens computed (not shared) since start.", Double(statistics.promptTokensComputed))
         add("meshlm_preemptions_total", "counter", "Sequences preempted for recompute.", Double(statistics.preemptions))
         add("meshlm_prefix_shared_blocks_total", "counter", "Prompt blocks reused from the prefix cache.", Double(statistics.sharedBlocks))
+        add("meshlm_forked_samples_total", "counter", "Samples of n > 1 requests started from their prompt's prefill instead of prefilling it again.", Double(statistics.forkedSamples))
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Counts a request's samples down to the last finish. Touched only on the engine thread (the
+/// loop calls a request's handler from there, one output at a time).
+private final class UnfinishedSamples: @unchecked Sendable {
+    private var count: Int
+    init(_ count: Int) { self.count = count }
+
+    /// Records one finished sample; true when it was the last.
+    func finishOne() -> Bool {
+        count -= 1
+        return count == 0
     }
 }
 

@@ -182,8 +182,8 @@ struct BenchDecodeCommand: ParsableCommand {
             let now = monotonicSeconds()
             for output in outputs where output.token != nil {
                 generated += 1
-                if let last = lastTimes[output.sequenceID] { gaps.append(now - last) } else { firstTimes[output.sequenceID] = now }
-                lastTimes[output.sequenceID] = now
+                if let last = lastTimes[output.requestID] { gaps.append(now - last) } else { firstTimes[output.requestID] = now }
+                lastTimes[output.requestID] = now
             }
         }
         let end = monotonicSeconds()

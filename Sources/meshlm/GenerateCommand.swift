@@ -22,44 +22,32 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Print the prompt before the continuation.") var echo = false
     @Option(help: ArgumentHelp("Write the logits of every generated token to this file: raw little-endian float32, [tokens, vocab_size] (for checking tensor-parallel runs against one rank).", visibility: .hidden))
     var dumpLogits: String?
+    @Option(help: ArgumentHelp("After generating, replace the model's weights in place with this checkpoint's (every rank taking its slices of the whole model, the prefix cache dropped) and generate the prompt again, printed on a second line: checks the in-process weight replacement trainers use (docs/serving.md).", visibility: .hidden))
+    var replaceWeightsFrom: String?
 
     func run() throws {
         if draft.draftCheckpoint != nil { return try runSpeculative() }
 
         try job.runJob { context in
             let (weights, tokenizer, tensorGroup) = try engine.load(world: context.world)
-            let parameters = sampling.parameters
             let generator = Engine(weights: weights, configuration: engine.configuration, tokenizer: tokenizer,
                                    threads: KernelThreads(count: context.threads), tensorGroup: tensorGroup)
-            if let tensorGroup, !tensorGroup.isLeader {
-                generator.model.follow(cache: generator.cache)
-                return
-            }
-            // Rank 0 alone from here; the followers run its batches until stopFollowers.
-            defer { tensorGroup?.stopFollowers() }
-            let ids = try promptTokens(tokenizer, vocabularySize: weights.config.vocabSize)
-            let id = try generator.add(prompt: ids, parameters: parameters)
             var dumped = Data()
             if dumpLogits != nil {
                 generator.logitsObserver = { _, row in dumped.append(Data(buffer: UnsafeBufferPointer(row))) }
             }
-            if echo { Log.write(prompt ?? tokenizer.decode(ids), to: .standardOutput) }
-            let start = monotonicSeconds()
-            var firstToken: Double?
-            var generated = 0
-            var reason = FinishReason.length
-            while generator.hasWork {
-                for output in generator.step() where output.sequenceID == id {
-                    if output.token != nil {
-                        generated += 1
-                        if firstToken == nil { firstToken = monotonicSeconds() }
-                    }
-                    if !output.text.isEmpty { Log.write(output.text, to: .standardOutput) }
-                    if let finish = output.finishReason { reason = finish }
+            try generateOnce(generator, tokenizer: tokenizer, tensorGroup: tensorGroup, context: context)
+            if let replaceWeightsFrom {
+                // Every rank reads the whole new model and takes its own slices, as a trainer
+                // holding a whole-model arena hands them over; the followers left `follow` when
+                // rank 0 stopped them, so the engine is idle everywhere.
+                let replacement = try context.world.collectively { try InferenceWeights.load(checkpoint: replaceWeightsFrom) }
+                try context.world.collectively {
+                    try generator.replaceWeights(from: replacement.parameters.pointer, layout: replacement.layout)
                 }
+                try generateOnce(generator, tokenizer: tokenizer, tensorGroup: tensorGroup, context: context)
             }
-            Log.write("\n", to: .standardOutput)
-            if let dumpLogits {
+            if let dumpLogits, tensorGroup?.isLeader ?? true {
                 // A temporary name, then rename: a reader never sees half a file.
                 let temporary = dumpLogits + ".tmp-\(getpid())"
                 guard FileManager.default.createFile(atPath: temporary, contents: dumped) else {
@@ -68,12 +56,42 @@ struct GenerateCommand: ParsableCommand {
                 _ = try? FileManager.default.removeItem(atPath: dumpLogits)
                 try FileManager.default.moveItem(atPath: temporary, toPath: dumpLogits)
             }
-            let elapsed = monotonicSeconds() - start
-            let decodeSeconds = elapsed - ((firstToken ?? start) - start)
-            context.log.debug(String(format: "%d prompt tokens, %d generated (finish: %@); first token %.1f ms, then %.1f tok/s",
-                                     ids.count, generated, reason.rawValue, ((firstToken ?? start) - start) * 1e3,
-                                     generated > 1 ? Double(generated - 1) / decodeSeconds : 0))
         }
+    }
+
+    /// Generates the prompt once and prints it: rank 0 steps the engine, the followers of a
+    /// tensor-parallel group run its batches until it stops them.
+    private func generateOnce(_ generator: Engine, tokenizer: any Tokenizer, tensorGroup: InferenceTensorGroup?,
+                              context: JobContext) throws {
+        if let tensorGroup, !tensorGroup.isLeader {
+            generator.model.follow(cache: generator.cache)
+            return
+        }
+        // Rank 0 alone from here; the followers run its batches until stopFollowers.
+        defer { tensorGroup?.stopFollowers() }
+        let ids = try promptTokens(tokenizer, vocabularySize: generator.model.config.vocabSize)
+        let id = try generator.add(prompt: ids, parameters: sampling.parameters)
+        if echo { Log.write(prompt ?? tokenizer.decode(ids), to: .standardOutput) }
+        let start = monotonicSeconds()
+        var firstToken: Double?
+        var generated = 0
+        var reason = FinishReason.length
+        while generator.hasWork {
+            for output in generator.step() where output.requestID == id {
+                if output.token != nil {
+                    generated += 1
+                    if firstToken == nil { firstToken = monotonicSeconds() }
+                }
+                if !output.text.isEmpty { Log.write(output.text, to: .standardOutput) }
+                if let finish = output.finishReason { reason = finish }
+            }
+        }
+        Log.write("\n", to: .standardOutput)
+        let elapsed = monotonicSeconds() - start
+        let decodeSeconds = elapsed - ((firstToken ?? start) - start)
+        context.log.debug(String(format: "%d prompt tokens, %d generated (finish: %@); first token %.1f ms, then %.1f tok/s",
+                                 ids.count, generated, reason.rawValue, ((firstToken ?? start) - start) * 1e3,
+                                 generated > 1 ? Double(generated - 1) / decodeSeconds : 0))
     }
 
     /// With --draft-checkpoint: speculative decoding (greedy, or speculative sampling), the text

@@ -17,10 +17,10 @@ import Testing
 
     /// Random weights large enough (σ 0.3) that greedy choices are not near-ties, written as a
     /// committed checkpoint with the offline writer (MPI must not start inside the test process).
-    static func writeCheckpoint(tied: Bool = false) throws -> String {
+    static func writeCheckpoint(tied: Bool = false, seed: UInt64 = 5) throws -> String {
         var config = Self.config
         config.tieWordEmbeddings = tied
-        let weights = InferenceWeights.random(config: config, seed: 5)
+        let weights = InferenceWeights.random(config: config, seed: seed)
         for entry in weights.layout.entries where entry.shape.count == 2 {
             let values = weights.parameters.pointer + entry.offset
             for index in 0..<entry.count { values[index] *= 15 }
@@ -103,6 +103,32 @@ import Testing
                 "\(launch.standardError)")
     }
 
+    /// In-place weight replacement (what a trainer does between rollouts): every rank takes its
+    /// slices of the new whole model while the followers are out of `follow`, and the engine's
+    /// prefix cache (the 45-byte prompt's 11 full blocks) is dropped, so the second generation
+    /// is the new model's, as one rank loading the new checkpoint prints it.
+    @Test func weightReplacementOnTwoRanksGivesTheNewModel() throws {
+        let old = try Self.writeCheckpoint(seed: 5), new = try Self.writeCheckpoint(seed: 6)
+        defer {
+            for checkpoint in [old, new] {
+                try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path)
+            }
+        }
+        func generate(ranks: Int, _ checkpoint: String, _ extra: [String] = []) throws -> Launch {
+            let arguments = ["generate", "--checkpoint", checkpoint, "--prompt", Self.prompt, "--max-tokens", "12", "--ignore-eos",
+                             "--threads", "1", "--kv-blocks", "64", "--block-size", "4", "--token-budget", "16"] + extra
+            return ranks == 1 ? try Launcher.plain("meshlm", arguments) : try Launcher.mpirun(ranks, "meshlm", arguments)
+        }
+        let oldText = try generate(ranks: 1, old), newText = try generate(ranks: 1, new)
+        #expect(oldText.status == 0 && newText.status == 0, "\(oldText.standardError)\(newText.standardError)")
+        try #require(oldText.standardOutput != newText.standardOutput, "the two models must disagree for the test to mean anything")
+        for ranks in [1, 2] {
+            let replaced = try generate(ranks: ranks, old, ["--replace-weights-from", new])
+            #expect(replaced.status == 0, "tp \(ranks): \(replaced.standardError)")
+            #expect(replaced.standardOutput == oldText.standardOutput + newText.standardOutput, "tp \(ranks)")
+        }
+    }
+
     /// `meshlm serve` under mpirun -np 2 answers like one rank and exits 0 when rank 0 gets SIGTERM.
     @Test func serveOnTwoRanksAnswersAsOneRankAndStopsOnSIGTERM() async throws {
         let checkpoint = try Self.writeCheckpoint()
@@ -120,6 +146,18 @@ import Testing
         let (firstText, secondText) = try await (first, second)
         #expect(firstText == expectedText)
         #expect(secondText == expectedText)
+        // n = 3 sampled: the forked samples recompute the prompt's partial last block (45 bytes
+        // on 4-byte blocks) through ordinary batches, so the followers' KV stays in step; each
+        // choice is one rank's text for its seed.
+        let sampled = #"{"model": "meshlm", "prompt": "\#(Self.prompt)", "max_tokens": 12, "temperature": 1, "seed": 7, "n": 3, "ignore_eos": true}"#
+        let choices = try await server.completeChoices(sampled)
+        #expect(choices.count == 3)
+        for (index, text) in choices.enumerated() {
+            let seed = SamplingParameters.sampleSeed(requestSeed: 7, index: index)
+            let alone = try Launcher.plain("meshlm", ["generate", "--checkpoint", checkpoint, "--prompt", Self.prompt, "--max-tokens", "12",
+                                                      "--ignore-eos", "--threads", "1", "--temperature", "1", "--seed", "\(seed)"])
+            #expect(text + "\n" == alone.standardOutput, "choice \(index)")
+        }
         let status = try server.terminateRankZero()
         #expect(status == 0, "\(server.output)")
         #expect(server.output.contains("drained; exiting"), "\(server.output)")
@@ -186,6 +224,12 @@ final class TensorParallelServer: @unchecked Sendable {
 
     /// The text of a non-streaming completion.
     func complete(_ body: String) async throws -> String {
+        guard let text = try await completeChoices(body).first else { throw TensorParallelServerError("no choice") }
+        return text
+    }
+
+    /// The texts of a non-streaming completion's choices, in index order.
+    func completeChoices(_ body: String) async throws -> [String] {
         guard let url = URL(string: "http://127.0.0.1:\(port)/v1/completions") else { throw TensorParallelServerError("bad port") }
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
@@ -196,10 +240,10 @@ final class TensorParallelServer: @unchecked Sendable {
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard status == 200,
               let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let choices = json["choices"] as? [[String: Any]], let text = choices.first?["text"] as? String else {
+              let choices = json["choices"] as? [[String: Any]] else {
             throw TensorParallelServerError("status \(status): \(String(decoding: data, as: UTF8.self))")
         }
-        return text
+        return choices.map { $0["text"] as? String ?? "" }
     }
 
     /// Sends SIGTERM to rank 0 alone and returns mpirun's exit status.

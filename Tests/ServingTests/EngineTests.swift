@@ -66,7 +66,7 @@ import Testing
         let first = try run(shared, [prompts[0]], maxTokens: 5)
         let ids = try prompts[1...].map { try shared.add(prompt: $0, parameters: .greedy(maxTokens: 5)) }
         var rest: [Int: [Int32]] = [:]
-        for output in shared.step() { if let token = output.token { rest[output.sequenceID, default: []].append(token.token) } }
+        for output in shared.step() { if let token = output.token { rest[output.requestID, default: []].append(token.token) } }
         let usedWhileRunning = 64 - shared.statistics.freeBlocks
         for (id, tokens) in shared.runToCompletion() { rest[id, default: []] += tokens }
         #expect(first + ids.map { rest[$0] ?? [] } == expected)
@@ -101,7 +101,7 @@ import Testing
         var reasons: [FinishReason] = []
         var tokens: [Int32] = []
         while engine.hasWork {
-            for output in engine.step() where output.sequenceID == id {
+            for output in engine.step() where output.requestID == id {
                 if let token = output.token { tokens.append(token.token) }
                 if let reason = output.finishReason { reasons.append(reason) }
             }
@@ -118,7 +118,7 @@ import Testing
         let bytePrompt = bytes.encode("hello")
         let plainID = try byteEngine.add(prompt: bytePrompt, parameters: .greedy(maxTokens: 12))
         var plainText = ""
-        while byteEngine.hasWork { for output in byteEngine.step() where output.sequenceID == plainID { plainText += output.text } }
+        while byteEngine.hasWork { for output in byteEngine.step() where output.requestID == plainID { plainText += output.text } }
         let scalars = Array(plainText.unicodeScalars)
         // Random weights and bytes decode to at least 6 scalars from 12 tokens with this seed; if
         // they ever do not, the stop-string half of the test must fail, not pass unrun.
@@ -130,7 +130,7 @@ import Testing
         var stoppedText = ""
         var stopReason: FinishReason?
         while byteEngine.hasWork {
-            for output in byteEngine.step() where output.sequenceID == stopID {
+            for output in byteEngine.step() where output.requestID == stopID {
                 stoppedText += output.text
                 if let reason = output.finishReason { stopReason = reason }
             }

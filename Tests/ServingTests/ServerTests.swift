@@ -204,7 +204,7 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         parameters.ignoreEOS = true
         let id = try engine.add(prompt: tokenizer.encode("Hello"), parameters: parameters)
         var expected = ""
-        while engine.hasWork { for output in engine.step() where output.sequenceID == id { expected += output.text } }
+        while engine.hasWork { for output in engine.step() where output.requestID == id { expected += output.text } }
         let (status, output, error) = try runMeshLM(["generate", "--checkpoint", directory, "--prompt", "Hello",
                                                      "--max-tokens", "12", "--ignore-eos", "--threads", "1"])
         #expect(status == 0, "\(error)")
@@ -284,6 +284,83 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         #expect(server.process.terminationStatus == 0)
     }
 
+    /// OpenAI's `n`: choices 0..<n, usage counting the prompt once and every choice's tokens,
+    /// choice i equal to a separate n = 1 request seeded with sample i's seed, streams whose
+    /// chunks carry the choice index (each choice finishing once), and n out of range refused.
+    @Test func samplesPerPrompt() async throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        func object(_ text: String) throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
+        }
+        func choices(_ object: [String: Any]) -> [[String: Any]] { object["choices"] as? [[String: Any]] ?? [] }
+        let fields = #""model":"meshlm","prompt":"Hello","max_tokens":8,"temperature":1.0,"ignore_eos":true"#
+
+        let (status, body) = try await server.request("/v1/completions", method: "POST", body: #"{\#(fields),"n":3,"seed":5}"#)
+        #expect(status == 200, "\(body)")
+        let completion = try object(body)
+        let texts = choices(completion).map { $0["text"] as? String ?? "?" }
+        #expect(choices(completion).map { $0["index"] as? Int } == [0, 1, 2])
+        #expect(choices(completion).allSatisfy { $0["finish_reason"] as? String == "length" })
+        let usage = completion["usage"] as? [String: Int]
+        #expect(usage == ["prompt_tokens": 5, "completion_tokens": 24, "total_tokens": 29])
+        for index in 0..<3 {
+            let seed = SamplingParameters.sampleSeed(requestSeed: 5, index: index)
+            let (_, single) = try await server.request("/v1/completions", method: "POST", body: #"{\#(fields),"seed":\#(seed)}"#)
+            #expect(choices(try object(single)).first?["text"] as? String == texts[index], "choice \(index)")
+        }
+        #expect(Set(texts).count > 1, "three samples at temperature 1 all gave \(texts)")
+
+        let (chatStatus, chatBody) = try await server.request("/v1/chat/completions", method: "POST", body:
+            #"{"model":"meshlm","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"n":2,"seed":3,"ignore_eos":true}"#)
+        #expect(chatStatus == 200, "\(chatBody)")
+        let chat = try object(chatBody)
+        #expect(choices(chat).map { $0["index"] as? Int } == [0, 1])
+        #expect((chat["usage"] as? [String: Int])?["completion_tokens"] == 8)
+
+        // Streams: every chunk names its choice; the texts add up to the non-streamed ones.
+        for path in ["/v1/completions", "/v1/chat/completions"] {
+            let request = path == "/v1/completions" ? #"{\#(fields),"n":3,"seed":5,"#
+                : #"{"model":"meshlm","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"n":2,"seed":3,"ignore_eos":true,"#
+            let (streamStatus, stream) = try await server.request(path, method: "POST", body: request + #""stream":true,"stream_options":{"include_usage":true}}"#)
+            #expect(streamStatus == 200)
+            #expect(stream.hasSuffix("data: [DONE]\n\n"))
+            var streamed: [Int: String] = [:], finishes: [Int: Int] = [:]
+            var streamedUsage: [String: Int]?
+            for line in stream.split(separator: "\n") where line.hasPrefix("data: {") {
+                let chunk = try object(String(line.dropFirst(6)))
+                if let usage = chunk["usage"] as? [String: Int] { streamedUsage = usage }
+                for choice in choices(chunk) {
+                    let index = try #require(choice["index"] as? Int)
+                    let text = choice["text"] as? String ?? (choice["delta"] as? [String: Any])?["content"] as? String ?? ""
+                    streamed[index, default: ""] += text
+                    if choice["finish_reason"] as? String != nil { finishes[index, default: 0] += 1 }
+                }
+            }
+            if path == "/v1/completions" {
+                #expect(streamed == [0: texts[0], 1: texts[1], 2: texts[2]])
+                #expect(finishes == [0: 1, 1: 1, 2: 1])
+                #expect(streamedUsage == ["prompt_tokens": 5, "completion_tokens": 24, "total_tokens": 29])
+            } else {
+                let expected = choices(chat).map { ($0["message"] as? [String: Any])?["content"] as? String ?? "?" }
+                #expect(streamed == [0: expected[0], 1: expected[1]])
+                #expect(finishes == [0: 1, 1: 1])
+                #expect(streamedUsage?["completion_tokens"] == 8)
+            }
+        }
+
+        for n in [0, 65] {
+            let (badStatus, badBody) = try await server.request("/v1/completions", method: "POST", body: #"{\#(fields),"n":\#(n)}"#)
+            #expect(badStatus == 400)
+            let error = try object(badBody)["error"] as? [String: Any]
+            #expect(error?["message"] as? String == "n must be in [1, 64], got \(n)")
+            #expect(error?["param"] as? String == "n")
+        }
+        // Forked (not prefilled): 2 + 1 above, 2 + 1 in the streams.
+        #expect(try await server.metric("meshlm_forked_samples_total") == 6)
+        try await server.expectIdle()
+    }
+
     /// The official client (strict validation) and a bounded load test with no failure and no
     /// leaked block. Reported as skipped, with the reason, when no python with `openai` is found.
     @Test(.enabled(if: openAIPython() != nil,
@@ -294,7 +371,7 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         defer { server.stop() }
         let (status, output) = try runPython(python, [server.baseURL + "/v1", "meshlm"])
         #expect(status == 0, "\(output)")
-        #expect(output.contains("ok errors"), "\(output)")
+        #expect(output.contains("ok n") && output.contains("ok errors"), "\(output)")
         let (loadStatus, loadOutput) = try runPython(python, [server.baseURL + "/v1", "meshlm", "--load", "64", "--concurrency", "16"])
         #expect(loadStatus == 0, "\(loadOutput)")
         #expect(loadOutput.contains(#""failures": 0"#), "\(loadOutput)")

@@ -125,7 +125,7 @@ import Testing
         // The parameters are valid by construction here.
         guard let id = try? engine.add(prompt: prompt, parameters: parameters) else { return ([], "", nil) }
         while engine.hasWork {
-            for output in engine.step() where output.sequenceID == id {
+            for output in engine.step() where output.requestID == id {
                 if let token = output.token { tokens.append(token.token) }
                 text += output.text
                 if let reason = output.finishReason { finish = reason }
