@@ -9,12 +9,14 @@ public enum TensorRole: Sendable, Hashable {
     // The head's: the final norm, then the language-model head or (`num_labels` > 0) the
     // scalar head `score.weight`.
     case finalNorm, languageModelHead, score
+    // A LoRA adapter's matrices on a projection (`LoRAConfig`), in the layer's adapter block.
+    case loraA(Projection), loraB(Projection)
 
     /// Whether AdamW decays it: matrices and embeddings do; norm weights and biases do not
     /// (transformers' `get_decay_parameter_names` leaves out biases and norms alike).
     public var decays: Bool {
         switch self {
-        case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score: true
+        case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score, .loraA, .loraB: true
         case .inputNorm, .postAttentionNorm, .queryNorm, .keyNorm, .finalNorm, .queryBias, .keyBias, .valueBias: false
         }
     }
@@ -111,18 +113,19 @@ public struct DecoderLayer: Sendable, Equatable {
     public func forward(_ w: LayerWeights, on kernels: some DecoderLayerKernels) {
         // Attention sublayer: h = x + o_proj(attention(rope(q), rope(k), v)).
         kernels.normalize(.attention, weight: w.inputNorm)
-        kernels.project(.attention, [(w.query, w.queryBias), (w.key, w.keyBias), (w.value, w.valueBias)])
+        kernels.project(.attention, [(.query, w.query, w.queryBias), (.key, w.key, w.keyBias), (.value, w.value, w.valueBias)],
+                        adapters: w.adapters)
         if let queryNorm = w.queryNorm, let keyNorm = w.keyNorm {
             kernels.normalizeHeads(queryWeight: queryNorm, keyWeight: keyNorm)
         }
         kernels.rotate()
         kernels.attend()
-        kernels.projectIntoStream(.attention, weight: w.output)
+        kernels.projectIntoStream(.output, weight: w.output, adapters: w.adapters)
         // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)).
         kernels.normalize(.mlp, weight: w.postAttentionNorm)
-        kernels.project(.mlp, [(w.gate, nil), (w.up, nil)])
+        kernels.project(.mlp, [(.gate, w.gate, nil), (.up, w.up, nil)], adapters: w.adapters)
         kernels.activate()
-        kernels.projectIntoStream(.mlp, weight: w.down)
+        kernels.projectIntoStream(.down, weight: w.down, adapters: w.adapters)
     }
 }
 
@@ -138,8 +141,11 @@ public protocol DecoderLayerKernels {
     /// stream after attention for the MLP) into the input of its projections.
     func normalize(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>)
     /// The sublayer's input projections from that normalized input, each with its bias when it
-    /// has one: (q, k, v) for attention, (gate, up) for the MLP.
-    func project(_ sublayer: DecoderSublayer, _ projections: [(weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)])
+    /// has one and its LoRA adapter when `adapters` has one: (q, k, v) for attention, (gate, up)
+    /// for the MLP.
+    func project(_ sublayer: DecoderSublayer,
+                 _ projections: [(projection: Projection, weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)],
+                 adapters: LayerAdapters?)
     /// RMSNorm of each query head and each key head over its head_dim values (qwen3).
     func normalizeHeads(queryWeight: UnsafeMutablePointer<Float>, keyWeight: UnsafeMutablePointer<Float>)
     /// RoPE of the queries and keys at their positions.
@@ -148,8 +154,9 @@ public protocol DecoderLayerKernels {
     func attend()
     /// SwiGLU: silu(gate) · up.
     func activate()
-    /// The sublayer's output projection (o_proj, down_proj) added to the residual stream.
-    func projectIntoStream(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>)
+    /// A sublayer's output projection (`.output` = o_proj, `.down` = down_proj), with its LoRA
+    /// adapter when `adapters` has one, added to the residual stream.
+    func projectIntoStream(_ projection: Projection, weight: UnsafeMutablePointer<Float>, adapters: LayerAdapters?)
 }
 
 /// Where each tensor of a decoder layer sits inside the layer's block, in floats from the block's
@@ -180,6 +187,8 @@ public struct LayerOffsets: Sendable {
 public struct LayerWeights {
     public let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: UnsafeMutablePointer<Float>
     public let queryBias, keyBias, valueBias, queryNorm, keyNorm: UnsafeMutablePointer<Float>?
+    /// The layer's LoRA adapters (from its adapter block), if the model has any.
+    public var adapters: LayerAdapters?
 
     public init(block: UnsafeMutablePointer<Float>, offsets: LayerOffsets) {
         func at(_ role: TensorRole) -> UnsafeMutablePointer<Float> {

@@ -12,7 +12,8 @@ import Tensors
 ///
 ///     residual stream     (L + 1)·M·C
 ///     saved layers        S·(N·(2C + 2Q + 2K + 3I + H) + M·(C + 2)), + S·N·(Q + K + H + H_kv) with
-///                         QK-norm (H_kv = num_key_value_heads)
+///                         QK-norm (H_kv = num_key_value_heads), + S·N·r·(adapted projections) with
+///                         LoRA, and N·r of gradient scratch
 ///     head                N·(C + V) + M (only with the head: the last pipeline stage), + 2N
 ///     gradient scratch    N·(C + 3I + 3Q + 3K) + M·C
 ///     sequence parallel   N·C + 2·M·C  (only with sequence parallelism)
@@ -59,6 +60,9 @@ final class LlamaActivations {
         let keyProjection: UnsafeMutablePointer<Float>
         let queryRstd: UnsafeMutablePointer<Float>
         let keyRstd: UnsafeMutablePointer<Float>
+        /// With LoRA only: [targets, N, r] each adapted projection's input · Aᵀ, in
+        /// `LoRAConfig.targets` order.
+        let adapterIntermediate: UnsafeMutablePointer<Float>
     }
 
     let arena: Tensor
@@ -93,6 +97,8 @@ final class LlamaActivations {
     /// [N, Q], [N, K] gradients of q_proj's and k_proj's outputs (before RoPE)
     let queryProjectionGradient: UnsafeMutablePointer<Float>
     let keyProjectionGradient: UnsafeMutablePointer<Float>
+    /// [N, r] a LoRA adapter's intermediate gradient (LoRA only)
+    let adapterGradient: UnsafeMutablePointer<Float>
 
     /// Sequence parallelism's scratch (nil without it): [M, C] a norm's output before it is
     /// gathered, [M, C] a norm's output gradient after it is reduce-scattered, and [N, C] a
@@ -114,29 +120,30 @@ final class LlamaActivations {
 
     /// Floats in the arena (the formula in the type's comment).
     static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, layerCount: Int,
-                             hasHead: Bool, recompute: Bool, forwardOnly: Bool = false) -> Int {
+                             hasHead: Bool, recompute: Bool, forwardOnly: Bool = false, lora: LoRAConfig? = nil) -> Int {
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.headWidth, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let savedLayerCount = recompute || forwardOnly ? Swift.min(1, layerCount) : layerCount
         let residualSlices = forwardOnly ? Swift.min(2, layerCount + 1) : layerCount + 1
         let headNorm = config.queryKeyNorm ? n * (q + k + h + config.numKeyValueHeads) : 0
-        let gradientScratch = forwardOnly ? 0 : n * (c + 3 * i + 3 * q + 3 * k) + m * c + (m < n ? m * c : 0)
+        let adapters = lora.map { n * $0.rank * $0.targets.count } ?? 0
+        let gradientScratch = forwardOnly ? 0 : n * (c + 3 * i + 3 * q + 3 * k) + m * c + (m < n ? m * c : 0) + n * (lora?.rank ?? 0)
         return residualSlices * m * c
-            + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2) + headNorm)
+            + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2) + headNorm + adapters)
             + (hasHead ? n * (c + v) + m : 0) + 2 * n
             + gradientScratch
             + (m < n ? n * c + m * c : 0)
     }
 
     init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, localTokenCount m: Int, layerCount: Int,
-         hasHead: Bool, recompute: Bool, forwardOnly: Bool = false) {
+         hasHead: Bool, recompute: Bool, forwardOnly: Bool = false, lora: LoRAConfig? = nil) {
         let n = microBatchSize * sequenceLength
         let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.headWidth, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let count = LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: m, layerCount: layerCount,
-                                                  hasHead: hasHead, recompute: recompute, forwardOnly: forwardOnly)
+                                                  hasHead: hasHead, recompute: recompute, forwardOnly: forwardOnly, lora: lora)
         arena = Tensor(shape: [count])
         // Large views first, the [N]-sized ones last, so the large ones start on 64-byte
         // boundaries whenever N·C, N·I… are multiples of 16.
@@ -158,7 +165,8 @@ final class LlamaActivations {
                 gate: take(n * i), up: take(n * i), mlpActivation: take(n * i),
                 attentionLogSumExp: take(n * h), attentionRstd: take(m), mlpRstd: take(m),
                 queryProjection: take(headNorm * n * q), keyProjection: take(headNorm * n * k),
-                queryRstd: take(headNorm * n * h), keyRstd: take(headNorm * n * config.numKeyValueHeads)))
+                queryRstd: take(headNorm * n * h), keyRstd: take(headNorm * n * config.numKeyValueHeads),
+                adapterIntermediate: take(n * (lora.map { $0.rank * $0.targets.count } ?? 0))))
         }
         savedLayers = layers
         finalNorm = take(hasHead ? n * c : 0)
@@ -176,6 +184,7 @@ final class LlamaActivations {
         valueGradient = take(g * n * k)
         queryProjectionGradient = take(g * n * q)
         keyProjectionGradient = take(g * n * k)
+        adapterGradient = take(g * n * (lora?.rank ?? 0))
         let sequenceParallel = m < n
         fullRows = sequenceParallel ? take(n * c) : nil
         localNorm = sequenceParallel ? take(m * c) : nil

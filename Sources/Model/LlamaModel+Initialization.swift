@@ -4,6 +4,8 @@ extension LlamaModel {
     /// Fills a parameter arena (`layout.count` floats) with initial values:
     ///
     /// - norm weights: ones; biases: zeros;
+    /// - LoRA: A uniform in ±1/√in (PEFT's Kaiming-uniform with a = √5), B zeros, so a fresh
+    ///   adapter leaves the model as it was;
     /// - matrices: N(0, 0.02²) (GPT-2 and transformers' `initializer_range`), except `o_proj` and
     ///   `down_proj`, the two projections that write into the residual stream, which get
     ///   N(0, (0.02 / √(2·num_hidden_layers))²) so the stream's variance does not grow with depth
@@ -25,6 +27,17 @@ extension LlamaModel {
         if entry.role.isNorm || entry.role.isBias {
             destination.update(repeating: entry.role.isNorm ? 1 : 0, count: entry.count)
             return
+        }
+        switch entry.role {
+        case .loraB:
+            destination.update(repeating: 0, count: entry.count)
+            return
+        case .loraA:
+            let bound = 1 / Float(entry.shape[1]).squareRoot()
+            var generator = SplitMix64(seed: seed, stream: stream(forName: entry.name))
+            for index in 0..<entry.count { destination[index] = bound * (2 * generator.nextUniform() - 1) }
+            return
+        default: break
         }
         let standardDeviation: Float = entry.role.writesResidual ? 0.02 / (2 * Float(config.numHiddenLayers)).squareRoot() : 0.02
         var generator = SplitMix64(seed: seed, stream: stream(forName: entry.name))

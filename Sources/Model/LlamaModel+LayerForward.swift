@@ -39,7 +39,9 @@ struct TrainingLayerKernels: DecoderLayerKernels {
         model.enterRegion(output)
     }
 
-    func project(_ sublayer: DecoderSublayer, _ projections: [(weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)]) {
+    func project(_ sublayer: DecoderSublayer,
+                 _ projections: [(projection: Projection, weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)],
+                 adapters: LayerAdapters?) {
         let s = saved
         let d = config.headDim
         let (q, k, i) = (config.numAttentionHeads * d, config.numKeyValueHeads * d, config.intermediateSize)
@@ -51,11 +53,29 @@ struct TrainingLayerKernels: DecoderLayerKernels {
                                                 (headNorm ? s.keyProjection : s.key, k), (s.value, k)])
             : (UnsafePointer(s.mlpNorm), [(s.gate, i), (s.up, i)])
         precondition(projections.count == outputs.count, "\(sublayer) takes \(outputs.count) projections")
-        for ((weight, bias), (output, width)) in zip(projections, outputs) {
+        for ((projection, weight, bias), (output, width)) in zip(projections, outputs) {
             model.timed(.matmul, .forward) {
                 Matmul.forward(output: output, input: input, weight: weight, bias: bias,
                                rowCount: model.tokenCount, inputSize: config.hiddenSize, outputSize: width, threads: threads)
             }
+            addAdapter(projection, adapters, output: output, input: input, inputSize: config.hiddenSize, outputSize: width)
+        }
+    }
+
+    /// output += scaling · (input · Aᵀ) · Bᵀ when `projection` has a LoRA adapter, saving
+    /// input · Aᵀ for backward. Under tensor parallelism the adapter's A and B are split with
+    /// their projection (B's rows with a column-parallel one's outputs, A's columns with a
+    /// row-parallel one's inputs), so a row-parallel projection's adapter adds to the same
+    /// partial sum that leaves the region.
+    private func addAdapter(_ projection: Projection, _ adapters: LayerAdapters?, output: UnsafeMutablePointer<Float>,
+                            input: UnsafePointer<Float>, inputSize: Int, outputSize: Int) {
+        guard let adapters, let adapter = adapters.adapter(projection), let lora = model.lora,
+              let slot = lora.targets.firstIndex(of: projection) else { return }
+        model.timed(.matmul, .forward) {
+            LowRankAdapter.forward(output: output, intermediate: saved.adapterIntermediate + slot * model.tokenCount * lora.rank,
+                                   input: input, a: adapter.a, b: adapter.b, scaling: adapters.scaling,
+                                   rowCount: model.tokenCount, inputSize: inputSize, outputSize: outputSize, rank: lora.rank,
+                                   threads: threads)
         }
     }
 
@@ -110,11 +130,11 @@ struct TrainingLayerKernels: DecoderLayerKernels {
         }
     }
 
-    func projectIntoStream(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>) {
+    func projectIntoStream(_ projection: Projection, weight: UnsafeMutablePointer<Float>, adapters: LayerAdapters?) {
         let s = saved
         let a = model.activations
         // attention: h = x + o_proj(attention output); MLP: y = h + down_proj(activation).
-        let (input, width, streamIn, streamOut) = sublayer == .attention
+        let (input, width, streamIn, streamOut) = projection == .output
             ? (UnsafePointer(s.attentionOutput), config.numAttentionHeads * config.headDim,
                UnsafePointer(a.residual(layer)), s.attentionResidual)
             : (UnsafePointer(s.mlpActivation), config.intermediateSize, UnsafePointer(s.attentionResidual),
@@ -124,6 +144,7 @@ struct TrainingLayerKernels: DecoderLayerKernels {
             Matmul.forward(output: partial, input: input, weight: weight, bias: nil,
                            rowCount: model.tokenCount, inputSize: width, outputSize: config.hiddenSize, threads: threads)
         }
+        addAdapter(projection, adapters, output: partial, input: input, inputSize: width, outputSize: config.hiddenSize)
         model.leaveRegion(partial: partial, into: streamOut)  // o_proj and down_proj are row-parallel
         model.timed(.residual, .forward) {
             Residual.forward(output: streamOut, a: streamIn, b: streamOut, count: model.localTokenCount * config.hiddenSize,

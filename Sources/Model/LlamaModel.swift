@@ -52,6 +52,8 @@ public final class LlamaModel {
     let activations: LlamaActivations
     /// What each layer holds and the order its forward runs in (shared with serving).
     public let decoderLayer: DecoderLayer
+    /// The LoRA adapters on the layers' projections, if any (each layer's in `.adapter(i)`).
+    public let lora: LoRAConfig?
     /// The layers (and embedding, head) this model runs: all of them, or a pipeline stage's.
     public let part: ModelPart
     /// Offsets of `part.layers` in their blocks, by local layer index.
@@ -88,7 +90,7 @@ public final class LlamaModel {
     ///     `stageOutput` and takes the gradient of that output in `stageOutputGradient`.
     public init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, recompute: Bool = false,
                 documentMasking: Bool = false, forwardOnly: Bool = false, frozen: Set<String> = [],
-                threads: KernelThreads = .single,
+                lora: LoRAConfig? = nil, threads: KernelThreads = .single,
                 regions: any TensorParallelRegions = SingleDeviceRegions(), part: ModelPart? = nil) {
         precondition(microBatchSize >= 1 && sequenceLength >= 1,
                      "micro-batch size \(microBatchSize) and sequence length \(sequenceLength) must be at least 1")
@@ -109,7 +111,8 @@ public final class LlamaModel {
         localTokenCount = regions.localTokenCount(of: microBatchSize * sequenceLength)
         let part = part ?? .whole(config)
         self.part = part
-        let layout = ParameterLayout(config: config, part: part).freezing(frozen)
+        self.lora = lora
+        let layout = ParameterLayout(config: config, part: part, lora: lora).freezing(frozen)
         self.layout = layout
         layerOffsets = part.layers.map { LayerOffsets(layout: layout, layer: $0) }
         headOffsets = part.hasHead ? HeadOffsets(layout: layout) : nil
@@ -118,7 +121,7 @@ public final class LlamaModel {
         decoderLayer = DecoderLayer(config: config)
         activations = LlamaActivations(config: config, microBatchSize: microBatchSize, sequenceLength: sequenceLength,
                                        localTokenCount: localTokenCount, layerCount: part.layers.count,
-                                       hasHead: part.hasHead, recompute: recompute, forwardOnly: forwardOnly)
+                                       hasHead: part.hasHead, recompute: recompute, forwardOnly: forwardOnly, lora: lora)
     }
 
     /// [M, C] a part without the embedding: where its input (the previous stage's output) goes
@@ -137,12 +140,12 @@ public final class LlamaModel {
     /// `localTokenCount` is the residual stream's rows with sequence parallelism.
     public static func activationCount(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int,
                                        localTokenCount: Int? = nil, part: ModelPart? = nil, recompute: Bool,
-                                       forwardOnly: Bool = false) -> Int {
+                                       forwardOnly: Bool = false, lora: LoRAConfig? = nil) -> Int {
         let n = microBatchSize * sequenceLength
         let part = part ?? .whole(config)
         return LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: localTokenCount ?? n,
                                              layerCount: part.layers.count, hasHead: part.hasHead, recompute: recompute,
-                                             forwardOnly: forwardOnly)
+                                             forwardOnly: forwardOnly, lora: lora)
     }
 
     var tokenCount: Int { microBatchSize * sequenceLength }
@@ -290,8 +293,13 @@ public final class LlamaModel {
         }
 
         for (local, layer) in part.layers.enumerated() {
-            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[local])
+            var weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[local])
+            if let lora {
+                weights.adapters = LayerAdapters.at(parameters.acquireParameters(.adapter(layer)), layout: layout, layer: layer,
+                                                    lora: lora, trainableOnly: false)
+            }
             layerForward(local, weights)
+            if lora != nil { parameters.releaseParameters(.adapter(layer)) }
             parameters.releaseParameters(.layer(layer))
         }
 
@@ -346,12 +354,23 @@ public final class LlamaModel {
 
         for (local, layer) in part.layers.enumerated().reversed() {
             let offsets = layerOffsets[local]
-            let weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: offsets)
+            var weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: offsets)
+            if let lora {
+                weights.adapters = LayerAdapters.at(parameters.acquireParameters(.adapter(layer)), layout: layout, layer: layer,
+                                                    lora: lora, trainableOnly: false)
+            }
             if recompute { layerForward(local, weights) }
             // A layer whose every tensor is frozen acquires no gradients: nothing to reduce.
             let block = offsets.trains ? parameters.acquireGradients(.layer(layer)) : nil
-            layerBackward(local, weights, LayerGradients(block: block, offsets: offsets))
+            let adapterTrains = lora != nil && layout.trains(.adapter(layer))
+            let adapterGradients = lora.map { lora in
+                LayerAdapters.at(adapterTrains ? parameters.acquireGradients(.adapter(layer)) : nil, layout: layout,
+                                 layer: layer, lora: lora, trainableOnly: true)
+            }
+            layerBackward(local, weights, LayerGradients(block: block, offsets: offsets), adapterGradients)
+            if adapterTrains { parameters.releaseGradients(.adapter(layer)) }
             if offsets.trains { parameters.releaseGradients(.layer(layer)) }
+            if lora != nil { parameters.releaseParameters(.adapter(layer)) }
             parameters.releaseParameters(.layer(layer))
         }
 
@@ -436,7 +455,7 @@ public final class LlamaModel {
     /// One decoder layer's backward: `residualGradient` holds dL/d(output) on entry and
     /// dL/d(input) on return. The residual connections need no kernel: the stream's gradient
     /// passes through unchanged and each sublayer's input gradient accumulates onto it.
-    private func layerBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerGradients) {
+    private func layerBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerGradients, _ adapterGradients: LayerAdapters?) {
         let a = activations
         let s = a.layer(layer)
         let x = a.residual(layer)
@@ -453,6 +472,8 @@ public final class LlamaModel {
                             outputGradient: dy, input: s.mlpActivation, weight: w.down,
                             rowCount: n, inputSize: i, outputSize: c, threads: threads)
         }
+        adapterBackward(.down, layer, w, adapterGradients, inputGradient: a.mlpActivationGradient, outputGradient: dy, input: s.mlpActivation,
+                        inputSize: i, outputSize: c)
         zero(a.gateGradient, n * i)
         zero(a.upGradient, n * i)
         timed(.swiglu, .backward) {
@@ -465,11 +486,15 @@ public final class LlamaModel {
                             outputGradient: a.gateGradient, input: s.mlpNorm, weight: w.gate,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
+        adapterBackward(.gate, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.gateGradient, input: s.mlpNorm,
+                        inputSize: c, outputSize: i)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
                             outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
+        adapterBackward(.up, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.upGradient, input: s.mlpNorm,
+                        inputSize: c, outputSize: i)
         let mlpNormGradient = reduceNormGradient()  // gate/up_proj are column-parallel
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: mlpNormGradient,
@@ -485,6 +510,8 @@ public final class LlamaModel {
                             outputGradient: dh, input: s.attentionOutput, weight: w.output,
                             rowCount: n, inputSize: q, outputSize: c, threads: threads)
         }
+        adapterBackward(.output, layer, w, adapterGradients, inputGradient: a.attentionOutputGradient, outputGradient: dh, input: s.attentionOutput,
+                        inputSize: q, outputSize: c)
         zero(a.queryGradient, n * q)
         zero(a.keyGradient, n * k)
         zero(a.valueGradient, n * k)
@@ -534,21 +561,45 @@ public final class LlamaModel {
                             outputGradient: queryOutputGradient, input: s.attentionNorm, weight: w.query,
                             rowCount: n, inputSize: c, outputSize: q, threads: threads)
         }
+        adapterBackward(.query, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: queryOutputGradient, input: s.attentionNorm,
+                        inputSize: c, outputSize: q)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
                             outputGradient: keyOutputGradient, input: s.attentionNorm, weight: w.key,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
+        adapterBackward(.key, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: keyOutputGradient, input: s.attentionNorm,
+                        inputSize: c, outputSize: k)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
                             outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
+        adapterBackward(.value, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.valueGradient, input: s.attentionNorm,
+                        inputSize: c, outputSize: k)
         let attentionNormGradient = reduceNormGradient()  // q/k/v_proj are column-parallel
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: attentionNormGradient,
                              rstd: s.attentionRstd, input: x, weight: w.inputNorm,
                              rowCount: m, hiddenSize: c, threads: threads)
+        }
+    }
+
+    /// A LoRA adapter's backward on `projection` (nothing without one): its gradient into the
+    /// projection's input gradient, and A's and B's gradients where they train.
+    private func adapterBackward(_ projection: Projection, _ layer: Int, _ w: LayerWeights, _ gradients: LayerAdapters?,
+                                 inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                                 input: UnsafePointer<Float>, inputSize: Int, outputSize: Int) {
+        guard let adapters = w.adapters, let adapter = adapters.adapter(projection), let lora,
+              let slot = lora.targets.firstIndex(of: projection) else { return }
+        let g: (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?) = gradients?.gradients(projection) ?? (nil, nil)
+        timed(.matmul, .backward) {
+            LowRankAdapter.backward(inputGradient: inputGradient, aGradient: g.a, bGradient: g.b,
+                                    intermediateGradient: activations.adapterGradient, outputGradient: outputGradient,
+                                    intermediate: activations.layer(layer).adapterIntermediate + slot * tokenCount * lora.rank,
+                                    input: input, a: adapter.a, b: adapter.b, scaling: adapters.scaling,
+                                    rowCount: tokenCount, inputSize: inputSize, outputSize: outputSize, rank: lora.rank,
+                                    threads: threads)
         }
     }
 

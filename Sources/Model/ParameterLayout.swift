@@ -9,12 +9,21 @@ public enum ModelBlock: Hashable, Sendable, CustomStringConvertible {
     case layer(Int)
     /// `model.norm.weight` and (when untied) `lm_head.weight`, or `score.weight` (a scalar head).
     case head
+    /// Decoder layer `i`'s LoRA adapters (`LoRAConfig`), after the layer's block.
+    case adapter(Int)
+
+    /// Whether this is a layer's adapter block.
+    public var isAdapter: Bool {
+        if case .adapter = self { return true }
+        return false
+    }
 
     public var description: String {
         switch self {
         case .embedding: "embedding"
         case .layer(let index): "layer \(index)"
         case .head: "head"
+        case .adapter(let index): "adapters of layer \(index)"
         }
     }
 }
@@ -90,20 +99,22 @@ public struct ParameterLayout: Sendable {
     /// A part with the head of a tied model (`tie_word_embeddings`) holds the embedding table
     /// too, as its output projection: on a pipeline's last stage that is a copy of the first
     /// stage's table, kept equal by summing the two gradients (Megatron's embedding group).
-    public init(config: LlamaConfig, part: ModelPart? = nil) {
+    /// With `lora`, each layer's block is followed by its adapters' block.
+    public init(config: LlamaConfig, part: ModelPart? = nil, lora: LoRAConfig? = nil) {
         let part = part ?? .whole(config)
         self.init(config: config, layers: Array(part.layers), hasEmbedding: part.hasEmbedding || part.hasTiedHead(config),
-                  hasHead: part.hasHead)
+                  hasHead: part.hasHead, lora: lora)
     }
 
     /// The layout of the parts one rank holds (an interleaved pipeline stage's chunks), blocks in
     /// model order.
-    public init(config: LlamaConfig, parts: [ModelPart]) {
+    public init(config: LlamaConfig, parts: [ModelPart], lora: LoRAConfig? = nil) {
         self.init(config: config, layers: parts.flatMap { Array($0.layers) }.sorted(),
-                  hasEmbedding: parts.contains { $0.hasEmbedding || $0.hasTiedHead(config) }, hasHead: parts.contains { $0.hasHead })
+                  hasEmbedding: parts.contains { $0.hasEmbedding || $0.hasTiedHead(config) }, hasHead: parts.contains { $0.hasHead },
+                  lora: lora)
     }
 
-    private init(config: LlamaConfig, layers: [Int], hasEmbedding: Bool, hasHead: Bool) {
+    private init(config: LlamaConfig, layers: [Int], hasEmbedding: Bool, hasHead: Bool, lora: LoRAConfig?) {
         let hidden = config.hiddenSize
         var entries: [Entry] = []
         var ranges: [ModelBlock: Range<Int>] = [:]
@@ -120,8 +131,12 @@ public struct ParameterLayout: Sendable {
         }
         if hasEmbedding { add(.embedding, [("model.embed_tokens.weight", [config.vocabSize, hidden], .embedding)]) }
         let layer = DecoderLayer(config: config)
+        let adapters = lora?.tensors(config) ?? []
         for index in layers {
             add(.layer(index), layer.tensors.map { ("model.layers.\(index).\($0.suffix)", $0.shape, $0.role) })
+            if !adapters.isEmpty {
+                add(.adapter(index), adapters.map { ("model.layers.\(index).\($0.suffix)", $0.shape, $0.role) })
+            }
         }
         if hasHead {
             var head: [(String, [Int], TensorRole)] = [("model.norm.weight", [hidden], .finalNorm)]

@@ -11,6 +11,9 @@ import Model
 ///                                      head is replicated on tp / num_key_value_heads ranks
 ///     gate_proj, up_proj       rows    intermediate_size / tp
 ///     q/k/v_proj.bias          rows    as their projections (qwen2)
+///     lora_A, lora_B           with their projection: B's rows of a column-parallel one, A's
+///                              columns of a row-parallel one; the other replicated, its
+///                              gradient summed over the group
 ///     o_proj, down_proj        columns the same heads / MLP slice (row-parallel: partial sums)
 ///     score (a scalar head)    whole   replicated: every rank scores the gathered final norm
 ///     norms                    whole   replicated (q_norm / k_norm of qwen3 too: one [head_dim]
@@ -45,7 +48,7 @@ public struct TensorParallelLayout: Sendable {
     /// - Parameters:
     ///   - parts: what this rank's pipeline stage holds (the whole model by default).
     /// - Precondition: `ModelSplit.validate` accepted the config for this degree.
-    public init(config: LlamaConfig, degree: Int, rank: Int, parts: [ModelPart]? = nil) {
+    public init(config: LlamaConfig, degree: Int, rank: Int, parts: [ModelPart]? = nil, lora: LoRAConfig? = nil) {
         precondition(degree >= 1 && (0..<degree).contains(rank))
         let heads = config.numAttentionHeads / degree
         let kvHeads = config.numKeyValueHeads
@@ -63,9 +66,21 @@ public struct TensorParallelLayout: Sendable {
         local.vocabSize = vocabularyRange.count
 
         let d = config.headDim
-        let localLayout = ParameterLayout(config: local, parts: parts ?? [.whole(config)])
+        let localLayout = ParameterLayout(config: local, parts: parts ?? [.whole(config)], lora: lora)
+        /// Where a projection's rows (column-parallel) or columns (row-parallel) start on this rank.
+        func start(_ projection: Projection) -> Int {
+            switch projection {
+            case .query, .output: rank * heads * d
+            case .key, .value: kvHeadStart * d
+            case .gate, .up, .down: rank * intermediate
+            }
+        }
         splits = localLayout.entries.map { entry in
             switch entry.role {
+            // A LoRA adapter is split with its projection: a column-parallel one's B by rows (its
+            // outputs), a row-parallel one's A by columns (its inputs); the other is replicated.
+            case .loraA(let projection): projection.isRowParallel ? .columns(start: start(projection)) : .replicated
+            case .loraB(let projection): projection.isRowParallel ? .replicated : .rows(start: start(projection))
             case .inputNorm, .postAttentionNorm, .finalNorm, .queryNorm, .keyNorm, .score: .replicated
             case .embedding, .languageModelHead: .rows(start: vocabularyRange.lowerBound)
             case .query, .queryBias: .rows(start: rank * heads * d)
@@ -79,7 +94,7 @@ public struct TensorParallelLayout: Sendable {
         self.rank = rank
         self.globalConfig = config
         self.localConfig = local
-        self.globalLayout = ParameterLayout(config: config)
+        self.globalLayout = ParameterLayout(config: config, lora: lora)
         self.localLayout = localLayout
         self.vocabularyRange = vocabularyRange
         self.keyValueReplicas = replicas
@@ -98,7 +113,7 @@ public struct TensorParallelLayout: Sendable {
     public func isReplicatedKeyValue(_ index: Int) -> Bool {
         guard keyValueReplicas > 1 else { return false }
         switch localLayout.entries[index].role {
-        case .key, .value, .keyBias, .valueBias: return true
+        case .key, .value, .keyBias, .valueBias, .loraB(.key), .loraB(.value): return true
         default: return false
         }
     }
@@ -112,6 +127,9 @@ public struct TensorParallelLayout: Sendable {
         if isReplicatedKeyValue(index) { return .keyValueReplicas }
         switch localLayout.entries[index].role {
         case .queryNorm, .keyNorm: return degree > 1 ? .tensorGroup : nil
+        // The replicated half of a LoRA adapter sees only this rank's share of its projection.
+        case .loraA(let projection) where !projection.isRowParallel: return degree > 1 ? .tensorGroup : nil
+        case .loraB(let projection) where projection.isRowParallel: return degree > 1 ? .tensorGroup : nil
         case .inputNorm, .postAttentionNorm, .finalNorm: return sequenceParallel && degree > 1 ? .tensorGroup : nil
         default: return nil
         }

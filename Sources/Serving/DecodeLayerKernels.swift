@@ -26,7 +26,9 @@ struct DecodeLayerKernels: DecoderLayerKernels {
     }
 
     func project(_ sublayer: DecoderSublayer,
-                 _ projections: [(weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)]) {
+                 _ projections: [(projection: Projection, weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)],
+                 adapters: LayerAdapters?) {
+        precondition(adapters == nil, "the engine serves merged weights; LoRA adapters are merged before serving")
         // The projections are adjacent in the layer block (checked at init): one product each.
         let (output, width) = sublayer == .attention
             ? (model.qkv.pointer, queryWidth + 2 * keyValueWidth) : (model.gateUp.pointer, 2 * config.intermediateSize)
@@ -77,8 +79,8 @@ struct DecodeLayerKernels: DecoderLayerKernels {
         }
     }
 
-    func projectIntoStream(_ sublayer: DecoderSublayer, weight: UnsafeMutablePointer<Float>) {
-        let (input, width) = sublayer == .attention
+    func projectIntoStream(_ projection: Projection, weight: UnsafeMutablePointer<Float>, adapters: LayerAdapters?) {
+        let (input, width) = projection == .output
             ? (model.attention.pointer, queryWidth) : (model.activation.pointer, config.intermediateSize)
         let c = config.hiddenSize
         let projection = model.projection.pointer

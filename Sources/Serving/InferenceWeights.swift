@@ -60,7 +60,8 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
     }
 
     /// The model in a checkpoint step directory: `model_config.json` (Hugging Face config.json
-    /// format) gives the shape, and every tensor of the layout is read by its HF name.
+    /// format) gives the shape, and every tensor of the layout is read by its HF name; a LoRA
+    /// run's adapters are merged in (`mergeAdapters`).
     ///
     /// With `tensorParallel` (degree, rank), only this rank's slices are read: one run per
     /// tensor for row splits, one per row for the column splits of o_proj and down_proj.
@@ -118,6 +119,7 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
                 throw ServingError(.checkpoint, "\(error)")
             }
         }
+        try weights.mergeAdapters(from: reader, stepDirectory: stepDirectory)
         return weights
     }
 

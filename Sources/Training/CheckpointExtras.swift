@@ -10,11 +10,14 @@ import Model
 /// - `run_config.json`: the resolved run config.
 /// - `tokenizer_identity.json`: the training data's tokenizer (from the shards' manifest).
 /// - `tokenizer.json`: a copy of the tokenizer definition, when one is known.
+/// - `adapter_config.json`: with LoRA, the adapters' settings in PEFT's form, so serving can
+///   merge them and PEFT can read them.
 public struct CheckpointExtras: Sendable {
     public static let modelConfigName = "model_config.json"
     public static let runConfigName = "run_config.json"
     public static let tokenizerIdentityName = "tokenizer_identity.json"
     public static let tokenizerName = "tokenizer.json"
+    public static let adapterConfigName = "adapter_config.json"
 
     public var files: [String: Data]
 
@@ -31,11 +34,24 @@ public struct CheckpointExtras: Sendable {
         files = [Self.modelConfigName: try HuggingFaceConfig.encode(model),
                  Self.runConfigName: try encoder.encode(config)]
         if let tokenizer { files[Self.tokenizerIdentityName] = try encoder.encode(tokenizer) }
+        if let lora = config.lora { files[Self.adapterConfigName] = try Self.adapterConfig(lora) }
         if let tokenizerFile {
             guard let data = FileManager.default.contents(atPath: tokenizerFile) else {
                 throw CheckpointError(.missingFile, "cannot read the tokenizer file \(tokenizerFile) to save with the checkpoint")
             }
             files[Self.tokenizerName] = data
         }
+    }
+
+    /// PEFT's `adapter_config.json` for `lora` (the keys PEFT's `LoraConfig` needs; MeshLM's
+    /// adapters have no dropout at inference, no biases and no other saved modules).
+    public static func adapterConfig(_ lora: LoRAConfig) throws -> Data {
+        let object: [String: Any] = [
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.alpha,
+            "target_modules": lora.targets.map(\.moduleName), "use_rslora": lora.rankStabilized, "lora_dropout": 0.0,
+            "bias": "none", "fan_in_fan_out": false, "use_dora": false, "modules_to_save": NSNull(),
+            "base_model_name_or_path": NSNull(), "inference_mode": true,
+        ]
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }
 }

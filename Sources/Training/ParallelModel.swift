@@ -67,12 +67,17 @@ public final class ParallelModel {
     ///   - trainable: false for a forward-only model — activations sized for inference, no
     ///     gradient or optimizer memory.
     ///   - frozen: names of tensors that do not train (`PretrainConfig.frozenTensors`).
+    ///   - lora: LoRA adapters on the projections; every tensor of the base is then frozen too.
     ///   - seed: the initialization's seed.
     public init(config: LlamaConfig, shape: Shape, parallel: ParallelSection, mesh: DeviceMesh, threads: KernelThreads,
-                trainable: Bool = true, frozen: Set<String> = [], seed: UInt64) throws {
+                trainable: Bool = true, frozen: Set<String> = [], lora: LoRAConfig? = nil, seed: UInt64) throws {
         let parts = ModelSplit.parts(config, sequenceLength: shape.sequenceLength, stage: mesh.pipeline.rank,
                                      stageCount: mesh.pipeline.size, chunkCount: parallel.virtualStages)
-        let tensorLayout = TensorParallelLayout(config: config, degree: mesh.tensor.size, rank: mesh.tensor.rank, parts: parts)
+        let tensorLayout = TensorParallelLayout(config: config, degree: mesh.tensor.size, rank: mesh.tensor.rank, parts: parts,
+                                                lora: lora)
+        // LoRA trains the adapters only: the base blocks are frozen whole (no gradients, moments
+        // or reductions).
+        let frozen = lora == nil ? frozen : frozen.union(tensorLayout.globalLayout.entries.filter { !$0.block.isAdapter }.map(\.name))
         pipelineCommunicator = mesh.pipeline
         self.tensorLayout = tensorLayout
         let regions: any TensorParallelRegions = tensorLayout.degree > 1
@@ -81,7 +86,7 @@ public final class ParallelModel {
         func makeModel(_ part: ModelPart) -> LlamaModel {
             LlamaModel(config: tensorLayout.localConfig, microBatchSize: shape.microBatchSize, sequenceLength: shape.sequenceLength,
                        recompute: shape.recompute && trainable, documentMasking: shape.documentMasking, forwardOnly: !trainable,
-                       frozen: frozen, threads: threads, regions: regions, part: part)
+                       frozen: frozen, lora: lora, threads: threads, regions: regions, part: part)
         }
         if mesh.pipeline.size > 1 {
             let runner = PipelineRunner(pipeline: mesh.pipeline, parts: parts, microBatchCount: shape.microBatchCount,

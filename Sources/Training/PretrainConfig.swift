@@ -13,8 +13,10 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
     public var data: DataSection
     public var parallel: ParallelSection
     public var checkpoint: CheckpointSection
+    /// LoRA adapters on the layers' projections (PEFT's names); the base is then frozen.
+    public var lora: LoRAConfig?
 
-    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint }
+    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint, lora }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -25,6 +27,7 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         data = try c.decode(DataSection.self, forKey: .data)
         parallel = try c.decode(.parallel, default: ParallelSection())
         checkpoint = try c.decode(.checkpoint, default: CheckpointSection())
+        lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
     }
 
     public func validate() throws(ConfigError) {
@@ -33,6 +36,9 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         try optimizer.validate()
         try parallel.validate()
         try checkpoint.validate()
+        if let lora {
+            do { try lora.validate() } catch { throw ConfigError(key: "lora." + error.key, message: error.message) }
+        }
         guard model.numLocalExperts == 0 else {
             throw .invalid("model.num_local_experts", model.numLocalExperts, "mixture of experts is not implemented yet; use 0")
         }

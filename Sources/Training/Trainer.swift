@@ -81,7 +81,7 @@ public final class Trainer {
                                         microBatchCount: train.globalBatchSize / (train.microBatchSize * mesh.dataContext.size),
                                         recompute: train.recompute, documentMasking: train.documentMasking)
         parallelModel = try ParallelModel(config: config.model, shape: shape, parallel: config.parallel, mesh: mesh, threads: threads,
-                                          frozen: try config.frozenTensors(), seed: UInt64(train.seed))
+                                          frozen: try config.frozenTensors(), lora: config.lora, seed: UInt64(train.seed))
         schedule = config.optimizer.schedule(totalSteps: train.steps)
     }
 

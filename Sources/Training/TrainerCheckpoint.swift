@@ -153,7 +153,8 @@ extension ParallelModel {
     /// Loads the parameters (only) of the checkpoint at `path` (a step directory or a
     /// checkpoints directory's newest), whatever mesh saved it; `option` names where the path
     /// came from in errors. A scalar head (`score.weight`) the checkpoint lacks — a reward or
-    /// value model started from a language model — keeps its initialization, and the log says so.
+    /// value model started from a language model — and LoRA adapters it lacks (fine-tuning a base
+    /// model) keep their initialization, and the log says so.
     public func loadParameters(from path: String, option: String, log: Log) throws {
         let reader: CheckpointReader
         if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
@@ -168,7 +169,7 @@ extension ParallelModel {
         var initialized: Set<String> = []
         for local in layout.entries {
             guard let entry = tensorLayout.globalLayout.entry(named: local.name) else { continue }
-            if entry.role == .score && !saved.contains(entry.name) {
+            if (entry.role == .score || entry.block.isAdapter) && !saved.contains(entry.name) {
                 initialized.insert(entry.name)
                 continue
             }
@@ -178,7 +179,9 @@ extension ParallelModel {
             }
         }
         if !initialized.isEmpty {
-            log.info("\(option) \(reader.stepDirectory) has no \(initialized.sorted().joined(separator: ", ")) (a language model's checkpoint): the scalar head starts from its initialization")
+            let what = initialized.count > 3 ? "\(initialized.count) tensors (\(initialized.sorted().prefix(2).joined(separator: ", ")), …)"
+                : initialized.sorted().joined(separator: ", ")
+            log.info("\(option) \(reader.stepDirectory) has no \(what): they start from their initialization (a new scalar head or new LoRA adapters)")
         }
         try load(reader, kinds: [.parameters], skipping: initialized)
     }

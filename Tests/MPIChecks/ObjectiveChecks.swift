@@ -5,14 +5,16 @@ import Runtime
 import Tensors
 import Training
 
-/// `mpi-checks objective OBJECTIVE PP TP ZERO [sp] [freeze] [qwen2|qwen3]`: trains a small model for 6 steps towards
+/// `mpi-checks objective OBJECTIVE PP TP ZERO [sp] [freeze] [lora] [qwen2|qwen3]`: trains a small model for 6 steps towards
 /// `OBJECTIVE` (`next-token`, `masked-tokens`, `masked-sequences`, `masked-ones`, or `score`: a
 /// model with a scalar head regressing `ScoreRegressionObjective`'s targets) on synthetic
 /// data on the mesh the degrees give (dp = the rest), and prints `loss STEP VALUE` (and the
 /// objective's metrics) from rank 0. Every sample is a function of its global index alone, so
 /// every layout trains on the same global batches: tests compare the lines across layouts.
 /// With `freeze`, the embedding, layer 0 and layer 1's MLP are frozen, and the check fails
-/// unless every frozen tensor ends bitwise at its initial value and the others moved. With
+/// unless every frozen tensor ends bitwise at its initial value and the others moved; `lora`
+/// adds LoRA adapters (r 4, alpha 8, every projection, B started non-zero so every adapter
+/// trains from the first step) and checks the same of the base. With
 /// `qwen2` or `qwen3` the model has that family's layer (qwen3 with head_dim 12 ≠ 32 / 4).
 func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) throws {
     guard arguments.count >= 5, let pp = Int(arguments[2]), let tp = Int(arguments[3]), let zero = Int(arguments[4]) else {
@@ -20,6 +22,7 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     }
     let sequenceParallel = arguments.dropFirst(5).contains("sp")
     let freeze = arguments.dropFirst(5).contains("freeze")
+    let lora = arguments.dropFirst(5).contains("lora")
     let modelType = arguments.dropFirst(5).first { $0.hasPrefix("qwen") } ?? "llama"
     let objective: any TrainingObjective
     switch arguments[1] {
@@ -37,6 +40,7 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
         optimizer: {lr: 0.01, warmup_steps: 0, schedule: constant}
         data: {train: synthetic}
         parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero), sequence_parallel: \(sequenceParallel)}
+        \(lora ? "lora: {r: 4, lora_alpha: 8, target_modules: [all-linear]}" : "")
         """
     let config = try world.collectively { try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "objective check") }
     let dims = try world.collectively {
@@ -44,6 +48,7 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     }
     let mesh = try world.collectively { try DeviceMesh(world: world, dims: dims) }
     let trainer = try world.collectively { try Trainer(config: config, objective: objective, mesh: mesh, threads: .single, log: log) }
+    if lora { startAdaptersNonZero(trainer) }
     let weighted = arguments[1] != "masked-ones"
     let source = SyntheticBatches(config: config, dataParallelDegree: mesh.dataContext.size, rank: mesh.dataContext.rank,
                                   weighted: weighted)
@@ -54,15 +59,16 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     }
     let evalLoss = try trainer.evaluate(source.microBatches(step: 1000))
     log.info("eval \(evalLoss)")
-    if freeze { try checkFrozen(trainer, config: config, mesh: mesh, world: world, log: log) }
+    if freeze || lora { try checkFrozen(trainer, config: config, mesh: mesh, world: world, log: log) }
 }
 
 /// Every frozen tensor this rank holds is bitwise its initial value; some trained tensor moved.
 func checkFrozen(_ trainer: Trainer, config: PretrainConfig, mesh: DeviceMesh, world: Communicator, log: Log) throws {
-    let frozen = try config.frozenTensors()
+    let frozen = try config.frozenTensors().union(trainer.parallelModel.frozenTensors)
     let initial = try ParallelModel(config: config.model, shape: ParallelModel.Shape(microBatchSize: 2, sequenceLength: 16, microBatchCount: 1),
-                                    parallel: config.parallel, mesh: mesh, threads: .single, trainable: false,
+                                    parallel: config.parallel, mesh: mesh, threads: .single, trainable: false, lora: config.lora,
                                     seed: UInt64(config.train.seed))
+    if config.lora != nil { startAdaptersNonZero(initial) }
     let before = Dictionary(uniqueKeysWithValues: initial.parameters.ownedSlices(.parameters).map { ($0.name, $0) })
     var unchanged = 0, moved = 0
     for slice in trainer.parameters.ownedSlices(.parameters) {
@@ -83,15 +89,32 @@ func checkFrozen(_ trainer: Trainer, config: PretrainConfig, mesh: DeviceMesh, w
     // Blocks frozen whole (the embedding, layer 0) hold no gradients and no moments.
     var unfrozen = config
     unfrozen.train.freeze = []
+    unfrozen.lora = nil
     let full = try world.collectively { try Trainer(config: unfrozen, mesh: mesh, threads: .single, log: log) }
     let (got, all) = (trainer.parameters.residentBytes, full.parameters.residentBytes)
     let frozenBlock = trainer.layout.blocks.contains { !trainer.layout.trains($0) }
     if frozenBlock {
-        guard got.gradients < all.gradients, got.optimizerState < all.optimizerState, got.parameters == all.parameters else {
+        // LoRA holds its adapters besides the base, which holds no state.
+        let parametersHeld = config.lora == nil ? got.parameters == all.parameters : got.parameters > all.parameters
+        guard got.gradients < all.gradients, got.optimizerState < all.optimizerState, parametersHeld else {
             throw JobError("rank \(world.rank): frozen blocks still hold state: \(got) against \(all) unfrozen")
         }
     }
     log.info("frozen tensors unchanged (\(frozenSlices) slices); \(movedSlices) trained slices moved")
+}
+
+/// Sets every LoRA B this rank holds to a small value that depends on the global element only
+/// (B starts at zero, which would leave A without a gradient at the first step).
+func startAdaptersNonZero(_ trainer: Trainer) { startAdaptersNonZero(trainer.parallelModel) }
+
+func startAdaptersNonZero(_ model: ParallelModel) {
+    for slice in model.parameters.neededSlices(.parameters) where slice.name.hasSuffix("lora_B.weight") {
+        for run in model.tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements) {
+            for (offset, element) in run.global.enumerated() {
+                slice.pointer[run.localStart - slice.elements.lowerBound + offset] = Float((element * 7 + slice.name.utf8.count) % 13) * 0.01 - 0.06
+            }
+        }
+    }
 }
 
 /// Micro-batches whose samples depend only on their global index: two documents packed in a

@@ -53,6 +53,23 @@ import Testing
         }
     }
 
+    /// LoRA adapters on every projection (each split with its projection under tensor
+    /// parallelism, the replicated half's gradient summed over the group; in their own blocks
+    /// under ZeRO and pipelines) train as on one rank, and the frozen base stays bitwise as it
+    /// was while holding no gradients or optimizer state (`mpi-checks` fails otherwise).
+    @Test(arguments: ["llama", "qwen3"])
+    func loraTrainsAsOneRankOnEveryLayout(modelType: String) throws {
+        let reference = try train(1, ["masked-tokens", "1", "1", "0", "lora", modelType])
+        #expect(reference.losses.count == 6)
+        #expect(reference.losses[5][0] < reference.losses[0][0] - 0.05, "the run learns: \(reference.losses.map { $0[0] })")
+        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "1"]), (2, ["1", "2", "0", "sp"]), (4, ["1", "4", "2"]), (4, ["2", "2", "0"])] {
+            let got = try train(ranks, ["masked-tokens"] + layout + ["lora", modelType])
+            let difference = maxRelativeDifference(got.losses, reference.losses)
+            print("LoRA \(modelType) np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
+            #expect(got.losses.count == 6 && difference <= 1e-6, "LoRA \(modelType) np \(ranks) \(layout)")
+        }
+    }
+
     /// A scalar (score) head — replicated under tensor parallelism, on the last pipeline stage —
     /// trains as on one rank: its weight gradient on every tensor rank, its input gradient added
     /// once to the final norm's (summed over the group).

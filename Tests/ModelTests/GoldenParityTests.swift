@@ -22,7 +22,8 @@ import Testing
 
         /// `group` of `llama_golden.h5`, or of `qwen_golden.h5` for the groups `qwen2` and `qwen3`.
         init(_ group: String) throws {
-            let (name, script) = group.hasPrefix("qwen") ? ("qwen_golden", "make_qwen_fixture.py") : ("llama_golden", "make_llama_fixture.py")
+            let (name, script) = group.hasPrefix("qwen") ? ("qwen_golden", "make_qwen_fixture.py")
+                : group.hasSuffix("lora") ? ("lora_golden", "make_lora_fixture.py") : ("llama_golden", "make_llama_fixture.py")
             let path = try #require(Bundle.module.path(forResource: name, ofType: "h5", inDirectory: "Fixtures"),
                                     "Fixtures/\(name).h5 is missing: run tools/golden/\(script)")
             file = try HDF5File.open(path)
@@ -65,6 +66,46 @@ import Testing
         let fixture = try Fixture(variant)
         #expect(fixture.config.modelType.rawValue == variant)
         try checkForwardAndBackward(fixture, documentMasking: false, prefix: "")
+    }
+
+    /// PEFT's LoRA (every projection, r 4, alpha 8) and rsLoRA (q, v, down; r 8, alpha 16:
+    /// scaling 16/√8) on the Llama fixture's model: logits, loss and every adapter's gradient,
+    /// the base frozen (its weight-gradient products skipped, no gradients held).
+    @Test(arguments: ["lora", "rslora"])
+    func loraMatchesPEFT(variant: String) throws {
+        let fixture = try Fixture(variant)
+        let json = try fixture.file.read(UInt8.self, dataset: variant + "/lora_config_json")
+        let settings = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
+        let modules = try #require(settings["target_modules"] as? [String])
+        let lora = LoRAConfig(rank: try #require(settings["r"] as? Int), alpha: try #require(settings["lora_alpha"] as? Double),
+                              targets: try #require(LoRAConfig.projections(named: modules)),
+                              rankStabilized: try #require(settings["use_rslora"] as? Bool))
+        #expect(lora.scaling == Float(try #require(settings["scaling"] as? Double)))
+        let layout = ParameterLayout(config: fixture.config, lora: lora)
+        let frozen = Set(layout.entries.filter { !$0.block.isAdapter }.map(\.name))
+        let parameters = ArenaParameters(layout: layout.freezing(frozen))
+        for entry in layout.entries {
+            let values = try fixture.floats("weights/" + entry.name)
+            #expect(values.count == entry.count, "\(entry.name)")
+            (parameters.parameters.pointer + entry.offset).update(from: values, count: entry.count)
+        }
+        let model = LlamaModel(config: fixture.config, microBatchSize: fixture.batchSize, sequenceLength: fixture.sequenceLength,
+                               frozen: frozen, lora: lora)
+        let logits = model.logits(tokens: fixture.tokens, positions: fixture.positions, parameters: parameters)
+        let logitsDifference = maxRelativeDifference(logits, try fixture.floats("logits"))
+        let total = model.forward(tokens: fixture.tokens, targets: fixture.targets, positions: fixture.positions, parameters: parameters)
+        let expectedLoss = try fixture.doubles("loss")[0]
+        model.backward(lossScale: 1 / Float(total.targetCount), parameters: parameters)
+        var worst = (name: "", difference: 0.0)
+        for entry in parameters.layout.entries where entry.trainable {
+            let difference = maxRelativeDifference(parameters.gradientValues(of: entry), try fixture.floats("grad/" + entry.name))
+            if difference > worst.difference { worst = (entry.name, difference) }
+        }
+        print("golden \(variant): logits max rel diff \(logitsDifference), loss \(total.mean) vs \(expectedLoss), adapter gradients max rel diff \(worst.difference) (\(worst.name))")
+        #expect(logitsDifference <= 1e-5)
+        #expect(abs(total.mean - expectedLoss) / expectedLoss <= 1e-6)
+        #expect(worst.difference <= 1e-4, "\(worst.name)")
+        #expect(parameters.layout.entries.filter(\.trainable).count == 2 * lora.targets.count * fixture.config.numHiddenLayers)
     }
 
     /// transformers masks attention per document when positions restart and no attention mask

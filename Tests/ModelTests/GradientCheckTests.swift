@@ -50,17 +50,38 @@ import Testing
         }
     }
 
+    /// LoRA adapters (A and B random, so both have gradients) on every projection of a Qwen2
+    /// model, the base frozen; with rsLoRA scaling (alpha 2√3, so both cases scale by 2: at the
+    /// test's random magnitudes a larger scaling makes the loss so curved that differences at
+    /// this step are no reference — the golden test checks rsLoRA at PEFT's own 5.66).
+    @Test(arguments: [false, true])
+    func loraGradientsMatchFiniteDifferences(rankStabilized: Bool) {
+        let config = tinyConfig(modelType: .qwen2)
+        let lora = LoRAConfig(rank: 3, alpha: rankStabilized ? 3.4641016 : 6, rankStabilized: rankStabilized)
+        var generator = SplitMix64(seed: 26)
+        let weights: [Float] = (0..<14).map { index in index % 5 == 2 ? 0 : Float(generator.next() % 2001) / 1000 - 1 }
+        check(config, lora: lora, documentMasking: true, label: "LoRA r 3\(rankStabilized ? ", rsLoRA" : "")") { model, parameters in
+            for index in weights.indices { model.logProbabilityGradient[index] = weights[index] }
+            model.backward(parameters: parameters)
+        } loss: { model in
+            zip(model.tokenLogProbabilities, weights).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+    }
+
     /// Runs forward, `backward` (which seeds the head's gradient and runs the model's backward),
     /// then compares each tensor's gradient at a few elements with central differences of
     /// `loss` (read after a forward).
-    func check(_ config: LlamaConfig, documentMasking: Bool, label: String,
+    func check(_ config: LlamaConfig, lora: LoRAConfig? = nil, documentMasking: Bool, label: String,
                backward: (LlamaModel, ArenaParameters) -> Void, loss: (LlamaModel) -> Double) {
         let (batchSize, sequenceLength) = (2, 7)
-        let parameters = randomParameters(ParameterLayout(config: config), seed: 21)
+        // With adapters, the base is frozen (as LoRA trains) and only A and B are checked.
+        let layout = ParameterLayout(config: config, lora: lora)
+        let frozen = lora == nil ? [] : Set(layout.entries.filter { !$0.block.isAdapter }.map(\.name))
+        let parameters = randomParameters(layout.freezing(frozen), seed: 21)
         var batch = Batch(batchSize: batchSize, sequenceLength: sequenceLength, vocabularySize: config.vocabSize, seed: 22)
         batch.positions[sequenceLength + 3..<2 * sequenceLength] = [0, 1, 2, 3]
         let model = LlamaModel(config: config, microBatchSize: batchSize, sequenceLength: sequenceLength,
-                               documentMasking: documentMasking)
+                               documentMasking: documentMasking, frozen: frozen, lora: lora)
         model.forward(tokens: batch.tokens, targets: batch.targets, positions: batch.positions, parameters: parameters)
         backward(model, parameters)
         func lossSum() -> Double {
@@ -75,7 +96,7 @@ import Testing
         // their gradient; every tensor's error fell at 2e-2 (rounding, not truncation, dominates).
         let step: Float = 2e-2
         var worst = (name: "", difference: 0.0)
-        for entry in parameters.layout.entries {
+        for entry in parameters.layout.entries where entry.trainable {
             let analytic = parameters.gradientValues(of: entry)
             var generator = SplitMix64(seed: 23, stream: UInt64(entry.offset))
             // Four elements per tensor, and the largest gradient so each check measures something.

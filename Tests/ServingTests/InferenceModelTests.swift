@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import Model
 import Serving
@@ -137,6 +138,73 @@ import Testing
                     #expect(abs(Double(output[row * outputSize + column]) - sum) <= 1e-4 * max(1, abs(sum)))
                 }
             }
+        }
+    }
+}
+
+/// A LoRA run's checkpoint (base, adapters and `adapter_config.json`) is served with its
+/// adapters merged: the engine's logits equal the training model's unmerged forward with the
+/// adapters; without `adapter_config.json` it is refused rather than served as the base.
+@Suite struct LoRAServingTests {
+    init() { useSingleThreadedBLAS() }
+
+    @Test func engineServesTheMergedAdapters() throws {
+        let config = servingConfig(modelType: .qwen2)
+        let lora = LoRAConfig(rank: 4, alpha: 8, targets: [.query, .value, .output, .down])
+        let base = servingWeights(config)
+        let layout = ParameterLayout(config: config, lora: lora)
+        let trained = ArenaParameters(layout: layout)
+        var generator = SplitMix64(seed: 17)
+        for entry in layout.entries {
+            let destination = trained.parameters.pointer + entry.offset
+            if let source = base.layout.entry(named: entry.name) {
+                destination.update(from: base.parameters.pointer + source.offset, count: entry.count)
+            } else {
+                for index in 0..<entry.count { destination[index] = 0.2 * generator.nextNormal() }
+            }
+        }
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let adapterConfig = try JSONSerialization.data(withJSONObject: [
+            "peft_type": "LORA", "r": 4, "lora_alpha": 8.0, "target_modules": ["q_proj", "v_proj", "o_proj", "down_proj"],
+            "use_rslora": false,
+        ])
+        let declared = Dictionary(uniqueKeysWithValues: layout.entries.map { ($0.name, $0.shape) })
+        func write(adapterConfig: Data?) throws -> String {
+            var extras = ["model_config.json": try JSONEncoder().encode(config)]
+            extras["adapter_config.json"] = adapterConfig
+            return try CheckpointWriter.writeOffline(directory: directory + (adapterConfig == nil ? "/bare" : "/run"), step: 1, ranks: 1,
+                                                     declared: declared, metadata: Data("{}".utf8), extraFiles: extras) { _ in
+                layout.entries.map { entry in
+                    CheckpointSliceValues(name: entry.name, shape: entry.shape, elements: 0..<entry.count,
+                                          values: Array(UnsafeBufferPointer(start: trained.parameters.pointer + entry.offset, count: entry.count)))
+                }
+            }
+        }
+        let served = try InferenceWeights.load(checkpoint: try write(adapterConfig: adapterConfig))
+        let tokens = randomTokens(9, vocabulary: config.vocabSize, seed: 5)
+        let training = LlamaModel(config: config, microBatchSize: 1, sequenceLength: tokens.count, lora: lora)
+        let expected = training.logits(tokens: tokens, positions: (0..<Int32(tokens.count)).map { $0 }, parameters: trained)
+        let baseLogits = referenceLogits(base, tokens)
+        let model = InferenceModel(weights: served, maximumRows: 16)
+        let cache = KVBlockPool(blockCount: 4, blockSize: 4, layerCount: config.numHiddenLayers,
+                                slotWidth: config.numKeyValueHeads * config.headDim)
+        var batch = ForwardBatch()
+        batch.blockTables = [[0, 1, 2]]
+        for position in tokens.indices {
+            batch.tokens.append(tokens[position])
+            batch.positions.append(Int32(position))
+            batch.sequenceIndices.append(0)
+            batch.logitRows.append(position)
+        }
+        let logits = Array(model.forward(batch, cache: cache))
+        let difference = relativeDifference(logits[...], expected[...])
+        print("LoRA served merged: engine vs training forward with adapters, max relative difference \(difference)")
+        #expect(difference <= 1e-5)
+        #expect(relativeDifference(baseLogits[...], expected[...]) > 1e-2, "the adapters change the model")
+
+        #expect { _ = try InferenceWeights.load(checkpoint: try write(adapterConfig: nil)) } throws: {
+            "\($0)".contains("holds LoRA adapters") && "\($0)".contains("no adapter_config.json")
         }
     }
 }

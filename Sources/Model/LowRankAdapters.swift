@@ -1,0 +1,182 @@
+import Runtime
+
+/// The seven linear projections of a decoder layer, which LoRA adapters attach to.
+public enum Projection: String, Sendable, Hashable, CaseIterable {
+    case query, key, value, output, gate, up, down
+
+    /// The Hugging Face / PEFT module name (`q_proj` …), as `target_modules` lists it.
+    public var moduleName: String {
+        switch self {
+        case .query: "q_proj"
+        case .key: "k_proj"
+        case .value: "v_proj"
+        case .output: "o_proj"
+        case .gate: "gate_proj"
+        case .up: "up_proj"
+        case .down: "down_proj"
+        }
+    }
+
+    /// The path of its weight inside a layer (`self_attn.q_proj`).
+    public var path: String {
+        switch self {
+        case .query, .key, .value, .output: "self_attn." + moduleName
+        case .gate, .up, .down: "mlp." + moduleName
+        }
+    }
+
+    /// The role of the projection's own weight.
+    public var role: TensorRole {
+        switch self {
+        case .query: .query
+        case .key: .key
+        case .value: .value
+        case .output: .output
+        case .gate: .gate
+        case .up: .up
+        case .down: .down
+        }
+    }
+
+    /// Whether tensor parallelism splits its input (o_proj, down_proj: row-parallel) rather than
+    /// its output.
+    public var isRowParallel: Bool { self == .output || self == .down }
+
+    /// [out, in] of the projection in a model of `config`'s (local) sizes.
+    public func shape(_ config: LlamaConfig) -> (output: Int, input: Int) {
+        let (c, i) = (config.hiddenSize, config.intermediateSize)
+        let (q, k) = (config.numAttentionHeads * config.headDim, config.numKeyValueHeads * config.headDim)
+        switch self {
+        case .query: return (q, c)
+        case .key, .value: return (k, c)
+        case .output: return (c, q)
+        case .gate, .up: return (i, c)
+        case .down: return (c, i)
+        }
+    }
+}
+
+/// LoRA (Hu et al. 2021) as PEFT computes it: each targeted projection W [out, in] gains
+/// `lora_A` [r, in] and `lora_B` [out, r], and computes
+///
+///     y = x·Wᵀ + scaling · (x·Aᵀ)·Bᵀ,   scaling = alpha / r   (rsLoRA: alpha / √r)
+///
+/// The base stays frozen; only A and B train. The adapters of layer i live in their own block
+/// (`ModelBlock.adapter(i)`), so the layer blocks are frozen whole and hold no gradients,
+/// optimizer state or reductions.
+///
+/// As a config section it takes PEFT's `LoraConfig` names: `r`, `lora_alpha`, `target_modules`
+/// (module names, or `all-linear`), `use_rslora`.
+public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
+    public var rank: Int
+    public var alpha: Double
+    /// The projections that get adapters, in layer order.
+    public var targets: [Projection]
+    /// rsLoRA's scaling, alpha / √r, instead of alpha / r.
+    public var rankStabilized: Bool
+
+    public init(rank: Int, alpha: Double, targets: [Projection] = Projection.allCases, rankStabilized: Bool = false) {
+        self.rank = rank
+        self.alpha = alpha
+        self.targets = Projection.allCases.filter { targets.contains($0) }
+        self.rankStabilized = rankStabilized
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rank = "r", alpha = "lora_alpha", targets = "target_modules", rankStabilized = "use_rslora"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        rank = try c.decode(.rank, default: 8)
+        alpha = try c.decode(.alpha, default: 16)
+        rankStabilized = try c.decode(.rankStabilized, default: false)
+        let modules = try c.decode(.targets, default: ["all-linear"])
+        guard let targets = Self.projections(named: modules) else {
+            throw DecodingError.dataCorruptedError(forKey: .targets, in: c, debugDescription: "target_modules \(modules): each must be one of \(Projection.allCases.map(\.moduleName).joined(separator: ", ")), or the list [all-linear]")
+        }
+        self.targets = targets
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(rank, forKey: .rank)
+        try c.encode(alpha, forKey: .alpha)
+        try c.encode(targets.map(\.moduleName), forKey: .targets)
+        try c.encode(rankStabilized, forKey: .rankStabilized)
+    }
+
+    public func validate() throws(ConfigError) {
+        guard rank >= 1 else { throw .invalid("r", rank, "must be at least 1") }
+        guard alpha > 0 else { throw .invalid("lora_alpha", alpha, "must be positive") }
+        guard !targets.isEmpty else { throw .invalid("target_modules", "[]", "must name at least one projection") }
+    }
+
+    /// What the adapter's product is multiplied by.
+    public var scaling: Float {
+        Float(rankStabilized ? alpha / Double(rank).squareRoot() : alpha / Double(rank))
+    }
+
+    /// The projections named by PEFT `target_modules` (`q_proj` …; `all-linear` for every one),
+    /// or nil for a name that is not one of them.
+    public static func projections(named modules: [String]) -> [Projection]? {
+        if modules == ["all-linear"] { return Projection.allCases }
+        var projections: [Projection] = []
+        for module in modules {
+            guard let projection = Projection.allCases.first(where: { $0.moduleName == module }) else { return nil }
+            projections.append(projection)
+        }
+        return projections
+    }
+
+    /// The adapter tensors of one layer, in arena order: (A, B) per target.
+    func tensors(_ config: LlamaConfig) -> [DecoderLayer.Tensor] {
+        targets.flatMap { projection in
+            let (output, input) = projection.shape(config)
+            return [DecoderLayer.Tensor(role: .loraA(projection), suffix: projection.path + ".lora_A.weight", shape: [rank, input]),
+                    DecoderLayer.Tensor(role: .loraB(projection), suffix: projection.path + ".lora_B.weight", shape: [output, rank])]
+        }
+    }
+}
+
+/// One layer's adapters: for each targeted projection, its A and B (weights, or gradients: nil
+/// where frozen).
+public struct LayerAdapters {
+    public let scaling: Float
+    public let rank: Int
+    let matrices: [Projection: (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?)]
+
+    init(scaling: Float, rank: Int, matrices: [Projection: (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?)]) {
+        self.scaling = scaling
+        self.rank = rank
+        self.matrices = matrices
+    }
+
+    /// The adapter of `projection`, when it has one.
+    public func adapter(_ projection: Projection) -> (a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>)? {
+        guard let pair = matrices[projection], let a = pair.a, let b = pair.b else { return nil }
+        return (a, b)
+    }
+
+    /// The gradients of `projection`'s adapter (each nil when frozen).
+    func gradients(_ projection: Projection) -> (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?) {
+        matrices[projection] ?? (nil, nil)
+    }
+
+    /// The adapters of an adapter block: weights (`trainableOnly` false) or gradients.
+    static func at(_ block: UnsafeMutablePointer<Float>?, layout: ParameterLayout, layer: Int, lora: LoRAConfig,
+                   trainableOnly: Bool) -> LayerAdapters {
+        var matrices: [Projection: (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?)] = [:]
+        let start = layout.range(of: .adapter(layer)).lowerBound
+        func pointer(_ entry: ParameterLayout.Entry?) -> UnsafeMutablePointer<Float>? {
+            guard let block, let entry, !trainableOnly || entry.trainable else { return nil }
+            return block + (entry.offset - start)
+        }
+        let entries = layout.entries(in: .adapter(layer))
+        for projection in lora.targets {
+            matrices[projection] = (pointer(entries.first { $0.role == .loraA(projection) }),
+                                    pointer(entries.first { $0.role == .loraB(projection) }))
+        }
+        return LayerAdapters(scaling: lora.scaling, rank: lora.rank, matrices: matrices)
+    }
+}

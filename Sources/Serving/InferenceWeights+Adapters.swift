@@ -1,0 +1,65 @@
+import Checkpoint
+import Foundation
+import Model
+import Tensors
+
+extension InferenceWeights {
+    /// Merges the LoRA adapters a checkpoint holds (a LoRA run's, described by its
+    /// `adapter_config.json`) into the weights just loaded, as PEFT's `merge_and_unload` does:
+    /// W ← W + scaling · B·A for every adapted projection, in f32. The engine then serves the
+    /// fine-tuned model at the base model's speed. Under tensor parallelism each rank adds its
+    /// slice of each B·A. A checkpoint with adapters but no `adapter_config.json` is refused:
+    /// serving its base alone would silently drop the fine-tuning.
+    func mergeAdapters(from reader: CheckpointReader, stepDirectory: String) throws(ServingError) {
+        let configPath = stepDirectory + "/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: configPath) else {
+            if let adapter = reader.tensorNames.first(where: { $0.contains(".lora_A.") }) {
+                throw ServingError(.checkpoint, "checkpoint \(stepDirectory) holds LoRA adapters (\(adapter), …) but no adapter_config.json to say how to merge them; it was not written by this MeshLM")
+            }
+            return
+        }
+        let lora: LoRAConfig
+        do {
+            lora = try JSONDecoder().decode(LoRAConfig.self, from: data)
+            try lora.validate()
+        } catch {
+            throw ServingError(.checkpoint, "\(configPath): \(error)")
+        }
+        for layer in 0..<config.numHiddenLayers {
+            for projection in lora.targets {
+                let prefix = "model.layers.\(layer).\(projection.path)"
+                let (output, input) = projection.shape(config)
+                let delta = [Float](unsafeUninitializedCapacity: output * input) { buffer, count in
+                    buffer.initialize(repeating: 0)
+                    count = output * input
+                }
+                var merged = delta
+                do {
+                    let a = try reader.read(name: prefix + ".lora_A.weight")
+                    let b = try reader.read(name: prefix + ".lora_B.weight")
+                    guard a.count == lora.rank * input, b.count == output * lora.rank else {
+                        throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix)'s adapters do not have rank \(lora.rank) as \(configPath) says")
+                    }
+                    BLAS.multiply(output: &merged, a: b, b: a, rowCount: output, columnCount: input, innerCount: lora.rank,
+                                  alpha: lora.scaling)
+                } catch let error as ServingError {
+                    throw error
+                } catch {
+                    throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(error)")
+                }
+                addSlice(of: merged, to: prefix + ".weight")
+            }
+        }
+    }
+
+    /// Adds this rank's slice of the whole-model tensor `values` to the local tensor `name`.
+    private func addSlice(of values: [Float], to name: String) {
+        guard let index = layout.index(named: name) else { preconditionFailure("the layout has no \(name)") }
+        let entry = layout.entries[index]
+        let destination = parameters.pointer + entry.offset
+        let runs = tensorParallel?.globalRuns(index, elements: 0..<entry.count) ?? [(0..<entry.count, 0)]
+        for run in runs {
+            for (offset, element) in run.global.enumerated() { destination[run.localStart + offset] += values[element] }
+        }
+    }
+}
