@@ -50,7 +50,17 @@ public struct ChatTemplateRenderer: Sendable {
         variables["tools"] = tools.map { .list($0.map(TemplateValue.init)) } ?? TemplateValue.none
         variables["documents"] = documents.map { .list($0.map(TemplateValue.init)) } ?? TemplateValue.none
         variables["add_generation_prompt"] = .bool(addGenerationPrompt)
-        let interpreter = TemplateInterpreter(variables: variables, globals: TemplateGlobals.make(now: now))
+        return try render(templateVariables: variables, now: now)
+    }
+
+    /// Renders with exactly `variables` and the globals, nothing added: for templates that are
+    /// not chat templates (prompt files of synthetic-data recipes) and for engine tests.
+    public func render(variables: [String: ChatValue], now: Date = Date()) throws -> String {
+        try render(templateVariables: variables.mapValues(TemplateValue.init), now: now)
+    }
+
+    private func render(templateVariables: [String: TemplateValue], now: Date) throws -> String {
+        let interpreter = TemplateInterpreter(variables: templateVariables, globals: TemplateGlobals.make(now: now))
         return try interpreter.render(nodes)
     }
 

@@ -79,7 +79,8 @@ enum TemplateFilters {
             let precision = arguments.value(0, "precision")?.integer ?? 0
             let scale = pow(10, Double(precision))
             let method = try arguments.string(1, "method", filter: name) ?? "common"
-            let rule: FloatingPointRoundingRule = method == "ceil" ? .up : method == "floor" ? .down : .toNearestOrAwayFromZero
+            // "common" is Python's round(): halves go to the even neighbour.
+            let rule: FloatingPointRoundingRule = method == "ceil" ? .up : method == "floor" ? .down : .toNearestOrEven
             return .float((number * scale).rounded(rule) / scale)
         case "unique":
             var seen: [TemplateValue] = []

@@ -109,7 +109,7 @@ enum TemplateMethods {
         case .list, .tuple:
             if mutatingMethods.contains(name) {
                 return TemplateFunction(name: name) { _, _ in
-                    throw ChatTemplateError(.render, "access to attribute '\(name)' of '\(value.typeName)' object is unsafe")
+                    throw ChatTemplateError(.render, "access to attribute '\(name)' of '\(value.typeName)' object is unsafe.")
                 }
             }
             return nil
@@ -131,7 +131,7 @@ enum TemplateMethods {
         default:
             guard mutatingMethods.contains(name) else { return nil }
             return TemplateFunction(name: name) { _, _ in
-                throw ChatTemplateError(.render, "access to attribute '\(name)' of 'dict' object is unsafe")
+                throw ChatTemplateError(.render, "access to attribute '\(name)' of 'dict' object is unsafe.")
             }
         }
     }
