@@ -76,7 +76,10 @@ struct TemplateParser {
 
     /// Parses nodes until a `{% name %}` tag whose name is in `terminators`; returns the body and
     /// that tag (its name consumed, the rest of the tag not), or nil at the end of the template.
-    mutating func parseBody(until terminators: Set<String>) throws -> ([TemplateNode], (name: String, line: Int)?) {
+    /// Tags that only close or continue a block; met elsewhere they are misplaced, not unknown.
+    static let closingTags: Set<String> = ["elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration", "endraw"]
+
+    mutating func parseBody(until terminators: Set<String>, opener: (name: String, line: Int)? = nil) throws -> ([TemplateNode], (name: String, line: Int)?) {
         var body: [TemplateNode] = []
         while true {
             let token = advance()
@@ -95,6 +98,13 @@ struct TemplateParser {
                     _ = advance()
                     return (body, (keyword, token.line))
                 }
+                if Self.closingTags.contains(keyword) {
+                    var message = "unexpected '\(keyword)'"
+                    if let opener {
+                        message += ": expected \(terminators.sorted().map { "'\($0)'" }.joined(separator: " or ")) to close the '\(opener.name)' tag on line \(opener.line)"
+                    }
+                    throw failure(message, line: token.line)
+                }
                 _ = advance()
                 body.append(contentsOf: try parseStatement(keyword, line: token.line))
             default:
@@ -108,7 +118,7 @@ struct TemplateParser {
         depth += 1
         defer { depth -= 1 }
         guard depth < Self.maximumDepth else { throw failure("blocks nested deeper than \(Self.maximumDepth)") }
-        let (body, terminator) = try parseBody(until: terminators)
+        let (body, terminator) = try parseBody(until: terminators, opener: (opener, line))
         guard let terminator else {
             let expected = terminators.sorted().map { "'\($0)'" }.joined(separator: " or ")
             throw failure("unexpected end of template: expected \(expected) to close the '\(opener)' tag on line \(line)")
