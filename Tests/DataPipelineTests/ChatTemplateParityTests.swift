@@ -103,6 +103,6 @@ import Testing
                 #expect(testCase.errorMessage == error.message, "\(label)")
             }
         }
-        #expect(templatesSeen.count == 11)
+        #expect(templatesSeen.count == 13)
     }
 }

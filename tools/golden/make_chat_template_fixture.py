@@ -39,6 +39,8 @@ SPECIAL_TOKENS = {
     "mistral-nemo-instruct-2407": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
     "qwen2.5-7b-instruct": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
     "qwen3-0.6b": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+    "qwen3.5-4b": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+    "smollm3-3b": {"eos_token": "<|im_end|>", "pad_token": "<|im_end|>"},
     "smollm2-135m-instruct": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>"},
 }
 
@@ -190,6 +192,10 @@ SNIPPETS = [
     ("generation_tag", "{% for m in msgs %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}", {"msgs": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}),
     ("strftime_now", "{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%Y-%m-%d %H:%M:%S %A %B %j %y %p %I') }}", {}),
     ("messages_like_hf", "{{ bos_token }}{% for message in messages %}{{ message['role'] | upper }}: {{ message['content'] | trim }}\n{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}", {"bos_token": "<s>", "messages": [{"role": "user", "content": " hi "}], "add_generation_prompt": True}),
+    ("filter_block", "{% filter upper | trim %}\n  hello {{ 'x' }}  \n{% endfilter %}|", {}),
+    ("call_block", "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% set v = 'in' %}{% call wrap('b') %}body {{ v }}{% endcall %}", {}),
+    ("call_block_with_parameters", "{% macro each(items) %}{% for i in items %}{{ caller(i) }}{% endfor %}{% endmacro %}{% call(x) each([1, 2]) %}[{{ x }}]{% endcall %}", {}),
+    ("call_splat", "{% macro f(a, b) %}{{ a }}-{{ b }}{% endmacro %}{% set args = [1, 2] %}{{ f(*args) }} {{ f(**{'a': 3, 'b': 4}) }}", {}),
     # errors
     ("error_raise_exception", "{% if true %}{{ raise_exception('Custom failure: ' ~ 3) }}{% endif %}", {}),
     ("error_undefined_attribute", "{{ missing.attribute }}", {}),

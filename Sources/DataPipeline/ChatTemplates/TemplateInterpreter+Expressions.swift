@@ -76,7 +76,16 @@ extension TemplateInterpreter {
         return value
     }
 
-    private func evaluate(_ arguments: TemplateArguments) throws -> ([TemplateValue], [(name: String, value: TemplateValue)]) {
-        (try arguments.positional.map(evaluate), try arguments.keywords.map { ($0.name, try evaluate($0.value)) })
+    func evaluate(_ arguments: TemplateArguments) throws -> ([TemplateValue], [(name: String, value: TemplateValue)]) {
+        var positional = try arguments.positional.map(evaluate)
+        var keywords = try arguments.keywords.map { ($0.name, try evaluate($0.value)) }
+        if let splat = arguments.positionalSplat { positional += try evaluate(splat).iterated() }
+        if let splat = arguments.keywordSplat {
+            guard case .dictionary(let mapping) = try evaluate(splat) else {
+                throw ChatTemplateError(.render, "argument after ** must be a mapping")
+            }
+            keywords += mapping.entries.map { ($0.key, $0.value) }
+        }
+        return (positional, keywords)
     }
 }

@@ -83,6 +83,19 @@ final class TemplateInterpreter {
             assign(name, .string(captured))
         case .macroDefinition(let macro):
             assign(macro.name, .function(makeMacro(macro)))
+        case .filterBlock(let filters, let body, let line):
+            var captured = ""
+            _ = try execute(body, into: &captured)
+            var value = TemplateValue.string(captured)
+            try located(line) {
+                for filter in filters {
+                    let (positional, keywords) = try evaluate(filter.arguments)
+                    value = try TemplateFilters.apply(filter.name, to: value, positional, keywords, interpreter: self)
+                }
+            }
+            output += value.text
+        case .callBlock(let call, let callerParameters, let body, let line):
+            output += try located(line) { try runCallBlock(call, callerParameters: callerParameters, body: body).text }
         case .breakLoop:
             return .breakLoop
         case .continueLoop:
@@ -174,11 +187,56 @@ final class TemplateInterpreter {
         return .dictionary(loop)
     }
 
+    /// Calls the block's macro with `caller`, a function rendering the block body in the scope
+    /// of the call site (not of the macro).
+    private func runCallBlock(_ call: TemplateExpression, callerParameters: [(name: String, defaultValue: TemplateExpression?)],
+                              body: [TemplateNode]) throws -> TemplateValue {
+        guard case .call(let callee, let arguments) = call else { preconditionFailure("the parser only builds call blocks from calls") }
+        let callSiteScopes = scopes
+        let caller = TemplateFunction(name: "caller") { [unowned self] positional, keywords in
+            let savedScopes = self.scopes
+            self.scopes = callSiteScopes + [[:]]
+            defer { self.scopes = savedScopes }
+            try self.bind(callerParameters, positional, keywords, function: "caller")
+            var output = ""
+            _ = try self.execute(body, into: &output)
+            return .string(output)
+        }
+        guard case .function(let function) = try evaluate(callee) else {
+            throw ChatTemplateError(.render, "the 'call' tag needs a macro")
+        }
+        var (positional, keywords) = try evaluate(arguments)
+        keywords.append(("caller", .function(caller)))
+        return try function.call(positional, keywords)
+    }
+
+    /// Binds call arguments to parameters in the innermost scope, as a macro call does.
+    private func bind(_ parameters: [(name: String, defaultValue: TemplateExpression?)], _ positional: [TemplateValue],
+                      _ keywords: [(name: String, value: TemplateValue)], function: String) throws {
+        guard positional.count <= parameters.count else {
+            throw ChatTemplateError(.render, "macro '\(function)' takes not more than \(parameters.count) argument(s)")
+        }
+        for (position, parameter) in parameters.enumerated() {
+            let value: TemplateValue
+            if position < positional.count {
+                value = positional[position]
+            } else if let keyword = keywords.first(where: { $0.name == parameter.name }) {
+                value = keyword.value
+            } else if let defaultValue = parameter.defaultValue {
+                value = try evaluate(defaultValue)
+            } else {
+                value = .undefined("'\(parameter.name)' is undefined")
+            }
+            assign(parameter.name, value)
+        }
+        for keyword in keywords where keyword.name != "caller" && !parameters.contains(where: { $0.name == keyword.name }) {
+            throw ChatTemplateError(.render, "macro '\(function)' takes no keyword argument '\(keyword.name)'")
+        }
+        if let caller = keywords.first(where: { $0.name == "caller" }) { assign("caller", caller.value) }
+    }
+
     private func makeMacro(_ macro: TemplateMacro) -> TemplateFunction {
         TemplateFunction(name: macro.name) { [unowned self] positional, keywords in
-            guard positional.count <= macro.parameters.count else {
-                throw ChatTemplateError(.render, "macro '\(macro.name)' takes not more than \(macro.parameters.count) argument(s)")
-            }
             guard self.callDepth < Self.maximumCallDepth else {
                 throw ChatTemplateError(.render, "macro '\(macro.name)' nested deeper than \(Self.maximumCallDepth) calls")
             }
@@ -188,22 +246,7 @@ final class TemplateInterpreter {
             let savedScopes = self.scopes
             self.scopes = [savedScopes[0], [:]]
             defer { self.scopes = savedScopes }
-            for (position, parameter) in macro.parameters.enumerated() {
-                let value: TemplateValue
-                if position < positional.count {
-                    value = positional[position]
-                } else if let keyword = keywords.first(where: { $0.name == parameter.name }) {
-                    value = keyword.value
-                } else if let defaultValue = parameter.defaultValue {
-                    value = try self.evaluate(defaultValue)
-                } else {
-                    value = .undefined("'\(parameter.name)' is undefined")
-                }
-                self.assign(parameter.name, value)
-            }
-            for keyword in keywords where !macro.parameters.contains(where: { $0.name == keyword.name }) {
-                throw ChatTemplateError(.render, "macro '\(macro.name)' takes no keyword argument '\(keyword.name)'")
-            }
+            try self.bind(macro.parameters, positional, keywords, function: macro.name)
             var output = ""
             _ = try self.execute(macro.body, into: &output)
             return .string(output)

@@ -8,6 +8,12 @@ indirect enum TemplateNode: Sendable {
     /// `{% set name %}…{% endset %}`: the rendered body becomes a string.
     case blockAssignment(name: String, body: [TemplateNode], line: Int)
     case macroDefinition(TemplateMacro)
+    /// `{% filter f(args) | g %}…{% endfilter %}`: the rendered body passed through the filters.
+    case filterBlock(filters: [(name: String, arguments: TemplateArguments)], body: [TemplateNode], line: Int)
+    /// `{% call(parameters) macro(args) %}…{% endcall %}`: calls the macro with a `caller`
+    /// that renders the body.
+    case callBlock(call: TemplateExpression, callerParameters: [(name: String, defaultValue: TemplateExpression?)],
+                   body: [TemplateNode], line: Int)
     /// `{% break %}` and `{% continue %}` (jinja2's loopcontrols extension).
     case breakLoop(line: Int)
     case continueLoop(line: Int)
@@ -70,6 +76,10 @@ indirect enum TemplateExpression: Sendable {
 struct TemplateArguments: Sendable {
     var positional: [TemplateExpression] = []
     var keywords: [(name: String, value: TemplateExpression)] = []
+    /// `*sequence`: more positional arguments.
+    var positionalSplat: TemplateExpression?
+    /// `**mapping`: more keyword arguments.
+    var keywordSplat: TemplateExpression?
 }
 
 enum BinaryOperator: String, Sendable {

@@ -213,11 +213,15 @@ extension TemplateParser {
     }
 
     /// `(positional, name=value)`, starting at the `(`.
-    private mutating func parseCallArguments() throws -> TemplateArguments {
+    mutating func parseCallArguments() throws -> TemplateArguments {
         try expect(.symbol("("), "'('")
         var arguments = TemplateArguments()
         while !isSymbol(")") {
-            if case .name(let name) = current.kind, index + 1 < tokens.count, tokens[index + 1].kind == .symbol("=") {
+            if skipSymbol("*") {
+                arguments.positionalSplat = try parseExpression()
+            } else if skipSymbol("**") {
+                arguments.keywordSplat = try parseExpression()
+            } else if case .name(let name) = current.kind, index + 1 < tokens.count, tokens[index + 1].kind == .symbol("=") {
                 index += 2
                 arguments.keywords.append((name, try parseExpression()))
             } else {

@@ -77,7 +77,8 @@ struct TemplateParser {
     /// Parses nodes until a `{% name %}` tag whose name is in `terminators`; returns the body and
     /// that tag (its name consumed, the rest of the tag not), or nil at the end of the template.
     /// Tags that only close or continue a block; met elsewhere they are misplaced, not unknown.
-    static let closingTags: Set<String> = ["elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration", "endraw"]
+    static let closingTags: Set<String> = ["elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration", "endraw",
+                                           "endfilter", "endcall"]
 
     mutating func parseBody(until terminators: Set<String>, opener: (name: String, line: Int)? = nil) throws -> ([TemplateNode], (name: String, line: Int)?) {
         var body: [TemplateNode] = []
@@ -143,6 +144,8 @@ struct TemplateParser {
             let (body, _) = try parseBlockBody(["endgeneration"], opener: "generation", line: line)
             try expect(.blockEnd, "'%}'")
             return body
+        case "filter": return [try parseFilterBlock(line: line)]
+        case "call": return [try parseCallBlock(line: line)]
         default:
             throw failure("unknown tag '\(keyword)'", line: line)
         }
@@ -211,8 +214,8 @@ struct TemplateParser {
         return .assignment(target: .names(names), value: value, line: line)
     }
 
-    private mutating func parseMacro(line: Int) throws -> TemplateMacro {
-        let name = try expectName()
+    /// `(name, other=default)`, starting at the `(`.
+    private mutating func parseParameters() throws -> [(name: String, defaultValue: TemplateExpression?)] {
         try expect(.symbol("("), "'('")
         var parameters: [(name: String, defaultValue: TemplateExpression?)] = []
         while !isSymbol(")") {
@@ -222,6 +225,34 @@ struct TemplateParser {
             guard skipSymbol(",") else { break }
         }
         try expect(.symbol(")"), "')'")
+        return parameters
+    }
+
+    private mutating func parseFilterBlock(line: Int) throws -> TemplateNode {
+        var filters: [(name: String, arguments: TemplateArguments)] = []
+        repeat {
+            let name = try expectName()
+            filters.append((name, isSymbol("(") ? try parseCallArguments() : TemplateArguments()))
+        } while skipSymbol("|")
+        try expect(.blockEnd, "'%}'")
+        let (body, _) = try parseBlockBody(["endfilter"], opener: "filter", line: line)
+        try expect(.blockEnd, "'%}'")
+        return .filterBlock(filters: filters, body: body, line: line)
+    }
+
+    private mutating func parseCallBlock(line: Int) throws -> TemplateNode {
+        let callerParameters = isSymbol("(") ? try parseParameters() : []
+        let call = try parseExpression()
+        guard case .call = call else { throw failure("expected a macro call in the 'call' tag", line: line) }
+        try expect(.blockEnd, "'%}'")
+        let (body, _) = try parseBlockBody(["endcall"], opener: "call", line: line)
+        try expect(.blockEnd, "'%}'")
+        return .callBlock(call: call, callerParameters: callerParameters, body: body, line: line)
+    }
+
+    private mutating func parseMacro(line: Int) throws -> TemplateMacro {
+        let name = try expectName()
+        let parameters = try parseParameters()
         try expect(.blockEnd, "'%}'")
         let (body, _) = try parseBlockBody(["endmacro"], opener: "macro", line: line)
         if case .name = current.kind { _ = advance() }
