@@ -152,6 +152,7 @@ SNIPPETS = [
     ("string_methods", "{{ s.strip() }}|{{ s.lstrip() }}|{{ s.rstrip() }}|{{ s.upper() }}|{{ s.lower() }}|{{ s.strip().title() }}|{{ s.strip().capitalize() }}", {"s": "  hELLo wORLD  "}),
     ("strip_chars", "{{ s.strip('\\n') }}|{{ s.lstrip('\\n') }}|{{ s.rstrip('x\\n') }}", {"s": "\n\nbody x\n"}),
     ("split_methods", "{{ s.split() }} {{ s.split(' ') }} {{ s.split('</think>') }} {{ s.split(' ', 1) }} {{ s.rsplit(' ', 1) }} {{ '  a  b '.split() }}", {"s": "a b</think>c d"}),
+    ("split_whitespace_maxsplit", "{{ s.split(none, 1) }} {{ s.rsplit(none, 1) }} {{ s.split(none, 0) }} {{ 'a,b,,c'.split(',') }} {{ 'a,b,c'.rsplit(',', 1) }} {{ ''.split() }} {{ ''.split(',') }}", {"s": "  a  b \t c  "}),
     ("starts_ends", "{{ s.startswith('<tool') }} {{ s.endswith('>') }} {{ s.startswith(('x', '<')) }}", {"s": "<tool_response>"}),
     ("replace_find_count", "{{ s.replace('a', 'o') }} {{ s.replace('a', 'o', 1) }} {{ s.find('n') }} {{ s.count('a') }}", {"s": "banana"}),
     # filters

@@ -46,32 +46,23 @@ enum TemplateStrings {
         let items = scalars(text)
         let limit = maximumSplits < 0 ? Int.max : maximumSplits
         guard let separator else {
+            // Runs of whitespace separate words; after the last allowed split the rest is one
+            // word, with only its near end's whitespace removed.
+            let ordered = fromRight ? Array(items.reversed()) : items
             var words: [[Unicode.Scalar]] = []
-            var current: [Unicode.Scalar] = []
-            let ordered = fromRight ? items.reversed() : items
             var index = 0
-            let orderedArray = Array(ordered)
-            while index < orderedArray.count {
-                let scalar = orderedArray[index]
-                if isSpace(scalar) {
-                    if !current.isEmpty {
-                        words.append(current)
-                        current = []
-                        if words.count == limit {
-                            var rest = Array(orderedArray[index...])
-                            while let first = rest.first, isSpace(first) { rest.removeFirst() }
-                            if !rest.isEmpty { words.append(rest) }
-                            current = []
-                            index = orderedArray.count
-                            break
-                        }
-                    }
-                } else {
-                    current.append(scalar)
+            while true {
+                while index < ordered.count && isSpace(ordered[index]) { index += 1 }
+                if index == ordered.count { break }
+                if words.count == limit {
+                    words.append(Array(ordered[index...]))
+                    break
                 }
-                index += 1
+                var end = index
+                while end < ordered.count && !isSpace(ordered[end]) { end += 1 }
+                words.append(Array(ordered[index..<end]))
+                index = end
             }
-            if !current.isEmpty { words.append(current) }
             return fromRight ? words.reversed().map { string($0.reversed()) } : words.map { string($0) }
         }
         let needle = scalars(separator)
