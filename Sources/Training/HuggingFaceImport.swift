@@ -69,7 +69,7 @@ public enum HuggingFaceImport {
         let used = Set(layout.entries.map(\.name))
         let ignored = files.keys.filter { !used.contains($0) }.sorted()
         var extras: [String: Data] = [CheckpointExtras.modelConfigName: try HuggingFaceConfig.encode(model)]
-        for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
+        for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"] {
             if let data = FileManager.default.contents(atPath: directory + "/" + name) { extras[name] = data }
         }
         let metadata = try JSONSerialization.data(withJSONObject: ["source": "import-hf", "from": directory, "dtypes": dtypes.sorted()] as [String: Any],
