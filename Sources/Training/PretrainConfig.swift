@@ -15,8 +15,10 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
     public var checkpoint: CheckpointSection
     /// LoRA adapters on the layers' projections (PEFT's names); the base is then frozen.
     public var lora: LoRAConfig?
+    /// Supervised fine-tuning's data settings (`meshlm sft` only).
+    public var sft: SFTSection?
 
-    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint, lora }
+    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint, lora, sft }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -28,6 +30,7 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         parallel = try c.decode(.parallel, default: ParallelSection())
         checkpoint = try c.decode(.checkpoint, default: CheckpointSection())
         lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
+        sft = try c.decodeIfPresent(SFTSection.self, forKey: .sft)
     }
 
     public func validate() throws(ConfigError) {

@@ -36,18 +36,8 @@ struct PretrainCommand: ParsableCommand {
             let threads = KernelThreads(count: context.threads)
             let (settings, mesh, trainBatches, evalBatches) = try world.collectively {
                 let settings = try ConfigLoader.load(PretrainConfig.self, path: config, overrides: overrides, includes: ["model"])
-                let parallel = settings.parallel
-                let dims = try ParallelDims(worldSize: world.size, pipelineDegree: parallel.pp,
-                                            dataDegree: parallel.dp == 0 ? nil : parallel.dp, contextDegree: parallel.cp,
-                                            tensorDegree: parallel.tp, expertDegree: parallel.ep)
-                try ModelSplit.validate(settings.model, on: dims, virtualStages: parallel.virtualStages)
-                let mesh = try DeviceMesh(world: world, dims: dims)
+                let mesh = try TrainingCommandSupport.mesh(settings, world: world)
                 let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
-                let train = settings.train
-                if train.globalBatchSize % (degree * train.microBatchSize) == 0 {
-                    try ModelSplit.validatePipeline(microBatchCount: train.globalBatchSize / (degree * train.microBatchSize),
-                                                    stageCount: parallel.pp, virtualStages: parallel.virtualStages)
-                }
                 let trainBatches = try SampledBatches.open(settings.data.train, data: settings.data, train: settings.train,
                                                            dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle)
                 try Self.checkVocabulary(trainBatches, settings)
@@ -62,18 +52,8 @@ struct PretrainCommand: ParsableCommand {
             let trainer = try world.collectively { try Trainer(config: settings, mesh: mesh, threads: threads, log: log) }
             // A run with a committed checkpoint continues from it (any dp degree or ZeRO stage).
             let start: Int = try world.collectively {
-                if let initFrom {
-                    try trainer.initialize(from: initFrom)
-                    log.info("pretrain: starting from the parameters of \(initFrom)")
-                    return 0
-                }
-                if let resumeFrom {
-                    guard let step = try trainer.resume(from: resumeFrom) else { throw JobError("--resume-from \(resumeFrom): no committed checkpoint there") }
-                    return step
-                }
-                let step = try trainer.resumeFromLatest()
-                if resume && step == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
-                return step ?? 0
+                try TrainingCommandSupport.startStep(trainer, initFrom: initFrom, resumeFrom: resumeFrom, resume: resume,
+                                                     label: "pretrain", log: log)
             }
             let tokenizer = trainBatches.samples.dataset.manifest?.tokenizer
             let besideShards = (settings.data.train as NSString).appendingPathComponent(CheckpointExtras.tokenizerName)
@@ -97,17 +77,8 @@ struct PretrainCommand: ParsableCommand {
                                           metrics: metrics, log: log, peakGigaflops: peak)
             pretrainRun.checkpoints = CheckpointSaver(trainer: trainer, extras: extras)
             let summary = try pretrainRun.run(from: start)
-            var line = String(format: "pretrain: %d steps, loss %.4f → %.4f", summary.steps, summary.firstLoss, summary.lastLoss)
-            if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
-            line += String(format: ", %@ tokens/s, MFU %.1f%% of %d core%@ × %.0f GFLOP/s", formatRate(summary.tokensPerSecond),
-                           100 * summary.mfu, cores, cores == 1 ? "" : "s", peakPerCore)
-            log.info(line)
-            let memory = trainer.parameters.residentBytes
-            let rss = try world.allgather([peakResidentMegabytes()]).map { $0[0] }
-            log.info(String(format: "memory per rank: parameters %.1f MB, gradients %.1f MB, optimizer state %.1f MB, "
-                            + "block buffers (peak) %.1f MB; peak RSS per rank %@ MB",
-                            Double(memory.parameters) / 1e6, Double(memory.gradients) / 1e6, Double(memory.optimizerState) / 1e6,
-                            Double(trainer.parameters.peakBufferBytes) / 1e6, rss.map { String(format: "%.0f", $0) }.joined(separator: ", ")))
+            try TrainingCommandSupport.report(summary, trainer: trainer, world: world, cores: cores, peakPerCore: peakPerCore,
+                                              label: "pretrain", log: log)
         }
     }
 

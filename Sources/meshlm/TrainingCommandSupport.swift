@@ -1,0 +1,59 @@
+import Foundation
+import Model
+import Parallel
+import Runtime
+import Training
+
+/// What every training command (`pretrain`, `sft`, …) does the same way around its own data
+/// and objective: build the mesh, decide the starting step, and report the run.
+enum TrainingCommandSupport {
+    /// The device mesh the run config asks for, checked against the model and the batch.
+    static func mesh(_ settings: PretrainConfig, world: Communicator) throws -> DeviceMesh {
+        let parallel = settings.parallel
+        let dims = try ParallelDims(worldSize: world.size, pipelineDegree: parallel.pp,
+                                    dataDegree: parallel.dp == 0 ? nil : parallel.dp, contextDegree: parallel.cp,
+                                    tensorDegree: parallel.tp, expertDegree: parallel.ep)
+        try ModelSplit.validate(settings.model, on: dims, virtualStages: parallel.virtualStages)
+        let mesh = try DeviceMesh(world: world, dims: dims)
+        let train = settings.train
+        let degree = mesh.dataContext.size
+        if train.globalBatchSize % (degree * train.microBatchSize) == 0 {
+            try ModelSplit.validatePipeline(microBatchCount: train.globalBatchSize / (degree * train.microBatchSize),
+                                            stageCount: parallel.pp, virtualStages: parallel.virtualStages)
+        }
+        return mesh
+    }
+
+    /// The step to start at: 0 from `initFrom`'s parameters, a named checkpoint's step, or the
+    /// run's own newest checkpoint (`resume` requires one).
+    static func startStep(_ trainer: Trainer, initFrom: String?, resumeFrom: String?, resume: Bool, label: String, log: Log) throws -> Int {
+        if let initFrom {
+            try trainer.initialize(from: initFrom)
+            log.info("\(label): starting from the parameters of \(initFrom)")
+            return 0
+        }
+        if let resumeFrom {
+            guard let step = try trainer.resume(from: resumeFrom) else { throw JobError("--resume-from \(resumeFrom): no committed checkpoint there") }
+            return step
+        }
+        let step = try trainer.resumeFromLatest()
+        if resume && step == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
+        return step ?? 0
+    }
+
+    /// The end-of-run lines: losses, speed and MFU, then memory per rank.
+    static func report(_ summary: TrainingRun.Summary, trainer: Trainer, world: Communicator, cores: Int, peakPerCore: Double,
+                       label: String, log: Log) throws {
+        var line = String(format: "%@: %d steps, loss %.4f → %.4f", label, summary.steps, summary.firstLoss, summary.lastLoss)
+        if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
+        line += String(format: ", %@ tokens/s, MFU %.1f%% of %d core%@ × %.0f GFLOP/s", formatRate(summary.tokensPerSecond),
+                       100 * summary.mfu, cores, cores == 1 ? "" : "s", peakPerCore)
+        log.info(line)
+        let memory = trainer.parameters.residentBytes
+        let rss = try world.allgather([peakResidentMegabytes()]).map { $0[0] }
+        log.info(String(format: "memory per rank: parameters %.1f MB, gradients %.1f MB, optimizer state %.1f MB, "
+                        + "block buffers (peak) %.1f MB; peak RSS per rank %@ MB",
+                        Double(memory.parameters) / 1e6, Double(memory.gradients) / 1e6, Double(memory.optimizerState) / 1e6,
+                        Double(trainer.parameters.peakBufferBytes) / 1e6, rss.map { String(format: "%.0f", $0) }.joined(separator: ", ")))
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+
+/// `meshlm sft` end to end under mpirun: the shipped instruction set (data/sft) on a small Qwen2
+/// model imported from transformers (Tests/ModelTests/Fixtures/hf-qwen2) with the byte
+/// tokenizer, LoRA or full fine-tuning; data-parallel and tensor-parallel layouts give one
+/// rank's losses; bad setups are refused with the reason.
+@Suite(.serialized) struct SFTCommandTests {
+    let config = repositoryRoot.appendingPathComponent("configs/sft/tiny-lora.yaml").path
+
+    /// The imported base model, once per test process.
+    static let base: String = {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-base-\(getpid())").path
+        _ = try? Launcher.plain("meshlm", ["ckpt", "import-hf", repositoryRoot.appendingPathComponent("Tests/ModelTests/Fixtures/hf-qwen2").path,
+                                           "--output", directory])
+        return directory
+    }()
+
+    func sft(_ ranks: Int, _ extra: [String]) throws -> (Launch, [Int: Double]) {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-\(getpid())-\(UUID().uuidString.prefix(6))")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let model = ["model.model_type=qwen2", "model.vocab_size=263", "model.hidden_size=40", "model.intermediate_size=72",
+                     "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2", "model.head_dim=10",
+                     "model.rope_theta=1000000", "model.rms_norm_eps=1e-6", "model.max_position_embeddings=256"]
+        var arguments = ["sft", "--config", config, "--init-from", Self.base, "--tokenizer", "bytes",
+                         "--set", "run.dir=\(run.path)", "--set", "train.steps=6", "--set", "train.log_interval=1",
+                         "--set", "train.eval_interval=0", "--set", "train.seq_len=96", "--set", "train.global_batch_size=8",
+                         "--set", "train.micro_batch_size=2", "--set", "checkpoint.interval=0"]
+        let data = repositoryRoot.appendingPathComponent("data/sft").path
+        arguments += ["--set", "data.train=\(data)/train.jsonl", "--set", "data.eval=\(data)/eval.jsonl"]
+        arguments += model.flatMap { ["--set", $0] } + extra
+        let launch = try Launcher.mpirun(ranks, "meshlm", arguments)
+        return (launch, (try? losses(in: run)) ?? [:])
+    }
+
+    @Test func everyLayoutGivesOneRanksLosses() throws {
+        let (reference, expected) = try sft(1, [])
+        #expect(reference.status == 0, "\(reference.standardError)")
+        #expect(reference.standardError.contains("supervised tokens, packed into") || reference.standardOutput.contains("supervised tokens, packed into"))
+        #expect(expected.count == 6)
+        for (ranks, layout) in [(2, ["parallel.zero_stage=2"]), (2, ["parallel.tp=2"])] {
+            let (launch, got) = try sft(ranks, layout.flatMap { ["--set", $0] })
+            #expect(launch.status == 0, "\(layout): \(launch.standardError)")
+            let worst = expected.keys.map { abs((got[$0] ?? .nan) - expected[$0]!) / expected[$0]! }.max() ?? .infinity
+            print("sft LoRA \(layout) np \(ranks): max relative loss difference to one rank \(worst)")
+            #expect(worst <= 1e-6, "\(layout)")
+        }
+    }
+
+    @Test func badSetupsAreRefused() throws {
+        let noInit = try Launcher.plain("meshlm", ["sft", "--config", repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path])
+        #expect(noInit.status != 0 && noInit.standardError.contains("an sft: section is required"), "\(noInit.standardError)")
+        let badData = try sft(1, ["--set", "data.train=\(repositoryRoot.appendingPathComponent("README.md").path)"])
+        #expect(badData.0.status != 0 && badData.0.standardError.contains("SFT data is JSONL"), "\(badData.0.standardError)")
+        let noTokenizer = try Launcher.plain("meshlm", ["sft", "--config", config, "--init-from", Self.base])
+        #expect(noTokenizer.status != 0 && noTokenizer.standardError.contains("has no tokenizer.json"), "\(noTokenizer.standardError)")
+    }
+}
