@@ -3,7 +3,9 @@
 # its main job end to end under mpirun -np 2 on the corpus that ships in data/corpus:
 # device-mesh check → clean → dedup → BPE tokenizer → token shards → pretraining of the tiny model
 # (loss falling, checkpoints) → the curve drawn to runs/tiny/plot.svg → eval of the checkpoint on
-# the held-out shards → generation from the trained model → the benchmarks. Each capability that
+# the held-out shards → generation from the trained model → LoRA supervised fine-tuning on the
+# shipped instruction set (data/sft) with held-out answer accuracy before and after → a chat
+# answer from the fine-tuned model → the benchmarks. Each capability that
 # lands extends this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,17 @@ run mpirun -np 2 "$meshlm" mesh --config configs/pretrain/tiny.yaml --set parall
 
 echo "== generating from the model just trained (the tokenizer travels in its checkpoint)"
 run "$meshlm" generate --checkpoint runs/tiny --prompt "In the beginning" --max-tokens 48 --temperature 0.8 --top-p 0.95 --seed 1
+
+echo "== supervised fine-tuning: LoRA on the shipped instruction set (data/sft), 2 ranks, from the pretrained checkpoint"
+rm -rf runs/tiny-sft
+run mpirun -np 2 "$meshlm" sft --config configs/sft/tiny-lora.yaml
+echo "held-out answer accuracy (the first 50 questions of data/sft/eval.jsonl) before SFT:"
+bash tools/sft-eval.sh "$meshlm" runs/tiny data/sft/eval.jsonl 50
+echo "and after SFT:"
+bash tools/sft-eval.sh "$meshlm" runs/tiny-sft data/sft/eval.jsonl 50
+echo "== a chat answer from the fine-tuned model (its adapters merged at load)"
+run "$meshlm" generate --checkpoint runs/tiny-sft --prompt $'<|im_start|>user\nWhat is 17 plus 25?<|im_end|>\n<|im_start|>assistant\n' \
+    --max-tokens 24 --stop '<|im_end|>'
 
 echo "== benchmarks (one rank; each figure next to this machine's ceiling measured in the same run)"
 run "$meshlm" bench gemm --quick
