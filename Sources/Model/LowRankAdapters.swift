@@ -74,6 +74,10 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
     public var targets: [Projection]
     /// rsLoRA's scaling, alpha / √r, instead of alpha / r.
     public var rankStabilized: Bool
+    /// Whole modules of the base that train with the adapters (PEFT's `modules_to_save`):
+    /// `lm_head`, `embed_tokens`, `score`. A small model's frozen head and embeddings can bound
+    /// what adapters alone reach.
+    public var modulesToSave: [String] = []
 
     public init(rank: Int, alpha: Double, targets: [Projection] = Projection.allCases, rankStabilized: Bool = false) {
         self.rank = rank
@@ -84,13 +88,21 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
 
     enum CodingKeys: String, CodingKey {
         case rank = "r", alpha = "lora_alpha", targets = "target_modules", rankStabilized = "use_rslora"
+        case modulesToSave = "modules_to_save"
     }
+
+    /// The modules `modules_to_save` may name, with the tensor each trains.
+    public static let savableModules = ["lm_head": "lm_head.weight", "embed_tokens": "model.embed_tokens.weight", "score": "score.weight"]
+
+    /// The tensors of `modules_to_save`, which stay trainable with the adapters.
+    public var savedTensorNames: Set<String> { Set(modulesToSave.compactMap { Self.savableModules[$0] }) }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         rank = try c.decode(.rank, default: 8)
         alpha = try c.decode(.alpha, default: 16)
         rankStabilized = try c.decode(.rankStabilized, default: false)
+        modulesToSave = try c.decodeIfPresent([String].self, forKey: .modulesToSave) ?? []
         let modules = try c.decode(.targets, default: ["all-linear"])
         guard let targets = Self.projections(named: modules) else {
             throw DecodingError.dataCorruptedError(forKey: .targets, in: c, debugDescription: "target_modules \(modules): each must be one of \(Projection.allCases.map(\.moduleName).joined(separator: ", ")), or the list [all-linear]")
@@ -104,12 +116,16 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         try c.encode(alpha, forKey: .alpha)
         try c.encode(targets.map(\.moduleName), forKey: .targets)
         try c.encode(rankStabilized, forKey: .rankStabilized)
+        try c.encode(modulesToSave, forKey: .modulesToSave)
     }
 
     public func validate() throws(ConfigError) {
         guard rank >= 1 else { throw .invalid("r", rank, "must be at least 1") }
         guard alpha > 0 else { throw .invalid("lora_alpha", alpha, "must be positive") }
         guard !targets.isEmpty else { throw .invalid("target_modules", "[]", "must name at least one projection") }
+        for module in modulesToSave where Self.savableModules[module] == nil {
+            throw .invalid("modules_to_save", module, "must be one of \(Self.savableModules.keys.sorted().joined(separator: ", "))")
+        }
     }
 
     /// What the adapter's product is multiplied by.

@@ -49,7 +49,8 @@ public struct CheckpointExtras: Sendable {
         let object: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.alpha,
             "target_modules": lora.targets.map(\.moduleName), "use_rslora": lora.rankStabilized, "lora_dropout": 0.0,
-            "bias": "none", "fan_in_fan_out": false, "use_dora": false, "modules_to_save": NSNull(),
+            "bias": "none", "fan_in_fan_out": false, "use_dora": false,
+            "modules_to_save": lora.modulesToSave.isEmpty ? NSNull() : lora.modulesToSave as Any,
             "base_model_name_or_path": NSNull(), "inference_mode": true,
         ]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])

@@ -67,7 +67,8 @@ public final class ParallelModel {
     ///   - trainable: false for a forward-only model — activations sized for inference, no
     ///     gradient or optimizer memory.
     ///   - frozen: names of tensors that do not train (`PretrainConfig.frozenTensors`).
-    ///   - lora: LoRA adapters on the projections; every tensor of the base is then frozen too.
+    ///   - lora: LoRA adapters on the projections; every tensor of the base is then frozen too,
+    ///     but those of its `modules_to_save`.
     ///   - seed: the initialization's seed.
     public init(config: LlamaConfig, shape: Shape, parallel: ParallelSection, mesh: DeviceMesh, threads: KernelThreads,
                 trainable: Bool = true, frozen: Set<String> = [], lora: LoRAConfig? = nil, seed: UInt64) throws {
@@ -77,7 +78,9 @@ public final class ParallelModel {
                                                 lora: lora)
         // LoRA trains the adapters only: the base blocks are frozen whole (no gradients, moments
         // or reductions).
-        let frozen = lora == nil ? frozen : frozen.union(tensorLayout.globalLayout.entries.filter { !$0.block.isAdapter }.map(\.name))
+        let frozen = lora.map { lora in
+            frozen.union(tensorLayout.globalLayout.entries.filter { !$0.block.isAdapter && !lora.savedTensorNames.contains($0.name) }.map(\.name))
+        } ?? frozen
         pipelineCommunicator = mesh.pipeline
         self.tensorLayout = tensorLayout
         let regions: any TensorParallelRegions = tensorLayout.degree > 1

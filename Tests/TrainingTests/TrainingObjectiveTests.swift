@@ -1,3 +1,4 @@
+import Model
 import Runtime
 import Tensors
 import Testing
@@ -104,6 +105,34 @@ import Testing
             Issue.record("freezing everything was accepted")
         } catch {
             #expect("\(error)".contains("freezes every tensor; leave some to train"))
+        }
+    }
+}
+
+/// The `lora:` section: PEFT's names and defaults, and its mistakes named by key.
+@Suite struct LoRAConfigTests {
+    func config(_ lora: String) throws -> PretrainConfig {
+        let yaml = """
+            model: {vocab_size: 50, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2}
+            train: {steps: 1, seq_len: 8, global_batch_size: 1}
+            optimizer: {lr: 0.1}
+            data: {train: x}
+            lora: \(lora)
+            """
+        return try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "test.yaml")
+    }
+
+    @Test func peftNamesAndDefaults() throws {
+        let lora = try #require(try config("{r: 4, target_modules: [q_proj, down_proj], modules_to_save: [lm_head]}").lora)
+        #expect(lora.rank == 4 && lora.alpha == 16 && lora.targets == [.query, .down] && !lora.rankStabilized)
+        #expect(lora.scaling == 4 && lora.savedTensorNames == ["lm_head.weight"])
+        #expect(try #require(try config("{}").lora).targets == Projection.allCases)
+    }
+
+    @Test func mistakesNameTheKey() throws {
+        for (section, expected) in [("{r: 0}", "lora.r"), ("{lora_alpha: -1}", "lora.lora_alpha"),
+                                    ("{modules_to_save: [norm]}", "lora.modules_to_save"), ("{target_modules: [qkv]}", "target_modules")] {
+            #expect { _ = try config(section) } throws: { "\($0)".contains(expected) }
         }
     }
 }
