@@ -58,6 +58,8 @@ public final class LlamaModel {
     public let part: ModelPart
     /// Offsets of `part.layers` in their blocks, by local layer index.
     let layerOffsets: [LayerOffsets]
+    /// With LoRA: offsets of each local layer's adapters in its adapter block.
+    let adapterOffsets: [AdapterOffsets]?
     /// Nil when the part has no head.
     let headOffsets: HeadOffsets?
     let epsilon: Float
@@ -115,6 +117,7 @@ public final class LlamaModel {
         let layout = ParameterLayout(config: config, part: part, lora: lora).freezing(frozen)
         self.layout = layout
         layerOffsets = part.layers.map { LayerOffsets(layout: layout, layer: $0) }
+        adapterOffsets = lora.map { lora in part.layers.map { AdapterOffsets(layout: layout, layer: $0, lora: lora) } }
         headOffsets = part.hasHead ? HeadOffsets(layout: layout) : nil
         epsilon = Float(config.rmsNormEps)
         rope = RoPETable(config: config)
@@ -294,9 +297,8 @@ public final class LlamaModel {
 
         for (local, layer) in part.layers.enumerated() {
             var weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: layerOffsets[local])
-            if let lora {
-                weights.adapters = LayerAdapters.at(parameters.acquireParameters(.adapter(layer)), layout: layout, layer: layer,
-                                                    lora: lora, trainableOnly: false)
+            if let adapters = adapterOffsets?[local] {
+                weights.adapters = adapters.weights(parameters.acquireParameters(.adapter(layer)))
             }
             layerForward(local, weights)
             if lora != nil { parameters.releaseParameters(.adapter(layer)) }
@@ -355,18 +357,13 @@ public final class LlamaModel {
         for (local, layer) in part.layers.enumerated().reversed() {
             let offsets = layerOffsets[local]
             var weights = LayerWeights(block: parameters.acquireParameters(.layer(layer)), offsets: offsets)
-            if let lora {
-                weights.adapters = LayerAdapters.at(parameters.acquireParameters(.adapter(layer)), layout: layout, layer: layer,
-                                                    lora: lora, trainableOnly: false)
-            }
+            let adapters = adapterOffsets?[local]
+            if let adapters { weights.adapters = adapters.weights(parameters.acquireParameters(.adapter(layer))) }
             if recompute { layerForward(local, weights) }
             // A layer whose every tensor is frozen acquires no gradients: nothing to reduce.
             let block = offsets.trains ? parameters.acquireGradients(.layer(layer)) : nil
-            let adapterTrains = lora != nil && layout.trains(.adapter(layer))
-            let adapterGradients = lora.map { lora in
-                LayerAdapters.at(adapterTrains ? parameters.acquireGradients(.adapter(layer)) : nil, layout: layout,
-                                 layer: layer, lora: lora, trainableOnly: true)
-            }
+            let adapterTrains = adapters?.trains ?? false
+            let adapterGradients = adapters?.gradients(adapterTrains ? parameters.acquireGradients(.adapter(layer)) : nil)
             layerBackward(local, weights, LayerGradients(block: block, offsets: offsets), adapterGradients)
             if adapterTrains { parameters.releaseGradients(.adapter(layer)) }
             if offsets.trains { parameters.releaseGradients(.layer(layer)) }

@@ -178,21 +178,47 @@ public struct LayerAdapters {
     func gradients(_ projection: Projection) -> (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?) {
         matrices[projection] ?? (nil, nil)
     }
+}
 
-    /// The adapters of an adapter block: weights (`trainableOnly` false) or gradients.
-    static func at(_ block: UnsafeMutablePointer<Float>?, layout: ParameterLayout, layer: Int, lora: LoRAConfig,
-                   trainableOnly: Bool) -> LayerAdapters {
-        var matrices: [Projection: (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?)] = [:]
+/// Where each adapter matrix of one layer sits in the layer's adapter block (read once from
+/// the layout), and which of them train.
+struct AdapterOffsets {
+    let scaling: Float
+    let rank: Int
+    /// (A, B) offsets from the block's first element, by projection.
+    let offsets: [Projection: (a: Int, b: Int)]
+    /// The same for gradients: nil where a matrix is frozen.
+    let gradientOffsets: [Projection: (a: Int?, b: Int?)]
+    /// Whether any adapter of the layer trains.
+    let trains: Bool
+
+    init(layout: ParameterLayout, layer: Int, lora: LoRAConfig) {
         let start = layout.range(of: .adapter(layer)).lowerBound
-        func pointer(_ entry: ParameterLayout.Entry?) -> UnsafeMutablePointer<Float>? {
-            guard let block, let entry, !trainableOnly || entry.trainable else { return nil }
-            return block + (entry.offset - start)
-        }
         let entries = layout.entries(in: .adapter(layer))
+        var offsets: [Projection: (a: Int, b: Int)] = [:], gradientOffsets: [Projection: (a: Int?, b: Int?)] = [:]
         for projection in lora.targets {
-            matrices[projection] = (pointer(entries.first { $0.role == .loraA(projection) }),
-                                    pointer(entries.first { $0.role == .loraB(projection) }))
+            guard let a = entries.first(where: { $0.role == .loraA(projection) }),
+                  let b = entries.first(where: { $0.role == .loraB(projection) }) else {
+                preconditionFailure("the layout has no adapter for \(projection) in layer \(layer)")
+            }
+            offsets[projection] = (a.offset - start, b.offset - start)
+            gradientOffsets[projection] = (a.trainable ? a.offset - start : nil, b.trainable ? b.offset - start : nil)
         }
-        return LayerAdapters(scaling: lora.scaling, rank: lora.rank, matrices: matrices)
+        (scaling, rank) = (lora.scaling, lora.rank)
+        self.offsets = offsets
+        self.gradientOffsets = gradientOffsets
+        trains = layout.trains(.adapter(layer))
+    }
+
+    /// The adapters of an adapter block's parameters.
+    func weights(_ block: UnsafeMutablePointer<Float>) -> LayerAdapters {
+        LayerAdapters(scaling: scaling, rank: rank, matrices: offsets.mapValues { (block + $0.a, block + $0.b) })
+    }
+
+    /// The adapters' gradients in an adapter block's gradients (nil: the block is not acquired).
+    func gradients(_ block: UnsafeMutablePointer<Float>?) -> LayerAdapters {
+        LayerAdapters(scaling: scaling, rank: rank, matrices: gradientOffsets.mapValues { pair in
+            (block.flatMap { block in pair.a.map { block + $0 } }, block.flatMap { block in pair.b.map { block + $0 } })
+        })
     }
 }

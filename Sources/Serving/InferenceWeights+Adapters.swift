@@ -29,11 +29,7 @@ extension InferenceWeights {
             for projection in lora.targets {
                 let prefix = "model.layers.\(layer).\(projection.path)"
                 let (output, input) = projection.shape(config)
-                let delta = [Float](unsafeUninitializedCapacity: output * input) { buffer, count in
-                    buffer.initialize(repeating: 0)
-                    count = output * input
-                }
-                var merged = delta
+                var merged = [Float](repeating: 0, count: output * input)
                 do {
                     let a = try reader.read(name: prefix + ".lora_A.weight")
                     let b = try reader.read(name: prefix + ".lora_B.weight")
