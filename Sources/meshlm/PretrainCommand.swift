@@ -59,26 +59,13 @@ struct PretrainCommand: ParsableCommand {
             let besideShards = (settings.data.train as NSString).appendingPathComponent(CheckpointExtras.tokenizerName)
             let tokenizerFile = tokenizerJSON ?? (FileManager.default.fileExists(atPath: besideShards) ? besideShards : nil)
             let extras = try world.collectively { try CheckpointExtras(config: settings, tokenizer: tokenizer, tokenizerFile: tokenizerFile) }
-            let end = settings.train.stopAtStep > 0 ? settings.train.stopAtStep : settings.train.steps
-            if start > 0 { log.info("pretrain: resuming at step \(start) from \(trainer.checkpointDirectory)") }
-            guard start < end else {
-                log.info("pretrain: the run's checkpoint is at step \(start); nothing left to do before step \(end)")
-                return
+            try TrainingCommandSupport.train(trainer, label: "pretrain", start: start, trainBatches: trainBatches,
+                                             evalBatches: evalBatches, extras: extras, context: context) { metrics in
+                let train = settings.train
+                log.info("pretrain: \(settings.model.parameterCount.formatted) parameters; mesh \(mesh.dims); ZeRO stage \(settings.parallel.zeroStage); "
+                         + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
+                         + "\(trainBatches.samples.sampleCount) training samples; metrics → \(metrics.path)")
             }
-            let metrics = try world.collectively { try MetricsLog(directory: settings.run.dir, rank: world.rank, append: start > 0) }
-            let cores = world.size * context.threads
-            let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world, seconds: 0.05)
-            let peak = peakPerCore * Double(cores)
-            let train = settings.train
-            log.info("pretrain: \(settings.model.parameterCount.formatted) parameters; mesh \(mesh.dims); ZeRO stage \(settings.parallel.zeroStage); "
-                     + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
-                     + "\(trainBatches.samples.sampleCount) training samples; metrics → \(metrics.path)")
-            var pretrainRun = TrainingRun(trainer: trainer, label: "pretrain", trainBatches: trainBatches, evalBatches: evalBatches,
-                                          metrics: metrics, log: log, peakGigaflops: peak)
-            pretrainRun.checkpoints = CheckpointSaver(trainer: trainer, extras: extras)
-            let summary = try pretrainRun.run(from: start)
-            try TrainingCommandSupport.report(summary, trainer: trainer, world: world, cores: cores, peakPerCore: peakPerCore,
-                                              label: "pretrain", log: log)
         }
     }
 

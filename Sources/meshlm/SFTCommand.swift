@@ -68,20 +68,8 @@ struct SFTCommand: ParsableCommand {
                 try CheckpointExtras(config: settings, tokenizer: data.tokenizer.identity, tokenizerFile: data.tokenizerFile)
             }
             extras.files["chat_template.jinja"] = Data(data.template.utf8)
-            let end = train.stopAtStep > 0 ? train.stopAtStep : train.steps
-            guard start < end else {
-                log.info("sft: the run's checkpoint is at step \(start); nothing left to do before step \(end)")
-                return
-            }
-            let metrics = try world.collectively { try MetricsLog(directory: settings.run.dir, rank: world.rank, append: start > 0) }
-            let cores = world.size * context.threads
-            let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world, seconds: 0.05)
-            var run = TrainingRun(trainer: trainer, label: "sft", trainBatches: trainBatches, evalBatches: evalBatches,
-                                  metrics: metrics, log: log, peakGigaflops: peakPerCore * Double(cores))
-            run.checkpoints = CheckpointSaver(trainer: trainer, extras: extras)
-            let summary = try run.run(from: start)
-            try TrainingCommandSupport.report(summary, trainer: trainer, world: world, cores: cores, peakPerCore: peakPerCore,
-                                              label: "sft", log: log)
+            try TrainingCommandSupport.train(trainer, label: "sft", start: start, trainBatches: trainBatches,
+                                             evalBatches: evalBatches, extras: extras, context: context)
         }
     }
 }
@@ -108,7 +96,7 @@ struct SFTData {
         let tokenizer = try TokenizerLoader.load(name)
         self.tokenizer = tokenizer
         guard tokenizer.vocabSize <= settings.model.vocabSize else {
-            throw JobError("\(tokenizerFile) has \(tokenizer.vocabSize) ids but model.vocab_size is \(settings.model.vocabSize)")
+            throw JobError("tokenizer \(name) has \(tokenizer.vocabSize) ids but model.vocab_size is \(settings.model.vocabSize)")
         }
         var specialTokens: [String: String] = [:]
         switch sft.template {

@@ -41,8 +41,31 @@ enum TrainingCommandSupport {
         return step ?? 0
     }
 
+    /// Trains from `start` to the run's end with `TrainingRun` — metrics log, the FMA peak for
+    /// MFU, checkpoints carrying `extras` — and reports the run; `announce` logs the mode's own
+    /// start line once the metrics file is open.
+    static func train(_ trainer: Trainer, label: String, start: Int, trainBatches: BatchSource, evalBatches: BatchSource?,
+                      extras: CheckpointExtras, context: JobContext, announce: (MetricsLog) -> Void = { _ in }) throws {
+        let world = context.world, log = context.log, settings = trainer.config
+        let end = settings.train.stopAtStep > 0 ? settings.train.stopAtStep : settings.train.steps
+        if start > 0 { log.info("\(label): resuming at step \(start) from \(trainer.checkpointDirectory)") }
+        guard start < end else {
+            log.info("\(label): the run's checkpoint is at step \(start); nothing left to do before step \(end)")
+            return
+        }
+        let metrics = try world.collectively { try MetricsLog(directory: settings.run.dir, rank: world.rank, append: start > 0) }
+        let cores = world.size * context.threads
+        let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world, seconds: 0.05)
+        announce(metrics)
+        var run = TrainingRun(trainer: trainer, label: label, trainBatches: trainBatches, evalBatches: evalBatches,
+                              metrics: metrics, log: log, peakGigaflops: peakPerCore * Double(cores))
+        run.checkpoints = CheckpointSaver(trainer: trainer, extras: extras)
+        let summary = try run.run(from: start)
+        try report(summary, trainer: trainer, world: world, cores: cores, peakPerCore: peakPerCore, label: label, log: log)
+    }
+
     /// The end-of-run lines: losses, speed and MFU, then memory per rank.
-    static func report(_ summary: TrainingRun.Summary, trainer: Trainer, world: Communicator, cores: Int, peakPerCore: Double,
+    private static func report(_ summary: TrainingRun.Summary, trainer: Trainer, world: Communicator, cores: Int, peakPerCore: Double,
                        label: String, log: Log) throws {
         var line = String(format: "%@: %d steps, loss %.4f → %.4f", label, summary.steps, summary.firstLoss, summary.lastLoss)
         if let evalLoss = summary.lastEvalLoss { line += String(format: ", eval loss %.4f", evalLoss) }
