@@ -22,18 +22,29 @@ import Testing
         zip(a, b).flatMap { zip($0, $1) }.map { abs($0 - $1) / max(abs($1), 1e-12) }.max() ?? .infinity
     }
 
+    /// Trains `objective` (with the check's `options`) on one rank, expects it to learn
+    /// (`learned(first loss, last loss)`), then on each (ranks, [pp, tp, zero, …]) layout, and
+    /// expects every step's loss (and metrics; and the eval loss when `eval`) within `tolerance`.
+    func expectEveryLayoutMatchesOneRank(_ objective: String, options: [String] = [], layouts: [(Int, [String])],
+                                         tolerance: Double = 1e-6, eval: Bool = false, label: String,
+                                         learned: (Double, Double) -> Bool) throws {
+        let reference = try train(1, [objective, "1", "1", "0"] + options)
+        #expect(reference.losses.count == 6)
+        let curve = reference.losses.map { $0[0] }
+        #expect(curve.count == 6 && learned(curve[0], curve[5]), "\(label): the run learns: \(curve)")
+        for (ranks, layout) in layouts {
+            let got = try train(ranks, [objective] + layout + options)
+            let difference = maxRelativeDifference(got.losses, reference.losses)
+            print("\(label) np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
+            #expect(got.losses.count == 6 && difference <= tolerance, "\(label) np \(ranks) \(layout)")
+            if eval { #expect(abs(got.eval - reference.eval) / reference.eval <= tolerance, "\(label) np \(ranks) \(layout)") }
+        }
+    }
+
     @Test(arguments: ["masked-sequences", "masked-tokens"])
     func everyLayoutGivesOneRanksLosses(objective: String) throws {
-        let reference = try train(1, [objective, "1", "1", "0"])
-        #expect(reference.losses.count == 6)
-        #expect(reference.losses[5][0] < reference.losses[0][0] - 0.3, "the run learns: \(reference.losses.map { $0[0] })")
-        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0", "sp"]), (4, ["2", "2", "1"])] {
-            let got = try train(ranks, [objective] + layout)
-            let difference = maxRelativeDifference(got.losses, reference.losses)
-            print("\(objective) np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
-            #expect(got.losses.count == 6 && difference <= 1e-6, "np \(ranks) \(layout)")
-            #expect(abs(got.eval - reference.eval) / reference.eval <= 1e-6)
-        }
+        try expectEveryLayoutMatchesOneRank(objective, layouts: [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0", "sp"]), (4, ["2", "2", "1"])],
+                                            eval: true, label: objective) { $1 < $0 - 0.3 }
     }
 
     /// Qwen2's q/k/v biases (split with their heads; replicated with the KV heads at tp 4 > 2 KV
@@ -41,16 +52,9 @@ import Testing
     /// group, with and without sequence parallelism) train as on one rank.
     @Test(arguments: ["qwen2", "qwen3"])
     func qwenLayersTrainAsOneRankOnEveryLayout(modelType: String) throws {
-        let reference = try train(1, ["masked-tokens", "1", "1", "0", modelType])
-        #expect(reference.losses.count == 6)
-        #expect(reference.losses[5][0] < reference.losses[0][0] - 0.3, "the run learns: \(reference.losses.map { $0[0] })")
-        for (ranks, layout) in [(2, ["1", "2", "0"]), (2, ["1", "2", "3", "sp"]), (4, ["1", "4", "1"]), (4, ["2", "2", "0"])] {
-            let got = try train(ranks, ["masked-tokens"] + layout + [modelType])
-            let difference = maxRelativeDifference(got.losses, reference.losses)
-            print("\(modelType) np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
-            #expect(got.losses.count == 6 && difference <= 1e-6, "\(modelType) np \(ranks) \(layout)")
-            #expect(abs(got.eval - reference.eval) / reference.eval <= 1e-6)
-        }
+        try expectEveryLayoutMatchesOneRank("masked-tokens", options: [modelType],
+                                            layouts: [(2, ["1", "2", "0"]), (2, ["1", "2", "3", "sp"]), (4, ["1", "4", "1"]), (4, ["2", "2", "0"])],
+                                            eval: true, label: modelType) { $1 < $0 - 0.3 }
     }
 
     /// LoRA adapters on every projection (each split with its projection under tensor
@@ -59,30 +63,18 @@ import Testing
     /// was while holding no gradients or optimizer state (`mpi-checks` fails otherwise).
     @Test(arguments: ["llama", "qwen3"])
     func loraTrainsAsOneRankOnEveryLayout(modelType: String) throws {
-        let reference = try train(1, ["masked-tokens", "1", "1", "0", "lora", modelType])
-        #expect(reference.losses.count == 6)
-        #expect(reference.losses[5][0] < reference.losses[0][0] - 0.05, "the run learns: \(reference.losses.map { $0[0] })")
-        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "1"]), (2, ["1", "2", "0", "sp"]), (4, ["1", "4", "2"]), (4, ["2", "2", "0"])] {
-            let got = try train(ranks, ["masked-tokens"] + layout + ["lora", modelType])
-            let difference = maxRelativeDifference(got.losses, reference.losses)
-            print("LoRA \(modelType) np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
-            #expect(got.losses.count == 6 && difference <= 1e-6, "LoRA \(modelType) np \(ranks) \(layout)")
-        }
+        try expectEveryLayoutMatchesOneRank("masked-tokens", options: ["lora", modelType],
+                                            layouts: [(2, ["1", "1", "3"]), (2, ["2", "1", "1"]), (2, ["1", "2", "0", "sp"]), (4, ["1", "4", "2"]), (4, ["2", "2", "0"])],
+                                            label: "LoRA \(modelType)") { $1 < $0 - 0.05 }
     }
 
     /// A scalar (score) head — replicated under tensor parallelism, on the last pipeline stage —
     /// trains as on one rank: its weight gradient on every tensor rank, its input gradient added
     /// once to the final norm's (summed over the group).
     @Test func scoreHeadTrainsAsOneRankOnEveryLayout() throws {
-        let reference = try train(1, ["score", "1", "1", "0", "qwen2"])
-        #expect(reference.losses.count == 6)
-        #expect(reference.losses[5][0] < reference.losses[0][0] * 0.7, "the run learns: \(reference.losses.map { $0[0] })")
-        for (ranks, layout) in [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0", "sp"]), (4, ["1", "4", "1"]), (4, ["2", "2", "2"])] {
-            let got = try train(ranks, ["score"] + layout + ["qwen2"])
-            let difference = maxRelativeDifference(got.losses, reference.losses)
-            print("score head np \(ranks) pp/tp/zero \(layout): max relative loss difference to one rank \(difference)")
-            #expect(got.losses.count == 6 && difference <= 1e-5, "score head np \(ranks) \(layout)")
-        }
+        try expectEveryLayoutMatchesOneRank("score", options: ["qwen2"],
+                                            layouts: [(2, ["1", "1", "3"]), (2, ["2", "1", "0"]), (2, ["1", "2", "0", "sp"]), (4, ["1", "4", "1"]), (4, ["2", "2", "2"])],
+                                            tolerance: 1e-5, label: "score head") { $1 < $0 * 0.7 }
     }
 
     /// With every loss weight 1 and token normalization, the gradient of each token is the

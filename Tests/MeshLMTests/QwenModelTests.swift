@@ -28,22 +28,39 @@ import Testing
         try Data(contentsOf: URL(fileURLWithPath: path)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
 
-    @Test(arguments: ["qwen2", "qwen3"])
-    func importExportEvalAndEngineMatchTransformers(family: String) throws {
-        let source = Self.fixtures + "/hf-" + family
-        let work = scratch(family)
+    /// `meshlm ckpt import-hf` of the Hugging Face directory `source` into `work/imported`, then
+    /// `export-hf` to `work/exported`, expecting every tensor back bit for bit; returns the
+    /// imported checkpoint and the exported `config.json`.
+    func roundTrip(_ source: String, work: String, label: String) throws -> (imported: String, config: [String: Any]?) {
         try? FileManager.default.removeItem(atPath: work)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-
-        // Import, export: every tensor bit for bit, the architecture named as transformers named it.
         let imported = work + "/imported", exported = work + "/exported"
         let importing = try Launcher.plain("meshlm", ["ckpt", "import-hf", source, "--output", imported])
         #expect(importing.status == 0, "\(importing.standardError)")
         let exporting = try Launcher.plain("meshlm", ["ckpt", "export-hf", imported, "--output", exported])
         #expect(exporting.status == 0, "\(exporting.standardError)")
-        try expectSameTensors(source: source, exported: exported, family: family)
+        try expectSameTensors(source: source, exported: exported, family: label)
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: exported + "/config.json"))) as? [String: Any]
+        return (imported, config)
+    }
+
+    /// `meshlm eval --logits` of `checkpoint` over `tokens` (one window): the launch and the
+    /// logits (a scalar head's scores) it wrote.
+    func evalLogits(_ checkpoint: String, tokens: [Int32], work: String) throws -> (Launch, [Float]) {
+        let tokenFile = work + "/tokens.bin", logits = work + "/eval-logits.bin"
+        try tokens.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
+        let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", checkpoint, "--tokens", tokenFile, "--dtype", "int32",
+                                                       "--seq-len", "\(tokens.count)", "--logits", logits])
+        #expect(evaluating.status == 0, "\(evaluating.standardError)")
+        return (evaluating, try floats(atPath: logits))
+    }
+
+    @Test(arguments: ["qwen2", "qwen3"])
+    func importExportEvalAndEngineMatchTransformers(family: String) throws {
+        let work = scratch(family)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        // Import, export: every tensor bit for bit, the architecture named as transformers named it.
+        let (imported, config) = try roundTrip(Self.fixtures + "/hf-" + family, work: work, label: family)
         #expect(config?["model_type"] as? String == family)
         #expect(config?["architectures"] as? [String] == [family == "qwen2" ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM"])
 
@@ -54,15 +71,10 @@ import Testing
         let expected = Array(try golden.read(Float.self, dataset: family + "/logits").prefix(13 * vocabulary))
 
         // The training forward, through meshlm eval over those tokens.
-        let tokenFile = work + "/tokens.bin"
-        try tokens.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
-        let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", tokenFile, "--dtype", "int32",
-                                                       "--seq-len", "13", "--logits", work + "/eval-logits.bin"])
-        #expect(evaluating.status == 0, "\(evaluating.standardError)")
-        let evalLogits = try floats(atPath: work + "/eval-logits.bin")
-        let evalDifference = relativeDifference(evalLogits[...], expected[...])
+        let trainingLogits = try evalLogits(imported, tokens: tokens, work: work).1
+        let evalDifference = relativeDifference(trainingLogits[...], expected[...])
         print("\(family): meshlm eval logits vs transformers, max relative difference \(evalDifference)")
-        #expect(evalLogits.count == expected.count && evalDifference <= 1e-5)
+        #expect(trainingLogits.count == expected.count && evalDifference <= 1e-5)
 
         // The engine: the logits of the first generated token follow the whole prompt.
         let lastRow = expected[12 * vocabulary..<13 * vocabulary]
@@ -83,18 +95,9 @@ import Testing
     /// architecture; `meshlm eval --logits` gives transformers' scores at every position (the
     /// last one is what transformers pools); `generate` refuses it with the reason.
     @Test func scoreHeadModelRoundTripsAndScoresAsTransformers() throws {
-        let source = Self.fixtures + "/hf-llama-score"
         let work = scratch("score")
-        try? FileManager.default.removeItem(atPath: work)
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        let imported = work + "/imported", exported = work + "/exported"
-        let importing = try Launcher.plain("meshlm", ["ckpt", "import-hf", source, "--output", imported])
-        #expect(importing.status == 0, "\(importing.standardError)")
-        let exporting = try Launcher.plain("meshlm", ["ckpt", "export-hf", imported, "--output", exported])
-        #expect(exporting.status == 0, "\(exporting.standardError)")
-        try expectSameTensors(source: source, exported: exported, family: "score")
-        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: exported + "/config.json"))) as? [String: Any]
+        let (imported, config) = try roundTrip(Self.fixtures + "/hf-llama-score", work: work, label: "score")
         #expect(config?["architectures"] as? [String] == ["LlamaForSequenceClassification"])
         #expect((config?["id2label"] as? [String: Any])?.count == 2)
 
@@ -103,18 +106,13 @@ import Testing
         let expected = try golden.read(Float.self, dataset: "scores")
         let pooled = try golden.read(Float.self, dataset: "pooled")
         #expect(Array(expected.suffix(2)) == pooled)
-        let tokenFile = work + "/tokens.bin"
-        try tokens.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
-        let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", tokenFile, "--dtype", "int32",
-                                                       "--seq-len", "13", "--logits", work + "/scores.bin"])
-        #expect(evaluating.status == 0, "\(evaluating.standardError)")
+        let (evaluating, scores) = try evalLogits(imported, tokens: tokens, work: work)
         #expect(evaluating.standardOutput.contains("\"num_labels\":2"), "\(evaluating.standardOutput)")
-        let scores = try floats(atPath: work + "/scores.bin")
         let difference = relativeDifference(scores[...], expected[...])
         print("score head: meshlm eval scores vs transformers, max relative difference \(difference)")
         #expect(scores.count == expected.count && difference <= 1e-5)
 
-        let withoutLogits = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", tokenFile, "--dtype", "int32"])
+        let withoutLogits = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", work + "/tokens.bin", "--dtype", "int32"])
         #expect(withoutLogits.status != 0 && withoutLogits.standardError.contains("has no next-token loss"), "\(withoutLogits.standardError)")
         let generating = try Launcher.plain("meshlm", ["generate", "--checkpoint", imported, "--prompt-ids", "5,6"])
         #expect(generating.status != 0 && generating.standardError.contains("cannot generate text"), "\(generating.standardError)")
