@@ -53,9 +53,16 @@ def hf_model(config):
         attention_bias=False, mlp_bias=False, hidden_act="silu")
     hf_config._attn_implementation = "eager"
     model = LlamaForCausalLM(hf_config).float()
-    # Random weights large enough that every gradient is far from zero: matrices N(0, 0.15²)
-    # (q·k logits of order 1 at hidden size 40), embeddings N(0, 0.5²), norm weights 1 + N(0, 0.1²).
-    generator = torch.Generator().manual_seed(1234)
+    randomize(model)
+    return model
+
+
+def randomize(model, seed=1234):
+    """Random weights large enough that every gradient is far from zero: matrices (and biases)
+    N(0, 0.15²) (q·k logits of order 1 at hidden size 40), embeddings N(0, 0.5²), norm weights
+    1 + N(0, 0.1²), drawn in `named_parameters()` order from one seeded generator. The other
+    fixture scripts use it too."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
@@ -65,7 +72,6 @@ def hf_model(config):
                 parameter.copy_(0.5 * noise)
             else:
                 parameter.copy_(0.15 * noise)
-    return model
 
 
 def inputs():

@@ -17,6 +17,8 @@ import torch
 import transformers
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
+from make_llama_fixture import randomize
+
 BATCH, SEQUENCE = 2, 13
 EOS = 2
 # Row 1 packs two documents: 5 tokens (the last one EOS), then 8 tokens whose positions restart.
@@ -44,18 +46,9 @@ def hf_model(config_class, model_class, arguments):
     hf_config = config_class(**arguments)
     hf_config._attn_implementation = "eager"
     model = model_class(hf_config).float()
-    # Random weights large enough that every gradient is far from zero: matrices and biases
-    # N(0, 0.15²), embeddings N(0, 0.5²), norm weights (q_norm, k_norm included) 1 + N(0, 0.1²).
-    generator = torch.Generator().manual_seed(1234)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
-            if "norm" in name:
-                parameter.copy_(1 + 0.1 * noise)
-            elif "embed_tokens" in name:
-                parameter.copy_(0.5 * noise)
-            else:
-                parameter.copy_(0.15 * noise)
+    # The Llama fixture's weights: matrices and biases N(0, 0.15²), embeddings N(0, 0.5²), norm
+    # weights (q_norm, k_norm included) 1 + N(0, 0.1²).
+    randomize(model)
     return model
 
 
