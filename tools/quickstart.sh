@@ -38,13 +38,15 @@ run "$meshlm" generate --checkpoint runs/tiny --prompt "In the beginning" --max-
 echo "== supervised fine-tuning: LoRA on the shipped instruction set (data/sft), 2 ranks, from the pretrained checkpoint"
 rm -rf runs/tiny-sft
 run mpirun -np 2 "$meshlm" sft --config configs/sft/tiny-lora.yaml
-echo "held-out answer accuracy (the first 50 questions of data/sft/eval.jsonl) before SFT:"
-bash tools/sft-eval.sh "$meshlm" runs/tiny data/sft/eval.jsonl 50
+# The base model has no chat template: it is asked in the one SFT trained with (ChatML, saved
+# in the fine-tuned checkpoint), so the two figures differ only by the fine-tuning.
+template=$(ls -d runs/tiny-sft/checkpoints/step_* | sort -V | tail -1)/chat_template.jinja
+echo "held-out answer accuracy (the 200 questions of data/sft/eval.jsonl, answered in one batched generate) before SFT:"
+bash tools/sft-eval.sh "$meshlm" runs/tiny data/sft/eval.jsonl 0 "$template"
 echo "and after SFT:"
-bash tools/sft-eval.sh "$meshlm" runs/tiny-sft data/sft/eval.jsonl 50
-echo "== a chat answer from the fine-tuned model (its adapters merged at load)"
-run "$meshlm" generate --checkpoint runs/tiny-sft --prompt $'<|im_start|>user\nWhat is 17 plus 25?<|im_end|>\n<|im_start|>assistant\n' \
-    --max-tokens 24 --stop '<|im_end|>'
+bash tools/sft-eval.sh "$meshlm" runs/tiny-sft data/sft/eval.jsonl
+echo "== a chat answer from the fine-tuned model (its chat template from its checkpoint, its adapters merged at load)"
+run "$meshlm" generate --checkpoint runs/tiny-sft --chat --prompt "What is 17 plus 25?" --max-tokens 24 --echo
 
 echo "== benchmarks (one rank; each figure next to this machine's ceiling measured in the same run)"
 run "$meshlm" bench gemm --quick

@@ -12,12 +12,17 @@ public protocol Tokenizer: Sendable {
     var eosId: Int32 { get }
     /// The ids of `text`, without special tokens (the shard writer adds EOS after each document).
     func encode(_ text: String) -> [Int32]
+    /// Like `encode`, but the texts of special tokens become their ids, as Hugging Face
+    /// tokenizers read a rendered chat template (`<|im_end|>` → its id).
+    func encodeWithSpecialTokens(_ text: String) -> [Int32]
     /// The text of `ids`. Special ids are dropped; ids outside the vocabulary (a model with a
     /// larger `vocab_size` may sample one) become U+FFFD.
     func decode(_ ids: [Int32]) -> String
 }
 
 extension Tokenizer {
+    /// A tokenizer without special-token texts encodes them as ordinary text.
+    public func encodeWithSpecialTokens(_ text: String) -> [Int32] { encode(text) }
     public var vocabSize: Int { identity.vocabSize }
     public var eosId: Int32 { identity.eosId }
 }

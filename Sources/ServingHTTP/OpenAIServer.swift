@@ -19,15 +19,15 @@ public final class OpenAIServer: Sendable {
     public let tokenizer: any Tokenizer
     public let modelName: String
     public let contextLength: Int
-    let template: ChatTemplate
+    let chat: ChatPrompter
     let created = Int(Date().timeIntervalSince1970)
 
-    public init(loop: EngineLoop, tokenizer: any Tokenizer, modelName: String, contextLength: Int) {
+    public init(loop: EngineLoop, tokenizer: any Tokenizer, chat: ChatPrompter, modelName: String, contextLength: Int) {
         self.loop = loop
         self.tokenizer = tokenizer
+        self.chat = chat
         self.modelName = modelName
         self.contextLength = contextLength
-        self.template = ChatTemplate.detect(tokenizer)
     }
 
     /// Serves until SIGTERM or SIGINT; `onListening` gets the bound port (useful with port 0).
@@ -118,18 +118,18 @@ public final class OpenAIServer: Sendable {
             throw ServingError(.invalidRequest, "messages must hold at least one message", parameter: "messages")
         }
         let messages = request.messages.map { ChatMessage(role: $0.role, content: $0.content ?? "") }
-        let rendered = template.render(messages, tokenizer: tokenizer)
+        let prompt = try chat.prompt(messages)
         let wantsLogprobs = request.logprobs == true
         var parameters = try request.sampling.parameters(defaultMaxTokens: contextLength,
                                                          logprobs: wantsLogprobs ? (request.topLogprobs ?? 0) : nil)
         // Without max_tokens, generate up to the context (OpenAI's default).
         if request.sampling.maxTokens == nil && request.sampling.maxCompletionTokens == nil {
-            parameters.maxTokens = Swift.max(1, contextLength - rendered.prompt.count)
+            parameters.maxTokens = Swift.max(1, contextLength - prompt.count)
         }
-        parameters.stopStrings += rendered.stopStrings
-        parameters.stopTokens += rendered.stopTokens
+        parameters.stopStrings += chat.stopStrings
+        parameters.stopTokens += chat.stopTokens
         let id = "chatcmpl-" + UUID().uuidString.lowercased()
-        let (sequence, stream) = try start(prompt: rendered.prompt, parameters: parameters)
+        let (sequence, stream) = try start(prompt: prompt, parameters: parameters)
         if request.stream == true {
             let includeUsage = request.streamOptions?.includeUsage == true
             let sampleCount = parameters.sampleCount
@@ -151,7 +151,7 @@ public final class OpenAIServer: Sendable {
                     try await writer(ChatChunk(id: id, created: created, model: modelName, choices: [choice]))
                 }
                 if includeUsage {
-                    let usage = Usage(promptTokens: rendered.prompt.count, completionTokens: completionTokens.values.reduce(0, +))
+                    let usage = Usage(promptTokens: prompt.count, completionTokens: completionTokens.values.reduce(0, +))
                     try await writer(ChatChunk(id: id, created: created, model: modelName, choices: [], usage: usage))
                 }
             }
@@ -163,7 +163,7 @@ public final class OpenAIServer: Sendable {
                        logprobs: wantsLogprobs ? chatLogprobs(outputs) : nil)
         }
         return json(ChatCompletion(id: id, created: created, model: modelName, choices: choices,
-                                   usage: Usage(promptTokens: rendered.prompt.count, completionTokens: completionTokens(samples))))
+                                   usage: Usage(promptTokens: prompt.count, completionTokens: completionTokens(samples))))
     }
 
     // MARK: Engine bridge

@@ -23,7 +23,9 @@ public struct TokenizedSample: Sendable, Equatable {
 /// generation prompt (the prompt the model sees) and up to and including turn k. What the second
 /// adds to the first is the assistant's answer with the template's end-of-turn marker, which is
 /// supervised; the rest is prompt. Each such span is encoded on its own and the ids concatenated
-/// (as LlamaFactory does), so a span boundary never merges tokens across prompt and answer. A
+/// (as LlamaFactory does), so a span boundary never merges tokens across prompt and answer; the
+/// template's special-token texts (`<|im_start|>`) become their ids, as transformers tokenizes a
+/// rendered chat and as serving prompts (`ChatPrompter`). A
 /// template that renders earlier turns differently once later ones follow (some drop reasoning
 /// from past turns) breaks the prefix rule and is refused, naming the sample.
 ///
@@ -64,16 +66,18 @@ public struct SFTTokenization {
 
     public func tokenize(_ sample: SFTSample) throws(DataError) -> TokenizedSample {
         var result = TokenizedSample(ids: [], supervised: [])
-        func append(_ text: String, supervised: Bool) {
+        func append(_ text: String, supervised: Bool, template: Bool) {
             guard !text.isEmpty else { return }
-            let ids = tokenizer.encode(text)
+            // A template's markers are special tokens where the tokenizer has them (as
+            // transformers tokenizes a rendered chat); plain samples' text is only text.
+            let ids = template ? tokenizer.encodeWithSpecialTokens(text) : tokenizer.encode(text)
             result.ids += ids
             result.supervised += [Bool](repeating: supervised || options.trainOnPrompt, count: ids.count)
         }
         switch sample.content {
         case .text(let prompt, let completion):
-            append(prompt, supervised: false)
-            append(completion, supervised: true)
+            append(prompt, supervised: false, template: false)
+            append(completion, supervised: true, template: false)
             result.ids.append(tokenizer.eosId)
             result.supervised.append(true)
         case .conversation(let turns):
@@ -85,8 +89,8 @@ public struct SFTTokenization {
                 guard prompt.hasPrefix(rendered), full.hasPrefix(prompt) else {
                     throw DataError("\(sample.source): the chat template renders the conversation before message \(answer) differently once that message follows, so the answer's tokens cannot be told from the prompt's")
                 }
-                append(String(prompt.dropFirst(rendered.count)), supervised: false)
-                append(String(full.dropFirst(prompt.count)), supervised: !options.maskHistory || answer == answers.last)
+                append(String(prompt.dropFirst(rendered.count)), supervised: false, template: true)
+                append(String(full.dropFirst(prompt.count)), supervised: !options.maskHistory || answer == answers.last, template: true)
                 rendered = full
             }
         }

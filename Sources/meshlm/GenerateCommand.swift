@@ -19,14 +19,41 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("prompt-ids"),
             help: "The prompt as comma-separated token ids instead of text (to compare with another implementation).")
     var promptIds: String?
+    @Flag(help: "Send --prompt as a user message through the checkpoint's chat template (or --chat-template) and stop at its end of turn.")
+    var chat = false
+    @Option(help: "With --chat: a system message before the user's.") var system: String?
+    @Option(help: "A JSONL file of prompts generated together (batched): {\"prompt\": TEXT} or {\"messages\": [{\"role\", \"content\"}…]} per line, optionally with an \"id\"; messages go through the chat template. Writes one JSON line per prompt, in order.")
+    var input: String?
+    @Option(help: "With --input: write the JSON lines to this file instead of standard output.") var output: String?
     @Flag(help: "Print the prompt before the continuation.") var echo = false
     @Option(help: ArgumentHelp("Write the logits of every generated token to this file: raw little-endian float32, [tokens, vocab_size] (for checking tensor-parallel runs against one rank).", visibility: .hidden))
     var dumpLogits: String?
     @Option(help: ArgumentHelp("After generating, replace the model's weights in place with this checkpoint's (every rank taking its slices of the whole model, the prefix cache dropped) and generate the prompt again, printed on a second line: checks the in-process weight replacement trainers use (docs/serving.md).", visibility: .hidden))
     var replaceWeightsFrom: String?
 
+    func validate() throws {
+        if input != nil && (prompt != nil || promptIds != nil || chat || echo || dumpLogits != nil || replaceWeightsFrom != nil) {
+            throw ValidationError("--input takes its prompts from the file: drop --prompt, --prompt-ids, --chat, --echo")
+        }
+        if output != nil && input == nil { throw ValidationError("--output goes with --input") }
+        if system != nil && !chat { throw ValidationError("--system goes with --chat") }
+        if chat && (promptIds != nil || prompt == nil) { throw ValidationError("--chat sends the --prompt text as the user's message: give --prompt (not --prompt-ids)") }
+        if input != nil && draft.draftCheckpoint != nil { throw ValidationError("--input and --draft-checkpoint: speculative decoding runs one prompt") }
+    }
+
     func run() throws {
         if draft.draftCheckpoint != nil { return try runSpeculative() }
+        if let input {
+            let prompts = try BatchPrompt.read(input)
+            return try job.runJob { context in
+                let (weights, tokenizer, tensorGroup) = try engine.load(world: context.world)
+                let chat = try engine.chatPrompter(tokenizer: tokenizer)
+                let generator = Engine(weights: weights, configuration: engine.configuration, tokenizer: tokenizer,
+                                       threads: KernelThreads(count: context.threads), tensorGroup: tensorGroup)
+                try generateBatch(generator, prompts: prompts, chat: chat, tokenizer: tokenizer, tensorGroup: tensorGroup,
+                                  context: context)
+            }
+        }
 
         try job.runJob { context in
             let (weights, tokenizer, tensorGroup) = try engine.load(world: context.world)
@@ -48,13 +75,7 @@ struct GenerateCommand: ParsableCommand {
                 try generateOnce(generator, tokenizer: tokenizer, tensorGroup: tensorGroup, context: context)
             }
             if let dumpLogits, tensorGroup?.isLeader ?? true {
-                // A temporary name, then rename: a reader never sees half a file.
-                let temporary = dumpLogits + ".tmp-\(getpid())"
-                guard FileManager.default.createFile(atPath: temporary, contents: dumped) else {
-                    throw JobError("cannot write --dump-logits \(dumpLogits): check that its directory exists and is writable")
-                }
-                _ = try? FileManager.default.removeItem(atPath: dumpLogits)
-                try FileManager.default.moveItem(atPath: temporary, toPath: dumpLogits)
+                try FileOutput.writeAtomically(dumped, to: dumpLogits, option: "--dump-logits")
             }
         }
     }
@@ -69,9 +90,9 @@ struct GenerateCommand: ParsableCommand {
         }
         // Rank 0 alone from here; the followers run its batches until stopFollowers.
         defer { tensorGroup?.stopFollowers() }
-        let ids = try promptTokens(tokenizer, vocabularySize: generator.model.config.vocabSize)
-        let id = try generator.add(prompt: ids, parameters: sampling.parameters)
-        if echo { Log.write(prompt ?? tokenizer.decode(ids), to: .standardOutput) }
+        let (ids, shown, parameters) = try promptAndParameters(tokenizer, vocabularySize: generator.model.config.vocabSize)
+        let id = try generator.add(prompt: ids, parameters: parameters)
+        if echo { Log.write(shown, to: .standardOutput) }
         let start = monotonicSeconds()
         var firstToken: Double?
         var generated = 0
@@ -104,16 +125,16 @@ struct GenerateCommand: ParsableCommand {
             }
             let (target, tokenizer) = try engine.load()
             guard let draft = try draft.load(engine: engine, target: target, targetTokenizer: tokenizer) else { return }
-            try generateSpeculatively(target: target, draft: draft, tokenizer: tokenizer, parameters: sampling.parameters,
+            try generateSpeculatively(target: target, draft: draft, tokenizer: tokenizer,
                                       threads: KernelThreads(count: context.threads))
         }
     }
 
     private func generateSpeculatively(target: InferenceWeights, draft: InferenceWeights, tokenizer: any Tokenizer,
-                                       parameters: SamplingParameters, threads: KernelThreads) throws {
+                                       threads: KernelThreads) throws {
         let decoder = SpeculativeDecoder(target: target, draft: draft, lookahead: self.draft.lookahead, threads: threads)
-        let ids = try promptTokens(tokenizer, vocabularySize: target.config.vocabSize)
-        if echo { Log.write(prompt ?? tokenizer.decode(ids), to: .standardOutput) }
+        let (ids, shown, parameters) = try promptAndParameters(tokenizer, vocabularySize: target.config.vocabSize)
+        if echo { Log.write(shown, to: .standardOutput) }
         let start = monotonicSeconds()
         var firstToken: Double?
         let summary = try decoder.generate(prompt: ids, parameters: parameters, tokenizer: tokenizer) { output in
@@ -129,6 +150,22 @@ struct GenerateCommand: ParsableCommand {
                          summary.targetForwardCount, ((firstToken ?? start) - start) * 1e3,
                          summary.generatedCount > 1 ? Double(summary.generatedCount - 1) / decodeSeconds : 0),
                   to: .standardError)
+    }
+
+    /// The prompt's ids, its text as `--echo` shows it, and the sampling parameters with the chat
+    /// template's stop rules under `--chat`.
+    private func promptAndParameters(_ tokenizer: any Tokenizer,
+                                     vocabularySize: Int) throws -> (ids: [Int32], shown: String, parameters: SamplingParameters) {
+        var parameters = sampling.parameters
+        guard chat else {
+            let ids = try promptTokens(tokenizer, vocabularySize: vocabularySize)
+            return (ids, prompt ?? tokenizer.decode(ids), parameters)
+        }
+        let prompter = try engine.chatPrompter(tokenizer: tokenizer)
+        let messages = (system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: prompt ?? "")]
+        parameters.stopStrings += prompter.stopStrings
+        parameters.stopTokens += prompter.stopTokens
+        return (try prompter.prompt(messages), try prompter.text(messages), parameters)
     }
 
     /// --prompt encoded, or the ids of --prompt-ids (exactly one of them), each below the

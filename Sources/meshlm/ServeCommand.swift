@@ -31,7 +31,8 @@ struct ServeCommand: ParsableCommand {
             }
             let loop = EngineLoop(engine: generator)
             loop.start()
-            let server = OpenAIServer(loop: loop, tokenizer: tokenizer, modelName: servedModelName,
+            let chat = try engine.chatPrompter(tokenizer: tokenizer)
+            let server = OpenAIServer(loop: loop, tokenizer: tokenizer, chat: chat, modelName: servedModelName,
                                       contextLength: weights.config.maxPositionEmbeddings)
             let log = context.log
             let (host, port) = (self.host, self.port)
@@ -42,6 +43,7 @@ struct ServeCommand: ParsableCommand {
                 do {
                     try await server.run(host: host, port: port) { bound in
                         log.info(String(format: "serving %@ (%.1fM parameters%@) on http://%@:%d", servedModelName, parameters, split, host, bound))
+                        log.info("chat template: \(chat.source)")
                     }
                     outcome.finish(nil)
                 } catch {

@@ -12,6 +12,9 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Tokenizer: a tokenizer.json path or a name (\(TokenizerLoader.names.joined(separator: ", "))). Default: the checkpoint's own tokenizer.json, else bytes.")
     var tokenizer: String?
 
+    @Option(help: "A .jinja chat template to render chat messages with, instead of the checkpoint's own (chat_template.jinja or tokenizer_config.json's chat_template).")
+    var chatTemplate: String?
+
     @Option(help: "KV cache blocks (each holds --block-size tokens of every layer).") var kvBlocks = 2048
     @Option(help: "Tokens per KV cache block.") var blockSize = 16
     @Option(help: "Sequences decoded together at most.") var maxBatch = 32
@@ -53,6 +56,13 @@ struct EngineOptions: ParsableArguments {
             throw ServingError(.checkpoint, "tokenizer '\(name)' has \(tokenizer.vocabSize) ids but the model's vocab_size is \(weights.config.vocabSize): give the tokenizer the model was trained with (--tokenizer)")
         }
         return (weights, tokenizer)
+    }
+
+    /// How chat messages become prompts: the checkpoint's chat template, `--chat-template`, or
+    /// the plain layout for a model without one.
+    func chatPrompter(tokenizer: any Tokenizer) throws -> ChatPrompter {
+        try ChatPrompter.load(stepDirectory: try InferenceWeights.resolveStepDirectory(checkpoint), override: chatTemplate,
+                              tokenizer: tokenizer)
     }
 }
 

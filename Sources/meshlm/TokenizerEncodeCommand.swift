@@ -28,7 +28,7 @@ struct TokenizerEncodeCommand: ParsableCommand {
                 guard context.world.rank == 0 else { return }
                 let tokenizer = try TokenizerLoader.load(self.tokenizer)
                 func encode(_ text: String) -> [Int32] {
-                    if specialTokens, let bpe = tokenizer as? BPETokenizer { return bpe.encodeWithSpecialTokens(text) }
+                    if specialTokens { return tokenizer.encodeWithSpecialTokens(text) }
                     return tokenizer.encode(text)
                 }
                 var out = ""

@@ -287,6 +287,38 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
     /// OpenAI's `n`: choices 0..<n, usage counting the prompt once and every choice's tokens,
     /// choice i equal to a separate n = 1 request seeded with sample i's seed, streams whose
     /// chunks carry the choice index (each choice finishing once), and n out of range refused.
+    /// /v1/chat/completions renders with the checkpoint's template (plain without one,
+    /// `--chat-template` given), counting the rendered prompt's tokens; a template that raises
+    /// for the messages answers 400 with its message.
+    @Test func chatUsesTheTemplate() async throws {
+        let messages = #"[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]"#
+        func promptTokens(_ server: ServerProcess) async throws -> Int? {
+            let (status, body) = try await server.request("/v1/chat/completions", method: "POST", body:
+                #"{"model":"meshlm","messages":\#(messages),"max_tokens":2,"ignore_eos":true}"#)
+            #expect(status == 200, "\(body)")
+            let reply = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+            return (reply?["usage"] as? [String: Int])?["prompt_tokens"]
+        }
+        let plain = try ServerProcess()
+        defer { plain.stop() }
+        #expect(try await promptTokens(plain) == ByteTokenizer().encode("System: Be brief.\n\nUser: Hi\n\nAssistant:").count)
+
+        let template = temporaryDirectory() + "/strict-chatml.jinja"
+        defer { try? FileManager.default.removeItem(atPath: (template as NSString).deletingLastPathComponent) }
+        try Data("""
+            {% if messages[0]['role'] == 'assistant' %}{{ raise_exception('The assistant cannot speak first') }}{% endif %}\
+            {% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}\
+            {% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}
+            """.utf8).write(to: URL(fileURLWithPath: template))
+        let templated = try ServerProcess(extraArguments: ["--chat-template", template])
+        defer { templated.stop() }
+        let rendered = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        #expect(try await promptTokens(templated) == ByteTokenizer().encode(rendered).count)
+        let (status, body) = try await templated.request("/v1/chat/completions", method: "POST", body:
+            #"{"model":"meshlm","messages":[{"role":"assistant","content":"Hello"},{"role":"user","content":"Hi"}],"max_tokens":2}"#)
+        #expect(status == 400 && body.contains("The assistant cannot speak first"), "\(body)")
+    }
+
     @Test func samplesPerPrompt() async throws {
         let server = try ServerProcess()
         defer { server.stop() }

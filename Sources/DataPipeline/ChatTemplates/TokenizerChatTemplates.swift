@@ -27,8 +27,18 @@ public struct TokenizerChatTemplates: Sendable {
         self.directory = directory
     }
 
-    /// Reads the templates and special tokens of `directory`.
+    /// Reads the templates and special tokens of `directory`; a directory without any template
+    /// is an error.
     public static func load(directory: String) throws -> TokenizerChatTemplates {
+        guard let found = try find(directory: directory) else {
+            throw DataError("\(directory): no chat template (looked for chat_template.jinja, the chat_template key of tokenizer_config.json, and chat_template.json)")
+        }
+        return found
+    }
+
+    /// Reads the templates and special tokens of `directory`: nil when it has no template (a base
+    /// model's tokenizer), an error when one is there but unreadable.
+    public static func find(directory: String) throws -> TokenizerChatTemplates? {
         let configPath = directory + "/tokenizer_config.json"
         let config = try readJSONObject(configPath)
         var specialTokens: [String: String] = [:]
@@ -54,9 +64,7 @@ public struct TokenizerChatTemplates: Sendable {
         } else if let processor = try readJSONObject(directory + "/chat_template.json"), let declared = processor["chat_template"] {
             templates = try parseDeclaredTemplates(declared, file: directory + "/chat_template.json")
         }
-        guard !templates.isEmpty else {
-            throw DataError("\(directory): no chat template (looked for chat_template.jinja, the chat_template key of tokenizer_config.json, and chat_template.json)")
-        }
+        guard !templates.isEmpty else { return nil }
         return TokenizerChatTemplates(templates: templates, specialTokens: specialTokens, directory: directory)
     }
 
