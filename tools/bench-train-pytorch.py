@@ -27,6 +27,8 @@ def main():
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lora-rank", type=int, help="train peft LoRA adapters of this rank (alpha 2r, every "
+                        "linear projection, the base frozen) instead of every parameter; needs `pip install peft`")
     parser.add_argument("--meshlm-json", help="MeshLM's `bench train --json` output, for the ratio")
     args = parser.parse_args()
 
@@ -38,7 +40,12 @@ def main():
     config._attn_implementation = "sdpa"
     model = LlamaForCausalLM(config).float()
     parameters = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    if args.lora_rank:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=args.lora_rank, lora_alpha=2 * args.lora_rank, lora_dropout=0.0,
+                                                 target_modules="all-linear", bias="none", task_type="CAUSAL_LM"))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     tokens = args.micro_batch * args.seq_len
     flops_per_token = 6 * parameters + 12 * config.num_hidden_layers * config.hidden_size * args.seq_len
 
@@ -47,7 +54,7 @@ def main():
         start = time.perf_counter()
         loss = model(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
@@ -56,11 +63,12 @@ def main():
     times = sorted(step() for _ in range(args.steps))
     median = statistics.median(times)
     rate = tokens / median
-    print(f"pytorch {torch.__version__}: {parameters / 1e6:.2f}M parameters, {args.threads} thread(s), "
+    lora = f", peft LoRA r {args.lora_rank}" if args.lora_rank else ""
+    print(f"pytorch {torch.__version__}: {parameters / 1e6:.2f}M parameters{lora}, {args.threads} thread(s), "
           f"batch {args.micro_batch} x {args.seq_len}: {rate:.1f} tokens/s "
           f"(step {median * 1e3:.0f} ms median, range {times[0] * 1e3:.0f}-{times[-1] * 1e3:.0f} ms over {args.steps} steps), "
           f"{rate * flops_per_token / 1e9:.1f} GFLOP/s by 6N+12LHT")
-    result = {"bench": "train_pytorch", "tokens_per_s": rate, "step_ms": median * 1e3, "threads": args.threads,
+    result = {"bench": "train_pytorch", "lora_rank": args.lora_rank, "tokens_per_s": rate, "step_ms": median * 1e3, "threads": args.threads,
               "parameters": parameters}
     if args.meshlm_json:
         with open(args.meshlm_json) as f:

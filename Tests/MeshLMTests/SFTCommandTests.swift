@@ -16,19 +16,21 @@ import Testing
         return directory
     }()
 
-    func sft(_ ranks: Int, _ extra: [String]) throws -> (Launch, [Int: Double]) {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-\(getpid())-\(UUID().uuidString.prefix(6))")
-        defer { try? FileManager.default.removeItem(at: run) }
-        let model = ["model.model_type=qwen2", "model.vocab_size=263", "model.hidden_size=40", "model.intermediate_size=72",
-                     "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2", "model.head_dim=10",
-                     "model.rope_theta=1000000", "model.rms_norm_eps=1e-6", "model.max_position_embeddings=256"]
+    /// The model section of the imported base.
+    static let qwenModel = ["model.model_type=qwen2", "model.vocab_size=263", "model.hidden_size=40", "model.intermediate_size=72",
+                            "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2", "model.head_dim=10",
+                            "model.rope_theta=1000000", "model.rms_norm_eps=1e-6", "model.max_position_embeddings=256"]
+
+    func sft(_ ranks: Int, _ extra: [String], in directory: URL? = nil) throws -> (Launch, [Int: Double]) {
+        let run = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-\(getpid())-\(UUID().uuidString.prefix(6))")
+        defer { if directory == nil { try? FileManager.default.removeItem(at: run) } }
         var arguments = ["sft", "--config", config, "--init-from", Self.base, "--tokenizer", "bytes",
                          "--set", "run.dir=\(run.path)", "--set", "train.steps=6", "--set", "train.log_interval=1",
                          "--set", "train.eval_interval=0", "--set", "train.seq_len=96", "--set", "train.global_batch_size=8",
                          "--set", "train.micro_batch_size=2", "--set", "checkpoint.interval=0"]
         let data = repositoryRoot.appendingPathComponent("data/sft").path
         arguments += ["--set", "data.train=\(data)/train.jsonl", "--set", "data.eval=\(data)/eval.jsonl"]
-        arguments += model.flatMap { ["--set", $0] } + extra
+        arguments += Self.qwenModel.flatMap { ["--set", $0] } + extra
         let launch = try Launcher.mpirun(ranks, "meshlm", arguments)
         return (launch, (try? losses(in: run)) ?? [:])
     }
@@ -45,6 +47,21 @@ import Testing
             print("sft LoRA \(layout) np \(ranks): max relative loss difference to one rank \(worst)")
             #expect(worst <= 1e-6, "\(layout)")
         }
+    }
+
+    /// Stopped at step 3 (LoRA adapters and their optimizer state saved) and resumed on the same
+    /// mesh, a run continues bitwise as if uninterrupted.
+    @Test func resumesBitwise() throws {
+        let (whole, expected) = try sft(2, [])
+        #expect(whole.status == 0, "\(whole.standardError)")
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-resume-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let first = try sft(2, ["--set", "train.stop_at_step=3", "--set", "checkpoint.interval=3"], in: run)
+        #expect(first.0.status == 0, "\(first.0.standardError)")
+        let second = try sft(2, ["--resume"], in: run)
+        #expect(second.0.status == 0, "\(second.0.standardError)")
+        #expect(second.0.standardOutput.contains("resuming at step 3"), "\(second.0.standardOutput)")
+        #expect(second.1 == expected, "the resumed run differs from the uninterrupted one")
     }
 
     @Test func badSetupsAreRefused() throws {

@@ -70,6 +70,27 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("plot.svg").path))
     }
 
+    /// LoRA fine-tuning on 2 tasks through slurm/sft.sbatch, from the imported Qwen2 base of
+    /// SFTCommandTests on the shipped instruction set.
+    @Test func sftJobFineTunes() throws {
+        let directory = try SlurmCluster.jobDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = directory.appendingPathComponent("run")
+        let data = repositoryRoot.appendingPathComponent("data/sft").path
+        let overrides = ["run.dir=\(run.path)", "data.train=\(data)/train.jsonl", "data.eval=\(data)/eval.jsonl", "train.steps=3",
+                         "train.log_interval=1", "train.eval_interval=0", "train.seq_len=96", "train.global_batch_size=4",
+                         "train.micro_batch_size=2", "checkpoint.interval=0"] + SFTCommandTests.qwenModel
+        let job = try SlurmCluster.submit("sft.sbatch", sbatch: ["-n", "2", "-O"],
+                                          arguments: [repositoryRoot.appendingPathComponent("configs/sft/tiny-lora.yaml").path,
+                                                      "--init-from", SFTCommandTests.base, "--tokenizer", "bytes"]
+                                              + overrides.flatMap { ["--set", $0] }, in: directory)
+        #expect(job.state == "COMPLETED", "\(job.output)")
+        #expect(job.outputPath == directory.appendingPathComponent("meshlm-sft-\(job.id).out").path)
+        #expect(job.output.contains("supervised tokens, packed into"), "\(job.output)")
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.split(separator: "\n").count == 3, "\(metrics)")
+    }
+
     @Test func pretrainNeedsAConfig() throws {
         let directory = try SlurmCluster.jobDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
