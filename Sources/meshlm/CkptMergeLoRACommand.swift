@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import Tensors
 import Training
 
 struct CkptMergeLoRACommand: ParsableCommand {
@@ -20,6 +21,8 @@ struct CkptMergeLoRACommand: ParsableCommand {
 
     func run() throws {
         try CkptCommand.runTool {
+            // The merge's sgemm runs on this thread, as every MeshLM kernel does (MachineSetup).
+            BLASLibrary.threadCount = 1
             let reader = try CheckpointReader.locate(directory)
             let report = try LoRAMerge.merge(reader, output: output, compressionLevel: Int32(zstdLevel))
             let lora = report.lora
