@@ -31,7 +31,7 @@ public enum HuggingFaceExport {
                 throw CheckpointError(.missingFile, "\(reader.stepDirectory) has no \(CheckpointExtras.adapterConfigName): it is not a LoRA checkpoint, so it has no adapter to export alone")
             }
             let files = try PeftAdapter.export(reader, lora: lora, model: model, to: output, dtype: dtype)
-            let tensors = PeftAdapter.tensors(lora, model: model)
+            let tensors = PeftAdapter.tensors(PeftAdapter.exported(lora, model: model), model: model)
             return Report(files: files, tensors: tensors.count, bytes: tensors.reduce(0) { $0 + $1.count * dtype.byteCount }, warnings: [])
         }
         let layout = ParameterLayout(config: model)
@@ -104,7 +104,7 @@ public enum HuggingFaceExport {
         var tensorCount = layout.entries.count, byteCount = totalBytes
         if let lora {
             files += try PeftAdapter.export(reader, lora: lora, model: model, to: output + "/adapter", dtype: dtype).map { "adapter/" + $0 }
-            let tensors = PeftAdapter.tensors(lora, model: model)
+            let tensors = PeftAdapter.tensors(PeftAdapter.exported(lora, model: model), model: model)
             tensorCount += tensors.count
             byteCount += tensors.reduce(0) { $0 + $1.count * dtype.byteCount }
         }

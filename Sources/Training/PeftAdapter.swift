@@ -78,8 +78,19 @@ public enum PeftAdapter {
         }
     }
 
-    /// Writes the adapter of a MeshLM checkpoint into `directory` in PEFT's layout; returns the
-    /// files written. `modules_to_save` lists only the modules whose tensor the model has.
+    /// The settings an exported adapter declares: `modules_to_save` lists only the modules whose
+    /// tensor the model has, and a model with a scalar head always saves `score`, as PEFT's
+    /// `SEQ_CLS` task does (it adds the head to `modules_to_save` itself and expects its tensor).
+    public static func exported(_ lora: LoRAConfig, model: LlamaConfig) -> LoRAConfig {
+        let layout = ParameterLayout(config: model)
+        var saved = lora
+        saved.modulesToSave = lora.modulesToSave.filter { module in LoRAConfig.savableModules[module].flatMap(layout.entry(named:)) != nil }
+        if model.hasScoreHead && !saved.modulesToSave.contains("score") { saved.modulesToSave.append("score") }
+        return saved
+    }
+
+    /// Writes the adapter of a MeshLM checkpoint into `directory` in PEFT's layout (`exported`'s
+    /// settings, PEFT's task type); returns the files written.
     @discardableResult
     public static func export(_ reader: CheckpointReader, lora: LoRAConfig, model: LlamaConfig, to directory: String,
                               dtype: SafetensorsDType = .f32) throws -> [String] {
@@ -87,13 +98,12 @@ public enum PeftAdapter {
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw CheckpointError(.io, "cannot create \(directory): \(error.localizedDescription)")
         }
-        let entries = tensors(lora, model: model)
-        var saved = lora
-        saved.modulesToSave = lora.modulesToSave.filter { module in entries.contains { $0.name == LoRAConfig.savableModules[module] } }
-        try Safetensors.write(entries.map { entry in
+        let saved = exported(lora, model: model)
+        try Safetensors.write(tensors(saved, model: model).map { entry in
             Safetensors.Output(name: keyPrefix + entry.name, shape: entry.shape, dtype: dtype) { try reader.read(name: entry.name) }
         }, metadata: ["format": "pt"], to: directory + "/" + weightsName)
-        try HuggingFaceExport.write(try CheckpointExtras.adapterConfig(saved), directory + "/" + configName)
+        let config = try CheckpointExtras.adapterConfig(saved, taskType: model.hasScoreHead ? "SEQ_CLS" : "CAUSAL_LM")
+        try HuggingFaceExport.write(config, directory + "/" + configName)
         return [configName, weightsName]
     }
 
@@ -179,7 +189,12 @@ public enum PeftAdapter {
         guard let alpha = ((object["lora_alpha"] ?? 8) as? NSNumber)?.doubleValue, alpha > 0 else { throw refuse("lora_alpha", "it must be a positive number") }
         guard let rankStabilized = (object["use_rslora"] ?? false) as? Bool else { throw refuse("use_rslora", "it must be true or false") }
         let modules = object["modules_to_save"].flatMap { $0 is NSNull ? nil : $0 }
-        guard let modulesToSave = (modules ?? [String]()) as? [String] else { throw refuse("modules_to_save", "it must be a list of module names") }
+        guard var modulesToSave = (modules ?? [String]()) as? [String] else { throw refuse("modules_to_save", "it must be a list of module names") }
+        // PEFT's SEQ_CLS task adds "classifier" and "score" itself; a Llama has no "classifier".
+        if model.hasScoreHead { modulesToSave.removeAll { $0 == "classifier" } }
+        if modulesToSave.contains("score") && !model.hasScoreHead {
+            throw refuse("modules_to_save", "the base is a causal LM, which has no score head (a sequence-classification base has)")
+        }
         for module in modulesToSave where LoRAConfig.savableModules[module] == nil {
             throw refuse("modules_to_save", "MeshLM trains whole \(LoRAConfig.savableModules.keys.sorted().joined(separator: ", ")) only (\"\(module)\" is none of them)")
         }

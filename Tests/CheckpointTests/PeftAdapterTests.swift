@@ -149,6 +149,39 @@ import Training
         #expect(try PeftAdapter.continuing(nil, from: try CheckpointReader.locate(work + "/plain")) == nil)
     }
 
+    /// A sequence-classification base (the score fixture: the same projections, a scalar head)
+    /// with the fixture's adapter: export declares PEFT's SEQ_CLS task and saves `score` as PEFT
+    /// does; PEFT's own SEQ_CLS form (modules_to_save [classifier, score], the head in the
+    /// file) imports with the adapter's head replacing the base's.
+    @Test func scoreHeadAdapterExportsAsPEFTSequenceClassification() throws {
+        let work = try scratchDirectory("peft-score")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let scoreBase = Self.fixtures + "/hf-llama-score"
+        try HuggingFaceImport.importDirectory(scoreBase, output: work + "/imported", adapter: Self.adapter)
+        let imported = try CheckpointReader.locate(work + "/imported")
+        _ = try HuggingFaceExport.export(imported, to: work + "/exported", adapterOnly: true)
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: work + "/exported/adapter_config.json"))) as? [String: Any])
+        #expect(config["task_type"] as? String == "SEQ_CLS" && config["modules_to_save"] as? [String] == ["score"])
+        let file = try SafetensorsFile(path: work + "/exported/adapter_model.safetensors")
+        #expect(file.entries.count == 29)
+        expectSameBits(try file.floats(of: "base_model.model.score.weight"), try imported.read(name: "score.weight"), "exported score")
+
+        // PEFT's SEQ_CLS adapter: its trained head (here the base's doubled) replaces the base's.
+        let peftStyle = try adapterCopy(work, "seq-cls", edit: { $0["task_type"] = "SEQ_CLS"; $0["modules_to_save"] = ["classifier", "score"] })
+        let source = try SafetensorsFile(path: Self.adapter + "/adapter_model.safetensors")
+        let trainedHead = try imported.read(name: "score.weight").map { 2 * $0 }
+        try Safetensors.write(source.entries.map { entry in
+            Safetensors.Output(name: entry.name, shape: entry.shape, dtype: .f32) { try source.floats(of: entry.name) }
+        } + [Safetensors.Output(name: "base_model.model.score.weight", shape: try imported.shape(of: "score.weight"), dtype: .f32) { trainedHead }],
+                              metadata: [:], to: peftStyle + "/adapter_model.safetensors")
+        let report = try HuggingFaceImport.importDirectory(scoreBase, output: work + "/peft-style", adapter: peftStyle)
+        #expect(report.lora?.modulesToSave == ["score"])
+        let withHead = try CheckpointReader.locate(work + "/peft-style")
+        expectSameBits(try withHead.read(name: "score.weight"), trainedHead, "the adapter's score head")
+        expectSameBits(try withHead.read(name: "model.layers.0.self_attn.q_proj.lora_A.weight"),
+                       try imported.read(name: "model.layers.0.self_attn.q_proj.lora_A.weight"), "adapter")
+    }
+
     /// A copy of the fixture's adapter with `edit` applied to its adapter_config.json.
     func adapterCopy(_ work: String, _ label: String, edit: (inout [String: Any]) -> Void) throws -> String {
         let directory = work + "/" + label
@@ -176,6 +209,7 @@ import Training
             ("unknown-module", { $0["target_modules"] = ["q_proj", "fc1"] }, "\"target_modules\" names \"fc1\"; MeshLM's LoRA adapts q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (or \"all-linear\")"),
             ("regex-head", { $0["target_modules"] = ".*(q_proj|lm_head)" }, "\"target_modules\" \".*(q_proj|lm_head)\" matches lm_head"),
             ("regex-layer", { $0["target_modules"] = "model\\.layers\\.0\\..*_proj" }, "adapts [] in layer 1 but [\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"] in layer 0"),
+            ("score-causal", { $0["modules_to_save"] = ["score"] }, "\"modules_to_save\" is [\"score\"]; the base is a causal LM, which has no score head"),
             ("save-module", { $0["modules_to_save"] = ["classifier"] }, "\"modules_to_save\" is [\"classifier\"]; MeshLM trains whole embed_tokens, lm_head, score only"),
             ("rank", { $0["r"] = 8 }, "has shape [4, 40]; the base model with r 8 implies [8, 40] (was the adapter trained on another base?)"),
             ("narrower", { $0["target_modules"] = ["q_proj", "v_proj"] }, "holds base_model.model.model.layers.0.mlp.down_proj.lora_A.weight: a tensor MeshLM's LoRA has no place for"),

@@ -210,4 +210,29 @@ let peftPython: String? = {
         print(peer.standardOutput)
         expectClose(try floats(atPath: output), meshlmLogits, relativeTolerance: 1e-5, "peft on the exported base and adapter vs meshlm eval --logits")
     }
+
+    /// A sequence-classification model with adapters (the score fixture and the committed
+    /// adapter, imported) exported: PEFT loads it as `PeftModelForSequenceClassification` with
+    /// no missing or unexpected keys and pools `meshlm eval --logits`' last-position scores.
+    /// Skipped without a python with peft.
+    @Test(.enabled(if: peftPython != nil,
+                   "no python with peft, transformers and torch at /tmp/golden-venv/bin/python or MESHLM_PEFT_PYTHON (tools/golden/README.md)"))
+    func peftLoadsMeshLMScoreHeadAdapter() throws {
+        let python = try #require(peftPython)
+        let work = try scratch("score")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try meshlm(["ckpt", "import-hf", Self.fixtures + "/hf-llama-score", "--adapter", Self.fixtures + "/hf-llama-lora/adapter",
+                    "--output", work + "/imported"])
+        try meshlm(["ckpt", "export-hf", work + "/imported", "--output", work + "/exported"])
+        // No id 0, the model's pad_token_id, which transformers' pooling would stop at.
+        let tokens: [Int32] = [5, 17, 42, 99, 7, 250, 31, 64, 12, 3]
+        let scores = try evalLogits(work + "/imported", tokens: tokens, work: work)
+        let output = work + "/peft-scores.bin"
+        let peer = try Launcher.run(python, [repositoryRoot.appendingPathComponent("tools/peft-adapter-logits.py").path,
+                                             "--base", work + "/exported", "--adapter", work + "/exported/adapter", "--sequence-classification",
+                                             "--tokens", tokens.map(String.init).joined(separator: ","), "--output", output], timeout: 300)
+        #expect(peer.status == 0, "\(peer.standardError)")
+        print(peer.standardOutput)
+        expectClose(try floats(atPath: output), Array(scores.suffix(2)), relativeTolerance: 1e-5, "peft (SEQ_CLS) vs meshlm eval --logits, last position")
+    }
 }
