@@ -78,6 +78,16 @@ public enum PeftAdapter {
         }
     }
 
+    /// PEFT's name for a tied model's head when `embed_tokens` is saved with
+    /// `ensure_weight_tying`: PEFT saves the trained embedding a second time under it.
+    static let tiedHeadKey = keyPrefix + "lm_head.weight"
+
+    /// Whether an adapter of `lora` on `model` carries `tiedHeadKey` (a tied model that trains
+    /// its embedding).
+    static func savesTiedHead(_ lora: LoRAConfig, model: LlamaConfig) -> Bool {
+        model.tieWordEmbeddings && lora.modulesToSave.contains("embed_tokens")
+    }
+
     /// The settings an exported adapter declares: `modules_to_save` lists only the modules whose
     /// tensor the model has, and a model with a scalar head always saves `score`, as PEFT's
     /// `SEQ_CLS` task does (it adds the head to `modules_to_save` itself and expects its tensor).
@@ -99,10 +109,18 @@ public enum PeftAdapter {
             throw CheckpointError(.io, "cannot create \(directory): \(error.localizedDescription)")
         }
         let saved = exported(lora, model: model)
-        try Safetensors.write(tensors(saved, model: model).map { entry in
+        var outputs = tensors(saved, model: model).map { entry in
             Safetensors.Output(name: keyPrefix + entry.name, shape: entry.shape, dtype: dtype) { try reader.read(name: entry.name) }
-        }, metadata: ["format": "pt"], to: directory + "/" + weightsName)
-        let config = try CheckpointExtras.adapterConfig(saved, taskType: model.hasScoreHead ? "SEQ_CLS" : "CAUSAL_LM")
+        }
+        // A tied model's trained embedding is its head too: PEFT keeps them tied when told
+        // (ensure_weight_tying) and then expects the head's key as well.
+        let tiedHead = savesTiedHead(saved, model: model)
+        if tiedHead, let embedding = outputs.first(where: { $0.name == keyPrefix + "model.embed_tokens.weight" }) {
+            outputs.append(Safetensors.Output(name: tiedHeadKey, shape: embedding.shape, dtype: dtype, values: embedding.values))
+        }
+        try Safetensors.write(outputs, metadata: ["format": "pt"], to: directory + "/" + weightsName)
+        let config = try CheckpointExtras.adapterConfig(saved, taskType: model.hasScoreHead ? "SEQ_CLS" : "CAUSAL_LM",
+                                                        ensureWeightTying: tiedHead)
         try HuggingFaceExport.write(config, directory + "/" + configName)
         return [configName, weightsName]
     }
@@ -147,7 +165,13 @@ public enum PeftAdapter {
                 throw CheckpointError(.badIndex, "\(weightsPath): tensor \(saved.name) has shape \(saved.shape); the base model with r \(lora.rank) implies \(entry.shape) (was the adapter trained on another base?)")
             }
         }
-        let known = Set(expected.map { keyPrefix + $0.name })
+        var known = Set(expected.map { keyPrefix + $0.name })
+        if savesTiedHead(lora, model: model), (try? file.entry(named: tiedHeadKey)) != nil {
+            guard try file.floats(of: tiedHeadKey) == file.floats(of: keyPrefix + "model.embed_tokens.weight") else {
+                throw CheckpointError(.badIndex, "\(weightsPath): \(tiedHeadKey) differs from the saved embed_tokens, but the base ties them (tie_word_embeddings) and MeshLM's tied model has one matrix for both")
+            }
+            known.insert(tiedHeadKey)
+        }
         if let stray = file.entries.map(\.name).sorted().first(where: { !known.contains($0) }) {
             let reason = stray.contains("lora_magnitude_vector") ? "a DoRA magnitude vector, which MeshLM's LoRA does not have"
                 : stray.hasPrefix(keyPrefix) ? "a tensor MeshLM's LoRA has no place for" : "not under PEFT's \(keyPrefix) prefix"
@@ -178,7 +202,8 @@ public enum PeftAdapter {
         }
         let understood: Set<String> = ["peft_type", "task_type", "r", "lora_alpha", "target_modules", "use_rslora", "modules_to_save",
                                        "lora_dropout", "bias", "use_dora", "init_lora_weights", "base_model_name_or_path", "revision",
-                                       "inference_mode", "peft_version", "auto_mapping", "megatron_core", "qalora_group_size"]
+                                       "inference_mode", "peft_version", "auto_mapping", "megatron_core", "qalora_group_size",
+                                       "ensure_weight_tying"]
         let reasons = ["layers_to_transform": "MeshLM adapts every layer", "layers_pattern": "MeshLM adapts every layer",
                        "rank_pattern": "MeshLM's adapters share one r", "alpha_pattern": "MeshLM's adapters share one lora_alpha",
                        "fan_in_fan_out": "MeshLM's projections store [out, in]"]
@@ -189,7 +214,12 @@ public enum PeftAdapter {
         guard let alpha = ((object["lora_alpha"] ?? 8) as? NSNumber)?.doubleValue, alpha > 0 else { throw refuse("lora_alpha", "it must be a positive number") }
         guard let rankStabilized = (object["use_rslora"] ?? false) as? Bool else { throw refuse("use_rslora", "it must be true or false") }
         let modules = object["modules_to_save"].flatMap { $0 is NSNull ? nil : $0 }
-        guard var modulesToSave = (modules ?? [String]()) as? [String] else { throw refuse("modules_to_save", "it must be a list of module names") }
+        guard let listed = (modules ?? [String]()) as? [String] else { throw refuse("modules_to_save", "it must be a list of module names") }
+        // PEFT may list a module by its path too (ensure_weight_tying adds "model.embed_tokens").
+        var modulesToSave: [String] = []
+        for module in listed.map({ $0 == "model.embed_tokens" ? "embed_tokens" : $0 }) where !modulesToSave.contains(module) {
+            modulesToSave.append(module)
+        }
         // PEFT's SEQ_CLS task adds "classifier" and "score" itself; a Llama has no "classifier".
         if model.hasScoreHead { modulesToSave.removeAll { $0 == "classifier" } }
         if modulesToSave.contains("score") && !model.hasScoreHead {
@@ -200,6 +230,11 @@ public enum PeftAdapter {
         }
         if modulesToSave.contains("lm_head") && model.tieWordEmbeddings {
             throw refuse("modules_to_save", "the base ties lm_head to embed_tokens (tie_word_embeddings), so MeshLM has no separate lm_head to hold the trained one")
+        }
+        // Without ensure_weight_tying, PEFT trains a copy of a tied embed_tokens and leaves
+        // lm_head on the original: two matrices where MeshLM's tied model has one.
+        if modulesToSave.contains("embed_tokens") && model.tieWordEmbeddings && (object["ensure_weight_tying"] as? Bool) != true {
+            throw refuse("modules_to_save", "on a base with tied embeddings PEFT trains a copy of embed_tokens and keeps lm_head on the original unless ensure_weight_tying is true, and MeshLM's tied model cannot hold the two apart")
         }
         let targets = try projections(object["target_modules"], file: file, model: model)
         var lora = LoRAConfig(rank: rank, alpha: alpha, targets: targets, rankStabilized: rankStabilized)

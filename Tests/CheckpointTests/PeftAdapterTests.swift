@@ -225,6 +225,17 @@ import Training
             }
             #expect(!FileManager.default.fileExists(atPath: work + "/out-" + label), "\(label) wrote no checkpoint")
         }
+        // A tied base (the Qwen3 fixture) with embed_tokens saved: refused unless PEFT kept the
+        // head tied to the trained copy (ensure_weight_tying); then the shapes decide (head_dim 12).
+        let qwen3 = Self.fixtures + "/hf-qwen3"
+        let untied = try adapterCopy(work, "tied-embed", edit: { $0["modules_to_save"] = ["embed_tokens"] })
+        #expect { try HuggingFaceImport.importDirectory(qwen3, output: work + "/o-tied", adapter: untied) } throws: {
+            "\($0)".contains("\"modules_to_save\" is [\"embed_tokens\"]; on a base with tied embeddings PEFT trains a copy of embed_tokens and keeps lm_head on the original unless ensure_weight_tying is true")
+        }
+        let tying = try adapterCopy(work, "tied-embed-ensured", edit: { $0["modules_to_save"] = ["embed_tokens"]; $0["ensure_weight_tying"] = true })
+        #expect { try HuggingFaceImport.importDirectory(qwen3, output: work + "/o-tying", adapter: tying) } throws: {
+            "\($0)".contains("has no tensor base_model.model.model.embed_tokens.weight")
+        }
         // A regular expression that picks the same projections in every layer is taken.
         let regex = try adapterCopy(work, "regex-all", edit: { $0["target_modules"] = "model\\.layers\\.\\d+\\.(self_attn|mlp)\\.\\w+_proj" })
         #expect(try HuggingFaceImport.importDirectory(Self.base, output: work + "/out-regex", adapter: regex).lora?.targets == Projection.allCases)

@@ -97,10 +97,12 @@ let peftPython: String? = {
         #expect(badAdapter.status == 1 && badAdapter.standardError.contains("\(work)/adapter_config.json is missing"), "\(badAdapter.standardError)")
     }
 
-    /// A LoRA sft run on the Qwen2 fixture (the shipped instruction set, byte tokenizer), 4 steps.
-    static func sft(_ run: String, initFrom: String, _ extra: [String] = []) throws -> (Launch, [Int: Double]) {
-        let model = ["model.model_type=qwen2", "model.vocab_size=263", "model.hidden_size=40", "model.intermediate_size=72",
-                     "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2", "model.head_dim=10",
+    /// A LoRA sft run on the Qwen2 fixture, or the Qwen3 one (tied embeddings, head_dim 12), on
+    /// the shipped instruction set with the byte tokenizer, 4 steps.
+    static func sft(_ run: String, initFrom: String, family: String = "qwen2", _ extra: [String] = []) throws -> (Launch, [Int: Double]) {
+        let model = ["model.model_type=\(family)", "model.vocab_size=263", "model.hidden_size=40", "model.intermediate_size=72",
+                     "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2",
+                     "model.head_dim=\(family == "qwen3" ? 12 : 10)", "model.tie_word_embeddings=\(family == "qwen3")",
                      "model.rope_theta=1000000", "model.rms_norm_eps=1e-6", "model.max_position_embeddings=256"]
         let data = repositoryRoot.appendingPathComponent("data/sft").path
         var arguments = ["sft", "--config", repositoryRoot.appendingPathComponent("configs/sft/tiny-lora.yaml").path, "--init-from", initFrom,
@@ -113,25 +115,30 @@ let peftPython: String? = {
         return (launch, (try? losses(in: URL(fileURLWithPath: run))) ?? [:])
     }
 
-    /// Once per test process: the Qwen2 fixture imported (`base`), a 4-step LoRA sft run from it
-    /// (`run`, its checkpoints in `run/checkpoints`, its losses), and that checkpoint exported
-    /// (`exported`, the adapter in `exported/adapter`).
+    /// Once per test process and family: the fixture imported (`base`), a 4-step LoRA sft run
+    /// from it (`run`, its checkpoints in `run/checkpoints`, its losses), and that checkpoint
+    /// exported (`exported`, the adapter in `exported/adapter`).
     struct TrainedRun {
         let work: String, base: String, run: String, exported: String
         let launch: Launch, losses: [Int: Double]
         var checkpoints: String { run + "/checkpoints" }
     }
 
-    static let trained: TrainedRun = {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-peft-\(getpid())-trained").path
+    static func train(_ family: String) -> TrainedRun {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-peft-\(getpid())-trained-\(family)").path
         try? FileManager.default.removeItem(atPath: work)
         try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let base = work + "/base", run = work + "/run", exported = work + "/exported"
-        _ = try? Launcher.plain("meshlm", ["ckpt", "import-hf", fixtures + "/hf-qwen2", "--output", base])
-        let (launch, losses) = (try? sft(run, initFrom: base)) ?? (Launch(status: -1, standardOutput: "", standardError: "sft did not start"), [:])
+        _ = try? Launcher.plain("meshlm", ["ckpt", "import-hf", fixtures + "/hf-" + family, "--output", base])
+        let (launch, losses) = (try? sft(run, initFrom: base, family: family))
+            ?? (Launch(status: -1, standardOutput: "", standardError: "sft did not start"), [:])
         _ = try? Launcher.plain("meshlm", ["ckpt", "export-hf", run + "/checkpoints", "--output", exported])
         return TrainedRun(work: work, base: base, run: run, exported: exported, launch: launch, losses: losses)
-    }()
+    }
+
+    static let trained = train("qwen2")
+    /// Tied embeddings: `lm_head` is not a tensor of its own, `embed_tokens` trains for both.
+    static let trainedTied = train("qwen3")
 
     /// MeshLM's adapter out in PEFT's layout and back: export-hf writes base + adapter with PEFT's
     /// keys (lm_head and embed_tokens as PEFT saves modules_to_save); import-hf --adapter gives back
@@ -185,20 +192,37 @@ let peftPython: String? = {
         let (baseFirst, continuedFirst) = (try #require(trained.losses[firstStep]), try #require(continuedLosses[firstStep]))
         print("sft: first loss from the base \(baseFirst), from the imported adapters \(continuedFirst)")
         #expect(continuedFirst < baseFirst)
-        let (mismatch, _) = try Self.sft(work + "/mismatch", initFrom: work + "/imported", ["--set", "lora.r=8"])
+        let (mismatch, _) = try Self.sft(work + "/mismatch", initFrom: work + "/imported", family: "qwen2", ["--set", "lora.r=8"])
         #expect(mismatch.status != 0 && mismatch.standardError.contains("lora.r is 8 but the adapters of"), "\(mismatch.standardError)")
     }
 
     /// The real `peft` (tools/peft-adapter-logits.py) loads MeshLM's exported adapter onto
     /// MeshLM's exported base with no missing or unexpected keys and gives `meshlm eval --logits`
-    /// of the LoRA checkpoint. Skipped without a python with peft.
+    /// of the LoRA checkpoint: untied (Qwen2: lm_head and embed_tokens saved) and tied (Qwen3:
+    /// embed_tokens saved, the head kept on it by ensure_weight_tying). Skipped without a python
+    /// with peft.
     @Test(.enabled(if: peftPython != nil,
-                   "no python with peft, transformers and torch at /tmp/golden-venv/bin/python or MESHLM_PEFT_PYTHON (tools/golden/README.md)"))
-    func peftLoadsMeshLMAdapterWithMeshLMLogits() throws {
-        let trained = Self.trained
+                   "no python with peft, transformers and torch at /tmp/golden-venv/bin/python or MESHLM_PEFT_PYTHON (tools/golden/README.md)"),
+          arguments: ["qwen2", "qwen3"])
+    func peftLoadsMeshLMAdapterWithMeshLMLogits(family: String) throws {
+        let trained = family == "qwen3" ? Self.trainedTied : Self.trained
         #expect(trained.launch.status == 0, "\(trained.launch.standardError)")
         let python = try #require(peftPython)
-        let work = try scratch("parity")
+        let work = try scratch("parity-" + family)
+        if family == "qwen3" {
+            // PEFT's own form for a tied model that trains its embedding: ensure_weight_tying,
+            // the embedding saved under lm_head too; it imports back bit for bit.
+            let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trained.exported + "/adapter/adapter_config.json"))) as? [String: Any])
+            #expect(config["modules_to_save"] as? [String] == ["embed_tokens"] && config["ensure_weight_tying"] as? Bool == true)
+            let adapter = try SafetensorsFile(path: trained.exported + "/adapter/adapter_model.safetensors")
+            expectSameBits(try adapter.floats(of: "base_model.model.lm_head.weight"), try adapter.floats(of: "base_model.model.model.embed_tokens.weight"), "tied head")
+            try meshlm(["ckpt", "import-hf", trained.exported, "--adapter", trained.exported + "/adapter", "--output", work + "/imported"])
+            let original = try CheckpointReader.locate(trained.checkpoints)
+            let imported = try CheckpointReader.locate(work + "/imported")
+            let parameters = original.tensorNames.filter { !$0.hasPrefix("optimizer.") }
+            #expect(imported.tensorNames.sorted() == parameters.sorted())
+            for name in parameters { expectSameBits(try imported.read(name: name), try original.read(name: name), name) }
+        }
         defer { try? FileManager.default.removeItem(atPath: work) }
         let tokens = "<|im_start|>user\nWhat is 7 + 5?<|im_end|>\n<|im_start|>assistant\n".utf8.map { Int32($0) }
         let meshlmLogits = try evalLogits(trained.checkpoints, tokens: tokens, work: work)
@@ -208,7 +232,7 @@ let peftPython: String? = {
                                              "--tokens", tokens.map(String.init).joined(separator: ","), "--output", output], timeout: 300)
         #expect(peer.status == 0, "\(peer.standardError)")
         print(peer.standardOutput)
-        expectClose(try floats(atPath: output), meshlmLogits, relativeTolerance: 1e-5, "peft on the exported base and adapter vs meshlm eval --logits")
+        expectClose(try floats(atPath: output), meshlmLogits, relativeTolerance: 1e-5, "\(family): peft on the exported base and adapter vs meshlm eval --logits")
     }
 
     /// A sequence-classification model with adapters (the score fixture and the committed
