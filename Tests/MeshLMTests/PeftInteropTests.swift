@@ -259,4 +259,36 @@ let peftPython: String? = {
         print(peer.standardOutput)
         expectClose(try floats(atPath: output), Array(scores.suffix(2)), relativeTolerance: 1e-5, "peft (SEQ_CLS) vs meshlm eval --logits, last position")
     }
+
+    /// Adapters the real `peft` makes and saves (tools/peft-make-adapter.py, random A, B and
+    /// saved modules): import-hf --adapter onto the same base gives PEFT's logits through
+    /// `meshlm eval --logits`. Cases: rsLoRA on a tied model that trains its embedding
+    /// (ensure_weight_tying), target_modules as a regular expression with lm_head saved, and a
+    /// SEQ_CLS adapter on a sequence classifier (PEFT saves its score head). Skipped without a
+    /// python with peft.
+    @Test(.enabled(if: peftPython != nil,
+                   "no python with peft, transformers and torch at /tmp/golden-venv/bin/python or MESHLM_PEFT_PYTHON (tools/golden/README.md)"),
+          arguments: [("qwen3-tied", "hf-qwen3", ["--target-modules", "q_proj,v_proj,down_proj", "--modules-to-save", "embed_tokens",
+                                                  "--ensure-weight-tying", "--r", "8", "--alpha", "16", "--rslora"]),
+                      ("qwen2-regex", "hf-qwen2", ["--target-modules", #"model\.layers\.\d+\.(self_attn\.q_proj|self_attn\.o_proj|mlp\.up_proj)"#,
+                                                   "--regex", "--modules-to-save", "lm_head"]),
+                      ("llama-score", "hf-llama-score", ["--target-modules", "k_proj,gate_proj", "--sequence-classification"])])
+    func peftMadeAdapterImportsWithPEFTLogits(label: String, base: String, options: [String]) throws {
+        let python = try #require(peftPython)
+        let work = try scratch("made-" + label)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let tokens: [Int32] = [5, 17, 42, 99, 7, 250, 31, 64, 12, 3, 58, 121]
+        let peer = try Launcher.run(python, [repositoryRoot.appendingPathComponent("tools/peft-make-adapter.py").path,
+                                             "--base", Self.fixtures + "/" + base, "--output", work + "/adapter",
+                                             "--tokens", tokens.map(String.init).joined(separator: ","), "--logits", work + "/peft.bin"] + options,
+                                    timeout: 300)
+        #expect(peer.status == 0, "\(peer.standardError)")
+        let importing = try meshlm(["ckpt", "import-hf", Self.fixtures + "/" + base, "--adapter", work + "/adapter", "--output", work + "/imported"])
+        print("\(label): \(importing.standardOutput)")
+        let expected = try floats(atPath: work + "/peft.bin")
+        let logits = try evalLogits(work + "/imported", tokens: tokens, work: work)
+        // A sequence classifier's PEFT output is the last position's scores.
+        expectClose(Array(logits.suffix(expected.count)), expected, relativeTolerance: 1e-5, "\(label): meshlm eval --logits vs peft")
+        if !options.contains("--sequence-classification") { #expect(logits.count == expected.count) }
+    }
 }
