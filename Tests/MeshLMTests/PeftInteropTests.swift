@@ -99,7 +99,7 @@ let peftPython: String? = {
 
     /// A LoRA sft run on the Qwen2 fixture, or the Qwen3 one (tied embeddings, head_dim 12), on
     /// the shipped instruction set with the byte tokenizer, 4 steps.
-    static func sft(_ run: String, initFrom: String, family: String = "qwen2", _ extra: [String] = []) throws -> (Launch, [Int: Double]) {
+    static func sft(_ run: String, initFrom: String, family: String = "qwen2", ranks: Int = 1, _ extra: [String] = []) throws -> (Launch, [Int: Double]) {
         let model = ["model.model_type=\(family)", "model.vocab_size=263", "model.hidden_size=40", "model.intermediate_size=72",
                      "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2",
                      "model.head_dim=\(family == "qwen3" ? 12 : 10)", "model.tie_word_embeddings=\(family == "qwen3")",
@@ -111,7 +111,7 @@ let peftPython: String? = {
                          "--set", "train.micro_batch_size=2", "--set", "checkpoint.interval=4", "--set", "optimizer.warmup_steps=0",
                          "--set", "data.train=\(data)/train.jsonl", "--set", "data.eval=\(data)/eval.jsonl"]
         arguments += model.flatMap { ["--set", $0] } + extra
-        let launch = try Launcher.plain("meshlm", arguments, timeout: 300)
+        let launch = ranks == 1 ? try Launcher.plain("meshlm", arguments, timeout: 300) : try Launcher.mpirun(ranks, "meshlm", arguments, timeout: 300)
         return (launch, (try? losses(in: URL(fileURLWithPath: run))) ?? [:])
     }
 
@@ -192,6 +192,12 @@ let peftPython: String? = {
         let (baseFirst, continuedFirst) = (try #require(trained.losses[firstStep]), try #require(continuedLosses[firstStep]))
         print("sft: first loss from the base \(baseFirst), from the imported adapters \(continuedFirst)")
         #expect(continuedFirst < baseFirst)
+        // The imported adapters split over two tensor-parallel ranks train as on one.
+        let (split, splitLosses) = try Self.sft(work + "/continued-tp2", initFrom: work + "/imported", ranks: 2, ["--set", "parallel.tp=2"])
+        #expect(split.status == 0, "\(split.standardError)")
+        let worst = continuedLosses.keys.map { abs((splitLosses[$0] ?? .nan) - continuedLosses[$0]!) / continuedLosses[$0]! }.max() ?? .infinity
+        print("sft from imported adapters, tp 2: max relative loss difference to one rank \(worst)")
+        #expect(continuedLosses.count == 4 && worst <= 1e-6)
         let (mismatch, _) = try Self.sft(work + "/mismatch", initFrom: work + "/imported", family: "qwen2", ["--set", "lora.r=8"])
         #expect(mismatch.status != 0 && mismatch.standardError.contains("lora.r is 8 but the adapters of"), "\(mismatch.standardError)")
     }
