@@ -124,8 +124,10 @@ let peftPython: String? = {
         var checkpoints: String { run + "/checkpoints" }
     }
 
+    /// Kept after the process (a static has no teardown) in one directory per family, which the
+    /// next test process replaces, so runs do not pile up.
     static func train(_ family: String) -> TrainedRun {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-peft-\(getpid())-trained-\(family)").path
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-peft-trained-\(family)").path
         try? FileManager.default.removeItem(atPath: work)
         try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let base = work + "/base", run = work + "/run", exported = work + "/exported"
