@@ -6,7 +6,8 @@ import Tensors
 extension InferenceWeights {
     /// Merges the LoRA adapters a checkpoint holds (a LoRA run's, described by its
     /// `adapter_config.json`) into the weights just loaded, as PEFT's `merge_and_unload` does:
-    /// W ← W + scaling · B·A for every adapted projection, in f32. The engine then serves the
+    /// W ← W + scaling · B·A for every adapted projection, in f32 (`LowRankAdapter.mergeDelta`, as
+    /// `meshlm ckpt merge-lora` adds it). The engine then serves the
     /// fine-tuned model at the base model's speed. Under tensor parallelism each rank adds its
     /// slice of each B·A. A checkpoint with adapters but no `adapter_config.json` is refused:
     /// serving its base alone would silently drop the fine-tuning.
@@ -36,8 +37,8 @@ extension InferenceWeights {
                     guard a.count == lora.rank * input, b.count == output * lora.rank else {
                         throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix)'s adapters do not have rank \(lora.rank) as \(configPath) says")
                     }
-                    BLAS.multiply(output: &merged, a: b, b: a, rowCount: output, columnCount: input, innerCount: lora.rank,
-                                  alpha: lora.scaling)
+                    LowRankAdapter.mergeDelta(delta: &merged, a: a, b: b, scaling: lora.scaling,
+                                              inputSize: input, outputSize: output, rank: lora.rank)
                 } catch let error as ServingError {
                     throw error
                 } catch {

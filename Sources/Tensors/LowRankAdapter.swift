@@ -46,4 +46,19 @@ public enum LowRankAdapter {
         BLAS.multiply(output: inputGradient, a: intermediateGradient, b: a,
                       rowCount: rowCount, columnCount: inputSize, innerCount: rank, beta: 1, threads: threads)
     }
+
+    /// The change merging the adapter makes to its projection's weight (PEFT's
+    /// `merge_and_unload`: W ← W + delta), in f32:
+    ///
+    ///     delta = scaling · B·A     [outputSize, inputSize]
+    ///
+    /// Serving's merge at load and `meshlm ckpt merge-lora` both add exactly this to W, so a
+    /// merged checkpoint serves bit for bit as its adapter checkpoint does.
+    public static func mergeDelta(
+        delta: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, scaling: Float,
+        inputSize: Int, outputSize: Int, rank: Int, threads: KernelThreads = .single
+    ) {
+        BLAS.multiply(output: delta, a: b, b: a, rowCount: outputSize, columnCount: inputSize, innerCount: rank,
+                      alpha: scaling, threads: threads)
+    }
 }

@@ -8,9 +8,12 @@ import Tensors
 /// `meshlm eval --checkpoint`: the model of a checkpoint run forward — over the windows of a
 /// token stream (`lossSums`; data-parallel ranks each take a share of the windows), or on one
 /// sequence for its logits, to compare with another implementation (tools/check-hf-roundtrip.py
-/// compares them with transformers').
+/// compares them with transformers'). A LoRA checkpoint runs with its adapters unmerged, as
+/// training computes them (y = x·Wᵀ + scaling·(x·Aᵀ)·Bᵀ).
 public final class CheckpointEvaluation {
     public let model: LlamaConfig
+    /// The checkpoint's LoRA adapters (its `adapter_config.json`), if any.
+    public let lora: LoRAConfig?
     public let stepDirectory: String
     private let parameters: ArenaParameters
     private let threads: KernelThreads
@@ -19,12 +22,13 @@ public final class CheckpointEvaluation {
         model = try CheckpointReshard.modelConfig(of: reader, override: modelConfigOverride)
         stepDirectory = reader.stepDirectory
         self.threads = threads
-        let layout = ParameterLayout(config: model)
+        lora = try PeftAdapter.lora(of: reader)
+        let layout = ParameterLayout(config: model, lora: lora)
         parameters = ArenaParameters(layout: layout)
         for entry in layout.entries {
             let shape = try reader.shape(of: entry.name)
             guard shape == entry.shape else {
-                throw CheckpointError(.badIndex, "\(reader.stepDirectory): tensor \(entry.name) has shape \(shape); model_config.json gives \(entry.shape)")
+                throw CheckpointError(.badIndex, "\(reader.stepDirectory): tensor \(entry.name) has shape \(shape); model_config.json\(lora == nil ? " gives" : " and adapter_config.json give") \(entry.shape)")
             }
             try reader.read(name: entry.name, elements: 0..<entry.count,
                             into: UnsafeMutableBufferPointer(start: parameters.parameters.pointer + entry.offset, count: entry.count))
@@ -47,7 +51,7 @@ public final class CheckpointEvaluation {
     public func lossSums(of range: Range<Int>, windows: EvaluationWindows, dataset: TokenDataset, batchSize: Int) throws -> [Double] {
         precondition(batchSize >= 1 && range.lowerBound >= 0 && range.upperBound <= windows.count, "bad window range \(range) of \(windows.count)")
         let length = windows.modelSequenceLength
-        let network = LlamaModel(config: model, microBatchSize: batchSize, sequenceLength: length, threads: threads)
+        let network = LlamaModel(config: model, microBatchSize: batchSize, sequenceLength: length, lora: lora, threads: threads)
         var tokens = [Int32](repeating: 0, count: batchSize * length)
         var targets = [Int32](repeating: CrossEntropy.defaultIgnoreIndex, count: batchSize * length)
         let positions = (0..<batchSize * length).map { Int32($0 % length) }
@@ -89,7 +93,7 @@ public final class CheckpointEvaluation {
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
             throw CheckpointError(.rangeOutsideTensor, "token id \(bad) is outside the model's vocabulary of \(model.vocabSize)")
         }
-        let network = LlamaModel(config: model, microBatchSize: 1, sequenceLength: tokens.count, threads: threads)
+        let network = LlamaModel(config: model, microBatchSize: 1, sequenceLength: tokens.count, lora: lora, threads: threads)
         let positions = (0..<tokens.count).map { Int32($0) }
         let targets = Array(tokens.dropFirst()) + [CrossEntropy.defaultIgnoreIndex]
         let total = network.forward(tokens: tokens, targets: targets, positions: positions, parameters: parameters)

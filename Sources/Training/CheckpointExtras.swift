@@ -44,14 +44,16 @@ public struct CheckpointExtras: Sendable {
     }
 
     /// PEFT's `adapter_config.json` for `lora` (the keys PEFT's `LoraConfig` needs; MeshLM's
-    /// adapters have no dropout at inference, no biases and no other saved modules).
-    public static func adapterConfig(_ lora: LoRAConfig) throws -> Data {
+    /// adapters have no dropout at inference and no biases). `taskType` is PEFT's: `CAUSAL_LM`,
+    /// or `SEQ_CLS` for a model with a scalar head. `ensureWeightTying` keeps a tied lm_head on
+    /// the trained copy of embed_tokens in PEFT, as MeshLM's tied model computes.
+    public static func adapterConfig(_ lora: LoRAConfig, taskType: String = "CAUSAL_LM", ensureWeightTying: Bool = false) throws -> Data {
         let object: [String: Any] = [
-            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.alpha,
+            "peft_type": "LORA", "task_type": taskType, "r": lora.rank, "lora_alpha": lora.alpha,
             "target_modules": lora.targets.map(\.moduleName), "use_rslora": lora.rankStabilized, "lora_dropout": 0.0,
             "bias": "none", "fan_in_fan_out": false, "use_dora": false,
             "modules_to_save": lora.modulesToSave.isEmpty ? NSNull() : lora.modulesToSave as Any,
-            "base_model_name_or_path": NSNull(), "inference_mode": true,
+            "base_model_name_or_path": NSNull(), "inference_mode": true, "ensure_weight_tying": ensureWeightTying,
         ]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }

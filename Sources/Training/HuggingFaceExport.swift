@@ -17,9 +17,23 @@ public enum HuggingFaceExport {
     /// `config.json`, `generation_config.json`, and the tokenizer: the checkpoint's own
     /// `tokenizer.json` when it has one, the byte tokenizer's HF definition when it was
     /// trained on `bytes`, nothing (with a warning) otherwise.
+    ///
+    /// A LoRA checkpoint's adapters go to `output/adapter` in PEFT's layout (`PeftAdapter`),
+    /// beside the base (whose `modules_to_save` tensors are the trained ones); with
+    /// `adapterOnly`, `output` receives the adapter alone.
     public static func export(_ reader: CheckpointReader, to output: String, dtype: SafetensorsDType = .f32,
-                              maxShardBytes: Int = 5_000_000_000, modelConfigOverride: String? = nil) throws -> Report {
+                              maxShardBytes: Int = 5_000_000_000, modelConfigOverride: String? = nil,
+                              adapterOnly: Bool = false) throws -> Report {
         let model = try CheckpointReshard.modelConfig(of: reader, override: modelConfigOverride)
+        let lora = try PeftAdapter.lora(of: reader)
+        if adapterOnly {
+            guard let lora else {
+                throw CheckpointError(.missingFile, "\(reader.stepDirectory) has no \(CheckpointExtras.adapterConfigName): it is not a LoRA checkpoint, so it has no adapter to export alone")
+            }
+            let files = try PeftAdapter.export(reader, lora: lora, model: model, to: output, dtype: dtype)
+            let tensors = PeftAdapter.tensors(PeftAdapter.exported(lora, model: model), model: model)
+            return Report(files: files, tensors: tensors.count, bytes: tensors.reduce(0) { $0 + $1.count * dtype.byteCount }, warnings: [])
+        }
         let layout = ParameterLayout(config: model)
         for entry in layout.entries {
             let shape = try reader.shape(of: entry.name)
@@ -87,7 +101,14 @@ public enum HuggingFaceExport {
         } else {
             warnings.append("\(reader.stepDirectory) records no tokenizer (no tokenizer.json, and \(CheckpointExtras.tokenizerIdentityName) does not name the byte tokenizer): the export has none")
         }
-        return Report(files: files, tensors: layout.entries.count, bytes: totalBytes, warnings: warnings)
+        var tensorCount = layout.entries.count, byteCount = totalBytes
+        if let lora {
+            files += try PeftAdapter.export(reader, lora: lora, model: model, to: output + "/adapter", dtype: dtype).map { "adapter/" + $0 }
+            let tensors = PeftAdapter.tensors(PeftAdapter.exported(lora, model: model), model: model)
+            tensorCount += tensors.count
+            byteCount += tensors.reduce(0) { $0 + $1.count * dtype.byteCount }
+        }
+        return Report(files: files, tensors: tensorCount, bytes: byteCount, warnings: warnings)
     }
 
     /// Writes every tensor of the checkpoint (parameters, and AdamW moments when

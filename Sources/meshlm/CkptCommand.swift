@@ -6,10 +6,10 @@ import Foundation
 struct CkptCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt",
-        abstract: "Inspect, verify, reshard, consolidate checkpoints; export to and import from Hugging Face (docs/checkpoints.md).",
+        abstract: "Inspect, verify, reshard, consolidate checkpoints; merge LoRA adapters; export to and import from Hugging Face and PEFT (docs/checkpoints.md).",
         discussion: "DIR is a step directory (RUN/checkpoints/step_N) or a checkpoints directory (its latest committed checkpoint).",
         subcommands: [CkptInspectCommand.self, CkptVerifyCommand.self, CkptReshardCommand.self, CkptConsolidateCommand.self,
-                      CkptExportHFCommand.self, CkptImportHFCommand.self])
+                      CkptExportHFCommand.self, CkptImportHFCommand.self, CkptMergeLoRACommand.self])
 
     /// Runs a tool's body; any error is one `meshlm: error: …` line on stderr and exit status 1.
     static func runTool(_ body: () throws -> Void) throws {

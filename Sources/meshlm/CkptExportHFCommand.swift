@@ -6,7 +6,13 @@ import Training
 struct CkptExportHFCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-hf",
-        abstract: "Write a checkpoint as a Hugging Face Llama directory (safetensors, config.json, generation_config.json, tokenizer).")
+        abstract: "Write a checkpoint as a Hugging Face Llama directory (safetensors, config.json, generation_config.json, tokenizer).",
+        discussion: """
+            A LoRA checkpoint's adapter goes to OUTPUT/adapter in PEFT's layout (adapter_config.json, \
+            adapter_model.safetensors, keys base_model.model.<name>), beside the base in OUTPUT: \
+            PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(OUTPUT), OUTPUT + "/adapter") \
+            loads it. --adapter-only writes the adapter alone into OUTPUT. Docs: docs/sft.md.
+            """)
 
     @Argument(help: "A step directory or a checkpoints directory.") var directory: String
     @Option(help: "The directory to write.") var output: String
@@ -14,6 +20,7 @@ struct CkptExportHFCommand: ParsableCommand {
     @Option(name: .customLong("max-shard-size"), help: "Split model.safetensors above this size (bytes, or with kB/MB/GB; default 5GB).")
     var maxShardSize = "5GB"
     @Option(name: .customLong("model-config"), help: "The model's config.json, for checkpoints without model_config.json.") var modelConfig: String?
+    @Flag(name: .customLong("adapter-only"), help: "Write only a LoRA checkpoint's adapter (PEFT's layout) into OUTPUT.") var adapterOnly = false
 
     func run() throws {
         try CkptCommand.runTool {
@@ -22,7 +29,8 @@ struct CkptExportHFCommand: ParsableCommand {
             }
             let limit = try Self.parseSize(maxShardSize)
             let reader = try CheckpointReader.locate(directory)
-            let report = try HuggingFaceExport.export(reader, to: output, dtype: type, maxShardBytes: limit, modelConfigOverride: modelConfig)
+            let report = try HuggingFaceExport.export(reader, to: output, dtype: type, maxShardBytes: limit, modelConfigOverride: modelConfig,
+                                                      adapterOnly: adapterOnly)
             for warning in report.warnings { FileHandle.standardError.write(Data("meshlm: warning: \(warning)\n".utf8)) }
             print("export-hf: wrote \(report.tensors) tensors (\(report.bytes) bytes, \(dtype)) of \(reader.stepDirectory) to \(output): \(report.files.joined(separator: ", "))")
         }

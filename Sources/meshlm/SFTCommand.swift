@@ -13,7 +13,8 @@ struct SFTCommand: ParsableCommand {
         abstract: "Supervised fine-tuning of a checkpoint on chat or prompt/completion JSONL, full or LoRA, on any mesh.",
         discussion: """
             The run config is a pretraining config whose data.train / data.eval are JSONL samples, \
-            with an sft: section (format, template, masking, truncation) and optionally lora:. \
+            with an sft: section (format, template, masking, truncation) and optionally lora:. A \
+            checkpoint with LoRA adapters (import-hf --adapter, or a LoRA run) trains them further. \
             Samples are rendered with the tokenizer's chat template, the loss taken on the \
             assistant turns, packed into seq_len rows. Docs: docs/sft.md. Example: \
             mpirun -np 2 meshlm sft --config configs/sft/tiny-lora.yaml --init-from runs/tiny
@@ -42,6 +43,12 @@ struct SFTCommand: ParsableCommand {
                 // A run directory stands for its checkpoints, as for generate, serve and eval.
                 let runCheckpoints = (source as NSString).appendingPathComponent("checkpoints")
                 if FileManager.default.fileExists(atPath: runCheckpoints) { source = runCheckpoints }
+                // A checkpoint with LoRA adapters (a LoRA run's, or a PEFT adapter imported) continues them.
+                let configured = settings.lora
+                settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
+                if configured == nil, let lora = settings.lora {
+                    log.info("sft: training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), \(lora.targets.map(\.moduleName).joined(separator: ", ")), from its adapter_config.json)")
+                }
                 let mesh = try TrainingCommandSupport.mesh(settings, world: world)
                 let data = try SFTData(settings: settings, sft: sft, checkpoint: source, tokenizer: tokenizer)
                 return (settings, mesh, data, source)

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Tensors
+import Training
+
+struct CkptMergeLoRACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge-lora",
+        abstract: "Merge a LoRA checkpoint's adapters into its weights (W + scaling·B·A, f32): a plain checkpoint.",
+        discussion: """
+            The result is OUTPUT/step_N (N: the source's step) with OUTPUT/latest: every tensor of the \
+            base model, the adapted projections merged, modules_to_save tensors as trained; no adapter \
+            tensors, no adapter_config.json, no lora: section in run_config.json. It serves, evaluates, \
+            exports and starts runs (--init-from) as any base model. Docs: docs/checkpoints.md.
+            """)
+
+    @Argument(help: "A LoRA run's step directory or checkpoints directory.") var directory: String
+    @Option(help: "The checkpoints directory to write.") var output: String
+    @Option(name: .customLong("zstd-level"), help: "zstd level of the new frames.") var zstdLevel = 1
+
+    func run() throws {
+        try CkptCommand.runTool {
+            // The merge's sgemm runs on this thread, as every MeshLM kernel does (MachineSetup).
+            BLASLibrary.threadCount = 1
+            let reader = try CheckpointReader.locate(directory)
+            let report = try LoRAMerge.merge(reader, output: output, compressionLevel: Int32(zstdLevel))
+            let lora = report.lora
+            print("merge-lora: wrote \(report.stepDirectory): \(report.tensors) tensors, \(report.merged) projections merged "
+                  + "(r \(lora.rank), scaling \(lora.scaling), \(lora.targets.map(\.moduleName).joined(separator: ", ")))"
+                  + (lora.modulesToSave.isEmpty ? "" : ", \(lora.modulesToSave.joined(separator: ", ")) as trained"))
+        }
+    }
+}
