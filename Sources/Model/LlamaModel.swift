@@ -54,6 +54,10 @@ public final class LlamaModel {
     public let decoderLayer: DecoderLayer
     /// The LoRA adapters on the layers' projections, if any (each layer's in `.adapter(i)`).
     public let lora: LoRAConfig?
+    /// The dropout masks of the next training forward (`lora_dropout` > 0), set by the trainer
+    /// before each micro-batch's forward; the backward after that forward (and its recomputation)
+    /// redraws the same. Nil: no dropout (evaluation, scoring; as PEFT in eval mode).
+    public var adapterDropout: AdapterDropoutDraw?
     /// The layers (and embedding, head) this model runs: all of them, or a pipeline stage's.
     public let part: ModelPart
     /// Offsets of `part.layers` in their blocks, by local layer index.
@@ -464,13 +468,14 @@ public final class LlamaModel {
         // MLP sublayer; dStream = dy on entry, dh after the norm's backward.
         let dy = gatheredStreamGradient()
         zero(a.mlpActivationGradient, n * i)
+        let downGradient = adapterOutputGradient(.down, layer, w, adapterGradients, outputGradient: dy, outputSize: c)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
-                            outputGradient: dy, input: s.mlpActivation, weight: w.down,
+                            outputGradient: downGradient, input: s.mlpActivation, weight: w.down,
                             rowCount: n, inputSize: i, outputSize: c, threads: threads)
         }
         adapterBackward(.down, layer, w, adapterGradients, inputGradient: a.mlpActivationGradient, outputGradient: dy, input: s.mlpActivation,
-                        inputSize: i, outputSize: c)
+                        weight: w.down, inputSize: i, outputSize: c)
         zero(a.gateGradient, n * i)
         zero(a.upGradient, n * i)
         timed(.swiglu, .backward) {
@@ -478,20 +483,22 @@ public final class LlamaModel {
                             gate: s.gate, up: s.up, count: n * i, threads: threads)
         }
         zero(a.normGradient, n * c)
+        let gateGradient = adapterOutputGradient(.gate, layer, w, adapterGradients, outputGradient: a.gateGradient, outputSize: i)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
-                            outputGradient: a.gateGradient, input: s.mlpNorm, weight: w.gate,
+                            outputGradient: gateGradient, input: s.mlpNorm, weight: w.gate,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
         adapterBackward(.gate, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.gateGradient, input: s.mlpNorm,
-                        inputSize: c, outputSize: i)
+                        weight: w.gate, inputSize: c, outputSize: i)
+        let upGradient = adapterOutputGradient(.up, layer, w, adapterGradients, outputGradient: a.upGradient, outputSize: i)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
-                            outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
+                            outputGradient: upGradient, input: s.mlpNorm, weight: w.up,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
         adapterBackward(.up, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.upGradient, input: s.mlpNorm,
-                        inputSize: c, outputSize: i)
+                        weight: w.up, inputSize: c, outputSize: i)
         let mlpNormGradient = reduceNormGradient()  // gate/up_proj are column-parallel
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: mlpNormGradient,
@@ -502,13 +509,14 @@ public final class LlamaModel {
         // Attention sublayer; dStream = dh on entry, dx after the norm's backward.
         let dh = gatheredStreamGradient()
         zero(a.attentionOutputGradient, n * q)
+        let outputGradient = adapterOutputGradient(.output, layer, w, adapterGradients, outputGradient: dh, outputSize: c)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
-                            outputGradient: dh, input: s.attentionOutput, weight: w.output,
+                            outputGradient: outputGradient, input: s.attentionOutput, weight: w.output,
                             rowCount: n, inputSize: q, outputSize: c, threads: threads)
         }
         adapterBackward(.output, layer, w, adapterGradients, inputGradient: a.attentionOutputGradient, outputGradient: dh, input: s.attentionOutput,
-                        inputSize: q, outputSize: c)
+                        weight: w.output, inputSize: q, outputSize: c)
         zero(a.queryGradient, n * q)
         zero(a.keyGradient, n * k)
         zero(a.valueGradient, n * k)
@@ -553,27 +561,32 @@ public final class LlamaModel {
             (queryOutputGradient, keyOutputGradient) = (a.queryGradient, a.keyGradient)
         }
         zero(a.normGradient, n * c)
+        // Under LoRA the q/k/v biases are frozen: DoRA's scaled gradient never reaches a bias
+        // gradient (which would take g itself: PEFT adds the bias outside the decomposed weight).
+        let queryGradient = adapterOutputGradient(.query, layer, w, adapterGradients, outputGradient: queryOutputGradient, outputSize: q)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
-                            outputGradient: queryOutputGradient, input: s.attentionNorm, weight: w.query,
+                            outputGradient: queryGradient, input: s.attentionNorm, weight: w.query,
                             rowCount: n, inputSize: c, outputSize: q, threads: threads)
         }
         adapterBackward(.query, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: queryOutputGradient, input: s.attentionNorm,
-                        inputSize: c, outputSize: q)
+                        weight: w.query, inputSize: c, outputSize: q)
+        let keyGradient = adapterOutputGradient(.key, layer, w, adapterGradients, outputGradient: keyOutputGradient, outputSize: k)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
-                            outputGradient: keyOutputGradient, input: s.attentionNorm, weight: w.key,
+                            outputGradient: keyGradient, input: s.attentionNorm, weight: w.key,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
         adapterBackward(.key, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: keyOutputGradient, input: s.attentionNorm,
-                        inputSize: c, outputSize: k)
+                        weight: w.key, inputSize: c, outputSize: k)
+        let valueGradient = adapterOutputGradient(.value, layer, w, adapterGradients, outputGradient: a.valueGradient, outputSize: k)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
-                            outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
+                            outputGradient: valueGradient, input: s.attentionNorm, weight: w.value,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
         adapterBackward(.value, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.valueGradient, input: s.attentionNorm,
-                        inputSize: c, outputSize: k)
+                        weight: w.value, inputSize: c, outputSize: k)
         let attentionNormGradient = reduceNormGradient()  // q/k/v_proj are column-parallel
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: attentionNormGradient,
@@ -582,22 +595,93 @@ public final class LlamaModel {
         }
     }
 
+    /// DoRA's part of `projection`'s backward that precedes the base product's (nothing without
+    /// DoRA): m's gradient where it trains, and scale ⊙ g (the gradient of the direction product)
+    /// into `adapterOutputGradient`. Returns the output gradient the base product's backward
+    /// takes: scale ⊙ g without dropout (the base product is part of the decomposed weight's),
+    /// g itself with it (PEFT's y = x·Wᵀ + …: x's own base product stays as it is).
+    private func adapterOutputGradient(_ projection: Projection, _ layer: Int, _ w: LayerWeights, _ gradients: LayerAdapters?,
+                                       outputGradient: UnsafePointer<Float>, outputSize: Int) -> UnsafePointer<Float> {
+        guard w.adapters?.magnitude(projection) != nil, let start = activations.adapterOutputStarts[projection] else { return outputGradient }
+        let s = activations.layer(layer)
+        timed(.matmul, .backward) {
+            WeightDecomposedAdapter.backward(magnitudeGradient: gradients?.gradients(projection).magnitude,
+                                             scaledGradient: activations.adapterOutputGradient, outputGradient: outputGradient,
+                                             direction: s.adapterDirection + start * tokenCount, scale: s.adapterScale + start,
+                                             rowCount: tokenCount, outputSize: outputSize, threads: threads)
+        }
+        return adapterDropoutKey(projection, layer: layer) == nil ? UnsafePointer(activations.adapterOutputGradient) : outputGradient
+    }
+
     /// A LoRA adapter's backward on `projection` (nothing without one): its gradient into the
-    /// projection's input gradient, and A's and B's gradients where they train.
+    /// projection's input gradient, and A's and B's gradients where they train. With DoRA it
+    /// takes the scaled gradient `adapterOutputGradient` left; with dropout it redraws the mask,
+    /// works on x̃ and passes x̃'s gradient through the mask.
     private func adapterBackward(_ projection: Projection, _ layer: Int, _ w: LayerWeights, _ gradients: LayerAdapters?,
                                  inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
-                                 input: UnsafePointer<Float>, inputSize: Int, outputSize: Int) {
+                                 input: UnsafePointer<Float>, weight: UnsafePointer<Float>, inputSize: Int, outputSize: Int) {
         guard let adapters = w.adapters, let adapter = adapters.adapter(projection), let lora,
               let slot = lora.targets.firstIndex(of: projection) else { return }
-        let g: (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?) = gradients?.gradients(projection) ?? (nil, nil)
+        let g = gradients?.gradients(projection) ?? AdapterTensors(a: nil, b: nil, magnitude: nil)
+        let a = activations
+        let n = tokenCount
+        let decomposed = adapters.magnitude(projection) != nil
+        let adapterOutputGradient = decomposed ? UnsafePointer(a.adapterOutputGradient) : outputGradient
+        let key = adapterDropoutKey(projection, layer: layer)
+        let (firstToken, firstColumn) = ((adapterDropout?.firstRow ?? 0) * sequenceLength, regions.adapterInputStart(projection))
+        let probability = Float(lora.dropout)
+        var (adapterInput, adapterInputGradient) = (input, inputGradient)
+        if let key {
+            timed(.matmul, .backward) {
+                AdapterDropout.forward(output: a.adapterInput, input: input, key: key, probability: probability, firstToken: firstToken,
+                                       firstColumn: firstColumn, rowCount: n, columnCount: inputSize, threads: threads)
+            }
+            zero(a.adapterInputGradient, n * inputSize)
+            (adapterInput, adapterInputGradient) = (UnsafePointer(a.adapterInput), a.adapterInputGradient)
+        }
         timed(.matmul, .backward) {
-            LowRankAdapter.backward(inputGradient: inputGradient, aGradient: g.a, bGradient: g.b,
-                                    intermediateGradient: activations.adapterGradient, outputGradient: outputGradient,
-                                    intermediate: activations.layer(layer).adapterIntermediate + slot * tokenCount * lora.rank,
-                                    input: input, a: adapter.a, b: adapter.b, scaling: adapters.scaling,
-                                    rowCount: tokenCount, inputSize: inputSize, outputSize: outputSize, rank: lora.rank,
+            LowRankAdapter.backward(inputGradient: adapterInputGradient, aGradient: g.a, bGradient: g.b,
+                                    intermediateGradient: a.adapterGradient, outputGradient: adapterOutputGradient,
+                                    intermediate: a.layer(layer).adapterIntermediate + slot * n * lora.rank,
+                                    input: adapterInput, a: adapter.a, b: adapter.b, scaling: adapters.scaling,
+                                    rowCount: n, inputSize: inputSize, outputSize: outputSize, rank: lora.rank,
                                     threads: threads)
         }
+        guard let key else { return }
+        timed(.matmul, .backward) {
+            if decomposed {
+                // PEFT's (k − 1) ⊙ x̃·Wᵀ: x̃ also takes (scale ⊙ g − g)·W.
+                for index in 0..<n * outputSize { a.adapterOutputGradient[index] -= outputGradient[index] }
+                Matmul.backward(inputGradient: adapterInputGradient, weightGradient: nil, biasGradient: nil,
+                                outputGradient: a.adapterOutputGradient, input: adapterInput, weight: weight,
+                                rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+            }
+            AdapterDropout.backward(inputGradient: inputGradient, outputGradient: adapterInputGradient, key: key, probability: probability,
+                                    firstToken: firstToken, firstColumn: firstColumn, rowCount: n, columnCount: inputSize, threads: threads)
+        }
+    }
+
+    /// The key of `projection`'s dropout masks in local layer `layer` for this forward and
+    /// backward, or nil when they draw none (no dropout, a forward-only model, or no draw set).
+    func adapterDropoutKey(_ projection: Projection, layer: Int) -> UInt64? {
+        guard let lora, lora.dropout > 0, !forwardOnly, let draw = adapterDropout,
+              let index = Projection.allCases.firstIndex(of: projection) else { return nil }
+        return AdapterDropout.key(seed: draw.seed, step: draw.step, layer: part.layers[layer], projection: index)
+    }
+
+    /// x̃ = dropout(input) into `adapterInput` when this forward draws masks for `projection`'s
+    /// adapter; nil (the adapter takes the input itself) otherwise. Masks are keyed by the
+    /// global token (the micro-batch's first global row) and the global input column (a
+    /// row-parallel projection's rank holds a slice of them), so every layout draws one rank's.
+    func dropAdapterInput(_ projection: Projection, layer: Int, input: UnsafePointer<Float>, inputSize: Int) -> UnsafePointer<Float>? {
+        guard let key = adapterDropoutKey(projection, layer: layer), let lora, let draw = adapterDropout else { return nil }
+        let output = activations.adapterInput
+        timed(.matmul, .forward) {
+            AdapterDropout.forward(output: output, input: input, key: key, probability: Float(lora.dropout),
+                                   firstToken: draw.firstRow * sequenceLength, firstColumn: regions.adapterInputStart(projection),
+                                   rowCount: tokenCount, columnCount: inputSize, threads: threads)
+        }
+        return UnsafePointer(output)
     }
 
     // MARK: Helpers

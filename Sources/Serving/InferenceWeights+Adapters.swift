@@ -6,7 +6,8 @@ import Tensors
 extension InferenceWeights {
     /// Merges the LoRA adapters a checkpoint holds (a LoRA run's, described by its
     /// `adapter_config.json`) into the weights just loaded, as PEFT's `merge_and_unload` does:
-    /// W ← W + scaling · B·A for every adapted projection, in f32. The engine then serves the
+    /// W ← W + scaling · B·A for every adapted projection, in f32; with DoRA (`use_dora`)
+    /// W ← m / ‖W + scaling·B·A‖_row ⊙ (W + scaling·B·A). The engine then serves the
     /// fine-tuned model at the base model's speed. Under tensor parallelism each rank adds its
     /// slice of each B·A. A checkpoint with adapters but no `adapter_config.json` is refused:
     /// serving its base alone would silently drop the fine-tuning.
@@ -38,24 +39,52 @@ extension InferenceWeights {
                     }
                     BLAS.multiply(output: &merged, a: b, b: a, rowCount: output, columnCount: input, innerCount: lora.rank,
                                   alpha: lora.scaling)
+                    if lora.weightDecomposed {
+                        let magnitude = try reader.read(name: prefix + LoRAConfig.magnitudeSuffix)
+                        guard magnitude.count == output else {
+                            throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix)\(LoRAConfig.magnitudeSuffix) holds \(magnitude.count) values for \(output) rows")
+                        }
+                        try decompose(&merged, weight: try reader.read(name: prefix + ".weight"), magnitude: magnitude,
+                                      rowCount: output, columnCount: input)
+                    }
                 } catch let error as ServingError {
                     throw error
                 } catch {
                     throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(error)")
                 }
-                addSlice(of: merged, to: prefix + ".weight")
+                addSlice(of: merged, to: prefix + ".weight", replacing: lora.weightDecomposed)
             }
         }
     }
 
-    /// Adds this rank's slice of the whole-model tensor `values` to the local tensor `name`.
-    private func addSlice(of values: [Float], to name: String) {
+    /// DoRA's merged weight from `delta` = scaling·B·A: delta ← m / ‖W + delta‖_row ⊙ (W + delta).
+    private func decompose(_ delta: inout [Float], weight: [Float], magnitude: [Float], rowCount: Int, columnCount: Int) throws(ServingError) {
+        guard weight.count == rowCount * columnCount else {
+            throw ServingError(.checkpoint, "a DoRA weight holds \(weight.count) values for [\(rowCount), \(columnCount)]")
+        }
+        for row in 0..<rowCount {
+            var sum: Double = 0
+            for column in 0..<columnCount {
+                let index = row * columnCount + column
+                delta[index] += weight[index]
+                sum += Double(delta[index]) * Double(delta[index])
+            }
+            let factor = magnitude[row] / Float(sum.squareRoot())
+            for column in 0..<columnCount { delta[row * columnCount + column] *= factor }
+        }
+    }
+
+    /// Adds this rank's slice of the whole-model tensor `values` to the local tensor `name` (or,
+    /// `replacing`, writes it there).
+    private func addSlice(of values: [Float], to name: String, replacing: Bool = false) {
         guard let index = layout.index(named: name) else { preconditionFailure("the layout has no \(name)") }
         let entry = layout.entries[index]
         let destination = parameters.pointer + entry.offset
         let runs = tensorParallel?.globalRuns(index, elements: 0..<entry.count) ?? [(0..<entry.count, 0)]
         for run in runs {
-            for (offset, element) in run.global.enumerated() { destination[run.localStart + offset] += values[element] }
+            for (offset, element) in run.global.enumerated() {
+                destination[run.localStart + offset] = (replacing ? 0 : destination[run.localStart + offset]) + values[element]
+            }
         }
     }
 }

@@ -127,11 +127,18 @@ import Testing
         #expect(lora.rank == 4 && lora.alpha == 16 && lora.targets == [.query, .down] && !lora.rankStabilized)
         #expect(lora.scaling == 4 && lora.savedTensorNames == ["lm_head.weight"])
         #expect(try #require(try config("{}").lora).targets == Projection.allCases)
+        let plain = try #require(try config("{}").lora)
+        #expect(!plain.weightDecomposed && plain.dropout == 0 && plain.loraPlusRatio == 1)
+        let variants = try #require(try config("{use_dora: true, lora_dropout: 0.05, loraplus_lr_ratio: 16}").lora)
+        #expect(variants.weightDecomposed && variants.dropout == 0.05 && variants.loraPlusRatio == 16)
+        #expect(try #require(try config("{loraplus_lr_ratio: null}").lora).loraPlusRatio == 1)
     }
 
     @Test func mistakesNameTheKey() throws {
         for (section, expected) in [("{r: 0}", "lora.r"), ("{lora_alpha: -1}", "lora.lora_alpha"),
-                                    ("{modules_to_save: [norm]}", "lora.modules_to_save"), ("{target_modules: [qkv]}", "target_modules")] {
+                                    ("{modules_to_save: [norm]}", "lora.modules_to_save"), ("{target_modules: [qkv]}", "target_modules"),
+                                    ("{lora_dropout: 1}", "lora.lora_dropout"), ("{lora_dropout: -0.1}", "lora.lora_dropout"),
+                                    ("{loraplus_lr_ratio: 0}", "lora.loraplus_lr_ratio"), ("{use_dora: maybe}", "use_dora")] {
             #expect { _ = try config(section) } throws: { "\($0)".contains(expected) }
         }
     }
