@@ -666,7 +666,8 @@ public final class LlamaModel {
     func adapterDropoutKey(_ projection: Projection, layer: Int) -> UInt64? {
         guard let lora, lora.dropout > 0, !forwardOnly, let draw = adapterDropout,
               let index = Projection.allCases.firstIndex(of: projection) else { return nil }
-        return AdapterDropout.key(seed: draw.seed, step: draw.step, layer: part.layers[layer], projection: index)
+        // `layer` counts from the part's first layer; the key takes the global index.
+        return AdapterDropout.key(seed: draw.seed, step: draw.step, layer: part.layers.lowerBound + layer, projection: index)
     }
 
     /// x̃ = dropout(input) into `adapterInput` when this forward draws masks for `projection`'s

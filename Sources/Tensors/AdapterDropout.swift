@@ -17,11 +17,22 @@ public enum AdapterDropout {
         return generator.next()
     }
 
+    /// The seed of one token's row of masks.
+    @inline(__always)
+    static func rowSeed(key: UInt64, token: Int) -> UInt64 {
+        var row = SplitMix64(seed: key, stream: UInt64(token))
+        return row.next()
+    }
+
     /// What element (token, column) of the input is multiplied by: 0 or 1 / (1 − probability).
     @inline(__always)
     public static func multiplier(key: UInt64, token: Int, column: Int, probability: Float) -> Float {
-        var row = SplitMix64(seed: key, stream: UInt64(token))
-        var element = SplitMix64(seed: row.next(), stream: UInt64(column))
+        multiplier(rowSeed: rowSeed(key: key, token: token), column: column, probability: probability)
+    }
+
+    @inline(__always)
+    static func multiplier(rowSeed: UInt64, column: Int, probability: Float) -> Float {
+        var element = SplitMix64(seed: rowSeed, stream: UInt64(column))
         return element.nextUniform() < probability ? 0 : 1 / (1 - probability)
     }
 
@@ -32,10 +43,10 @@ public enum AdapterDropout {
     ) {
         threads.parallelFor(0..<rowCount, minimumChunk: 4) { rows in
             for row in rows {
+                let seed = rowSeed(key: key, token: firstToken + row)
                 for column in 0..<columnCount {
                     let index = row * columnCount + column
-                    output[index] = input[index] * multiplier(key: key, token: firstToken + row, column: firstColumn + column,
-                                                             probability: probability)
+                    output[index] = input[index] * multiplier(rowSeed: seed, column: firstColumn + column, probability: probability)
                 }
             }
         }
@@ -48,10 +59,11 @@ public enum AdapterDropout {
     ) {
         threads.parallelFor(0..<rowCount, minimumChunk: 4) { rows in
             for row in rows {
+                let seed = rowSeed(key: key, token: firstToken + row)
                 for column in 0..<columnCount {
                     let index = row * columnCount + column
-                    inputGradient[index] += outputGradient[index] * multiplier(key: key, token: firstToken + row,
-                                                                               column: firstColumn + column, probability: probability)
+                    inputGradient[index] += outputGradient[index] * multiplier(rowSeed: seed, column: firstColumn + column,
+                                                                               probability: probability)
                 }
             }
         }

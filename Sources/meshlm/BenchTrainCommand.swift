@@ -32,6 +32,8 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Micro-batches per step per model replica (the pipeline's m).") var microBatches = 1
     @Option(help: "Freeze the tensors a name pattern matches (train.freeze; repeatable), e.g. 'model.layers.*'.")
     var freeze: [String] = []
+    @Option(help: "LoRA adapters: a lora: section in YAML flow style (docs/training.md), e.g. '{r: 16, lora_alpha: 32, use_dora: true}'.")
+    var lora: String?
 
     func run() throws {
         try job.runJob { context in
@@ -48,6 +50,7 @@ struct BenchTrainCommand: ParsableCommand {
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
                 parallel: {zero_stage: \(zero), tp: \(tp), pp: \(pp), virtual_stages: \(virtualStages)}
+                \(lora.map { "lora: " + $0 } ?? "")
                 """
             let (config, mesh) = try world.collectively {
                 let config = try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench train", includes: ["model"])

@@ -16,9 +16,10 @@ import Testing
         return directory
     }()
 
-    func sft(_ ranks: Int, _ extra: [String]) throws -> (Launch, [Int: Double]) {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-\(getpid())-\(UUID().uuidString.prefix(6))")
-        defer { try? FileManager.default.removeItem(at: run) }
+    /// Runs `meshlm sft` in `run` (kept), or in a fresh directory removed afterwards.
+    func sft(_ ranks: Int, _ extra: [String], run given: URL? = nil) throws -> (Launch, [Int: Double]) {
+        let run = given ?? FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-\(getpid())-\(UUID().uuidString.prefix(6))")
+        defer { if given == nil { try? FileManager.default.removeItem(at: run) } }
         let model = ["model.model_type=qwen2", "model.vocab_size=263", "model.hidden_size=40", "model.intermediate_size=72",
                      "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2", "model.head_dim=10",
                      "model.rope_theta=1000000", "model.rms_norm_eps=1e-6", "model.max_position_embeddings=256"]
@@ -45,6 +46,32 @@ import Testing
             print("sft LoRA \(layout) np \(ranks): max relative loss difference to one rank \(worst)")
             #expect(worst <= 1e-6, "\(layout)")
         }
+    }
+
+    /// DoRA with LoRA dropout on the imported base: the first loss is plain LoRA's (B starts at
+    /// zero and each magnitude at the row norms of the loaded W, so both start as the base), and
+    /// a run stopped after step 3 and resumed gives the uninterrupted run's losses bit for bit
+    /// (the dropout masks are keyed by the step and the global rows, not drawn from a running
+    /// generator). A constant schedule, so the stopped run's 3 steps are the whole run's.
+    @Test func doraWithDropoutStartsAtTheBaseAndResumesBitwise() throws {
+        let constant = ["--set", "optimizer.schedule=constant", "--set", "checkpoint.interval=3"]
+        let variant = constant + ["--set", "lora.use_dora=true", "--set", "lora.lora_dropout=0.1"]
+        let (plainLaunch, plain) = try sft(1, constant)
+        let (wholeLaunch, whole) = try sft(1, variant)
+        #expect(plainLaunch.status == 0 && wholeLaunch.status == 0, "\(plainLaunch.standardError)\(wholeLaunch.standardError)")
+        let first = try #require(whole.keys.min())
+        let start = abs((whole[first] ?? .nan) - (plain[first] ?? .nan)) / (plain[first] ?? .nan)
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-resume-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let (stopped, _) = try sft(1, variant + ["--set", "train.steps=3"], run: run)
+        let (resumed, continued) = try sft(1, variant + ["--resume"], run: run)
+        #expect(stopped.status == 0 && resumed.status == 0, "\(stopped.standardError)\(resumed.standardError)")
+        let later = whole.keys.sorted().suffix(3)
+        let same = later.allSatisfy { continued[$0]?.bitPattern == whole[$0]?.bitPattern }
+        print("sft DoRA + dropout: first loss \(whole[first] ?? .nan) vs plain LoRA \(plain[first] ?? .nan) (rel \(start)); "
+              + "resumed steps \(Array(later)) \(later.map { continued[$0] ?? .nan }) vs \(later.map { whole[$0] ?? .nan })")
+        #expect(start <= 1e-5)
+        #expect(later.count == 3 && same, "resumed losses differ")
     }
 
     @Test func badSetupsAreRefused() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import Model
 import Runtime
 import Tensors
@@ -132,6 +133,15 @@ import Testing
         let variants = try #require(try config("{use_dora: true, lora_dropout: 0.05, loraplus_lr_ratio: 16}").lora)
         #expect(variants.weightDecomposed && variants.dropout == 0.05 && variants.loraPlusRatio == 16)
         #expect(try #require(try config("{loraplus_lr_ratio: null}").lora).loraPlusRatio == 1)
+    }
+
+    /// adapter_config.json (PEFT's form) records DoRA and the dropout, which PEFT reads.
+    @Test func adapterConfigRecordsDoRAAndDropout() throws {
+        let lora = try #require(try config("{r: 4, use_dora: true, lora_dropout: 0.05, loraplus_lr_ratio: 16}").lora)
+        let json = try #require(try JSONSerialization.jsonObject(with: CheckpointExtras.adapterConfig(lora)) as? [String: Any])
+        #expect(json["use_dora"] as? Bool == true && json["lora_dropout"] as? Double == 0.05 && json["r"] as? Int == 4)
+        let plain = try #require(try JSONSerialization.jsonObject(with: CheckpointExtras.adapterConfig(LoRAConfig(rank: 2, alpha: 4))) as? [String: Any])
+        #expect(plain["use_dora"] as? Bool == false && plain["lora_dropout"] as? Double == 0)
     }
 
     @Test func mistakesNameTheKey() throws {
