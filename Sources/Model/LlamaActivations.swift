@@ -14,7 +14,7 @@ import Tensors
 ///     saved layers        S·(N·(2C + 2Q + 2K + 3I + H) + M·(C + 2)), + S·N·(Q + K + H + H_kv) with
 ///                         QK-norm (H_kv = num_key_value_heads), + S·N·r·(adapted projections) with
 ///                         LoRA, and N·r of gradient scratch; with DoRA + S·(N + 1)·ΣO (ΣO: the
-///                         adapted projections' outputs) saved, O_max + 32·I_max of norm scratch
+///                         adapted projections' outputs) saved, O_max + 256·I_max of norm scratch
 ///                         and N·O_max of gradient scratch; with LoRA dropout 2·N·I_max of scratch
 ///                         (O_max, I_max: the widest adapted output and input)
 ///     head                N·(C + V) + M (only with the head: the last pipeline stage), + 2N
@@ -75,7 +75,7 @@ final class LlamaActivations {
     /// Where each adapted projection's outputs start in `adapterDirection` (in rows of N) and
     /// `adapterScale`: the outputs of the targets before it.
     let adapterOutputStarts: [Projection: Int]
-    /// DoRA: [O_max] squared row norms of W + s·B·A, and [32, I_max] rows of it being formed.
+    /// DoRA: [O_max] squared row norms of W + s·B·A, and [256, I_max] rows of it being formed.
     let adapterNorms: UnsafeMutablePointer<Float>
     let adapterWeightRows: UnsafeMutablePointer<Float>
     /// LoRA dropout, training only: [N, I_max] the dropped input, and its gradient.

@@ -12,8 +12,9 @@
 ///     direction  [rowCount, outputSize]   V / norm, saved for backward
 ///     scale      [outputSize]             m / norm, saved for backward
 public enum WeightDecomposedAdapter {
-    /// Rows of W + s·B·A formed at a time by `squaredRowNorms`: its scratch holds this many rows.
-    public static let rowBlock = 32
+    /// Rows of W + s·B·A formed at a time by `squaredRowNorms`: its scratch holds this many rows
+    /// (few enough to stay small, enough that each block is one sizeable product).
+    public static let rowBlock = 256
 
     /// squaredNorms[o] = Σ_j (W[o, j] + scaling · (B·A)[o, j])²     [outputSize]
     ///
@@ -41,24 +42,26 @@ public enum WeightDecomposedAdapter {
 
     /// Finishes the projection from the direction product V in `direction`:
     ///
-    ///     norm[o]      = √squaredNorms[o]
-    ///     direction   ← V / norm                      [rowCount, outputSize]
-    ///     scale[o]     = magnitude[o] / norm[o]       [outputSize]
-    ///     output      += magnitude ⊙ direction        [rowCount, outputSize]
+    ///     norm[o]          = √squaredNorms[o]
+    ///     squaredNorms    ← 1 / norm                      [outputSize]            (consumed)
+    ///     direction       ← V / norm                      [rowCount, outputSize]
+    ///     scale[o]         = magnitude[o] / norm[o]       [outputSize]
+    ///     output          += magnitude ⊙ direction        [rowCount, outputSize]
     public static func forward(
         output: UnsafeMutablePointer<Float>, direction: UnsafeMutablePointer<Float>, scale: UnsafeMutablePointer<Float>,
-        squaredNorms: UnsafePointer<Float>, magnitude: UnsafePointer<Float>,
+        squaredNorms: UnsafeMutablePointer<Float>, magnitude: UnsafePointer<Float>,
         rowCount: Int, outputSize: Int, threads: KernelThreads = .single
     ) {
+        let inverseNorms = squaredNorms
         for column in 0..<outputSize {
-            scale[column] = magnitude[column] / squaredNorms[column].squareRoot()
+            inverseNorms[column] = 1 / squaredNorms[column].squareRoot()
+            scale[column] = magnitude[column] * inverseNorms[column]
         }
         threads.parallelFor(0..<rowCount, minimumChunk: 16) { rows in
             for row in rows {
                 let v = direction + row * outputSize, y = output + row * outputSize
                 for column in 0..<outputSize {
-                    // V / norm as V · (scale / m) would divide by a zero magnitude; divide by the norm.
-                    let normalized = v[column] / squaredNorms[column].squareRoot()
+                    let normalized = v[column] * inverseNorms[column]
                     v[column] = normalized
                     y[column] += magnitude[column] * normalized
                 }

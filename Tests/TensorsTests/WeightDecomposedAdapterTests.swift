@@ -33,7 +33,9 @@ import Testing
                                rowCount: n, inputSize: input, outputSize: output, rank: rank)
         WeightDecomposedAdapter.squaredRowNorms(squaredNorms: &squaredNorms, scratch: &scratch, weight: w, a: a, b: b, scaling: scaling,
                                                 outputSize: output, inputSize: input, rank: rank)
-        WeightDecomposedAdapter.forward(output: &y, direction: &direction, scale: &scale, squaredNorms: squaredNorms, magnitude: m,
+        // The norms the naive forward holds (forward turns squaredNorms into their inverses).
+        let norms = squaredNorms.map { Double($0).squareRoot() }
+        WeightDecomposedAdapter.forward(output: &y, direction: &direction, scale: &scale, squaredNorms: &squaredNorms, magnitude: m,
                                         rowCount: n, outputSize: output)
 
         // Backward as the model runs it, with g = the loss weights.
@@ -59,7 +61,6 @@ import Testing
         }
 
         // y = x·Wᵀ − x̃·Wᵀ + m / norm ⊙ (x̃·Wᵀ + s·(x̃·Aᵀ)·Bᵀ), the norm held at its value above.
-        let norms = squaredNorms.map { Double($0).squareRoot() }
         func loss(x: [Double], a: [Double], b: [Double], m: [Double]) -> Double {
             var total = 0.0
             for row in 0..<n {
