@@ -38,6 +38,27 @@ import Testing
                 "another step draws other masks")
     }
 
+    /// With recomputation each layer's forward runs again in backward, redrawing the dropout
+    /// masks and the DoRA norms: the gradients are bitwise those of a model that saved them.
+    @Test func recomputationRedrawsTheSameMasks() {
+        let config = tinyConfig(modelType: .qwen2)
+        let lora = LoRAConfig(rank: 3, alpha: 6, weightDecomposed: true, dropout: 0.3)
+        let layout = ParameterLayout(config: config, lora: lora)
+        let frozen = Set(layout.entries.filter { !$0.block.isAdapter }.map(\.name))
+        let batch = Batch(batchSize: 2, sequenceLength: 7, vocabularySize: config.vocabSize, seed: 34)
+        func gradients(recompute: Bool) -> [Float] {
+            let parameters = randomParameters(layout.freezing(frozen), seed: 35)
+            let model = LlamaModel(config: config, microBatchSize: 2, sequenceLength: 7, recompute: recompute, frozen: frozen, lora: lora)
+            model.adapterDropout = AdapterDropoutDraw(seed: 1, step: 0, firstRow: 0)
+            let total = model.forward(tokens: batch.tokens, targets: batch.targets, positions: batch.positions, parameters: parameters)
+            model.backward(lossScale: 1 / Float(total.targetCount), parameters: parameters)
+            return Array(UnsafeBufferPointer(start: parameters.gradients.pointer, count: layout.count))
+        }
+        let stored = gradients(recompute: false)
+        #expect(stored.contains { $0 != 0 })
+        _ = expectSameBits(gradients(recompute: true), stored, "recomputed")
+    }
+
     /// The masks keep each element with probability 1 − p, scaled by 1 / (1 − p), and depend
     /// on the global coordinates only: a block of columns drawn alone is the same block of the
     /// whole (a row-parallel rank's slice of a projection's input).
