@@ -9,16 +9,24 @@ public enum TensorRole: Sendable, Hashable {
     // The head's: the final norm, then the language-model head or (`num_labels` > 0) the
     // scalar head `score.weight`.
     case finalNorm, languageModelHead, score
-    // A LoRA adapter's matrices on a projection (`LoRAConfig`), in the layer's adapter block.
-    case loraA(Projection), loraB(Projection)
+    // A LoRA adapter's matrices on a projection (`LoRAConfig`), in the layer's adapter block,
+    // and DoRA's magnitude vector.
+    case loraA(Projection), loraB(Projection), loraMagnitude(Projection)
 
     /// Whether AdamW decays it: matrices and embeddings do; norm weights and biases do not
-    /// (transformers' `get_decay_parameter_names` leaves out biases and norms alike).
+    /// (transformers' `get_decay_parameter_names` leaves out biases and norms alike, by name:
+    /// DoRA's `lora_magnitude_vector` is neither, so it decays as under transformers' Trainer).
     public var decays: Bool {
         switch self {
-        case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score, .loraA, .loraB: true
+        case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score, .loraA, .loraB, .loraMagnitude: true
         case .inputNorm, .postAttentionNorm, .queryNorm, .keyNorm, .finalNorm, .queryBias, .keyBias, .valueBias: false
         }
+    }
+
+    /// Whether it is a LoRA B matrix (LoRA+ trains it at a larger learning rate).
+    public var isLoRAB: Bool {
+        if case .loraB = self { return true }
+        return false
     }
 
     /// Whether it is an RMSNorm weight (initialized to ones).

@@ -13,7 +13,10 @@ import Tensors
 ///     residual stream     (L + 1)·M·C
 ///     saved layers        S·(N·(2C + 2Q + 2K + 3I + H) + M·(C + 2)), + S·N·(Q + K + H + H_kv) with
 ///                         QK-norm (H_kv = num_key_value_heads), + S·N·r·(adapted projections) with
-///                         LoRA, and N·r of gradient scratch
+///                         LoRA, and N·r of gradient scratch; with DoRA + S·(N + 1)·ΣO (ΣO: the
+///                         adapted projections' outputs) saved, O_max + 256·I_max of norm scratch
+///                         and N·O_max of gradient scratch; with LoRA dropout 2·N·I_max of scratch
+///                         (O_max, I_max: the widest adapted output and input)
 ///     head                N·(C + V) + M (only with the head: the last pipeline stage), + 2N
 ///     gradient scratch    N·(C + 3I + 3Q + 3K) + M·C
 ///     sequence parallel   N·C + 2·M·C  (only with sequence parallelism)
@@ -63,7 +66,23 @@ final class LlamaActivations {
         /// With LoRA only: [targets, N, r] each adapted projection's input · Aᵀ, in
         /// `LoRAConfig.targets` order.
         let adapterIntermediate: UnsafeMutablePointer<Float>
+        /// With DoRA only: each adapted projection's [N, O] direction (x̃·(W + s·B·A)ᵀ / norm)
+        /// and [O] scale (m / norm), at `adapterOutputStarts` × N and × 1.
+        let adapterDirection: UnsafeMutablePointer<Float>
+        let adapterScale: UnsafeMutablePointer<Float>
     }
+
+    /// Where each adapted projection's outputs start in `adapterDirection` (in rows of N) and
+    /// `adapterScale`: the outputs of the targets before it.
+    let adapterOutputStarts: [Projection: Int]
+    /// DoRA: [O_max] squared row norms of W + s·B·A, and [256, I_max] rows of it being formed.
+    let adapterNorms: UnsafeMutablePointer<Float>
+    let adapterWeightRows: UnsafeMutablePointer<Float>
+    /// LoRA dropout, training only: [N, I_max] the dropped input, and its gradient.
+    let adapterInput: UnsafeMutablePointer<Float>
+    let adapterInputGradient: UnsafeMutablePointer<Float>
+    /// DoRA, training only: [N, O_max] the gradient of the direction product (scale ⊙ g).
+    let adapterOutputGradient: UnsafeMutablePointer<Float>
 
     let arena: Tensor
     /// Layer l's input is `residual(l)`, its output `residual(l + 1)`; `residual(0)` is the
@@ -118,6 +137,25 @@ final class LlamaActivations {
     let targets: UnsafeMutablePointer<Int32>
     let positions: UnsafeMutablePointer<Int32>
 
+    /// The adapted projections' output total, widest output and widest input (0 without LoRA).
+    private static func adapterSizes(_ config: LlamaConfig, _ lora: LoRAConfig?) -> (outputs: Int, maxOutput: Int, maxInput: Int) {
+        let shapes = lora?.targets.map { $0.shape(config) } ?? []
+        return (shapes.reduce(0) { $0 + $1.output }, shapes.map(\.output).max() ?? 0, shapes.map(\.input).max() ?? 0)
+    }
+
+    /// Floats of the adapters' views beyond A's intermediate (DoRA and dropout): per saved layer,
+    /// and once.
+    private static func adapterExtras(_ config: LlamaConfig, _ lora: LoRAConfig?, n: Int, forwardOnly: Bool)
+        -> (perLayer: Int, once: Int) {
+        guard let lora else { return (0, 0) }
+        let (outputs, maxOutput, maxInput) = adapterSizes(config, lora)
+        let dora = lora.weightDecomposed ? 1 : 0
+        let dropout = lora.dropout > 0 && !forwardOnly ? 1 : 0
+        let training = forwardOnly ? 0 : 1
+        return (dora * (n + 1) * outputs,
+                dora * (maxOutput + WeightDecomposedAdapter.rowBlock * maxInput + training * n * maxOutput) + dropout * 2 * n * maxInput)
+    }
+
     /// Floats in the arena (the formula in the type's comment).
     static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, layerCount: Int,
                              hasHead: Bool, recompute: Bool, forwardOnly: Bool = false, lora: LoRAConfig? = nil) -> Int {
@@ -129,8 +167,10 @@ final class LlamaActivations {
         let headNorm = config.queryKeyNorm ? n * (q + k + h + config.numKeyValueHeads) : 0
         let adapters = lora.map { n * $0.rank * $0.targets.count } ?? 0
         let gradientScratch = forwardOnly ? 0 : n * (c + 3 * i + 3 * q + 3 * k) + m * c + (m < n ? m * c : 0) + n * (lora?.rank ?? 0)
+        let extras = adapterExtras(config, lora, n: n, forwardOnly: forwardOnly)
         return residualSlices * m * c
-            + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2) + headNorm + adapters)
+            + savedLayerCount * (n * (2 * c + 2 * q + 2 * k + 3 * i + h) + m * (c + 2) + headNorm + adapters + extras.perLayer)
+            + extras.once
             + (hasHead ? n * (c + v) + m : 0) + 2 * n
             + gradientScratch
             + (m < n ? n * c + m * c : 0)
@@ -158,6 +198,14 @@ final class LlamaActivations {
         let savedLayerCount = recompute || forwardOnly ? Swift.min(1, layerCount) : layerCount
         var layers: [Layer] = []
         let headNorm = config.queryKeyNorm ? 1 : 0
+        let (adapterOutputs, maxOutput, maxInput) = Self.adapterSizes(config, lora)
+        let dora = lora?.weightDecomposed == true ? 1 : 0
+        var starts: [Projection: Int] = [:], start = 0
+        for projection in lora?.targets ?? [] {
+            starts[projection] = start
+            start += projection.shape(config).output
+        }
+        adapterOutputStarts = starts
         for _ in 0..<savedLayerCount {
             layers.append(Layer(
                 attentionNorm: take(n * c), query: take(n * q), key: take(n * k), value: take(n * k),
@@ -166,7 +214,8 @@ final class LlamaActivations {
                 attentionLogSumExp: take(n * h), attentionRstd: take(m), mlpRstd: take(m),
                 queryProjection: take(headNorm * n * q), keyProjection: take(headNorm * n * k),
                 queryRstd: take(headNorm * n * h), keyRstd: take(headNorm * n * config.numKeyValueHeads),
-                adapterIntermediate: take(n * (lora.map { $0.rank * $0.targets.count } ?? 0))))
+                adapterIntermediate: take(n * (lora.map { $0.rank * $0.targets.count } ?? 0)),
+                adapterDirection: take(dora * n * adapterOutputs), adapterScale: take(dora * adapterOutputs)))
         }
         savedLayers = layers
         finalNorm = take(hasHead ? n * c : 0)
@@ -185,6 +234,12 @@ final class LlamaActivations {
         queryProjectionGradient = take(g * n * q)
         keyProjectionGradient = take(g * n * k)
         adapterGradient = take(g * n * (lora?.rank ?? 0))
+        let dropout = (lora?.dropout ?? 0) > 0 ? g : 0
+        adapterNorms = take(dora * maxOutput)
+        adapterWeightRows = take(dora * WeightDecomposedAdapter.rowBlock * maxInput)
+        adapterOutputGradient = take(g * dora * n * maxOutput)
+        adapterInput = take(dropout * n * maxInput)
+        adapterInputGradient = take(dropout * n * maxInput)
         let sequenceParallel = m < n
         fullRows = sequenceParallel ? take(n * c) : nil
         localNorm = sequenceParallel ? take(m * c) : nil

@@ -5,7 +5,9 @@ extension LlamaModel {
     ///
     /// - norm weights: ones; biases: zeros;
     /// - LoRA: A uniform in ±1/√in (PEFT's Kaiming-uniform with a = √5), B zeros, so a fresh
-    ///   adapter leaves the model as it was;
+    ///   adapter leaves the model as it was; DoRA's magnitude: the row norms of its projection's
+    ///   initial W (regenerated here; a base loaded from a checkpoint sets them again from the
+    ///   loaded W: `ParallelModel.loadParameters`);
     /// - matrices: N(0, 0.02²) (GPT-2 and transformers' `initializer_range`), except `o_proj` and
     ///   `down_proj`, the two projections that write into the residual stream, which get
     ///   N(0, (0.02 / √(2·num_hidden_layers))²) so the stream's variance does not grow with depth
@@ -37,11 +39,26 @@ extension LlamaModel {
             var generator = SplitMix64(seed: seed, stream: stream(forName: entry.name))
             for index in 0..<entry.count { destination[index] = bound * (2 * generator.nextUniform() - 1) }
             return
+        case .loraMagnitude(let projection):
+            let (output, input) = projection.shape(config)
+            precondition(entry.count == output, "\(entry.name) holds \(entry.count) values for \(output) rows")
+            let weight = UnsafeMutablePointer<Float>.allocate(capacity: output * input)
+            defer { weight.deallocate() }
+            initializeMatrix(weight, count: output * input, name: String(entry.name.dropLast(LoRAConfig.magnitudeSuffix.count)) + ".weight",
+                             role: projection.role, config: config, seed: seed)
+            destination.update(from: WeightDecomposedAdapter.rowNorms(weight, rowCount: output, columnCount: input), count: output)
+            return
         default: break
         }
-        let standardDeviation: Float = entry.role.writesResidual ? 0.02 / (2 * Float(config.numHiddenLayers)).squareRoot() : 0.02
-        var generator = SplitMix64(seed: seed, stream: stream(forName: entry.name))
-        for index in 0..<entry.count {
+        initializeMatrix(destination, count: entry.count, name: entry.name, role: entry.role, config: config, seed: seed)
+    }
+
+    /// A matrix's (or embedding's) initial values: N(0, σ²) from the stream of its name.
+    private static func initializeMatrix(_ destination: UnsafeMutablePointer<Float>, count: Int, name: String, role: TensorRole,
+                                         config: LlamaConfig, seed: UInt64) {
+        let standardDeviation: Float = role.writesResidual ? 0.02 / (2 * Float(config.numHiddenLayers)).squareRoot() : 0.02
+        var generator = SplitMix64(seed: seed, stream: stream(forName: name))
+        for index in 0..<count {
             destination[index] = standardDeviation * generator.nextNormal()
         }
     }

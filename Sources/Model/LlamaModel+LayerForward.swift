@@ -54,28 +54,78 @@ struct TrainingLayerKernels: DecoderLayerKernels {
             : (UnsafePointer(s.mlpNorm), [(s.gate, i), (s.up, i)])
         precondition(projections.count == outputs.count, "\(sublayer) takes \(outputs.count) projections")
         for ((projection, weight, bias), (output, width)) in zip(projections, outputs) {
-            model.timed(.matmul, .forward) {
-                Matmul.forward(output: output, input: input, weight: weight, bias: bias,
-                               rowCount: model.tokenCount, inputSize: config.hiddenSize, outputSize: width, threads: threads)
-            }
-            addAdapter(projection, adapters, output: output, input: input, inputSize: config.hiddenSize, outputSize: width)
+            linear(projection, weight: weight, bias: bias, adapters: adapters, output: output, input: input,
+                   inputSize: config.hiddenSize, outputSize: width)
         }
     }
 
-    /// output += scaling · (input · Aᵀ) · Bᵀ when `projection` has a LoRA adapter, saving
-    /// input · Aᵀ for backward. Under tensor parallelism the adapter's A and B are split with
-    /// their projection (B's rows with a column-parallel one's outputs, A's columns with a
-    /// row-parallel one's inputs), so a row-parallel projection's adapter adds to the same
-    /// partial sum that leaves the region.
-    private func addAdapter(_ projection: Projection, _ adapters: LayerAdapters?, output: UnsafeMutablePointer<Float>,
-                            input: UnsafePointer<Float>, inputSize: Int, outputSize: Int) {
+    /// `projection` of `input` [N, inputSize] into `output` [N, outputSize]: the base product
+    /// (with its bias), and the projection's adapter when it has one (`LoRAConfig` gives the
+    /// formulas): LoRA's scaling · (x̃·Aᵀ)·Bᵀ, x̃ the input after dropout in training; with DoRA,
+    /// the decomposed weight's output. Saves x̃·Aᵀ, and with DoRA the direction and scale, for
+    /// backward; x̃ is not saved (backward redraws its mask).
+    ///
+    /// Under tensor parallelism the adapter is split with its projection (B's rows and m with a
+    /// column-parallel one's outputs, A's columns with a row-parallel one's inputs), so a
+    /// row-parallel projection's adapter adds to the same partial sum that leaves the region;
+    /// its DoRA row norms, whose columns are split over the group, are summed over it first
+    /// (one all-reduce of [outputSize]; backward needs none: m's partial gradient is summed with
+    /// the gradients).
+    private func linear(_ projection: Projection, weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?,
+                        adapters: LayerAdapters?, output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+                        inputSize: Int, outputSize: Int) {
+        let n = model.tokenCount
         guard let adapters, let adapter = adapters.adapter(projection), let lora = model.lora,
-              let slot = lora.targets.firstIndex(of: projection) else { return }
+              let slot = lora.targets.firstIndex(of: projection) else {
+            model.timed(.matmul, .forward) {
+                Matmul.forward(output: output, input: input, weight: weight, bias: bias,
+                               rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+            }
+            return
+        }
+        let a = model.activations
+        let intermediate = saved.adapterIntermediate + slot * n * lora.rank
+        let dropped = model.dropAdapterInput(projection, layer: layer, input: input, inputSize: inputSize)
+        let adapterInput = dropped ?? input
+        guard let magnitude = adapters.magnitude(projection), let start = a.adapterOutputStarts[projection] else {
+            model.timed(.matmul, .forward) {
+                Matmul.forward(output: output, input: input, weight: weight, bias: bias,
+                               rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+                LowRankAdapter.forward(output: output, intermediate: intermediate, input: adapterInput, a: adapter.a, b: adapter.b,
+                                       scaling: adapters.scaling, rowCount: n, inputSize: inputSize, outputSize: outputSize,
+                                       rank: lora.rank, threads: threads)
+            }
+            return
+        }
+        // DoRA. V = x̃·Wᵀ + s·(x̃·Aᵀ)·Bᵀ into the saved direction. Without dropout (x̃ = x):
+        // y = bias + m ⊙ V / norm. With it, PEFT's y = x·Wᵀ + bias + (k − 1) ⊙ x̃·Wᵀ +
+        // k ⊙ s·(x̃·Aᵀ)·Bᵀ (k = m / norm) = x·Wᵀ + bias − x̃·Wᵀ + m ⊙ V / norm.
+        let direction = saved.adapterDirection + start * n
         model.timed(.matmul, .forward) {
-            LowRankAdapter.forward(output: output, intermediate: saved.adapterIntermediate + slot * model.tokenCount * lora.rank,
-                                   input: input, a: adapter.a, b: adapter.b, scaling: adapters.scaling,
-                                   rowCount: model.tokenCount, inputSize: inputSize, outputSize: outputSize, rank: lora.rank,
-                                   threads: threads)
+            Matmul.forward(output: direction, input: adapterInput, weight: weight, bias: nil,
+                           rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+            if dropped == nil {
+                for row in 0..<n {
+                    if let bias { (output + row * outputSize).update(from: bias, count: outputSize) }
+                    else { (output + row * outputSize).update(repeating: 0, count: outputSize) }
+                }
+            } else {
+                Matmul.forward(output: output, input: input, weight: weight, bias: bias,
+                               rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+                for index in 0..<n * outputSize { output[index] -= direction[index] }
+            }
+            LowRankAdapter.forward(output: direction, intermediate: intermediate, input: adapterInput, a: adapter.a, b: adapter.b,
+                                   scaling: adapters.scaling, rowCount: n, inputSize: inputSize, outputSize: outputSize,
+                                   rank: lora.rank, threads: threads)
+            WeightDecomposedAdapter.squaredRowNorms(squaredNorms: a.adapterNorms, scratch: a.adapterWeightRows, weight: weight,
+                                                    a: adapter.a, b: adapter.b, scaling: adapters.scaling,
+                                                    outputSize: outputSize, inputSize: inputSize, rank: lora.rank)
+        }
+        if projection.isRowParallel { model.regions.sumPartials(a.adapterNorms, count: outputSize) }
+        model.timed(.matmul, .forward) {
+            WeightDecomposedAdapter.forward(output: output, direction: direction, scale: saved.adapterScale + start,
+                                            squaredNorms: a.adapterNorms, magnitude: magnitude,
+                                            rowCount: n, outputSize: outputSize, threads: threads)
         }
     }
 
@@ -140,11 +190,8 @@ struct TrainingLayerKernels: DecoderLayerKernels {
             : (UnsafePointer(s.mlpActivation), config.intermediateSize, UnsafePointer(s.attentionResidual),
                a.residual(layer + 1))
         let partial = model.partialOutput(for: streamOut)
-        model.timed(.matmul, .forward) {
-            Matmul.forward(output: partial, input: input, weight: weight, bias: nil,
-                           rowCount: model.tokenCount, inputSize: width, outputSize: config.hiddenSize, threads: threads)
-        }
-        addAdapter(projection, adapters, output: partial, input: input, inputSize: width, outputSize: config.hiddenSize)
+        linear(projection, weight: weight, bias: nil, adapters: adapters, output: partial, input: input,
+               inputSize: width, outputSize: config.hiddenSize)
         model.leaveRegion(partial: partial, into: streamOut)  // o_proj and down_proj are row-parallel
         model.timed(.residual, .forward) {
             Residual.forward(output: streamOut, a: streamIn, b: streamOut, count: model.localTokenCount * config.hiddenSize,

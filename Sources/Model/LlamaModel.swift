@@ -54,6 +54,10 @@ public final class LlamaModel {
     public let decoderLayer: DecoderLayer
     /// The LoRA adapters on the layers' projections, if any (each layer's in `.adapter(i)`).
     public let lora: LoRAConfig?
+    /// The dropout masks of the next training forward (`lora_dropout` > 0), set by the trainer
+    /// before each micro-batch's forward; the backward after that forward (and its recomputation)
+    /// redraws the same. Nil: no dropout (evaluation, scoring; as PEFT in eval mode).
+    public var adapterDropout: AdapterDropoutDraw?
     /// The layers (and embedding, head) this model runs: all of them, or a pipeline stage's.
     public let part: ModelPart
     /// Offsets of `part.layers` in their blocks, by local layer index.
@@ -464,13 +468,14 @@ public final class LlamaModel {
         // MLP sublayer; dStream = dy on entry, dh after the norm's backward.
         let dy = gatheredStreamGradient()
         zero(a.mlpActivationGradient, n * i)
+        let downGradient = adapterOutputGradient(.down, layer, w, adapterGradients, outputGradient: dy, outputSize: c)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
-                            outputGradient: dy, input: s.mlpActivation, weight: w.down,
+                            outputGradient: downGradient, input: s.mlpActivation, weight: w.down,
                             rowCount: n, inputSize: i, outputSize: c, threads: threads)
         }
         adapterBackward(.down, layer, w, adapterGradients, inputGradient: a.mlpActivationGradient, outputGradient: dy, input: s.mlpActivation,
-                        inputSize: i, outputSize: c)
+                        weight: w.down, inputSize: i, outputSize: c)
         zero(a.gateGradient, n * i)
         zero(a.upGradient, n * i)
         timed(.swiglu, .backward) {
@@ -478,20 +483,22 @@ public final class LlamaModel {
                             gate: s.gate, up: s.up, count: n * i, threads: threads)
         }
         zero(a.normGradient, n * c)
+        let gateGradient = adapterOutputGradient(.gate, layer, w, adapterGradients, outputGradient: a.gateGradient, outputSize: i)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
-                            outputGradient: a.gateGradient, input: s.mlpNorm, weight: w.gate,
+                            outputGradient: gateGradient, input: s.mlpNorm, weight: w.gate,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
         adapterBackward(.gate, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.gateGradient, input: s.mlpNorm,
-                        inputSize: c, outputSize: i)
+                        weight: w.gate, inputSize: c, outputSize: i)
+        let upGradient = adapterOutputGradient(.up, layer, w, adapterGradients, outputGradient: a.upGradient, outputSize: i)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
-                            outputGradient: a.upGradient, input: s.mlpNorm, weight: w.up,
+                            outputGradient: upGradient, input: s.mlpNorm, weight: w.up,
                             rowCount: n, inputSize: c, outputSize: i, threads: threads)
         }
         adapterBackward(.up, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.upGradient, input: s.mlpNorm,
-                        inputSize: c, outputSize: i)
+                        weight: w.up, inputSize: c, outputSize: i)
         let mlpNormGradient = reduceNormGradient()  // gate/up_proj are column-parallel
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: mlpNormGradient,
@@ -502,13 +509,14 @@ public final class LlamaModel {
         // Attention sublayer; dStream = dh on entry, dx after the norm's backward.
         let dh = gatheredStreamGradient()
         zero(a.attentionOutputGradient, n * q)
+        let outputGradient = adapterOutputGradient(.output, layer, w, adapterGradients, outputGradient: dh, outputSize: c)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
-                            outputGradient: dh, input: s.attentionOutput, weight: w.output,
+                            outputGradient: outputGradient, input: s.attentionOutput, weight: w.output,
                             rowCount: n, inputSize: q, outputSize: c, threads: threads)
         }
         adapterBackward(.output, layer, w, adapterGradients, inputGradient: a.attentionOutputGradient, outputGradient: dh, input: s.attentionOutput,
-                        inputSize: q, outputSize: c)
+                        weight: w.output, inputSize: q, outputSize: c)
         zero(a.queryGradient, n * q)
         zero(a.keyGradient, n * k)
         zero(a.valueGradient, n * k)
@@ -553,50 +561,37 @@ public final class LlamaModel {
             (queryOutputGradient, keyOutputGradient) = (a.queryGradient, a.keyGradient)
         }
         zero(a.normGradient, n * c)
+        // Under LoRA the q/k/v biases are frozen: DoRA's scaled gradient never reaches a bias
+        // gradient (which would take g itself: PEFT adds the bias outside the decomposed weight).
+        let queryGradient = adapterOutputGradient(.query, layer, w, adapterGradients, outputGradient: queryOutputGradient, outputSize: q)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
-                            outputGradient: queryOutputGradient, input: s.attentionNorm, weight: w.query,
+                            outputGradient: queryGradient, input: s.attentionNorm, weight: w.query,
                             rowCount: n, inputSize: c, outputSize: q, threads: threads)
         }
         adapterBackward(.query, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: queryOutputGradient, input: s.attentionNorm,
-                        inputSize: c, outputSize: q)
+                        weight: w.query, inputSize: c, outputSize: q)
+        let keyGradient = adapterOutputGradient(.key, layer, w, adapterGradients, outputGradient: keyOutputGradient, outputSize: k)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
-                            outputGradient: keyOutputGradient, input: s.attentionNorm, weight: w.key,
+                            outputGradient: keyGradient, input: s.attentionNorm, weight: w.key,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
         adapterBackward(.key, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: keyOutputGradient, input: s.attentionNorm,
-                        inputSize: c, outputSize: k)
+                        weight: w.key, inputSize: c, outputSize: k)
+        let valueGradient = adapterOutputGradient(.value, layer, w, adapterGradients, outputGradient: a.valueGradient, outputSize: k)
         timed(.matmul, .backward) {
             Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
-                            outputGradient: a.valueGradient, input: s.attentionNorm, weight: w.value,
+                            outputGradient: valueGradient, input: s.attentionNorm, weight: w.value,
                             rowCount: n, inputSize: c, outputSize: k, threads: threads)
         }
         adapterBackward(.value, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.valueGradient, input: s.attentionNorm,
-                        inputSize: c, outputSize: k)
+                        weight: w.value, inputSize: c, outputSize: k)
         let attentionNormGradient = reduceNormGradient()  // q/k/v_proj are column-parallel
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: attentionNormGradient,
                              rstd: s.attentionRstd, input: x, weight: w.inputNorm,
                              rowCount: m, hiddenSize: c, threads: threads)
-        }
-    }
-
-    /// A LoRA adapter's backward on `projection` (nothing without one): its gradient into the
-    /// projection's input gradient, and A's and B's gradients where they train.
-    private func adapterBackward(_ projection: Projection, _ layer: Int, _ w: LayerWeights, _ gradients: LayerAdapters?,
-                                 inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
-                                 input: UnsafePointer<Float>, inputSize: Int, outputSize: Int) {
-        guard let adapters = w.adapters, let adapter = adapters.adapter(projection), let lora,
-              let slot = lora.targets.firstIndex(of: projection) else { return }
-        let g: (a: UnsafeMutablePointer<Float>?, b: UnsafeMutablePointer<Float>?) = gradients?.gradients(projection) ?? (nil, nil)
-        timed(.matmul, .backward) {
-            LowRankAdapter.backward(inputGradient: inputGradient, aGradient: g.a, bGradient: g.b,
-                                    intermediateGradient: activations.adapterGradient, outputGradient: outputGradient,
-                                    intermediate: activations.layer(layer).adapterIntermediate + slot * tokenCount * lora.rank,
-                                    input: input, a: adapter.a, b: adapter.b, scaling: adapters.scaling,
-                                    rowCount: tokenCount, inputSize: inputSize, outputSize: outputSize, rank: lora.rank,
-                                    threads: threads)
         }
     }
 

@@ -43,12 +43,17 @@ public protocol TensorParallelRegions: AnyObject {
     func allGather(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, localCount: Int)
     /// `local` ← this rank's block of the sum over the group of `full` (`localCount × degree` floats).
     func reduceScatter(_ full: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, localCount: Int)
+    /// The global column of `projection`'s first local input column: where this rank's slice of
+    /// a row-parallel projection's input starts, 0 for a column-parallel one (LoRA dropout keys
+    /// its masks by global column).
+    func adapterInputStart(_ projection: Projection) -> Int
 }
 
 extension TensorParallelRegions {
     public var isFirstRank: Bool { true }
     public var splitsSequence: Bool { false }
     public func localTokenCount(of tokenCount: Int) -> Int { tokenCount }
+    public func adapterInputStart(_ projection: Projection) -> Int { 0 }
     public func allGather(_ local: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>, localCount: Int) {
         preconditionFailure("allGather needs sequence parallelism")
     }

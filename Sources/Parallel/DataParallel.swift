@@ -242,11 +242,15 @@ public final class DataParallelParameters: ParameterAccess {
 
     /// Scales the reduced gradients by `gradientScale` (clipping), applies AdamW to this rank's
     /// share, all-gathers the parameters where needed (stages 1–2), and zeroes the gradients.
-    public func step(settings: AdamW.Settings, stepNumber: Int, gradientScale: Float) throws {
+    /// LoRA B matrices learn at `loraPlusRatio` × the learning rate (LoRA+; 1: as the rest).
+    public func step(settings: AdamW.Settings, stepNumber: Int, gradientScale: Float, loraPlusRatio: Float = 1) throws {
         precondition(isTrainable, "an optimizer step on a forward-only model")
-        let decaying = settings
-        var constant = settings
-        constant.weightDecay = 0
+        func settingsOf(_ segment: ShardLayout.Segment) -> AdamW.Settings {
+            var segmentSettings = settings
+            if !segment.decays { segmentSettings.weightDecay = 0 }
+            if segment.loraB { segmentSettings.learningRate *= loraPlusRatio }
+            return segmentSettings
+        }
         if stage == .none, let fullParameters, let fullGradients {
             for segment in stateShards.fullSegments() {
                 // The state arenas skip blocks frozen whole: the same block's place in the parameters.
@@ -254,7 +258,7 @@ public final class DataParallelParameters: ParameterAccess {
                 let parameters = fullParameters.pointer + shards[stateBlock.block].paddedOffset + (segment.offset - stateBlock.paddedOffset)
                 update(parameters: parameters, gradients: fullGradients.pointer + segment.offset,
                        state: segment.offset, count: segment.count, scale: gradientScale,
-                       settings: segment.decays ? decaying : constant, stepNumber: stepNumber)
+                       settings: settingsOf(segment), stepNumber: stepNumber)
             }
             fullGradients.zero()
             completeSnapshot()
@@ -275,7 +279,7 @@ public final class DataParallelParameters: ParameterAccess {
                 preconditionFailure("no parameter storage")
             }
             update(parameters: parameters, gradients: gradientShard.pointer + segment.offset, state: segment.offset,
-                   count: segment.count, scale: gradientScale, settings: segment.decays ? decaying : constant, stepNumber: stepNumber)
+                   count: segment.count, scale: gradientScale, settings: settingsOf(segment), stepNumber: stepNumber)
         }
         gradientShard.zero()
         fullGradients?.zero()

@@ -21,13 +21,16 @@ public struct ShardLayout: Sendable {
         public let shardOffset: Int
     }
 
-    /// A run of consecutive elements with one weight-decay setting, for the optimizer.
+    /// A run of consecutive elements with one optimizer setting (weight decay, and LoRA+'s
+    /// learning rate for B matrices), for the optimizer.
     public struct Segment: Sendable, Equatable {
         /// Index into `blocks` of the block the segment lies in.
         public let blockIndex: Int
         public let offset: Int
         public let count: Int
         public let decays: Bool
+        /// Whether it is LoRA B matrices, which LoRA+ gives a larger learning rate.
+        public var loraB = false
     }
 
     public let layout: ParameterLayout
@@ -106,10 +109,13 @@ public struct ShardLayout: Sendable {
             let lower = Swift.max(start, elements.lowerBound), upper = Swift.min(start + entry.count, elements.upperBound)
             guard lower < upper else { continue }
             let overlap = lower..<upper
-            if let last = result.last, last.decays == entry.decays, last.offset + last.count == base + overlap.lowerBound {
-                result[result.count - 1] = Segment(blockIndex: blockIndex, offset: last.offset, count: last.count + overlap.count, decays: last.decays)
+            let loraB = entry.role.isLoRAB
+            if let last = result.last, last.decays == entry.decays, last.loraB == loraB, last.offset + last.count == base + overlap.lowerBound {
+                result[result.count - 1] = Segment(blockIndex: blockIndex, offset: last.offset, count: last.count + overlap.count,
+                                                   decays: last.decays, loraB: loraB)
             } else {
-                result.append(Segment(blockIndex: blockIndex, offset: base + overlap.lowerBound, count: overlap.count, decays: entry.decays))
+                result.append(Segment(blockIndex: blockIndex, offset: base + overlap.lowerBound, count: overlap.count, decays: entry.decays,
+                                      loraB: loraB))
             }
         }
         return result

@@ -19,11 +19,17 @@ public final class TensorParallelExchange: TensorParallelRegions {
     /// communication share).
     public var seconds = 0.0
 
+    /// Where this rank's input columns of each projection start (`adapterInputStart`).
+    private let inputStarts: [Projection: Int]
+
     public init(communicator: Communicator, layout: TensorParallelLayout, sequenceParallel: Bool) {
         self.communicator = communicator
         vocabularyStart = layout.vocabularyRange.lowerBound
         splitsSequence = sequenceParallel
+        inputStarts = Dictionary(uniqueKeysWithValues: Projection.allCases.map { ($0, layout.inputStart(of: $0)) })
     }
+
+    public func adapterInputStart(_ projection: Projection) -> Int { inputStarts[projection] ?? 0 }
 
     public var isFirstRank: Bool { communicator.rank == 0 }
 

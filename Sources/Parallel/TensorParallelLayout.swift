@@ -14,6 +14,9 @@ import Model
 ///     lora_A, lora_B           with their projection: B's rows of a column-parallel one, A's
 ///                              columns of a row-parallel one; the other replicated, its
 ///                              gradient summed over the group
+///     lora_magnitude_vector    DoRA's m, with its projection's outputs: rows of a column-parallel
+///                              one; replicated for a row-parallel one, its gradient summed over
+///                              the group (each rank's direction covers its input columns only)
 ///     o_proj, down_proj        columns the same heads / MLP slice (row-parallel: partial sums)
 ///     score (a scalar head)    whole   replicated: every rank scores the gathered final norm
 ///     norms                    whole   replicated (q_norm / k_norm of qwen3 too: one [head_dim]
@@ -80,7 +83,8 @@ public struct TensorParallelLayout: Sendable {
             // A LoRA adapter is split with its projection: a column-parallel one's B by rows (its
             // outputs), a row-parallel one's A by columns (its inputs); the other is replicated.
             case .loraA(let projection): projection.isRowParallel ? .columns(start: start(projection)) : .replicated
-            case .loraB(let projection): projection.isRowParallel ? .replicated : .rows(start: start(projection))
+            case .loraB(let projection), .loraMagnitude(let projection):
+                projection.isRowParallel ? .replicated : .rows(start: start(projection))
             case .inputNorm, .postAttentionNorm, .finalNorm, .queryNorm, .keyNorm, .score: .replicated
             case .embedding, .languageModelHead: .rows(start: vocabularyRange.lowerBound)
             case .query, .queryBias: .rows(start: rank * heads * d)
@@ -100,6 +104,16 @@ public struct TensorParallelLayout: Sendable {
         self.keyValueReplicas = replicas
     }
 
+    /// The global column of `projection`'s first local input column: this rank's slice of a
+    /// row-parallel projection's input (its heads, its MLP slice), 0 for a column-parallel one.
+    public func inputStart(of projection: Projection) -> Int {
+        for (index, entry) in localLayout.entries.enumerated() where entry.role == projection.role {
+            if case .columns(let start) = splits[index] { return start }
+            return 0
+        }
+        return 0
+    }
+
     /// Rank `rank`'s share of `count` rows split over `degree` ranks: as even as possible, the
     /// first `count % degree` ranks holding one more.
     public static func share(of count: Int, degree: Int, rank: Int) -> Range<Int> {
@@ -113,7 +127,7 @@ public struct TensorParallelLayout: Sendable {
     public func isReplicatedKeyValue(_ index: Int) -> Bool {
         guard keyValueReplicas > 1 else { return false }
         switch localLayout.entries[index].role {
-        case .key, .value, .keyBias, .valueBias, .loraB(.key), .loraB(.value): return true
+        case .key, .value, .keyBias, .valueBias, .loraB(.key), .loraB(.value), .loraMagnitude(.key), .loraMagnitude(.value): return true
         default: return false
         }
     }
@@ -130,6 +144,7 @@ public struct TensorParallelLayout: Sendable {
         // The replicated half of a LoRA adapter sees only this rank's share of its projection.
         case .loraA(let projection) where !projection.isRowParallel: return degree > 1 ? .tensorGroup : nil
         case .loraB(let projection) where projection.isRowParallel: return degree > 1 ? .tensorGroup : nil
+        case .loraMagnitude(let projection) where projection.isRowParallel: return degree > 1 ? .tensorGroup : nil
         case .inputNorm, .postAttentionNorm, .finalNorm: return sequenceParallel && degree > 1 ? .tensorGroup : nil
         default: return nil
         }

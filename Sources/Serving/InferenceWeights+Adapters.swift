@@ -6,10 +6,11 @@ import Tensors
 extension InferenceWeights {
     /// Merges the LoRA adapters a checkpoint holds (a LoRA run's, described by its
     /// `adapter_config.json`) into the weights just loaded, as PEFT's `merge_and_unload` does:
-    /// W ← W + scaling · B·A for every adapted projection, in f32 (`LowRankAdapter.mergeDelta`, as
-    /// `meshlm ckpt merge-lora` adds it). The engine then serves the
+    /// W ← W + scaling · B·A for every adapted projection, in f32; with DoRA (`use_dora`)
+    /// W ← m / ‖W + scaling·B·A‖_row ⊙ (W + scaling·B·A) (`LowRankAdapter.merge`, as `meshlm ckpt
+    /// merge-lora` computes it). The engine then serves the
     /// fine-tuned model at the base model's speed. Under tensor parallelism each rank adds its
-    /// slice of each B·A. A checkpoint with adapters but no `adapter_config.json` is refused:
+    /// slice of each merged projection. A checkpoint with adapters but no `adapter_config.json` is refused:
     /// serving its base alone would silently drop the fine-tuning.
     func mergeAdapters(from reader: CheckpointReader, stepDirectory: String) throws(ServingError) {
         let configPath = stepDirectory + "/adapter_config.json"
@@ -30,33 +31,44 @@ extension InferenceWeights {
             for projection in lora.targets {
                 let prefix = "model.layers.\(layer).\(projection.path)"
                 let (output, input) = projection.shape(config)
-                var merged = [Float](repeating: 0, count: output * input)
+                var merged: [Float]
                 do {
                     let a = try reader.read(name: prefix + ".lora_A.weight")
                     let b = try reader.read(name: prefix + ".lora_B.weight")
                     guard a.count == lora.rank * input, b.count == output * lora.rank else {
                         throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix)'s adapters do not have rank \(lora.rank) as \(configPath) says")
                     }
-                    LowRankAdapter.mergeDelta(delta: &merged, a: a, b: b, scaling: lora.scaling,
-                                              inputSize: input, outputSize: output, rank: lora.rank)
+                    var magnitude: [Float]?
+                    if lora.weightDecomposed {
+                        magnitude = try reader.read(name: prefix + LoRAConfig.magnitudeSuffix)
+                        guard magnitude?.count == output else {
+                            throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix)\(LoRAConfig.magnitudeSuffix) holds \(magnitude?.count ?? 0) values for \(output) rows")
+                        }
+                    }
+                    merged = try reader.read(name: prefix + ".weight")
+                    guard merged.count == output * input else {
+                        throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix).weight holds \(merged.count) values for [\(output), \(input)]")
+                    }
+                    LowRankAdapter.merge(weight: &merged, a: a, b: b, magnitude: magnitude, scaling: lora.scaling,
+                                         inputSize: input, outputSize: output, rank: lora.rank)
                 } catch let error as ServingError {
                     throw error
                 } catch {
                     throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(error)")
                 }
-                addSlice(of: merged, to: prefix + ".weight")
+                writeSlice(of: merged, to: prefix + ".weight")
             }
         }
     }
 
-    /// Adds this rank's slice of the whole-model tensor `values` to the local tensor `name`.
-    private func addSlice(of values: [Float], to name: String) {
+    /// Writes this rank's slice of the whole-model tensor `values` into the local tensor `name`.
+    private func writeSlice(of values: [Float], to name: String) {
         guard let index = layout.index(named: name) else { preconditionFailure("the layout has no \(name)") }
         let entry = layout.entries[index]
         let destination = parameters.pointer + entry.offset
         let runs = tensorParallel?.globalRuns(index, elements: 0..<entry.count) ?? [(0..<entry.count, 0)]
         for run in runs {
-            for (offset, element) in run.global.enumerated() { destination[run.localStart + offset] += values[element] }
+            for (offset, element) in run.global.enumerated() { destination[run.localStart + offset] = values[element] }
         }
     }
 }

@@ -47,18 +47,27 @@ public enum LowRankAdapter {
                       rowCount: rowCount, columnCount: inputSize, innerCount: rank, beta: 1, threads: threads)
     }
 
-    /// The change merging the adapter makes to its projection's weight (PEFT's
-    /// `merge_and_unload`: W ← W + delta), in f32:
+    /// Merges the adapter into its projection's weight as PEFT's `merge_and_unload` does, in f32:
     ///
-    ///     delta = scaling · B·A     [outputSize, inputSize]
+    ///     W ← W + scaling · B·A                                   (LoRA)
+    ///     W ← m / ‖W + scaling · B·A‖_row ⊙ (W + scaling · B·A)    (DoRA: `magnitude` m [outputSize])
     ///
-    /// Serving's merge at load and `meshlm ckpt merge-lora` both add exactly this to W, so a
-    /// merged checkpoint serves bit for bit as its adapter checkpoint does.
-    public static func mergeDelta(
-        delta: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, scaling: Float,
-        inputSize: Int, outputSize: Int, rank: Int, threads: KernelThreads = .single
+    /// `weight` [outputSize, inputSize] is the whole projection. Serving's merge at load and
+    /// `meshlm ckpt merge-lora` both call this, so a merged checkpoint serves bit for bit as its
+    /// adapter checkpoint does.
+    public static func merge(
+        weight: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        magnitude: UnsafePointer<Float>?, scaling: Float, inputSize: Int, outputSize: Int, rank: Int
     ) {
-        BLAS.multiply(output: delta, a: b, b: a, rowCount: outputSize, columnCount: inputSize, innerCount: rank,
-                      alpha: scaling, threads: threads)
+        BLAS.multiply(output: weight, a: b, b: a, rowCount: outputSize, columnCount: inputSize, innerCount: rank,
+                      alpha: scaling, beta: 1)
+        guard let magnitude else { return }
+        for row in 0..<outputSize {
+            let values = weight + row * inputSize
+            var sum: Double = 0
+            for column in 0..<inputSize { sum += Double(values[column]) * Double(values[column]) }
+            let factor = magnitude[row] / Float(sum.squareRoot())
+            for column in 0..<inputSize { values[column] *= factor }
+        }
     }
 }

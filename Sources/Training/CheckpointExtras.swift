@@ -50,8 +50,8 @@ public struct CheckpointExtras: Sendable {
     public static func adapterConfig(_ lora: LoRAConfig, taskType: String = "CAUSAL_LM", ensureWeightTying: Bool = false) throws -> Data {
         let object: [String: Any] = [
             "peft_type": "LORA", "task_type": taskType, "r": lora.rank, "lora_alpha": lora.alpha,
-            "target_modules": lora.targets.map(\.moduleName), "use_rslora": lora.rankStabilized, "lora_dropout": 0.0,
-            "bias": "none", "fan_in_fan_out": false, "use_dora": false,
+            "target_modules": lora.targets.map(\.moduleName), "use_rslora": lora.rankStabilized, "lora_dropout": lora.dropout,
+            "bias": "none", "fan_in_fan_out": false, "use_dora": lora.weightDecomposed,
             "modules_to_save": lora.modulesToSave.isEmpty ? NSNull() : lora.modulesToSave as Any,
             "base_model_name_or_path": NSNull(), "inference_mode": true, "ensure_weight_tying": ensureWeightTying,
         ]

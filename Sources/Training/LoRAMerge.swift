@@ -4,7 +4,7 @@ import Model
 import Tensors
 
 /// `meshlm ckpt merge-lora`: a LoRA checkpoint as a plain one. Every adapted projection becomes
-/// W + scaling·B·A, computed in f32 by `LowRankAdapter.mergeDelta` (the merge serving does at
+/// W + scaling·B·A, computed in f32 by `LowRankAdapter.merge` (with DoRA, scaled to the magnitudes; the merge serving does at
 /// load); `modules_to_save` tensors are already stored as trained. The result has no adapter
 /// tensors, no `adapter_config.json` and no `lora:` section in `run_config.json`, so it trains,
 /// serves, exports and reshards as any base model.
@@ -64,10 +64,12 @@ public enum LoRAMerge {
                 if let (prefix, output, input) = adapted[entry.name] {
                     let a = try reader.read(name: prefix + ".lora_A.weight")
                     let b = try reader.read(name: prefix + ".lora_B.weight")
-                    var delta = [Float](repeating: 0, count: output * input)
-                    LowRankAdapter.mergeDelta(delta: &delta, a: a, b: b, scaling: lora.scaling,
-                                              inputSize: input, outputSize: output, rank: lora.rank)
-                    for index in values.indices { values[index] += delta[index] }
+                    let magnitude = lora.weightDecomposed ? try reader.read(name: prefix + LoRAConfig.magnitudeSuffix) : nil
+                    guard magnitude.map({ $0.count == output }) ?? true else {
+                        throw CheckpointError(.badIndex, "\(reader.stepDirectory): \(prefix)\(LoRAConfig.magnitudeSuffix) holds \(magnitude?.count ?? 0) values for \(output) rows")
+                    }
+                    LowRankAdapter.merge(weight: &values, a: a, b: b, magnitude: magnitude, scaling: lora.scaling,
+                                         inputSize: input, outputSize: output, rank: lora.rank)
                 }
                 return CheckpointSliceValues(name: entry.name, shape: entry.shape, elements: 0..<entry.count, values: values)
             }

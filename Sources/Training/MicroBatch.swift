@@ -11,9 +11,14 @@ public struct MicroBatch: Sendable {
     public var lossWeights: [Float]?
     /// Tokens per row (T): the arrays hold B rows of T.
     public var sequenceLength: Int
+    /// The index of its first row in the step's global batch (rank r's micro-batch j starts at
+    /// r · rows per rank + j · B): what LoRA dropout keys its masks by, so every data-parallel
+    /// layout draws one rank's.
+    public var firstRow: Int
 
     /// - Parameter sequenceLength: T; the arrays hold B·T ids (one row when nil).
-    public init(tokens: [Int32], targets: [Int32], positions: [Int32], lossWeights: [Float]? = nil, sequenceLength: Int? = nil) {
+    public init(tokens: [Int32], targets: [Int32], positions: [Int32], lossWeights: [Float]? = nil, sequenceLength: Int? = nil,
+                firstRow: Int = 0) {
         let sequenceLength = sequenceLength ?? tokens.count
         precondition(targets.count == tokens.count && positions.count == tokens.count,
                      "\(tokens.count) tokens, \(targets.count) targets and \(positions.count) positions")
@@ -26,6 +31,7 @@ public struct MicroBatch: Sendable {
         self.positions = positions
         self.lossWeights = lossWeights
         self.sequenceLength = sequenceLength
+        self.firstRow = firstRow
     }
 
     public var targetCount: Int { targets.reduce(0) { $0 + ($1 == CrossEntropy.defaultIgnoreIndex ? 0 : 1) } }

@@ -129,6 +129,7 @@ public final class ParallelModel {
             try pipeline.evaluate(batches: batches, access: access, head: head)
             return
         }
+        model.adapterDropout = nil  // evaluation: no LoRA dropout
         for batch in batches {
             let crossEntropy = batch.withPointers { tokens, targets, positions in
                 model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)

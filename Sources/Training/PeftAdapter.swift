@@ -173,7 +173,7 @@ public enum PeftAdapter {
             known.insert(tiedHeadKey)
         }
         if let stray = file.entries.map(\.name).sorted().first(where: { !known.contains($0) }) {
-            let reason = stray.contains("lora_magnitude_vector") ? "a DoRA magnitude vector, which MeshLM's LoRA does not have"
+            let reason = stray.contains("lora_magnitude_vector") ? "a DoRA magnitude vector, but adapter_config.json does not set use_dora"
                 : stray.hasPrefix(keyPrefix) ? "a tensor MeshLM's LoRA has no place for" : "not under PEFT's \(keyPrefix) prefix"
             throw CheckpointError(.badIndex, "\(weightsPath) holds \(stray): \(reason)")
         }
@@ -193,9 +193,7 @@ public enum PeftAdapter {
         if let type = object["peft_type"], (type as? String) != "LORA" {
             throw refuse("peft_type", "MeshLM reads LoRA adapters (\"LORA\") only")
         }
-        // DoRA: when MeshLM's LoRA gains the magnitude vector (issue 14, item 6), accept
-        // use_dora here, set it on the LoRAConfig, and let `open` expect lora_magnitude_vector.
-        if (object["use_dora"] as? Bool) == true { throw refuse("use_dora", "DoRA adapters are not supported yet (MeshLM's LoRA has no magnitude vector)") }
+        guard let weightDecomposed = (object["use_dora"] ?? false) as? Bool else { throw refuse("use_dora", "it must be true or false") }
         if let bias = object["bias"], (bias as? String) != "none" { throw refuse("bias", "MeshLM's adapters train no biases (\"none\")") }
         if let initialization = object["init_lora_weights"], !(initialization is Bool) && (initialization as? String) != "gaussian" {
             throw refuse("init_lora_weights", "that initialization rewrites the base weights, so this adapter needs a base MeshLM was not given (use true, false or \"gaussian\")")
@@ -237,13 +235,13 @@ public enum PeftAdapter {
             throw refuse("modules_to_save", "on a base with tied embeddings PEFT trains a copy of embed_tokens and keeps lm_head on the original unless ensure_weight_tying is true, and MeshLM's tied model cannot hold the two apart")
         }
         let targets = try projections(object["target_modules"], file: file, model: model)
-        var lora = LoRAConfig(rank: rank, alpha: alpha, targets: targets, rankStabilized: rankStabilized)
-        lora.modulesToSave = modulesToSave
-        var warnings: [String] = []
-        if let dropout = (object["lora_dropout"] as? NSNumber)?.doubleValue, dropout != 0 {
-            warnings.append("\(file): lora_dropout \(dropout) is not applied: MeshLM's LoRA has no dropout, so training the adapter further runs without it (inference never uses dropout)")
+        guard let dropout = ((object["lora_dropout"] ?? 0) as? NSNumber)?.doubleValue, (0..<1).contains(dropout) else {
+            throw refuse("lora_dropout", "it must be a probability in [0, 1)")
         }
-        return (lora, warnings)
+        var lora = LoRAConfig(rank: rank, alpha: alpha, targets: targets, rankStabilized: rankStabilized,
+                              weightDecomposed: weightDecomposed, dropout: dropout)
+        lora.modulesToSave = modulesToSave
+        return (lora, [])
     }
 
     /// The projections `target_modules` names: a list of module names (`q_proj` …, as PEFT

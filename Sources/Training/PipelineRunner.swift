@@ -70,7 +70,8 @@ final class PipelineRunner {
 
     /// Forward and backward of every micro-batch under the schedule; `head` runs on the last
     /// virtual stage after each micro-batch's forward.
-    func run(batches: [MicroBatch], parameters: DataParallelParameters, access: any ParameterAccess, head: HeadAction) throws {
+    func run(batches: [MicroBatch], parameters: DataParallelParameters, access: any ParameterAccess,
+             dropout: (MicroBatch) -> AdapterDropoutDraw? = { _ in nil }, head: HeadAction) throws {
         precondition(batches.count == microBatchCount, "\(batches.count) micro-batches for a schedule of \(microBatchCount)")
         waitSeconds = 0
         var slotOf: [[Int]: Int] = [:]  // [chunk, micro-batch] → slot
@@ -85,7 +86,7 @@ final class PipelineRunner {
                 guard let slot = freeSlots[chunk].popLast() else { preconditionFailure("no free activation slot for chunk \(chunk)") }
                 slotOf[[chunk, microBatch]] = slot
                 try forward(models[chunk][slot], chunk: chunk, microBatch: microBatch, batch: batches[microBatch],
-                            access: access, head: head)
+                            access: access, dropout: dropout(batches[microBatch]), head: head)
             case .backward(let microBatch, let chunk):
                 guard let slot = slotOf.removeValue(forKey: [chunk, microBatch]) else { preconditionFailure("backward before forward") }
                 let model = models[chunk][slot]
@@ -112,7 +113,7 @@ final class PipelineRunner {
     func evaluate(batches: [MicroBatch], access: any ParameterAccess, head: HeadAction) throws {
         for (index, batch) in batches.enumerated() {
             for chunk in 0..<chunkCount {
-                try forward(models[chunk][0], chunk: chunk, microBatch: index, batch: batch, access: access, head: head)
+                try forward(models[chunk][0], chunk: chunk, microBatch: index, batch: batch, access: access, dropout: nil, head: head)
             }
         }
         try collectSends(waiting: true)
@@ -122,7 +123,9 @@ final class PipelineRunner {
     /// virtual stage (unless it holds the embedding), its output to the next (unless it holds
     /// the head, where `head` runs).
     private func forward(_ model: LlamaModel, chunk: Int, microBatch: Int, batch: MicroBatch,
-                         access: any ParameterAccess, head: HeadAction) throws {
+                         access: any ParameterAccess, dropout: AdapterDropoutDraw?, head: HeadAction) throws {
+        // The slot's backward for this micro-batch redraws the same LoRA dropout masks.
+        model.adapterDropout = dropout
         let virtual = virtualStage(chunk)
         if virtual > 0 {
             try receive(into: model.stageInput, count: model.stageElementCount, from: rank(ofVirtual: virtual - 1),

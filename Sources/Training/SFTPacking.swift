@@ -140,7 +140,8 @@ public struct SFTBatches: BatchSource {
                 targets += row.targets
                 positions += row.positions
             }
-            return MicroBatch(tokens: tokens, targets: targets, positions: positions, sequenceLength: packed.sequenceLength)
+            return MicroBatch(tokens: tokens, targets: targets, positions: positions, sequenceLength: packed.sequenceLength,
+                              firstRow: rank * perRank + first)
         }
     }
 }

@@ -26,10 +26,11 @@ public final class SampledBatches: BatchSource {
     }
 
     public func microBatches(step: Int) throws -> [MicroBatch] {
-        try sampler.localMicroBatches(at: sampler.position(ofStep: step), rank: rank).map { indices in
+        try sampler.localMicroBatches(at: sampler.position(ofStep: step), rank: rank).enumerated().map { index, indices in
             let batch = try samples.batch(indices)
             return MicroBatch(tokens: batch.inputs, targets: batch.targets, positions: batch.positions,
-                              sequenceLength: samples.sequenceLength)
+                              sequenceLength: samples.sequenceLength,
+                              firstRow: rank * sampler.localBatchSize + index * sampler.microBatchSize)
         }
     }
 }

@@ -97,19 +97,22 @@ public final class Trainer {
         let scale = 1 / globalCount
         var sums = ObjectiveSums(objective)
         if let pipeline {
-            try pipeline.run(batches: batches, parameters: parameters, access: access) { model, batch, crossEntropy in
+            try pipeline.run(batches: batches, parameters: parameters, access: access,
+                             dropout: { self.adapterDropout(step: step, batch: $0) }) { model, batch, crossEntropy in
                 let output = objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: scale)
                 sums.add(output)
             }
         } else {
             for (index, batch) in batches.enumerated() {
                 parameters.isLastMicroBatch = index == batches.count - 1
+                model.adapterDropout = adapterDropout(step: step, batch: batch)
                 let crossEntropy = batch.withPointers { tokens, targets, positions in
                     model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
                 }
                 sums.add(objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: scale))
                 model.backward(parameters: access)
             }
+            model.adapterDropout = nil
         }
         let waitStart = monotonicSeconds()
         try parameters.finishBackward()
@@ -134,12 +137,21 @@ public final class Trainer {
         let rate = schedule.rate(at: step)
         let settings = AdamW.Settings(learningRate: Float(rate), beta1: Float(config.optimizer.beta1), beta2: Float(config.optimizer.beta2),
                                       epsilon: Float(config.optimizer.eps), weightDecay: Float(config.optimizer.weightDecay))
-        try parameters.step(settings: settings, stepNumber: step + 1, gradientScale: clipScale)
+        try parameters.step(settings: settings, stepNumber: step + 1, gradientScale: clipScale,
+                            loraPlusRatio: Float(config.lora?.loraPlusRatio ?? 1))
         let tokens = batches.reduce(0) { $0 + $1.tokens.count } * communicator.size
         let end = monotonicSeconds()
         return StepResult(step: step, loss: loss, gradientNorm: norm, learningRate: rate, tokens: tokens,
                           seconds: end - start, reductionWaitSeconds: reductionWait, pipelineWaitSeconds: pipeline?.waitSeconds ?? 0,
                           optimizerSeconds: end - optimizerStart, metrics: sums.means)
+    }
+
+    /// The LoRA dropout masks `batch`'s training forward draws at `step` (nil without dropout):
+    /// keyed by the run's seed, the step and the batch's global rows, so resuming and every
+    /// layout draw the same.
+    func adapterDropout(step: Int, batch: MicroBatch) -> AdapterDropoutDraw? {
+        guard let lora = config.lora, lora.dropout > 0 else { return nil }
+        return AdapterDropoutDraw(seed: UInt64(config.train.seed), step: step, firstRow: batch.firstRow)
     }
 
     /// The objective's mean loss over `batches` (this rank's share of the eval set), forward

@@ -1,7 +1,9 @@
 import Checkpoint
 import Foundation
+import Model
 import Parallel
 import Runtime
+import Tensors
 
 /// What a pretraining checkpoint records beside the tensors (`metadata.json`).
 public struct PretrainCheckpointState: Codable, Sendable, Equatable {
@@ -184,6 +186,25 @@ extension ParallelModel {
             log.info("\(option) \(reader.stepDirectory) has no \(what): they start from their initialization (a new scalar head or new LoRA adapters)")
         }
         try load(reader, kinds: [.parameters], skipping: initialized)
+        try startMagnitudes(from: reader, among: initialized)
+    }
+
+    /// DoRA's magnitudes that the checkpoint lacks start at the row norms of the base W just
+    /// loaded (PEFT's initialization: B is zero, so ‖W + s·B·A‖ = ‖W‖), not at those of the
+    /// random W they were initialized from. Each rank reads the whole W and keeps its slice.
+    private func startMagnitudes(from reader: CheckpointReader, among initialized: Set<String>) throws {
+        for slice in parameters.neededSlices(.parameters)
+        where initialized.contains(slice.name) && slice.name.hasSuffix(LoRAConfig.magnitudeSuffix) {
+            let weightName = String(slice.name.dropLast(LoRAConfig.magnitudeSuffix.count)) + ".weight"
+            let shape = try reader.shape(of: weightName)
+            let norms = WeightDecomposedAdapter.rowNorms(try reader.read(name: weightName), rowCount: shape[0],
+                                                         columnCount: shape.dropFirst().reduce(1, *))
+            for run in tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements) {
+                for (offset, element) in run.global.enumerated() {
+                    slice.pointer[run.localStart - slice.elements.lowerBound + offset] = norms[element]
+                }
+            }
+        }
     }
 
     /// Reads the slices of `kinds` this rank holds from `reader`, but those of the tensors in

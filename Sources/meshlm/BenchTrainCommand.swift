@@ -32,8 +32,8 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Micro-batches per step per model replica (the pipeline's m).") var microBatches = 1
     @Option(help: "Freeze the tensors a name pattern matches (train.freeze; repeatable), e.g. 'model.layers.*'.")
     var freeze: [String] = []
-    @Option(help: "Train LoRA adapters of this rank on every linear projection (alpha 2r) with the base frozen, instead of every parameter.")
-    var loraRank: Int?
+    @Option(help: "LoRA adapters: a lora: section in YAML flow style (docs/training.md), e.g. '{r: 16, lora_alpha: 32, use_dora: true}'.")
+    var lora: String?
 
     func run() throws {
         try job.runJob { context in
@@ -50,7 +50,8 @@ struct BenchTrainCommand: ParsableCommand {
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
                 parallel: {zero_stage: \(zero), tp: \(tp), pp: \(pp), virtual_stages: \(virtualStages)}
-                """ + (loraRank.map { "\nlora: {r: \($0), lora_alpha: \(2 * $0), target_modules: [all-linear]}" } ?? "")
+                \(lora.map { "lora: " + $0 } ?? "")
+                """
             let (config, mesh) = try world.collectively {
                 let config = try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench train", includes: ["model"])
                 let dims = try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: nil, contextDegree: 1,
@@ -65,7 +66,7 @@ struct BenchTrainCommand: ParsableCommand {
             let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world)
             let peak = peakPerCore * Double(world.size * context.threads)
             if !bench.json { log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
-                     + "batch \(globalBatch) × \(seqLen)\(loraRank.map { ", LoRA r \($0)" } ?? ""), tp \(tp), pp \(pp)\(virtualStages > 1 ? " × \(virtualStages) virtual" : ""), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
+                     + "batch \(globalBatch) × \(seqLen)\(lora.map { ", LoRA \($0)" } ?? ""), tp \(tp), pp \(pp)\(virtualStages > 1 ? " × \(virtualStages) virtual" : ""), ZeRO \(zero); peak \(String(format: "%.0f", peak)) GFLOP/s") }
             // One stream per model replica: the ranks of a tensor group see the same tokens.
             var generator = SplitMix64(seed: 42, stream: UInt64(mesh.dataContext.rank))
             func batch() -> [MicroBatch] {

@@ -198,7 +198,8 @@ import Training
         let work = try scratchDirectory("peft-bad")
         defer { try? FileManager.default.removeItem(atPath: work) }
         let configEdits: [(String, (inout [String: Any]) -> Void, String)] = [
-            ("dora", { $0["use_dora"] = true }, "\"use_dora\" is true; DoRA adapters are not supported yet (MeshLM's LoRA has no magnitude vector)"),
+            ("dora", { $0["use_dora"] = true }, "has no tensor base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector, which"),
+            ("dropout-range", { $0["lora_dropout"] = 1.5 }, "\"lora_dropout\" is 1.5; it must be a probability in [0, 1)"),
             ("bias", { $0["bias"] = "lora_only" }, "\"bias\" is \"lora_only\"; MeshLM's adapters train no biases (\"none\")"),
             ("layers", { $0["layers_to_transform"] = [0] }, "\"layers_to_transform\" is [0]; MeshLM adapts every layer"),
             ("rank-pattern", { $0["rank_pattern"] = ["q_proj": 8] }, "\"rank_pattern\" is {\"q_proj\":8}; MeshLM's adapters share one r"),
@@ -239,10 +240,10 @@ import Training
         // A regular expression that picks the same projections in every layer is taken.
         let regex = try adapterCopy(work, "regex-all", edit: { $0["target_modules"] = "model\\.layers\\.\\d+\\.(self_attn|mlp)\\.\\w+_proj" })
         #expect(try HuggingFaceImport.importDirectory(Self.base, output: work + "/out-regex", adapter: regex).lora?.targets == Projection.allCases)
-        // Dropout is read, said, and not applied.
+        // Dropout is taken (it applies when the adapter trains further).
         let dropout = try adapterCopy(work, "dropout", edit: { $0["lora_dropout"] = 0.05 })
-        let warned = try HuggingFaceImport.importDirectory(Self.base, output: work + "/out-dropout", adapter: dropout)
-        #expect(warned.warnings.count == 1 && warned.warnings[0].contains("lora_dropout 0.05 is not applied"))
+        let imported = try HuggingFaceImport.importDirectory(Self.base, output: work + "/out-dropout", adapter: dropout)
+        #expect(imported.lora?.dropout == 0.05 && imported.warnings.isEmpty)
 
         // Missing files, a missing tensor, and a base the adapter does not fit.
         let empty = work + "/empty"

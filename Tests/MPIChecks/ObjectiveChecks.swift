@@ -14,7 +14,10 @@ import Training
 /// With `freeze`, the embedding, layer 0 and layer 1's MLP are frozen, and the check fails
 /// unless every frozen tensor ends bitwise at its initial value and the others moved; `lora`
 /// adds LoRA adapters (r 4, alpha 8, every projection, B started non-zero so every adapter
-/// trains from the first step) and checks the same of the base. With
+/// trains from the first step) and checks the same of the base; `dora` makes them DoRA
+/// (`use_dora`), `dropout` adds `lora_dropout: 0.2`, and `loraplus` sets `loraplus_lr_ratio: 16`
+/// and checks that step 0 moved B by 16 × the learning rate and A by 1 × (AdamW's first step
+/// moves every element by lr·g/(|g| + ε) beside its weight decay). With
 /// `qwen2` or `qwen3` the model has that family's layer (qwen3 with head_dim 12 ≠ 32 / 4).
 func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) throws {
     guard arguments.count >= 5, let pp = Int(arguments[2]), let tp = Int(arguments[3]), let zero = Int(arguments[4]) else {
@@ -23,6 +26,9 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     let sequenceParallel = arguments.dropFirst(5).contains("sp")
     let freeze = arguments.dropFirst(5).contains("freeze")
     let lora = arguments.dropFirst(5).contains("lora")
+    let options = Set(arguments.dropFirst(5))
+    let loraExtras = (options.contains("dora") ? ", use_dora: true" : "") + (options.contains("dropout") ? ", lora_dropout: 0.2" : "")
+        + (options.contains("loraplus") ? ", loraplus_lr_ratio: 16" : "")
     let modelType = arguments.dropFirst(5).first { $0.hasPrefix("qwen") } ?? "llama"
     let objective: any TrainingObjective
     switch arguments[1] {
@@ -40,7 +46,7 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
         optimizer: {lr: 0.01, warmup_steps: 0, schedule: constant}
         data: {train: synthetic}
         parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero), sequence_parallel: \(sequenceParallel)}
-        \(lora ? "lora: {r: 4, lora_alpha: 8, target_modules: [all-linear]}" : "")
+        \(lora ? "lora: {r: 4, lora_alpha: 8, target_modules: [all-linear]\(loraExtras)}" : "")
         """
     let config = try world.collectively { try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "objective check") }
     let dims = try world.collectively {
@@ -53,7 +59,9 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     let source = SyntheticBatches(config: config, dataParallelDegree: mesh.dataContext.size, rank: mesh.dataContext.rank,
                                   weighted: weighted)
     for step in 0..<config.train.steps {
+        let before = step == 0 && options.contains("loraplus") ? adapterValues(trainer) : nil
         let result = try trainer.step(step, batches: source.microBatches(step: step))
+        if let before { try checkLoRAPlus(trainer, before: before, config: config, learningRate: result.learningRate, world: world, log: log) }
         let metrics = result.metrics.keys.sorted().map { " \($0) \(result.metrics[$0] ?? 0)" }.joined()
         log.info("loss \(step) \(result.loss)\(metrics)")
     }
@@ -103,6 +111,36 @@ func checkFrozen(_ trainer: Trainer, config: PretrainConfig, mesh: DeviceMesh, w
     log.info("frozen tensors unchanged (\(frozenSlices) slices); \(movedSlices) trained slices moved")
 }
 
+/// Every LoRA A and B value this rank holds, by tensor name.
+func adapterValues(_ trainer: Trainer) -> [String: [Float]] {
+    var values: [String: [Float]] = [:]
+    for slice in trainer.parameters.neededSlices(.parameters) where slice.name.contains(".lora_") {
+        values[slice.name] = Array(UnsafeBufferPointer(start: slice.pointer, count: slice.elements.count))
+    }
+    return values
+}
+
+/// LoRA+: the largest step of any B element (its weight decay taken out) is ratio × lr, of any A
+/// element 1 × lr, on every rank.
+func checkLoRAPlus(_ trainer: Trainer, before: [String: [Float]], config: PretrainConfig, learningRate: Double,
+                   world: Communicator, log: Log) throws {
+    let ratio = config.lora?.loraPlusRatio ?? 1, decay = config.optimizer.weightDecay
+    var largest = ["lora_A": 0.0, "lora_B": 0.0]
+    for (name, after) in adapterValues(trainer) {
+        guard let old = before[name], let kind = largest.keys.first(where: { name.contains($0) }) else { continue }
+        let rate = learningRate * (kind == "lora_B" ? ratio : 1)
+        for (then, now) in zip(old, after) {
+            let step = abs(Double(now) - Double(then) * (1 - rate * decay))
+            largest[kind] = max(largest[kind] ?? 0, step / learningRate)
+        }
+    }
+    let a = try world.allreduce(largest["lora_A"] ?? 0, .max), b = try world.allreduce(largest["lora_B"] ?? 0, .max)
+    guard abs(a - 1) < 1e-3, abs(b - ratio) < 1e-3 * ratio else {
+        throw JobError("LoRA+ ratio \(ratio): the largest step of A is \(a) × lr, of B \(b) × lr")
+    }
+    log.info("loraplus A \(a) B \(b)")
+}
+
 /// Sets every LoRA B this rank holds to a small value that depends on the global element only
 /// (B starts at zero, which would leave A without a gradient at the first step).
 func startAdaptersNonZero(_ trainer: Trainer) { startAdaptersNonZero(trainer.parallelModel) }
@@ -147,7 +185,7 @@ struct SyntheticBatches: BatchSource {
                 }
             }
             return MicroBatch(tokens: tokens, targets: targets, positions: positions, lossWeights: weights,
-                              sequenceLength: train.seqLen)
+                              sequenceLength: train.seqLen, firstRow: rank * perRank + first)
         }
     }
 }

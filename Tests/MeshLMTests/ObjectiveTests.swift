@@ -68,6 +68,30 @@ import Testing
                                             label: "LoRA \(modelType)") { $1 < $0 - 0.05 }
     }
 
+    /// DoRA (each magnitude split with its projection's outputs; a row-parallel projection's row
+    /// norms and magnitude gradient summed over the tensor group; replicated with the KV heads at
+    /// tp 4) without and with LoRA dropout (masks keyed by the global token and input column)
+    /// trains as on one rank, the base frozen.
+    @Test(arguments: [["dora"], ["dora", "dropout"], ["dropout"]])
+    func doraAndDropoutTrainAsOneRankOnEveryLayout(variant: [String]) throws {
+        try expectEveryLayoutMatchesOneRank("masked-tokens", options: ["lora"] + variant,
+                                            layouts: [(2, ["1", "1", "3"]), (2, ["2", "1", "1"]), (2, ["1", "2", "0", "sp"]), (4, ["1", "4", "2"])],
+                                            label: "LoRA \(variant.joined(separator: "+"))") { $1 < $0 - 0.05 }
+    }
+
+    /// LoRA+ (`loraplus_lr_ratio` 16): AdamW's first step moves the B matrices by 16 × the
+    /// learning rate and the A matrices by 1 × (the check fails otherwise), on one rank and
+    /// with ZeRO-2's sharded optimizer step.
+    @Test func loraPlusScalesTheLearningRateOfB() throws {
+        for (ranks, layout) in [(1, ["1", "1", "0"]), (2, ["1", "1", "2"])] {
+            let launch = try Launcher.mpirun(ranks, "mpi-checks", ["objective", "masked-tokens"] + layout + ["lora", "loraplus"])
+            #expect(launch.status == 0, "np \(ranks): \(launch.standardError)")
+            let report = (launch.standardError + launch.standardOutput).split(separator: "\n").first { $0.contains("loraplus A") }
+            print("LoRA+ np \(ranks): \(report ?? "no report")")
+            #expect(report != nil)
+        }
+    }
+
     /// A scalar (score) head — replicated under tensor parallelism, on the last pipeline stage —
     /// trains as on one rank: its weight gradient on every tensor rank, its input gradient added
     /// once to the final norm's (summed over the group).

@@ -126,13 +126,13 @@ let peftPython: String? = {
 
     /// Kept after the process (a static has no teardown) in one directory per family, which the
     /// next test process replaces, so runs do not pile up.
-    static func train(_ family: String) -> TrainedRun {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-peft-trained-\(family)").path
+    static func train(_ family: String, label: String? = nil, _ extra: [String] = []) -> TrainedRun {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-peft-trained-\(label ?? family)").path
         try? FileManager.default.removeItem(atPath: work)
         try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let base = work + "/base", run = work + "/run", exported = work + "/exported"
         _ = try? Launcher.plain("meshlm", ["ckpt", "import-hf", fixtures + "/hf-" + family, "--output", base])
-        let (launch, losses) = (try? sft(run, initFrom: base, family: family))
+        let (launch, losses) = (try? sft(run, initFrom: base, family: family, extra))
             ?? (Launch(status: -1, standardOutput: "", standardError: "sft did not start"), [:])
         _ = try? Launcher.plain("meshlm", ["ckpt", "export-hf", run + "/checkpoints", "--output", exported])
         return TrainedRun(work: work, base: base, run: run, exported: exported, launch: launch, losses: losses)
@@ -141,6 +141,8 @@ let peftPython: String? = {
     static let trained = train("qwen2")
     /// Tied embeddings: `lm_head` is not a tensor of its own, `embed_tokens` trains for both.
     static let trainedTied = train("qwen3")
+    /// DoRA with dropout: the magnitude vectors go out and come back under PEFT's keys.
+    static let trainedDoRA = train("qwen2", label: "qwen2-dora", ["--set", "lora.use_dora=true", "--set", "lora.lora_dropout=0.05"])
 
     /// MeshLM's adapter out in PEFT's layout and back: export-hf writes base + adapter with PEFT's
     /// keys (lm_head and embed_tokens as PEFT saves modules_to_save); import-hf --adapter gives back
@@ -211,12 +213,24 @@ let peftPython: String? = {
     /// with peft.
     @Test(.enabled(if: peftPython != nil,
                    "no python with peft, transformers and torch at /tmp/golden-venv/bin/python or MESHLM_PEFT_PYTHON (tools/golden/README.md)"),
-          arguments: ["qwen2", "qwen3"])
+          arguments: ["qwen2", "qwen3", "qwen2-dora"])
     func peftLoadsMeshLMAdapterWithMeshLMLogits(family: String) throws {
-        let trained = family == "qwen3" ? Self.trainedTied : Self.trained
+        let trained = family == "qwen3" ? Self.trainedTied : family == "qwen2-dora" ? Self.trainedDoRA : Self.trained
         #expect(trained.launch.status == 0, "\(trained.launch.standardError)")
         let python = try #require(peftPython)
         let work = try scratch("parity-" + family)
+        if family == "qwen2-dora" {
+            let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trained.exported + "/adapter/adapter_config.json"))) as? [String: Any])
+            #expect(config["use_dora"] as? Bool == true && config["lora_dropout"] as? Double == 0.05)
+            let adapter = try SafetensorsFile(path: trained.exported + "/adapter/adapter_model.safetensors")
+            #expect((try? adapter.entry(named: "base_model.model.model.layers.1.mlp.down_proj.lora_magnitude_vector"))?.shape == [40])
+            try meshlm(["ckpt", "import-hf", trained.exported, "--adapter", trained.exported + "/adapter", "--output", work + "/imported"])
+            let original = try CheckpointReader.locate(trained.checkpoints)
+            let imported = try CheckpointReader.locate(work + "/imported")
+            let parameters = original.tensorNames.filter { !$0.hasPrefix("optimizer.") }
+            #expect(imported.tensorNames.sorted() == parameters.sorted())
+            for name in parameters { expectSameBits(try imported.read(name: name), try original.read(name: name), name) }
+        }
         if family == "qwen3" {
             // PEFT's own form for a tied model that trains its embedding: ensure_weight_tying,
             // the embedding saved under lm_head too; it imports back bit for bit.
@@ -234,6 +248,12 @@ let peftPython: String? = {
         defer { try? FileManager.default.removeItem(atPath: work) }
         let tokens = "<|im_start|>user\nWhat is 7 + 5?<|im_end|>\n<|im_start|>assistant\n".utf8.map { Int32($0) }
         let meshlmLogits = try evalLogits(trained.checkpoints, tokens: tokens, work: work)
+        if family == "qwen2-dora" {
+            // merge-lora folds DoRA in as m / ‖W + s·B·A‖ ⊙ (W + s·B·A): the unmerged logits.
+            try meshlm(["ckpt", "merge-lora", trained.checkpoints, "--output", work + "/merged"])
+            expectClose(try evalLogits(work + "/merged", tokens: tokens, work: work), meshlmLogits, relativeTolerance: 1e-5,
+                        "DoRA merged by merge-lora vs unmerged")
+        }
         let output = work + "/peft-logits.bin"
         let script = repositoryRoot.appendingPathComponent("tools/peft-adapter-logits.py").path
         let peer = try Launcher.run(python, [script, "--base", trained.exported, "--adapter", trained.exported + "/adapter",

@@ -21,9 +21,10 @@ import Testing
                             "model.num_hidden_layers=2", "model.num_attention_heads=4", "model.num_key_value_heads=2", "model.head_dim=10",
                             "model.rope_theta=1000000", "model.rms_norm_eps=1e-6", "model.max_position_embeddings=256"]
 
-    func sft(_ ranks: Int, _ extra: [String], in directory: URL? = nil) throws -> (Launch, [Int: Double]) {
-        let run = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-\(getpid())-\(UUID().uuidString.prefix(6))")
-        defer { if directory == nil { try? FileManager.default.removeItem(at: run) } }
+    /// Runs `meshlm sft` in `run` (kept), or in a fresh directory removed afterwards.
+    func sft(_ ranks: Int, _ extra: [String], run given: URL? = nil) throws -> (Launch, [Int: Double]) {
+        let run = given ?? FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-\(getpid())-\(UUID().uuidString.prefix(6))")
+        defer { if given == nil { try? FileManager.default.removeItem(at: run) } }
         var arguments = ["sft", "--config", config, "--init-from", Self.base, "--tokenizer", "bytes",
                          "--set", "run.dir=\(run.path)", "--set", "train.steps=6", "--set", "train.log_interval=1",
                          "--set", "train.eval_interval=0", "--set", "train.seq_len=96", "--set", "train.global_batch_size=8",
@@ -56,12 +57,38 @@ import Testing
         #expect(whole.status == 0, "\(whole.standardError)")
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-resume-\(getpid())")
         defer { try? FileManager.default.removeItem(at: run) }
-        let first = try sft(2, ["--set", "train.stop_at_step=3", "--set", "checkpoint.interval=3"], in: run)
+        let first = try sft(2, ["--set", "train.stop_at_step=3", "--set", "checkpoint.interval=3"], run: run)
         #expect(first.0.status == 0, "\(first.0.standardError)")
-        let second = try sft(2, ["--resume"], in: run)
+        let second = try sft(2, ["--resume"], run: run)
         #expect(second.0.status == 0, "\(second.0.standardError)")
         #expect(second.0.standardOutput.contains("resuming at step 3"), "\(second.0.standardOutput)")
         #expect(second.1 == expected, "the resumed run differs from the uninterrupted one")
+    }
+
+    /// DoRA with LoRA dropout on the imported base: the first loss is plain LoRA's (B starts at
+    /// zero and each magnitude at the row norms of the loaded W, so both start as the base), and
+    /// a run stopped after step 3 and resumed gives the uninterrupted run's losses bit for bit
+    /// (the dropout masks are keyed by the step and the global rows, not drawn from a running
+    /// generator). A constant schedule, so the stopped run's 3 steps are the whole run's.
+    @Test func doraWithDropoutStartsAtTheBaseAndResumesBitwise() throws {
+        let constant = ["--set", "optimizer.schedule=constant", "--set", "checkpoint.interval=3"]
+        let variant = constant + ["--set", "lora.use_dora=true", "--set", "lora.lora_dropout=0.1"]
+        let (plainLaunch, plain) = try sft(1, constant)
+        let (wholeLaunch, whole) = try sft(1, variant)
+        #expect(plainLaunch.status == 0 && wholeLaunch.status == 0, "\(plainLaunch.standardError)\(wholeLaunch.standardError)")
+        let first = try #require(whole.keys.min())
+        let start = abs((whole[first] ?? .nan) - (plain[first] ?? .nan)) / (plain[first] ?? .nan)
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-resume-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let (stopped, _) = try sft(1, variant + ["--set", "train.steps=3"], run: run)
+        let (resumed, continued) = try sft(1, variant + ["--resume"], run: run)
+        #expect(stopped.status == 0 && resumed.status == 0, "\(stopped.standardError)\(resumed.standardError)")
+        let later = whole.keys.sorted().suffix(3)
+        let same = later.allSatisfy { continued[$0]?.bitPattern == whole[$0]?.bitPattern }
+        print("sft DoRA + dropout: first loss \(whole[first] ?? .nan) vs plain LoRA \(plain[first] ?? .nan) (rel \(start)); "
+              + "resumed steps \(Array(later)) \(later.map { continued[$0] ?? .nan }) vs \(later.map { whole[$0] ?? .nan })")
+        #expect(start <= 1e-5)
+        #expect(later.count == 3 && same, "resumed losses differ")
     }
 
     @Test func badSetupsAreRefused() throws {

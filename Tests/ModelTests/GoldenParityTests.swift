@@ -23,7 +23,7 @@ import Testing
         /// `group` of `llama_golden.h5`, or of `qwen_golden.h5` for the groups `qwen2` and `qwen3`.
         init(_ group: String) throws {
             let (name, script) = group.hasPrefix("qwen") ? ("qwen_golden", "make_qwen_fixture.py")
-                : group.hasSuffix("lora") ? ("lora_golden", "make_lora_fixture.py") : ("llama_golden", "make_llama_fixture.py")
+                : ["lora", "rslora", "dora"].contains(group) ? ("lora_golden", "make_lora_fixture.py") : ("llama_golden", "make_llama_fixture.py")
             let path = try #require(Bundle.module.path(forResource: name, ofType: "h5", inDirectory: "Fixtures"),
                                     "Fixtures/\(name).h5 is missing: run tools/golden/\(script)")
             file = try HDF5File.open(path)
@@ -68,10 +68,12 @@ import Testing
         try checkForwardAndBackward(fixture, documentMasking: false, prefix: "")
     }
 
-    /// PEFT's LoRA (every projection, r 4, alpha 8) and rsLoRA (q, v, down; r 8, alpha 16:
-    /// scaling 16/√8) on the Llama fixture's model: logits, loss and every adapter's gradient,
-    /// the base frozen (its weight-gradient products skipped, no gradients held).
-    @Test(arguments: ["lora", "rslora"])
+    /// PEFT's LoRA (every projection, r 4, alpha 8), rsLoRA (q, v, down; r 8, alpha 16:
+    /// scaling 16/√8) and DoRA (`use_dora`, every projection, r 4, alpha 8; magnitudes away from
+    /// the row norms) on the Llama fixture's model: logits, loss and every adapter's gradient
+    /// (DoRA: A, B and lora_magnitude_vector, the row norm detached), the base frozen (its
+    /// weight-gradient products skipped, no gradients held).
+    @Test(arguments: ["lora", "rslora", "dora"])
     func loraMatchesPEFT(variant: String) throws {
         let fixture = try Fixture(variant)
         let json = try fixture.file.read(UInt8.self, dataset: variant + "/lora_config_json")
@@ -79,7 +81,9 @@ import Testing
         let modules = try #require(settings["target_modules"] as? [String])
         let lora = LoRAConfig(rank: try #require(settings["r"] as? Int), alpha: try #require(settings["lora_alpha"] as? Double),
                               targets: try #require(LoRAConfig.projections(named: modules)),
-                              rankStabilized: try #require(settings["use_rslora"] as? Bool))
+                              rankStabilized: try #require(settings["use_rslora"] as? Bool),
+                              weightDecomposed: settings["use_dora"] as? Bool ?? false)
+        #expect(lora.weightDecomposed == (variant == "dora"))
         #expect(lora.scaling == Float(try #require(settings["scaling"] as? Double)))
         let layout = ParameterLayout(config: fixture.config, lora: lora)
         let frozen = Set(layout.entries.filter { !$0.block.isAdapter }.map(\.name))
@@ -105,7 +109,8 @@ import Testing
         #expect(logitsDifference <= 1e-5)
         #expect(abs(total.mean - expectedLoss) / expectedLoss <= 1e-6)
         #expect(worst.difference <= 1e-4, "\(worst.name)")
-        #expect(parameters.layout.entries.filter(\.trainable).count == 2 * lora.targets.count * fixture.config.numHiddenLayers)
+        #expect(parameters.layout.entries.filter(\.trainable).count
+                == (lora.weightDecomposed ? 3 : 2) * lora.targets.count * fixture.config.numHiddenLayers)
     }
 
     /// transformers masks attention per document when positions restart and no attention mask

@@ -68,20 +68,54 @@ import Testing
         }
     }
 
+    /// LoRA dropout (p 0.3) with a fixed mask — the same draw at every forward, as a training
+    /// forward and its backward share one — and DoRA (with and without that dropout).
+    ///
+    /// DoRA detaches its row norm ‖W + s·B·A‖ from the gradient (as the paper and PEFT do), so
+    /// A's and B's gradients are not the derivative of the forward and differences cannot check
+    /// them (PEFT parity does: `GoldenParityTests`); the magnitudes' are, exactly, and layer 0's
+    /// magnitudes' gradients pass through every DoRA projection's input gradient in layer 1
+    /// (with dropout: through the mask and PEFT's (k − 1)·x̃·Wᵀ term), which checks those too.
+    @Test(arguments: ["dropout", "dora", "dora+dropout"])
+    func adapterVariantGradientsMatchFiniteDifferences(variant: String) {
+        let config = tinyConfig(modelType: .qwen2)
+        let dora = variant.hasPrefix("dora")
+        // Dropout scales the kept inputs by 1 / (1 − p): scaling 1 for plain LoRA keeps the loss
+        // as curved as the LoRA check's at scaling 2 (see there).
+        let lora = LoRAConfig(rank: 3, alpha: dora ? 6 : 3, weightDecomposed: dora, dropout: variant.hasSuffix("dropout") ? 0.3 : 0)
+        var generator = SplitMix64(seed: 27)
+        let weights: [Float] = (0..<14).map { index in index % 5 == 2 ? 0 : Float(generator.next() % 2001) / 1000 - 1 }
+        check(config, lora: lora, documentMasking: true, label: "LoRA \(variant)",
+              dropout: lora.dropout > 0 ? AdapterDropoutDraw(seed: 7, step: 3, firstRow: 5) : nil,
+              checks: { !dora || isMagnitude($0.role) }) { model, parameters in
+            for index in weights.indices { model.logProbabilityGradient[index] = weights[index] }
+            model.backward(parameters: parameters)
+        } loss: { model in
+            zip(model.tokenLogProbabilities, weights).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+    }
+
     /// Runs forward, `backward` (which seeds the head's gradient and runs the model's backward),
     /// then compares each tensor's gradient at a few elements with central differences of
-    /// `loss` (read after a forward).
+    /// `loss` (read after a forward). `dropout` is the LoRA dropout draw of every forward;
+    /// `checks` picks the tensors compared (every trained one by default).
     func check(_ config: LlamaConfig, lora: LoRAConfig? = nil, documentMasking: Bool, label: String,
+               dropout: AdapterDropoutDraw? = nil, checks: (ParameterLayout.Entry) -> Bool = { _ in true },
                backward: (LlamaModel, ArenaParameters) -> Void, loss: (LlamaModel) -> Double) {
         let (batchSize, sequenceLength) = (2, 7)
         // With adapters, the base is frozen (as LoRA trains) and only A and B are checked.
         let layout = ParameterLayout(config: config, lora: lora)
         let frozen = lora == nil ? [] : Set(layout.entries.filter { !$0.block.isAdapter }.map(\.name))
         let parameters = randomParameters(layout.freezing(frozen), seed: 21)
+        // DoRA's magnitudes 1.5 + N(0, 0.3²): near the row norms of W (0.3·√24 ≈ 1.5), as they start.
+        for entry in layout.entries where isMagnitude(entry.role) {
+            for index in 0..<entry.count { parameters.parameters.pointer[entry.offset + index] += 1.5 }
+        }
         var batch = Batch(batchSize: batchSize, sequenceLength: sequenceLength, vocabularySize: config.vocabSize, seed: 22)
         batch.positions[sequenceLength + 3..<2 * sequenceLength] = [0, 1, 2, 3]
         let model = LlamaModel(config: config, microBatchSize: batchSize, sequenceLength: sequenceLength,
                                documentMasking: documentMasking, frozen: frozen, lora: lora)
+        model.adapterDropout = dropout
         model.forward(tokens: batch.tokens, targets: batch.targets, positions: batch.positions, parameters: parameters)
         backward(model, parameters)
         func lossSum() -> Double {
@@ -96,7 +130,9 @@ import Testing
         // their gradient; every tensor's error fell at 2e-2 (rounding, not truncation, dominates).
         let step: Float = 2e-2
         var worst = (name: "", difference: 0.0)
-        for entry in parameters.layout.entries where entry.trainable {
+        var checked = 0
+        for entry in parameters.layout.entries where entry.trainable && checks(entry) {
+            checked += 1
             let analytic = parameters.gradientValues(of: entry)
             var generator = SplitMix64(seed: 23, stream: UInt64(entry.offset))
             // Four elements per tensor, and the largest gradient so each check measures something.
@@ -124,6 +160,13 @@ import Testing
             #expect(relative <= 1e-3, "\(label): \(entry.name): max |FD − analytic| \(difference) on gradients up to \(scale)")
             if relative > worst.difference { worst = (entry.name, relative) }
         }
-        print("finite differences (\(label)): max rel diff", worst.difference, "(\(worst.name))")
+        #expect(checked > 0, "\(label): no tensor checked")
+        print("finite differences (\(label)): \(checked) tensors, max rel diff", worst.difference, "(\(worst.name))")
     }
+}
+
+/// Whether `role` is a DoRA magnitude vector.
+func isMagnitude(_ role: TensorRole) -> Bool {
+    if case .loraMagnitude = role { return true }
+    return false
 }

@@ -148,9 +148,12 @@ import Testing
 @Suite struct LoRAServingTests {
     init() { useSingleThreadedBLAS() }
 
-    @Test func engineServesTheMergedAdapters() throws {
+    /// With DoRA the merge is W ← m / ‖W + s·B·A‖_row ⊙ (W + s·B·A) (magnitudes here away from
+    /// the row norms, so the scale matters).
+    @Test(arguments: [false, true])
+    func engineServesTheMergedAdapters(dora: Bool) throws {
         let config = servingConfig(modelType: .qwen2)
-        let lora = LoRAConfig(rank: 4, alpha: 8, targets: [.query, .value, .output, .down])
+        let lora = LoRAConfig(rank: 4, alpha: 8, targets: [.query, .value, .output, .down], weightDecomposed: dora)
         let base = servingWeights(config)
         let layout = ParameterLayout(config: config, lora: lora)
         let trained = ArenaParameters(layout: layout)
@@ -159,6 +162,11 @@ import Testing
             let destination = trained.parameters.pointer + entry.offset
             if let source = base.layout.entry(named: entry.name) {
                 destination.update(from: base.parameters.pointer + source.offset, count: entry.count)
+            } else if entry.name.hasSuffix(LoRAConfig.magnitudeSuffix),
+                      let weight = base.layout.entry(named: String(entry.name.dropLast(LoRAConfig.magnitudeSuffix.count)) + ".weight") {
+                let norms = WeightDecomposedAdapter.rowNorms(base.parameters.pointer + weight.offset, rowCount: weight.shape[0],
+                                                             columnCount: weight.shape[1])
+                for index in 0..<entry.count { destination[index] = norms[index] * (1 + 0.3 * generator.nextNormal()) }
             } else {
                 for index in 0..<entry.count { destination[index] = 0.2 * generator.nextNormal() }
             }
@@ -167,7 +175,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let adapterConfig = try JSONSerialization.data(withJSONObject: [
             "peft_type": "LORA", "r": 4, "lora_alpha": 8.0, "target_modules": ["q_proj", "v_proj", "o_proj", "down_proj"],
-            "use_rslora": false,
+            "use_rslora": false, "use_dora": dora,
         ])
         let declared = Dictionary(uniqueKeysWithValues: layout.entries.map { ($0.name, $0.shape) })
         func write(adapterConfig: Data?) throws -> String {
@@ -199,7 +207,7 @@ import Testing
         }
         let logits = Array(model.forward(batch, cache: cache))
         let difference = relativeDifference(logits[...], expected[...])
-        print("LoRA served merged: engine vs training forward with adapters, max relative difference \(difference)")
+        print("\(dora ? "DoRA" : "LoRA") served merged: engine vs training forward with adapters, max relative difference \(difference)")
         #expect(difference <= 1e-5)
         #expect(relativeDifference(baseLogits[...], expected[...]) > 1e-2, "the adapters change the model")
 

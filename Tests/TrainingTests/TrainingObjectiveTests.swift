@@ -1,3 +1,4 @@
+import Foundation
 import Model
 import Runtime
 import Tensors
@@ -127,11 +128,27 @@ import Testing
         #expect(lora.rank == 4 && lora.alpha == 16 && lora.targets == [.query, .down] && !lora.rankStabilized)
         #expect(lora.scaling == 4 && lora.savedTensorNames == ["lm_head.weight"])
         #expect(try #require(try config("{}").lora).targets == Projection.allCases)
+        let plain = try #require(try config("{}").lora)
+        #expect(!plain.weightDecomposed && plain.dropout == 0 && plain.loraPlusRatio == 1)
+        let variants = try #require(try config("{use_dora: true, lora_dropout: 0.05, loraplus_lr_ratio: 16}").lora)
+        #expect(variants.weightDecomposed && variants.dropout == 0.05 && variants.loraPlusRatio == 16)
+        #expect(try #require(try config("{loraplus_lr_ratio: null}").lora).loraPlusRatio == 1)
+    }
+
+    /// adapter_config.json (PEFT's form) records DoRA and the dropout, which PEFT reads.
+    @Test func adapterConfigRecordsDoRAAndDropout() throws {
+        let lora = try #require(try config("{r: 4, use_dora: true, lora_dropout: 0.05, loraplus_lr_ratio: 16}").lora)
+        let json = try #require(try JSONSerialization.jsonObject(with: CheckpointExtras.adapterConfig(lora)) as? [String: Any])
+        #expect(json["use_dora"] as? Bool == true && json["lora_dropout"] as? Double == 0.05 && json["r"] as? Int == 4)
+        let plain = try #require(try JSONSerialization.jsonObject(with: CheckpointExtras.adapterConfig(LoRAConfig(rank: 2, alpha: 4))) as? [String: Any])
+        #expect(plain["use_dora"] as? Bool == false && plain["lora_dropout"] as? Double == 0)
     }
 
     @Test func mistakesNameTheKey() throws {
         for (section, expected) in [("{r: 0}", "lora.r"), ("{lora_alpha: -1}", "lora.lora_alpha"),
-                                    ("{modules_to_save: [norm]}", "lora.modules_to_save"), ("{target_modules: [qkv]}", "target_modules")] {
+                                    ("{modules_to_save: [norm]}", "lora.modules_to_save"), ("{target_modules: [qkv]}", "target_modules"),
+                                    ("{lora_dropout: 1}", "lora.lora_dropout"), ("{lora_dropout: -0.1}", "lora.lora_dropout"),
+                                    ("{loraplus_lr_ratio: 0}", "lora.loraplus_lr_ratio"), ("{use_dora: maybe}", "use_dora")] {
             #expect { _ = try config(section) } throws: { "\($0)".contains(expected) }
         }
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes Tests/ModelTests/Fixtures/lora_golden.h5 and Tests/ModelTests/Fixtures/hf-llama-lora/: the
 Llama golden fixture's tiny untied LlamaForCausalLM with Hugging Face `peft` LoRA adapters (random
-lora_A and lora_B), their logits, loss and adapter gradients, and the `lora/` adapter as PEFT saves
-it, for MeshLM's LoRA parity tests. Run offline; see README.md beside this script.
+lora_A and lora_B; for the `dora` group also DoRA's lora_magnitude_vector), their logits, loss and
+adapter gradients, and the `lora/` adapter as PEFT saves it, for MeshLM's LoRA parity tests. Run
+offline; see README.md beside this script.
 
     python3 tools/golden/make_lora_fixture.py [--fixtures DIR]
 """
@@ -38,31 +39,41 @@ ADAPTER = "default"  # PEFT's adapter name; it appears in parameter names but no
 PEFT_PREFIX = "base_model.model."
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 GROUPS = {
-    # group: (r, lora_alpha, target_modules, use_rslora, seed of lora_A/lora_B)
-    "lora": (4, 8, ALL_LINEAR, False, 5678),
-    "rslora": (8, 16, ["q_proj", "v_proj", "down_proj"], True, 8765),
+    # group: (r, lora_alpha, target_modules, use_rslora, seed of lora_A/lora_B, use_dora)
+    "lora": (4, 8, ALL_LINEAR, False, 5678, False),
+    "rslora": (8, 16, ["q_proj", "v_proj", "down_proj"], True, 8765, False),
+    "dora": (4, 8, ALL_LINEAR, False, 4321, True),
 }
 # Random adapters (PEFT starts lora_B at zero, which would make the adapter a no-op and the lora_A
 # gradients zero): lora_A N(0, 0.15²), lora_B N(0, 0.1²).
 A_STD, B_STD = 0.15, 0.1
+# DoRA's magnitude starts at the row norms of W (B is zero then); drawn after A and B, each is
+# scaled by 1 + N(0, MAGNITUDE_STD²) so that m / ‖W + s·B·A‖ is far from 1 in every row.
+MAGNITUDE_STD = 0.1
+MAGNITUDE = "lora_magnitude_vector"
 
 
 def adapter_key(parameter_name):
     """PEFT's parameter name -> its saved key without `base_model.model.`:
     base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight
-    -> model.layers.0.self_attn.q_proj.lora_A.weight"""
+    -> model.layers.0.self_attn.q_proj.lora_A.weight
+    base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector.default.weight
+    -> model.layers.0.self_attn.q_proj.lora_magnitude_vector (PEFT saves DoRA's without .weight)"""
     assert parameter_name.startswith(PEFT_PREFIX), parameter_name
     name = parameter_name[len(PEFT_PREFIX):]
     assert f".{ADAPTER}." in name, name
+    if f".{MAGNITUDE}.{ADAPTER}.weight" in name:
+        return name.replace(f".{MAGNITUDE}.{ADAPTER}.weight", f".{MAGNITUDE}")
     return name.replace(f".{ADAPTER}.", ".")
 
 
 def lora_model(group_name):
     """The base model (fresh, the Llama fixture's weights) and the PEFT model wrapping a copy of it."""
-    r, alpha, targets, rslora, seed = GROUPS[group_name]
+    r, alpha, targets, rslora, seed, dora = GROUPS[group_name]
     base = hf_model(meshlm_config(tied=False))
+    # use_dora is passed only when set, so the other groups' configs stay as they were.
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), use_rslora=rslora,
-                        lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+                        lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", **({"use_dora": True} if dora else {}))
     model = get_peft_model(copy.deepcopy(base), config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -70,6 +81,10 @@ def lora_model(group_name):
             if ".lora_A." in name or ".lora_B." in name:
                 noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
                 parameter.copy_((A_STD if ".lora_A." in name else B_STD) * noise)
+        for name, parameter in model.named_parameters():
+            if f".{MAGNITUDE}." in name:
+                noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
+                parameter.mul_(1 + MAGNITUDE_STD * noise)
     return base, model
 
 
@@ -81,7 +96,7 @@ def scaling_of(model):
 
 
 def write_group(file, group_name, interop_dir, llama_golden):
-    r, alpha, targets, rslora, _ = GROUPS[group_name]
+    r, alpha, targets, rslora, _, dora = GROUPS[group_name]
     base, model = lora_model(group_name)
     input_ids, position_ids, labels, targets_ = inputs()
 
@@ -94,6 +109,8 @@ def write_group(file, group_name, interop_dir, llama_golden):
     scaling = scaling_of(model)
     lora_config = {"r": r, "lora_alpha": alpha, "target_modules": list(targets), "use_rslora": rslora,
                    "lora_dropout": 0.0, "scaling": scaling}
+    if dora:
+        lora_config["use_dora"] = True
     group = file.create_group(group_name)
     group.create_dataset("config_json", data=np.frombuffer(json.dumps(meshlm_config(False), indent=1).encode(), dtype=np.uint8))
     group.create_dataset("lora_config_json", data=np.frombuffer(json.dumps(lora_config).encode(), dtype=np.uint8))
@@ -106,7 +123,8 @@ def write_group(file, group_name, interop_dir, llama_golden):
 
     # Only the adapters train: PEFT froze every base parameter.
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    assert all(".lora_A." in n or ".lora_B." in n for n in trainable), sorted(trainable)
+    assert all(".lora_A." in n or ".lora_B." in n or (dora and f".{MAGNITUDE}." in n) for n in trainable), sorted(trainable)
+    assert dora == any(f".{MAGNITUDE}." in n for n in trainable)
     saved = get_peft_model_state_dict(model)
     assert {PEFT_PREFIX + adapter_key(n) for n in trainable} == set(saved), (sorted(saved), sorted(trainable))
     for name, parameter in trainable.items():
@@ -179,6 +197,7 @@ def main():
                                   f"peft {peft.__version__}, h5py {h5py.__version__}")
         write_group(file, "lora", os.path.join(arguments.fixtures, "hf-llama-lora"), llama_golden)
         write_group(file, "rslora", None, llama_golden)
+        write_group(file, "dora", None, llama_golden)
     if llama_golden is not None:
         llama_golden.close()
     os.replace(temporary, output)
