@@ -28,7 +28,8 @@ extension SFTShardSet: SFTSampleSource {}
 /// The rest of a row is padding that predicts nothing.
 ///
 /// Packing needs only the samples' lengths; a row's ids are read from `samples` when it is
-/// built, so a sample directory of any size packs in eight bytes or so per sample.
+/// built, so a sample directory of any size packs in a few tens of bytes per sample (offsets,
+/// lengths, the rows' indices), never its ids.
 public struct SFTPackedRows {
     public let sequenceLength: Int
     /// Each row's samples, as indices into `samples`.

@@ -160,6 +160,16 @@ import Training
             try made.check(tokenizer: identity, run: settings(64, .drop))
         }
         try made.check(tokenizer: tokenizer.identity, run: settings(64, .drop))
+
+        // A manifest that says SFT samples without its sft section.
+        let manifestPath = output + "/" + ShardManifest.fileName
+        let original = try String(contentsOfFile: manifestPath, encoding: .utf8)
+        var edited = made.manifest
+        edited.sft = nil
+        try edited.encoded().write(to: URL(fileURLWithPath: manifestPath))
+        expectError("\(manifestPath): format 'meshlm-sft-shards' needs an 'sft' section") { _ = try SFTShardSet(directory: output) }
+        try original.write(toFile: manifestPath, atomically: true, encoding: .utf8)
+        #expect(try SFTShardSet(directory: output, checksums: true).sampleCount == made.sampleCount)
     }
 
     func expectError(_ message: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
