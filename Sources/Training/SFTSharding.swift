@@ -16,7 +16,7 @@ public enum SFTSharding {
         /// Records tokenized between two gathers.
         public var batchSamples: Int
 
-        public init(writer: TokenShardWriter.Options = .init(), batchSamples: Int = 512) {
+        public init(writer: TokenShardWriter.Options = .init(), batchSamples: Int = 2048) {
             self.writer = writer
             self.batchSamples = batchSamples
         }
