@@ -168,6 +168,14 @@ import Training
         edited.sft = nil
         try edited.encoded().write(to: URL(fileURLWithPath: manifestPath))
         expectError("\(manifestPath): format 'meshlm-sft-shards' needs an 'sft' section") { _ = try SFTShardSet(directory: output) }
+        // Samples longer than the seq_len the manifest records (a hand-edited manifest).
+        edited = made.manifest
+        edited.sft?.sequenceLength = 10
+        try edited.encoded().write(to: URL(fileURLWithPath: manifestPath))
+        let longest = (0..<made.sampleCount).first { made.length(of: $0) > 10 }
+        expectError("\(output): sample \(longest ?? -1) has \(longest.map { made.length(of: $0) } ?? -1) tokens, more than the seq_len 10 its manifest records") {
+            _ = try SFTShardSet(directory: output)
+        }
         try original.write(toFile: manifestPath, atomically: true, encoding: .utf8)
         #expect(try SFTShardSet(directory: output, checksums: true).sampleCount == made.sampleCount)
     }

@@ -38,6 +38,10 @@ public final class SFTShardSet {
             shardStart += Int64(shard.tokens)
         }
         starts.append(shardStart)
+        // Packing relies on every sample fitting a row; a file that breaks it is refused, not trapped on.
+        for index in 0..<starts.count - 1 where starts[index + 1] - starts[index] > Int64(settings.sequenceLength) {
+            throw DataError("\(directory): sample \(index) has \(starts[index + 1] - starts[index]) tokens, more than the seq_len \(settings.sequenceLength) its manifest records")
+        }
         self.directory = directory
         self.store = store
         self.manifest = store.manifest
