@@ -3,8 +3,9 @@
 # its main job end to end under mpirun -np 2 on the corpus that ships in data/corpus:
 # device-mesh check → clean → dedup → BPE tokenizer → token shards → pretraining of the tiny model
 # (loss falling, checkpoints) → the curve drawn to runs/tiny/plot.svg → eval of the checkpoint on
-# the held-out shards → generation from the trained model → LoRA supervised fine-tuning on the
-# shipped instruction set (data/sft) with held-out answer accuracy before and after → a chat
+# the held-out shards → generation from the trained model → the shipped instruction set (data/sft)
+# tokenized into sample shards → LoRA supervised fine-tuning on them with held-out answer
+# accuracy before and after → a chat
 # answer from the fine-tuned model → the benchmarks. Each capability that
 # lands extends this script.
 set -euo pipefail
@@ -36,8 +37,11 @@ echo "== generating from the model just trained (the tokenizer travels in its ch
 run "$meshlm" generate --checkpoint runs/tiny --prompt "In the beginning" --max-tokens 48 --temperature 0.8 --top-p 0.95 --seed 1
 
 echo "== supervised fine-tuning: LoRA on the shipped instruction set (data/sft), 2 ranks, from the pretrained checkpoint"
+echo "   (samples rendered with the checkpoint's tokenizer and chat template into sample shards once; sft packs from them"
+echo "    and trains exactly as from the JSONL)"
+run mpirun -np 2 "$meshlm" data sft-tokenize --config configs/sft/tiny-lora.yaml --output data/shards/sft-train --overwrite
 rm -rf runs/tiny-sft
-run mpirun -np 2 "$meshlm" sft --config configs/sft/tiny-lora.yaml
+run mpirun -np 2 "$meshlm" sft --config configs/sft/tiny-lora.yaml --set data.train=data/shards/sft-train
 # The base model has no chat template: it is asked in the one SFT trained with (ChatML, saved
 # in the fine-tuned checkpoint), so the two figures differ only by the fine-tuning.
 template=$(ls -d runs/tiny-sft/checkpoints/step_* | sort -V | tail -1)/chat_template.jinja

@@ -12,17 +12,27 @@ public enum TokenDType: String, Codable, Sendable, CaseIterable {
     public var byteWidth: Int { self == .uint16 ? 2 : 4 }
 }
 
-/// `manifest.json` of a token shard directory (DESIGN §4): what the shards hold, made by which
+/// `manifest.json` of a shard directory (DESIGN §4): what the shards hold, made by which
 /// tokenizer, with a checksum per file. It is written last, so a directory without one is not
 /// a dataset (a writer died, or it is still running).
+///
+/// Two kinds share the layout: token shards (`meshlm data tokenize`: documents ending with EOS,
+/// one stream for pretraining) and tokenized SFT samples (`meshlm data sft-tokenize`: samples
+/// with a loss mask, the `sft` section saying how they were made). A shard's `documents` count
+/// is its samples for the second kind.
 public struct ShardManifest: Codable, Equatable, Sendable {
     public static let fileName = "manifest.json"
     public static let formatName = "meshlm-token-shards"
+    public static let sftFormatName = "meshlm-sft-shards"
     public static let currentFormatVersion = 1
     /// The 1-D dataset of token ids in every shard file; documents end with `eosId`.
     public static let tokensDataset = "tokens"
     /// The 1-D int64 dataset of each document's first index in `tokens`.
     public static let documentOffsetsDataset = "document_offsets"
+    /// SFT shards: the 1-D int64 dataset of each sample's first index in `tokens`.
+    public static let sampleOffsetsDataset = "sample_offsets"
+    /// SFT shards: the 1-D uint8 dataset beside `tokens`, 1 where the token is supervised.
+    public static let lossMaskDataset = "loss_mask"
 
     /// One HDF5 file of the directory.
     public struct Shard: Codable, Equatable, Sendable {
@@ -77,10 +87,12 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     public var totalTokens: Int
     public var totalDocuments: Int
     public var inputs: [Input]
+    /// Tokenized SFT samples: how they were made and counted; nil for token shards.
+    public var sft: SFTShardSettings?
 
     public init(tokenizer: TokenizerIdentity, dtype: TokenDType, chunkTokens: Int, deflateLevel: Int,
-                shards: [Shard], inputs: [Input]) {
-        self.format = Self.formatName
+                shards: [Shard], inputs: [Input], sft: SFTShardSettings? = nil) {
+        self.format = sft == nil ? Self.formatName : Self.sftFormatName
         self.formatVersion = Self.currentFormatVersion
         self.tokenizer = tokenizer
         self.vocabSize = tokenizer.vocabSize
@@ -92,7 +104,11 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         self.totalTokens = shards.reduce(0) { $0 + $1.tokens }
         self.totalDocuments = shards.reduce(0) { $0 + $1.documents }
         self.inputs = inputs
+        self.sft = sft
     }
+
+    /// The name of the dataset of each document's (or sample's) first index in `tokens`.
+    public var offsetsDataset: String { sft == nil ? Self.documentOffsetsDataset : Self.sampleOffsetsDataset }
 
     enum CodingKeys: String, CodingKey {
         case format
@@ -107,6 +123,7 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         case totalTokens = "total_tokens"
         case totalDocuments = "total_documents"
         case inputs
+        case sft
     }
 
     /// The manifest as written: pretty-printed with sorted keys, so equal manifests are equal bytes.
@@ -137,8 +154,12 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         } catch {
             throw DataError("\(path): \(error)")
         }
-        guard manifest.format == formatName else {
-            throw DataError("\(path): format '\(manifest.format)' is not '\(formatName)'")
+        guard manifest.format == formatName || manifest.format == sftFormatName else {
+            throw DataError("\(path): format '\(manifest.format)' is not '\(formatName)' or '\(sftFormatName)'")
+        }
+        guard (manifest.format == sftFormatName) == (manifest.sft != nil) else {
+            throw DataError(manifest.sft == nil ? "\(path): format '\(manifest.format)' needs an 'sft' section"
+                                                : "\(path): an 'sft' section belongs to format '\(sftFormatName)', not '\(manifest.format)'")
         }
         guard manifest.formatVersion <= currentFormatVersion else {
             throw DataError("\(path): format version \(manifest.formatVersion) is newer than this MeshLM reads (\(currentFormatVersion))")

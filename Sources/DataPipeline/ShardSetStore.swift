@@ -9,7 +9,8 @@ protocol TokenStore: AnyObject {
 }
 
 /// The shards of a manifest directory as one stream, in manifest order. Files are opened on
-/// first use and a few stay open (least recently used closed first).
+/// first use and a few stay open (least recently used closed first). Token shards and SFT
+/// sample shards alike (the latter also give their `loss_mask`, through `SFTShardSet`).
 final class ShardSetStore: TokenStore {
     let directory: String
     let manifest: ShardManifest
@@ -20,7 +21,8 @@ final class ShardSetStore: TokenStore {
     private let maximumOpenFiles = 4
 
     /// Checks every shard against the manifest: present, the recorded size, an HDF5 file whose
-    /// datasets hold the recorded counts, and with `checksums` the recorded SHA-256.
+    /// datasets hold the recorded counts (SFT shards: a mask entry per token), and with
+    /// `checksums` the recorded SHA-256.
     init(directory: String, checksums: Bool) throws(DataError) {
         self.directory = directory
         manifest = try ShardManifest.read(directory: directory)
@@ -37,12 +39,18 @@ final class ShardSetStore: TokenStore {
             do {
                 let file = try HDF5File.open(path)
                 let tokens = try file.shape(of: ShardManifest.tokensDataset)
-                let offsets = try file.shape(of: ShardManifest.documentOffsetsDataset)
+                let offsets = try file.shape(of: manifest.offsetsDataset)
                 guard tokens == [shard.tokens] else {
                     throw DataError("\(path): holds \(tokens.map(String.init).joined(separator: "×")) tokens, \(ShardManifest.fileName) says \(shard.tokens)")
                 }
                 guard offsets == [shard.documents] else {
-                    throw DataError("\(path): holds \(offsets.map(String.init).joined(separator: "×")) documents, \(ShardManifest.fileName) says \(shard.documents)")
+                    throw DataError("\(path): holds \(offsets.map(String.init).joined(separator: "×")) \(manifest.sft == nil ? "documents" : "samples"), \(ShardManifest.fileName) says \(shard.documents)")
+                }
+                if manifest.sft != nil {
+                    let mask = try file.shape(of: ShardManifest.lossMaskDataset)
+                    guard mask == tokens else {
+                        throw DataError("\(path): holds \(mask.map(String.init).joined(separator: "×")) loss mask entries for \(shard.tokens) tokens")
+                    }
                 }
             } catch let error as HDF5Error {
                 throw DataError("\(path): not a readable token shard: \(error.call) failed: \(error.reason)")
@@ -68,6 +76,12 @@ final class ShardSetStore: TokenStore {
     }
 
     func read(_ range: Range<Int>, into destination: UnsafeMutablePointer<Int32>) throws(DataError) {
+        try read(range, dataset: ShardManifest.tokensDataset, into: destination)
+    }
+
+    /// Copies elements `range` of the stream of `dataset` (`tokens`, or an SFT shard's
+    /// `loss_mask`) to `destination`, converted to `T` by HDF5.
+    func read<T: HDF5Scalar>(_ range: Range<Int>, dataset: String, into destination: UnsafeMutablePointer<T>) throws(DataError) {
         var position = range.lowerBound
         // The last shard whose start is ≤ position.
         var shard = Self.lastIndex(in: starts, notAbove: position)
@@ -77,11 +91,11 @@ final class ShardSetStore: TokenStore {
             if end > position {
                 let local = (position - starts[shard])..<(end - starts[shard])
                 let file = try open(shard)
-                let values: [Int32]
+                let values: [T]
                 do {
-                    values = try file.read(Int32.self, dataset: ShardManifest.tokensDataset, rows: local)
+                    values = try file.read(T.self, dataset: dataset, rows: local)
                 } catch {
-                    throw DataError("\(file.path): reading tokens \(local.lowerBound)..<\(local.upperBound) failed: \(error.reason)")
+                    throw DataError("\(file.path): reading \(dataset) \(local.lowerBound)..<\(local.upperBound) failed: \(error.reason)")
                 }
                 values.withUnsafeBufferPointer { buffer in
                     (destination + (position - range.lowerBound)).update(from: buffer.baseAddress!, count: buffer.count)
@@ -89,6 +103,16 @@ final class ShardSetStore: TokenStore {
                 position = end
             }
             shard += 1
+        }
+    }
+
+    /// The offsets dataset of shard `shard` (each document's or sample's first index in it).
+    func offsets(ofShard shard: Int) throws(DataError) -> [Int64] {
+        let file = try open(shard)
+        do {
+            return try file.read(Int64.self, dataset: manifest.offsetsDataset)
+        } catch {
+            throw DataError("\(file.path): reading \(manifest.offsetsDataset) failed: \(error.reason)")
         }
     }
 

@@ -10,7 +10,12 @@ import Runtime
 /// the manifest comes last, so a directory without one is not a dataset. The bytes depend only
 /// on the documents, their order and the options: the same input gives the same files.
 ///
-/// Memory: one shard's tokens (`shardTokens` × 2 or 4 bytes).
+/// Tokenized SFT samples (`append(sample:lossMask:)`, `meshlm data sft-tokenize`) are written
+/// the same way, without an EOS of their own (the chat template ends each turn), with a
+/// `loss_mask` beside `tokens` and `sample_offsets` for `document_offsets`; `finish(inputs:sft:)`
+/// records how they were made. A writer holds one kind or the other.
+///
+/// Memory: one shard's tokens (`shardTokens` × 2 or 4 bytes, and one byte each for a mask).
 public final class TokenShardWriter {
     public struct Options: Sendable {
         /// Target tokens per shard file.
@@ -38,6 +43,10 @@ public final class TokenShardWriter {
     private var shortTokens: [UInt16] = []
     private var wideTokens: [UInt32] = []
     private var documentOffsets: [Int64] = []
+    /// SFT samples: 1 where the token is supervised; empty while the writer holds documents.
+    private var lossMask: [UInt8] = []
+    /// What was appended first decides the kind; nil before any append.
+    private var holdsSamples: Bool?
     private var shards: [ShardManifest.Shard] = []
     private var finished = false
     /// Whether `init` made the directory (then `abandon` removes it again when it is empty).
@@ -107,33 +116,53 @@ public final class TokenShardWriter {
 
     /// Appends one document and its EOS. Every id must lie in the tokenizer's vocabulary.
     public func append(document ids: [Int32]) throws(DataError) {
+        try start(ids, length: ids.count + 1, samples: false)
+        appendTokens(ids)
+        appendTokens(CollectionOfOne(tokenizer.eosId))
+    }
+
+    /// Appends one tokenized SFT sample: its ids and a loss mask entry per id (1 = supervised),
+    /// no EOS added. Every id must lie in the tokenizer's vocabulary.
+    public func append(sample ids: [Int32], lossMask: [UInt8]) throws(DataError) {
+        precondition(ids.count == lossMask.count, "a mask entry per token")
+        try start(ids, length: ids.count, samples: true)
+        appendTokens(ids)
+        self.lossMask += lossMask
+    }
+
+    /// Checks the ids, closes the shard when `length` more tokens would overfill it, and records
+    /// where the next document or sample starts.
+    private func start(_ ids: [Int32], length: Int, samples: Bool) throws(DataError) {
         precondition(!finished, "append after finish")
+        precondition(holdsSamples == nil || holdsSamples == samples, "a writer holds documents or SFT samples, not both")
+        holdsSamples = samples
         let vocabSize = tokenizer.vocabSize
         for id in ids where id < 0 || Int(id) >= vocabSize {
-            throw DataError("token id \(id) of document \(documentCount) is outside the vocabulary of \(vocabSize) ids")
+            throw DataError("token id \(id) of \(samples ? "sample" : "document") \(documentCount) is outside the vocabulary of \(vocabSize) ids")
         }
-        if pendingTokenCount > 0, pendingTokenCount + ids.count + 1 > options.shardTokens {
+        if pendingTokenCount > 0, pendingTokenCount + length > options.shardTokens {
             try closeShard()
         }
         documentOffsets.append(Int64(pendingTokenCount))
+    }
+
+    private func appendTokens<Ids: Sequence<Int32>>(_ ids: Ids) {
         switch dtype {
-        case .uint16:
-            for id in ids { shortTokens.append(UInt16(truncatingIfNeeded: id)) }
-            shortTokens.append(UInt16(truncatingIfNeeded: tokenizer.eosId))
-        case .uint32:
-            for id in ids { wideTokens.append(UInt32(truncatingIfNeeded: id)) }
-            wideTokens.append(UInt32(truncatingIfNeeded: tokenizer.eosId))
+        case .uint16: for id in ids { shortTokens.append(UInt16(truncatingIfNeeded: id)) }
+        case .uint32: for id in ids { wideTokens.append(UInt32(truncatingIfNeeded: id)) }
         }
     }
 
     /// Writes the last shard and then the manifest (temporary name, renamed). Returns the manifest.
+    /// `sft` (required for a writer of SFT samples, and only for one) says how they were made.
     @discardableResult
-    public func finish(inputs: [ShardManifest.Input] = []) throws(DataError) -> ShardManifest {
+    public func finish(inputs: [ShardManifest.Input] = [], sft: SFTShardSettings? = nil) throws(DataError) -> ShardManifest {
         precondition(!finished, "finish called twice")
+        precondition((sft != nil) == (holdsSamples ?? (sft != nil)), "SFT settings go with SFT samples")
         if pendingTokenCount > 0 { try closeShard() }
         finished = true
         let manifest = ShardManifest(tokenizer: tokenizer, dtype: dtype, chunkTokens: options.chunkTokens,
-                                     deflateLevel: options.deflateLevel, shards: shards, inputs: inputs)
+                                     deflateLevel: options.deflateLevel, shards: shards, inputs: inputs, sft: sft)
         let temporary = path(ShardManifest.fileName + ".tmp")
         guard FileManager.default.createFile(atPath: temporary, contents: manifest.encoded()) else {
             throw DataError("\(temporary): cannot be written")
@@ -172,6 +201,7 @@ public final class TokenShardWriter {
         shortTokens.removeAll(keepingCapacity: true)
         wideTokens.removeAll(keepingCapacity: true)
         documentOffsets.removeAll(keepingCapacity: true)
+        lossMask.removeAll(keepingCapacity: true)
     }
 
     /// The HDF5 file is closed when `file` goes out of scope here, before the caller reads it back.
@@ -185,7 +215,13 @@ public final class TokenShardWriter {
             try file.write(wideTokens, dataset: ShardManifest.tokensDataset, chunkRows: options.chunkTokens,
                            deflateLevel: options.deflateLevel)
         }
-        try file.write(documentOffsets, dataset: ShardManifest.documentOffsetsDataset)
+        if holdsSamples == true {
+            try file.write(lossMask, dataset: ShardManifest.lossMaskDataset, chunkRows: options.chunkTokens,
+                           deflateLevel: options.deflateLevel)
+            try file.write(documentOffsets, dataset: ShardManifest.sampleOffsetsDataset)
+        } else {
+            try file.write(documentOffsets, dataset: ShardManifest.documentOffsetsDataset)
+        }
     }
 
     private func rename(_ source: String, to destination: String) throws(DataError) {

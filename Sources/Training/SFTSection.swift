@@ -2,7 +2,8 @@ import DataPipeline
 import Runtime
 
 /// The `sft:` section of a `meshlm sft` run config (docs/sft.md). `data.train` and `data.eval`
-/// are JSONL files of samples there, not token shards.
+/// are JSONL files of samples there, or directories of them made by `meshlm data sft-tokenize`
+/// with these settings — not token shards.
 public struct SFTSection: Codable, Sendable, Equatable {
     /// The samples' layout (`auto`: each line by its keys).
     public var format: SFTFormat

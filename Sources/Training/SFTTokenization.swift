@@ -1,21 +1,6 @@
 import DataPipeline
 import Foundation
 
-/// One SFT sample as token ids, with the tokens the loss is taken on.
-public struct TokenizedSample: Sendable, Equatable {
-    public var ids: [Int32]
-    /// `supervised[i]`: whether predicting `ids[i]` (from the tokens before it) is in the loss.
-    public var supervised: [Bool]
-
-    public init(ids: [Int32], supervised: [Bool]) {
-        precondition(ids.count == supervised.count, "a mask entry per token")
-        self.ids = ids
-        self.supervised = supervised
-    }
-
-    public var supervisedCount: Int { supervised.reduce(0) { $0 + ($1 ? 1 : 0) } }
-}
-
 /// Turns `SFTSample`s into token ids with their loss mask, through the tokenizer's chat template.
 ///
 /// The mask comes from rendering, not from `{% generation %}` tags (which most templates lack):

@@ -12,11 +12,12 @@ struct SFTCommand: ParsableCommand {
         commandName: "sft",
         abstract: "Supervised fine-tuning of a checkpoint on chat or prompt/completion JSONL, full or LoRA, on any mesh.",
         discussion: """
-            The run config is a pretraining config whose data.train / data.eval are JSONL samples, \
-            with an sft: section (format, template, masking, truncation) and optionally lora:. A \
-            checkpoint with LoRA adapters (import-hf --adapter, or a LoRA run) trains them further. \
-            Samples are rendered with the tokenizer's chat template, the loss taken on the \
-            assistant turns, packed into seq_len rows. Docs: docs/sft.md. Example: \
+            The run config is a pretraining config whose data.train / data.eval are JSONL samples \
+            (or directories of them tokenized by meshlm data sft-tokenize), with an sft: section \
+            (format, template, masking, truncation) and optionally lora:. A checkpoint with LoRA \
+            adapters (import-hf --adapter, or a LoRA run) trains them further. Samples are \
+            rendered with the tokenizer's chat template, the loss taken on the assistant turns, \
+            packed into seq_len rows. Docs: docs/sft.md. Example: \
             mpirun -np 2 meshlm sft --config configs/sft/tiny-lora.yaml --init-from runs/tiny
             """)
 
@@ -37,12 +38,10 @@ struct SFTCommand: ParsableCommand {
                 guard let sft = settings.sft else { throw JobError("\(config): an sft: section is required (docs/sft.md)") }
                 // Packed samples must not attend to each other.
                 settings.train.documentMasking = true
-                guard var source = initFrom ?? sft.initFrom else {
+                guard let given = initFrom ?? sft.initFrom else {
                     throw JobError("give the checkpoint to fine-tune: --init-from CHECKPOINT or sft.init_from")
                 }
-                // A run directory stands for its checkpoints, as for generate, serve and eval.
-                let runCheckpoints = (source as NSString).appendingPathComponent("checkpoints")
-                if FileManager.default.fileExists(atPath: runCheckpoints) { source = runCheckpoints }
+                let source = SFTChatSetup.checkpointSource(given)
                 // A checkpoint with LoRA adapters (a LoRA run's, or a PEFT adapter imported) continues them.
                 let configured = settings.lora
                 settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
@@ -72,9 +71,9 @@ struct SFTCommand: ParsableCommand {
                                                                          label: "sft", log: log)
             }
             var extras = try world.collectively {
-                try CheckpointExtras(config: settings, tokenizer: data.tokenizer.identity, tokenizerFile: data.tokenizerFile)
+                try CheckpointExtras(config: settings, tokenizer: data.chat.tokenizer.identity, tokenizerFile: data.chat.tokenizerFile)
             }
-            extras.files["chat_template.jinja"] = Data(data.template.utf8)
+            extras.files["chat_template.jinja"] = Data(data.chat.template.utf8)
             try TrainingCommandSupport.train(trainer, label: "sft", start: start, trainBatches: trainBatches,
                                              evalBatches: evalBatches, extras: extras, context: context)
         }
@@ -82,56 +81,36 @@ struct SFTCommand: ParsableCommand {
 }
 
 /// The SFT run's samples: read, rendered with the chat template, tokenized and packed — the same
-/// on every rank (each reads the files; sets this size fit in memory).
+/// on every rank. A JSONL file is read whole into memory (small sets); a directory made by
+/// `meshlm data sft-tokenize` is packed from its samples' lengths and read back per batch, after
+/// its manifest is checked against this run's tokenizer, template, masking and seq_len.
 struct SFTData {
-    let tokenizer: any Tokenizer
-    /// The tokenizer.json to save with the checkpoints (nil for the byte tokenizer).
-    let tokenizerFile: String?
-    /// The chat template text used (saved with the checkpoints, for serving).
-    let template: String
-    let templateSource: String
+    let chat: SFTChatSetup
     let train: SFTPackedRows
     let eval: SFTPackedRows?
 
     init(settings: PretrainConfig, sft: SFTSection, checkpoint: String, tokenizer name: String?) throws {
-        let step = try CheckpointReader.locate(checkpoint).stepDirectory
-        let saved = step + "/" + CheckpointExtras.tokenizerName
-        guard let name = name ?? (FileManager.default.fileExists(atPath: saved) ? saved : nil) else {
-            throw JobError("\(step) has no tokenizer.json: SFT renders text with the tokenizer the model was trained with (give it with --tokenizer, import it with the model, or pretrain with --tokenizer-json)")
-        }
-        tokenizerFile = name == "bytes" ? nil : name
-        let tokenizer = try TokenizerLoader.load(name)
-        self.tokenizer = tokenizer
-        guard tokenizer.vocabSize <= settings.model.vocabSize else {
-            throw JobError("tokenizer \(name) has \(tokenizer.vocabSize) ids but model.vocab_size is \(settings.model.vocabSize)")
-        }
-        var specialTokens: [String: String] = [:]
-        switch sft.template {
-        case "chatml":
-            (template, templateSource) = (SFTTokenization.chatML, "ChatML (built in)")
-        case "auto":
-            if let own = try? TokenizerChatTemplates.load(directory: step) {
-                (template, templateSource) = (try own.template(), "the tokenizer's own, from \(step)")
-                specialTokens = own.specialTokens
-            } else {
-                (template, templateSource) = (SFTTokenization.chatML, "ChatML (the tokenizer has none)")
-            }
-        default:
-            guard let text = FileManager.default.contents(atPath: sft.template).flatMap({ String(data: $0, encoding: .utf8) }) else {
-                throw JobError("sft.template \(sft.template): no such file (give auto, chatml or a .jinja file)")
-            }
-            (template, templateSource) = (text, sft.template)
-        }
-        let tokenization = SFTTokenization(tokenizer: tokenizer, renderer: try ChatTemplateRenderer(template: self.template),
-                                           specialTokens: specialTokens, options: sft.options)
+        let chat = try SFTChatSetup(sft: sft, checkpoint: checkpoint, tokenizer: name, vocabSize: settings.model.vocabSize)
+        self.chat = chat
+        let tokenization = try chat.tokenization(sft)
+        let sequenceLength = settings.train.seqLen
         func pack(_ path: String) throws -> SFTPackedRows {
-            let reader = try SFTRecordReader(path: path, format: sft.format, tags: sft.tags)
-            var samples: [TokenizedSample] = []
-            while let sample = try reader.next() { samples.append(try tokenization.tokenize(sample)) }
-            let packed = SFTPackedRows(samples, sequenceLength: settings.train.seqLen, truncation: sft.truncation,
-                                       paddingId: tokenizer.eosId)
+            let packed: SFTPackedRows
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                let samples = try SFTShardSet(directory: path)
+                try samples.check(tokenizer: chat.tokenizer.identity, run: chat.shardSettings(sft, sequenceLength: sequenceLength))
+                packed = SFTPackedRows(fitted: samples, sequenceLength: sequenceLength, droppedCount: samples.settings.droppedSamples,
+                                       truncatedCount: samples.settings.truncatedSamples,
+                                       supervisedCount: samples.settings.supervisedTokens, paddingId: chat.tokenizer.eosId)
+            } else {
+                let reader = try SFTRecordReader(path: path, format: sft.format, tags: sft.tags)
+                var samples: [TokenizedSample] = []
+                while let sample = try reader.next() { samples.append(try tokenization.tokenize(sample)) }
+                packed = SFTPackedRows(samples, sequenceLength: sequenceLength, truncation: sft.truncation, paddingId: chat.tokenizer.eosId)
+            }
             guard !packed.rows.isEmpty else {
-                throw JobError("\(path): no sample fits train.seq_len \(settings.train.seqLen) with a token to learn (\(packed.droppedCount) dropped)")
+                throw JobError("\(path): no sample fits train.seq_len \(sequenceLength) with a token to learn (\(packed.droppedCount) dropped)")
             }
             return packed
         }
@@ -142,11 +121,10 @@ struct SFTData {
     }
 
     func summary(_ path: String) -> String {
-        let supervised = train.samples.reduce(0) { $0 + $1.supervisedCount }
-        var text = "\(train.samples.count) samples from \(path) (\(train.droppedCount) dropped as too long or with nothing to learn, "
-            + "\(train.truncatedCount) truncated), \(supervised) supervised tokens, packed into \(train.rows.count) rows of "
-            + "\(train.sequenceLength) (\(String(format: "%.1f", 100 * train.efficiency))% of slots used); template: \(templateSource)"
-        if let eval { text += "; eval: \(eval.samples.count) samples in \(eval.rows.count) rows" }
+        var text = "\(train.samples.sampleCount) samples from \(path) (\(train.droppedCount) dropped as too long or with nothing to learn, "
+            + "\(train.truncatedCount) truncated), \(train.supervisedCount) supervised tokens, packed into \(train.rows.count) rows of "
+            + "\(train.sequenceLength) (\(String(format: "%.1f", 100 * train.efficiency))% of slots used); template: \(chat.templateSource)"
+        if let eval { text += "; eval: \(eval.samples.sampleCount) samples in \(eval.rows.count) rows" }
         return text
     }
 }

@@ -99,4 +99,53 @@ import Testing
         let noTokenizer = try Launcher.plain("meshlm", ["sft", "--config", config, "--init-from", Self.base])
         #expect(noTokenizer.status != 0 && noTokenizer.standardError.contains("has no tokenizer.json"), "\(noTokenizer.standardError)")
     }
+
+    /// `meshlm data sft-tokenize` with the run's config and base (train.seq_len 96, as `sft`).
+    func sftTokenize(_ ranks: Int, _ input: String, _ output: String, _ extra: [String] = []) throws -> Launch {
+        let arguments = ["data", "sft-tokenize", "--config", config, "--init-from", Self.base, "--tokenizer", "bytes",
+                         "--set", "train.seq_len=96", "--input", input, "--output", output, "--shard-tokens", "10000"]
+        return try Launcher.mpirun(ranks, "meshlm", arguments + Self.qwenModel.flatMap { ["--set", $0] } + extra)
+    }
+
+    /// The shipped training set tokenized on 1 and 2 ranks gives the same bytes, and sft from
+    /// that directory trains with the losses of sft from the JSONL; a run whose settings differ
+    /// from the directory's, and bad records, are refused.
+    @Test func tokenizedSamplesTrainAsTheirJSONL() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-shards-\(getpid())-\(UUID().uuidString.prefix(6))")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let train = repositoryRoot.appendingPathComponent("data/sft/train.jsonl").path
+        var contents: [[Data]] = []
+        for ranks in [1, 2] {
+            let output = directory.appendingPathComponent("shards-\(ranks)").path
+            let launch = try sftTokenize(ranks, train, output)
+            #expect(launch.status == 0, "\(launch.standardError)")
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []).sorted()
+            #expect(names.first == "manifest.json" && names.count > 3, "\(names)")
+            contents.append(names.map { FileManager.default.contents(atPath: output + "/" + $0) ?? Data() })
+            if ranks == 1 { print("sft-tokenize: \((launch.standardError + launch.standardOutput).split(separator: "\n").filter { $0.contains("wrote") })") }
+        }
+        #expect(contents[0] == contents[1], "the sample shards differ between 1 and 2 ranks")
+        let shards = directory.appendingPathComponent("shards-2").path
+
+        let (fromJSONL, expected) = try sft(1, [])
+        let (fromShards, got) = try sft(1, ["--set", "data.train=\(shards)"])
+        #expect(fromJSONL.status == 0 && fromShards.status == 0, "\(fromJSONL.standardError)\n\(fromShards.standardError)")
+        #expect(expected.count == 6 && got == expected, "losses from the shards \(got.sorted { $0.key < $1.key }) vs the JSONL \(expected.sorted { $0.key < $1.key })")
+
+        let masked = try sft(1, ["--set", "data.train=\(shards)", "--set", "sft.mask_history=true"]).0
+        #expect(masked.status != 0 && masked.standardError.contains("\(shards) was tokenized with sft.mask_history false, but this run has true"), "\(masked.standardError)")
+        let longer = try sft(1, ["--set", "data.train=\(shards)", "--set", "train.seq_len=128"]).0
+        #expect(longer.status != 0 && longer.standardError.contains("\(shards) was tokenized with train.seq_len 96, but this run has 128"), "\(longer.standardError)")
+
+        let bad = directory.appendingPathComponent("bad.jsonl").path
+        try Data((#"{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}"# + "\n"
+                  + #"{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": " "}]}"# + "\n").utf8)
+            .write(to: URL(fileURLWithPath: bad))
+        let badOutput = directory.appendingPathComponent("bad-shards").path
+        let refused = try sftTokenize(2, bad, badOutput)
+        #expect(refused.status != 0 && refused.standardError.contains("\(bad):2: message 1: empty assistant turn (nothing to learn from)"), "\(refused.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: badOutput), "a failed run leaves no output")
+        let again = try sftTokenize(1, train, shards)
+        #expect(again.status != 0 && again.standardError.contains("\(shards): output directory exists and is not empty (choose another, or pass --overwrite to replace its shards)"), "\(again.standardError)")
+    }
 }

@@ -57,23 +57,25 @@ import Training
                         supervised: (0..<length).map { $0 >= length / 2 })
     }
 
-    @Test func packingIsBestFitDecreasingAndCountsWhatItCuts() {
+    @Test func packingIsBestFitDecreasingAndCountsWhatItCuts() throws {
         let samples = [5, 9, 3, 7, 2, 8, 4, 12, 1].enumerated().map { sample($1, $0) }
         let packed = SFTPackedRows(samples, sequenceLength: 10, truncation: .drop, paddingId: 0)
         // 12 is too long (dropped); 1 has no supervised token after position 0 (dropped).
         #expect(packed.droppedCount == 2 && packed.truncatedCount == 0)
-        #expect(packed.rows.map { $0.map { packed.samples[$0].ids.count } } == [[9], [8, 2], [7, 3], [5, 4]])
+        #expect(packed.rows.map { $0.map { packed.samples.length(of: $0) } } == [[9], [8, 2], [7, 3], [5, 4]])
         #expect(abs(packed.efficiency - 38.0 / 40) < 1e-12)
-        let row = packed.row(1)
+        let row = try packed.row(1)
         #expect(row.positions == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1])
-        #expect(row.targets[7] == -100 && row.targets[9] == -100 && row.targets[3] == packed.samples[packed.rows[1][0]].ids[4])
+        let first = try packed.samples.sample(packed.rows[1][0])
+        #expect(row.targets[7] == -100 && row.targets[9] == -100 && row.targets[3] == first.ids[4])
         let cut = SFTPackedRows(samples, sequenceLength: 10, truncation: .keepEnd, paddingId: 0)
-        #expect(cut.truncatedCount == 1 && cut.droppedCount == 1 && cut.samples.contains { $0.ids == Array(sample(12, 7).ids.suffix(10)) })
+        #expect(cut.truncatedCount == 1 && cut.droppedCount == 1)
+        #expect(try (0..<cut.samples.sampleCount).contains { try cut.samples.sample($0).ids == Array(sample(12, 7).ids.suffix(10)) })
     }
 
     /// A packed row's loss sum and gradients equal those of its samples run one by one, with
     /// document masking (each sample attends only to itself and starts at position 0).
-    @Test func packedRowsGiveTheUnpackedLossAndGradients() {
+    @Test func packedRowsGiveTheUnpackedLossAndGradients() throws {
         BLASLibrary.threadCount = 1
         let config = LlamaConfig(vocabSize: 61, hiddenSize: 24, intermediateSize: 40, numHiddenLayers: 2, numAttentionHeads: 4,
                                  numKeyValueHeads: 2, maxPositionEmbeddings: 64)
@@ -85,18 +87,19 @@ import Training
         aloneParameters.parameters.pointer.update(from: packedParameters.parameters.pointer, count: layout.count)
         var packedLoss = 0.0, aloneLoss = 0.0
         for index in packed.rows.indices {
-            let row = packed.row(index)
+            let row = try packed.row(index)
             let model = LlamaModel(config: config, microBatchSize: 1, sequenceLength: 12, documentMasking: true)
             packedLoss += model.forward(tokens: row.tokens, targets: row.targets, positions: row.positions, parameters: packedParameters).lossSum
             model.backward(lossScale: 1, parameters: packedParameters)
         }
-        for sample in packed.samples {
-            let alone = SFTPackedRows([sample], sequenceLength: sample.ids.count, truncation: .drop, paddingId: 0).row(0)
+        for index in 0..<packed.samples.sampleCount {
+            let sample = try packed.samples.sample(index)
+            let alone = try SFTPackedRows([sample], sequenceLength: sample.ids.count, truncation: .drop, paddingId: 0).row(0)
             let model = LlamaModel(config: config, microBatchSize: 1, sequenceLength: sample.ids.count)
             aloneLoss += model.forward(tokens: alone.tokens, targets: alone.targets, positions: alone.positions, parameters: aloneParameters).lossSum
             model.backward(lossScale: 1, parameters: aloneParameters)
         }
-        print("packed vs unpacked: loss \(packedLoss) vs \(aloneLoss), \(packed.rows.count) rows for \(packed.samples.count) samples")
+        print("packed vs unpacked: loss \(packedLoss) vs \(aloneLoss), \(packed.rows.count) rows for \(packed.samples.sampleCount) samples")
         #expect(abs(packedLoss - aloneLoss) / aloneLoss < 1e-6)
         _ = expectClose(packedParameters.gradients.buffer, aloneParameters.gradients.buffer, relativeTolerance: 1e-5, "gradients")
     }
