@@ -21,9 +21,9 @@ extension Array: SFTSampleSource where Element == TokenizedSample {
 
 extension SFTShardSet: SFTSampleSource {}
 
-/// Tokenized SFT samples packed into rows of `seq_len` tokens, best fit decreasing: longest
-/// sample first, each into the row whose free room it fills best (a new row when none has room).
-/// Each sample keeps its own positions (0, 1, …), so with document masking a token attends only
+/// Tokenized SFT samples packed into rows of `seq_len` tokens, by minimum slack (each row filled
+/// as full as the samples left allow: `MinimumSlackPacking`) or best fit decreasing (longest
+/// sample first, each into the row whose free room it fills best). Each sample keeps its own positions (0, 1, …), so with document masking a token attends only
 /// to its own sample, and a packed row's loss and gradients are those of its samples apart.
 /// The rest of a row is padding that predicts nothing.
 ///
@@ -48,7 +48,8 @@ public struct SFTPackedRows {
     public let paddingId: Int32
 
     /// Fits `samples` to rows (`TokenizedSample.fitted`) and packs the ones kept.
-    public init(_ samples: [TokenizedSample], sequenceLength: Int, truncation: SFTTruncation, paddingId: Int32) {
+    public init(_ samples: [TokenizedSample], sequenceLength: Int, truncation: SFTTruncation, paddingId: Int32,
+                packing: SFTPacking = .auto) {
         var kept: [TokenizedSample] = []
         var dropped = 0, truncated = 0
         for sample in samples {
@@ -61,17 +62,17 @@ public struct SFTPackedRows {
             }
         }
         self.init(fitted: kept, sequenceLength: sequenceLength, droppedCount: dropped, truncatedCount: truncated,
-                  supervisedCount: kept.reduce(0) { $0 + $1.supervisedCount }, paddingId: paddingId)
+                  supervisedCount: kept.reduce(0) { $0 + $1.supervisedCount }, paddingId: paddingId, packing: packing)
     }
 
     /// Packs samples already fitted to `sequenceLength` (a sample directory's, whose manifest
     /// gives the counts).
     public init(fitted samples: any SFTSampleSource, sequenceLength: Int, droppedCount: Int, truncatedCount: Int,
-                supervisedCount: Int, paddingId: Int32) {
+                supervisedCount: Int, paddingId: Int32, packing: SFTPacking = .auto) {
         let lengths = (0..<samples.sampleCount).map { samples.length(of: $0) }
         precondition(lengths.allSatisfy { $0 <= sequenceLength }, "fitted samples fit a row")
         self.sequenceLength = sequenceLength
-        self.rows = Self.bestFitDecreasing(lengths: lengths, sequenceLength: sequenceLength)
+        self.rows = packing.rows(lengths: lengths, sequenceLength: sequenceLength)
         self.samples = samples
         self.droppedCount = droppedCount
         self.truncatedCount = truncatedCount

@@ -15,11 +15,13 @@ public struct SFTSection: Codable, Sendable, Equatable {
     public var trainOnPrompt: Bool
     public var maskHistory: Bool
     public var truncation: SFTTruncation
+    /// How samples are packed into rows.
+    public var packing: SFTPacking
     /// The checkpoint to fine-tune (`--init-from` overrides it).
     public var initFrom: String?
 
     enum CodingKeys: String, CodingKey {
-        case format, tags, template, trainOnPrompt = "train_on_prompt", maskHistory = "mask_history", truncation
+        case format, tags, template, trainOnPrompt = "train_on_prompt", maskHistory = "mask_history", truncation, packing
         case initFrom = "init_from"
     }
 
@@ -30,6 +32,7 @@ public struct SFTSection: Codable, Sendable, Equatable {
         trainOnPrompt = false
         maskHistory = false
         truncation = .drop
+        packing = .auto
     }
 
     public init(from decoder: any Decoder) throws {
@@ -40,6 +43,7 @@ public struct SFTSection: Codable, Sendable, Equatable {
         trainOnPrompt = try c.decode(.trainOnPrompt, default: false)
         maskHistory = try c.decode(.maskHistory, default: false)
         truncation = try c.decode(.truncation, default: .drop)
+        packing = try c.decode(.packing, default: .auto)
         initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom)
     }
 

@@ -102,12 +102,14 @@ struct SFTData {
                 try samples.check(tokenizer: chat.tokenizer.identity, run: chat.shardSettings(sft, sequenceLength: sequenceLength))
                 packed = SFTPackedRows(fitted: samples, sequenceLength: sequenceLength, droppedCount: samples.settings.droppedSamples,
                                        truncatedCount: samples.settings.truncatedSamples,
-                                       supervisedCount: samples.settings.supervisedTokens, paddingId: chat.tokenizer.eosId)
+                                       supervisedCount: samples.settings.supervisedTokens, paddingId: chat.tokenizer.eosId,
+                                       packing: sft.packing)
             } else {
                 let reader = try SFTRecordReader(path: path, format: sft.format, tags: sft.tags)
                 var samples: [TokenizedSample] = []
                 while let sample = try reader.next() { samples.append(try tokenization.tokenize(sample)) }
-                packed = SFTPackedRows(samples, sequenceLength: sequenceLength, truncation: sft.truncation, paddingId: chat.tokenizer.eosId)
+                packed = SFTPackedRows(samples, sequenceLength: sequenceLength, truncation: sft.truncation, paddingId: chat.tokenizer.eosId,
+                                       packing: sft.packing)
             }
             guard !packed.rows.isEmpty else {
                 throw JobError("\(path): no sample fits train.seq_len \(sequenceLength) with a token to learn (\(packed.droppedCount) dropped)")

@@ -59,7 +59,7 @@ import Training
 
     @Test func packingIsBestFitDecreasingAndCountsWhatItCuts() throws {
         let samples = [5, 9, 3, 7, 2, 8, 4, 12, 1].enumerated().map { sample($1, $0) }
-        let packed = SFTPackedRows(samples, sequenceLength: 10, truncation: .drop, paddingId: 0)
+        let packed = SFTPackedRows(samples, sequenceLength: 10, truncation: .drop, paddingId: 0, packing: .bestFitDecreasing)
         // 12 is too long (dropped); 1 has no supervised token after position 0 (dropped).
         #expect(packed.droppedCount == 2 && packed.truncatedCount == 0)
         #expect(packed.rows.map { $0.map { packed.samples.length(of: $0) } } == [[9], [8, 2], [7, 3], [5, 4]])
