@@ -1,4 +1,5 @@
 import Checkpoint
+import DataPipeline
 import Foundation
 import Model
 
@@ -86,7 +87,14 @@ public enum HuggingFaceImport {
             dtypes.formUnion(adapter.dtypes)
         }
         for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"] {
-            if let data = FileManager.default.contents(atPath: directory + "/" + name) { extras[name] = data }
+            guard let data = FileManager.default.contents(atPath: directory + "/" + name) else { continue }
+            if name == "tokenizer.json", HuggingFaceTokenizer.isByteTokenizerJSON(data) {
+                // A byte-tokenizer model MeshLM exported: the checkpoint names the byte tokenizer,
+                // as the run that trained it did, so generate and serve use it again.
+                extras[CheckpointExtras.tokenizerIdentityName] = try JSONEncoder().encode(ByteTokenizer().identity)
+                continue
+            }
+            extras[name] = data
         }
         var source: [String: Any] = ["source": "import-hf", "from": directory, "dtypes": dtypes.sorted()]
         if let adapterDirectory { source["adapter"] = adapterDirectory }

@@ -46,6 +46,15 @@ public enum HuggingFaceTokenizer {
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }
 
+    /// Whether `data` is the byte tokenizer's `tokenizer.json` as `byteTokenizerJSON` writes it
+    /// (compared as JSON, so key order and spacing do not matter): `ckpt import-hf` then records
+    /// the byte tokenizer instead of copying a file MeshLM's BPE loader does not read.
+    public static func isByteTokenizerJSON(_ data: Data) -> Bool {
+        guard let given = try? JSONSerialization.jsonObject(with: data) as? NSDictionary,
+              let own = try? JSONSerialization.jsonObject(with: byteTokenizerJSON()) as? NSDictionary else { return false }
+        return given == own
+    }
+
     /// `tokenizer_config.json` for the byte tokenizer (transformers' fast tokenizer wrapper).
     public static func byteTokenizerConfigJSON(maxLength: Int) throws -> Data {
         let object: [String: Any] = [

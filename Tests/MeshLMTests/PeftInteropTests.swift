@@ -168,17 +168,18 @@ let peftPython: String? = {
         let parameters = original.tensorNames.filter { !$0.hasPrefix("optimizer.") }
         #expect(imported.tensorNames.sorted() == parameters.sorted())
         for name in parameters { expectSameBits(try imported.read(name: name), try original.read(name: name), name) }
+        #expect(imported.file(named: "tokenizer.json") == nil && imported.file(named: "tokenizer_identity.json") != nil)
 
         // generate merges the imported adapters at load (one and two tensor-parallel ranks) and
         // gives eval's unmerged logits for the prompt's last position; the merge-lora checkpoint
-        // generates them bit for bit. (--tokenizer bytes: the checkpoint's tokenizer.json is the
-        // HF byte-level one export-hf generated, which MeshLM's tokenizer loader does not read.)
+        // generates them bit for bit. The exported byte tokenizer comes back as the byte tokenizer
+        // (import-hf records it instead of copying its tokenizer.json), so no --tokenizer is needed.
         let tokens = "<|im_start|>user\nWhat is 7 + 5?<|im_end|>\n".utf8.map { Int32($0) }
         let lastRow = Array(try evalLogits(work + "/imported", tokens: tokens, work: work).suffix(263))
         func generated(_ checkpoint: String, ranks: Int) throws -> [Float] {
             let dump = work + "/engine-\(UUID().uuidString.prefix(6)).bin"
             let arguments = ["generate", "--checkpoint", checkpoint, "--prompt-ids", tokens.map(String.init).joined(separator: ","),
-                             "--max-tokens", "1", "--threads", "1", "--dump-logits", dump, "--tokenizer", "bytes"]
+                             "--max-tokens", "1", "--threads", "1", "--dump-logits", dump]
             let launch = ranks == 1 ? try Launcher.plain("meshlm", arguments) : try Launcher.mpirun(ranks, "meshlm", arguments)
             #expect(launch.status == 0, "tp \(ranks): \(launch.standardError)")
             return try floats(atPath: dump)
