@@ -57,7 +57,7 @@ public enum TextSharding {
                            world: Communicator?, progress: ProgressLine?) throws -> ShardManifest? {
         let rank = world?.rank ?? 0
         let ranks = world?.size ?? 1
-        let writer = try agreed(world) {
+        let writer = try Communicator.collectively(on: world) {
             rank == 0 ? try TokenShardWriter(directory: output, tokenizer: tokenizer.identity, options: options.writer) : nil
         }
         do {
@@ -127,22 +127,15 @@ public enum TextSharding {
             }
             var finished = false
             while !finished {
-                finished = try agreed(world) { try fill() }
-                try agreed(world) { try flush() }
+                finished = try Communicator.collectively(on: world) { try fill() }
+                try Communicator.collectively(on: world) { try flush() }
             }
-            let manifest = try agreed(world) { try writer?.finish(inputs: inputs) }
+            let manifest = try Communicator.collectively(on: world) { try writer?.finish(inputs: inputs) }
             progress?.finish()
             return manifest
         } catch {
             writer?.abandon()
             throw error
         }
-    }
-
-    /// `body` run collectively on `world` (one failure ends every rank with one message), or
-    /// plainly when there is no world.
-    private static func agreed<Result>(_ world: Communicator?, _ body: () throws -> Result) throws -> Result {
-        guard let world else { return try body() }
-        return try world.collectively(body)
     }
 }

@@ -45,6 +45,13 @@ extension Communicator {
             throw CollectiveFailure(rank: Int(firstFailure), message: message)
         }
     }
+
+    /// `body` run collectively on `world`, or plainly when there is no world (a stage that also
+    /// runs without MPI).
+    public static func collectively<Result>(on world: Communicator?, _ body: () throws -> Result) throws -> Result {
+        guard let world else { return try body() }
+        return try world.collectively(body)
+    }
 }
 
 /// The text a user sees for an error: its description when it has one.

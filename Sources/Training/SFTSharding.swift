@@ -47,7 +47,7 @@ public enum SFTSharding {
         precondition(inputs.format == settings.format && inputs.tags == settings.tags, "the settings record how the inputs are read")
         let rank = world?.rank ?? 0
         let ranks = world?.size ?? 1
-        let writer = try agreed(world) {
+        let writer = try Communicator.collectively(on: world) {
             rank == 0 ? try TokenShardWriter(directory: output, tokenizer: tokenization.tokenizer.identity, options: options.writer) : nil
         }
         do {
@@ -122,20 +122,13 @@ public enum SFTSharding {
             }
             var finished = false
             while !finished {
-                finished = try agreed(world) { try fill() }
-                try agreed(world) { try flush() }
+                finished = try Communicator.collectively(on: world) { try fill() }
+                try Communicator.collectively(on: world) { try flush() }
             }
-            return try agreed(world) { try writer?.finish(inputs: manifestInputs, sft: settings) }
+            return try Communicator.collectively(on: world) { try writer?.finish(inputs: manifestInputs, sft: settings) }
         } catch {
             writer?.abandon()
             throw error
         }
-    }
-
-    /// `body` run collectively on `world` (one failure ends every rank with one message), or
-    /// plainly when there is no world.
-    private static func agreed<Result>(_ world: Communicator?, _ body: () throws -> Result) throws -> Result {
-        guard let world else { return try body() }
-        return try world.collectively(body)
     }
 }

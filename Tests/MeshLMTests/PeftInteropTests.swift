@@ -48,6 +48,18 @@ let peftPython: String? = {
         return try floats(atPath: logits)
     }
 
+    /// `trained`'s export imported back (`import-hf --adapter`) into `directory`, every parameter
+    /// checked bit for bit against the run's checkpoint.
+    func importedBack(_ trained: TrainedRun, into directory: String) throws -> CheckpointReader {
+        try meshlm(["ckpt", "import-hf", trained.exported, "--adapter", trained.exported + "/adapter", "--output", directory])
+        let original = try CheckpointReader.locate(trained.checkpoints)
+        let imported = try CheckpointReader.locate(directory)
+        let parameters = original.tensorNames.filter { !$0.hasPrefix("optimizer.") }
+        #expect(imported.tensorNames.sorted() == parameters.sorted())
+        for name in parameters { expectSameBits(try imported.read(name: name), try original.read(name: name), name) }
+        return imported
+    }
+
     /// The loss `meshlm eval` prints for `checkpoint` over `tokens`.
     func evalLoss(_ checkpoint: String, tokens: [Int32], sequenceLength: Int, work: String) throws -> Double {
         let tokenFile = work + "/stream.bin"
@@ -162,12 +174,7 @@ let peftPython: String? = {
         #expect((try? adapter.entry(named: "base_model.model.model.embed_tokens.weight")) != nil)
         #expect((try? adapter.entry(named: "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"))?.shape == [40, 16])
 
-        try meshlm(["ckpt", "import-hf", trained.exported, "--adapter", trained.exported + "/adapter", "--output", work + "/imported"])
-        let original = try CheckpointReader.locate(trained.checkpoints)
-        let imported = try CheckpointReader.locate(work + "/imported")
-        let parameters = original.tensorNames.filter { !$0.hasPrefix("optimizer.") }
-        #expect(imported.tensorNames.sorted() == parameters.sorted())
-        for name in parameters { expectSameBits(try imported.read(name: name), try original.read(name: name), name) }
+        let imported = try importedBack(trained, into: work + "/imported")
         #expect(imported.file(named: "tokenizer.json") == nil && imported.file(named: "tokenizer_identity.json") != nil)
 
         // generate merges the imported adapters at load (one and two tensor-parallel ranks) and
@@ -225,12 +232,7 @@ let peftPython: String? = {
             #expect(config["use_dora"] as? Bool == true && config["lora_dropout"] as? Double == 0.05)
             let adapter = try SafetensorsFile(path: trained.exported + "/adapter/adapter_model.safetensors")
             #expect((try? adapter.entry(named: "base_model.model.model.layers.1.mlp.down_proj.lora_magnitude_vector"))?.shape == [40])
-            try meshlm(["ckpt", "import-hf", trained.exported, "--adapter", trained.exported + "/adapter", "--output", work + "/imported"])
-            let original = try CheckpointReader.locate(trained.checkpoints)
-            let imported = try CheckpointReader.locate(work + "/imported")
-            let parameters = original.tensorNames.filter { !$0.hasPrefix("optimizer.") }
-            #expect(imported.tensorNames.sorted() == parameters.sorted())
-            for name in parameters { expectSameBits(try imported.read(name: name), try original.read(name: name), name) }
+            _ = try importedBack(trained, into: work + "/imported")
         }
         if family == "qwen3" {
             // PEFT's own form for a tied model that trains its embedding: ensure_weight_tying,
@@ -239,12 +241,7 @@ let peftPython: String? = {
             #expect(config["modules_to_save"] as? [String] == ["embed_tokens"] && config["ensure_weight_tying"] as? Bool == true)
             let adapter = try SafetensorsFile(path: trained.exported + "/adapter/adapter_model.safetensors")
             expectSameBits(try adapter.floats(of: "base_model.model.lm_head.weight"), try adapter.floats(of: "base_model.model.model.embed_tokens.weight"), "tied head")
-            try meshlm(["ckpt", "import-hf", trained.exported, "--adapter", trained.exported + "/adapter", "--output", work + "/imported"])
-            let original = try CheckpointReader.locate(trained.checkpoints)
-            let imported = try CheckpointReader.locate(work + "/imported")
-            let parameters = original.tensorNames.filter { !$0.hasPrefix("optimizer.") }
-            #expect(imported.tensorNames.sorted() == parameters.sorted())
-            for name in parameters { expectSameBits(try imported.read(name: name), try original.read(name: name), name) }
+            _ = try importedBack(trained, into: work + "/imported")
         }
         defer { try? FileManager.default.removeItem(atPath: work) }
         let tokens = "<|im_start|>user\nWhat is 7 + 5?<|im_end|>\n<|im_start|>assistant\n".utf8.map { Int32($0) }
