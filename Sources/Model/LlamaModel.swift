@@ -54,6 +54,9 @@ public final class LlamaModel {
     public let decoderLayer: DecoderLayer
     /// The LoRA adapters on the layers' projections, if any (each layer's in `.adapter(i)`).
     public let lora: LoRAConfig?
+    /// QLoRA: the layer projections' NF4 copies, which their products read instead of the f32
+    /// weights (released from the arena); set once the base is loaded (`lora.quantize_base`).
+    public var quantizedBase: QuantizedBase?
     /// The dropout masks of the next training forward (`lora_dropout` > 0), set by the trainer
     /// before each micro-batch's forward; the backward after that forward (and its recomputation)
     /// redraws the same. Nil: no dropout (evaluation, scoring; as PEFT in eval mode).
@@ -470,9 +473,8 @@ public final class LlamaModel {
         zero(a.mlpActivationGradient, n * i)
         let downGradient = adapterOutputGradient(.down, layer, w, adapterGradients, outputGradient: dy, outputSize: c)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
-                            outputGradient: downGradient, input: s.mlpActivation, weight: w.down,
-                            rowCount: n, inputSize: i, outputSize: c, threads: threads)
+            baseBackward(.down, layer: layer, inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
+                            outputGradient: downGradient, input: s.mlpActivation, weight: w.down, inputSize: i, outputSize: c)
         }
         adapterBackward(.down, layer, w, adapterGradients, inputGradient: a.mlpActivationGradient, outputGradient: dy, input: s.mlpActivation,
                         weight: w.down, inputSize: i, outputSize: c)
@@ -485,17 +487,15 @@ public final class LlamaModel {
         zero(a.normGradient, n * c)
         let gateGradient = adapterOutputGradient(.gate, layer, w, adapterGradients, outputGradient: a.gateGradient, outputSize: i)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
-                            outputGradient: gateGradient, input: s.mlpNorm, weight: w.gate,
-                            rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            baseBackward(.gate, layer: layer, inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
+                            outputGradient: gateGradient, input: s.mlpNorm, weight: w.gate, inputSize: c, outputSize: i)
         }
         adapterBackward(.gate, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.gateGradient, input: s.mlpNorm,
                         weight: w.gate, inputSize: c, outputSize: i)
         let upGradient = adapterOutputGradient(.up, layer, w, adapterGradients, outputGradient: a.upGradient, outputSize: i)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
-                            outputGradient: upGradient, input: s.mlpNorm, weight: w.up,
-                            rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            baseBackward(.up, layer: layer, inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
+                            outputGradient: upGradient, input: s.mlpNorm, weight: w.up, inputSize: c, outputSize: i)
         }
         adapterBackward(.up, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.upGradient, input: s.mlpNorm,
                         weight: w.up, inputSize: c, outputSize: i)
@@ -511,9 +511,8 @@ public final class LlamaModel {
         zero(a.attentionOutputGradient, n * q)
         let outputGradient = adapterOutputGradient(.output, layer, w, adapterGradients, outputGradient: dh, outputSize: c)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
-                            outputGradient: outputGradient, input: s.attentionOutput, weight: w.output,
-                            rowCount: n, inputSize: q, outputSize: c, threads: threads)
+            baseBackward(.output, layer: layer, inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
+                            outputGradient: outputGradient, input: s.attentionOutput, weight: w.output, inputSize: q, outputSize: c)
         }
         adapterBackward(.output, layer, w, adapterGradients, inputGradient: a.attentionOutputGradient, outputGradient: dh, input: s.attentionOutput,
                         weight: w.output, inputSize: q, outputSize: c)
@@ -565,25 +564,22 @@ public final class LlamaModel {
         // gradient (which would take g itself: PEFT adds the bias outside the decomposed weight).
         let queryGradient = adapterOutputGradient(.query, layer, w, adapterGradients, outputGradient: queryOutputGradient, outputSize: q)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
-                            outputGradient: queryGradient, input: s.attentionNorm, weight: w.query,
-                            rowCount: n, inputSize: c, outputSize: q, threads: threads)
+            baseBackward(.query, layer: layer, inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
+                            outputGradient: queryGradient, input: s.attentionNorm, weight: w.query, inputSize: c, outputSize: q)
         }
         adapterBackward(.query, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: queryOutputGradient, input: s.attentionNorm,
                         weight: w.query, inputSize: c, outputSize: q)
         let keyGradient = adapterOutputGradient(.key, layer, w, adapterGradients, outputGradient: keyOutputGradient, outputSize: k)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
-                            outputGradient: keyGradient, input: s.attentionNorm, weight: w.key,
-                            rowCount: n, inputSize: c, outputSize: k, threads: threads)
+            baseBackward(.key, layer: layer, inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
+                            outputGradient: keyGradient, input: s.attentionNorm, weight: w.key, inputSize: c, outputSize: k)
         }
         adapterBackward(.key, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: keyOutputGradient, input: s.attentionNorm,
                         weight: w.key, inputSize: c, outputSize: k)
         let valueGradient = adapterOutputGradient(.value, layer, w, adapterGradients, outputGradient: a.valueGradient, outputSize: k)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
-                            outputGradient: valueGradient, input: s.attentionNorm, weight: w.value,
-                            rowCount: n, inputSize: c, outputSize: k, threads: threads)
+            baseBackward(.value, layer: layer, inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
+                            outputGradient: valueGradient, input: s.attentionNorm, weight: w.value, inputSize: c, outputSize: k)
         }
         adapterBackward(.value, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.valueGradient, input: s.attentionNorm,
                         weight: w.value, inputSize: c, outputSize: k)
@@ -652,9 +648,9 @@ public final class LlamaModel {
             if decomposed {
                 // PEFT's (k − 1) ⊙ x̃·Wᵀ: x̃ also takes (scale ⊙ g − g)·W.
                 for index in 0..<n * outputSize { a.adapterOutputGradient[index] -= outputGradient[index] }
-                Matmul.backward(inputGradient: adapterInputGradient, weightGradient: nil, biasGradient: nil,
-                                outputGradient: a.adapterOutputGradient, input: adapterInput, weight: weight,
-                                rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+                baseBackward(projection, layer: layer, inputGradient: adapterInputGradient, weightGradient: nil, biasGradient: nil,
+                             outputGradient: a.adapterOutputGradient, input: adapterInput, weight: weight,
+                             inputSize: inputSize, outputSize: outputSize)
             }
             AdapterDropout.backward(inputGradient: inputGradient, outputGradient: adapterInputGradient, key: key, probability: probability,
                                     firstToken: firstToken, firstColumn: firstColumn, rowCount: n, columnCount: inputSize, threads: threads)

@@ -1,0 +1,103 @@
+import Model
+import Tensors
+import TensorComparison
+import Testing
+
+/// QLoRA in the model: LoRA over an NF4 base (`QuantizedBase`) against LoRA over the f32
+/// dequantized base, and its bits across thread counts.
+@Suite struct QuantizedBaseTests {
+    init() { useSingleThreadedBLAS() }
+
+    /// The tiny Qwen2 model (q/k/v biases) with adapters on every projection, the base frozen as
+    /// LoRA freezes it; recomputation on and off.
+    struct Setup {
+        let config = tinyConfig(modelType: .qwen2)
+        let lora = LoRAConfig(rank: 3, alpha: 6, quantizeBase: .nf4)
+        let layout: ParameterLayout
+        let frozen: Set<String>
+        let batch: Batch
+
+        init() {
+            let layout = ParameterLayout(config: config, lora: lora)
+            frozen = Set(layout.entries.filter { !$0.block.isAdapter }.map(\.name))
+            self.layout = layout.freezing(frozen)
+            batch = Batch(batchSize: 2, sequenceLength: 9, vocabularySize: config.vocabSize, seed: 41)
+        }
+
+        func model(threads: Int = 1, recompute: Bool = false) -> LlamaModel {
+            LlamaModel(config: config, microBatchSize: 2, sequenceLength: 9, recompute: recompute, frozen: frozen, lora: lora,
+                       threads: KernelThreads(count: threads))
+        }
+
+        /// The random model, and its base quantized from it.
+        func parameters() -> (ArenaParameters, QuantizedBase) {
+            let parameters = randomParameters(layout, seed: 42)
+            let base = QuantizedBase(format: .nf4, layout: layout, threads: .single) { UnsafePointer(parameters.parameters.pointer + $0.offset) }
+            return (parameters, base)
+        }
+
+        /// Loss and every adapter gradient.
+        func run(_ model: LlamaModel, _ parameters: ArenaParameters) -> (loss: Float, gradients: [Float]) {
+            parameters.gradients.zero()
+            let total = step(model, batch, parameters)
+            let gradients = layout.entries.filter(\.block.isAdapter).flatMap { parameters.gradientValues(of: $0) }
+            return (Float(total.mean), gradients)
+        }
+    }
+
+    /// With the NF4 base, the loss and the gradients of A and B equal LoRA's over an f32 base
+    /// holding dequant(W4) to within sgemm's rounding (the tiles are separate sgemm calls:
+    /// relative 1e-5; the quantization itself moves the loss by far more, checked too); the
+    /// quantized model never reads the f32 projections (they are zeroed here).
+    @Test(arguments: [false, true])
+    func loraOverNF4EqualsLoRAOverTheDequantizedBase(recompute: Bool) {
+        let setup = Setup()
+        let (original, base) = setup.parameters()
+        #expect(base.matrixCount == 7 * setup.config.numHiddenLayers)
+        let dequantized = original.copy(), zeroed = original.copy()
+        for entry in setup.layout.entries where QuantizedBase.projection(of: entry) != nil {
+            guard case .layer(let index) = entry.block, let projection = QuantizedBase.projection(of: entry),
+                  let weight = base.weight(projection, layer: index) else {
+                Issue.record("\(entry.name) was not quantized")
+                continue
+            }
+            (dequantized.parameters.pointer + entry.offset).update(from: weight.dequantized(), count: entry.count)
+            (zeroed.parameters.pointer + entry.offset).update(repeating: 0, count: entry.count)
+        }
+        let quantized = setup.model(recompute: recompute)
+        quantized.quantizedBase = base
+        let got = setup.run(quantized, zeroed)
+        let reference = setup.run(setup.model(recompute: recompute), dequantized)
+        let unquantized = setup.run(setup.model(recompute: recompute), original)
+        print("QLoRA loss \(got.loss), LoRA over dequant(W4) \(reference.loss), over W \(unquantized.loss)")
+        expectClose([got.loss], [reference.loss], relativeTolerance: 1e-5, "loss")
+        expectClose(got.gradients, reference.gradients, relativeTolerance: 1e-5, "adapter gradients")
+        #expect(abs(unquantized.loss - reference.loss) > 1e-4 * abs(reference.loss), "quantization should move the loss")
+    }
+
+    /// The QLoRA step gives the same bits on 1, 2 and 3 threads.
+    @Test func anyThreadCountGivesTheSameBits() {
+        let setup = Setup()
+        let (original, base) = setup.parameters()
+        let results = [1, 2, 3].map { threads in
+            let model = setup.model(threads: threads)
+            model.quantizedBase = base
+            return setup.run(model, original.copy())
+        }
+        for index in 1..<3 {
+            expectSameBits([results[index].loss], [results[0].loss], "loss, \(index + 1) threads vs 1")
+            expectSameBits(results[index].gradients, results[0].gradients, "gradients, \(index + 1) threads vs 1")
+        }
+    }
+
+    /// `lora.quantize_base` decodes `nf4`, refuses other formats and DoRA, naming the key.
+    @Test func configKeyIsValidated() throws {
+        #expect(throws: (any Error).self) { try LoRAConfig(rank: 4, alpha: 8, weightDecomposed: true, quantizeBase: .nf4).validate() }
+        do {
+            try LoRAConfig(rank: 4, alpha: 8, weightDecomposed: true, quantizeBase: .nf4).validate()
+        } catch {
+            #expect("\(error)".contains("quantize_base") && "\(error)".contains("use_dora"), "\(error)")
+        }
+        try LoRAConfig(rank: 4, alpha: 8, quantizeBase: .nf4).validate()
+    }
+}
