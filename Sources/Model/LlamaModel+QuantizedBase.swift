@@ -9,6 +9,11 @@ extension LlamaModel {
         quantizedBase?.weight(projection, layer: part.layers.lowerBound + layer)
     }
 
+    /// The NF4 lm_head (a tied head's: the embedding table), when quantized.
+    func quantizedHead(tied: Bool) -> NF4Matrix? {
+        tied ? quantizedBase?.embedding : quantizedBase?.head
+    }
+
     /// `Matmul.forward` of `projection` in local layer `layer`.
     func baseForward(_ projection: Projection, layer: Int, output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                      weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inputSize: Int, outputSize: Int) {

@@ -294,9 +294,15 @@ public final class LlamaModel {
             // Each tensor-parallel rank looks up only the tokens of its vocabulary slice.
             let embeddingOutput = partialOutput(for: a.residual(0))
             timed(.embedding, .forward) {
-                Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: table,
-                                  tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
-                                  threads: threads)
+                if let quantized = quantizedBase?.embedding {
+                    Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: quantized,
+                                      tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                                      threads: threads)
+                } else {
+                    Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: table,
+                                      tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                                      threads: threads)
+                }
             }
             parameters.releaseParameters(.embedding)
             leaveRegion(partial: embeddingOutput, into: a.residual(0))
@@ -324,8 +330,13 @@ public final class LlamaModel {
         enterRegion(a.finalNorm)
         // lm_head (vocabulary-parallel: this rank's vocabulary slice), or the replicated score head.
         timed(.matmul, .forward) {
-            Matmul.forward(output: a.logits, input: a.finalNorm, weight: projection, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: config.headWidth, threads: threads)
+            if let quantized = quantizedHead(tied: tied) {
+                NF4Matmul.forward(output: a.logits, input: a.finalNorm, weight: quantized, bias: nil,
+                                  rowCount: n, inputSize: c, outputSize: config.headWidth, threads: threads)
+            } else {
+                Matmul.forward(output: a.logits, input: a.finalNorm, weight: projection, bias: nil,
+                               rowCount: n, inputSize: c, outputSize: config.headWidth, threads: threads)
+            }
         }
         if tied { parameters.releaseParameters(.embedding) }
         parameters.releaseParameters(.head)
@@ -439,9 +450,17 @@ public final class LlamaModel {
         // gradient, the same on each, as replicated tensors do).
         let addsInputGradient = !config.hasScoreHead || regions.isFirstRank
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: addsInputGradient ? a.normGradient : nil, weightGradient: projectionGradient,
-                            biasGradient: nil, outputGradient: outputGradient, input: a.finalNorm, weight: projection,
-                            rowCount: n, inputSize: c, outputSize: v, threads: threads)
+            if let quantized = quantizedHead(tied: tied) {
+                precondition(projectionGradient == nil, "a quantized head is frozen")
+                if addsInputGradient {
+                    NF4Matmul.backward(inputGradient: a.normGradient, outputGradient: outputGradient, weight: quantized,
+                                       rowCount: n, inputSize: c, outputSize: v, threads: threads)
+                }
+            } else {
+                Matmul.backward(inputGradient: addsInputGradient ? a.normGradient : nil, weightGradient: projectionGradient,
+                                biasGradient: nil, outputGradient: outputGradient, input: a.finalNorm, weight: projection,
+                                rowCount: n, inputSize: c, outputSize: v, threads: threads)
+            }
         }
         let finalNormGradient = reduceNormGradient()
         zero(a.residualGradient, localTokenCount * c)

@@ -83,7 +83,9 @@ public enum Projection: String, Sendable, Hashable, CaseIterable {
 /// layers (q/k/v/o/gate/up/down_proj, targeted or not) as an `NF4Matrix` once the base is
 /// loaded, releases its f32 copy, and runs the projections through `NF4Matmul` — bitsandbytes'
 /// `load_in_4bit` with `bnb_4bit_quant_type: nf4` and `bnb_4bit_use_double_quant: true`.
-/// Norms, biases, embeddings and the head stay f32, as in bitsandbytes.
+/// Norms, biases, embeddings and the head stay f32, as in bitsandbytes, unless
+/// `quantize_embeddings` also quantizes a frozen `embed_tokens` and `lm_head` (a small model's
+/// weights are mostly those: the 124M config's are 40 %).
 public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
     public var rank: Int
     public var alpha: Double
@@ -104,10 +106,12 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
     public var loraPlusRatio: Double
     /// QLoRA: the format the frozen layer projections are stored in (nil: f32, plain LoRA).
     public var quantizeBase: BaseQuantization?
+    /// QLoRA: the frozen embedding table and lm_head quantized too.
+    public var quantizeEmbeddings: Bool
 
     public init(rank: Int, alpha: Double, targets: [Projection] = Projection.allCases, rankStabilized: Bool = false,
                 weightDecomposed: Bool = false, dropout: Double = 0, loraPlusRatio: Double = 1,
-                quantizeBase: BaseQuantization? = nil) {
+                quantizeBase: BaseQuantization? = nil, quantizeEmbeddings: Bool = false) {
         self.rank = rank
         self.alpha = alpha
         self.targets = Projection.allCases.filter { targets.contains($0) }
@@ -116,12 +120,14 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         self.dropout = dropout
         self.loraPlusRatio = loraPlusRatio
         self.quantizeBase = quantizeBase
+        self.quantizeEmbeddings = quantizeEmbeddings
     }
 
     enum CodingKeys: String, CodingKey {
         case rank = "r", alpha = "lora_alpha", targets = "target_modules", rankStabilized = "use_rslora"
         case modulesToSave = "modules_to_save", weightDecomposed = "use_dora", dropout = "lora_dropout"
         case loraPlusRatio = "loraplus_lr_ratio", quantizeBase = "quantize_base"
+        case quantizeEmbeddings = "quantize_embeddings"
     }
 
     /// The name PEFT saves DoRA's magnitude under, after the projection's path.
@@ -149,6 +155,7 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
             }
             quantizeBase = quantization
         }
+        quantizeEmbeddings = try c.decode(.quantizeEmbeddings, default: false)
         let modules = try c.decode(.targets, default: ["all-linear"])
         guard let targets = Self.projections(named: modules) else {
             throw DecodingError.dataCorruptedError(forKey: .targets, in: c, debugDescription: "target_modules \(modules): each must be one of \(Projection.allCases.map(\.moduleName).joined(separator: ", ")), or the list [all-linear]")
@@ -167,6 +174,7 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         try c.encode(dropout, forKey: .dropout)
         try c.encode(loraPlusRatio, forKey: .loraPlusRatio)
         try c.encodeIfPresent(quantizeBase?.rawValue, forKey: .quantizeBase)
+        try c.encode(quantizeEmbeddings, forKey: .quantizeEmbeddings)
     }
 
     public func validate() throws(ConfigError) {
@@ -177,6 +185,9 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         guard loraPlusRatio > 0 else { throw .invalid("loraplus_lr_ratio", loraPlusRatio, "must be positive (1 for plain LoRA)") }
         if let quantizeBase, weightDecomposed {
             throw .invalid("quantize_base", quantizeBase.rawValue, "cannot be combined with use_dora: DoRA's row norms need the f32 base (use plain LoRA over a quantized base, or use_dora over an f32 one)")
+        }
+        if quantizeEmbeddings && quantizeBase == nil {
+            throw .invalid("quantize_embeddings", true, "needs quantize_base (the format to quantize them to)")
         }
         for module in modulesToSave where Self.savableModules[module] == nil {
             throw .invalid("modules_to_save", module, "must be one of \(Self.savableModules.keys.sorted().joined(separator: ", "))")

@@ -15,14 +15,15 @@ extension ParallelModel {
         // ZeRO 0–2 hold every parameter whole on every rank (ZeRO-3 is refused at init).
         var slices: [String: TensorSlice] = [:]
         for slice in parameters.neededSlices(.parameters) { slices[slice.name] = slice }
-        let base = QuantizedBase(format: format, layout: layout, threads: threads) { entry in
+        let embeddings = lora?.quantizeEmbeddings ?? false
+        let base = QuantizedBase(format: format, layout: layout, embeddings: embeddings, threads: threads) { entry in
             guard let slice = slices[entry.name], slice.elements.count == entry.count else { return nil }
             return UnsafePointer(slice.pointer)
         }
         for model in models { model.quantizedBase = base }
         quantizedBase = base
         var released = 0
-        for entry in layout.entries where QuantizedBase.projection(of: entry) != nil {
+        for entry in layout.entries where base.names.contains(entry.name) {
             if let slice = slices[entry.name] { released += MemoryPages.release(slice.pointer, count: entry.count) }
         }
         releasedBaseBytes = released
@@ -30,8 +31,6 @@ extension ParallelModel {
 
     /// The (global) names of the tensors held only as NF4: a QLoRA checkpoint does not save
     /// them (they come from the base checkpoint it records).
-    public var quantizedTensorNames: Set<String> {
-        guard quantizedBase != nil else { return [] }
-        return Set(layout.entries.filter { QuantizedBase.projection(of: $0) != nil }.map(\.name))
-    }
+    public var quantizedTensorNames: Set<String> { quantizedBase?.names ?? [] }
+
 }

@@ -151,7 +151,9 @@ extension Trainer {
             // A QLoRA checkpoint: the layer projections come from the base it started from.
             precondition(parallelModel.quantizedBase == nil, "resume after the base was quantized")
             baseCheckpoint = try parallelModel.loadParameters(from: base, option: "\(reader.stepDirectory)'s base_checkpoint", log: log)
-            absent = Set(layout.entries.filter { QuantizedBase.projection(of: $0) != nil }.map(\.name))
+            // What that run held quantized (the layer projections, and perhaps the embeddings).
+            let saved = Set(reader.tensorNames)
+            absent = Set(layout.entries.filter { QuantizedBase.quantizes($0, embeddings: true) && !saved.contains($0.name) }.map(\.name))
         } else {
             baseCheckpoint = reader.stepDirectory
         }
@@ -164,7 +166,7 @@ extension Trainer {
     private func quantizeBase() {
         parallelModel.quantizeBase(threads: model.threads)
         guard let base = parallelModel.quantizedBase else { return }
-        log.info(String(format: "QLoRA: %d layer projections (%.1f M weights) held as %@: %.1f MB instead of %.1f MB of f32 (%.1f MB of arena pages released)",
+        log.info(String(format: "QLoRA: %d matrices (%.1f M weights) held as %@: %.1f MB instead of %.1f MB of f32 (%.1f MB of arena pages released)",
                         base.matrixCount, Double(base.elementCount) / 1e6, base.format.rawValue, Double(base.byteCount) / 1e6,
                         Double(base.elementCount * 4) / 1e6, Double(parallelModel.releasedBaseBytes) / 1e6))
     }

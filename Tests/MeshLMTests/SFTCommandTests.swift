@@ -85,7 +85,7 @@ import Testing
         let (plainLaunch, plain) = try sft(1, ["--set", "optimizer.schedule=constant"])
         let (reference, expected) = try sft(1, qlora)
         #expect(plainLaunch.status == 0 && reference.status == 0, "\(plainLaunch.standardError)\(reference.standardError)")
-        #expect((reference.standardError + reference.standardOutput).contains("QLoRA: 14 layer projections"), "\(reference.standardError)")
+        #expect((reference.standardError + reference.standardOutput).contains("QLoRA: 14 matrices"), "\(reference.standardError)")
         #expect(expected.count == 6)
         let first = try #require(expected.keys.min())
         #expect(abs((expected[first] ?? .nan) - (plain[first] ?? .nan)) > 1e-6, "QLoRA's first loss should not be LoRA's")

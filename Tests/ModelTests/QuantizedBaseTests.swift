@@ -11,13 +11,15 @@ import Testing
     /// The tiny Qwen2 model (q/k/v biases) with adapters on every projection, the base frozen as
     /// LoRA freezes it; recomputation on and off.
     struct Setup {
-        let config = tinyConfig(modelType: .qwen2)
-        let lora = LoRAConfig(rank: 3, alpha: 6, quantizeBase: .nf4)
+        let config: LlamaConfig
+        let lora: LoRAConfig
         let layout: ParameterLayout
         let frozen: Set<String>
         let batch: Batch
 
-        init() {
+        init(embeddings: Bool = false, tied: Bool = false) {
+            config = tinyConfig(tied: tied, modelType: .qwen2)
+            lora = LoRAConfig(rank: 3, alpha: 6, quantizeBase: .nf4, quantizeEmbeddings: embeddings)
             let layout = ParameterLayout(config: config, lora: lora)
             frozen = Set(layout.entries.filter { !$0.block.isAdapter }.map(\.name))
             self.layout = layout.freezing(frozen)
@@ -32,7 +34,7 @@ import Testing
         /// The random model, and its base quantized from it.
         func parameters() -> (ArenaParameters, QuantizedBase) {
             let parameters = randomParameters(layout, seed: 42)
-            let base = QuantizedBase(format: .nf4, layout: layout, threads: .single) { UnsafePointer(parameters.parameters.pointer + $0.offset) }
+            let base = QuantizedBase(format: .nf4, layout: layout, embeddings: lora.quantizeEmbeddings, threads: .single) { UnsafePointer(parameters.parameters.pointer + $0.offset) }
             return (parameters, base)
         }
 
@@ -48,16 +50,23 @@ import Testing
     /// With the NF4 base, the loss and the gradients of A and B equal LoRA's over an f32 base
     /// holding dequant(W4) to within sgemm's rounding (the tiles are separate sgemm calls:
     /// relative 1e-5; the quantization itself moves the loss by far more, checked too); the
-    /// quantized model never reads the f32 projections (they are zeroed here).
-    @Test(arguments: [false, true])
-    func loraOverNF4EqualsLoRAOverTheDequantizedBase(recompute: Bool) {
-        let setup = Setup()
+    /// quantized model never reads the f32 projections (they are zeroed here). With
+    /// `quantize_embeddings` the embedding lookup and lm_head (untied, and tied: one table for
+    /// both) read NF4 too.
+    @Test(arguments: [(false, false, false), (true, false, false), (false, true, false), (false, true, true)])
+    func loraOverNF4EqualsLoRAOverTheDequantizedBase(recompute: Bool, embeddings: Bool, tied: Bool) {
+        let setup = Setup(embeddings: embeddings, tied: tied)
         let (original, base) = setup.parameters()
-        #expect(base.matrixCount == 7 * setup.config.numHiddenLayers)
+        #expect(base.matrixCount == 7 * setup.config.numHiddenLayers + (embeddings ? (tied ? 1 : 2) : 0))
         let dequantized = original.copy(), zeroed = original.copy()
-        for entry in setup.layout.entries where QuantizedBase.projection(of: entry) != nil {
-            guard case .layer(let index) = entry.block, let projection = QuantizedBase.projection(of: entry),
-                  let weight = base.weight(projection, layer: index) else {
+        for entry in setup.layout.entries where base.names.contains(entry.name) {
+            var matrix: NF4Matrix?
+            if case .layer(let index) = entry.block, let projection = QuantizedBase.projection(of: entry) {
+                matrix = base.weight(projection, layer: index)
+            } else {
+                matrix = entry.role == .embedding ? base.embedding : base.head
+            }
+            guard let weight = matrix else {
                 Issue.record("\(entry.name) was not quantized")
                 continue
             }
