@@ -99,6 +99,45 @@ import Testing
         }
     }
 
+    /// Merging the adapters into dequant(NF4(W)) gives a plain f32 model whose logits are the
+    /// QLoRA model's (to sgemm rounding); merging into W gives other logits, and the output
+    /// names each choice.
+    @Test func mergedIntoTheDequantizedBaseGivesTheQLoRALogits() {
+        let setup = Setup()
+        let (parameters, base) = setup.parameters()
+        // B away from zero, so the adapters matter.
+        for entry in setup.layout.entries where entry.block.isAdapter {
+            for index in 0..<entry.count { parameters.parameters.pointer[entry.offset + index] *= 1.5 }
+        }
+        let quantized = setup.model()
+        quantized.quantizedBase = base
+        let tokens = setup.batch.tokens, positions = setup.batch.positions
+        let expected = quantized.logits(tokens: tokens, positions: positions, parameters: parameters)
+        let plainLayout = ParameterLayout(config: setup.config)
+        var logits: [QLoRAMergeBase: [Float]] = [:]
+        for choice in QLoRAMergeBase.allCases {
+            let merged = ArenaParameters(layout: plainLayout)
+            for entry in plainLayout.entries {
+                let values = parameters.values(of: setup.layout.entry(named: entry.name)!)
+                var result = values
+                if let projection = QuantizedBase.projection(of: entry), case .layer(let layer) = entry.block {
+                    let prefix = "model.layers.\(layer).\(projection.path)"
+                    let a = parameters.values(of: setup.layout.entry(named: prefix + ".lora_A.weight")!)
+                    let b = parameters.values(of: setup.layout.entry(named: prefix + ".lora_B.weight")!)
+                    result = choice.merge(weight: values, rowCount: entry.shape[0], columnCount: entry.shape[1], a: a, b: b,
+                                          rank: setup.lora.rank, scaling: setup.lora.scaling)
+                }
+                (merged.parameters.pointer + entry.offset).update(from: result, count: entry.count)
+            }
+            let model = LlamaModel(config: setup.config, microBatchSize: 2, sequenceLength: 9)
+            logits[choice] = model.logits(tokens: tokens, positions: positions, parameters: merged)
+        }
+        expectClose(logits[.dequantized]!, expected, relativeTolerance: 1e-5, "merged into dequant(NF4(W))")
+        #expect(maxRelativeDifference(logits[.original]!, expected) > 1e-3, "merging into W should differ")
+        #expect(QLoRAMergeBase.dequantized.description.contains("dequant(NF4(W))"))
+        #expect(QLoRAMergeBase.original.description.contains("original f32 W"))
+    }
+
     /// `lora.quantize_base` decodes `nf4`, refuses other formats and DoRA, naming the key.
     @Test func configKeyIsValidated() throws {
         #expect(throws: (any Error).self) { try LoRAConfig(rank: 4, alpha: 8, weightDecomposed: true, quantizeBase: .nf4).validate() }
