@@ -57,6 +57,24 @@ extension InferenceWeights {
         }
     }
 
+    /// Writes this rank's slice of dequant(NF4(W)) of the base's tensor `name`: the weight a
+    /// QLoRA run trained its adapters against (`QLoRAMergeBase.dequantized`), quantized whole
+    /// as one rank and data parallelism quantize it.
+    func loadQuantized(_ name: String, from source: QuantizedBaseSource) throws(ServingError) {
+        let shape: [Int], weight: [Float]
+        do {
+            shape = try source.reader.shape(of: name)
+            weight = try source.reader.read(name: name)
+        } catch {
+            throw ServingError(.checkpoint, "\(source.origin): \(error)")
+        }
+        let columns = shape.dropFirst().reduce(1, *)
+        let dequantized = weight.withUnsafeBufferPointer { values in
+            NF4Matrix(quantizing: values.baseAddress!, rowCount: shape[0], columnCount: columns).dequantized()
+        }
+        addSlice(of: dequantized, to: name, replacing: true)
+    }
+
     /// DoRA's merged weight from `delta` = scaling·B·A: delta ← m / ‖W + delta‖_row ⊙ (W + delta).
     private func decompose(_ delta: inout [Float], weight: [Float], magnitude: [Float], rowCount: Int, columnCount: Int) throws(ServingError) {
         guard weight.count == rowCount * columnCount else {
@@ -87,4 +105,36 @@ extension InferenceWeights {
             }
         }
     }
+}
+
+/// Where a QLoRA checkpoint's quantized tensors come from (`metadata.json`'s `quantized_base`
+/// and `base_checkpoint`): the base checkpoint's f32 W, which serving requantizes to
+/// dequant(NF4(W)) so the merged adapters give the trained model.
+struct QuantizedBaseSource {
+    let reader: CheckpointReader
+    /// What the error messages name: the checkpoint and its base.
+    let origin: String
+    private let saved: Set<String>
+
+    /// nil for a checkpoint that is not a QLoRA run's.
+    init?(reader checkpoint: CheckpointReader, stepDirectory: String) throws(ServingError) {
+        struct State: Decodable {
+            var quantizedBase: String?
+            var baseCheckpoint: String?
+            enum CodingKeys: String, CodingKey { case quantizedBase = "quantized_base", baseCheckpoint = "base_checkpoint" }
+        }
+        guard let state = try? JSONDecoder().decode(State.self, from: checkpoint.metadata), let base = state.baseCheckpoint,
+              let format = state.quantizedBase else { return nil }
+        guard format == BaseQuantization.nf4.rawValue else {
+            throw ServingError(.checkpoint, "checkpoint \(stepDirectory): quantized_base \(format) is not a format this MeshLM knows (nf4)")
+        }
+        origin = "checkpoint \(stepDirectory) (a QLoRA run's) reads its base projections from base_checkpoint \(base)"
+        do { reader = try CheckpointReader(stepDirectory: base) } catch {
+            throw ServingError(.checkpoint, "\(origin), which cannot be read: \(error.description)")
+        }
+        saved = Set(checkpoint.tensorNames)
+    }
+
+    /// Whether `name` comes from the base: the checkpoint lacks it.
+    func supplies(_ name: String) -> Bool { !saved.contains(name) }
 }

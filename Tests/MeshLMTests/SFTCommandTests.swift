@@ -106,6 +106,19 @@ import Testing
         #expect((metadata["base_checkpoint"] as? String)?.hasPrefix(Self.base) == true, "\(metadata)")
         let inspect = try Launcher.plain("meshlm", ["ckpt", "inspect", step.path])
         #expect(inspect.standardOutput.contains("lora_A") && !inspect.standardOutput.contains("q_proj.weight "), "\(inspect.standardOutput)")
+        // Serving reads the base projections from base_checkpoint as dequant(NF4(W)) and merges
+        // the adapters in: the first generated token's logits differ from the base's.
+        var served: [[Float]] = []
+        for checkpoint in [step.path, Self.base] {
+            let dump = run.appendingPathComponent("logits-\(served.count).bin").path
+            let generating = try Launcher.plain("meshlm", ["generate", "--checkpoint", checkpoint, "--prompt-ids", "5,6,7,8",
+                                                           "--max-tokens", "1", "--threads", "1", "--dump-logits", dump])
+            #expect(generating.status == 0, "generate \(checkpoint): \(generating.standardError)")
+            let data = (try? Data(contentsOf: URL(fileURLWithPath: dump))) ?? Data()
+            served.append(data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        }
+        #expect(served[0].count == 263 && served[1].count == 263)
+        #expect(zip(served[0], served[1]).contains { abs($0 - $1) > 1e-4 }, "the QLoRA checkpoint should serve its adapters")
         let (resumed, continued) = try sft(1, qlora + ["--resume"], run: run)
         #expect(resumed.status == 0, "\(resumed.standardError)")
         let later = expected.keys.sorted().suffix(3)
