@@ -74,8 +74,9 @@ import Testing
         #expect(later.count == 3 && same, "resumed losses differ")
     }
 
-    /// QLoRA (`lora.quantize_base: nf4`): data parallelism (ZeRO-2) gives one rank's losses
-    /// (every replica quantizes the same base to the same bits); tensor parallelism quantizes
+    /// QLoRA (`lora.quantize_base: nf4`): data parallelism (ZeRO-2) and pipeline stages give one
+    /// rank's losses (every replica and stage quantizes the same whole tensors to the same bits);
+    /// tensor parallelism quantizes
     /// each rank's slice in its own blocks, so its losses are one rank's within the quantization
     /// error; the checkpoint holds no layer projection and names its base; a run stopped after
     /// step 3 and resumed (the base reloaded and requantized) gives the uninterrupted losses bit
@@ -89,7 +90,7 @@ import Testing
         #expect(expected.count == 6)
         let first = try #require(expected.keys.min())
         #expect(abs((expected[first] ?? .nan) - (plain[first] ?? .nan)) > 1e-6, "QLoRA's first loss should not be LoRA's")
-        for (ranks, layout, tolerance) in [(2, ["parallel.zero_stage=2"], 1e-6), (2, ["parallel.tp=2"], 2e-2)] {
+        for (ranks, layout, tolerance) in [(2, ["parallel.zero_stage=2"], 1e-6), (2, ["parallel.pp=2"], 1e-6), (2, ["parallel.tp=2"], 2e-2)] {
             let (launch, got) = try sft(ranks, qlora + layout.flatMap { ["--set", $0] })
             #expect(launch.status == 0, "\(layout): \(launch.standardError)")
             let worst = expected.keys.map { abs((got[$0] ?? .nan) - expected[$0]!) / expected[$0]! }.max() ?? .infinity
