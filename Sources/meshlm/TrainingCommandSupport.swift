@@ -38,6 +38,10 @@ enum TrainingCommandSupport {
         }
         let step = try trainer.resumeFromLatest()
         if resume && step == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
+        if step == nil, let format = trainer.config.lora?.quantizeBase {
+            // QLoRA quantizes a loaded base; a random one has no checkpoint to resume it from.
+            throw JobError("lora.quantize_base \(format.rawValue) quantizes a pretrained base: start with --init-from CHECKPOINT (or drop quantize_base to train LoRA over a fresh model)")
+        }
         return step ?? 0
     }
 

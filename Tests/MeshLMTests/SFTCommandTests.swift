@@ -134,6 +134,14 @@ import Testing
                 "\(dora.0.standardError)")
         let zero3 = try sft(2, ["--set", "lora.quantize_base=nf4", "--set", "parallel.zero_stage=3"])
         #expect(zero3.0.status != 0 && zero3.0.standardError.contains("ZeRO-3"), "\(zero3.0.standardError)")
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-qlora-pretrain-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let pretrain = try Launcher.plain("meshlm", ["pretrain", "--config", repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path,
+                                                     "--set", "run.dir=\(run.path)", "--set", "train.steps=1", "--set", "data.train=\(testShards.path)",
+                                                     "--set", "data.eval=\(testShards.path)", "--set", "lora.r=4",
+                                                     "--set", "lora.quantize_base=nf4"])
+        #expect(pretrain.status != 0 && pretrain.standardError.contains("quantizes a pretrained base: start with --init-from"),
+                "\(pretrain.standardError)")
         let format = try sft(1, ["--set", "lora.quantize_base=nf5"])
         #expect(format.0.status != 0 && format.0.standardError.contains("quantize_base nf5: must be nf4"), "\(format.0.standardError)")
     }
