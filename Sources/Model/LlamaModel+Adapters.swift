@@ -60,9 +60,9 @@ extension LlamaModel {
             if decomposed {
                 // PEFT's (k − 1) ⊙ x̃·Wᵀ: x̃ also takes (scale ⊙ g − g)·W.
                 for index in 0..<n * outputSize { a.adapterOutputGradient[index] -= outputGradient[index] }
-                Matmul.backward(inputGradient: adapterInputGradient, weightGradient: nil, biasGradient: nil,
-                                outputGradient: a.adapterOutputGradient, input: adapterInput, weight: weight,
-                                rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+                baseBackward(projection, layer: layer, inputGradient: adapterInputGradient, weightGradient: nil, biasGradient: nil,
+                             outputGradient: a.adapterOutputGradient, input: adapterInput, weight: weight,
+                             inputSize: inputSize, outputSize: outputSize)
             }
             AdapterDropout.backward(inputGradient: inputGradient, outputGradient: adapterInputGradient, key: key, probability: probability,
                                     firstToken: firstToken, firstColumn: firstColumn, rowCount: n, columnCount: inputSize, threads: threads)

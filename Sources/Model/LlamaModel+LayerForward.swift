@@ -78,8 +78,8 @@ struct TrainingLayerKernels: DecoderLayerKernels {
         guard let adapters, let adapter = adapters.adapter(projection), let lora = model.lora,
               let slot = lora.targets.firstIndex(of: projection) else {
             model.timed(.matmul, .forward) {
-                Matmul.forward(output: output, input: input, weight: weight, bias: bias,
-                               rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+                model.baseForward(projection, layer: layer, output: output, input: input, weight: weight, bias: bias,
+                               inputSize: inputSize, outputSize: outputSize)
             }
             return
         }
@@ -89,8 +89,8 @@ struct TrainingLayerKernels: DecoderLayerKernels {
         let adapterInput = dropped ?? input
         guard let magnitude = adapters.magnitude(projection), let start = a.adapterOutputStarts[projection] else {
             model.timed(.matmul, .forward) {
-                Matmul.forward(output: output, input: input, weight: weight, bias: bias,
-                               rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+                model.baseForward(projection, layer: layer, output: output, input: input, weight: weight, bias: bias,
+                               inputSize: inputSize, outputSize: outputSize)
                 LowRankAdapter.forward(output: output, intermediate: intermediate, input: adapterInput, a: adapter.a, b: adapter.b,
                                        scaling: adapters.scaling, rowCount: n, inputSize: inputSize, outputSize: outputSize,
                                        rank: lora.rank, threads: threads)
@@ -102,16 +102,16 @@ struct TrainingLayerKernels: DecoderLayerKernels {
         // k ⊙ s·(x̃·Aᵀ)·Bᵀ (k = m / norm) = x·Wᵀ + bias − x̃·Wᵀ + m ⊙ V / norm.
         let direction = saved.adapterDirection + start * n
         model.timed(.matmul, .forward) {
-            Matmul.forward(output: direction, input: adapterInput, weight: weight, bias: nil,
-                           rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+            model.baseForward(projection, layer: layer, output: direction, input: adapterInput, weight: weight, bias: nil,
+                           inputSize: inputSize, outputSize: outputSize)
             if dropped == nil {
                 for row in 0..<n {
                     if let bias { (output + row * outputSize).update(from: bias, count: outputSize) }
                     else { (output + row * outputSize).update(repeating: 0, count: outputSize) }
                 }
             } else {
-                Matmul.forward(output: output, input: input, weight: weight, bias: bias,
-                               rowCount: n, inputSize: inputSize, outputSize: outputSize, threads: threads)
+                model.baseForward(projection, layer: layer, output: output, input: input, weight: weight, bias: bias,
+                               inputSize: inputSize, outputSize: outputSize)
                 for index in 0..<n * outputSize { output[index] -= direction[index] }
             }
             LowRankAdapter.forward(output: direction, intermediate: intermediate, input: adapterInput, a: adapter.a, b: adapter.b,

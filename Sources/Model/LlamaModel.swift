@@ -54,6 +54,9 @@ public final class LlamaModel {
     public let decoderLayer: DecoderLayer
     /// The LoRA adapters on the layers' projections, if any (each layer's in `.adapter(i)`).
     public let lora: LoRAConfig?
+    /// QLoRA: the layer projections' NF4 copies, which their products read instead of the f32
+    /// weights (released from the arena); set once the base is loaded (`lora.quantize_base`).
+    public var quantizedBase: QuantizedBase?
     /// The dropout masks of the next training forward (`lora_dropout` > 0), set by the trainer
     /// before each micro-batch's forward; the backward after that forward (and its recomputation)
     /// redraws the same. Nil: no dropout (evaluation, scoring; as PEFT in eval mode).
@@ -291,9 +294,15 @@ public final class LlamaModel {
             // Each tensor-parallel rank looks up only the tokens of its vocabulary slice.
             let embeddingOutput = partialOutput(for: a.residual(0))
             timed(.embedding, .forward) {
-                Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: table,
-                                  tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
-                                  threads: threads)
+                if let quantized = quantizedBase?.embedding {
+                    Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: quantized,
+                                      tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                                      threads: threads)
+                } else {
+                    Embedding.forward(output: embeddingOutput, tokens: a.tokens, table: table,
+                                      tokenCount: n, vocabularySize: v, hiddenSize: c, vocabularyStart: regions.vocabularyStart,
+                                      threads: threads)
+                }
             }
             parameters.releaseParameters(.embedding)
             leaveRegion(partial: embeddingOutput, into: a.residual(0))
@@ -321,8 +330,13 @@ public final class LlamaModel {
         enterRegion(a.finalNorm)
         // lm_head (vocabulary-parallel: this rank's vocabulary slice), or the replicated score head.
         timed(.matmul, .forward) {
-            Matmul.forward(output: a.logits, input: a.finalNorm, weight: projection, bias: nil,
-                           rowCount: n, inputSize: c, outputSize: config.headWidth, threads: threads)
+            if let quantized = quantizedHead(tied: tied) {
+                NF4Matmul.forward(output: a.logits, input: a.finalNorm, weight: quantized, bias: nil,
+                                  rowCount: n, inputSize: c, outputSize: config.headWidth, threads: threads)
+            } else {
+                Matmul.forward(output: a.logits, input: a.finalNorm, weight: projection, bias: nil,
+                               rowCount: n, inputSize: c, outputSize: config.headWidth, threads: threads)
+            }
         }
         if tied { parameters.releaseParameters(.embedding) }
         parameters.releaseParameters(.head)
@@ -436,9 +450,17 @@ public final class LlamaModel {
         // gradient, the same on each, as replicated tensors do).
         let addsInputGradient = !config.hasScoreHead || regions.isFirstRank
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: addsInputGradient ? a.normGradient : nil, weightGradient: projectionGradient,
-                            biasGradient: nil, outputGradient: outputGradient, input: a.finalNorm, weight: projection,
-                            rowCount: n, inputSize: c, outputSize: v, threads: threads)
+            if let quantized = quantizedHead(tied: tied) {
+                precondition(projectionGradient == nil, "a quantized head is frozen")
+                if addsInputGradient {
+                    NF4Matmul.backward(inputGradient: a.normGradient, outputGradient: outputGradient, weight: quantized,
+                                       rowCount: n, inputSize: c, outputSize: v, threads: threads)
+                }
+            } else {
+                Matmul.backward(inputGradient: addsInputGradient ? a.normGradient : nil, weightGradient: projectionGradient,
+                                biasGradient: nil, outputGradient: outputGradient, input: a.finalNorm, weight: projection,
+                                rowCount: n, inputSize: c, outputSize: v, threads: threads)
+            }
         }
         let finalNormGradient = reduceNormGradient()
         zero(a.residualGradient, localTokenCount * c)
@@ -470,9 +492,8 @@ public final class LlamaModel {
         zero(a.mlpActivationGradient, n * i)
         let downGradient = adapterOutputGradient(.down, layer, w, adapterGradients, outputGradient: dy, outputSize: c)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
-                            outputGradient: downGradient, input: s.mlpActivation, weight: w.down,
-                            rowCount: n, inputSize: i, outputSize: c, threads: threads)
+            baseBackward(.down, layer: layer, inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
+                            outputGradient: downGradient, input: s.mlpActivation, weight: w.down, inputSize: i, outputSize: c)
         }
         adapterBackward(.down, layer, w, adapterGradients, inputGradient: a.mlpActivationGradient, outputGradient: dy, input: s.mlpActivation,
                         weight: w.down, inputSize: i, outputSize: c)
@@ -485,17 +506,15 @@ public final class LlamaModel {
         zero(a.normGradient, n * c)
         let gateGradient = adapterOutputGradient(.gate, layer, w, adapterGradients, outputGradient: a.gateGradient, outputSize: i)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
-                            outputGradient: gateGradient, input: s.mlpNorm, weight: w.gate,
-                            rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            baseBackward(.gate, layer: layer, inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
+                            outputGradient: gateGradient, input: s.mlpNorm, weight: w.gate, inputSize: c, outputSize: i)
         }
         adapterBackward(.gate, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.gateGradient, input: s.mlpNorm,
                         weight: w.gate, inputSize: c, outputSize: i)
         let upGradient = adapterOutputGradient(.up, layer, w, adapterGradients, outputGradient: a.upGradient, outputSize: i)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
-                            outputGradient: upGradient, input: s.mlpNorm, weight: w.up,
-                            rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            baseBackward(.up, layer: layer, inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
+                            outputGradient: upGradient, input: s.mlpNorm, weight: w.up, inputSize: c, outputSize: i)
         }
         adapterBackward(.up, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.upGradient, input: s.mlpNorm,
                         weight: w.up, inputSize: c, outputSize: i)
@@ -511,9 +530,8 @@ public final class LlamaModel {
         zero(a.attentionOutputGradient, n * q)
         let outputGradient = adapterOutputGradient(.output, layer, w, adapterGradients, outputGradient: dh, outputSize: c)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
-                            outputGradient: outputGradient, input: s.attentionOutput, weight: w.output,
-                            rowCount: n, inputSize: q, outputSize: c, threads: threads)
+            baseBackward(.output, layer: layer, inputGradient: a.attentionOutputGradient, weightGradient: g.output, biasGradient: nil,
+                            outputGradient: outputGradient, input: s.attentionOutput, weight: w.output, inputSize: q, outputSize: c)
         }
         adapterBackward(.output, layer, w, adapterGradients, inputGradient: a.attentionOutputGradient, outputGradient: dh, input: s.attentionOutput,
                         weight: w.output, inputSize: q, outputSize: c)
@@ -565,25 +583,22 @@ public final class LlamaModel {
         // gradient (which would take g itself: PEFT adds the bias outside the decomposed weight).
         let queryGradient = adapterOutputGradient(.query, layer, w, adapterGradients, outputGradient: queryOutputGradient, outputSize: q)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
-                            outputGradient: queryGradient, input: s.attentionNorm, weight: w.query,
-                            rowCount: n, inputSize: c, outputSize: q, threads: threads)
+            baseBackward(.query, layer: layer, inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
+                            outputGradient: queryGradient, input: s.attentionNorm, weight: w.query, inputSize: c, outputSize: q)
         }
         adapterBackward(.query, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: queryOutputGradient, input: s.attentionNorm,
                         weight: w.query, inputSize: c, outputSize: q)
         let keyGradient = adapterOutputGradient(.key, layer, w, adapterGradients, outputGradient: keyOutputGradient, outputSize: k)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
-                            outputGradient: keyGradient, input: s.attentionNorm, weight: w.key,
-                            rowCount: n, inputSize: c, outputSize: k, threads: threads)
+            baseBackward(.key, layer: layer, inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
+                            outputGradient: keyGradient, input: s.attentionNorm, weight: w.key, inputSize: c, outputSize: k)
         }
         adapterBackward(.key, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: keyOutputGradient, input: s.attentionNorm,
                         weight: w.key, inputSize: c, outputSize: k)
         let valueGradient = adapterOutputGradient(.value, layer, w, adapterGradients, outputGradient: a.valueGradient, outputSize: k)
         timed(.matmul, .backward) {
-            Matmul.backward(inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
-                            outputGradient: valueGradient, input: s.attentionNorm, weight: w.value,
-                            rowCount: n, inputSize: c, outputSize: k, threads: threads)
+            baseBackward(.value, layer: layer, inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
+                            outputGradient: valueGradient, input: s.attentionNorm, weight: w.value, inputSize: c, outputSize: k)
         }
         adapterBackward(.value, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.valueGradient, input: s.attentionNorm,
                         weight: w.value, inputSize: c, outputSize: k)

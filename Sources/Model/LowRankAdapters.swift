@@ -78,6 +78,14 @@ public enum Projection: String, Sendable, Hashable, CaseIterable {
 /// (module names, or `all-linear`), `use_rslora`, `use_dora`, `lora_dropout`,
 /// `modules_to_save`; and LoRA+'s `loraplus_lr_ratio` (the name LlamaFactory and PEFT's
 /// `create_loraplus_optimizer` use).
+///
+/// QLoRA (Dettmers et al. 2023): `quantize_base: nf4` stores every frozen projection of the
+/// layers (q/k/v/o/gate/up/down_proj, targeted or not) as an `NF4Matrix` once the base is
+/// loaded, releases its f32 copy, and runs the projections through `NF4Matmul` — bitsandbytes'
+/// `load_in_4bit` with `bnb_4bit_quant_type: nf4` and `bnb_4bit_use_double_quant: true`.
+/// Norms, biases, embeddings and the head stay f32, as in bitsandbytes, unless
+/// `quantize_embeddings` also quantizes a frozen `embed_tokens` and `lm_head` (a small model's
+/// weights are mostly those: the 124M config's are 40 %).
 public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
     public var rank: Int
     public var alpha: Double
@@ -96,9 +104,14 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
     /// LoRA+ (Hayou et al. 2024): the B matrices learn at this multiple of the learning rate
     /// (1: plain LoRA; the paper suggests 16 or so).
     public var loraPlusRatio: Double
+    /// QLoRA: the format the frozen layer projections are stored in (nil: f32, plain LoRA).
+    public var quantizeBase: BaseQuantization?
+    /// QLoRA: the frozen embedding table and lm_head quantized too.
+    public var quantizeEmbeddings: Bool
 
     public init(rank: Int, alpha: Double, targets: [Projection] = Projection.allCases, rankStabilized: Bool = false,
-                weightDecomposed: Bool = false, dropout: Double = 0, loraPlusRatio: Double = 1) {
+                weightDecomposed: Bool = false, dropout: Double = 0, loraPlusRatio: Double = 1,
+                quantizeBase: BaseQuantization? = nil, quantizeEmbeddings: Bool = false) {
         self.rank = rank
         self.alpha = alpha
         self.targets = Projection.allCases.filter { targets.contains($0) }
@@ -106,12 +119,15 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         self.weightDecomposed = weightDecomposed
         self.dropout = dropout
         self.loraPlusRatio = loraPlusRatio
+        self.quantizeBase = quantizeBase
+        self.quantizeEmbeddings = quantizeEmbeddings
     }
 
     enum CodingKeys: String, CodingKey {
         case rank = "r", alpha = "lora_alpha", targets = "target_modules", rankStabilized = "use_rslora"
         case modulesToSave = "modules_to_save", weightDecomposed = "use_dora", dropout = "lora_dropout"
-        case loraPlusRatio = "loraplus_lr_ratio"
+        case loraPlusRatio = "loraplus_lr_ratio", quantizeBase = "quantize_base"
+        case quantizeEmbeddings = "quantize_embeddings"
     }
 
     /// The name PEFT saves DoRA's magnitude under, after the projection's path.
@@ -133,6 +149,13 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         dropout = try c.decode(.dropout, default: 0)
         // PEFT and LlamaFactory write null for "no LoRA+".
         loraPlusRatio = try c.decodeIfPresent(Double.self, forKey: .loraPlusRatio) ?? 1
+        if let format = try c.decodeIfPresent(String.self, forKey: .quantizeBase) {
+            guard let quantization = BaseQuantization(rawValue: format) else {
+                throw DecodingError.dataCorruptedError(forKey: .quantizeBase, in: c, debugDescription: "quantize_base \(format): must be \(BaseQuantization.allCases.map(\.rawValue).joined(separator: " or ")) (or absent for an f32 base)")
+            }
+            quantizeBase = quantization
+        }
+        quantizeEmbeddings = try c.decode(.quantizeEmbeddings, default: false)
         let modules = try c.decode(.targets, default: ["all-linear"])
         guard let targets = Self.projections(named: modules) else {
             throw DecodingError.dataCorruptedError(forKey: .targets, in: c, debugDescription: "target_modules \(modules): each must be one of \(Projection.allCases.map(\.moduleName).joined(separator: ", ")), or the list [all-linear]")
@@ -150,6 +173,8 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         try c.encode(weightDecomposed, forKey: .weightDecomposed)
         try c.encode(dropout, forKey: .dropout)
         try c.encode(loraPlusRatio, forKey: .loraPlusRatio)
+        try c.encodeIfPresent(quantizeBase?.rawValue, forKey: .quantizeBase)
+        try c.encode(quantizeEmbeddings, forKey: .quantizeEmbeddings)
     }
 
     public func validate() throws(ConfigError) {
@@ -158,6 +183,12 @@ public struct LoRAConfig: Codable, Sendable, Equatable, ValidatedConfig {
         guard !targets.isEmpty else { throw .invalid("target_modules", "[]", "must name at least one projection") }
         guard dropout >= 0 && dropout < 1 else { throw .invalid("lora_dropout", dropout, "must be at least 0 and below 1") }
         guard loraPlusRatio > 0 else { throw .invalid("loraplus_lr_ratio", loraPlusRatio, "must be positive (1 for plain LoRA)") }
+        if let quantizeBase, weightDecomposed {
+            throw .invalid("quantize_base", quantizeBase.rawValue, "cannot be combined with use_dora: DoRA's row norms need the f32 base (use plain LoRA over a quantized base, or use_dora over an f32 one)")
+        }
+        if quantizeEmbeddings && quantizeBase == nil {
+            throw .invalid("quantize_embeddings", true, "needs quantize_base (the format to quantize them to)")
+        }
         for module in modulesToSave where Self.savableModules[module] == nil {
             throw .invalid("modules_to_save", module, "must be one of \(Self.savableModules.keys.sorted().joined(separator: ", "))")
         }
@@ -296,4 +327,10 @@ public struct AdapterDropoutDraw: Sendable, Equatable {
         self.step = step
         self.firstRow = firstRow
     }
+}
+
+/// How QLoRA stores the frozen base projections (`lora.quantize_base`).
+public enum BaseQuantization: String, Sendable, Codable, CaseIterable {
+    /// 4-bit NormalFloat, blocks of 64, double-quantized scales (`NF4Matrix`).
+    case nf4
 }

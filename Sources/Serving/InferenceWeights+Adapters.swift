@@ -12,7 +12,9 @@ extension InferenceWeights {
     /// fine-tuned model at the base model's speed. Under tensor parallelism each rank adds its
     /// slice of each merged projection. A checkpoint with adapters but no `adapter_config.json` is refused:
     /// serving its base alone would silently drop the fine-tuning.
-    func mergeAdapters(from reader: CheckpointReader, stepDirectory: String) throws(ServingError) {
+    /// A QLoRA run's adapters merge into dequant(NF4(W)) of its base (`quantizedBase`), the
+    /// weights they were trained against.
+    func mergeAdapters(from reader: CheckpointReader, stepDirectory: String, quantizedBase: QuantizedBaseSource?) throws(ServingError) {
         let configPath = stepDirectory + "/adapter_config.json"
         guard let data = FileManager.default.contents(atPath: configPath) else {
             if let adapter = reader.tensorNames.first(where: { $0.contains(".lora_A.") }) {
@@ -45,7 +47,12 @@ extension InferenceWeights {
                             throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix)\(LoRAConfig.magnitudeSuffix) holds \(magnitude?.count ?? 0) values for \(output) rows")
                         }
                     }
-                    merged = try reader.read(name: prefix + ".weight")
+                    let name = prefix + ".weight"
+                    if let quantizedBase, quantizedBase.supplies(name) {
+                        merged = try quantizedBase.dequantized(name)
+                    } else {
+                        merged = try reader.read(name: name)
+                    }
                     guard merged.count == output * input else {
                         throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(prefix).weight holds \(merged.count) values for [\(output), \(input)]")
                     }
@@ -61,6 +68,13 @@ extension InferenceWeights {
         }
     }
 
+    /// Writes this rank's slice of dequant(NF4(W)) of the base's tensor `name`: the weight a
+    /// QLoRA run trained its adapters against (`QLoRAMergeBase.dequantized`), quantized whole
+    /// as one rank and data parallelism quantize it.
+    func loadQuantized(_ name: String, from source: QuantizedBaseSource) throws(ServingError) {
+        writeSlice(of: try source.dequantized(name), to: name)
+    }
+
     /// Writes this rank's slice of the whole-model tensor `values` into the local tensor `name`.
     private func writeSlice(of values: [Float], to name: String) {
         guard let index = layout.index(named: name) else { preconditionFailure("the layout has no \(name)") }
@@ -69,6 +83,53 @@ extension InferenceWeights {
         let runs = tensorParallel?.globalRuns(index, elements: 0..<entry.count) ?? [(0..<entry.count, 0)]
         for run in runs {
             for (offset, element) in run.global.enumerated() { destination[run.localStart + offset] = values[element] }
+        }
+    }
+}
+
+/// Where a QLoRA checkpoint's quantized tensors come from (`metadata.json`'s `quantized_base`
+/// and `base_checkpoint`): the base checkpoint's f32 W, which serving requantizes to
+/// dequant(NF4(W)) so the merged adapters give the trained model.
+struct QuantizedBaseSource {
+    let reader: CheckpointReader
+    /// What the error messages name: the checkpoint and its base.
+    let origin: String
+    private let saved: Set<String>
+
+    /// nil for a checkpoint that is not a QLoRA run's.
+    init?(reader checkpoint: CheckpointReader, stepDirectory: String) throws(ServingError) {
+        struct State: Decodable {
+            var quantizedBase: String?
+            var baseCheckpoint: String?
+            enum CodingKeys: String, CodingKey { case quantizedBase = "quantized_base", baseCheckpoint = "base_checkpoint" }
+        }
+        guard let state = try? JSONDecoder().decode(State.self, from: checkpoint.metadata), let base = state.baseCheckpoint,
+              let format = state.quantizedBase else { return nil }
+        guard format == BaseQuantization.nf4.rawValue else {
+            throw ServingError(.checkpoint, "checkpoint \(stepDirectory): quantized_base \(format) is not a format this MeshLM knows (nf4)")
+        }
+        origin = "checkpoint \(stepDirectory) (a QLoRA run's) reads its base projections from base_checkpoint \(base)"
+        do { reader = try CheckpointReader(stepDirectory: base) } catch {
+            throw ServingError(.checkpoint, "\(origin), which cannot be read: \(error.description)")
+        }
+        saved = Set(checkpoint.tensorNames)
+    }
+
+    /// Whether `name` comes from the base: the checkpoint lacks it.
+    func supplies(_ name: String) -> Bool { !saved.contains(name) }
+
+    /// dequant(NF4(W)) of the base's whole tensor `name`.
+    func dequantized(_ name: String) throws(ServingError) -> [Float] {
+        let shape: [Int], weight: [Float]
+        do {
+            shape = try reader.shape(of: name)
+            weight = try reader.read(name: name)
+        } catch {
+            throw ServingError(.checkpoint, "\(origin): \(error)")
+        }
+        let columns = shape.dropFirst().reduce(1, *)
+        return weight.withUnsafeBufferPointer { values in
+            NF4Matrix(quantizing: values.baseAddress!, rowCount: shape[0], columnCount: columns).dequantized()
         }
     }
 }

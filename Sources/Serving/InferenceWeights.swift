@@ -95,7 +95,13 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
             weights = InferenceWeights(config: config)
         }
         let globalLayout = weights.tensorParallel?.globalLayout ?? weights.layout
+        // A QLoRA run's checkpoint lacks its quantized tensors: they come from its base.
+        let quantizedBase = try QuantizedBaseSource(reader: reader, stepDirectory: stepDirectory)
         for (index, entry) in weights.layout.entries.enumerated() {
+            if let quantizedBase, quantizedBase.supplies(entry.name) {
+                try weights.loadQuantized(entry.name, from: quantizedBase)
+                continue
+            }
             do {
                 let shape = try reader.shape(of: entry.name)
                 guard let globalShape = globalLayout.entry(named: entry.name)?.shape, shape == globalShape else {
@@ -119,7 +125,7 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
                 throw ServingError(.checkpoint, "\(error)")
             }
         }
-        try weights.mergeAdapters(from: reader, stepDirectory: stepDirectory)
+        try weights.mergeAdapters(from: reader, stepDirectory: stepDirectory, quantizedBase: quantizedBase)
         return weights
     }
 

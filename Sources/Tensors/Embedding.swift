@@ -26,6 +26,27 @@ public enum Embedding {
         }
     }
 
+    /// `forward` from a table stored as an `NF4Matrix` (QLoRA's frozen embeddings): each token's
+    /// row dequantized into its output row.
+    public static func forward(
+        output: UnsafeMutablePointer<Float>,
+        tokens: UnsafePointer<Int32>, table: NF4Matrix,
+        tokenCount: Int, vocabularySize: Int, hiddenSize: Int, vocabularyStart: Int? = nil,
+        threads: KernelThreads = .single
+    ) {
+        precondition(table.rowCount == vocabularySize && table.columnCount == hiddenSize,
+                     "an NF4 table of \(table.rowCount)×\(table.columnCount) given for \(vocabularySize)×\(hiddenSize)")
+        threads.parallelFor(0..<tokenCount, minimumChunk: 16) { rows in
+            for row in rows {
+                guard let token = tableRow(tokens[row], at: row, vocabularySize: vocabularySize, start: vocabularyStart) else {
+                    (output + row * hiddenSize).update(repeating: 0, count: hiddenSize)
+                    continue
+                }
+                table.dequantize(rows: token..<token + 1, into: output + row * hiddenSize)
+            }
+        }
+    }
+
     /// Scatter-adds each token's output gradient into its table row:
     /// `tableGradient[tokens[t]] += outputGradient[t]`.
     ///

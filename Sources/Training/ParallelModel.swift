@@ -43,6 +43,12 @@ public final class ParallelModel {
     /// Whether this rank's embedding table is the last stage's copy: trained, but neither
     /// counted in the gradient norm nor saved (the first stage's is).
     let holdsEmbeddingCopy: Bool
+    /// QLoRA (`lora.quantize_base`): the NF4 layer projections every model instance reads,
+    /// once `quantizeBase()` has run after the base was loaded; nil before, and without it.
+    public internal(set) var quantizedBase: QuantizedBase?
+    /// Bytes of f32 base weights `quantizeBase()` released from the parameter arena.
+    public internal(set) var releasedBaseBytes = 0
+    let lora: LoRAConfig?
 
     /// The micro-batch shape every model instance runs.
     public struct Shape: Sendable {
@@ -81,6 +87,11 @@ public final class ParallelModel {
         let frozen = lora.map { lora in
             frozen.union(tensorLayout.globalLayout.entries.filter { !$0.block.isAdapter && !lora.savedTensorNames.contains($0.name) }.map(\.name))
         } ?? frozen
+        let stage = ZeroStage(rawValue: parallel.zeroStage) ?? .none
+        if let format = lora?.quantizeBase?.rawValue, stage == .parameters {
+            throw JobError("lora.quantize_base \(format) with parallel.zero_stage 3: ZeRO-3 gathers each layer's f32 weights for every use, which QLoRA releases; use zero_stage 0, 1 or 2 (the frozen base has no optimizer state or gradients to shard anyway)")
+        }
+        self.lora = lora
         pipelineCommunicator = mesh.pipeline
         self.tensorLayout = tensorLayout
         let regions: any TensorParallelRegions = tensorLayout.degree > 1
@@ -107,7 +118,6 @@ public final class ParallelModel {
         let endStage = mesh.pipeline.rank == 0 || mesh.pipeline.rank == mesh.pipeline.size - 1
         embeddingCommunicator = tiedStages ? try mesh.pipeline.split(color: endStage ? 0 : nil, key: mesh.pipeline.rank) : nil
         holdsEmbeddingCopy = tiedStages && mesh.pipeline.rank != 0 && layout.contains(.embedding)
-        let stage = ZeroStage(rawValue: parallel.zeroStage) ?? .none
         parameters = DataParallelParameters(layout: layout, stage: stage, communicator: mesh.dataContext, threads: threads,
                                             trainable: trainable)
         access = TensorParallelParameters.isNeeded(tensorLayout, sequenceParallel: parallel.sequenceParallel)

@@ -54,6 +54,9 @@ public final class Trainer {
     public let pipelineCommunicator: Communicator
     /// The model on this rank of the mesh (the one `parallelize` step).
     public let parallelModel: ParallelModel
+    /// QLoRA: the step directory the f32 base was loaded from, which the run's checkpoints
+    /// record instead of the quantized projections (`quantize_base`; see `stageCheckpoint`).
+    public internal(set) var baseCheckpoint: String?
     var pipeline: PipelineRunner? { parallelModel.pipeline }
     var embeddingCommunicator: Communicator? { parallelModel.embeddingCommunicator }
     var holdsEmbeddingCopy: Bool { parallelModel.holdsEmbeddingCopy }

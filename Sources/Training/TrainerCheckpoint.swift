@@ -17,10 +17,16 @@ public struct PretrainCheckpointState: Codable, Sendable, Equatable {
     public var zeroStage: Int
     /// Absent in checkpoints saved before tensor parallelism (they were saved on tp 1).
     public var tensorParallelDegree: Int?
+    /// QLoRA (`lora.quantize_base`): the format the layer projections were held in, and the
+    /// step directory of the base they were quantized from. Such a checkpoint holds no layer
+    /// projection weights: resuming (and merging) reads them from `baseCheckpoint`.
+    public var quantizedBase: String?
+    public var baseCheckpoint: String?
 
     enum CodingKeys: String, CodingKey {
         case nextStep = "next_step", seed, globalBatchSize = "global_batch_size", consumedSamples = "consumed_samples"
         case dataParallelDegree = "data_parallel_degree", zeroStage = "zero_stage", tensorParallelDegree = "tensor_parallel_degree"
+        case quantizedBase = "quantized_base", baseCheckpoint = "base_checkpoint"
     }
 }
 
@@ -49,7 +55,9 @@ extension Trainer {
     ///
     /// Tensors are saved under their global names and shapes whatever the mesh: a tensor-parallel
     /// rank writes its slice as runs of the global tensor (rows; one run per row of a column
-    /// slice), and one rank of each replica group writes replicated tensors.
+    /// slice), and one rank of each replica group writes replicated tensors. With QLoRA the
+    /// layer projections, held only as NF4, are not written: the metadata names the base
+    /// checkpoint they come from (`PretrainCheckpointState.baseCheckpoint`).
     public func stageCheckpoint(nextStep: Int, staging: CheckpointStaging = CheckpointStaging(),
                                 lazily: Bool = false) throws -> (writer: CheckpointWriter, metadata: Data, snapshot: StateSnapshot?) {
         staging.reserve(checkpointShareCount)
@@ -61,9 +69,10 @@ extension Trainer {
         writer.backgroundDutyCycle = config.checkpoint.writerDutyCycle
         // Local runs in staging order: a tensor-parallel slice's runs are contiguous here.
         var deferred: [[(source: UnsafeMutablePointer<Float>, count: Int, offset: Int)]] = []
+        let quantized = parallelModel.quantizedTensorNames
         for kind in DataParallelParameters.StateKind.allCases {
             var regions: [(source: UnsafeMutablePointer<Float>, count: Int, offset: Int)] = []
-            for slice in parameters.ownedSlices(kind) where countsOnce(slice.parameterIndex) {
+            for slice in parameters.ownedSlices(kind) where countsOnce(slice.parameterIndex) && !quantized.contains(slice.name) {
                 guard let global = tensorLayout.globalLayout.entry(named: tensorLayout.localLayout.entries[slice.parameterIndex].name) else { continue }
                 for run in tensorLayout.globalRuns(slice.parameterIndex, elements: slice.elements) {
                     let source = slice.pointer + (run.localStart - slice.elements.lowerBound)
@@ -91,7 +100,9 @@ extension Trainer {
         let state = PretrainCheckpointState(nextStep: nextStep, seed: config.train.seed, globalBatchSize: config.train.globalBatchSize,
                                             consumedSamples: nextStep * config.train.globalBatchSize,
                                             dataParallelDegree: communicator.size, zeroStage: config.parallel.zeroStage,
-                                            tensorParallelDegree: tensorLayout.degree)
+                                            tensorParallelDegree: tensorLayout.degree,
+                                            quantizedBase: parallelModel.quantizedBase?.format.rawValue,
+                                            baseCheckpoint: parallelModel.quantizedBase == nil ? nil : baseCheckpoint)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return (writer, try encoder.encode(state), snapshot)
@@ -135,19 +146,40 @@ extension Trainer {
         guard state.globalBatchSize == config.train.globalBatchSize, state.seed == config.train.seed else {
             throw JobError("\(reader.stepDirectory): saved with train.global_batch_size \(state.globalBatchSize) and train.seed \(state.seed); this run has \(config.train.globalBatchSize) and \(config.train.seed) (the data position would not carry over)")
         }
-        try load(reader, kinds: DataParallelParameters.StateKind.allCases)
+        var absent: Set<String> = []
+        if let base = state.baseCheckpoint {
+            // A QLoRA checkpoint: the layer projections come from the base it started from.
+            precondition(parallelModel.quantizedBase == nil, "resume after the base was quantized")
+            baseCheckpoint = try parallelModel.loadParameters(from: base, option: "\(reader.stepDirectory)'s base_checkpoint", log: log)
+            // What that run held quantized (the layer projections, and perhaps the embeddings).
+            let saved = Set(reader.tensorNames)
+            absent = Set(layout.entries.filter { QuantizedBase.quantizes($0, embeddings: true) && !saved.contains($0.name) }.map(\.name))
+        } else {
+            baseCheckpoint = reader.stepDirectory
+        }
+        try parallelModel.load(reader, kinds: DataParallelParameters.StateKind.allCases, skipping: absent)
+        quantizeBase()
         return state.nextStep
+    }
+
+    /// QLoRA: quantizes the loaded base and logs what it holds now.
+    private func quantizeBase() {
+        parallelModel.quantizeBase(threads: model.threads)
+        guard let base = parallelModel.quantizedBase else { return }
+        log.info(String(format: "QLoRA: %d matrices (%.1f M weights) held as %@: %.1f MB instead of %.1f MB of f32 (%.1f MB of arena pages released)",
+                        base.matrixCount, Double(base.elementCount) / 1e6, base.format.rawValue, Double(base.byteCount) / 1e6,
+                        Double(base.elementCount * 4) / 1e6, Double(parallelModel.releasedBaseBytes) / 1e6))
     }
 
     /// Starts from the parameters (only) of the checkpoint at `path` (a step directory or a
     /// checkpoints directory's newest), e.g. one `meshlm ckpt import-hf` made: the optimizer
     /// state and the data position start fresh at step 0.
+    /// With QLoRA the base is then quantized (`lora.quantize_base`).
     public func initialize(from path: String) throws {
-        try parallelModel.loadParameters(from: path, option: "--init-from", log: log)
-    }
-
-    private func load(_ reader: CheckpointReader, kinds: [DataParallelParameters.StateKind]) throws {
-        try parallelModel.load(reader, kinds: kinds)
+        precondition(parallelModel.quantizedBase == nil, "initialize after the base was quantized")
+        let step = try parallelModel.loadParameters(from: path, option: "--init-from", log: log)
+        baseCheckpoint = URL(fileURLWithPath: step).standardizedFileURL.path
+        quantizeBase()
     }
 }
 
@@ -156,8 +188,9 @@ extension ParallelModel {
     /// checkpoints directory's newest), whatever mesh saved it; `option` names where the path
     /// came from in errors. A scalar head (`score.weight`) the checkpoint lacks — a reward or
     /// value model started from a language model — and LoRA adapters it lacks (fine-tuning a base
-    /// model) keep their initialization, and the log says so.
-    public func loadParameters(from path: String, option: String, log: Log) throws {
+    /// model) keep their initialization, and the log says so. Returns the step directory read.
+    @discardableResult
+    public func loadParameters(from path: String, option: String, log: Log) throws -> String {
         let reader: CheckpointReader
         if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
             reader = try CheckpointReader(stepDirectory: path)
@@ -187,6 +220,7 @@ extension ParallelModel {
         }
         try load(reader, kinds: [.parameters], skipping: initialized)
         try startMagnitudes(from: reader, among: initialized)
+        return reader.stepDirectory
     }
 
     /// DoRA's magnitudes that the checkpoint lacks start at the row norms of the base W just

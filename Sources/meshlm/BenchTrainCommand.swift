@@ -63,6 +63,8 @@ struct BenchTrainCommand: ParsableCommand {
             let trainer = try world.collectively {
                 try Trainer(config: config, mesh: mesh, threads: KernelThreads(count: context.threads), log: log)
             }
+            // QLoRA (lora: {quantize_base: nf4}): the random base is quantized as a loaded one would be.
+            trainer.parallelModel.quantizeBase(threads: trainer.model.threads)
             let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world)
             let peak = peakPerCore * Double(world.size * context.threads)
             if !bench.json { log.info("bench train: \(config.model.parameterCount.formatted) parameters, \(world.size) rank(s) × \(context.threads) thread(s), "
@@ -153,6 +155,16 @@ struct BenchTrainCommand: ParsableCommand {
             }
             log.info(String(format: "bench train: %.1f tokens/s, MFU %.1f%% (step %.0f ms median, range %.0f–%.0f ms over %d steps)",
                             rate, 100 * mfu, median * 1e3, times[0] * 1e3, times[times.count - 1] * 1e3, steps))
+            // Resident weights: the f32 arena, less QLoRA's released pages, plus its NF4 copies.
+            let memory = trainer.parameters.residentBytes
+            let quantized = trainer.parallelModel.quantizedBase
+            let weights = memory.parameters - trainer.parallelModel.releasedBaseBytes + (quantized?.byteCount ?? 0)
+            let rss = try world.allgather([currentResidentMegabytes(), peakResidentMegabytes()])
+            log.info(String(format: "bench train: memory per rank: resident weights %.1f MB (f32 arena %.1f MB%@), gradients %.1f MB, optimizer state %.1f MB; RSS after the steps %@ MB, peak RSS %@ MB",
+                            Double(weights) / 1e6, Double(memory.parameters) / 1e6,
+                            quantized.map { String(format: ", %.1f MB of it released, NF4 %.1f MB", Double(trainer.parallelModel.releasedBaseBytes) / 1e6, Double($0.byteCount) / 1e6) } ?? "",
+                            Double(memory.gradients) / 1e6, Double(memory.optimizerState) / 1e6,
+                            rss.map { String(format: "%.0f", $0[0]) }.joined(separator: ", "), rss.map { String(format: "%.0f", $0[1]) }.joined(separator: ", ")))
         }
     }
 }

@@ -2,7 +2,10 @@ import ArgumentParser
 import Checkpoint
 import Foundation
 import Tensors
+import Model
 import Training
+
+extension QLoRAMergeBase: ExpressibleByArgument {}
 
 struct CkptMergeLoRACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,17 +21,20 @@ struct CkptMergeLoRACommand: ParsableCommand {
     @Argument(help: "A LoRA run's step directory or checkpoints directory.") var directory: String
     @Option(help: "The checkpoints directory to write.") var output: String
     @Option(name: .customLong("zstd-level"), help: "zstd level of the new frames.") var zstdLevel = 1
+    @Option(name: .customLong("qlora-base"), help: "A QLoRA run's checkpoint: merge into dequantized (dequant(NF4(W)), what the adapters were trained against) or original (the base checkpoint's f32 W).")
+    var qloraBase: QLoRAMergeBase = .dequantized
 
     func run() throws {
         try CkptCommand.runTool {
             // The merge's sgemm runs on this thread, as every MeshLM kernel does (MachineSetup).
             BLASLibrary.threadCount = 1
             let reader = try CheckpointReader.locate(directory)
-            let report = try LoRAMerge.merge(reader, output: output, compressionLevel: Int32(zstdLevel))
+            let report = try LoRAMerge.merge(reader, output: output, compressionLevel: Int32(zstdLevel), qloraBase: qloraBase)
             let lora = report.lora
             print("merge-lora: wrote \(report.stepDirectory): \(report.tensors) tensors, \(report.merged) projections merged "
                   + "(r \(lora.rank), scaling \(lora.scaling), \(lora.targets.map(\.moduleName).joined(separator: ", ")))"
-                  + (lora.modulesToSave.isEmpty ? "" : ", \(lora.modulesToSave.joined(separator: ", ")) as trained"))
+                  + (lora.modulesToSave.isEmpty ? "" : ", \(lora.modulesToSave.joined(separator: ", ")) as trained")
+                  + (report.quantizedBase.map { "; QLoRA: \($0)" } ?? ""))
         }
     }
 }

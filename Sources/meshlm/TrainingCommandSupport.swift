@@ -38,6 +38,10 @@ enum TrainingCommandSupport {
         }
         let step = try trainer.resumeFromLatest()
         if resume && step == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
+        if step == nil, let format = trainer.config.lora?.quantizeBase {
+            // QLoRA quantizes a loaded base; a random one has no checkpoint to resume it from.
+            throw JobError("lora.quantize_base \(format.rawValue) quantizes a pretrained base: start with --init-from CHECKPOINT (or drop quantize_base to train LoRA over a fresh model)")
+        }
         return step ?? 0
     }
 
@@ -74,9 +78,15 @@ enum TrainingCommandSupport {
         log.info(line)
         let memory = trainer.parameters.residentBytes
         let rss = try world.allgather([peakResidentMegabytes()]).map { $0[0] }
-        log.info(String(format: "memory per rank: parameters %.1f MB, gradients %.1f MB, optimizer state %.1f MB, "
+        // QLoRA: the arena's f32 projections are released and their NF4 copies held instead.
+        let quantized = trainer.parallelModel.quantizedBase.map {
+            String(format: " (%.1f MB of f32 projections released, NF4 base %.1f MB: weights %.1f MB)",
+                   Double(trainer.parallelModel.releasedBaseBytes) / 1e6, Double($0.byteCount) / 1e6,
+                   Double(memory.parameters - trainer.parallelModel.releasedBaseBytes + $0.byteCount) / 1e6)
+        } ?? ""
+        log.info(String(format: "memory per rank: parameters %.1f MB%@, gradients %.1f MB, optimizer state %.1f MB, "
                         + "block buffers (peak) %.1f MB; peak RSS per rank %@ MB",
-                        Double(memory.parameters) / 1e6, Double(memory.gradients) / 1e6, Double(memory.optimizerState) / 1e6,
+                        Double(memory.parameters) / 1e6, quantized, Double(memory.gradients) / 1e6, Double(memory.optimizerState) / 1e6,
                         Double(trainer.parameters.peakBufferBytes) / 1e6, rss.map { String(format: "%.0f", $0) }.joined(separator: ", ")))
     }
 }

@@ -91,6 +91,92 @@ import Testing
         #expect(later.count == 3 && same, "resumed losses differ")
     }
 
+    /// QLoRA (`lora.quantize_base: nf4`): data parallelism (ZeRO-2) and pipeline stages give one
+    /// rank's losses (every replica and stage quantizes the same whole tensors to the same bits);
+    /// tensor parallelism quantizes
+    /// each rank's slice in its own blocks, so its losses are one rank's within the quantization
+    /// error; the checkpoint holds no layer projection and names its base; a run stopped after
+    /// step 3 and resumed (the base reloaded and requantized) gives the uninterrupted losses bit
+    /// for bit; the losses differ from plain LoRA's (the base is quantized).
+    @Test func qloraMatchesOneRankAndResumesBitwise() throws {
+        let qlora = ["--set", "lora.quantize_base=nf4", "--set", "optimizer.schedule=constant", "--set", "checkpoint.interval=3"]
+        let (plainLaunch, plain) = try sft(1, ["--set", "optimizer.schedule=constant"])
+        let (reference, expected) = try sft(1, qlora)
+        #expect(plainLaunch.status == 0 && reference.status == 0, "\(plainLaunch.standardError)\(reference.standardError)")
+        #expect((reference.standardError + reference.standardOutput).contains("QLoRA: 14 matrices"), "\(reference.standardError)")
+        #expect(expected.count == 6)
+        let first = try #require(expected.keys.min())
+        #expect(abs((expected[first] ?? .nan) - (plain[first] ?? .nan)) > 1e-6, "QLoRA's first loss should not be LoRA's")
+        for (ranks, layout, tolerance) in [(2, ["parallel.zero_stage=2"], 1e-6), (2, ["parallel.pp=2"], 1e-6), (2, ["parallel.tp=2"], 2e-2)] {
+            let (launch, got) = try sft(ranks, qlora + layout.flatMap { ["--set", $0] })
+            #expect(launch.status == 0, "\(layout): \(launch.standardError)")
+            let worst = expected.keys.map { abs((got[$0] ?? .nan) - expected[$0]!) / expected[$0]! }.max() ?? .infinity
+            print("sft QLoRA \(layout) np \(ranks): max relative loss difference to one rank \(worst)")
+            #expect(worst <= tolerance, "\(layout)")
+        }
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sft-qlora-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let (stopped, _) = try sft(1, qlora + ["--set", "train.steps=3"], run: run)
+        #expect(stopped.status == 0, "\(stopped.standardError)")
+        let step = run.appendingPathComponent("checkpoints/step_00000003")
+        let metadata = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: step.appendingPathComponent("metadata.json"))) as? [String: Any])
+        #expect(metadata["quantized_base"] as? String == "nf4")
+        #expect((metadata["base_checkpoint"] as? String)?.hasPrefix(Self.base) == true, "\(metadata)")
+        let inspect = try Launcher.plain("meshlm", ["ckpt", "inspect", step.path])
+        #expect(inspect.standardOutput.contains("lora_A") && !inspect.standardOutput.contains("q_proj.weight "), "\(inspect.standardOutput)")
+        // Serving reads the base projections from base_checkpoint as dequant(NF4(W)) and merges
+        // the adapters in: the first generated token's logits differ from the base's.
+        var served: [[Float]] = []
+        for checkpoint in [step.path, Self.base] {
+            let dump = run.appendingPathComponent("logits-\(served.count).bin").path
+            let generating = try Launcher.plain("meshlm", ["generate", "--checkpoint", checkpoint, "--prompt-ids", "5,6,7,8",
+                                                           "--max-tokens", "1", "--threads", "1", "--dump-logits", dump])
+            #expect(generating.status == 0, "generate \(checkpoint): \(generating.standardError)")
+            let data = (try? Data(contentsOf: URL(fileURLWithPath: dump))) ?? Data()
+            served.append(data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        }
+        #expect(served[0].count == 263 && served[1].count == 263)
+        #expect(zip(served[0], served[1]).contains { abs($0 - $1) > 1e-4 }, "the QLoRA checkpoint should serve its adapters")
+        // merge-lora into dequant(NF4(W)) serves exactly what the QLoRA checkpoint serves (the same
+        // merge, from the same base); into the original W, something else.
+        for choice in ["dequantized", "original"] {
+            let merged = run.appendingPathComponent("merged-\(choice)").path
+            let merging = try Launcher.plain("meshlm", ["ckpt", "merge-lora", step.path, "--output", merged, "--qlora-base", choice])
+            #expect(merging.status == 0 && merging.standardOutput.contains("QLoRA: merged into"), "\(merging.standardOutput)\(merging.standardError)")
+            let dump = run.appendingPathComponent("logits-merged-\(choice).bin").path
+            let generating = try Launcher.plain("meshlm", ["generate", "--checkpoint", merged, "--prompt-ids", "5,6,7,8",
+                                                           "--max-tokens", "1", "--threads", "1", "--dump-logits", dump])
+            #expect(generating.status == 0, "generate \(merged): \(generating.standardError)")
+            let logits = ((try? Data(contentsOf: URL(fileURLWithPath: dump))) ?? Data()).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let same = logits.count == served[0].count && zip(logits, served[0]).allSatisfy { $0.bitPattern == $1.bitPattern }
+            #expect(same == (choice == "dequantized"), "\(choice): merged logits \(same ? "equal" : "differ from") the QLoRA checkpoint's")
+        }
+        let (resumed, continued) = try sft(1, qlora + ["--resume"], run: run)
+        #expect(resumed.status == 0, "\(resumed.standardError)")
+        let later = expected.keys.sorted().suffix(3)
+        print("sft QLoRA resumed steps \(Array(later)) \(later.map { continued[$0] ?? .nan }) vs \(later.map { expected[$0] ?? .nan })")
+        #expect(later.count == 3 && later.allSatisfy { continued[$0]?.bitPattern == expected[$0]?.bitPattern }, "resumed losses differ")
+    }
+
+    /// QLoRA's refusals name the key and the remedy.
+    @Test func qloraRefusals() throws {
+        let dora = try sft(1, ["--set", "lora.quantize_base=nf4", "--set", "lora.use_dora=true"])
+        #expect(dora.0.status != 0 && dora.0.standardError.contains("lora.quantize_base") && dora.0.standardError.contains("use_dora"),
+                "\(dora.0.standardError)")
+        let zero3 = try sft(2, ["--set", "lora.quantize_base=nf4", "--set", "parallel.zero_stage=3"])
+        #expect(zero3.0.status != 0 && zero3.0.standardError.contains("ZeRO-3"), "\(zero3.0.standardError)")
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-qlora-pretrain-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let pretrain = try Launcher.plain("meshlm", ["pretrain", "--config", repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path,
+                                                     "--set", "run.dir=\(run.path)", "--set", "train.steps=1", "--set", "data.train=\(testShards.path)",
+                                                     "--set", "data.eval=\(testShards.path)", "--set", "lora.r=4",
+                                                     "--set", "lora.quantize_base=nf4"])
+        #expect(pretrain.status != 0 && pretrain.standardError.contains("quantizes a pretrained base: start with --init-from"),
+                "\(pretrain.standardError)")
+        let format = try sft(1, ["--set", "lora.quantize_base=nf5"])
+        #expect(format.0.status != 0 && format.0.standardError.contains("quantize_base nf5: must be nf4"), "\(format.0.standardError)")
+    }
+
     @Test func badSetupsAreRefused() throws {
         let noInit = try Launcher.plain("meshlm", ["sft", "--config", repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path])
         #expect(noInit.status != 0 && noInit.standardError.contains("an sft: section is required"), "\(noInit.standardError)")
