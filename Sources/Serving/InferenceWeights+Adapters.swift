@@ -88,48 +88,33 @@ extension InferenceWeights {
 }
 
 /// Where a QLoRA checkpoint's quantized tensors come from (`metadata.json`'s `quantized_base`
-/// and `base_checkpoint`): the base checkpoint's f32 W, which serving requantizes to
-/// dequant(NF4(W)) so the merged adapters give the trained model.
+/// and `base_checkpoint`, read by `CheckpointTensors`): the base checkpoint's f32 W, which
+/// serving requantizes to dequant(NF4(W)) so the merged adapters give the trained model.
 struct QuantizedBaseSource {
-    let reader: CheckpointReader
+    let tensors: CheckpointTensors
     /// What the error messages name: the checkpoint and its base.
     let origin: String
-    private let saved: Set<String>
 
     /// nil for a checkpoint that is not a QLoRA run's.
     init?(reader checkpoint: CheckpointReader, stepDirectory: String) throws(ServingError) {
-        struct State: Decodable {
-            var quantizedBase: String?
-            var baseCheckpoint: String?
-            enum CodingKeys: String, CodingKey { case quantizedBase = "quantized_base", baseCheckpoint = "base_checkpoint" }
+        do {
+            tensors = try CheckpointTensors(checkpoint)
+        } catch {
+            throw ServingError(.checkpoint, "\(error)")
         }
-        guard let state = try? JSONDecoder().decode(State.self, from: checkpoint.metadata), let base = state.baseCheckpoint,
-              let format = state.quantizedBase else { return nil }
-        guard format == BaseQuantization.nf4.rawValue else {
-            throw ServingError(.checkpoint, "checkpoint \(stepDirectory): quantized_base \(format) is not a format this MeshLM knows (nf4)")
-        }
-        origin = "checkpoint \(stepDirectory) (a QLoRA run's) reads its base projections from base_checkpoint \(base)"
-        do { reader = try CheckpointReader(stepDirectory: base) } catch {
-            throw ServingError(.checkpoint, "\(origin), which cannot be read: \(error.description)")
-        }
-        saved = Set(checkpoint.tensorNames)
+        guard let base = tensors.quantizedBase else { return nil }
+        origin = "checkpoint \(stepDirectory) (a QLoRA run's) reads its base projections from base_checkpoint \(base.stepDirectory)"
     }
 
     /// Whether `name` comes from the base: the checkpoint lacks it.
-    func supplies(_ name: String) -> Bool { !saved.contains(name) }
+    func supplies(_ name: String) -> Bool { tensors.fromBase(name) }
 
     /// dequant(NF4(W)) of the base's whole tensor `name`.
     func dequantized(_ name: String) throws(ServingError) -> [Float] {
-        let shape: [Int], weight: [Float]
         do {
-            shape = try reader.shape(of: name)
-            weight = try reader.read(name: name)
+            return try tensors.read(name, base: QLoRAMergeBase.dequantized.base)
         } catch {
             throw ServingError(.checkpoint, "\(origin): \(error)")
-        }
-        let columns = shape.dropFirst().reduce(1, *)
-        return weight.withUnsafeBufferPointer { values in
-            NF4Matrix(quantizing: values.baseAddress!, rowCount: shape[0], columnCount: columns).dequantized()
         }
     }
 }

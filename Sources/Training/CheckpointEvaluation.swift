@@ -25,13 +25,21 @@ public final class CheckpointEvaluation {
         lora = try PeftAdapter.lora(of: reader)
         let layout = ParameterLayout(config: model, lora: lora)
         parameters = ArenaParameters(layout: layout)
+        // A QLoRA run's quantized tensors come from its base as dequant(NF4(W)): the weights
+        // its adapters ran over.
+        let tensors = try CheckpointTensors(reader)
         for entry in layout.entries {
-            let shape = try reader.shape(of: entry.name)
+            let shape = try tensors.shape(of: entry.name)
             guard shape == entry.shape else {
                 throw CheckpointError(.badIndex, "\(reader.stepDirectory): tensor \(entry.name) has shape \(shape); model_config.json\(lora == nil ? " gives" : " and adapter_config.json give") \(entry.shape)")
             }
-            try reader.read(name: entry.name, elements: 0..<entry.count,
-                            into: UnsafeMutableBufferPointer(start: parameters.parameters.pointer + entry.offset, count: entry.count))
+            if tensors.quantizedBase == nil {
+                try reader.read(name: entry.name, elements: 0..<entry.count,
+                                into: UnsafeMutableBufferPointer(start: parameters.parameters.pointer + entry.offset, count: entry.count))
+            } else {
+                (parameters.parameters.pointer + entry.offset).update(from: try tensors.read(entry.name, base: QLoRAMergeBase.dequantized.base),
+                                                                  count: entry.count)
+            }
         }
     }
 

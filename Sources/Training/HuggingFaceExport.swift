@@ -35,8 +35,11 @@ public enum HuggingFaceExport {
             return Report(files: files, tensors: tensors.count, bytes: tensors.reduce(0) { $0 + $1.count * dtype.byteCount }, warnings: [])
         }
         let layout = ParameterLayout(config: model)
+        // A QLoRA run's quantized tensors are exported as its base's original W (users load the
+        // base and quantize it themselves, as bitsandbytes does).
+        let tensors = try CheckpointTensors(reader)
         for entry in layout.entries {
-            let shape = try reader.shape(of: entry.name)
+            let shape = try tensors.shape(of: entry.name)
             guard shape == entry.shape else {
                 throw CheckpointError(.badIndex, "\(reader.stepDirectory): tensor \(entry.name) has shape \(shape); model_config.json gives \(entry.shape)")
             }
@@ -62,7 +65,7 @@ public enum HuggingFaceExport {
             let name = shards.count == 1 ? "model.safetensors"
                 : String(format: "model-%05d-of-%05d.safetensors", number + 1, shards.count)
             let outputs = entries.map { entry in
-                Safetensors.Output(name: entry.name, shape: entry.shape, dtype: dtype) { try reader.read(name: entry.name) }
+                Safetensors.Output(name: entry.name, shape: entry.shape, dtype: dtype) { try tensors.read(entry.name, base: QLoRAMergeBase.original.base) }
             }
             try Safetensors.write(outputs, metadata: ["format": "pt"], to: output + "/" + name)
             for entry in entries { weightMap[entry.name] = name }

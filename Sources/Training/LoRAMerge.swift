@@ -19,24 +19,6 @@ public enum LoRAMerge {
         public var quantizedBase: QLoRAMergeBase?
     }
 
-    /// A QLoRA run's checkpoint holds no quantized tensor: they come from its base checkpoint
-    /// (`metadata.json`'s `quantized_base`, `base_checkpoint`). Nil for any other checkpoint.
-    static func quantizedBase(of reader: CheckpointReader) throws -> CheckpointReader? {
-        struct State: Decodable {
-            var quantizedBase: String?
-            var baseCheckpoint: String?
-            enum CodingKeys: String, CodingKey { case quantizedBase = "quantized_base", baseCheckpoint = "base_checkpoint" }
-        }
-        guard let state = try? JSONDecoder().decode(State.self, from: reader.metadata), state.quantizedBase != nil,
-              let base = state.baseCheckpoint else { return nil }
-        do {
-            return try CheckpointReader(stepDirectory: base)
-        } catch {
-            throw CheckpointError(.missingFile, "\(reader.stepDirectory) is a QLoRA run's checkpoint, whose base projections come from its base_checkpoint \(base), which cannot be read: \(error)")
-        }
-    }
-
-    @discardableResult
     /// `qloraBase`: for a QLoRA run's checkpoint, whether the adapters merge into dequant(NF4(W))
     /// (what they were trained against) or the base checkpoint's original W.
     public static func merge(_ reader: CheckpointReader, output: String, compressionLevel: Int32 = 1,
@@ -47,17 +29,9 @@ public enum LoRAMerge {
         let model = try CheckpointReshard.modelConfig(of: reader)
         try PeftAdapter.checkTensors(of: reader, lora: lora, model: model)
         let layout = ParameterLayout(config: model)
-        let base = try quantizedBase(of: reader)
-        let saved = Set(reader.tensorNames)
-        /// Where a tensor comes from: the checkpoint, or (QLoRA) the base it quantized.
-        func source(_ name: String) -> CheckpointReader { saved.contains(name) ? reader : base ?? reader }
-        func read(_ entry: ParameterLayout.Entry) throws -> [Float] {
-            let values = try source(entry.name).read(name: entry.name)
-            guard let base, source(entry.name) === base else { return values }
-            return qloraBase.base(values, rowCount: entry.shape[0], columnCount: entry.shape.dropFirst().reduce(1, *))
-        }
+        let tensors = try CheckpointTensors(reader)
         for entry in layout.entries {
-            let shape = try source(entry.name).shape(of: entry.name)
+            let shape = try tensors.shape(of: entry.name)
             guard shape == entry.shape else {
                 throw CheckpointError(.badIndex, "\(reader.stepDirectory): tensor \(entry.name) has shape \(shape); model_config.json gives \(entry.shape)")
             }
@@ -91,7 +65,7 @@ public enum LoRAMerge {
         let stepDirectory = try CheckpointWriter.writeOffline(directory: output, step: reader.step, ranks: 1, declared: declared,
                                                               metadata: metadata, extraFiles: extras, compressionLevel: compressionLevel) { _ in
             try layout.entries.map { entry in
-                var values = try read(entry)
+                var values = try tensors.read(entry.name, base: qloraBase.base)
                 if let (prefix, output, input) = adapted[entry.name] {
                     let a = try reader.read(name: prefix + ".lora_A.weight")
                     let b = try reader.read(name: prefix + ".lora_B.weight")
@@ -106,6 +80,6 @@ public enum LoRAMerge {
             }
         }
         return Report(stepDirectory: stepDirectory, lora: lora, merged: adapted.count, tensors: layout.entries.count,
-                      quantizedBase: base == nil ? nil : qloraBase)
+                      quantizedBase: tensors.quantizedBase == nil ? nil : qloraBase)
     }
 }

@@ -1,4 +1,6 @@
+import Checkpoint
 import Foundation
+import TensorComparison
 import Testing
 
 /// `meshlm sft` end to end under mpirun: the shipped instruction set (data/sft) on a small Qwen2
@@ -151,6 +153,26 @@ import Testing
             let same = logits.count == served[0].count && zip(logits, served[0]).allSatisfy { $0.bitPattern == $1.bitPattern }
             #expect(same == (choice == "dequantized"), "\(choice): merged logits \(same ? "equal" : "differ from") the QLoRA checkpoint's")
         }
+        // eval runs the QLoRA checkpoint over dequant(NF4(W)) of its base, adapters unmerged: the
+        // merged checkpoint's logits; export-hf writes the base's original W.
+        let tokenFile = run.appendingPathComponent("tokens.bin")
+        try [Int32]([5, 6, 7, 8, 9, 10]).withUnsafeBufferPointer { Data(buffer: $0) }.write(to: tokenFile)
+        var evaluated: [[Float]] = []
+        for checkpoint in [step.path, run.appendingPathComponent("merged-dequantized").path] {
+            let logits = run.appendingPathComponent("eval-\(evaluated.count).bin").path
+            let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", checkpoint, "--tokens", tokenFile.path, "--dtype", "int32",
+                                                           "--seq-len", "6", "--logits", logits])
+            #expect(evaluating.status == 0, "eval \(checkpoint): \(evaluating.standardError)")
+            evaluated.append(((try? Data(contentsOf: URL(fileURLWithPath: logits))) ?? Data()).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        }
+        expectClose(evaluated[0], evaluated[1], relativeTolerance: 1e-5, "eval of the QLoRA checkpoint vs its dequantized merge")
+        let exported = run.appendingPathComponent("exported").path
+        let exporting = try Launcher.plain("meshlm", ["ckpt", "export-hf", step.path, "--output", exported])
+        #expect(exporting.status == 0, "\(exporting.standardError)")
+        let hf = try SafetensorsFile(path: exported + "/model.safetensors")
+        let baseReader = try CheckpointReader.locate(Self.base)
+        expectSameBits(try hf.floats(of: "model.layers.0.self_attn.q_proj.weight"), try baseReader.read(name: "model.layers.0.self_attn.q_proj.weight"),
+                       "export-hf of a QLoRA checkpoint: the base's original W")
         let (resumed, continued) = try sft(1, qlora + ["--resume"], run: run)
         #expect(resumed.status == 0, "\(resumed.standardError)")
         let later = expected.keys.sorted().suffix(3)
