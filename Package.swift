@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "Checkpoint", "DataPipeline", "CBLAS", "CSupport"],
                 swiftSettings: nativeSwift),
         // The OpenAI-compatible HTTP front of the engine; apart so the engine stays free of NIO.
-        .target(name: "ServingHTTP", dependencies: ["Serving", "DataPipeline", .product(name: "Hummingbird", package: "hummingbird")],
+        .target(name: "ServingHTTP", dependencies: ["Serving", "DataPipeline", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird")],
                 swiftSettings: nativeSwift),
         .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Checkpoint"],
                 swiftSettings: nativeSwift),

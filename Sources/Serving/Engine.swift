@@ -42,6 +42,8 @@ public struct EngineStatistics: Sendable, Equatable {
     public var sharedBlocks = 0
     /// Samples of n > 1 requests started from their leader's prefilled prompt (not prefilled).
     public var forkedSamples = 0
+    /// Requests cancelled before they finished (their client left).
+    public var cancelledRequests = 0
     public var steps = 0
 }
 
@@ -156,6 +158,7 @@ public final class Engine {
         for sequence in waiting + running where sequence.requestID == requestID { cancelled.append(sequence) }
         waiting.removeAll { $0.requestID == requestID }
         running.removeAll { $0.requestID == requestID }
+        if !cancelled.isEmpty { statistics.cancelledRequests += 1 }
         for sequence in cancelled {
             freeBlocks(of: sequence)
             pendingOutputs.append(output(sequence, token: nil, text: "", reason: .cancelled))

@@ -52,6 +52,7 @@ public final class OpenAIServer: Sendable {
         }
         let application = Application(
             router: router,
+            server: .http1TrackingHangUps,
             configuration: .init(address: .hostname(host, port: port), serverName: "meshlm"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) })
         try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint])
@@ -334,6 +335,7 @@ public final class OpenAIServer: Sendable {
         add("meshlm_prompt_tokens_computed_total", "counter", "Prompt tokens computed (not shared) since start.", Double(statistics.promptTokensComputed))
         add("meshlm_preemptions_total", "counter", "Sequences preempted for recompute.", Double(statistics.preemptions))
         add("meshlm_prefix_shared_blocks_total", "counter", "Prompt blocks reused from the prefix cache.", Double(statistics.sharedBlocks))
+        add("meshlm_cancelled_requests_total", "counter", "Requests cancelled before they finished because their client left.", Double(statistics.cancelledRequests))
         add("meshlm_forked_samples_total", "counter", "Samples of n > 1 requests started from their prompt's prefill instead of prefilling it again.", Double(statistics.forkedSamples))
         return lines.joined(separator: "\n") + "\n"
     }

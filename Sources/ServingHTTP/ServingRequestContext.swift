@@ -1,4 +1,7 @@
 import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Hummingbird's request context plus the request's connection, so a non-streaming request can
@@ -12,32 +15,75 @@ struct ServingRequestContext: RequestContext {
         connection = source.channel
     }
 
-    /// Calls `onHangUp` once if the client closes its side of the connection (or the connection
-    /// goes away) before `body` returns. Hummingbird allows half-closed connections, so a client
-    /// that hangs up shows as an `inputClosed` event, not as a closed channel.
+    /// Calls `onHangUp` once if the client has closed its side of the connection (or the
+    /// connection is gone) before `body` returns — also when that happened before this call,
+    /// since the connection's `HangUpTracker` has watched it from the start.
     func watchingHangUp<Result>(_ onHangUp: @escaping @Sendable () -> Void, _ body: () async -> Result) async -> Result {
-        let watcher = HangUpWatcher(onHangUp)
-        let added = try? await connection.pipeline.addHandler(watcher, position: .first).get()
+        let tracker = try? await connection.pipeline.handler(type: HangUpTracker.self).get()
+        tracker?.watch(onHangUp)
         let result = await body()
-        if added != nil { _ = try? await connection.pipeline.removeHandler(watcher).get() }
+        tracker?.stopWatching()
         return result
     }
 }
 
-/// Reports the end of a connection's input (or the connection) to a callback, passing every
-/// event on unchanged.
-private final class HangUpWatcher: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-    typealias InboundIn = NIOAny
-    // Touched only on the connection's event loop.
-    private var onHangUp: (@Sendable () -> Void)?
+/// HTTP/1.1 as Hummingbird serves it, with a `HangUpTracker` first in every connection's
+/// pipeline: a client that sends its request and hangs up at once has closed its input before
+/// the request's handler runs, so the hang-up must be recorded from the connection's start.
+struct HangUpTrackingHTTP1Channel: ServerChildChannel {
+    typealias Value = HTTP1Channel.Value
+    let http1: HTTP1Channel
 
-    init(_ onHangUp: @escaping @Sendable () -> Void) {
-        self.onHangUp = onHangUp
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(HangUpTracker(), position: .first)
+        }.flatMap { http1.setup(channel: channel, logger: logger) }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await http1.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// Hummingbird's HTTP/1.1 server whose connections record when their client hangs up.
+    static var http1TrackingHangUps: HTTPServerBuilder {
+        HTTPServerBuilder { responder in HangUpTrackingHTTP1Channel(http1: HTTP1Channel(responder: responder)) }
+    }
+}
+
+/// Records that a connection's client closed its side (Hummingbird allows half-closed
+/// connections, so that shows as an `inputClosed` event, not as a closed channel) or that the
+/// connection went away, and reports it to the request watching at the time. Events pass on
+/// unchanged.
+final class HangUpTracker: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = NIOAny
+    private struct State {
+        var hungUp = false
+        var onHangUp: (@Sendable () -> Void)?
+    }
+    private let state = NIOLockedValueBox(State())
+
+    /// Calls `onHangUp` now if the client already hung up, else once when it does (until
+    /// `stopWatching`).
+    func watch(_ onHangUp: @escaping @Sendable () -> Void) {
+        let hungUp = state.withLockedValue { state in
+            if !state.hungUp { state.onHangUp = onHangUp }
+            return state.hungUp
+        }
+        if hungUp { onHangUp() }
+    }
+
+    func stopWatching() {
+        state.withLockedValue { $0.onHangUp = nil }
     }
 
     private func report() {
+        let onHangUp = state.withLockedValue { state in
+            defer { state.hungUp = true; state.onHangUp = nil }
+            return state.onHangUp
+        }
         onHangUp?()
-        onHangUp = nil
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -197,7 +197,7 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let weights = serverWeights()
-        let step = try writeCheckpoint(weights, directory: directory + "/checkpoints")
+        _ = try writeCheckpoint(weights, directory: directory + "/checkpoints")
         let tokenizer = ByteTokenizer()
         let engine = Engine(weights: weights, configuration: EngineConfiguration(blockCount: 64), tokenizer: tokenizer)
         var parameters = SamplingParameters.greedy(maxTokens: 12)
@@ -229,25 +229,23 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (Int32, String
         try await server.expectIdle()
         let generated = try await server.metric("meshlm_generated_tokens_total")
         #expect(generated >= 1 && generated < 500, "\(generated) tokens generated")
+        #expect(try await server.metric("meshlm_cancelled_requests_total") == 1)
     }
 
-    /// A non-streaming client that hangs up before its answer gets its sequence cancelled too.
+    /// A non-streaming client that hangs up before its answer gets its sequence cancelled too —
+    /// even when it hangs up at once, before the request's handler runs (a poll that waits for
+    /// the sequence to run first races a fast server on a loaded machine).
     @Test func nonStreamingDisconnectFreesBlocks() async throws {
         let server = try ServerProcess()
         defer { server.stop() }
         let body = #"{"model":"meshlm","prompt":"Hello","max_tokens":500,"ignore_eos":true}"#
         let socket = try RawConnection(port: server.port)
         try socket.postCompletion(body)
-        var running = 0
-        for _ in 0..<200 where running == 0 {
-            running = try await server.metric("meshlm_running_sequences")
-            if running == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
-        }
         socket.close()
-        #expect(running == 1)
         try await server.expectIdle()
         let generated = try await server.metric("meshlm_generated_tokens_total")
-        #expect(generated < 500, "\(generated) tokens generated")
+        #expect(generated >= 0 && generated < 500, "\(generated) tokens generated")
+        #expect(try await server.metric("meshlm_cancelled_requests_total") == 1)
     }
 
     /// A bounded queue answers 429 when full; every accepted request still completes.
