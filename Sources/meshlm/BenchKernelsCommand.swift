@@ -174,6 +174,31 @@ struct BenchKernelsCommand: ParsableCommand {
                 Matmul.backward(inputGradient: dx.pointer, weightGradient: dw.pointer, biasGradient: nil, outputGradient: dy.pointer,
                                 input: x.pointer, weight: w.pointer, rowCount: tokenRows, inputSize: inputs, outputSize: outputs, threads: threads)
             }
+            // The same layer frozen with a rank-16 LoRA adapter, as a LoRA step runs it: the base
+            // product plus the adapter's forward; backward takes the input's gradient through both
+            // and the adapter's A and B gradients, not W's. FLOPs count base and adapter.
+            let rank = 16
+            let loraA = random(rank * inputs, seed: 15), loraB = random(outputs * rank, seed: 16)
+            let intermediate = Tensor(shape: [tokenRows * rank]), intermediateGradient = Tensor(shape: [tokenRows * rank])
+            let aGradient = Tensor(shape: [rank * inputs]), bGradient = Tensor(shape: [outputs * rank])
+            let adapterFlops = 2 * Double(tokenRows * rank * (inputs + outputs))
+            let loraShape = "\(tokenRows)×\(inputs)→\(outputs) r\(rank)"
+            compute("matmul+lora.forward", loraShape, flops: linearFlops + adapterFlops) {
+                Matmul.forward(output: y.pointer, input: x.pointer, weight: w.pointer, bias: nil, rowCount: tokenRows,
+                               inputSize: inputs, outputSize: outputs, threads: threads)
+                LowRankAdapter.forward(output: y.pointer, intermediate: intermediate.pointer, input: x.pointer, a: loraA.pointer,
+                                       b: loraB.pointer, scaling: 2, rowCount: tokenRows, inputSize: inputs, outputSize: outputs,
+                                       rank: rank, threads: threads)
+            }
+            compute("matmul+lora.backward (W frozen)", loraShape, flops: linearFlops + 2 * adapterFlops) {
+                Matmul.backward(inputGradient: dx.pointer, weightGradient: nil, biasGradient: nil, outputGradient: dy.pointer,
+                                input: x.pointer, weight: w.pointer, rowCount: tokenRows, inputSize: inputs, outputSize: outputs, threads: threads)
+                LowRankAdapter.backward(inputGradient: dx.pointer, aGradient: aGradient.pointer, bGradient: bGradient.pointer,
+                                        intermediateGradient: intermediateGradient.pointer, outputGradient: dy.pointer,
+                                        intermediate: intermediate.pointer, input: x.pointer, a: loraA.pointer, b: loraB.pointer,
+                                        scaling: 2, rowCount: tokenRows, inputSize: inputs, outputSize: outputs, rank: rank,
+                                        threads: threads)
+            }
             report.printTable()
         }
     }

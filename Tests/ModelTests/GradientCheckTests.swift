@@ -53,14 +53,16 @@ import Testing
     /// LoRA adapters (A and B random, so both have gradients) on every projection of a Qwen2
     /// model, the base frozen; with rsLoRA scaling (alpha 2√3, so both cases scale by 2: at the
     /// test's random magnitudes a larger scaling makes the loss so curved that differences at
-    /// this step are no reference — the golden test checks rsLoRA at PEFT's own 5.66).
-    @Test(arguments: [false, true])
-    func loraGradientsMatchFiniteDifferences(rankStabilized: Bool) {
+    /// this step are no reference — the golden test checks rsLoRA at PEFT's own 5.66). Rank 8
+    /// takes the fused backward kernel (`LowRankAdapter.outputGradientProducts`), rank 3 sgemm.
+    @Test(arguments: [(false, 3), (true, 3), (false, 8)])
+    func loraGradientsMatchFiniteDifferences(rankStabilized: Bool, rank: Int) {
         let config = tinyConfig(modelType: .qwen2)
-        let lora = LoRAConfig(rank: 3, alpha: rankStabilized ? 3.4641016 : 6, rankStabilized: rankStabilized)
+        // Scaling 2 at rank 3; at rank 8, 0.75, so s·B·A (a sum of r products) is as large.
+        let lora = LoRAConfig(rank: rank, alpha: rank == 3 ? (rankStabilized ? 3.4641016 : 6) : 6, rankStabilized: rankStabilized)
         var generator = SplitMix64(seed: 26)
         let weights: [Float] = (0..<14).map { index in index % 5 == 2 ? 0 : Float(generator.next() % 2001) / 1000 - 1 }
-        check(config, lora: lora, documentMasking: true, label: "LoRA r 3\(rankStabilized ? ", rsLoRA" : "")") { model, parameters in
+        check(config, lora: lora, documentMasking: true, label: "LoRA r \(rank)\(rankStabilized ? ", rsLoRA" : "")") { model, parameters in
             for index in weights.indices { model.logProbabilityGradient[index] = weights[index] }
             model.backward(parameters: parameters)
         } loss: { model in
