@@ -22,11 +22,11 @@ extension LlamaModel {
     }
 
     /// A LoRA adapter's backward on `projection` (nothing without one): its gradient into the
-    /// projection's input gradient, and A's and B's gradients where they train. With DoRA it
-    /// takes the scaled gradient `adapterOutputGradient` left; with dropout it redraws the mask,
-    /// works on x̃ and passes x̃'s gradient through the mask.
+    /// projection's input gradient (none when nil), and A's and B's gradients where they train.
+    /// With DoRA it takes the scaled gradient `adapterOutputGradient` left; with dropout it
+    /// redraws the mask, works on x̃ and passes x̃'s gradient through the mask.
     func adapterBackward(_ projection: Projection, _ layer: Int, _ w: LayerWeights, _ gradients: LayerAdapters?,
-                         inputGradient: UnsafeMutablePointer<Float>, outputGradient: UnsafePointer<Float>,
+                         inputGradient: UnsafeMutablePointer<Float>?, outputGradient: UnsafePointer<Float>,
                          input: UnsafePointer<Float>, weight: UnsafePointer<Float>, inputSize: Int, outputSize: Int) {
         guard let adapters = w.adapters, let adapter = adapters.adapter(projection), let lora,
               let slot = lora.targets.firstIndex(of: projection) else { return }
@@ -44,8 +44,11 @@ extension LlamaModel {
                 AdapterDropout.forward(output: a.adapterInput, input: input, key: key, probability: probability, firstToken: firstToken,
                                        firstColumn: firstColumn, rowCount: n, columnCount: inputSize, threads: threads)
             }
-            zero(a.adapterInputGradient, n * inputSize)
-            (adapterInput, adapterInputGradient) = (UnsafePointer(a.adapterInput), a.adapterInputGradient)
+            adapterInput = UnsafePointer(a.adapterInput)
+            if inputGradient != nil {
+                zero(a.adapterInputGradient, n * inputSize)
+                adapterInputGradient = a.adapterInputGradient
+            }
         }
         timed(.matmul, .backward) {
             LowRankAdapter.backward(inputGradient: adapterInputGradient, aGradient: g.a, bGradient: g.b,
@@ -55,7 +58,7 @@ extension LlamaModel {
                                     rowCount: n, inputSize: inputSize, outputSize: outputSize, rank: lora.rank,
                                     threads: threads)
         }
-        guard let key else { return }
+        guard let key, let inputGradient, let adapterInputGradient else { return }
         timed(.matmul, .backward) {
             if decomposed {
                 // PEFT's (k − 1) ⊙ x̃·Wᵀ: x̃ also takes (scale ⊙ g − g)·W.

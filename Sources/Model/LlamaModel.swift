@@ -382,7 +382,10 @@ public final class LlamaModel {
             let block = offsets.trains ? parameters.acquireGradients(.layer(layer)) : nil
             let adapterTrains = adapters?.trains ?? false
             let adapterGradients = adapters?.gradients(adapterTrains ? parameters.acquireGradients(.adapter(layer)) : nil)
-            layerBackward(local, weights, LayerGradients(block: block, offsets: offsets), adapterGradients)
+            // The first layer's input gradient goes only to the embedding: none when it is frozen.
+            let inputGradientNeeded = local > 0 || !part.hasEmbedding || layout.trains(.embedding)
+            layerBackward(local, weights, LayerGradients(block: block, offsets: offsets), adapterGradients,
+                          inputGradientNeeded: inputGradientNeeded)
             if adapterTrains { parameters.releaseGradients(.adapter(layer)) }
             if offsets.trains { parameters.releaseGradients(.layer(layer)) }
             if lora != nil { parameters.releaseParameters(.adapter(layer)) }
@@ -477,8 +480,12 @@ public final class LlamaModel {
 
     /// One decoder layer's backward: `residualGradient` holds dL/d(output) on entry and
     /// dL/d(input) on return. The residual connections need no kernel: the stream's gradient
-    /// passes through unchanged and each sublayer's input gradient accumulates onto it.
-    private func layerBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerGradients, _ adapterGradients: LayerAdapters?) {
+    /// passes through unchanged and each sublayer's input gradient accumulates onto it. Without
+    /// `inputGradientNeeded` (the first layer under a frozen embedding) the attention norm's
+    /// input gradient — and the q/k/v products' input gradients that feed only it — are not
+    /// computed unless the norm's weight trains: autograd skips them the same way.
+    private func layerBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerGradients, _ adapterGradients: LayerAdapters?,
+                               inputGradientNeeded: Bool) {
         let a = activations
         let s = a.layer(layer)
         let x = a.residual(layer)
@@ -578,30 +585,33 @@ public final class LlamaModel {
             }
             (queryOutputGradient, keyOutputGradient) = (a.queryGradient, a.keyGradient)
         }
-        zero(a.normGradient, n * c)
+        let normGradientNeeded = inputGradientNeeded || g.inputNorm != nil
+        let qkvInputGradient = normGradientNeeded ? a.normGradient : nil
+        if normGradientNeeded { zero(a.normGradient, n * c) }
         // Under LoRA the q/k/v biases are frozen: DoRA's scaled gradient never reaches a bias
         // gradient (which would take g itself: PEFT adds the bias outside the decomposed weight).
         let queryGradient = adapterOutputGradient(.query, layer, w, adapterGradients, outputGradient: queryOutputGradient, outputSize: q)
         timed(.matmul, .backward) {
-            baseBackward(.query, layer: layer, inputGradient: a.normGradient, weightGradient: g.query, biasGradient: g.queryBias,
+            baseBackward(.query, layer: layer, inputGradient: qkvInputGradient, weightGradient: g.query, biasGradient: g.queryBias,
                             outputGradient: queryGradient, input: s.attentionNorm, weight: w.query, inputSize: c, outputSize: q)
         }
-        adapterBackward(.query, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: queryOutputGradient, input: s.attentionNorm,
+        adapterBackward(.query, layer, w, adapterGradients, inputGradient: qkvInputGradient, outputGradient: queryOutputGradient, input: s.attentionNorm,
                         weight: w.query, inputSize: c, outputSize: q)
         let keyGradient = adapterOutputGradient(.key, layer, w, adapterGradients, outputGradient: keyOutputGradient, outputSize: k)
         timed(.matmul, .backward) {
-            baseBackward(.key, layer: layer, inputGradient: a.normGradient, weightGradient: g.key, biasGradient: g.keyBias,
+            baseBackward(.key, layer: layer, inputGradient: qkvInputGradient, weightGradient: g.key, biasGradient: g.keyBias,
                             outputGradient: keyGradient, input: s.attentionNorm, weight: w.key, inputSize: c, outputSize: k)
         }
-        adapterBackward(.key, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: keyOutputGradient, input: s.attentionNorm,
+        adapterBackward(.key, layer, w, adapterGradients, inputGradient: qkvInputGradient, outputGradient: keyOutputGradient, input: s.attentionNorm,
                         weight: w.key, inputSize: c, outputSize: k)
         let valueGradient = adapterOutputGradient(.value, layer, w, adapterGradients, outputGradient: a.valueGradient, outputSize: k)
         timed(.matmul, .backward) {
-            baseBackward(.value, layer: layer, inputGradient: a.normGradient, weightGradient: g.value, biasGradient: g.valueBias,
+            baseBackward(.value, layer: layer, inputGradient: qkvInputGradient, weightGradient: g.value, biasGradient: g.valueBias,
                             outputGradient: valueGradient, input: s.attentionNorm, weight: w.value, inputSize: c, outputSize: k)
         }
-        adapterBackward(.value, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.valueGradient, input: s.attentionNorm,
+        adapterBackward(.value, layer, w, adapterGradients, inputGradient: qkvInputGradient, outputGradient: a.valueGradient, input: s.attentionNorm,
                         weight: w.value, inputSize: c, outputSize: k)
+        guard normGradientNeeded else { return }
         let attentionNormGradient = reduceNormGradient()  // q/k/v_proj are column-parallel
         timed(.rmsnorm, .backward) {
             RMSNorm.backward(inputGradient: dStream, weightGradient: g.inputNorm, outputGradient: attentionNormGradient,

@@ -24,9 +24,9 @@ public enum LowRankAdapter {
     ///     intermediateGradient  = scaling · g · B                     [rowCount, rank]   (scratch)
     ///     bGradient            += scaling · gᵀ · intermediate         [outputSize, rank] (skipped if nil)
     ///     aGradient            += intermediateGradientᵀ · input       [rank, inputSize]  (skipped if nil)
-    ///     inputGradient        += intermediateGradient · A            [rowCount, inputSize]
+    ///     inputGradient        += intermediateGradient · A            [rowCount, inputSize]  (skipped if nil)
     public static func backward(
-        inputGradient: UnsafeMutablePointer<Float>, aGradient: UnsafeMutablePointer<Float>?,
+        inputGradient: UnsafeMutablePointer<Float>?, aGradient: UnsafeMutablePointer<Float>?,
         bGradient: UnsafeMutablePointer<Float>?, intermediateGradient: UnsafeMutablePointer<Float>,
         outputGradient: UnsafePointer<Float>, intermediate: UnsafePointer<Float>,
         input: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, scaling: Float,
@@ -49,8 +49,10 @@ public enum LowRankAdapter {
             BLAS.multiply(output: aGradient, a: intermediateGradient, aTranspose: .transposed, b: input,
                           rowCount: rank, columnCount: inputSize, innerCount: rowCount, beta: 1, threads: threads)
         }
-        BLAS.multiply(output: inputGradient, a: intermediateGradient, b: a,
-                      rowCount: rowCount, columnCount: inputSize, innerCount: rank, beta: 1, threads: threads)
+        if let inputGradient {
+            BLAS.multiply(output: inputGradient, a: intermediateGradient, b: a,
+                          rowCount: rowCount, columnCount: inputSize, innerCount: rank, beta: 1, threads: threads)
+        }
     }
 
     /// The two products of `backward` that read the output gradient g [rowCount, outputSize],
