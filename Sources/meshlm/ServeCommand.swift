@@ -24,8 +24,11 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         try job.runJob { context in
-            guard context.world.size == 1 || adapters.lora.isEmpty else {
-                throw JobError("--lora serves adapters unmerged on one rank; tensor-parallel serving (mpirun -np \(context.world.size)) cannot take them yet: start one rank, or merge an adapter into its base with `meshlm ckpt merge-lora` and serve that checkpoint on several ranks")
+            // Every rank refuses alike: one message for the job.
+            try context.world.collectively {
+                guard context.world.size == 1 || adapters.lora.isEmpty else {
+                    throw JobError("--lora serves adapters unmerged on one rank; tensor-parallel serving (mpirun -np \(context.world.size)) cannot take them yet: start one rank, or merge an adapter into its base with `meshlm ckpt merge-lora` and serve that checkpoint on several ranks")
+                }
             }
             let (weights, tokenizer, tensorGroup) = try engine.load(world: context.world)
             let served = try adapters.load(base: weights.config)
