@@ -110,7 +110,7 @@ struct DecodeLayerKernels: DecoderLayerKernels {
             let first = run.rows.lowerBound
             AdapterDelta.add(output: output + first * outputStride, outputStride: outputStride,
                              intermediate: model.adapterIntermediate.pointer, input: input + first * inputStride,
-                             inputStride: inputStride, a: factors.a, b: factors.b, scaling: adapter.scaling,
+                             inputStride: inputStride, a: factors.a, bTransposed: factors.bTransposed, scaling: adapter.scaling,
                              rowCount: run.rows.count, inputSize: inputSize, outputSize: outputSize, rank: adapter.rank,
                              threads: model.threads)
         }

@@ -16,7 +16,8 @@ import Tensors
 /// `modules_to_save` replaces whole tensors; such adapters are served merged
 /// (`meshlm ckpt merge-lora`, then `--checkpoint`).
 ///
-///     factors   one arena: per layer, per target in `Projection` order, A then B
+///     factors   one arena: per layer, per target in `Projection` order, A [r, in] then Bᵀ [r, out]
+///               (B transposed once at load, for `AdapterDelta`'s decode loop)
 public final class ServedAdapter: @unchecked Sendable {
     /// The model id requests name it by.
     public let name: String
@@ -65,7 +66,14 @@ public final class ServedAdapter: @unchecked Sendable {
                     guard tensor.shape == shape, tensor.values.count == shape.reduce(1, *) else {
                         throw ServingError(.checkpoint, "adapter \(name) (\(source)): \(prefix + suffix) has shape \(tensor.shape) but the served base (hidden_size \(config.hiddenSize), intermediate_size \(config.intermediateSize)) with r \(lora.rank) needs \(shape): the adapter was trained on another base")
                     }
-                    tensor.values.withUnsafeBufferPointer { (factors.pointer + next).update(from: $0.baseAddress!, count: $0.count) }
+                    let destination = factors.pointer + next
+                    if suffix == ".lora_B.weight" {
+                        for row in 0..<output {
+                            for column in 0..<lora.rank { destination[column * output + row] = tensor.values[row * lora.rank + column] }
+                        }
+                    } else {
+                        tensor.values.withUnsafeBufferPointer { destination.update(from: $0.baseAddress!, count: $0.count) }
+                    }
                     starts.append(next)
                     next += tensor.values.count
                 }
@@ -87,8 +95,8 @@ public final class ServedAdapter: @unchecked Sendable {
         }
     }
 
-    /// A and B of `projection` in `layer`, or nil when the adapter leaves it alone.
-    func factors(layer: Int, _ projection: Projection) -> (a: UnsafePointer<Float>, b: UnsafePointer<Float>)? {
+    /// A [r, in] and Bᵀ [r, out] of `projection` in `layer`, or nil when the adapter leaves it alone.
+    func factors(layer: Int, _ projection: Projection) -> (a: UnsafePointer<Float>, bTransposed: UnsafePointer<Float>)? {
         guard let start = offsets[layer][projection] else { return nil }
         return (UnsafePointer(factors.pointer + start.a), UnsafePointer(factors.pointer + start.b))
     }

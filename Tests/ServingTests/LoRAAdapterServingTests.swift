@@ -67,20 +67,21 @@ final class RecordedRun {
     let loraA = LoRAConfig(rank: 4, alpha: 8, targets: [.query, .value, .output, .down])
     let loraB = LoRAConfig(rank: 3, alpha: 6, targets: Projection.allCases, rankStabilized: true)
 
-    @Test func adapterDeltaMatchesReference() {
-        // q's columns inside a fused [rows, Q + 2K] row, rows of a wider input.
-        let (rows, inputSize, outputSize, rank, outputStride, inputStride) = (5, 37, 19, 3, 45, 41)
+    /// Both paths (decode-sized runs in their own loop, longer runs through sgemm), on q's
+    /// columns inside a fused row and rows of a wider input.
+    @Test(arguments: [5, 23]) func adapterDeltaMatchesReference(rows: Int) {
+        let (inputSize, outputSize, rank, outputStride, inputStride) = (37, 19, 3, 45, 41)
         var generator = SplitMix64(seed: 9)
         let input = (0..<rows * inputStride).map { _ in generator.nextNormal() }
         let a = (0..<rank * inputSize).map { _ in generator.nextNormal() }
-        let b = (0..<outputSize * rank).map { _ in generator.nextNormal() }
+        let bTransposed = (0..<rank * outputSize).map { _ in generator.nextNormal() }
         let start = (0..<rows * outputStride).map { _ in generator.nextNormal() }
         var output = start, expected = start
         var intermediate = [Float](repeating: 0, count: rows * rank)
         AdapterDelta.add(output: &output, outputStride: outputStride, intermediate: &intermediate, input: input, inputStride: inputStride,
-                         a: a, b: b, scaling: 1.5, rowCount: rows, inputSize: inputSize, outputSize: outputSize, rank: rank)
-        AdapterDelta.reference(output: &expected, outputStride: outputStride, input: input, inputStride: inputStride, a: a, b: b,
-                               scaling: 1.5, rowCount: rows, inputSize: inputSize, outputSize: outputSize, rank: rank)
+                         a: a, bTransposed: bTransposed, scaling: 1.5, rowCount: rows, inputSize: inputSize, outputSize: outputSize, rank: rank)
+        AdapterDelta.reference(output: &expected, outputStride: outputStride, input: input, inputStride: inputStride, a: a,
+                               bTransposed: bTransposed, scaling: 1.5, rowCount: rows, inputSize: inputSize, outputSize: outputSize, rank: rank)
         #expect(relativeDifference(output[...], expected[...]) <= 1e-6)
         // Columns past each row's slice are untouched.
         #expect((0..<rows).allSatisfy { row in output[row * outputStride + outputSize..<(row + 1) * outputStride] == start[row * outputStride + outputSize..<(row + 1) * outputStride] })
