@@ -9,13 +9,17 @@ import Training
 /// adapters").
 struct LoRAModuleOptions: ParsableArguments {
     @Option(name: [.customLong("lora"), .customLong("lora-modules")], parsing: .upToNextOption,
-            help: ArgumentHelp("A LoRA adapter to serve over the base, unmerged, as model NAME (repeatable; several NAME=DIR may follow one flag). DIR: a MeshLM LoRA checkpoint (run, checkpoints or step directory) or a PEFT adapter directory (adapter_config.json + adapter_model.safetensors).",
+            help: ArgumentHelp("A LoRA adapter to serve over the base, unmerged, as model NAME (repeatable; several NAME=DIR may follow one flag; vLLM's JSON form {\"name\": NAME, \"path\": DIR} too). DIR: a MeshLM LoRA checkpoint (run, checkpoints or step directory) or a PEFT adapter directory (adapter_config.json + adapter_model.safetensors).",
                                valueName: "NAME=DIR"))
     var lora: [String] = []
 
-    /// The NAME=DIR pairs in the order given.
+    /// The NAME=DIR pairs in the order given (empty NAME and DIR for an argument of neither form).
     var modules: [(name: String, directory: String)] {
         lora.map { argument in
+            if argument.hasPrefix("{") {
+                let object = (try? JSONSerialization.jsonObject(with: Data(argument.utf8))) as? [String: Any]
+                return (object?["name"] as? String ?? "", object?["path"] as? String ?? "")
+            }
             let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(parts[0]), parts.count == 2 ? String(parts[1]) : "")
         }
@@ -25,8 +29,8 @@ struct LoRAModuleOptions: ParsableArguments {
     func validate(baseName: String) throws {
         var seen: Set<String> = []
         for (argument, module) in zip(lora, modules) {
-            guard argument.contains("="), !module.name.isEmpty, !module.directory.isEmpty else {
-                throw ValidationError("--lora \(argument): expected NAME=DIR (the model name requests use, then the adapter's directory)")
+            guard argument.hasPrefix("{") || argument.contains("="), !module.name.isEmpty, !module.directory.isEmpty else {
+                throw ValidationError("--lora \(argument): expected NAME=DIR (the model name requests use, then the adapter's directory) or {\"name\": NAME, \"path\": DIR}")
             }
             if let bad = module.name.first(where: { $0.isWhitespace || $0 == "\"" || $0 == "\\" }) {
                 throw ValidationError("--lora \(argument): the name \"\(module.name)\" contains \(bad == "\"" || bad == "\\" ? "'\(bad)'" : "whitespace"); model names are sent in requests and shown in /metrics labels")

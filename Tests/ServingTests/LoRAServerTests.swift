@@ -48,7 +48,7 @@ import Training
     @Test func servesTwoAdaptersAndTheBase() async throws {
         let adapters = try Adapters()
         defer { adapters.remove() }
-        let server = try ServerProcess(extraArguments: ["--lora", "a=\(adapters.run)", "--lora-modules", "peft=\(adapters.peftB)",
+        let server = try ServerProcess(extraArguments: ["--lora", "a=\(adapters.run)", "--lora-modules", #"{"name": "peft", "path": "\#(adapters.peftB)"}"#,
                                                         "b=\(adapters.meshlmB)"])
         defer { server.stop() }
 
@@ -124,6 +124,7 @@ import Training
         }
         try expectRefusal(["--lora", "a"], "--lora a: expected NAME=DIR (the model name requests use, then the adapter's directory)")
         try expectRefusal(["--lora", "=\(adapters.run)"], "--lora =\(adapters.run): expected NAME=DIR")
+        try expectRefusal(["--lora", #"{"name": "a"}"#], #"--lora {"name": "a"}: expected NAME=DIR (the model name requests use, then the adapter's directory) or {"name": NAME, "path": DIR}"#)
         try expectRefusal(["--lora", "a=\(adapters.run)", "a=\(adapters.peftB)"],
                           "--lora a=\(adapters.peftB): the name a is given twice; each adapter needs its own name")
         try expectRefusal(["--lora", "meshlm=\(adapters.run)"],
