@@ -54,6 +54,11 @@ public struct AdapterRun: Sendable, Equatable {
 /// gathers the logits. Rank 0's `forward` first sends the batch to the followers, which wait in
 /// `follow`. Without a group none of this runs.
 ///
+/// Served LoRA adapters (`adapters`, one rank only): after each projection's product over all
+/// rows, each run of `ForwardBatch.adapterRuns` whose adapter targets that projection gets
+/// `AdapterDelta` added on its rows alone; a batch without runs computes exactly as without
+/// adapters.
+///
 /// Not thread-safe: the engine calls it from one thread.
 public final class InferenceModel {
     /// The whole model's config (its vocabulary is the logits' width).

@@ -13,6 +13,7 @@ import Serving
 ///
 /// A request's `model` names the base (`modelName`) or one of the served LoRA adapters
 /// (`adapters`, vLLM's convention); chat prompts use the base's template for every adapter.
+///
 /// Errors use OpenAI's body. A streaming client that disconnects has its sequence cancelled
 /// (its blocks freed) at the next write. SIGTERM/SIGINT stop accepting connections, let running
 /// requests finish, then `run` returns.
