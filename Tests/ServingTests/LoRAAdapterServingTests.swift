@@ -40,17 +40,25 @@ func servedPEFTAdapter(name: String, directory: String, base config: LlamaConfig
     }
 }
 
-/// Greedy generation and every sampled row's logits, per request id.
+/// Greedy generation and every sampled row's logits, per request (in `requests` order).
 final class RecordedRun {
     var logits: [Int: [[Float]]] = [:]
     var tokens: [Int: [Int32]] = [:]
+    /// Steps after which the running batch held base sequences and sequences of every adapter.
+    var mixedSteps = 0
 
     init(_ engine: Engine, _ requests: [(adapter: Int?, prompt: [Int32])], maxTokens: Int) throws {
         engine.logitsObserver = { [unowned self] id, row in logits[id, default: []].append(Array(row)) }
         var parameters = SamplingParameters.greedy(maxTokens: maxTokens)
         parameters.ignoreEOS = true
         let ids = try requests.map { try engine.add(prompt: $0.prompt, parameters: parameters, adapter: $0.adapter) }
-        let generated = engine.runToCompletion()
+        var generated: [Int: [Int32]] = [:]
+        while engine.hasWork {
+            for output in engine.step() { if let token = output.token { generated[output.requestID, default: []].append(token.token) } }
+            let statistics = engine.statistics
+            if !statistics.adapterRunning.isEmpty && statistics.adapterRunning.allSatisfy({ $0 > 0 })
+                && statistics.running > statistics.adapterRunning.reduce(0, +) { mixedSteps += 1 }
+        }
         // Ids are 0, 1, … in `requests` order.
         for (index, id) in ids.enumerated() { tokens[index] = generated[id] }
         logits = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($0.offset, logits[$0.element] ?? []) })
@@ -110,6 +118,8 @@ final class RecordedRun {
         let engine = Engine(weights: base, configuration: configuration, tokenizer: nil, adapters: adapters)
         let mixed = try RecordedRun(engine, requests, maxTokens: 6)
         #expect(engine.statistics.adapterRequests == [2, 2])
+        // Steps ran base rows and both adapters' in one batch.
+        #expect(mixed.mixedSteps >= 3)
         var largest: Float = 0
         for (index, request) in requests.enumerated() {
             let alone = Engine(weights: merged[(request.adapter ?? -1) + 1], configuration: configuration, tokenizer: nil)
