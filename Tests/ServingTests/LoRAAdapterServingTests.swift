@@ -146,7 +146,8 @@ final class RecordedRun {
         let reader = try CheckpointReader(stepDirectory: step)
         try PeftAdapter.export(reader, lora: loraB, model: config, to: directory + "/peft")
         let adapter = try servedPEFTAdapter(name: "peft", directory: directory + "/peft", base: config)
-        let prompt = randomTokens(11, vocabulary: config.vocabSize, seed: 44)
+        // 21 prompt rows in one step: the prefill takes `AdapterDelta`'s sgemm path.
+        let prompt = randomTokens(21, vocabulary: config.vocabSize, seed: 44)
         let configuration = EngineConfiguration(blockCount: 32, blockSize: 4, maximumBatch: 4, tokenBudget: 64)
         let served = try RecordedRun(Engine(weights: base, configuration: configuration, tokenizer: nil, adapters: [adapter]),
                                      [(0, prompt)], maxTokens: 5)

@@ -89,6 +89,17 @@ import Training
         #expect(peft.text == b.text)
         #expect(zip(peft.logprobs, b.logprobs).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) }, "\(peft.logprobs) vs \(b.logprobs)")
 
+        // n samples of an adapter's request fork from its prefill, under the adapter.
+        let (samplesStatus, samples) = try await server.request("/v1/completions", method: "POST", body:
+            #"{"model":"b","prompt":"\#(prompt)","max_tokens":4,"temperature":0,"ignore_eos":true,"n":2,"logprobs":1}"#)
+        #expect(samplesStatus == 200, "\(samples)")
+        let sampled = (try object(samples)["choices"] as? [[String: Any]] ?? []).map {
+            ($0["logprobs"] as? [String: Any])?["token_logprobs"] as? [Double] ?? []
+        }
+        #expect(sampled.count == 2 && sampled.allSatisfy { choice in
+            choice.count == 4 && zip(choice, b.logprobs).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) }
+        }, "\(sampled) vs \(b.logprobs)")
+
         // Chat uses the base's template for every adapter.
         let (chatStatus, chat) = try await server.request("/v1/chat/completions", method: "POST", body:
             #"{"model":"a","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}"#)
@@ -102,7 +113,7 @@ import Training
 
         #expect(try await series(server, #"meshlm_lora_requests_total{adapter="a"}"#) == 3)
         #expect(try await series(server, #"meshlm_lora_requests_total{adapter="peft"}"#) == 1)
-        #expect(try await series(server, #"meshlm_lora_requests_total{adapter="b"}"#) == 1)
+        #expect(try await series(server, #"meshlm_lora_requests_total{adapter="b"}"#) == 2)
         #expect(try await series(server, #"meshlm_lora_running_sequences{adapter="a"}"#) == 0)
         try await server.expectIdle()
     }
