@@ -74,7 +74,7 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),
         .testTarget(name: "TrainingTests", dependencies: ["TensorComparison", "Training", "Model", "Parallel", "DataPipeline", "Tensors", "Runtime"],
                     swiftSettings: nativeSwift),
-        .testTarget(name: "ServingTests", dependencies: ["TensorComparison", "Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline"],
+        .testTarget(name: "ServingTests", dependencies: ["TensorComparison", "Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline", "Training"],
                     swiftSettings: nativeSwift),
         .testTarget(name: "MeshLMTests", dependencies: ["TensorComparison", "Runtime", "Model", "Parallel", "Serving", "Checkpoint"],
                     swiftSettings: nativeSwift),

@@ -28,12 +28,19 @@ struct DecodeLayerKernels: DecoderLayerKernels {
     func project(_ sublayer: DecoderSublayer,
                  _ projections: [(projection: Projection, weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?)],
                  adapters: LayerAdapters?) {
-        precondition(adapters == nil, "the engine serves merged weights; LoRA adapters are merged before serving")
+        precondition(adapters == nil, "a checkpoint's own adapters are merged at load; served adapters come from ServedAdapter")
         // The projections are adjacent in the layer block (checked at init): one product each.
         let (output, width) = sublayer == .attention
             ? (model.qkv.pointer, queryWidth + 2 * keyValueWidth) : (model.gateUp.pointer, 2 * config.intermediateSize)
         model.linear(output: output, input: model.normalized.pointer, weight: projections[0].weight,
                      rowCount: rowCount, inputSize: config.hiddenSize, outputSize: width)
+        // Each served adapter's term on its rows, in its projection's columns of the fused row.
+        var column = 0
+        for (projection, _, _) in projections {
+            addAdapterTerms(projection, output: output + column, outputStride: width,
+                            input: model.normalized.pointer, inputStride: config.hiddenSize)
+            column += projection.shape(config).output
+        }
         // q/k/v biases are adjacent too: one [Q + 2K] vector per row.
         guard let bias = projections[0].bias else { return }
         for row in 0..<rowCount {
@@ -83,12 +90,30 @@ struct DecodeLayerKernels: DecoderLayerKernels {
         let (input, width) = projection == .output
             ? (model.attention.pointer, queryWidth) : (model.activation.pointer, config.intermediateSize)
         let c = config.hiddenSize
-        let projection = model.projection.pointer
-        model.linear(output: projection, input: input, weight: weight, rowCount: rowCount, inputSize: width, outputSize: c)
+        let output = model.projection.pointer
+        model.linear(output: output, input: input, weight: weight, rowCount: rowCount, inputSize: width, outputSize: c)
+        addAdapterTerms(projection, output: output, outputStride: c, input: input, inputStride: width)
         // Row-parallel o_proj / down_proj: each rank's heads or MLP slice give a partial sum.
-        model.tensorGroup?.sum(projection, count: rowCount * c)
-        Residual.forward(output: model.residual.pointer, a: model.residual.pointer, b: projection, count: rowCount * c,
+        model.tensorGroup?.sum(output, count: rowCount * c)
+        Residual.forward(output: model.residual.pointer, a: model.residual.pointer, b: output, count: rowCount * c,
                          threads: model.threads)
+    }
+
+    /// Adds `AdapterDelta` of every adapter run in the batch that adapts `projection` to its rows
+    /// of `output` (nothing for a base-only batch).
+    private func addAdapterTerms(_ projection: Projection, output: UnsafeMutablePointer<Float>, outputStride: Int,
+                                 input: UnsafePointer<Float>, inputStride: Int) {
+        let (outputSize, inputSize) = projection.shape(config)
+        for run in batch.adapterRuns {
+            let adapter = model.adapters[run.adapter]
+            guard let factors = adapter.factors(layer: layer, projection) else { continue }
+            let first = run.rows.lowerBound
+            AdapterDelta.add(output: output + first * outputStride, outputStride: outputStride,
+                             intermediate: model.adapterIntermediate.pointer, input: input + first * inputStride,
+                             inputStride: inputStride, a: factors.a, bTransposed: factors.bTransposed, scaling: adapter.scaling,
+                             rowCount: run.rows.count, inputSize: inputSize, outputSize: outputSize, rank: adapter.rank,
+                             threads: model.threads)
+        }
     }
 
     /// Writes each row's (rotated) key and its value into its sequence's block slot.

@@ -44,6 +44,10 @@ public struct EngineStatistics: Sendable, Equatable {
     public var forkedSamples = 0
     /// Requests cancelled before they finished (their client left).
     public var cancelledRequests = 0
+    /// Per served adapter (`Engine.adapters` order): requests added for it since start.
+    public var adapterRequests: [Int] = []
+    /// Per served adapter: its sequences in the running batch.
+    public var adapterRunning: [Int] = []
     public var steps = 0
 }
 
@@ -59,6 +63,12 @@ public struct EngineStatistics: Sendable, Equatable {
 /// is prefilled; then the other n − 1 are forked from it, sharing the prompt's full blocks (see
 /// `forkSamples`). Each sample reports its own outputs (`SequenceOutput.sampleIndex`).
 ///
+/// A request may name a served LoRA adapter (`ServedAdapter`, kept unmerged): its rows in each
+/// forward get the adapter's term (`ForwardBatch.adapterRuns`), the other rows see the base, so
+/// sequences of several adapters and of the base share every step. Its prompt blocks are cached
+/// under hashes seeded by the adapter (`prefixSeed`): the same tokens have other keys and values
+/// under another adapter.
+///
 /// The step is one function of the engine's state, so ranks could run it in lockstep. Not
 /// thread-safe: one thread calls `add`, `cancel`, `step` and `replaceWeights` (see `EngineLoop`
 /// for a server).
@@ -67,6 +77,8 @@ public final class Engine {
     public let model: InferenceModel
     public let cache: KVBlockPool
     public let tokenizer: (any Tokenizer)?
+    /// The LoRA adapters requests may name, by index (`add(prompt:parameters:adapter:)`).
+    public var adapters: [ServedAdapter] { model.adapters }
     public var modelConfig: LlamaConfig { model.config }
     let endOfSequence: Int32?
 
@@ -82,16 +94,19 @@ public final class Engine {
     /// leader's row, which is reported once.
     public var logitsObserver: ((_ requestID: Int, _ logits: UnsafeMutableBufferPointer<Float>) -> Void)?
 
-    /// - Parameter tensorGroup: the ranks sharing a tensor-parallel model (`weights` holds this
-    ///   rank's slices). Rank 0 steps the engine; the others call `model.follow(cache: cache)`.
+    /// - Parameters:
+    ///   - tensorGroup: the ranks sharing a tensor-parallel model (`weights` holds this rank's
+    ///     slices). Rank 0 steps the engine; the others call `model.follow(cache: cache)`.
+    ///   - adapters: LoRA adapters over `weights`, served unmerged (one rank only).
     public init(weights: InferenceWeights, configuration: EngineConfiguration, tokenizer: (any Tokenizer)?,
-                threads: KernelThreads = .single, seed: UInt64 = 0, tensorGroup: InferenceTensorGroup? = nil) {
+                threads: KernelThreads = .single, seed: UInt64 = 0, tensorGroup: InferenceTensorGroup? = nil,
+                adapters: [ServedAdapter] = []) {
         let config = weights.config
         precondition(configuration.tokenBudget >= 1 && configuration.maximumBatch >= 1,
                      "token budget and batch size must be at least 1")
         self.configuration = configuration
         self.model = InferenceModel(weights: weights, maximumRows: Swift.max(configuration.tokenBudget, configuration.maximumBatch),
-                                    threads: threads, tensorGroup: tensorGroup)
+                                    threads: threads, tensorGroup: tensorGroup, adapters: adapters)
         // Only this rank's KV heads under tensor parallelism; the block ids are rank 0's.
         self.cache = KVBlockPool(blockCount: configuration.blockCount, blockSize: configuration.blockSize,
                                  layerCount: config.numHiddenLayers,
@@ -101,6 +116,8 @@ public final class Engine {
         self.seedGenerator = SplitMix64(seed: seed)
         statistics.totalBlocks = configuration.blockCount
         statistics.freeBlocks = configuration.blockCount
+        statistics.adapterRequests = Array(repeating: 0, count: adapters.count)
+        statistics.adapterRunning = Array(repeating: 0, count: adapters.count)
     }
 
     /// Whether any sequence waits, runs or has output not yet returned by `step`.
@@ -115,8 +132,12 @@ public final class Engine {
     /// Queues a request and returns its id (every output of its `parameters.sampleCount`
     /// samples carries it). Throws when the request can never fit (prompt plus max_tokens beyond
     /// the context or the whole cache), is invalid, or the queue is full.
+    ///
+    /// - Parameter adapter: the index in `adapters` of the LoRA adapter to generate with; nil
+    ///   for the base model.
     @discardableResult
-    public func add(prompt: [Int32], parameters: SamplingParameters) throws(ServingError) -> Int {
+    public func add(prompt: [Int32], parameters: SamplingParameters, adapter: Int? = nil) throws(ServingError) -> Int {
+        precondition(adapter.map { adapters.indices.contains($0) } ?? true, "no served adapter \(adapter ?? -1)")
         try parameters.validate()
         guard !prompt.isEmpty else { throw ServingError(.invalidRequest, "the prompt is empty", parameter: "prompt") }
         let vocabulary = modelConfig.vocabSize
@@ -138,7 +159,8 @@ public final class Engine {
         let id = nextID
         nextID += 1
         let sequence = GenerationSequence(requestID: id, prompt: prompt, parameters: parameters,
-                                          requestSeed: parameters.seed ?? seedGenerator.next())
+                                          requestSeed: parameters.seed ?? seedGenerator.next(), adapter: adapter)
+        if let adapter { statistics.adapterRequests[adapter] += 1 }
         if parameters.maxTokens == 0 {
             for index in 0..<parameters.sampleCount {
                 pendingOutputs.append(SequenceOutput(requestID: id, sampleIndex: index, token: nil, text: "", finishReason: .length,
@@ -183,8 +205,15 @@ public final class Engine {
         }
         var batch = ForwardBatch()
         var sampling: [GenerationSequence] = []
-        for (sequence, count) in scheduled {
+        for (sequence, count) in groupedByAdapter(scheduled) {
             let sequenceIndex = batch.blockTables.count
+            if let adapter = sequence.adapter {
+                if let last = batch.adapterRuns.last, last.adapter == adapter, last.rows.upperBound == batch.rowCount {
+                    batch.adapterRuns[batch.adapterRuns.count - 1].rows = last.rows.lowerBound..<batch.rowCount + count
+                } else {
+                    batch.adapterRuns.append(AdapterRun(adapter: adapter, rows: batch.rowCount..<batch.rowCount + count))
+                }
+            }
             batch.blockTables.append(sequence.blockTable)
             for position in sequence.computedCount..<sequence.computedCount + count {
                 batch.tokens.append(sequence.tokens[position])
@@ -274,6 +303,16 @@ public final class Engine {
         return outputs
     }
 
+    /// The scheduled sequences with each adapter's together (base first, then by adapter,
+    /// otherwise in schedule order), so each adapter's rows form one run of the batch. A
+    /// sequence's logits do not depend on where its rows sit in the batch.
+    private func groupedByAdapter(_ scheduled: [(GenerationSequence, Int)]) -> [(GenerationSequence, Int)] {
+        guard scheduled.contains(where: { $0.0.adapter != nil }) else { return scheduled }
+        var groups = [[(GenerationSequence, Int)]](repeating: [], count: adapters.count + 1)
+        for entry in scheduled { groups[entry.0.adapter.map { $0 + 1 } ?? 0].append(entry) }
+        return groups.flatMap { $0 }
+    }
+
     // MARK: Scheduling
 
     /// Picks (sequence, token count) pairs for this step and gives each the blocks it needs.
@@ -336,7 +375,7 @@ public final class Engine {
     private func sharePrefix(of sequence: GenerationSequence) {
         guard sequence.blockTable.isEmpty else { return }
         let size = cache.blockSize
-        var previous: UInt64 = 0
+        var previous = prefixSeed(sequence)
         var block = 0
         while (block + 1) * size <= sequence.tokens.count - 1 {
             let tokens = sequence.tokens[block * size..<(block + 1) * size]
@@ -358,10 +397,18 @@ public final class Engine {
         while sequence.blockHashes.count < sequence.computedCount / size {
             let block = sequence.blockHashes.count
             let tokens = sequence.tokens[block * size..<(block + 1) * size]
-            let hash = KVBlockPool.chainHash(previous: sequence.blockHashes.last ?? 0, tokens: tokens)
+            let hash = KVBlockPool.chainHash(previous: sequence.blockHashes.last ?? prefixSeed(sequence), tokens: tokens)
             cache.register(block: sequence.blockTable[block], hash: hash, tokens: tokens)
             sequence.blockHashes.append(hash)
         }
+    }
+
+    /// What a sequence's first block hash is chained from: 0 for the base model, a value of its
+    /// own per adapter, so no block is shared across adapters (the chain's first step is a
+    /// bijection of it, so equal tokens under two seeds never hash alike).
+    private func prefixSeed(_ sequence: GenerationSequence) -> UInt64 {
+        guard let adapter = sequence.adapter else { return 0 }
+        return KVBlockPool.chainHash(previous: 0x6164_6170_7465_7200, tokens: [Int32(adapter)])
     }
 
     private func freeBlocks(of sequence: GenerationSequence) {
@@ -379,6 +426,10 @@ public final class Engine {
     private func updateStatistics() {
         statistics.waiting = waiting.count
         statistics.running = running.count
+        if !adapters.isEmpty {
+            for index in adapters.indices { statistics.adapterRunning[index] = 0 }
+            for sequence in running { if let adapter = sequence.adapter { statistics.adapterRunning[adapter] += 1 } }
+        }
         statistics.freeBlocks = cache.freeBlockCount
     }
 }

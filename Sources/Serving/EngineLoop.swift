@@ -32,14 +32,16 @@ public final class EngineLoop: @unchecked Sendable {
     }
 
     /// Queues a request; the outputs of all its samples go to `handler` (each sample's last one
-    /// with a finish reason; `SequenceOutput.sampleIndex` tells the samples apart).
-    public func submit(prompt: [Int32], parameters: SamplingParameters, handler: @escaping Handler) throws(ServingError) -> Int {
+    /// with a finish reason; `SequenceOutput.sampleIndex` tells the samples apart). `adapter`
+    /// indexes the engine's served LoRA adapters (nil: the base model).
+    public func submit(prompt: [Int32], parameters: SamplingParameters, adapter: Int? = nil,
+                       handler: @escaping Handler) throws(ServingError) -> Int {
         condition.lock()
         defer { condition.unlock() }
         if draining || stopping {
             throw ServingError(.overloaded, "the server is shutting down and accepts no new requests")
         }
-        let id = try engine.add(prompt: prompt, parameters: parameters)
+        let id = try engine.add(prompt: prompt, parameters: parameters, adapter: adapter)
         handlers[id] = (handler, parameters.sampleCount)
         condition.signal()
         return id

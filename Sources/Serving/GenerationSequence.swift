@@ -46,6 +46,8 @@ final class GenerationSequence {
     /// then 0.
     var unforkedSampleCount: Int
     let parameters: SamplingParameters
+    /// The index of the served LoRA adapter it generates with (`Engine.adapters`), nil for the base.
+    let adapter: Int?
     /// Prompt then output ids.
     var tokens: [Int32]
     /// Tokens whose keys and values are in the cache (a prefix of `tokens`).
@@ -62,8 +64,10 @@ final class GenerationSequence {
 
     /// - Parameters:
     ///   - requestSeed: the request's seed; this sample draws from the stream of its own seed.
-    init(requestID: Int, sampleIndex: Int = 0, prompt: [Int32], parameters: SamplingParameters, requestSeed: UInt64) {
+    init(requestID: Int, sampleIndex: Int = 0, prompt: [Int32], parameters: SamplingParameters, requestSeed: UInt64,
+         adapter: Int? = nil) {
         self.requestID = requestID
+        self.adapter = adapter
         self.sampleIndex = sampleIndex
         self.promptCount = prompt.count
         self.parameters = parameters
@@ -77,7 +81,7 @@ final class GenerationSequence {
     /// Sample `index` of this sequence's request, with only the prompt (no blocks yet).
     func sibling(sampleIndex index: Int) -> GenerationSequence {
         GenerationSequence(requestID: requestID, sampleIndex: index, prompt: Array(tokens[..<promptCount]),
-                           parameters: parameters, requestSeed: requestSeed)
+                           parameters: parameters, requestSeed: requestSeed, adapter: adapter)
     }
 
     var outputCount: Int { tokens.count - promptCount }

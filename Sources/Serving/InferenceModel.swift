@@ -16,10 +16,26 @@ public struct ForwardBatch {
     public var blockTables: [[Int]] = []
     /// The rows whose logits are wanted (the last computed token of a sequence), ascending.
     public var logitRows: [Int] = []
+    /// The rows of sequences that use a LoRA adapter (an index into `InferenceModel.adapters`),
+    /// each adapter's rows contiguous; rows in no run use the base alone. Empty for a base-only
+    /// batch, which then runs exactly as without adapters.
+    public var adapterRuns: [AdapterRun] = []
 
     public init() {}
 
     public var rowCount: Int { tokens.count }
+}
+
+/// Consecutive rows of a `ForwardBatch` that use one served adapter.
+public struct AdapterRun: Sendable, Equatable {
+    /// Index into `InferenceModel.adapters`.
+    public var adapter: Int
+    public var rows: Range<Int>
+
+    public init(adapter: Int, rows: Range<Int>) {
+        self.adapter = adapter
+        self.rows = rows
+    }
 }
 
 /// The decoder forward for inference over a paged KV cache: the layer `DecoderLayer` describes,
@@ -38,6 +54,11 @@ public struct ForwardBatch {
 /// gathers the logits. Rank 0's `forward` first sends the batch to the followers, which wait in
 /// `follow`. Without a group none of this runs.
 ///
+/// Served LoRA adapters (`adapters`, one rank only): after each projection's product over all
+/// rows, each run of `ForwardBatch.adapterRuns` whose adapter targets that projection gets
+/// `AdapterDelta` added on its rows alone; a batch without runs computes exactly as without
+/// adapters.
+///
 /// Not thread-safe: the engine calls it from one thread.
 public final class InferenceModel {
     /// The whole model's config (its vocabulary is the logits' width).
@@ -46,6 +67,8 @@ public final class InferenceModel {
     /// The ranks sharing this model, or nil on one rank.
     public let tensorGroup: InferenceTensorGroup?
     public let threads: KernelThreads
+    /// LoRA adapters kept unmerged (`ServedAdapter`), applied to the rows of `ForwardBatch.adapterRuns`.
+    public let adapters: [ServedAdapter]
     /// The most rows one `forward` takes (the engine's token budget per step).
     public let maximumRows: Int
     /// Whether one row takes `cblas_sgemv` instead of `SmallBatchLinear` (measured 15 % slower
@@ -62,21 +85,25 @@ public final class InferenceModel {
 
     // Scratch, sized for `maximumRows` rows (`headRstd` for one row's heads).
     let residual, normalized, qkv, attention, gateUp, activation, projection, rstd, headRstd: Tensor
+    /// [rows, largest adapter rank]: x·Aᵀ of the adapters' rows (one element without adapters).
+    let adapterIntermediate: Tensor
     private let logitsBuffer: Tensor
     /// Tensor parallelism only: this rank's [rows, vocabulary slice] logits and rank 0's
     /// rank-ordered gather of them.
     private let localLogits, gatheredLogits: Tensor?
 
     public init(weights: InferenceWeights, maximumRows: Int, threads: KernelThreads = .single,
-                tensorGroup: InferenceTensorGroup? = nil) {
+                tensorGroup: InferenceTensorGroup? = nil, adapters: [ServedAdapter] = []) {
         precondition((weights.tensorParallel == nil) == (tensorGroup == nil),
                      "tensor-parallel weights need their tensor group, and only they")
+        precondition(adapters.isEmpty || tensorGroup == nil, "unmerged adapters are served on one rank")
         // Local sizes below: the whole model on one rank, this rank's share under tensor parallelism.
         let config = weights.localConfig
         self.config = weights.config
         self.weights = weights
         self.tensorGroup = tensorGroup
         self.threads = threads
+        self.adapters = adapters
         self.maximumRows = maximumRows
         let layout = weights.layout
         epsilon = Float(config.rmsNormEps)
@@ -113,6 +140,7 @@ public final class InferenceModel {
         projection = Tensor(shape: [maximumRows, c])
         rstd = Tensor(shape: [maximumRows])
         headRstd = Tensor(shape: [Swift.max(config.numAttentionHeads, config.numKeyValueHeads)])
+        adapterIntermediate = Tensor(shape: [adapters.isEmpty ? 1 : maximumRows * adapters.map(\.rank).max()!])
         // Whole-vocabulary logits only where sampling happens (rank 0 under tensor parallelism).
         let samples = tensorGroup?.isLeader ?? true
         logitsBuffer = Tensor(shape: samples ? [maximumRows, weights.config.vocabSize] : [1])

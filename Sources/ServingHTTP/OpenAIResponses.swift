@@ -9,7 +9,12 @@ struct ModelList: Encodable {
         var created: Int
         var ownedBy = "meshlm"
         var maxModelLength: Int
-        enum CodingKeys: String, CodingKey { case id, object, created, ownedBy = "owned_by", maxModelLength = "max_model_len" }
+        /// A LoRA adapter's directory and the base it adapts (vLLM's fields); nil for the base.
+        var root: String?
+        var parent: String?
+        enum CodingKeys: String, CodingKey {
+            case id, object, created, ownedBy = "owned_by", maxModelLength = "max_model_len", root, parent
+        }
     }
     var object = "list"
     var data: [Model]

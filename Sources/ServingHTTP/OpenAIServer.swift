@@ -11,6 +11,9 @@ import Serving
 ///     POST /v1/completions         stream or not
 ///     POST /v1/chat/completions    stream or not
 ///
+/// A request's `model` names the base (`modelName`) or one of the served LoRA adapters
+/// (`adapters`, vLLM's convention); chat prompts use the base's template for every adapter.
+///
 /// Errors use OpenAI's body. A streaming client that disconnects has its sequence cancelled
 /// (its blocks freed) at the next write. SIGTERM/SIGINT stop accepting connections, let running
 /// requests finish, then `run` returns.
@@ -18,12 +21,16 @@ public final class OpenAIServer: Sendable {
     public let loop: EngineLoop
     public let tokenizer: any Tokenizer
     public let modelName: String
+    /// The LoRA adapters requests may name, in the engine's order.
+    public let adapters: [(name: String, root: String)]
     public let contextLength: Int
     let chat: ChatPrompter
     let created = Int(Date().timeIntervalSince1970)
 
-    public init(loop: EngineLoop, tokenizer: any Tokenizer, chat: ChatPrompter, modelName: String, contextLength: Int) {
+    public init(loop: EngineLoop, tokenizer: any Tokenizer, chat: ChatPrompter, modelName: String, contextLength: Int,
+                adapters: [(name: String, root: String)] = []) {
         self.loop = loop
+        self.adapters = adapters
         self.tokenizer = tokenizer
         self.chat = chat
         self.modelName = modelName
@@ -38,7 +45,11 @@ public final class OpenAIServer: Sendable {
         }
         router.get("/metrics") { _, _ -> Response in self.text(self.metrics(), status: .ok) }
         router.get("/v1/models") { _, _ -> Response in
-            self.json(ModelList(data: [.init(id: self.modelName, created: self.created, maxModelLength: self.contextLength)]))
+            let base = ModelList.Model(id: self.modelName, created: self.created, maxModelLength: self.contextLength)
+            let adapters = self.adapters.map {
+                ModelList.Model(id: $0.name, created: self.created, maxModelLength: self.contextLength, root: $0.root, parent: self.modelName)
+            }
+            return self.json(ModelList(data: [base] + adapters))
         }
         router.post("/v1/completions") { request, context -> Response in
             await self.respond { () async throws(ServingError) -> Response in
@@ -62,7 +73,8 @@ public final class OpenAIServer: Sendable {
 
     private func completions(_ data: Data, context: ServingRequestContext) async throws(ServingError) -> Response {
         let request = try decodeRequest(CompletionRequest.self, from: data)
-        try checkModel(request.model)
+        let adapter = try checkModel(request.model)
+        let modelName = request.model
         let prompt: [Int32]
         switch request.prompt {
         case .text(let text): prompt = tokenizer.encode(text)
@@ -75,7 +87,7 @@ public final class OpenAIServer: Sendable {
         }
         let parameters = try request.sampling.parameters(defaultMaxTokens: 16, logprobs: request.logprobs)
         let id = "cmpl-" + UUID().uuidString.lowercased()
-        let (sequence, stream) = try start(prompt: prompt, parameters: parameters)
+        let (sequence, stream) = try start(prompt: prompt, parameters: parameters, adapter: adapter)
         let echo = request.echo == true ? (request.prompt.singleText ?? tokenizer.decode(prompt)) : ""
         if request.stream == true {
             let includeUsage = request.streamOptions?.includeUsage == true
@@ -114,7 +126,8 @@ public final class OpenAIServer: Sendable {
 
     private func chat(_ data: Data, context: ServingRequestContext) async throws(ServingError) -> Response {
         let request = try decodeRequest(ChatRequest.self, from: data)
-        try checkModel(request.model)
+        let adapter = try checkModel(request.model)
+        let modelName = request.model
         guard !request.messages.isEmpty else {
             throw ServingError(.invalidRequest, "messages must hold at least one message", parameter: "messages")
         }
@@ -130,7 +143,7 @@ public final class OpenAIServer: Sendable {
         parameters.stopStrings += chat.stopStrings
         parameters.stopTokens += chat.stopTokens
         let id = "chatcmpl-" + UUID().uuidString.lowercased()
-        let (sequence, stream) = try start(prompt: prompt, parameters: parameters)
+        let (sequence, stream) = try start(prompt: prompt, parameters: parameters, adapter: adapter)
         if request.stream == true {
             let includeUsage = request.streamOptions?.includeUsage == true
             let sampleCount = parameters.sampleCount
@@ -171,10 +184,11 @@ public final class OpenAIServer: Sendable {
 
     /// Submits to the engine; the outputs of every sample arrive on the stream, which ends once
     /// each sample has finished.
-    private func start(prompt: [Int32], parameters: SamplingParameters) throws(ServingError) -> (Int, AsyncStream<SequenceOutput>) {
+    private func start(prompt: [Int32], parameters: SamplingParameters,
+                       adapter: Int?) throws(ServingError) -> (Int, AsyncStream<SequenceOutput>) {
         let (stream, continuation) = AsyncStream<SequenceOutput>.makeStream()
         let unfinished = UnfinishedSamples(parameters.sampleCount)
-        let id = try loop.submit(prompt: prompt, parameters: parameters) { output in
+        let id = try loop.submit(prompt: prompt, parameters: parameters, adapter: adapter) { output in
             continuation.yield(output)
             if output.finishReason != nil && unfinished.finishOne() { continuation.finish() }
         }
@@ -250,10 +264,12 @@ public final class OpenAIServer: Sendable {
         }
     }
 
-    private func checkModel(_ model: String) throws(ServingError) {
-        guard model == modelName else {
-            throw ServingError(.modelNotFound, "The model '\(model)' does not exist; this server serves '\(modelName)' (GET /v1/models)", parameter: "model")
-        }
+    /// The served adapter a request's `model` names (its index), nil for the base model.
+    private func checkModel(_ model: String) throws(ServingError) -> Int? {
+        if model == modelName { return nil }
+        if let index = adapters.firstIndex(where: { $0.name == model }) { return index }
+        let adapterList = adapters.isEmpty ? "" : " and the LoRA adapters " + adapters.map { "'\($0.name)'" }.joined(separator: ", ")
+        throw ServingError(.modelNotFound, "The model '\(model)' does not exist; this server serves '\(modelName)'\(adapterList) (GET /v1/models)", parameter: "model")
     }
 
     private func respond(_ body: () async throws(ServingError) -> Response) async -> Response {
@@ -337,6 +353,15 @@ public final class OpenAIServer: Sendable {
         add("meshlm_prefix_shared_blocks_total", "counter", "Prompt blocks reused from the prefix cache.", Double(statistics.sharedBlocks))
         add("meshlm_cancelled_requests_total", "counter", "Requests cancelled before they finished because their client left.", Double(statistics.cancelledRequests))
         add("meshlm_forked_samples_total", "counter", "Samples of n > 1 requests started from their prompt's prefill instead of prefilling it again.", Double(statistics.forkedSamples))
+        if !adapters.isEmpty {
+            func addPerAdapter(_ name: String, _ type: String, _ help: String, _ values: [Int]) {
+                lines.append("# HELP \(name) \(help)")
+                lines.append("# TYPE \(name) \(type)")
+                for (adapter, value) in zip(adapters, values) { lines.append("\(name){adapter=\"\(adapter.name)\"} \(value)") }
+            }
+            addPerAdapter("meshlm_lora_requests_total", "counter", "Requests per served LoRA adapter since start.", statistics.adapterRequests)
+            addPerAdapter("meshlm_lora_running_sequences", "gauge", "Sequences of each served LoRA adapter in the running batch.", statistics.adapterRunning)
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -36,6 +36,9 @@ struct BenchDecodeCommand: ParsableCommand {
     @Option(help: "Speculative decoding: prompts from this text file, one per line, encoded with the checkpoint's tokenizer (default: --prompts random prompts of --prompt-tokens ids).")
     var promptFile: String?
     @Option(help: "Speculative decoding: random prompts measured when there is no --prompt-file.") var prompts = 4
+    @Option(help: "Also measure N synthetic LoRA adapters served unmerged (as `serve --lora`), requests spread across them, against the base alone in the same run (0 = skip).")
+    var loraAdapters = 0
+    @Option(help: "Rank of the --lora-adapters adapters (every projection of every layer adapted).") var loraRank = 16
 
     func validate() throws {
         if let bad = lookahead.first(where: { !(1..<SmallBatchLinear.maximumRows).contains($0) }) {
@@ -45,6 +48,8 @@ struct BenchDecodeCommand: ParsableCommand {
             throw ValidationError("give either --draft-layers or --draft-checkpoint, not both")
         }
         if prompts < 1 { throw ValidationError("--prompts must be at least 1, got \(prompts)") }
+        if loraAdapters < 0 { throw ValidationError("--lora-adapters must be at least 0, got \(loraAdapters)") }
+        if loraRank < 1 { throw ValidationError("--lora-rank must be at least 1, got \(loraRank)") }
     }
 
     func run() throws {
@@ -55,6 +60,9 @@ struct BenchDecodeCommand: ParsableCommand {
             let weights: InferenceWeights = try world.collectively {
                 guard world.size == 1 || (draftLayers == 0 && draftCheckpoint == nil) else {
                     throw JobError("--draft-layers and --draft-checkpoint (speculative decoding) run on one rank; drop them or start without mpirun -np \(world.size)")
+                }
+                guard world.size == 1 || loraAdapters == 0 else {
+                    throw JobError("--lora-adapters (adapters served unmerged) runs on one rank; drop it or start without mpirun -np \(world.size)")
                 }
                 let split = world.size > 1 ? (world.size, world.rank) : nil
                 if let checkpoint { return try InferenceWeights.load(checkpoint: checkpoint, tensorParallel: split) }
@@ -122,6 +130,9 @@ struct BenchDecodeCommand: ParsableCommand {
                                     "prompt_tokens": promptTokens, "generated_tokens": tokens])
             }
             report.printTable()
+            if loraAdapters > 0 {
+                try measureAdapters(weights: weights, tokens: tokens, repeats: repeats, threads: threads, json: bench.json, log: context.log)
+            }
             let draft: (weights: InferenceWeights, name: String)?
             if let draftCheckpoint {
                 // The decoder drives whole models on one rank.
@@ -160,19 +171,22 @@ struct BenchDecodeCommand: ParsableCommand {
                             maximumBatch: users, tokenBudget: Swift.max(tokenBudget, users))
     }
 
+    /// - Parameters:
+    ///   - adapters: served LoRA adapters the engine holds.
+    ///   - spreading: whether request i uses adapter i mod N (else every request uses the base).
     func measureLoad(weights: InferenceWeights, users: Int, tokens: Int, threads: KernelThreads,
-                     tensorGroup: InferenceTensorGroup?) throws -> LoadSample {
+                     tensorGroup: InferenceTensorGroup?, adapters: [ServedAdapter] = [], spreading: Bool = false) throws -> LoadSample {
         let engine = Engine(weights: weights, configuration: engineConfiguration(users: users, tokens: tokens), tokenizer: nil,
-                            threads: threads, tensorGroup: tensorGroup)
+                            threads: threads, tensorGroup: tensorGroup, adapters: adapters)
         // The followers leave this engine's loop when it is done.
         defer { tensorGroup?.stopFollowers() }
         var generator = SplitMix64(seed: 7)
         let start = monotonicSeconds()
-        for _ in 0..<users {
+        for user in 0..<users {
             let prompt = (0..<promptTokens).map { _ in Int32(generator.next() % UInt64(weights.config.vocabSize)) }
             var parameters = SamplingParameters.greedy(maxTokens: tokens)
             parameters.ignoreEOS = true
-            try engine.add(prompt: prompt, parameters: parameters)
+            try engine.add(prompt: prompt, parameters: parameters, adapter: spreading && !adapters.isEmpty ? user % adapters.count : nil)
         }
         var firstTimes: [Int: Double] = [:], lastTimes: [Int: Double] = [:]
         var gaps: [Double] = []

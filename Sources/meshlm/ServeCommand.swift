@@ -16,12 +16,24 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "TCP port (0 picks a free one; the chosen port is printed).") var port = 8000
     @Option(help: "The model id clients name in requests.") var servedModelName = "meshlm"
+    @OptionGroup var adapters: LoRAModuleOptions
+
+    func validate() throws {
+        try adapters.validate(baseName: servedModelName)
+    }
 
     func run() throws {
         try job.runJob { context in
+            // Every rank refuses alike: one message for the job.
+            try context.world.collectively {
+                guard context.world.size == 1 || adapters.lora.isEmpty else {
+                    throw JobError("--lora serves adapters unmerged on one rank; tensor-parallel serving (mpirun -np \(context.world.size)) cannot take them yet: start one rank, or merge an adapter into its base with `meshlm ckpt merge-lora` and serve that checkpoint on several ranks")
+                }
+            }
             let (weights, tokenizer, tensorGroup) = try engine.load(world: context.world)
+            let served = try adapters.load(base: weights.config)
             let generator = Engine(weights: weights, configuration: engine.configuration, tokenizer: tokenizer,
-                                   threads: KernelThreads(count: context.threads), tensorGroup: tensorGroup)
+                                   threads: KernelThreads(count: context.threads), tensorGroup: tensorGroup, adapters: served)
             if let tensorGroup, !tensorGroup.isLeader {
                 // mpirun may forward a SIGTERM meant for the job: rank 0 decides when to stop
                 // (after draining), so a follower only records it.
@@ -33,7 +45,8 @@ struct ServeCommand: ParsableCommand {
             loop.start()
             let chat = try engine.chatPrompter(tokenizer: tokenizer)
             let server = OpenAIServer(loop: loop, tokenizer: tokenizer, chat: chat, modelName: servedModelName,
-                                      contextLength: weights.config.maxPositionEmbeddings)
+                                      contextLength: weights.config.maxPositionEmbeddings,
+                                      adapters: served.map { ($0.name, $0.root) })
             let log = context.log
             let (host, port) = (self.host, self.port)
             let parameters = Double(weights.config.parameterCount) / 1e6
@@ -44,6 +57,10 @@ struct ServeCommand: ParsableCommand {
                     try await server.run(host: host, port: port) { bound in
                         log.info(String(format: "serving %@ (%.1fM parameters%@) on http://%@:%d", servedModelName, parameters, split, host, bound))
                         log.info("chat template: \(chat.source)")
+                        for adapter in served {
+                            log.info(String(format: "LoRA adapter %@ (r %d, scaling %g, %@) from %@", adapter.name, adapter.rank,
+                                            adapter.scaling, adapter.targets.map(\.moduleName).joined(separator: ", "), adapter.root))
+                        }
                     }
                     outcome.finish(nil)
                 } catch {

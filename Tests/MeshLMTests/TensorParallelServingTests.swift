@@ -103,6 +103,18 @@ import Testing
                 "\(launch.standardError)")
     }
 
+    /// `serve --lora` keeps adapters unmerged on one rank: under mpirun -np 2 it stops before
+    /// loading, saying what to do instead.
+    @Test func loraAdaptersAreRefusedUnderTensorParallelism() throws {
+        let checkpoint = try Self.writeCheckpoint()
+        defer { try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: checkpoint).deletingLastPathComponent().path) }
+        let launch = try Launcher.mpirun(2, "meshlm", ["serve", "--checkpoint", checkpoint, "--port", "0", "--threads", "1",
+                                                       "--lora", "a=\(checkpoint)"])
+        #expect(launch.status != 0)
+        #expect(launch.standardError.contains("meshlm: error: --lora serves adapters unmerged on one rank; tensor-parallel serving (mpirun -np 2) cannot take them yet: start one rank, or merge an adapter into its base with `meshlm ckpt merge-lora` and serve that checkpoint on several ranks"),
+                "\(launch.standardError)")
+    }
+
     /// In-place weight replacement (what a trainer does between rollouts): every rank takes its
     /// slices of the new whole model while the followers are out of `follow`, and the engine's
     /// prefix cache (the 45-byte prompt's 11 full blocks) is dropped, so the second generation
