@@ -19,6 +19,95 @@ public enum LowRankAdapter {
                       rowCount: rowCount, columnCount: outputSize, innerCount: rank, alpha: scaling, beta: 1, threads: threads)
     }
 
+    /// `forward` for a base product that adds itself afterwards (`Matmul.forward` with
+    /// `accumulate`): writes
+    ///
+    ///     intermediate = input · Aᵀ                          [rowCount, rank]   saved for backward
+    ///     output       = bias + scaling · intermediate · Bᵀ  [rowCount, outputSize]
+    ///
+    /// The second product is computed here rather than by sgemm, which with beta = 1 reads and
+    /// writes the whole output once more after the base product (and with beta = 0 clears it
+    /// first): this writes it once, in place of the clearing. Each output element is the same
+    /// sum in the same order on any thread count.
+    public static func forwardBeforeBase(
+        output: UnsafeMutablePointer<Float>, intermediate: UnsafeMutablePointer<Float>,
+        input: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        scaling: Float, rowCount: Int, inputSize: Int, outputSize: Int, rank: Int,
+        threads: KernelThreads = .single
+    ) {
+        BLAS.multiply(output: intermediate, a: input, b: a, bTranspose: .transposed,
+                      rowCount: rowCount, columnCount: rank, innerCount: inputSize, threads: threads)
+        // scaling · B packed by blocks of 16 outputs: block c holds [rank, 16], row k the 16
+        // outputs' column k of B, so the rank loop reads one contiguous run (rows of a plain
+        // Bᵀ, outputSize apart, fall in the same few L1 sets); the ragged end, [rank, its width].
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: rank * outputSize)
+        defer { packed.deallocate() }
+        let width = Vector.width
+        for output in 0..<outputSize {
+            let block = output / width, lanes = Swift.min(width, outputSize - block * width)
+            for k in 0..<rank {
+                packed[block * width * rank + k * lanes + output % width] = scaling * b[output * rank + k]
+            }
+        }
+        threads.parallelFor(0..<rowCount, minimumChunk: 16) { rows in
+            var row = rows.lowerBound
+            while row + 4 <= rows.upperBound {
+                adapterOutputRows(4, row: row, output: output, intermediate: intermediate, packed: packed,
+                                  bias: bias, outputSize: outputSize, rank: rank)
+                row += 4
+            }
+            while row < rows.upperBound {
+                adapterOutputRows(1, row: row, output: output, intermediate: intermediate, packed: packed,
+                                  bias: bias, outputSize: outputSize, rank: rank)
+                row += 1
+            }
+        }
+    }
+
+    /// `forwardBeforeBase`'s output for `count` (1 or 4) rows from `row`: each element is
+    /// bias + Σₖ u[k] · (scaling·B)[output, k] as fused multiply-adds in k order, whatever `count`.
+    @inline(__always)
+    private static func adapterOutputRows(
+        _ count: Int, row: Int, output: UnsafeMutablePointer<Float>, intermediate: UnsafePointer<Float>,
+        packed: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outputSize: Int, rank: Int
+    ) {
+        let u = intermediate + row * rank
+        let width = Vector.width
+        var column = 0
+        while column + width <= outputSize {
+            let start = bias.map { Vector.load($0 + column) } ?? Vector.Lanes()
+            let block = packed + column * rank
+            let y = output + row * outputSize + column
+            if count == 4 {
+                var (s0, s1, s2, s3) = (start, start, start, start)
+                for k in 0..<rank {
+                    let bRow = Vector.load(block + k * width)
+                    s0.addProduct(Vector.Lanes(repeating: u[k]), bRow)
+                    s1.addProduct(Vector.Lanes(repeating: u[rank + k]), bRow)
+                    s2.addProduct(Vector.Lanes(repeating: u[2 * rank + k]), bRow)
+                    s3.addProduct(Vector.Lanes(repeating: u[3 * rank + k]), bRow)
+                }
+                Vector.store(s0, y)
+                Vector.store(s1, y + outputSize)
+                Vector.store(s2, y + 2 * outputSize)
+                Vector.store(s3, y + 3 * outputSize)
+            } else {
+                var s0 = start
+                for k in 0..<rank { s0.addProduct(Vector.Lanes(repeating: u[k]), Vector.load(block + k * width)) }
+                Vector.store(s0, y)
+            }
+            column += width
+        }
+        let lanes = outputSize - column
+        for r in 0..<count {
+            for tail in column..<outputSize {
+                var sum = bias?[tail] ?? 0
+                for k in 0..<rank { sum.addProduct(u[r * rank + k], packed[column * rank + k * lanes + tail - column]) }
+                output[(row + r) * outputSize + tail] = sum
+            }
+        }
+    }
+
     /// Accumulates the gradients of `forward`'s adapter term, with g = outputGradient:
     ///
     ///     intermediateGradient  = scaling · g · B                     [rowCount, rank]   (scratch)

@@ -1,4 +1,5 @@
-/// A linear layer in Hugging Face layout: `output = input · weightᵀ + bias`.
+/// A linear layer in Hugging Face layout: `output = input · weightᵀ + bias` (`output +=
+/// input · weightᵀ` with `accumulate`, which takes no bias).
 ///
 ///     input   [rowCount, inputSize]      rows are tokens (batch × sequence, flattened)
 ///     weight  [outputSize, inputSize]    as `nn.Linear.weight` and safetensors store it
@@ -10,11 +11,13 @@ public enum Matmul {
     public static func forward(
         output: UnsafeMutablePointer<Float>,
         input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        rowCount: Int, inputSize: Int, outputSize: Int,
+        rowCount: Int, inputSize: Int, outputSize: Int, accumulate: Bool = false,
         threads: KernelThreads = .single
     ) {
         // With a bias, write it into every row first and let sgemm add to it (beta = 1): one pass
-        // over the output instead of two.
+        // over the output instead of two. With `accumulate` the output already holds what the
+        // product adds to (a LoRA adapter's output and the bias: `LowRankAdapter.forwardBeforeBase`).
+        precondition(!accumulate || bias == nil, "an accumulating product takes its bias in the output it adds to")
         if let bias {
             threads.parallelFor(0..<rowCount, minimumChunk: 16) { rows in
                 for row in rows {
@@ -26,7 +29,7 @@ public enum Matmul {
             output: output,
             a: input, b: weight, bTranspose: .transposed,
             rowCount: rowCount, columnCount: outputSize, innerCount: inputSize,
-            beta: bias == nil ? 0 : 1, threads: threads)
+            beta: bias == nil && !accumulate ? 0 : 1, threads: threads)
     }
 
     /// Accumulates the gradients of `forward`:

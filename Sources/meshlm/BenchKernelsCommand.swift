@@ -184,11 +184,11 @@ struct BenchKernelsCommand: ParsableCommand {
             let adapterFlops = 2 * Double(tokenRows * rank * (inputs + outputs))
             let loraShape = "\(tokenRows)×\(inputs)→\(outputs) r\(rank)"
             compute("matmul+lora.forward", loraShape, flops: linearFlops + adapterFlops) {
+                LowRankAdapter.forwardBeforeBase(output: y.pointer, intermediate: intermediate.pointer, input: x.pointer,
+                                                 a: loraA.pointer, b: loraB.pointer, bias: nil, scaling: 2, rowCount: tokenRows,
+                                                 inputSize: inputs, outputSize: outputs, rank: rank, threads: threads)
                 Matmul.forward(output: y.pointer, input: x.pointer, weight: w.pointer, bias: nil, rowCount: tokenRows,
-                               inputSize: inputs, outputSize: outputs, threads: threads)
-                LowRankAdapter.forward(output: y.pointer, intermediate: intermediate.pointer, input: x.pointer, a: loraA.pointer,
-                                       b: loraB.pointer, scaling: 2, rowCount: tokenRows, inputSize: inputs, outputSize: outputs,
-                                       rank: rank, threads: threads)
+                               inputSize: inputs, outputSize: outputs, accumulate: true, threads: threads)
             }
             compute("matmul+lora.backward (W frozen)", loraShape, flops: linearFlops + 2 * adapterFlops) {
                 Matmul.backward(inputGradient: dx.pointer, weightGradient: nil, biasGradient: nil, outputGradient: dy.pointer,
