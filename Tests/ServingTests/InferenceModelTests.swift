@@ -195,16 +195,7 @@ import Testing
         let expected = training.logits(tokens: tokens, positions: (0..<Int32(tokens.count)).map { $0 }, parameters: trained)
         let baseLogits = referenceLogits(base, tokens)
         let model = InferenceModel(weights: served, maximumRows: 16)
-        let cache = KVBlockPool(blockCount: 4, blockSize: 4, layerCount: config.numHiddenLayers,
-                                slotWidth: config.numKeyValueHeads * config.headDim)
-        var batch = ForwardBatch()
-        batch.blockTables = [[0, 1, 2]]
-        for position in tokens.indices {
-            batch.tokens.append(tokens[position])
-            batch.positions.append(Int32(position))
-            batch.sequenceIndices.append(0)
-            batch.logitRows.append(position)
-        }
+        let (batch, cache) = promptPrefill(tokens, config: config)
         let logits = Array(model.forward(batch, cache: cache))
         let difference = relativeDifference(logits[...], expected[...])
         print("\(dora ? "DoRA" : "LoRA") served merged: engine vs training forward with adapters, max relative difference \(difference)")

@@ -171,16 +171,7 @@ final class RecordedRun {
         let adapter = try servedPEFTAdapter(name: "peft", directory: directory + "/hf/adapter", base: config)
         let prompt = randomTokens(11, vocabulary: config.vocabSize, seed: 44)
         let model = InferenceModel(weights: base, maximumRows: 16, adapters: [adapter])
-        let cache = KVBlockPool(blockCount: 4, blockSize: 4, layerCount: config.numHiddenLayers,
-                                slotWidth: config.numKeyValueHeads * config.headDim)
-        var batch = ForwardBatch()
-        batch.blockTables = [[0, 1, 2]]
-        for position in prompt.indices {
-            batch.tokens.append(prompt[position])
-            batch.positions.append(Int32(position))
-            batch.sequenceIndices.append(0)
-            batch.logitRows.append(position)
-        }
+        var (batch, cache) = promptPrefill(prompt, config: config)
         batch.adapterRuns = [AdapterRun(adapter: 0, rows: 0..<prompt.count)]
         let logits = Array(model.forward(batch, cache: cache))
         var root = URL(fileURLWithPath: #filePath)

@@ -63,3 +63,20 @@ func referenceGreedy(_ weights: InferenceWeights, prompt: [Int32], count: Int) -
     }
     return Array(tokens[prompt.count...])
 }
+
+/// One sequence's prompt as a single prefill: every token's logits, in KV blocks 0, 1, 2 of
+/// `model`'s config (blocks of 4: up to 12 tokens), with a cache to run it in.
+func promptPrefill(_ tokens: [Int32], config: LlamaConfig) -> (ForwardBatch, KVBlockPool) {
+    precondition(tokens.count <= 12, "three blocks of four hold 12 tokens")
+    let cache = KVBlockPool(blockCount: 4, blockSize: 4, layerCount: config.numHiddenLayers,
+                            slotWidth: config.numKeyValueHeads * config.headDim)
+    var batch = ForwardBatch()
+    batch.blockTables = [[0, 1, 2]]
+    for position in tokens.indices {
+        batch.tokens.append(tokens[position])
+        batch.positions.append(Int32(position))
+        batch.sequenceIndices.append(0)
+        batch.logitRows.append(position)
+    }
+    return (batch, cache)
+}
