@@ -89,20 +89,12 @@ struct TrainingLayerKernels: DecoderLayerKernels {
         let adapterInput = dropped ?? input
         guard let magnitude = adapters.magnitude(projection), let start = a.adapterOutputStarts[projection] else {
             model.timed(.matmul, .forward) {
-                if model.quantizedWeight(projection, layer: layer) == nil {
-                    // The adapter's output (and the bias) first; the base product adds to it.
-                    LowRankAdapter.forwardBeforeBase(output: output, intermediate: intermediate, input: adapterInput, a: adapter.a,
-                                                     b: adapter.b, bias: bias, scaling: adapters.scaling, rowCount: n,
-                                                     inputSize: inputSize, outputSize: outputSize, rank: lora.rank, threads: threads)
-                    Matmul.forward(output: output, input: input, weight: weight, bias: nil, rowCount: n, inputSize: inputSize,
-                                   outputSize: outputSize, accumulate: true, threads: threads)
-                } else {
-                    model.baseForward(projection, layer: layer, output: output, input: input, weight: weight, bias: bias,
-                                      inputSize: inputSize, outputSize: outputSize)
-                    LowRankAdapter.forward(output: output, intermediate: intermediate, input: adapterInput, a: adapter.a, b: adapter.b,
-                                           scaling: adapters.scaling, rowCount: n, inputSize: inputSize, outputSize: outputSize,
-                                           rank: lora.rank, threads: threads)
-                }
+                // The adapter's output (and the bias) first; the base product adds to it.
+                LowRankAdapter.forwardBeforeBase(output: output, intermediate: intermediate, input: adapterInput, a: adapter.a,
+                                                 b: adapter.b, bias: bias, scaling: adapters.scaling, rowCount: n,
+                                                 inputSize: inputSize, outputSize: outputSize, rank: lora.rank, threads: threads)
+                model.baseForward(projection, layer: layer, output: output, input: input, weight: weight, bias: nil,
+                                  inputSize: inputSize, outputSize: outputSize, accumulate: true)
             }
             return
         }

@@ -14,15 +14,17 @@ extension LlamaModel {
         tied ? quantizedBase?.embedding : quantizedBase?.head
     }
 
-    /// `Matmul.forward` of `projection` in local layer `layer`.
+    /// `Matmul.forward` of `projection` in local layer `layer` (with `accumulate`, added to what
+    /// `output` holds).
     func baseForward(_ projection: Projection, layer: Int, output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
-                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inputSize: Int, outputSize: Int) {
+                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inputSize: Int, outputSize: Int,
+                     accumulate: Bool = false) {
         if let quantized = quantizedWeight(projection, layer: layer) {
-            NF4Matmul.forward(output: output, input: input, weight: quantized, bias: bias,
-                              rowCount: tokenCount, inputSize: inputSize, outputSize: outputSize, threads: threads)
+            NF4Matmul.forward(output: output, input: input, weight: quantized, bias: bias, rowCount: tokenCount,
+                              inputSize: inputSize, outputSize: outputSize, accumulate: accumulate, threads: threads)
         } else {
-            Matmul.forward(output: output, input: input, weight: weight, bias: bias,
-                           rowCount: tokenCount, inputSize: inputSize, outputSize: outputSize, threads: threads)
+            Matmul.forward(output: output, input: input, weight: weight, bias: bias, rowCount: tokenCount,
+                           inputSize: inputSize, outputSize: outputSize, accumulate: accumulate, threads: threads)
         }
     }
 

@@ -22,13 +22,7 @@ extension InferenceWeights {
             }
             return
         }
-        let lora: LoRAConfig
-        do {
-            lora = try JSONDecoder().decode(LoRAConfig.self, from: data)
-            try lora.validate()
-        } catch {
-            throw ServingError(.checkpoint, "\(configPath): \(error)")
-        }
+        let lora = try LoRAConfig.decoded(data, path: configPath)
         for layer in 0..<config.numHiddenLayers {
             for projection in lora.targets {
                 let prefix = "model.layers.\(layer).\(projection.path)"
@@ -115,6 +109,20 @@ struct QuantizedBaseSource {
             return try tensors.read(name, base: QLoRAMergeBase.dequantized.base)
         } catch {
             throw ServingError(.checkpoint, "\(origin): \(error)")
+        }
+    }
+}
+
+extension LoRAConfig {
+    /// An `adapter_config.json`'s contents, decoded and validated; an error names `path` (after
+    /// `context`, when given).
+    static func decoded(_ data: Data, path: String, context: String = "") throws(ServingError) -> LoRAConfig {
+        do {
+            let lora = try JSONDecoder().decode(LoRAConfig.self, from: data)
+            try lora.validate()
+            return lora
+        } catch {
+            throw ServingError(.checkpoint, "\(context)\(path): \(error)")
         }
     }
 }

@@ -113,13 +113,7 @@ public final class ServedAdapter: @unchecked Sendable {
         guard let data = FileManager.default.contents(atPath: configPath) else {
             throw ServingError(.checkpoint, "adapter \(name): \(configPath) is missing: \(directory) is not a LoRA checkpoint (a MeshLM LoRA run's checkpoint or a PEFT adapter directory holds adapter_config.json)")
         }
-        let lora: LoRAConfig
-        do {
-            lora = try JSONDecoder().decode(LoRAConfig.self, from: data)
-            try lora.validate()
-        } catch {
-            throw ServingError(.checkpoint, "adapter \(name): \(configPath): \(error)")
-        }
+        let lora = try LoRAConfig.decoded(data, path: configPath, context: "adapter \(name): ")
         if let modelData = FileManager.default.contents(atPath: stepDirectory + "/model_config.json") {
             let trained: LlamaConfig
             do { trained = try JSONDecoder().decode(LlamaConfig.self, from: modelData) } catch {

@@ -16,15 +16,17 @@ public enum NF4Matmul {
     /// is 1 MiB of scratch.
     public static let tileLength = 128
 
-    /// output = input · x̂ᵀ (+ bias).
+    /// output = input · x̂ᵀ (+ bias); with `accumulate`, output += input · x̂ᵀ (no bias), as
+    /// `Matmul.forward`.
     public static func forward(
         output: UnsafeMutablePointer<Float>,
         input: UnsafePointer<Float>, weight: NF4Matrix, bias: UnsafePointer<Float>?,
-        rowCount: Int, inputSize: Int, outputSize: Int,
+        rowCount: Int, inputSize: Int, outputSize: Int, accumulate: Bool = false,
         threads: KernelThreads = .single
     ) {
         precondition(weight.rowCount == outputSize && weight.columnCount == inputSize,
                      "an NF4 weight of \(weight.rowCount)×\(weight.columnCount) given for \(outputSize)×\(inputSize)")
+        precondition(!accumulate || bias == nil, "an accumulating product takes its bias in the output it adds to")
         if rowCount == 0 || outputSize == 0 { return }
         let tileCount = (outputSize + tileLength - 1) / tileLength
         threads.parallelFor(0..<tileCount) { tiles in
@@ -42,7 +44,7 @@ public enum NF4Matmul {
                 BLAS.multiply(output: columns, outputStride: outputSize,
                               a: input, b: scratch, bTranspose: .transposed,
                               rowCount: rowCount, columnCount: rows.count, innerCount: inputSize,
-                              beta: bias == nil ? 0 : 1)
+                              beta: bias == nil && !accumulate ? 0 : 1)
             }
         }
     }
