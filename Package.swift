@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "DataPipelineTests", dependencies: ["DataPipeline", "Runtime"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),
         .testTarget(name: "TrainingTests", dependencies: ["TensorComparison", "Training", "Model", "Parallel", "DataPipeline", "Tensors", "Runtime"],
-                    swiftSettings: nativeSwift),
+                    resources: [.copy("Fixtures")], swiftSettings: nativeSwift),
         .testTarget(name: "ServingTests", dependencies: ["TensorComparison", "Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline", "Training"],
                     swiftSettings: nativeSwift),
         .testTarget(name: "MeshLMTests", dependencies: ["TensorComparison", "Runtime", "Model", "Parallel", "Serving", "Checkpoint"],
