@@ -115,7 +115,7 @@ import Testing
         let recorded = try #require(Self.fixture.kto.first { $0.name == name })
         let loss = KTOLoss(beta: recorded.settings.beta, desirableWeight: recorded.settings.desirableWeight,
                            undesirableWeight: recorded.settings.undesirableWeight)
-        let sequences = recorded.sequences.map { KTOLoss.Sequence(policy: $0.policy, reference: $0.reference, desirable: $0.desirable) }
+        let sequences = recorded.sequences.map { KTOLoss.LabeledSequence(policy: $0.policy, reference: $0.reference, desirable: $0.desirable) }
         let result = loss.evaluate(sequences: sequences, klEstimate: recorded.klEstimate, scale: 1 / Double(sequences.count))
         expectWithin([result.loss], [recorded.loss], "\(name) loss")
         expectWithin(result.gradients, recorded.gradients, "\(name) ∂/∂policy")
@@ -166,8 +166,8 @@ import Testing
         for recorded in Self.fixture.kto where !recorded.name.hasSuffix("_large") {
             let loss = KTOLoss(beta: recorded.settings.beta, desirableWeight: recorded.settings.desirableWeight,
                                undesirableWeight: recorded.settings.undesirableWeight)
-            let sequences = recorded.sequences.map { KTOLoss.Sequence(policy: $0.policy, reference: $0.reference, desirable: $0.desirable) }
-            func value(_ sequences: [KTOLoss.Sequence]) -> Double {
+            let sequences = recorded.sequences.map { KTOLoss.LabeledSequence(policy: $0.policy, reference: $0.reference, desirable: $0.desirable) }
+            func value(_ sequences: [KTOLoss.LabeledSequence]) -> Double {
                 loss.evaluate(sequences: sequences, klEstimate: recorded.klEstimate, scale: 0.25).loss
             }
             let differences = sequences.indices.map { index in

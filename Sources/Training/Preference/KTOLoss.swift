@@ -23,7 +23,7 @@ public struct KTOLoss: Sendable {
     }
 
     /// One sequence's completion log-prob sums and its label.
-    public struct Sequence: Sendable, Equatable {
+    public struct LabeledSequence: Sendable, Equatable {
         public var policy: Double
         public var reference: Double
         public var desirable: Bool
@@ -48,7 +48,7 @@ public struct KTOLoss: Sendable {
     }
 
     /// loss = scale · Σ_sequences ℓ; scale = 1/sequences for one batch as TRL sees it.
-    public func evaluate(sequences: [Sequence], klEstimate: Double, scale: Double) -> BatchLoss {
+    public func evaluate(sequences: [LabeledSequence], klEstimate: Double, scale: Double) -> BatchLoss {
         let z = Swift.max(klEstimate, 0)
         var loss = 0.0, gradients: [Double] = []
         var chosenRewards = 0.0, chosenLogps = 0.0, chosenCount = 0.0
