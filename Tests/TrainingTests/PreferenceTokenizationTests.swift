@@ -12,16 +12,6 @@ import Training
         PreferenceTokenization(tokenizer: tokenizer, renderer: try ChatTemplateRenderer(template: SFTTokenization.chatML))
     }
 
-    /// The text of the supervised tokens, spans joined by "|".
-    func supervisedText(_ sample: TokenizedSample) -> String {
-        var spans: [String] = [], current: [Int32] = []
-        for (id, supervised) in zip(sample.ids, sample.supervised) {
-            if supervised { current.append(id) } else if !current.isEmpty { spans.append(tokenizer.decode(current)); current = [] }
-        }
-        if !current.isEmpty { spans.append(tokenizer.decode(current)) }
-        return spans.joined(separator: "|")
-    }
-
     let prompt = [ChatTurn(.system, "Be brief."), ChatTurn(.user, "2+2?"), ChatTurn(.assistant, "4"), ChatTurn(.user, "And 3+3?")]
 
     @Test func onlyTheFinalAnswerIsSupervisedAfterOnePrompt() throws {
@@ -30,8 +20,8 @@ import Training
         let tokenized = try tokenization().tokenize(pair)
         #expect(tokenized.source == "x:1" && tokenized.margin == 1.5)
         // The earlier answer "4" is context, not supervised.
-        #expect(supervisedText(tokenized.chosen) == "6<|im_end|>\n")
-        #expect(supervisedText(tokenized.rejected) == "seven<|im_end|>\n")
+        #expect(tokenizer.supervisedText(tokenized.chosen) == "6<|im_end|>\n")
+        #expect(tokenizer.supervisedText(tokenized.rejected) == "seven<|im_end|>\n")
         let renderedPrompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n"
         #expect(tokenized.promptLength == tokenizer.encode(renderedPrompt).count)
         #expect(tokenizer.decode(Array(tokenized.rejected.ids.prefix(tokenized.promptLength))) == renderedPrompt)
@@ -49,7 +39,7 @@ import Training
         let sample = UnpairedSample(source: "k:3", content: .conversation(prompt + [ChatTurn(.assistant, "6")]), desirable: false)
         let tokenized = try tokenization().tokenize(sample)
         #expect(tokenized.source == "k:3" && !tokenized.desirable)
-        #expect(supervisedText(tokenized.sample) == "6<|im_end|>\n")
+        #expect(tokenizer.supervisedText(tokenized.sample) == "6<|im_end|>\n")
     }
 
     /// Gives every call's ids a different first token, as a template or tokenizer that does not
