@@ -12,27 +12,15 @@ import Testing
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    func write(_ lines: [String], name: String = "data.jsonl") throws -> String {
-        let path = directory + "/" + name
-        let bytes = Array((lines.joined(separator: "\n") + "\n").utf8)
-        let data = name.hasSuffix(".zst") ? Data(try Zstd.compress(bytes)) : Data(bytes)
-        try data.write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
     func read(_ lines: [String], format: SFTFormat = .auto, tags: ShareGPTTags = ShareGPTTags(), name: String = "data.jsonl") throws -> [SFTSample] {
-        try SFTRecordReader(path: try write(lines, name: name), format: format, tags: tags).readAll()
+        try writeJSONL(lines, to: directory + "/" + name)
+        return try SFTRecordReader(path: directory + "/" + name, format: format, tags: tags).readAll()
     }
 
     /// The error text for one bad line (preceded by a good one, so the line number is 2).
-    func failure(_ line: String, format: SFTFormat = .auto) throws -> String {
+    func failure(_ line: String, format: SFTFormat = .auto) -> String {
         let good = #"{"prompt": "a", "completion": "b"}"#
-        do {
-            _ = try read([good, line], format: format)
-            return "no error"
-        } catch {
-            return "\(error)".replacingOccurrences(of: directory + "/", with: "")
-        }
+        return errorText(in: directory) { _ = try read([good, line], format: format) }
     }
 
     @Test func everyFormatBecomesAConversation() throws {
@@ -67,25 +55,25 @@ import Testing
     }
 
     @Test func badSamplesAreNamedByFileAndLine() throws {
-        #expect(try failure("not json") == "data.jsonl:2: not a JSON object")
-        #expect(try failure(#"{"text": "x"}"#) == #"data.jsonl:2: cannot tell the format from the keys ["text"]: expected messages (openai), conversations (sharegpt), instruction (alpaca) or prompt + completion (set the format to say which)"#)
-        #expect(try failure(#"{"instruction": "x"}"#) == #"data.jsonl:2: missing field "output""#)
-        #expect(try failure(#"{"instruction": "x", "output": ""}"#) == "data.jsonl:2: message 1: empty assistant turn (nothing to learn from)")
-        #expect(try failure(#"{"instruction": "x", "output": 5}"#) == #"data.jsonl:2: "output" must be a string"#)
-        #expect(try failure(#"{"instruction": "x", "output": "y", "history": [["only one"]]}"#) == #"data.jsonl:2: "history"[0] must be a [user, assistant] pair of strings"#)
-        #expect(try failure(#"{"messages": [{"role": "bot", "content": "x"}]}"#) == #"data.jsonl:2: "messages"[0]: unknown role "bot" (expected system, user or assistant)"#)
-        #expect(try failure(#"{"messages": [{"role": "assistant", "content": "x"}]}"#) == "data.jsonl:2: message 0 is assistant where user was expected (roles must alternate user/assistant, starting with user)")
-        #expect(try failure(#"{"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}]}"#) == "data.jsonl:2: message 1 is system where assistant was expected (a system message must come first, and only once)")
-        #expect(try failure(#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}"#) == "data.jsonl:2: the last message is from the user; a training sample ends with the assistant's answer")
-        #expect(try failure(#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": " \n"}]}"#) == "data.jsonl:2: message 1: empty assistant turn (nothing to learn from)")
-        #expect(try failure(#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, {"role": "assistant", "content": "b"}]}"#) == #"data.jsonl:2: "messages"[0].content[0]: a "image_url" part; MeshLM trains on text parts only"#)
-        #expect(try failure(#"{"messages": [{"role": "system", "content": "s"}]}"#) == "data.jsonl:2: no user or assistant message")
-        #expect(try failure(#"{"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]}"#) == #"data.jsonl:2: "conversations"[1]: unknown role "bot" (expected "system", "human" or "gpt"; the tags can be remapped)"#)
-        #expect(try failure(#"{"prompt": "a", "completion": "  "}"#) == #"data.jsonl:2: empty "completion": nothing to learn from"#)
-        #expect(try failure(#"{"prompt": "a", "completion": ["b"]}"#) == #"data.jsonl:2: "prompt" and "completion" must both be strings, or both be lists of messages"#)
-        #expect(try failure(#"{"prompt": "a"}"#, format: .promptCompletion) == #"data.jsonl:2: missing field "completion""#)
+        #expect(failure("not json") == "data.jsonl:2: not a JSON object")
+        #expect(failure(#"{"text": "x"}"#) == #"data.jsonl:2: cannot tell the format from the keys ["text"]: expected messages (openai), conversations (sharegpt), instruction (alpaca) or prompt + completion (set the format to say which)"#)
+        #expect(failure(#"{"instruction": "x"}"#) == #"data.jsonl:2: missing field "output""#)
+        #expect(failure(#"{"instruction": "x", "output": ""}"#) == "data.jsonl:2: message 1: empty assistant turn (nothing to learn from)")
+        #expect(failure(#"{"instruction": "x", "output": 5}"#) == #"data.jsonl:2: "output" must be a string"#)
+        #expect(failure(#"{"instruction": "x", "output": "y", "history": [["only one"]]}"#) == #"data.jsonl:2: "history"[0] must be a [user, assistant] pair of strings"#)
+        #expect(failure(#"{"messages": [{"role": "bot", "content": "x"}]}"#) == #"data.jsonl:2: "messages"[0]: unknown role "bot" (expected system, user or assistant)"#)
+        #expect(failure(#"{"messages": [{"role": "assistant", "content": "x"}]}"#) == "data.jsonl:2: message 0 is assistant where user was expected (roles must alternate user/assistant, starting with user)")
+        #expect(failure(#"{"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}]}"#) == "data.jsonl:2: message 1 is system where assistant was expected (a system message must come first, and only once)")
+        #expect(failure(#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}"#) == "data.jsonl:2: the last message is from the user; a training sample ends with the assistant's answer")
+        #expect(failure(#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": " \n"}]}"#) == "data.jsonl:2: message 1: empty assistant turn (nothing to learn from)")
+        #expect(failure(#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}, {"role": "assistant", "content": "b"}]}"#) == #"data.jsonl:2: "messages"[0].content[0]: a "image_url" part; MeshLM trains on text parts only"#)
+        #expect(failure(#"{"messages": [{"role": "system", "content": "s"}]}"#) == "data.jsonl:2: no user or assistant message")
+        #expect(failure(#"{"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]}"#) == #"data.jsonl:2: "conversations"[1]: unknown role "bot" (expected "system", "human" or "gpt"; the tags can be remapped)"#)
+        #expect(failure(#"{"prompt": "a", "completion": "  "}"#) == #"data.jsonl:2: empty "completion": nothing to learn from"#)
+        #expect(failure(#"{"prompt": "a", "completion": ["b"]}"#) == #"data.jsonl:2: "prompt" and "completion" must both be strings, or both be lists of messages"#)
+        #expect(failure(#"{"prompt": "a"}"#, format: .promptCompletion) == #"data.jsonl:2: missing field "completion""#)
         // The good first line is not Alpaca: with the format forced, line 1 is refused already.
-        #expect(try failure(#"{"messages": []}"#, format: .alpaca) == #"data.jsonl:1: missing field "instruction""#)
+        #expect(failure(#"{"messages": []}"#, format: .alpaca) == #"data.jsonl:1: missing field "instruction""#)
     }
 
     @Test func unreadablePathsAreRefused() throws {

@@ -1,5 +1,6 @@
 import DataPipeline
 import Foundation
+import Runtime
 import Testing
 
 /// A fresh, empty directory for one test.
@@ -22,6 +23,22 @@ func write(_ text: String, to path: String) throws {
 
 func write(_ bytes: [UInt8], to path: String) throws {
     try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+/// Writes `lines` as a JSONL file, zstd-compressed when `path` ends in `.zst`.
+func writeJSONL(_ lines: [String], to path: String) throws {
+    let bytes = Array((lines.joined(separator: "\n") + "\n").utf8)
+    try write(path.hasSuffix(".zst") ? try Zstd.compress(bytes) : bytes, to: path)
+}
+
+/// The text of the error `body` throws, with `directory + "/"` taken out of it, or "no error".
+func errorText(in directory: String, _ body: () throws -> Void) -> String {
+    do {
+        try body()
+        return "no error"
+    } catch {
+        return "\(error)".replacingOccurrences(of: directory + "/", with: "")
+    }
 }
 
 /// Runs `body` and checks that it throws a `DataError` whose text is exactly `message`.
