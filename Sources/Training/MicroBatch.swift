@@ -15,6 +15,9 @@ public struct MicroBatch: Sendable {
     /// r · rows per rank + j · B): what LoRA dropout keys its masks by, so every data-parallel
     /// layout draws one rank's.
     public var firstRow: Int
+    /// The whole sequences a preference or reward objective reads (each pair's chosen and
+    /// rejected, with their reference log-probabilities); empty for token-level objectives.
+    public var preferenceSequences: [PreferenceSequence] = []
 
     /// - Parameter sequenceLength: T; the arrays hold B·T ids (one row when nil).
     public init(tokens: [Int32], targets: [Int32], positions: [Int32], lossWeights: [Float]? = nil, sequenceLength: Int? = nil,

@@ -17,8 +17,14 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
     public var lora: LoRAConfig?
     /// Supervised fine-tuning's data settings (`meshlm sft` only).
     public var sft: SFTSection?
+    /// Preference data's settings (`meshlm dpo` and `meshlm reward`).
+    public var preference: PreferenceSection?
+    /// The preference loss (`meshlm dpo`).
+    public var dpo: DPOSection?
+    /// The reward model's loss (`meshlm reward`).
+    public var reward: RewardSection?
 
-    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint, lora, sft }
+    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint, lora, sft, preference, dpo, reward }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -31,6 +37,9 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         checkpoint = try c.decode(.checkpoint, default: CheckpointSection())
         lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
         sft = try c.decodeIfPresent(SFTSection.self, forKey: .sft)
+        preference = try c.decodeIfPresent(PreferenceSection.self, forKey: .preference)
+        dpo = try c.decodeIfPresent(DPOSection.self, forKey: .dpo)
+        reward = try c.decodeIfPresent(RewardSection.self, forKey: .reward)
     }
 
     public func validate() throws(ConfigError) {
@@ -46,6 +55,7 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
             throw .invalid("model.num_local_experts", model.numLocalExperts, "mixture of experts is not implemented yet; use 0")
         }
         _ = try frozenTensors()
+        _ = try dpo?.loss()
         guard train.seqLen <= model.maxPositionEmbeddings else {
             throw .invalid("train.seq_len", train.seqLen, "must not exceed model.max_position_embeddings \(model.maxPositionEmbeddings)")
         }

@@ -30,7 +30,7 @@ extension SFTShardSet: SFTSampleSource {}
 /// Packing needs only the samples' lengths; a row's ids are read from `samples` when it is
 /// built, so a sample directory of any size packs in a few tens of bytes per sample (offsets,
 /// lengths, the rows' indices), never its ids.
-public struct SFTPackedRows {
+public struct SFTPackedRows: PackedRowSource {
     public let sequenceLength: Int
     /// Each row's samples, as indices into `samples`.
     public let rows: [[Int]]
@@ -88,23 +88,14 @@ public struct SFTPackedRows {
 
     /// Row `index` as model inputs: tokens, targets (the next token where it is supervised, else
     /// −100) and positions restarting at each sample (padding is its own span).
-    public func row(_ index: Int) throws -> (tokens: [Int32], targets: [Int32], positions: [Int32]) {
-        var tokens: [Int32] = [], targets: [Int32] = [], positions: [Int32] = []
-        for sampleIndex in rows[index] {
-            let sample = try samples.sample(sampleIndex)
-            for position in sample.ids.indices {
-                tokens.append(sample.ids[position])
-                let next = position + 1
-                targets.append(next < sample.ids.count && sample.supervised[next] ? sample.ids[next] : CrossEntropy.defaultIgnoreIndex)
-                positions.append(Int32(position))
-            }
-        }
-        let padding = sequenceLength - tokens.count
-        tokens += [Int32](repeating: paddingId, count: padding)
-        targets += [Int32](repeating: CrossEntropy.defaultIgnoreIndex, count: padding)
-        positions += (0..<Int32(padding)).map { $0 }
-        return (tokens, targets, positions)
+    public func packedRow(_ index: Int) throws -> PackedRow {
+        var row = PackedRow(tokens: [], targets: [], positions: [])
+        for sampleIndex in rows[index] { append(try samples.sample(sampleIndex), to: &row) }
+        pad(&row, to: sequenceLength, with: paddingId)
+        return row
     }
+
+    public var rowCount: Int { rows.count }
 
     /// Best fit decreasing over `lengths` (each 1 ... `sequenceLength`): samples longest first
     /// (the earlier of equal ones first), each into the row with the least free room that holds
@@ -202,50 +193,6 @@ private enum MinHeap {
             if smallest == parent { return top }
             heap.swapAt(parent, smallest)
             parent = smallest
-        }
-    }
-}
-
-/// The micro-batches of SFT steps: step s takes global rows s·G … s·G + G − 1 (G =
-/// global_batch_size rows), in a seeded order reshuffled every epoch (or in order), and this
-/// data-parallel rank its contiguous share of them — so every layout trains on the same rows.
-public struct SFTBatches: BatchSource {
-    public let packed: SFTPackedRows
-    public let globalBatchSize: Int
-    public let microBatchSize: Int
-    public let dataParallelDegree: Int
-    public let rank: Int
-    public let shuffle: Bool
-    public let seed: UInt64
-
-    public init(_ packed: SFTPackedRows, globalBatchSize: Int, microBatchSize: Int, dataParallelDegree: Int, rank: Int,
-                shuffle: Bool, seed: UInt64) {
-        self.packed = packed
-        self.globalBatchSize = globalBatchSize
-        self.microBatchSize = microBatchSize
-        self.dataParallelDegree = dataParallelDegree
-        self.rank = rank
-        self.shuffle = shuffle
-        self.seed = seed
-    }
-
-    public func microBatches(step: Int) throws -> [MicroBatch] {
-        let count = packed.rows.count
-        let perRank = globalBatchSize / dataParallelDegree
-        func globalRow(_ index: Int) -> Int {
-            let epoch = index / count, offset = index % count
-            return shuffle ? SamplePermutation(count: count, seed: seed, epoch: epoch)[offset] : offset
-        }
-        return try stride(from: 0, to: perRank, by: microBatchSize).map { first in
-            var tokens: [Int32] = [], targets: [Int32] = [], positions: [Int32] = []
-            for offset in 0..<microBatchSize {
-                let row = try packed.row(globalRow(step * globalBatchSize + rank * perRank + first + offset))
-                tokens += row.tokens
-                targets += row.targets
-                positions += row.positions
-            }
-            return MicroBatch(tokens: tokens, targets: targets, positions: positions, sequenceLength: packed.sequenceLength,
-                              firstRow: rank * perRank + first)
         }
     }
 }

@@ -92,17 +92,13 @@ public final class Trainer {
     public func step(_ step: Int, batches: [MicroBatch]) throws -> StepResult {
         let start = monotonicSeconds()
         // The loss is a mean over the global batch: every rank scales by the same global count.
-        let localCount = batches.reduce(0.0) { $0 + objective.normalization(of: $1) }
-        let globalCount = try communicator.allreduce(localCount, .sum)
-        guard globalCount > 0 else {
-            throw CollectiveFailure.agreed("step \(step): the batch has nothing to learn from (the \(objective.name) objective counts 0 in it)")
-        }
-        let scale = 1 / globalCount
+        let scales = try GlobalScales(objective, batches: batches, communicator: communicator, what: "step \(step)")
+        let globalCount = scales.count
         var sums = ObjectiveSums(objective)
         if let pipeline {
             try pipeline.run(batches: batches, parameters: parameters, access: access,
                              dropout: { self.adapterDropout(step: step, batch: $0) }) { model, batch, crossEntropy in
-                let output = objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: scale)
+                let output = objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scales: scales)
                 sums.add(output)
             }
         } else {
@@ -112,7 +108,7 @@ public final class Trainer {
                 let crossEntropy = batch.withPointers { tokens, targets, positions in
                     model.forward(tokens: tokens, targets: targets, positions: positions, parameters: access)
                 }
-                sums.add(objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: scale))
+                sums.add(objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scales: scales))
                 model.backward(parameters: access)
             }
             model.adapterDropout = nil
@@ -157,20 +153,26 @@ public final class Trainer {
         return AdapterDropoutDraw(seed: UInt64(config.train.seed), step: step, firstRow: batch.firstRow)
     }
 
-    /// The objective's mean loss over `batches` (this rank's share of the eval set), forward
-    /// only: Σ loss sums / Σ normalizations over the global eval batches.
-    public func evaluate(_ batches: [MicroBatch]) throws -> Double {
-        var lossSum = 0.0, count = 0.0
-        let evaluateHead = { (model: LlamaModel, batch: MicroBatch, crossEntropy: CrossEntropy.Total) in
-            // Scale 1: the gradients are not used.
-            lossSum += self.objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scale: 1).lossSum
-            count += self.objective.normalization(of: batch)
+    /// What a forward-only pass of the objective over evaluation batches gives.
+    public struct Evaluation: Sendable {
+        /// Σ loss sums / the global normalization.
+        public var loss: Double
+        /// The objective's metrics over the batches (sum / count of each), by name.
+        public var metrics: [String: Double]
+    }
+
+    /// The objective's mean loss and metrics over `batches` (this rank's share of the eval set),
+    /// forward only: Σ loss sums / Σ normalizations over the global eval batches.
+    public func evaluate(_ batches: [MicroBatch]) throws -> Evaluation {
+        let scales = try GlobalScales(objective, batches: batches, communicator: communicator, what: "evaluation")
+        var sums = ObjectiveSums(objective)
+        try parallelModel.forward(batches) { model, batch, crossEntropy in
+            // The gradients are written but not used.
+            sums.add(self.objective.evaluate(after: model, batch: batch, crossEntropy: crossEntropy, scales: scales))
         }
-        try parallelModel.forward(batches, head: evaluateHead)
-        var sums = [lossSum, count]
-        if pipeline != nil { try pipelineCommunicator.allreduce(&sums, .sum) }
-        try communicator.allreduce(&sums, .sum)
-        return sums[0] / max(sums[1], 1)
+        if pipeline != nil { try pipelineCommunicator.allreduce(&sums.values, .sum) }
+        try communicator.allreduce(&sums.values, .sum)
+        return Evaluation(loss: sums.lossSum / scales.count, metrics: sums.means)
     }
 
     /// Times every kernel call of every model instance (pipeline stages hold several) into `profile`.

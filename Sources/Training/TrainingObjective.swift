@@ -1,4 +1,6 @@
 import Model
+import Parallel
+import Runtime
 import Tensors
 
 /// What a training mode optimizes (DESIGN §7): a small type that turns one micro-batch's
@@ -21,6 +23,11 @@ public protocol TrainingObjective: Sendable {
     /// What this micro-batch adds to the step's normalization: its supervised tokens, its
     /// sequences, or whatever the loss is a mean over.
     func normalization(of batch: MicroBatch) -> Double
+    /// Further counts the loss is a mean over, beside the first (e.g. DPO's NLL term is a mean
+    /// over the chosen completions' tokens while its pair term is a mean over pairs): the
+    /// trainer sums each over the global batch and hands `evaluate` their reciprocals as
+    /// `ObjectiveInput.auxiliaryScales`. `lossSum` stays in units of the first normalization.
+    func auxiliaryNormalizations(of batch: MicroBatch) -> [Double]
     /// This micro-batch's loss sum (before dividing by the global normalization) and, written
     /// into `gradient`, ∂(`scale` · loss sum)/∂log p(target) per position (rows whose target is
     /// ignored are not read) — or, with a scalar head, ∂(`scale` · loss sum)/∂score.
@@ -29,6 +36,7 @@ public protocol TrainingObjective: Sendable {
 
 extension TrainingObjective {
     public var metricNames: [String] { [] }
+    public func auxiliaryNormalizations(of batch: MicroBatch) -> [Double] { [] }
 }
 
 /// What one micro-batch's forward gives its objective.
@@ -40,17 +48,21 @@ public struct ObjectiveInput {
     public let crossEntropy: CrossEntropy.Total
     /// 1 / the step's global normalization.
     public let scale: Double
+    /// 1 / each global auxiliary normalization (`TrainingObjective.auxiliaryNormalizations`).
+    public let auxiliaryScales: [Double]
     /// A scalar-head model's scores, [B·T, labelCount] (every position: an objective reads the
     /// ones it wants, e.g. `score(atLastTokenOf:)`); empty with the language-model head.
     public let scores: UnsafeBufferPointer<Float>
     public let labelCount: Int
 
     public init(batch: MicroBatch, tokenLogProbabilities: UnsafeBufferPointer<Float>, crossEntropy: CrossEntropy.Total, scale: Double,
-                scores: UnsafeBufferPointer<Float> = UnsafeBufferPointer(start: nil, count: 0), labelCount: Int = 0) {
+                auxiliaryScales: [Double] = [], scores: UnsafeBufferPointer<Float> = UnsafeBufferPointer(start: nil, count: 0),
+                labelCount: Int = 0) {
         self.batch = batch
         self.tokenLogProbabilities = tokenLogProbabilities
         self.crossEntropy = crossEntropy
         self.scale = scale
+        self.auxiliaryScales = auxiliaryScales
         self.scores = scores
         self.labelCount = labelCount
     }
@@ -111,12 +123,45 @@ public struct MetricSum: Sendable, Equatable {
 extension TrainingObjective {
     /// Runs the objective on the micro-batch `model` just ran forward with targets, leaving the
     /// gradient where `model.backward(parameters:)` reads it.
-    func evaluate(after model: LlamaModel, batch: MicroBatch, crossEntropy: CrossEntropy.Total, scale: Double) -> ObjectiveOutput {
+    func evaluate(after model: LlamaModel, batch: MicroBatch, crossEntropy: CrossEntropy.Total, scales: GlobalScales) -> ObjectiveOutput {
         let input = ObjectiveInput(batch: batch, tokenLogProbabilities: model.tokenLogProbabilities, crossEntropy: crossEntropy,
-                                   scale: scale, scores: model.scores, labelCount: model.config.numLabels)
+                                   scale: scales.primary, auxiliaryScales: scales.auxiliary, scores: model.scores,
+                                   labelCount: model.config.numLabels)
         let scoreGradient = model.scoreGradient
         scoreGradient.update(repeating: 0)
         return evaluate(input, gradient: ObjectiveGradient(logProbabilities: model.logProbabilityGradient, scores: scoreGradient))
+    }
+}
+
+/// 1 / the global batch's normalizations (`TrainingObjective.normalization(of:)`, then its
+/// auxiliary ones), summed over every micro-batch of every data-parallel rank.
+struct GlobalScales {
+    let count: Double
+    let primary: Double
+    let auxiliary: [Double]
+
+    /// Sums `objective`'s normalizations of `batches` over `communicator` (one all-reduce); throws
+    /// an agreed failure when the batch has nothing the objective counts.
+    init(_ objective: any TrainingObjective, batches: [MicroBatch], communicator: Communicator, what: String) throws {
+        let local = batches.reduce(0.0) { $0 + objective.normalization(of: $1) }
+        var auxiliary = batches.reduce(into: [Double]()) { sums, batch in
+            let counts = objective.auxiliaryNormalizations(of: batch)
+            if sums.isEmpty { sums = counts } else { for index in counts.indices { sums[index] += counts[index] } }
+        }
+        // One scalar all-reduce when there is no auxiliary count: pretraining's scale stays the same float.
+        if auxiliary.isEmpty {
+            count = try communicator.allreduce(local, .sum)
+        } else {
+            var sums = [local] + auxiliary
+            try communicator.allreduce(&sums, .sum)
+            count = sums[0]
+            auxiliary = Array(sums.dropFirst())
+        }
+        guard count > 0 else {
+            throw CollectiveFailure.agreed("\(what): the batch has nothing to learn from (the \(objective.name) objective counts 0 in it)")
+        }
+        primary = 1 / count
+        self.auxiliary = auxiliary.map { $0 > 0 ? 1 / $0 : 0 }
     }
 }
 

@@ -16,6 +16,11 @@ public struct TrainingRun {
     public let peakGigaflops: Double
     /// Saves checkpoints (async by default); nil saves them with no extra files.
     public var checkpoints: CheckpointSaver?
+    /// Evaluate before the first step of a fresh run too (TRL's `eval_on_start`), logged with
+    /// `"eval_on_start": true` at that step: the figures of the starting model.
+    public var evaluatesAtStart = false
+    /// Called after every step with its figures (e.g. to watch a metric's trend).
+    public var observer: ((StepResult) -> Void)?
 
     public init(trainer: Trainer, label: String, trainBatches: BatchSource, evalBatches: BatchSource?, metrics: MetricsLog, log: Log,
                 peakGigaflops: Double) {
@@ -34,6 +39,8 @@ public struct TrainingRun {
         public var firstLoss: Double
         public var lastLoss: Double
         public var lastEvalLoss: Double?
+        /// The objective's metrics at the last evaluation (empty without one).
+        public var lastEvalMetrics: [String: Double] = [:]
         public var tokensPerSecond: Double
         public var mfu: Double
         /// Whether a stop signal ended the run before its last step.
@@ -49,6 +56,10 @@ public struct TrainingRun {
         var intervalTokens = 0, intervalSeconds = 0.0, totalTokens = 0, totalSeconds = 0.0
         StopSignals.install()
         let saver = checkpoints ?? CheckpointSaver(trainer: trainer, extras: CheckpointExtras())
+        if evaluatesAtStart, start == 0, let evalBatches, train.evalInterval > 0 {
+            let evaluation = try evaluate(evalBatches)
+            log(evaluation, step: start, atStart: true)
+        }
         for step in start..<end {
             // An asynchronous save commits at the first step boundary after every rank wrote its file.
             if let path = try saver.commitIfReady() { log.info("checkpoint \(path) committed") }
@@ -62,6 +73,7 @@ public struct TrainingRun {
                 break
             }
             let result = try trainer.step(step, batches: try trainBatches.microBatches(step: step))
+            observer?(result)
             if summary.firstLoss.isNaN { summary.firstLoss = result.loss }
             summary.lastLoss = result.loss
             summary.steps += 1
@@ -102,13 +114,10 @@ public struct TrainingRun {
                 }
             }
             if let evalBatches, train.evalInterval > 0, step % train.evalInterval == 0 || isLast {
-                let evalLoss = try evaluate(evalBatches)
-                summary.lastEvalLoss = evalLoss
-                var line = JSONLine()
-                line.add("step", step)
-                line.add("eval_loss", evalLoss)
-                metrics.write(line)
-                log.info(String(format: "step %5d  eval_loss %.4f", step, evalLoss))
+                let evaluation = try evaluate(evalBatches)
+                summary.lastEvalLoss = evaluation.loss
+                summary.lastEvalMetrics = evaluation.metrics
+                log(evaluation, step: step, atStart: false)
             }
             progress.advance()
         }
@@ -120,9 +129,22 @@ public struct TrainingRun {
         return summary
     }
 
-    /// The eval loss over the first `train.eval_batches` batches of the eval data (same batches
-    /// every time, in order).
-    private func evaluate(_ source: BatchSource) throws -> Double {
+    /// Writes an evaluation to the metrics log and the log: `eval_loss`, and the objective's
+    /// metrics as TRL logs them on evaluation (`eval_` + the name).
+    private func log(_ evaluation: Trainer.Evaluation, step: Int, atStart: Bool) {
+        var line = JSONLine()
+        line.add("step", step)
+        if atStart { line.add("eval_on_start", true) }
+        line.add("eval_loss", evaluation.loss)
+        for name in trainer.objective.metricNames { line.add("eval_" + name, evaluation.metrics[name] ?? 0) }
+        metrics.write(line)
+        log.info(String(format: "step %5d  %@eval_loss %.4f", step, atStart ? "(before training) " : "", evaluation.loss)
+                 + trainer.objective.metricNames.map { String(format: "  eval_%@ %.4f", $0, evaluation.metrics[$0] ?? 0) }.joined())
+    }
+
+    /// The eval loss and metrics over the first `train.eval_batches` batches of the eval data
+    /// (same batches every time, in order).
+    private func evaluate(_ source: BatchSource) throws -> Trainer.Evaluation {
         var batches: [MicroBatch] = []
         for index in 0..<trainer.config.train.evalBatches { batches += try source.microBatches(step: index) }
         return try trainer.evaluate(batches)

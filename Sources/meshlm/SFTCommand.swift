@@ -55,10 +55,10 @@ struct SFTCommand: ParsableCommand {
             log.info("sft: \(data.summary(settings.data.train))")
             let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
             let train = settings.train
-            let trainBatches = SFTBatches(data.train, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
+            let trainBatches = PackedBatches(data.train, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
                                           dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle, seed: UInt64(train.seed))
             let evalBatches = data.eval.map {
-                SFTBatches($0, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
+                PackedBatches($0, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
                            dataParallelDegree: degree, rank: rank, shuffle: false, seed: 0)
             }
             let trainer = try world.collectively {

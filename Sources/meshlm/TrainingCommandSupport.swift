@@ -47,9 +47,10 @@ enum TrainingCommandSupport {
 
     /// Trains from `start` to the run's end with `TrainingRun` — metrics log, the FMA peak for
     /// MFU, checkpoints carrying `extras` — and reports the run; `announce` logs the mode's own
-    /// start line once the metrics file is open.
+    /// start line once the metrics file is open; `configure` sets a mode's own options of the run.
     static func train(_ trainer: Trainer, label: String, start: Int, trainBatches: BatchSource, evalBatches: BatchSource?,
-                      extras: CheckpointExtras, context: JobContext, announce: (MetricsLog) -> Void = { _ in }) throws {
+                      extras: CheckpointExtras, context: JobContext, announce: (MetricsLog) -> Void = { _ in },
+                      configure: (inout TrainingRun) -> Void = { _ in }) throws {
         let world = context.world, log = context.log, settings = trainer.config
         let end = settings.train.stopAtStep > 0 ? settings.train.stopAtStep : settings.train.steps
         if start > 0 { log.info("\(label): resuming at step \(start) from \(trainer.checkpointDirectory)") }
@@ -64,6 +65,7 @@ enum TrainingCommandSupport {
         var run = TrainingRun(trainer: trainer, label: label, trainBatches: trainBatches, evalBatches: evalBatches,
                               metrics: metrics, log: log, peakGigaflops: peakPerCore * Double(cores))
         run.checkpoints = CheckpointSaver(trainer: trainer, extras: extras)
+        configure(&run)
         let summary = try run.run(from: start)
         try report(summary, trainer: trainer, world: world, cores: cores, peakPerCore: peakPerCore, label: label, log: log)
     }

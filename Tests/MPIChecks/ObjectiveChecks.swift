@@ -65,7 +65,7 @@ func objectiveChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
         let metrics = result.metrics.keys.sorted().map { " \($0) \(result.metrics[$0] ?? 0)" }.joined()
         log.info("loss \(step) \(result.loss)\(metrics)")
     }
-    let evalLoss = try trainer.evaluate(source.microBatches(step: 1000))
+    let evalLoss = try trainer.evaluate(source.microBatches(step: 1000)).loss
     log.info("eval \(evalLoss)")
     if freeze || lora { try checkFrozen(trainer, config: config, mesh: mesh, world: world, log: log) }
 }

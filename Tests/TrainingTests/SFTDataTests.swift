@@ -54,7 +54,7 @@ import Training
         #expect(packed.droppedCount == 2 && packed.truncatedCount == 0)
         #expect(packed.rows.map { $0.map { packed.samples.length(of: $0) } } == [[9], [8, 2], [7, 3], [5, 4]])
         #expect(abs(packed.efficiency - 38.0 / 40) < 1e-12)
-        let row = try packed.row(1)
+        let row = try packed.packedRow(1)
         #expect(row.positions == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1])
         let first = try packed.samples.sample(packed.rows[1][0])
         #expect(row.targets[7] == -100 && row.targets[9] == -100 && row.targets[3] == first.ids[4])
@@ -77,14 +77,14 @@ import Training
         aloneParameters.parameters.pointer.update(from: packedParameters.parameters.pointer, count: layout.count)
         var packedLoss = 0.0, aloneLoss = 0.0
         for index in packed.rows.indices {
-            let row = try packed.row(index)
+            let row = try packed.packedRow(index)
             let model = LlamaModel(config: config, microBatchSize: 1, sequenceLength: 12, documentMasking: true)
             packedLoss += model.forward(tokens: row.tokens, targets: row.targets, positions: row.positions, parameters: packedParameters).lossSum
             model.backward(lossScale: 1, parameters: packedParameters)
         }
         for index in 0..<packed.samples.sampleCount {
             let sample = try packed.samples.sample(index)
-            let alone = try SFTPackedRows([sample], sequenceLength: sample.ids.count, truncation: .drop, paddingId: 0).row(0)
+            let alone = try SFTPackedRows([sample], sequenceLength: sample.ids.count, truncation: .drop, paddingId: 0).packedRow(0)
             let model = LlamaModel(config: config, microBatchSize: 1, sequenceLength: sample.ids.count)
             aloneLoss += model.forward(tokens: alone.tokens, targets: alone.targets, positions: alone.positions, parameters: aloneParameters).lossSum
             model.backward(lossScale: 1, parameters: aloneParameters)

@@ -85,7 +85,7 @@ import Training
                                    supervisedCount: made.supervisedTokens, paddingId: tokenizer.eosId)
         #expect(packed.rows == memory.rows)
         let differingRows = try memory.rows.indices.filter { index in
-            let (a, b) = (try packed.row(index), try memory.row(index))
+            let (a, b) = (try packed.packedRow(index), try memory.packedRow(index))
             return a.tokens != b.tokens || a.targets != b.targets || a.positions != b.positions
         }
         #expect(differingRows.isEmpty, "rows \(differingRows.prefix(5)) differ")

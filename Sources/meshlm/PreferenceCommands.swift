@@ -1,0 +1,247 @@
+import ArgumentParser
+import Checkpoint
+import DataPipeline
+import Foundation
+import Model
+import Runtime
+import Tensors
+import Training
+
+struct DPOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dpo",
+        abstract: "Align a checkpoint with preference pairs: DPO and its family (IPO, hinge, robust, SimPO, ORPO, RPO), full or LoRA, on any mesh.",
+        discussion: """
+            The run config is a fine-tuning config whose data.train / data.eval are JSONL preference \
+            pairs ({prompt, chosen, rejected}: strings or messages; TRL's and LlamaFactory's layouts), \
+            with a preference: section (format, template, truncation, packing, init_from) and a dpo: \
+            section (loss_type, beta, …, TRL's names and defaults). The reference model's \
+            log-probabilities are computed once before training and cached in RUN/reference/. \
+            Docs: docs/alignment.md. Example: mpirun -np 2 meshlm dpo --config configs/dpo/tiny-lora.yaml
+            """)
+
+    @OptionGroup var options: PreferenceRunOptions
+
+    func run() throws {
+        try options.run(label: "dpo") { settings in
+            let loss = try (settings.dpo ?? DPOSection()).loss()
+            return PreferenceObjective(loss: loss)
+        }
+    }
+}
+
+struct RewardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reward",
+        abstract: "Train a reward model (a scalar head on a checkpoint) on preference pairs with the Bradley-Terry loss, on any mesh.",
+        discussion: """
+            The same data and preference: section as meshlm dpo; the model gets a scalar head \
+            (model.num_labels 1, started fresh; the language-model head is not loaded) scoring each \
+            sequence at its last token; reward: center_rewards_coefficient as TRL. The eval set's \
+            accuracy is logged as eval_accuracy. Export with meshlm ckpt export-hf: transformers \
+            loads it as …ForSequenceClassification. Docs: docs/alignment.md.
+            """)
+
+    @OptionGroup var options: PreferenceRunOptions
+
+    func run() throws {
+        try options.run(label: "reward", scoreHead: true) { settings in
+            RewardObjective(loss: BradleyTerryLoss(centerRewardsCoefficient: settings.reward?.centerRewardsCoefficient))
+        }
+    }
+}
+
+/// What `meshlm dpo` and `meshlm reward` share: options, the pairs, the trainer, the reference
+/// pass, the run.
+struct PreferenceRunOptions: ParsableArguments {
+    @OptionGroup var job: JobOptions
+    @Option(help: "The run config (YAML).") var config: String
+    @Option(name: .customLong("set"), help: "Override a config key: section.key=value (repeatable).") var overrides: [String] = []
+    @Option(name: .customLong("init-from"), help: "The checkpoint to align (default: preference.init_from); its tokenizer.json and chat template are used.")
+    var initFrom: String?
+    @Option(help: "The tokenizer: a tokenizer.json, or bytes (default: the checkpoint's tokenizer.json).") var tokenizer: String?
+    @Flag(help: "Resume from the run's newest loadable checkpoint and fail if there is none.") var resume = false
+
+    func run(label: String, scoreHead: Bool = false, objective makeObjective: @escaping (PretrainConfig) throws -> any TrainingObjective) throws {
+        try job.runJob { context in try run(context, label: label, scoreHead: scoreHead, objective: makeObjective) }
+    }
+
+    /// The setup this mode's objective needs, agreed by every rank.
+    private struct Setup {
+        let settings: PretrainConfig
+        let mesh: DeviceMesh
+        let data: PreferenceData
+        let source: String
+        let objective: any TrainingObjective
+    }
+
+    private func run(_ context: JobContext, label: String, scoreHead: Bool, objective makeObjective: (PretrainConfig) throws -> any TrainingObjective) throws {
+            let world = context.world, log = context.log
+            let threads = KernelThreads(count: context.threads)
+            let setup: Setup = try world.collectively {
+                var settings = try ConfigLoader.load(PretrainConfig.self, path: config, overrides: overrides, includes: ["model"])
+                guard let preference = settings.preference else {
+                    throw JobError("\(config): a preference: section is required (docs/alignment.md)")
+                }
+                // Packed pairs must not attend to each other, nor chosen to rejected.
+                settings.train.documentMasking = true
+                if scoreHead { settings.model.numLabels = 1 }
+                guard let given = initFrom ?? preference.initFrom else {
+                    throw JobError("give the checkpoint to align: --init-from CHECKPOINT or preference.init_from")
+                }
+                let source = SFTChatSetup.checkpointSource(given)
+                let configured = settings.lora
+                settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
+                if configured == nil, let lora = settings.lora {
+                    log.info("\(label): training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), from its adapter_config.json)")
+                }
+                let mesh = try TrainingCommandSupport.mesh(settings, world: world)
+                let data = try PreferenceData(settings: settings, preference: preference, checkpoint: source, tokenizer: tokenizer)
+                return Setup(settings: settings, mesh: mesh, data: data, source: source, objective: try makeObjective(settings))
+            }
+            let (settings, mesh, data, source, objective) = (setup.settings, setup.mesh, setup.data, setup.source, setup.objective)
+            log.info("\(label): \(data.summary(settings.data.train))")
+            let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
+            let train = settings.train
+            let trainer = try world.collectively {
+                try Trainer(config: settings, objective: objective, mesh: mesh, threads: threads, log: log)
+            }
+            let start: Int = try world.collectively {
+                let resuming = try trainer.resumeFromLatest()
+                if resume && resuming == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
+                return try resuming ?? TrainingCommandSupport.startStep(trainer, initFrom: source, resumeFrom: nil, resume: false,
+                                                                         label: label, log: log)
+            }
+            var (trainRows, evalRows) = (data.train, data.eval)
+            if let preference = objective as? PreferenceObjective, preference.loss.usesReference {
+                let reference = settings.dpo?.reference.map(SFTChatSetup.checkpointSource) ?? source
+                // The policy before its first step is the reference (TRL's copy of the starting
+                // model; under LoRA the base with its fresh adapters, which add nothing).
+                let policyIsReference = start == 0 && settings.dpo?.reference == nil
+                let pass = try ReferencePass(checkpoint: reference, settings: settings, mesh: mesh, threads: threads, log: log,
+                                             policy: policyIsReference ? trainer.parallelModel : nil)
+                trainRows.references = try pass.run(trainRows, name: "train")
+                if let rows = evalRows { evalRows?.references = try pass.run(rows, name: "eval") }
+            }
+            let trainBatches = PackedBatches(trainRows, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
+                                             dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle, seed: UInt64(train.seed))
+            let evalBatches = evalRows.map {
+                PackedBatches($0, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
+                              dataParallelDegree: degree, rank: rank, shuffle: false, seed: 0)
+            }
+            var extras = try world.collectively {
+                try CheckpointExtras(config: settings, tokenizer: data.chat.tokenizer.identity, tokenizerFile: data.chat.tokenizerFile)
+            }
+            extras.files["chat_template.jinja"] = Data(data.chat.template.utf8)
+            let watch = objective is PreferenceObjective ? DisplacementWatch(blockSize: train.logInterval, log: log) : nil
+            try TrainingCommandSupport.train(trainer, label: label, start: start, trainBatches: trainBatches,
+                                             evalBatches: evalBatches, extras: extras, context: context, configure: { run in
+                // The starting model's eval figures (TRL's eval_on_start): the "before" of every metric.
+                run.evaluatesAtStart = true
+                if let watch { run.observer = watch.observe }
+            })
+    }
+}
+
+/// The reference model's pass over the pairs (`PreferenceReference`): the trainer's own model
+/// before its first step when that is the reference, else a forward-only model loaded from the
+/// reference checkpoint, built only if some figures are not cached yet and released after.
+struct ReferencePass {
+    let checkpoint: String
+    let settings: PretrainConfig
+    let mesh: DeviceMesh
+    let threads: KernelThreads
+    let log: Log
+    let policy: ParallelModel?
+    let identity: Data
+    private let forward: Lazy
+
+    /// A forward-only model made on first use.
+    final class Lazy {
+        var model: ForwardModel?
+    }
+
+    init(checkpoint: String, settings: PretrainConfig, mesh: DeviceMesh, threads: KernelThreads, log: Log, policy: ParallelModel?) throws {
+        self.checkpoint = checkpoint
+        self.settings = settings
+        self.mesh = mesh
+        self.threads = threads
+        self.log = log
+        self.policy = policy
+        let step = try mesh.world.collectively { try CheckpointReader.locate(checkpoint).stepDirectory }
+        guard let index = FileManager.default.contents(atPath: step + "/" + CheckpointFiles.indexName) else {
+            throw JobError("dpo: cannot read \(step)/\(CheckpointFiles.indexName) (the reference model's checkpoint)")
+        }
+        identity = index
+        forward = Lazy()
+    }
+
+    /// `rows`' reference figures, from the cache or computed.
+    func run(_ rows: PreferencePackedRows, name: String) throws -> [Double] {
+        let cache = PreferenceReference(directory: settings.run.dir + "/reference", name: name, rows: rows, identity: identity)
+        let train = settings.train
+        let batchesPerCall = max(1, train.globalBatchSize / (train.microBatchSize * mesh.dataContext.size))
+        let model: ParallelModel
+        if let policy {
+            model = policy
+        } else if let made = forward.model {
+            model = made.parallelModel
+        } else {
+            let made = try mesh.world.collectively {
+                let made = try ForwardModel(config: settings.model, microBatchSize: train.microBatchSize, sequenceLength: train.seqLen,
+                                            parallel: settings.parallel, mesh: mesh, threads: threads)
+                try made.loadParameters(from: checkpoint, log: log)
+                return made
+            }
+            forward.model = made
+            model = made.parallelModel
+        }
+        let outcome = try cache.compute(rows, model: model, rowsPerBatch: train.microBatchSize, batchesPerCall: batchesPerCall,
+                                        dataCommunicator: mesh.dataContext, world: mesh.world)
+        log.info(String(format: "reference log-probabilities (%@, %d pairs): %d rows from %@, %d scored in %.1f s",
+                        name, rows.pairs.count, outcome.cachedRows, cache.path, outcome.scoredRows, outcome.seconds))
+        return outcome.references
+    }
+}
+
+/// The run's preference pairs: read, rendered with the chat template, tokenized, fitted and
+/// packed — the same on every rank.
+struct PreferenceData {
+    let chat: SFTChatSetup
+    let train: PreferencePackedRows
+    let eval: PreferencePackedRows?
+    let notes: [String]
+
+    init(settings: PretrainConfig, preference: PreferenceSection, checkpoint: String, tokenizer name: String?) throws {
+        let chatSettings = preference.chatSettings
+        let chat = try SFTChatSetup(sft: chatSettings, checkpoint: checkpoint, tokenizer: name, vocabSize: settings.model.vocabSize)
+        self.chat = chat
+        let tokenization = PreferenceTokenization(tokenizer: chat.tokenizer, renderer: try ChatTemplateRenderer(template: chat.template),
+                                                  specialTokens: chat.specialTokens)
+        let sequenceLength = settings.train.seqLen
+        var notes: [String] = []
+        func pack(_ path: String) throws -> PreferencePackedRows {
+            let reader = try PreferenceRecordReader(path: path, format: preference.format, tags: preference.tags)
+            var pairs: [TokenizedPair] = []
+            while let pair = try reader.next() { pairs.append(try tokenization.tokenize(pair)) }
+            if let identical = reader.identicalSummary { notes.append(identical) }
+            let packed = PreferencePackedRows(pairs, sequenceLength: sequenceLength, truncation: preference.truncation,
+                                              paddingId: chat.tokenizer.eosId, packing: preference.packing)
+            guard !packed.rows.isEmpty else {
+                throw JobError("\(path): no pair fits train.seq_len \(sequenceLength) with an answer token to learn on each side (\(packed.fitCounts.summary(noun: "pairs", sequenceLength: sequenceLength)))")
+            }
+            return packed
+        }
+        train = try pack(settings.data.train)
+        eval = try settings.data.eval.map(pack)
+        self.notes = notes
+    }
+
+    func summary(_ path: String) -> String {
+        var text = "\(path): \(train.fitCounts.summary(noun: "pairs", sequenceLength: train.sequenceLength)); packed into \(train.rows.count) rows of \(train.sequenceLength) "
+            + "(\(String(format: "%.1f", 100 * train.efficiency))% of slots used); template: \(chat.templateSource)"
+        if let eval { text += "; eval: \(eval.pairs.count) pairs in \(eval.rows.count) rows" }
+        for note in notes { text += "; " + note }
+        return text
+    }
+}
