@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+
+/// `meshlm dpo` end to end under mpirun: the first pairs of the shipped preference set
+/// (data/preference) on the small Qwen2 model imported from transformers, byte tokenizer, LoRA
+/// adapters over the frozen base (the reference is the starting checkpoint, scored once):
+/// data-, tensor- and pipeline-parallel layouts give one rank's losses, a stopped run resumes
+/// bitwise reading the cached reference, and LoRA holds a fraction of full DPO's training state.
+@Suite(.serialized) struct DPOCommandTests {
+    let config = repositoryRoot.appendingPathComponent("configs/dpo/tiny-lora.yaml").path
+
+    /// The first 40 train and 16 eval pairs, once per test process.
+    static let data: (train: String, eval: String) = {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-dpo-data-\(getpid())")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        func head(_ name: String, _ count: Int) -> String {
+            let source = repositoryRoot.appendingPathComponent("data/preference/\(name)")
+            let lines = ((try? String(contentsOf: source, encoding: .utf8)) ?? "").split(separator: "\n").prefix(count)
+            let path = directory.appendingPathComponent(name)
+            try? (lines.joined(separator: "\n") + "\n").write(to: path, atomically: true, encoding: .utf8)
+            return path.path
+        }
+        return (head("train.jsonl", 40), head("eval.jsonl", 16))
+    }()
+
+    /// Runs `meshlm dpo` in `run` (kept), or in a fresh directory removed afterwards.
+    func dpo(_ ranks: Int, _ extra: [String], run given: URL? = nil) throws -> (Launch, [Int: Double]) {
+        let run = given ?? FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-dpo-\(getpid())-\(UUID().uuidString.prefix(6))")
+        defer { if given == nil { try? FileManager.default.removeItem(at: run) } }
+        var arguments = ["dpo", "--config", config, "--init-from", SFTCommandTests.base, "--tokenizer", "bytes",
+                         "--set", "run.dir=\(run.path)", "--set", "train.steps=6", "--set", "train.log_interval=1",
+                         "--set", "train.eval_interval=0", "--set", "train.seq_len=256", "--set", "train.global_batch_size=4",
+                         "--set", "train.micro_batch_size=2", "--set", "checkpoint.interval=0", "--set", "optimizer.lr=0.01",
+                         "--set", "data.train=\(Self.data.train)", "--set", "data.eval=\(Self.data.eval)"]
+        arguments += SFTCommandTests.qwenModel.flatMap { ["--set", $0] } + extra
+        let launch = try Launcher.mpirun(ranks, "meshlm", arguments)
+        return (launch, (try? losses(in: run)) ?? [:])
+    }
+
+    let lora = ["--set", "lora.r=8", "--set", "lora.lora_alpha=16"]
+
+    @Test func everyLayoutGivesOneRanksLosses() throws {
+        let (reference, expected) = try dpo(1, lora)
+        #expect(reference.status == 0, "\(reference.standardError)")
+        #expect(expected.count == 6)
+        // Fresh adapters add nothing: the policy is the reference at step 0, so every log-ratio is 0.
+        #expect(abs((expected[0] ?? 0) - log(2)) < 1e-6, "step 0 loss \(expected[0] ?? .nan), not ln 2")
+        for (ranks, layout) in [(2, ["parallel.zero_stage=2"]), (2, ["parallel.tp=2"]), (2, ["parallel.pp=2"])] {
+            let (launch, got) = try dpo(ranks, lora + layout.flatMap { ["--set", $0] })
+            #expect(launch.status == 0, "\(layout): \(launch.standardError)")
+            let worst = expected.keys.map { abs((got[$0] ?? .nan) - expected[$0]!) / expected[$0]! }.max() ?? .infinity
+            print("dpo LoRA \(layout) np \(ranks): max relative loss difference to one rank \(worst)")
+            #expect(worst <= 1e-5, "\(layout)")
+        }
+    }
+
+    /// Stopped after step 3 and resumed, a run continues bitwise as if uninterrupted, and the
+    /// resumed run reads every reference figure from the cache the first run wrote.
+    @Test func resumesBitwiseReadingTheCachedReference() throws {
+        let (whole, expected) = try dpo(2, lora)
+        #expect(whole.status == 0, "\(whole.standardError)")
+        #expect(whole.standardOutput.contains(" 0 rows from "), "the first run scores every row: \(whole.standardOutput)")
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-dpo-resume-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let first = try dpo(2, lora + ["--set", "train.stop_at_step=3", "--set", "checkpoint.interval=3"], run: run)
+        #expect(first.0.status == 0, "\(first.0.standardError)")
+        let second = try dpo(2, lora + ["--resume"], run: run)
+        #expect(second.0.status == 0, "\(second.0.standardError)")
+        #expect(second.0.standardOutput.contains("resuming at step 3"), "\(second.0.standardOutput)")
+        #expect(second.0.standardOutput.contains(", 0 scored in"), "the resumed run reads the reference from its cache: \(second.0.standardOutput)")
+        #expect(second.1 == expected, "the resumed run differs from the uninterrupted one")
+    }
+
+    /// LoRA DPO trains adapters only: its gradients and optimizer state are a small fraction of
+    /// full DPO's (neither keeps a second copy of the model for the reference: its figures are
+    /// cached before training).
+    @Test func loraHoldsAFractionOfFullDPOsTrainingState() throws {
+        func memory(_ launch: Launch) -> [String: Double] {
+            // "memory per rank: parameters 0.2 MB, gradients 0.0 MB, optimizer state 0.1 MB, …; peak RSS per rank 70 MB"
+            let line = (launch.standardError + launch.standardOutput).split(separator: "\n").first { $0.contains("memory per rank:") } ?? ""
+            var figures: [String: Double] = [:]
+            for name in ["parameters", "gradients", "optimizer state", "peak RSS per rank"] {
+                guard let range = line.range(of: name + " ") else { continue }
+                figures[name] = Double(line[range.upperBound...].prefix { $0 != " " && $0 != "," })
+            }
+            return figures
+        }
+        let (loraLaunch, _) = try dpo(1, lora + ["--set", "train.steps=2"])
+        let (fullLaunch, _) = try dpo(1, ["--set", "train.steps=2"])
+        #expect(loraLaunch.status == 0 && fullLaunch.status == 0, "\(loraLaunch.standardError)\(fullLaunch.standardError)")
+        let (adapters, full) = (memory(loraLaunch), memory(fullLaunch))
+        print("dpo memory per rank (MB): LoRA \(adapters), full \(full)")
+        let state = { (figures: [String: Double]) in (figures["gradients"] ?? .nan) + (figures["optimizer state"] ?? .nan) }
+        #expect(state(adapters) < 0.5 * state(full), "LoRA \(adapters) vs full \(full)")
+    }
+}
