@@ -23,8 +23,10 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
     public var dpo: DPOSection?
     /// The reward model's loss (`meshlm reward`).
     public var reward: RewardSection?
+    /// KTO's loss (`meshlm kto`).
+    public var kto: KTOSection?
 
-    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint, lora, sft, preference, dpo, reward }
+    enum CodingKeys: String, CodingKey { case model, run, train, optimizer, data, parallel, checkpoint, lora, sft, preference, dpo, reward, kto }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -40,6 +42,7 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         preference = try c.decodeIfPresent(PreferenceSection.self, forKey: .preference)
         dpo = try c.decodeIfPresent(DPOSection.self, forKey: .dpo)
         reward = try c.decodeIfPresent(RewardSection.self, forKey: .reward)
+        kto = try c.decodeIfPresent(KTOSection.self, forKey: .kto)
     }
 
     public func validate() throws(ConfigError) {

@@ -91,6 +91,7 @@ public final class Trainer {
     /// Runs one optimizer step on `batches` (this rank's micro-batches) and returns its figures.
     public func step(_ step: Int, batches: [MicroBatch]) throws -> StepResult {
         let start = monotonicSeconds()
+        try objective.prepare(batches, model: parallelModel, dataCommunicator: communicator)
         // The loss is a mean over the global batch: every rank scales by the same global count.
         let scales = try GlobalScales(objective, batches: batches, communicator: communicator, what: "step \(step)")
         let globalCount = scales.count
@@ -164,6 +165,7 @@ public final class Trainer {
     /// The objective's mean loss and metrics over `batches` (this rank's share of the eval set),
     /// forward only: Σ loss sums / Σ normalizations over the global eval batches.
     public func evaluate(_ batches: [MicroBatch]) throws -> Evaluation {
+        try objective.prepare(batches, model: parallelModel, dataCommunicator: communicator)
         let scales = try GlobalScales(objective, batches: batches, communicator: communicator, what: "evaluation")
         var sums = ObjectiveSums(objective)
         try parallelModel.forward(batches) { model, batch, crossEntropy in

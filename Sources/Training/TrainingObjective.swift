@@ -34,7 +34,20 @@ public protocol TrainingObjective: Sendable {
     func evaluate(_ input: ObjectiveInput, gradient: ObjectiveGradient) -> ObjectiveOutput
 }
 
+/// An objective that needs a figure of the whole global batch, under the current parameters,
+/// before any micro-batch's loss: KTO's KL estimate z₀, from a forward-only pass over
+/// mismatched prompt/answer pairs. The trainer calls `prepare` first in every step and every
+/// evaluation, on every rank (it may run collectives over the mesh).
+public protocol BatchPreparingObjective: TrainingObjective {
+    func prepare(_ batches: [MicroBatch], model: ParallelModel, dataCommunicator: Communicator) throws
+}
+
 extension TrainingObjective {
+    /// `prepare` for an objective that needs it; nothing for the others.
+    func prepare(_ batches: [MicroBatch], model: ParallelModel, dataCommunicator: Communicator) throws {
+        try (self as? any BatchPreparingObjective)?.prepare(batches, model: model, dataCommunicator: dataCommunicator)
+    }
+
     public var metricNames: [String] { [] }
     public func auxiliaryNormalizations(of batch: MicroBatch) -> [Double] { [] }
 }

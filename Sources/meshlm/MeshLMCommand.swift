@@ -9,7 +9,7 @@ struct MeshLMCommand: ParsableCommand {
             Every command is SPMD: run it plain (one rank), under `mpirun -np N`, or under `srun`.
             Documentation: docs/ in the source tree.
             """,
-        subcommands: [PretrainCommand.self, SFTCommand.self, DPOCommand.self, RewardCommand.self, EvalCommand.self, CkptCommand.self, DataCommand.self, TokenizerCommand.self,
+        subcommands: [PretrainCommand.self, SFTCommand.self, DPOCommand.self, KTOCommand.self, RewardCommand.self, EvalCommand.self, CkptCommand.self, DataCommand.self, TokenizerCommand.self,
                       GenerateCommand.self, ServeCommand.self, PlotCommand.self, MeshCommand.self, BenchCommand.self]
     )
 

@@ -23,9 +23,10 @@ struct DPOCommand: ParsableCommand {
     @OptionGroup var options: PreferenceRunOptions
 
     func run() throws {
-        try options.run(label: "dpo") { settings in
-            let loss = try (settings.dpo ?? DPOSection()).loss()
-            return PreferenceObjective(loss: loss)
+        try options.run(label: "dpo") { settings, preference, checkpoint, tokenizer in
+            let objective = PreferenceObjective(loss: try (settings.dpo ?? DPOSection()).loss())
+            return PairAlignment(data: try PreferenceData(settings: settings, preference: preference, checkpoint: checkpoint, tokenizer: tokenizer),
+                                 objective: objective, usesReference: objective.loss.usesReference)
         }
     }
 }
@@ -45,13 +46,129 @@ struct RewardCommand: ParsableCommand {
     @OptionGroup var options: PreferenceRunOptions
 
     func run() throws {
-        try options.run(label: "reward", scoreHead: true) { settings in
-            RewardObjective(loss: BradleyTerryLoss(centerRewardsCoefficient: settings.reward?.centerRewardsCoefficient))
+        try options.run(label: "reward", scoreHead: true) { settings, preference, checkpoint, tokenizer in
+            PairAlignment(data: try PreferenceData(settings: settings, preference: preference, checkpoint: checkpoint, tokenizer: tokenizer),
+                          objective: RewardObjective(loss: BradleyTerryLoss(centerRewardsCoefficient: settings.reward?.centerRewardsCoefficient)),
+                          usesReference: false)
         }
     }
 }
 
-/// What `meshlm dpo` and `meshlm reward` share: options, the pairs, the trainer, the reference
+struct KTOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kto",
+        abstract: "Align a checkpoint with unpaired answers labelled desirable or undesirable (KTO), full or LoRA, on any mesh.",
+        discussion: """
+            As meshlm dpo, but data.train / data.eval hold {prompt, completion, label} samples             (label a JSON boolean) and the kto: section gives beta, desirable_weight and             undesirable_weight (TRL's names and defaults). The KL estimate z0 of each step is the             policy/reference log-ratio of the batch's mismatched prompt/answer pairs, gathered             over the data-parallel ranks. Docs: docs/alignment.md.
+            """)
+
+    @OptionGroup var options: PreferenceRunOptions
+
+    func run() throws {
+        try options.run(label: "kto") { settings, preference, checkpoint, tokenizer in
+            try UnpairedAlignment(settings: settings, preference: preference, checkpoint: checkpoint, tokenizer: tokenizer)
+        }
+    }
+}
+
+/// What a mode brings to the run `PreferenceRunOptions` makes: its rows, its objective and
+/// whether (and how) it uses the reference model's figures.
+protocol AlignmentMode {
+    var chat: SFTChatSetup { get }
+    var objective: any TrainingObjective { get }
+    var trainRows: any PackedRowSource { get }
+    var evalRows: (any PackedRowSource)? { get }
+    var usesReference: Bool { get }
+    func summary(_ path: String) -> String
+    /// Fills in the reference figures, from the cache or `pass`.
+    mutating func attachReferences(_ pass: ReferencePass) throws
+}
+
+/// DPO's family and reward models: preference pairs.
+struct PairAlignment: AlignmentMode {
+    var data: PreferenceData
+    let objective: any TrainingObjective
+    let usesReference: Bool
+
+    var chat: SFTChatSetup { data.chat }
+    var trainRows: any PackedRowSource { data.train }
+    var evalRows: (any PackedRowSource)? { data.eval }
+    func summary(_ path: String) -> String { data.summary(path) }
+
+    mutating func attachReferences(_ pass: ReferencePass) throws {
+        data.train.references = try pass.run(data.train, name: "train")
+        if let rows = data.eval { data.eval?.references = try pass.run(rows, name: "eval") }
+    }
+}
+
+/// KTO: unpaired samples, with their mismatched sequences for the KL estimate (train samples
+/// first, then eval samples, whose indices are offset by the train count).
+struct UnpairedAlignment: AlignmentMode {
+    let chat: SFTChatSetup
+    var train: UnpairedPackedRows
+    var eval: UnpairedPackedRows?
+    let mismatched: MismatchedSequences
+    let objective: any TrainingObjective
+    let counts: String
+
+    init(settings: PretrainConfig, preference: PreferenceSection, checkpoint: String, tokenizer name: String?) throws {
+        chat = try SFTChatSetup(sft: preference.chatSettings, checkpoint: checkpoint, tokenizer: name, vocabSize: settings.model.vocabSize)
+        let tokenization = PreferenceTokenization(tokenizer: chat.tokenizer, renderer: try ChatTemplateRenderer(template: chat.template),
+                                                  specialTokens: chat.specialTokens)
+        let sequenceLength = settings.train.seqLen
+        var fitCounts = PreferenceFitCounts()
+        func read(_ path: String) throws -> [TokenizedUnpaired] {
+            let reader = try UnpairedRecordReader(path: path)
+            var samples: [TokenizedUnpaired] = []
+            while let sample = try reader.next() {
+                if let fitted = fitCounts.count(try tokenization.tokenize(sample).fitted(to: sequenceLength, truncation: preference.truncation)) {
+                    samples.append(fitted)
+                }
+            }
+            guard !samples.isEmpty else { throw JobError("\(path): no sample fits train.seq_len \(sequenceLength) with an answer token to learn") }
+            return samples
+        }
+        let trainSamples = try read(settings.data.train)
+        let evalSamples = try settings.data.eval.map(read) ?? []
+        counts = fitCounts.summary(noun: "samples", sequenceLength: sequenceLength)
+        mismatched = MismatchedSequences(samples: trainSamples + evalSamples, sequenceLength: sequenceLength,
+                                         rowsPerBatch: settings.train.microBatchSize, paddingId: chat.tokenizer.eosId)
+        train = UnpairedPackedRows(trainSamples, sequenceLength: sequenceLength, paddingId: chat.tokenizer.eosId, packing: preference.packing)
+        eval = evalSamples.isEmpty ? nil
+            : UnpairedPackedRows(evalSamples, sequenceLength: sequenceLength, paddingId: chat.tokenizer.eosId, packing: preference.packing,
+                                 firstIndex: trainSamples.count)
+        let kto = settings.kto ?? KTOSection()
+        objective = KTOObjective(loss: KTOLoss(beta: kto.beta, desirableWeight: kto.desirableWeight, undesirableWeight: kto.undesirableWeight),
+                                 mismatched: mismatched)
+    }
+
+    var trainRows: any PackedRowSource { train }
+    var evalRows: (any PackedRowSource)? { eval }
+    var usesReference: Bool { true }
+
+    func summary(_ path: String) -> String {
+        let desirable = train.samples.filter(\.desirable).count
+        var text = "\(path): \(counts) (\(desirable) desirable, \(train.samples.count - desirable) undesirable in train); packed into "
+            + "\(train.rows.count) rows of \(train.sequenceLength); template: \(chat.templateSource)"
+        if let eval { text += "; eval: \(eval.samples.count) samples in \(eval.rows.count) rows" }
+        return text
+    }
+
+    /// Each set's samples and mismatched sequences scored as pairs (answer first).
+    mutating func attachReferences(_ pass: ReferencePass) throws {
+        var mismatchedReferences: [Double] = []
+        for (name, rows) in [("train", train), ("eval", eval)] {
+            guard let rows else { continue }
+            let figures = try pass.run(rows.referencePairs(mismatched), name: name)
+            let answers = stride(from: 0, to: figures.count, by: 2).map { figures[$0] }
+            mismatchedReferences += stride(from: 1, to: figures.count, by: 2).map { figures[$0] }
+            if name == "train" { train.references = answers } else { eval?.references = answers }
+        }
+        mismatched.references = mismatchedReferences
+    }
+}
+
+/// What `meshlm dpo`, `meshlm reward` and `meshlm kto` share: options, the pairs, the trainer, the reference
 /// pass, the run.
 struct PreferenceRunOptions: ParsableArguments {
     @OptionGroup var job: JobOptions
@@ -62,20 +179,23 @@ struct PreferenceRunOptions: ParsableArguments {
     @Option(help: "The tokenizer: a tokenizer.json, or bytes (default: the checkpoint's tokenizer.json).") var tokenizer: String?
     @Flag(help: "Resume from the run's newest loadable checkpoint and fail if there is none.") var resume = false
 
-    func run(label: String, scoreHead: Bool = false, objective makeObjective: @escaping (PretrainConfig) throws -> any TrainingObjective) throws {
-        try job.runJob { context in try run(context, label: label, scoreHead: scoreHead, objective: makeObjective) }
+    /// Makes a mode's data and objective from the run config, its `preference:` section, the
+    /// starting checkpoint and `--tokenizer`.
+    typealias ModeMaker = (PretrainConfig, PreferenceSection, String, String?) throws -> any AlignmentMode
+
+    func run(label: String, scoreHead: Bool = false, mode makeMode: @escaping ModeMaker) throws {
+        try job.runJob { context in try run(context, label: label, scoreHead: scoreHead, mode: makeMode) }
     }
 
-    /// The setup this mode's objective needs, agreed by every rank.
+    /// The setup agreed by every rank.
     private struct Setup {
         let settings: PretrainConfig
         let mesh: DeviceMesh
-        let data: PreferenceData
+        let mode: any AlignmentMode
         let source: String
-        let objective: any TrainingObjective
     }
 
-    private func run(_ context: JobContext, label: String, scoreHead: Bool, objective makeObjective: (PretrainConfig) throws -> any TrainingObjective) throws {
+    private func run(_ context: JobContext, label: String, scoreHead: Bool, mode makeMode: ModeMaker) throws {
             let world = context.world, log = context.log
             let threads = KernelThreads(count: context.threads)
             let setup: Setup = try world.collectively {
@@ -96,11 +216,12 @@ struct PreferenceRunOptions: ParsableArguments {
                     log.info("\(label): training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), from its adapter_config.json)")
                 }
                 let mesh = try TrainingCommandSupport.mesh(settings, world: world)
-                let data = try PreferenceData(settings: settings, preference: preference, checkpoint: source, tokenizer: tokenizer)
-                return Setup(settings: settings, mesh: mesh, data: data, source: source, objective: try makeObjective(settings))
+                return Setup(settings: settings, mesh: mesh, mode: try makeMode(settings, preference, source, tokenizer), source: source)
             }
-            let (settings, mesh, data, source, objective) = (setup.settings, setup.mesh, setup.data, setup.source, setup.objective)
-            log.info("\(label): \(data.summary(settings.data.train))")
+            let (settings, mesh, source) = (setup.settings, setup.mesh, setup.source)
+            var mode = setup.mode
+            let objective = mode.objective
+            log.info("\(label): \(mode.summary(settings.data.train))")
             let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
             let train = settings.train
             let trainer = try world.collectively {
@@ -112,27 +233,27 @@ struct PreferenceRunOptions: ParsableArguments {
                 return try resuming ?? TrainingCommandSupport.startStep(trainer, initFrom: source, resumeFrom: nil, resume: false,
                                                                          label: label, log: log)
             }
-            var (trainRows, evalRows) = (data.train, data.eval)
-            if let preference = objective as? PreferenceObjective, preference.loss.usesReference {
-                let reference = settings.dpo?.reference.map(SFTChatSetup.checkpointSource) ?? source
+            if mode.usesReference {
+                let given = settings.dpo?.reference ?? settings.kto?.reference
+                let reference = given.map(SFTChatSetup.checkpointSource) ?? source
                 // The policy before its first step is the reference (TRL's copy of the starting
                 // model; under LoRA the base with its fresh adapters, which add nothing).
-                let policyIsReference = start == 0 && settings.dpo?.reference == nil
+                let policyIsReference = start == 0 && given == nil
                 let pass = try ReferencePass(checkpoint: reference, settings: settings, mesh: mesh, threads: threads, log: log,
                                              policy: policyIsReference ? trainer.parallelModel : nil)
-                trainRows.references = try pass.run(trainRows, name: "train")
-                if let rows = evalRows { evalRows?.references = try pass.run(rows, name: "eval") }
+                try mode.attachReferences(pass)
             }
-            let trainBatches = PackedBatches(trainRows, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
+            let chat = mode.chat
+            let trainBatches = PackedBatches(mode.trainRows, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
                                              dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle, seed: UInt64(train.seed))
-            let evalBatches = evalRows.map {
+            let evalBatches = mode.evalRows.map {
                 PackedBatches($0, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
                               dataParallelDegree: degree, rank: rank, shuffle: false, seed: 0)
             }
             var extras = try world.collectively {
-                try CheckpointExtras(config: settings, tokenizer: data.chat.tokenizer.identity, tokenizerFile: data.chat.tokenizerFile)
+                try CheckpointExtras(config: settings, tokenizer: chat.tokenizer.identity, tokenizerFile: chat.tokenizerFile)
             }
-            extras.files["chat_template.jinja"] = Data(data.chat.template.utf8)
+            extras.files["chat_template.jinja"] = Data(chat.template.utf8)
             let watch = objective is PreferenceObjective ? DisplacementWatch(blockSize: train.logInterval, log: log) : nil
             try TrainingCommandSupport.train(trainer, label: label, start: start, trainBatches: trainBatches,
                                              evalBatches: evalBatches, extras: extras, context: context, configure: { run in
@@ -208,8 +329,8 @@ struct ReferencePass {
 /// packed — the same on every rank.
 struct PreferenceData {
     let chat: SFTChatSetup
-    let train: PreferencePackedRows
-    let eval: PreferencePackedRows?
+    var train: PreferencePackedRows
+    var eval: PreferencePackedRows?
     let notes: [String]
 
     init(settings: PretrainConfig, preference: PreferenceSection, checkpoint: String, tokenizer name: String?) throws {

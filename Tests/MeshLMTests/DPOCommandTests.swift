@@ -9,8 +9,8 @@ import Testing
 @Suite(.serialized) struct DPOCommandTests {
     let config = repositoryRoot.appendingPathComponent("configs/dpo/tiny-lora.yaml").path
 
-    /// The first 40 train and 16 eval pairs, once per test process.
-    static let data: (train: String, eval: String) = {
+    /// The first 40 train and 16 eval pairs and 40 KTO samples, once per test process.
+    static let data: (train: String, eval: String, kto: String) = {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-dpo-data-\(getpid())")
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         func head(_ name: String, _ count: Int) -> String {
@@ -20,7 +20,7 @@ import Testing
             try? (lines.joined(separator: "\n") + "\n").write(to: path, atomically: true, encoding: .utf8)
             return path.path
         }
-        return (head("train.jsonl", 40), head("eval.jsonl", 16))
+        return (head("train.jsonl", 40), head("eval.jsonl", 16), head("kto.jsonl", 40))
     }()
 
     /// Runs `meshlm dpo` in `run` (kept), or in a fresh directory removed afterwards.
@@ -92,5 +92,35 @@ import Testing
         print("dpo memory per rank (MB): LoRA \(adapters), full \(full)")
         let state = { (figures: [String: Double]) in (figures["gradients"] ?? .nan) + (figures["optimizer state"] ?? .nan) }
         #expect(state(adapters) < 0.5 * state(full), "LoRA \(adapters) vs full \(full)")
+    }
+
+    /// `meshlm kto`: the KL estimate z₀ is gathered over the data-parallel ranks (so dp 2 and tp 2
+    /// give one rank's losses), logged as `kl`, and the step-0 loss is KTO's at ρ = 0 with z₀ = 0:
+    /// 1 − σ(0) = 0.5 for every sample.
+    @Test func ktoGivesOneRanksLossesOnEveryLayout() throws {
+        func kto(_ ranks: Int, _ extra: [String]) throws -> (Launch, [Int: Double], String) {
+            let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-kto-\(getpid())-\(UUID().uuidString.prefix(6))")
+            defer { try? FileManager.default.removeItem(at: run) }
+            var arguments = ["kto", "--config", repositoryRoot.appendingPathComponent("configs/kto/tiny-lora.yaml").path,
+                             "--init-from", SFTCommandTests.base, "--tokenizer", "bytes",
+                             "--set", "run.dir=\(run.path)", "--set", "train.steps=4", "--set", "train.log_interval=1",
+                             "--set", "train.seq_len=256", "--set", "train.global_batch_size=4", "--set", "train.micro_batch_size=2",
+                             "--set", "checkpoint.interval=0", "--set", "optimizer.lr=0.01", "--set", "data.train=\(Self.data.kto)"]
+            arguments += SFTCommandTests.qwenModel.flatMap { ["--set", $0] } + lora + extra
+            let launch = try Launcher.mpirun(ranks, "meshlm", arguments)
+            let metrics = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
+            return (launch, (try? losses(in: run)) ?? [:], metrics)
+        }
+        let (reference, expected, metrics) = try kto(1, [])
+        #expect(reference.status == 0, "\(reference.standardError)")
+        #expect(expected.count == 4 && abs((expected[0] ?? 0) - 0.5) < 1e-6, "\(expected)")
+        #expect(metrics.contains("\"kl\":"), "\(metrics)")
+        for (ranks, layout) in [(2, ["parallel.zero_stage=1"]), (2, ["parallel.tp=2"])] {
+            let (launch, got, _) = try kto(ranks, layout.flatMap { ["--set", $0] })
+            #expect(launch.status == 0, "\(layout): \(launch.standardError)")
+            let worst = expected.keys.map { abs((got[$0] ?? .nan) - expected[$0]!) / expected[$0]! }.max() ?? .infinity
+            print("kto LoRA \(layout) np \(ranks): max relative loss difference to one rank \(worst)")
+            #expect(worst <= 1e-5, "\(layout)")
+        }
     }
 }

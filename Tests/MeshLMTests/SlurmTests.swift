@@ -91,6 +91,27 @@ import Testing
         #expect(metrics.split(separator: "\n").count == 3, "\(metrics)")
     }
 
+    /// LoRA DPO on 2 tasks through slurm/dpo.sbatch, from the same base, on the first pairs of
+    /// the shipped preference set: the reference scored and cached, then the steps.
+    @Test func dpoJobAligns() throws {
+        let directory = try SlurmCluster.jobDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = directory.appendingPathComponent("run")
+        let overrides = ["run.dir=\(run.path)", "data.train=\(DPOCommandTests.data.train)", "data.eval=\(DPOCommandTests.data.eval)",
+                         "train.steps=3", "train.log_interval=1", "train.eval_interval=0", "train.seq_len=256",
+                         "train.global_batch_size=4", "train.micro_batch_size=2", "checkpoint.interval=0", "lora.r=8"]
+            + SFTCommandTests.qwenModel
+        let job = try SlurmCluster.submit("dpo.sbatch", sbatch: ["-n", "2", "-O"],
+                                          arguments: [repositoryRoot.appendingPathComponent("configs/dpo/tiny-lora.yaml").path,
+                                                      "--init-from", SFTCommandTests.base, "--tokenizer", "bytes"]
+                                              + overrides.flatMap { ["--set", $0] }, in: directory)
+        #expect(job.state == "COMPLETED", "\(job.output)")
+        #expect(job.outputPath == directory.appendingPathComponent("meshlm-dpo-\(job.id).out").path)
+        #expect(job.output.contains("reference log-probabilities (train"), "\(job.output)")
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        #expect(metrics.split(separator: "\n").filter { $0.contains("\"rewards/margins\"") }.count == 3, "\(metrics)")
+    }
+
     @Test func pretrainNeedsAConfig() throws {
         let directory = try SlurmCluster.jobDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -9,6 +9,11 @@ import Tensors
 /// The loss is a mean over the global batch's pairs; the NLL term a mean over its chosen
 /// answers' tokens (the auxiliary normalization), so gradient accumulation over micro-batches and
 /// ranks gives TRL's figures for the global batch.
+///
+/// Beside TRL's metrics it reports `policy/accuracies`: the share of pairs whose chosen answer
+/// the policy itself finds likelier than the rejected one (Σ log p, no reference) — the model's
+/// own preference accuracy, which `rewards/accuracies` (a log-ratio against the reference, 0 at
+/// the start) is not.
 public struct PreferenceObjective: TrainingObjective {
     public let loss: PreferenceLoss
     public let metricNames: [String]
@@ -17,14 +22,14 @@ public struct PreferenceObjective: TrainingObjective {
         self.loss = loss
         // The metrics a batch reports (the same for every batch of these settings).
         let probe = PairLogProbabilities(chosen: -1, rejected: -2, chosenTokens: 1, rejectedTokens: 1, referenceChosen: -1, referenceRejected: -1)
-        metricNames = loss.evaluate([probe], pairScale: 1, tokenScale: 1).metrics.keys.sorted()
+        metricNames = (loss.evaluate([probe], pairScale: 1, tokenScale: 1).metrics.keys + [Self.policyAccuracy]).sorted()
     }
+
+    static let policyAccuracy = "policy/accuracies"
 
     public var name: String { "preference" }
 
-    public func normalization(of batch: MicroBatch) -> Double {
-        Double(batch.preferenceSequences.reduce(0) { $0 + ($1.role == .chosen ? 1 : 0) })
-    }
+    public func normalization(of batch: MicroBatch) -> Double { pairCount(batch) }
 
     public func auxiliaryNormalizations(of batch: MicroBatch) -> [Double] {
         guard loss.needsChosenNLL else { return [] }
@@ -49,8 +54,11 @@ public struct PreferenceObjective: TrainingObjective {
                 for position in sequence.span where batch.counts(position) { gradients[position] = Float(value) }
             }
         }
+        var metrics = result.metrics
+        metrics[Self.policyAccuracy] = MetricSum(sum: Double(logProbabilities.filter { $0.chosen > $0.rejected }.count),
+                                                 count: Double(logProbabilities.count))
         // In units of the primary normalization (pairs), as the trainer divides by it.
-        return ObjectiveOutput(lossSum: input.scale > 0 ? result.loss / input.scale : 0, metrics: result.metrics)
+        return ObjectiveOutput(lossSum: input.scale > 0 ? result.loss / input.scale : 0, metrics: metrics)
     }
 }
 
@@ -69,9 +77,7 @@ public struct RewardObjective: TrainingObjective {
 
     public var name: String { "reward" }
 
-    public func normalization(of batch: MicroBatch) -> Double {
-        Double(batch.preferenceSequences.reduce(0) { $0 + ($1.role == .chosen ? 1 : 0) })
-    }
+    public func normalization(of batch: MicroBatch) -> Double { pairCount(batch) }
 
     public func evaluate(_ input: ObjectiveInput, gradient: ObjectiveGradient) -> ObjectiveOutput {
         let pairs = PairedSequences(input.batch)
@@ -98,6 +104,8 @@ struct PairedSequences {
         for sequence in batch.preferenceSequences {
             switch sequence.role {
             case .chosen: chosen[sequence.pair] = sequence
+            case .desirable, .undesirable:
+                preconditionFailure("an unpaired sample in a pair objective's batch")
             case .rejected:
                 guard let partner = chosen.removeValue(forKey: sequence.pair) else {
                     preconditionFailure("pair \(sequence.pair)'s rejected sequence comes before its chosen one")
@@ -107,6 +115,11 @@ struct PairedSequences {
         }
         precondition(chosen.isEmpty, "pairs \(chosen.keys.sorted()) have no rejected sequence in the micro-batch")
     }
+}
+
+/// The pairs in `batch` (its chosen sequences).
+func pairCount(_ batch: MicroBatch) -> Double {
+    Double(batch.preferenceSequences.reduce(0) { $0 + ($1.role == .chosen ? 1 : 0) })
 }
 
 /// Σ log p over a sequence's counted targets (its answer's tokens), summed in Double in order, and

@@ -7,13 +7,16 @@ import Tensors
 /// the objective needs beside the policy's log-probabilities.
 public struct PreferenceSequence: Sendable, Equatable {
     public enum Role: Sendable, Equatable {
+        /// A pair's two answers (DPO, reward models).
         case chosen, rejected
+        /// An unpaired sample's answer and its label (KTO).
+        case desirable, undesirable
     }
 
     /// Its positions in the micro-batch's flattened [B·T] tokens (prompt and answer; only the
     /// answer's tokens have targets).
     public var span: Range<Int>
-    /// The pair's index in its data set (what the reference cache is keyed by).
+    /// The pair's (or unpaired sample's) index in its data set (what the reference cache is keyed by).
     public var pair: Int
     public var role: Role
     /// Σ log p of the answer's tokens under the reference model (0 until the reference pass
@@ -60,8 +63,11 @@ public protocol PackedRowSource {
 /// to learn drops the pair. Both are counted (`fitCounts`).
 public struct PreferencePackedRows: PackedRowSource {
     public let sequenceLength: Int
-    /// Each row's pairs, as indices into `pairs`.
+    /// Each row's units (indices into `units`).
     public let rows: [[Int]]
+    /// What packing placed: a pair's two sequences together (training), or one of them alone
+    /// (`splitting`, for a reference pass that needs no pair in one row).
+    public let units: [(pair: Int, roles: [PreferenceSequence.Role])]
     /// The pairs kept, fitted.
     public let pairs: [TokenizedPair]
     /// What fitting kept, cut and dropped.
@@ -79,11 +85,29 @@ public struct PreferencePackedRows: PackedRowSource {
             let fits = pair.chosen.ids.count + pair.rejected.ids.count <= sequenceLength
             return counts.count(pair.fitted(to: fits ? sequenceLength : sequenceLength / 2, truncation: truncation))
         }
+        self.init(kept, units: kept.indices.map { ($0, [.chosen, .rejected]) }, fitCounts: counts, sequenceLength: sequenceLength,
+                  paddingId: paddingId, packing: packing)
+    }
+
+    /// Every pair kept as it is, each sequence packed on its own (each at most a row).
+    public init(splitting pairs: [TokenizedPair], sequenceLength: Int, paddingId: Int32, packing: SFTPacking = .auto) {
+        var counts = PreferenceFitCounts()
+        counts.kept = pairs.count
+        self.init(pairs, units: pairs.indices.flatMap { [($0, [PreferenceSequence.Role.chosen]), ($0, [.rejected])] }, fitCounts: counts,
+                  sequenceLength: sequenceLength, paddingId: paddingId, packing: packing)
+    }
+
+    private init(_ pairs: [TokenizedPair], units: [(pair: Int, roles: [PreferenceSequence.Role])], fitCounts: PreferenceFitCounts,
+                 sequenceLength: Int, paddingId: Int32, packing: SFTPacking) {
+        func length(_ unit: (pair: Int, roles: [PreferenceSequence.Role])) -> Int {
+            unit.roles.reduce(0) { $0 + ($1 == .chosen ? pairs[unit.pair].chosen : pairs[unit.pair].rejected).ids.count }
+        }
         self.sequenceLength = sequenceLength
-        self.pairs = kept
-        self.rows = packing.rows(lengths: kept.map { $0.chosen.ids.count + $0.rejected.ids.count }, sequenceLength: sequenceLength)
-        self.fitCounts = counts
-        self.tokenCount = kept.reduce(0) { $0 + $1.chosen.ids.count + $1.rejected.ids.count }
+        self.pairs = pairs
+        self.units = units
+        self.rows = packing.rows(lengths: units.map(length), sequenceLength: sequenceLength)
+        self.fitCounts = fitCounts
+        self.tokenCount = units.reduce(0) { $0 + length($1) }
         self.paddingId = paddingId
     }
 
@@ -96,13 +120,13 @@ public struct PreferencePackedRows: PackedRowSource {
     /// answers' tokens only), then padding.
     public func packedRow(_ index: Int) throws -> PackedRow {
         var row = PackedRow(tokens: [], targets: [], positions: [])
-        for pairIndex in rows[index] {
-            let pair = pairs[pairIndex]
-            for (role, sample) in [(PreferenceSequence.Role.chosen, pair.chosen), (.rejected, pair.rejected)] {
+        for unit in rows[index].map({ units[$0] }) {
+            let pair = pairs[unit.pair]
+            for role in unit.roles {
                 let start = row.tokens.count
-                append(sample, to: &row)
-                let reference = references.map { $0[2 * pairIndex + (role == .chosen ? 0 : 1)] } ?? 0
-                row.sequences.append(PreferenceSequence(span: start..<row.tokens.count, pair: pairIndex, role: role,
+                append(role == .chosen ? pair.chosen : pair.rejected, to: &row)
+                let reference = references.map { $0[2 * unit.pair + (role == .chosen ? 0 : 1)] } ?? 0
+                row.sequences.append(PreferenceSequence(span: start..<row.tokens.count, pair: unit.pair, role: role,
                                                         reference: reference, margin: pair.margin ?? 0))
             }
         }

@@ -14,7 +14,7 @@ import Runtime
 ///
 /// The cache (`RUN/reference/NAME.logps`) is one JSON header line — the key, pairs, rows — then
 /// a byte per row (1 = done) and two float64s per pair (chosen, rejected), little-endian. The key is a SHA-256 of
-/// the reference's checkpoint index, `seq_len` and every pair's tokens and masks, so any change
+/// the reference's checkpoint index, `seq_len`, every pair's tokens and masks and the rows' layout, so any change
 /// to the data, the tokenizer, the template or the reference starts the pass afresh.
 public struct PreferenceReference {
     /// The cache file.
@@ -33,6 +33,11 @@ public struct PreferenceReference {
                 sample.ids.withUnsafeBytes { hash.update($0) }
                 hash.update(sample.supervised.map { $0 ? 1 : 0 })
             }
+        }
+        // The rows' layout too: the done-flags are per row.
+        for row in rows.rows {
+            let layout = row.map { unit in "\(rows.units[unit].pair):\(rows.units[unit].roles.count)" }.joined(separator: ",")
+            hash.update(Array((layout + ";").utf8))
         }
         key = hash.finalize().map { String(format: "%02x", $0) }.joined()
     }
@@ -78,7 +83,7 @@ public struct PreferenceReference {
                 for sequence in batch.preferenceSequences {
                     let offset = batchIndex * rowsPerBatch + sequence.span.lowerBound / rows.sequenceLength
                     guard mine[offset] < pending.count else { continue }
-                    fresh[2 * sequence.pair + (sequence.role == .chosen ? 0 : 1)] = sums[sequence.span.lowerBound] ?? 0
+                    fresh[2 * sequence.pair + (sequence.role == .rejected ? 1 : 0)] = sums[sequence.span.lowerBound] ?? 0
                     freshDone[indices[offset]] = 1
                 }
             }

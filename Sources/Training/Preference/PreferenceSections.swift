@@ -127,3 +127,31 @@ public struct RewardSection: Codable, Sendable, Equatable {
 
     public init() {}
 }
+
+/// The `kto:` section (`meshlm kto`), TRL's `KTOConfig` names and defaults.
+public struct KTOSection: Codable, Sendable, Equatable {
+    public var beta: Double
+    /// Weights of the desirable and undesirable samples' losses (to rebalance unequal counts).
+    public var desirableWeight: Double
+    public var undesirableWeight: Double
+    /// The reference model's checkpoint (default: the checkpoint training starts from).
+    public var reference: String?
+
+    enum CodingKeys: String, CodingKey {
+        case beta, desirableWeight = "desirable_weight", undesirableWeight = "undesirable_weight", reference
+    }
+
+    public init() {
+        beta = 0.1
+        desirableWeight = 1
+        undesirableWeight = 1
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        beta = try c.decode(.beta, default: 0.1)
+        desirableWeight = try c.decode(.desirableWeight, default: 1)
+        undesirableWeight = try c.decode(.undesirableWeight, default: 1)
+        reference = try c.decodeIfPresent(String.self, forKey: .reference)
+    }
+}
