@@ -59,7 +59,7 @@ let package = Package(
             swiftSettings: nativeSwift),
 
         // Multi-rank checks that Tests/MeshLMTests launches under mpirun.
-        .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint", "Tensors", "Model", "Parallel", "Training"],
+        .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint", "Tensors", "Model", "Parallel", "Training", "DataPipeline"],
                           path: "Tests/MPIChecks",
                           swiftSettings: nativeSwift),
         // One way for every test to compare tensors (counts and largest difference, never an

@@ -255,8 +255,10 @@ let status = SPMDJob.run(verbose: false, setup: { world, log in (world, log) }, 
         try objectiveChecks(world, log, arguments: Array(arguments))
     case "forward":
         try forwardChecks(world, log, arguments: Array(arguments))
+    case "reference":
+        try referenceChecks(world, log, arguments: Array(arguments))
     default:
-        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively | checkpoint-unit | checkpoint-save | checkpoint-load | checkpoint-crash | checkpoint-audit | objective … | forward …")
+        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively | checkpoint-unit | checkpoint-save | checkpoint-load | checkpoint-crash | checkpoint-audit | objective … | forward … | reference …")
     }
 })
 exit(status)

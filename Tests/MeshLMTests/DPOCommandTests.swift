@@ -123,4 +123,44 @@ import Testing
             #expect(worst <= 1e-5, "\(layout)")
         }
     }
+
+    /// The reference pass resumes from a partial cache on any layout: a cache cut back to its
+    /// first rows' flags (as a pass killed half way leaves it) is read for those rows — the
+    /// figures written over the file's show they are not scored again — and only the rest is
+    /// scored, giving one rank's figures; a complete cache is read whole.
+    @Test func referencePassResumesFromAPartialCacheOnAnyLayout() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-reference-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func pass(_ ranks: Int, _ layout: [String]) throws -> (scored: [Int], figures: [[Double]]) {
+            let launch = try Launcher.mpirun(ranks, "mpi-checks", ["reference", directory.path] + layout)
+            #expect(launch.status == 0, "np \(ranks) \(layout): \(launch.standardError)")
+            let lines = (launch.standardError + "\n" + launch.standardOutput).split(separator: "\n")
+            let scored = lines.first { $0.hasPrefix("scored ") }.map { $0.split(separator: " ").dropFirst().compactMap { Int($0) } } ?? []
+            let figures = lines.filter { $0.hasPrefix("reference ") }.map { $0.split(separator: " ").dropFirst(2).compactMap { Double($0) } }
+            return (scored, figures)
+        }
+        let first = try pass(1, ["1", "1", "0"])
+        #expect(first.figures.count == 30 && first.scored.first == 0, "\(first.scored)")
+        let rows = first.scored.last ?? 0
+        let again = try pass(1, ["1", "1", "0"])
+        #expect(again.scored == [rows, 0] && again.figures == first.figures, "a complete cache is read whole: \(again.scored)")
+
+        // Cut back: only the first half of the rows done; every cached figure replaced by a marker.
+        let file = directory.appendingPathComponent("train.logps")
+        var data = try Data(contentsOf: file)
+        let body = data.firstIndex(of: UInt8(ascii: "\n"))! + 1
+        for row in rows / 2..<rows { data[body + row] = 0 }
+        let marker = 12345.0
+        for value in 0..<60 {
+            withUnsafeBytes(of: marker.bitPattern.littleEndian) { data.replaceSubrange(body + rows + 8 * value..<body + rows + 8 * value + 8, with: $0) }
+        }
+        try data.write(to: file)
+        let resumed = try pass(2, ["1", "2", "0"])
+        #expect(resumed.scored == [rows / 2, rows - rows / 2], "\(resumed.scored)")
+        let flat = (resumed.figures.flatMap { $0 }, first.figures.flatMap { $0 })
+        let kept = flat.0.filter { $0 == marker }.count
+        let worst = zip(flat.0, flat.1).filter { $0.0 != marker }.map { abs($0.0 - $0.1) / abs($0.1) }.max() ?? .infinity
+        print("reference pass resumed on tp 2: \(kept) figures read from the cut-back cache, the rest within \(worst) of one rank's")
+        #expect(kept > 0 && kept < 60 && worst <= 1e-6)
+    }
 }
