@@ -196,71 +196,54 @@ struct PreferenceRunOptions: ParsableArguments {
     }
 
     private func run(_ context: JobContext, label: String, scoreHead: Bool, mode makeMode: ModeMaker) throws {
-            let world = context.world, log = context.log
-            let threads = KernelThreads(count: context.threads)
-            let setup: Setup = try world.collectively {
-                var settings = try ConfigLoader.load(PretrainConfig.self, path: config, overrides: overrides, includes: ["model"])
-                guard let preference = settings.preference else {
-                    throw JobError("\(config): a preference: section is required (docs/alignment.md)")
-                }
-                // Packed pairs must not attend to each other, nor chosen to rejected.
-                settings.train.documentMasking = true
-                if scoreHead { settings.model.numLabels = 1 }
-                guard let given = initFrom ?? preference.initFrom else {
-                    throw JobError("give the checkpoint to align: --init-from CHECKPOINT or preference.init_from")
-                }
-                let source = SFTChatSetup.checkpointSource(given)
-                let configured = settings.lora
-                settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
-                if configured == nil, let lora = settings.lora {
-                    log.info("\(label): training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), from its adapter_config.json)")
-                }
-                let mesh = try TrainingCommandSupport.mesh(settings, world: world)
-                return Setup(settings: settings, mesh: mesh, mode: try makeMode(settings, preference, source, tokenizer), source: source)
+        let world = context.world, log = context.log
+        let threads = KernelThreads(count: context.threads)
+        let setup: Setup = try world.collectively {
+            var settings = try ConfigLoader.load(PretrainConfig.self, path: config, overrides: overrides, includes: ["model"])
+            guard let preference = settings.preference else {
+                throw JobError("\(config): a preference: section is required (docs/alignment.md)")
             }
-            let (settings, mesh, source) = (setup.settings, setup.mesh, setup.source)
-            var mode = setup.mode
-            let objective = mode.objective
-            log.info("\(label): \(mode.summary(settings.data.train))")
-            let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
-            let train = settings.train
-            let trainer = try world.collectively {
-                try Trainer(config: settings, objective: objective, mesh: mesh, threads: threads, log: log)
+            // Packed pairs must not attend to each other, nor chosen to rejected.
+            settings.train.documentMasking = true
+            if scoreHead { settings.model.numLabels = 1 }
+            guard let given = initFrom ?? preference.initFrom else {
+                throw JobError("give the checkpoint to align: --init-from CHECKPOINT or preference.init_from")
             }
-            let start: Int = try world.collectively {
-                let resuming = try trainer.resumeFromLatest()
-                if resume && resuming == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
-                return try resuming ?? TrainingCommandSupport.startStep(trainer, initFrom: source, resumeFrom: nil, resume: false,
-                                                                         label: label, log: log)
+            let source = SFTChatSetup.checkpointSource(given)
+            let configured = settings.lora
+            settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
+            if configured == nil, let lora = settings.lora {
+                log.info("\(label): training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), from its adapter_config.json)")
             }
-            if mode.usesReference {
-                let given = settings.dpo?.reference ?? settings.kto?.reference
-                let reference = given.map(SFTChatSetup.checkpointSource) ?? source
-                // The policy before its first step is the reference (TRL's copy of the starting
-                // model; under LoRA the base with its fresh adapters, which add nothing).
-                let policyIsReference = start == 0 && given == nil
-                let pass = try ReferencePass(checkpoint: reference, settings: settings, mesh: mesh, threads: threads, log: log,
-                                             policy: policyIsReference ? trainer.parallelModel : nil)
-                try mode.attachReferences(pass)
-            }
-            let chat = mode.chat
-            let trainBatches = PackedBatches(mode.trainRows, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
-                                             dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle, seed: UInt64(train.seed))
-            let evalBatches = mode.evalRows.map {
-                PackedBatches($0, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
-                              dataParallelDegree: degree, rank: rank, shuffle: false, seed: 0)
-            }
-            var extras = try world.collectively {
-                try CheckpointExtras(config: settings, tokenizer: chat.tokenizer.identity, tokenizerFile: chat.tokenizerFile)
-            }
-            extras.files["chat_template.jinja"] = Data(chat.template.utf8)
-            let watch = objective is PreferenceObjective ? DisplacementWatch(blockSize: train.logInterval, log: log) : nil
-            try TrainingCommandSupport.train(trainer, label: label, start: start, trainBatches: trainBatches,
-                                             evalBatches: evalBatches, extras: extras, context: context, configure: { run in
-                // The starting model's eval figures (TRL's eval_on_start): the "before" of every metric.
-                run.evaluatesAtStart = true
-                if let watch { run.observer = watch.observe }
-            })
+            let mesh = try TrainingCommandSupport.mesh(settings, world: world)
+            return Setup(settings: settings, mesh: mesh, mode: try makeMode(settings, preference, source, tokenizer), source: source)
+        }
+        let (settings, mesh, source) = (setup.settings, setup.mesh, setup.source)
+        var mode = setup.mode
+        let objective = mode.objective
+        log.info("\(label): \(mode.summary(settings.data.train))")
+        let train = settings.train
+        let trainer = try world.collectively {
+            try Trainer(config: settings, objective: objective, mesh: mesh, threads: threads, log: log)
+        }
+        let start = try TrainingCommandSupport.fineTuningStart(trainer, source: source, resume: resume, label: label, world: world, log: log)
+        if mode.usesReference {
+            let given = settings.dpo?.reference ?? settings.kto?.reference
+            let reference = given.map(SFTChatSetup.checkpointSource) ?? source
+            // The policy before its first step is the reference (TRL's copy of the starting
+            // model; under LoRA the base with its fresh adapters, which add nothing).
+            let policyIsReference = start == 0 && given == nil
+            let pass = try ReferencePass(checkpoint: reference, settings: settings, mesh: mesh, threads: threads, log: log,
+                                         policy: policyIsReference ? trainer.parallelModel : nil)
+            try mode.attachReferences(pass)
+        }
+        let watch = objective is PreferenceObjective ? DisplacementWatch(blockSize: train.logInterval, log: log) : nil
+        try TrainingCommandSupport.fineTune(trainer, label: label, start: start, train: mode.trainRows, eval: mode.evalRows,
+                                            chat: mode.chat, context: context, configure: { run in
+            // The starting model's eval figures (TRL's eval_on_start): the "before" of every metric.
+            run.evaluatesAtStart = true
+            if let watch { run.observer = watch.observe }
+        })
     }
 }
 

@@ -53,29 +53,12 @@ struct SFTCommand: ParsableCommand {
                 return (settings, mesh, data, source)
             }
             log.info("sft: \(data.summary(settings.data.train))")
-            let degree = mesh.dataContext.size, rank = mesh.dataContext.rank
-            let train = settings.train
-            let trainBatches = PackedBatches(data.train, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
-                                          dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle, seed: UInt64(train.seed))
-            let evalBatches = data.eval.map {
-                PackedBatches($0, globalBatchSize: train.globalBatchSize, microBatchSize: train.microBatchSize,
-                           dataParallelDegree: degree, rank: rank, shuffle: false, seed: 0)
-            }
             let trainer = try world.collectively {
                 try Trainer(config: settings, objective: MaskedNextTokenObjective(normalization: .tokens), mesh: mesh, threads: threads, log: log)
             }
-            let start: Int = try world.collectively {
-                let resuming = try trainer.resumeFromLatest()
-                if resume && resuming == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
-                return try resuming ?? TrainingCommandSupport.startStep(trainer, initFrom: source, resumeFrom: nil, resume: false,
-                                                                         label: "sft", log: log)
-            }
-            var extras = try world.collectively {
-                try CheckpointExtras(config: settings, tokenizer: data.chat.tokenizer.identity, tokenizerFile: data.chat.tokenizerFile)
-            }
-            extras.files["chat_template.jinja"] = Data(data.chat.template.utf8)
-            try TrainingCommandSupport.train(trainer, label: "sft", start: start, trainBatches: trainBatches,
-                                             evalBatches: evalBatches, extras: extras, context: context)
+            let start = try TrainingCommandSupport.fineTuningStart(trainer, source: source, resume: resume, label: "sft", world: world, log: log)
+            try TrainingCommandSupport.fineTune(trainer, label: "sft", start: start, train: data.train, eval: data.eval, chat: data.chat,
+                                                context: context)
         }
     }
 }

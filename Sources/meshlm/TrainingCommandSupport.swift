@@ -45,6 +45,37 @@ enum TrainingCommandSupport {
         return step ?? 0
     }
 
+    /// A fine-tuning run's first step: the run's own newest checkpoint if it has one (`resume`
+    /// requires one), else step 0 from the parameters of `source`. Collective.
+    static func fineTuningStart(_ trainer: Trainer, source: String, resume: Bool, label: String, world: Communicator, log: Log) throws -> Int {
+        try world.collectively {
+            let resuming = try trainer.resumeFromLatest()
+            if resume && resuming == nil { throw JobError("--resume: \(trainer.checkpointDirectory) holds no loadable checkpoint") }
+            return try resuming ?? startStep(trainer, initFrom: source, resumeFrom: nil, resume: false, label: label, log: log)
+        }
+    }
+
+    /// Trains a fine-tuning run (SFT, DPO, …) over packed rows: the train rows in the run's seeded
+    /// order, the eval rows in order, checkpoints carrying the tokenizer and the chat template the
+    /// rows were rendered with (what `generate` and `serve` prompt with).
+    static func fineTune(_ trainer: Trainer, label: String, start: Int, train: any PackedRowSource, eval: (any PackedRowSource)?,
+                         chat: SFTChatSetup, context: JobContext, configure: (inout TrainingRun) -> Void = { _ in }) throws {
+        let settings = trainer.config, batch = settings.train
+        let (degree, rank) = (trainer.communicator.size, trainer.communicator.rank)
+        let trainBatches = PackedBatches(train, globalBatchSize: batch.globalBatchSize, microBatchSize: batch.microBatchSize,
+                                         dataParallelDegree: degree, rank: rank, shuffle: settings.data.shuffle, seed: UInt64(batch.seed))
+        let evalBatches = eval.map {
+            PackedBatches($0, globalBatchSize: batch.globalBatchSize, microBatchSize: batch.microBatchSize,
+                          dataParallelDegree: degree, rank: rank, shuffle: false, seed: 0)
+        }
+        var extras = try context.world.collectively {
+            try CheckpointExtras(config: settings, tokenizer: chat.tokenizer.identity, tokenizerFile: chat.tokenizerFile)
+        }
+        extras.files["chat_template.jinja"] = Data(chat.template.utf8)
+        try TrainingCommandSupport.train(trainer, label: label, start: start, trainBatches: trainBatches, evalBatches: evalBatches,
+                                         extras: extras, context: context, configure: configure)
+    }
+
     /// Trains from `start` to the run's end with `TrainingRun` — metrics log, the FMA peak for
     /// MFU, checkpoints carrying `extras` — and reports the run; `announce` logs the mode's own
     /// start line once the metrics file is open; `configure` sets a mode's own options of the run.
