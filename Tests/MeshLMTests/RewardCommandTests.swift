@@ -92,7 +92,7 @@ let transformersPython: String? = {
         #expect(expected.count == 6)
         for layout in ["parallel.zero_stage=1", "parallel.tp=2", "parallel.pp=2"] {
             let (launch, got) = try reward(2, ["--set", layout])
-            #expect(launch.status == 0, "\(layout): \(launch.standardError)")
+            #expect(launch.status == 0 && got.count == expected.count, "\(layout): \(launch.standardError)")
             let worst = expected.keys.map { abs((got[$0] ?? .nan) - expected[$0]!) / expected[$0]! }.max() ?? .infinity
             print("reward \(layout) np 2: max relative loss difference to one rank \(worst)")
             #expect(worst <= 1e-5, "\(layout)")
