@@ -329,6 +329,9 @@ struct PreferenceData {
             var pairs: [TokenizedPair] = []
             while let pair = try reader.next() { pairs.append(try tokenization.tokenize(pair)) }
             if let identical = reader.identicalSummary { notes.append(identical) }
+            guard !pairs.isEmpty else {
+                throw JobError("\(path): holds no preference pairs\(reader.identicalSummary.map { " (\($0))" } ?? " (the file has no records)")")
+            }
             let packed = PreferencePackedRows(pairs, sequenceLength: sequenceLength, truncation: preference.truncation,
                                               paddingId: chat.tokenizer.eosId, packing: preference.packing)
             guard !packed.rows.isEmpty else {

@@ -121,7 +121,7 @@ import Testing
         #expect(failure(#"{"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "bot", "value": "x"}, "rejected": {"from": "gpt", "value": "y"}}"#) == #"data.jsonl:2: "chosen": unknown role "bot" (expected "system", "human" or "gpt"; the tags can be remapped)"#)
         #expect(failure(#"{"prompt": "a", "chosen": "b", "rejected": "c", "margin": "1"}"#) == #"data.jsonl:2: "margin" must be a number"#)
         #expect(failure(#"{"prompt": "a", "chosen": "b", "rejected": "c", "margin": true}"#) == #"data.jsonl:2: "margin" must be a number"#)
-        #expect(failure(#"{"prompt": "a", "completion": "b", "label": true}"#) == "data.jsonl:2: a KTO sample (prompt, completion, label) in preference data: read it as unpaired data")
+        #expect(failure(#"{"prompt": "a", "completion": "b", "label": true}"#) == "data.jsonl:2: a KTO sample (prompt, completion, label), not a pair: preference data gives each prompt a chosen and a rejected answer")
         // The good first line is not Alpaca: with the format forced, line 1 is refused already.
         #expect(failure(#"{"messages": []}"#, format: .alpaca) == #"data.jsonl:1: missing field "instruction""#)
     }

@@ -84,7 +84,7 @@ public final class PreferenceRecordReader {
         if record.has("instruction") { return .alpaca }
         if record.has("prompt") {
             if record.has("completion") && record.has("label") {
-                throw RecordError("a KTO sample (prompt, completion, label) in preference data: read it as unpaired data")
+                throw RecordError("a KTO sample (prompt, completion, label), not a pair: preference data gives each prompt a chosen and a rejected answer")
             }
             return .explicitPrompt
         }

@@ -85,8 +85,10 @@ public struct DPOSection: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        if let single = try? c.decode(PreferenceLoss.Kind.self, forKey: .lossType) {
-            lossType = [single]
+        // A single name is decoded as the choice it must be, so a wrong one is named as such
+        // (not as "expected a list").
+        if (try? c.decode(String.self, forKey: .lossType)) != nil {
+            lossType = [try c.decode(PreferenceLoss.Kind.self, forKey: .lossType)]
         } else {
             lossType = try c.decode(.lossType, default: [.sigmoid])
         }
