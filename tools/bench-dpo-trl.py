@@ -100,7 +100,7 @@ def train(arguments):
     step = statistics.median(timed)
     tokens = tokens_per_pair * arguments.pairs
     print(json.dumps({"tokens_per_s": tokens / step, "step_seconds": step, "tokens_per_step": tokens,
-                      "timed_steps": len(timed), "threads": torch.get_num_threads()}))
+                      "timed_steps": len(timed), "step_seconds_all": [round(s, 3) for s in clock.seconds], "threads": torch.get_num_threads()}))
 
 
 def main():
