@@ -178,10 +178,10 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         guard [formatName, sftFormatName, preferenceFormatName].contains(manifest.format) else {
             throw DataError("\(path): format '\(manifest.format)' is not '\(formatName)', '\(sftFormatName)' or '\(preferenceFormatName)'")
         }
-        for (section, format, present) in [("sft", sftFormatName, manifest.sft != nil), ("preference", preferenceFormatName, manifest.preference != nil)]
+        for (section, format, present) in [("an 'sft'", sftFormatName, manifest.sft != nil), ("a 'preference'", preferenceFormatName, manifest.preference != nil)]
         where (manifest.format == format) != present {
-            throw DataError(present ? "\(path): an '\(section)' section belongs to format '\(format)', not '\(manifest.format)'"
-                                    : "\(path): format '\(manifest.format)' needs an '\(section)' section")
+            throw DataError(present ? "\(path): \(section) section belongs to format '\(format)', not '\(manifest.format)'"
+                                    : "\(path): format '\(manifest.format)' needs \(section) section")
         }
         guard manifest.formatVersion <= currentFormatVersion else {
             throw DataError("\(path): format version \(manifest.formatVersion) is newer than this MeshLM reads (\(currentFormatVersion))")
