@@ -16,14 +16,17 @@ public enum TokenDType: String, Codable, Sendable, CaseIterable {
 /// tokenizer, with a checksum per file. It is written last, so a directory without one is not
 /// a dataset (a writer died, or it is still running).
 ///
-/// Two kinds share the layout: token shards (`meshlm data tokenize`: documents ending with EOS,
-/// one stream for pretraining) and tokenized SFT samples (`meshlm data sft-tokenize`: samples
-/// with a loss mask, the `sft` section saying how they were made). A shard's `documents` count
-/// is its samples for the second kind.
+/// Three kinds share the layout: token shards (`meshlm data tokenize`: documents ending with EOS,
+/// one stream for pretraining), tokenized SFT samples (`meshlm data sft-tokenize`: samples
+/// with a loss mask, the `sft` section saying how they were made) and tokenized preference data
+/// (`meshlm data pref-tokenize`: samples with a loss mask and a value each, the `preference`
+/// section saying what they are and how they were made). A shard's `documents` count is its
+/// samples for the last two.
 public struct ShardManifest: Codable, Equatable, Sendable {
     public static let fileName = "manifest.json"
     public static let formatName = "meshlm-token-shards"
     public static let sftFormatName = "meshlm-sft-shards"
+    public static let preferenceFormatName = "meshlm-preference-shards"
     public static let currentFormatVersion = 1
     /// The 1-D dataset of token ids in every shard file; documents end with `eosId`.
     public static let tokensDataset = "tokens"
@@ -33,6 +36,9 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     public static let sampleOffsetsDataset = "sample_offsets"
     /// SFT shards: the 1-D uint8 dataset beside `tokens`, 1 where the token is supervised.
     public static let lossMaskDataset = "loss_mask"
+    /// Preference shards: the 1-D float64 dataset of one value per sample (a pair's margin, a
+    /// KTO sample's label: `PreferenceShardSettings.Kind`).
+    public static let sampleValuesDataset = "sample_values"
 
     /// One HDF5 file of the directory.
     public struct Shard: Codable, Equatable, Sendable {
@@ -87,12 +93,15 @@ public struct ShardManifest: Codable, Equatable, Sendable {
     public var totalTokens: Int
     public var totalDocuments: Int
     public var inputs: [Input]
-    /// Tokenized SFT samples: how they were made and counted; nil for token shards.
+    /// Tokenized SFT samples: how they were made and counted; nil for the other kinds.
     public var sft: SFTShardSettings?
+    /// Tokenized preference data: what it is, how it was made and counted; nil for the other kinds.
+    public var preference: PreferenceShardSettings?
 
     public init(tokenizer: TokenizerIdentity, dtype: TokenDType, chunkTokens: Int, deflateLevel: Int,
-                shards: [Shard], inputs: [Input], sft: SFTShardSettings? = nil) {
-        self.format = sft == nil ? Self.formatName : Self.sftFormatName
+                shards: [Shard], inputs: [Input], sft: SFTShardSettings? = nil, preference: PreferenceShardSettings? = nil) {
+        precondition(sft == nil || preference == nil, "a directory holds one kind")
+        self.format = sft != nil ? Self.sftFormatName : preference != nil ? Self.preferenceFormatName : Self.formatName
         self.formatVersion = Self.currentFormatVersion
         self.tokenizer = tokenizer
         self.vocabSize = tokenizer.vocabSize
@@ -105,10 +114,21 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         self.totalDocuments = shards.reduce(0) { $0 + $1.documents }
         self.inputs = inputs
         self.sft = sft
+        self.preference = preference
     }
 
+    /// Whether the shards hold samples with a loss mask (SFT or preference), not documents.
+    public var holdsSamples: Bool { sft != nil || preference != nil }
+
     /// The name of the dataset of each document's (or sample's) first index in `tokens`.
-    public var offsetsDataset: String { sft == nil ? Self.documentOffsetsDataset : Self.sampleOffsetsDataset }
+    public var offsetsDataset: String { holdsSamples ? Self.sampleOffsetsDataset : Self.documentOffsetsDataset }
+
+    /// What the directory holds and which command makes it, for messages.
+    public var contents: String {
+        if sft != nil { return "tokenized SFT samples (meshlm data sft-tokenize)" }
+        if let preference { return "tokenized \(preference.kind.noun) (meshlm data pref-tokenize)" }
+        return "token shards (meshlm data tokenize)"
+    }
 
     enum CodingKeys: String, CodingKey {
         case format
@@ -124,6 +144,7 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         case totalDocuments = "total_documents"
         case inputs
         case sft
+        case preference
     }
 
     /// The manifest as written: pretty-printed with sorted keys, so equal manifests are equal bytes.
@@ -154,12 +175,13 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         } catch {
             throw DataError("\(path): \(error)")
         }
-        guard manifest.format == formatName || manifest.format == sftFormatName else {
-            throw DataError("\(path): format '\(manifest.format)' is not '\(formatName)' or '\(sftFormatName)'")
+        guard [formatName, sftFormatName, preferenceFormatName].contains(manifest.format) else {
+            throw DataError("\(path): format '\(manifest.format)' is not '\(formatName)', '\(sftFormatName)' or '\(preferenceFormatName)'")
         }
-        guard (manifest.format == sftFormatName) == (manifest.sft != nil) else {
-            throw DataError(manifest.sft == nil ? "\(path): format '\(manifest.format)' needs an 'sft' section"
-                                                : "\(path): an 'sft' section belongs to format '\(sftFormatName)', not '\(manifest.format)'")
+        for (section, format, present) in [("an 'sft'", sftFormatName, manifest.sft != nil), ("a 'preference'", preferenceFormatName, manifest.preference != nil)]
+        where (manifest.format == format) != present {
+            throw DataError(present ? "\(path): \(section) section belongs to format '\(format)', not '\(manifest.format)'"
+                                    : "\(path): format '\(manifest.format)' needs \(section) section")
         }
         guard manifest.formatVersion <= currentFormatVersion else {
             throw DataError("\(path): format version \(manifest.formatVersion) is newer than this MeshLM reads (\(currentFormatVersion))")

@@ -44,12 +44,18 @@ final class ShardSetStore: TokenStore {
                     throw DataError("\(path): holds \(tokens.map(String.init).joined(separator: "×")) tokens, \(ShardManifest.fileName) says \(shard.tokens)")
                 }
                 guard offsets == [shard.documents] else {
-                    throw DataError("\(path): holds \(offsets.map(String.init).joined(separator: "×")) \(manifest.sft == nil ? "documents" : "samples"), \(ShardManifest.fileName) says \(shard.documents)")
+                    throw DataError("\(path): holds \(offsets.map(String.init).joined(separator: "×")) \(manifest.holdsSamples ? "samples" : "documents"), \(ShardManifest.fileName) says \(shard.documents)")
                 }
-                if manifest.sft != nil {
+                if manifest.holdsSamples {
                     let mask = try file.shape(of: ShardManifest.lossMaskDataset)
                     guard mask == tokens else {
                         throw DataError("\(path): holds \(mask.map(String.init).joined(separator: "×")) loss mask entries for \(shard.tokens) tokens")
+                    }
+                }
+                if manifest.preference != nil {
+                    let values = try file.shape(of: ShardManifest.sampleValuesDataset)
+                    guard values == offsets else {
+                        throw DataError("\(path): holds \(values.map(String.init).joined(separator: "×")) sample values for \(shard.documents) samples")
                     }
                 }
             } catch let error as HDF5Error {
@@ -108,11 +114,16 @@ final class ShardSetStore: TokenStore {
 
     /// The offsets dataset of shard `shard` (each document's or sample's first index in it).
     func offsets(ofShard shard: Int) throws(DataError) -> [Int64] {
+        try whole(Int64.self, dataset: manifest.offsetsDataset, ofShard: shard)
+    }
+
+    /// Dataset `dataset` of shard `shard`, whole (a per-document or per-sample one).
+    func whole<T: HDF5Scalar>(_ type: T.Type, dataset: String, ofShard shard: Int) throws(DataError) -> [T] {
         let file = try open(shard)
         do {
-            return try file.read(Int64.self, dataset: manifest.offsetsDataset)
+            return try file.read(T.self, dataset: dataset)
         } catch {
-            throw DataError("\(file.path): reading \(manifest.offsetsDataset) failed: \(error.reason)")
+            throw DataError("\(file.path): reading \(dataset) failed: \(error.reason)")
         }
     }
 

@@ -57,8 +57,10 @@ public final class TokenDataset {
         }
         if isDirectory.boolValue {
             let store = try ShardSetStore(directory: path, checksums: verify == .checksums)
-            guard store.manifest.sft == nil else {
-                throw DataError("\(path): holds tokenized SFT samples (meshlm data sft-tokenize), which meshlm sft reads as data.train or data.eval; a token stream comes from meshlm data tokenize")
+            guard !store.manifest.holdsSamples else {
+                let reader = store.manifest.sft != nil ? "meshlm sft reads" : store.manifest.preference?.kind == .unpaired ? "meshlm kto reads"
+                    : "meshlm dpo and meshlm reward read"
+                throw DataError("\(path): holds \(store.manifest.contents), which \(reader) as data.train or data.eval; a token stream comes from meshlm data tokenize")
             }
             if let eosId, eosId != store.manifest.eosId {
                 throw DataError("\(path): the shards end documents with EOS id \(store.manifest.eosId), not \(eosId)")

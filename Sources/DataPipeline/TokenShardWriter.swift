@@ -13,7 +13,9 @@ import Runtime
 /// Tokenized SFT samples (`append(sample:lossMask:)`, `meshlm data sft-tokenize`) are written
 /// the same way, without an EOS of their own (the chat template ends each turn), with a
 /// `loss_mask` beside `tokens` and `sample_offsets` for `document_offsets`; `finish(inputs:sft:)`
-/// records how they were made. A writer holds one kind or the other.
+/// records how they were made. Tokenized preference data (`meshlm data pref-tokenize`) is
+/// samples with a value each (`sample_values`: a pair's margin, a KTO sample's label), recorded
+/// by `finish(inputs:preference:)`. A writer holds one kind.
 ///
 /// Memory: one shard's tokens (`shardTokens` × 2 or 4 bytes, and one byte each for a mask).
 public final class TokenShardWriter {
@@ -45,6 +47,10 @@ public final class TokenShardWriter {
     private var documentOffsets: [Int64] = []
     /// SFT samples: 1 where the token is supervised; empty while the writer holds documents.
     private var lossMask: [UInt8] = []
+    /// Preference samples: one value per sample; empty for the other kinds.
+    private var sampleValues: [Double] = []
+    /// Whether samples come with values; nil before the first sample.
+    private var holdsValues: Bool?
     /// What was appended first decides the kind; nil before any append.
     private var holdsSamples: Bool?
     private var shards: [ShardManifest.Shard] = []
@@ -121,13 +127,17 @@ public final class TokenShardWriter {
         appendTokens(CollectionOfOne(tokenizer.eosId))
     }
 
-    /// Appends one tokenized SFT sample: its ids and a loss mask entry per id (1 = supervised),
-    /// no EOS added. Every id must lie in the tokenizer's vocabulary.
-    public func append(sample ids: [Int32], lossMask: [UInt8]) throws(DataError) {
+    /// Appends one tokenized sample: its ids and a loss mask entry per id (1 = supervised), no
+    /// EOS added, and for preference data its `value`. Every id must lie in the tokenizer's
+    /// vocabulary.
+    public func append(sample ids: [Int32], lossMask: [UInt8], value: Double? = nil) throws(DataError) {
         precondition(ids.count == lossMask.count, "a mask entry per token")
+        precondition(holdsValues == nil || holdsValues == (value != nil), "every sample has a value, or none")
         try start(ids, length: ids.count, samples: true)
+        holdsValues = value != nil
         appendTokens(ids)
         self.lossMask += lossMask
+        if let value { sampleValues.append(value) }
     }
 
     /// Checks the ids, closes the shard when `length` more tokens would overfill it, and records
@@ -154,15 +164,19 @@ public final class TokenShardWriter {
     }
 
     /// Writes the last shard and then the manifest (temporary name, renamed). Returns the manifest.
-    /// `sft` (required for a writer of SFT samples, and only for one) says how they were made.
+    /// `sft` (required for a writer of SFT samples) or `preference` (for samples with values)
+    /// says how they were made.
     @discardableResult
-    public func finish(inputs: [ShardManifest.Input] = [], sft: SFTShardSettings? = nil) throws(DataError) -> ShardManifest {
+    public func finish(inputs: [ShardManifest.Input] = [], sft: SFTShardSettings? = nil,
+                       preference: PreferenceShardSettings? = nil) throws(DataError) -> ShardManifest {
         precondition(!finished, "finish called twice")
-        precondition((sft != nil) == (holdsSamples ?? (sft != nil)), "SFT settings go with SFT samples")
+        let settings = sft != nil || preference != nil
+        precondition(settings == (holdsSamples ?? settings), "SFT or preference settings go with samples")
+        precondition((preference != nil) == (holdsValues ?? (preference != nil)), "preference settings go with samples that have values")
         if pendingTokenCount > 0 { try closeShard() }
         finished = true
         let manifest = ShardManifest(tokenizer: tokenizer, dtype: dtype, chunkTokens: options.chunkTokens,
-                                     deflateLevel: options.deflateLevel, shards: shards, inputs: inputs, sft: sft)
+                                     deflateLevel: options.deflateLevel, shards: shards, inputs: inputs, sft: sft, preference: preference)
         let temporary = path(ShardManifest.fileName + ".tmp")
         guard FileManager.default.createFile(atPath: temporary, contents: manifest.encoded()) else {
             throw DataError("\(temporary): cannot be written")
@@ -202,6 +216,7 @@ public final class TokenShardWriter {
         wideTokens.removeAll(keepingCapacity: true)
         documentOffsets.removeAll(keepingCapacity: true)
         lossMask.removeAll(keepingCapacity: true)
+        sampleValues.removeAll(keepingCapacity: true)
     }
 
     /// The HDF5 file is closed when `file` goes out of scope here, before the caller reads it back.
@@ -219,6 +234,7 @@ public final class TokenShardWriter {
             try file.write(lossMask, dataset: ShardManifest.lossMaskDataset, chunkRows: options.chunkTokens,
                            deflateLevel: options.deflateLevel)
             try file.write(documentOffsets, dataset: ShardManifest.sampleOffsetsDataset)
+            if holdsValues == true { try file.write(sampleValues, dataset: ShardManifest.sampleValuesDataset) }
         } else {
             try file.write(documentOffsets, dataset: ShardManifest.documentOffsetsDataset)
         }

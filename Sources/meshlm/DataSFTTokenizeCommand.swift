@@ -25,18 +25,10 @@ struct DataSFTTokenizeCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config key: section.key=value (repeatable).") var overrides: [String] = []
     @Option(name: .long, parsing: .upToNextOption, help: "SFT JSONL files (.jsonl, .jsonl.zst) in order (default: the config's data.train).")
     var input: [String] = []
-    @Option(name: .long, help: "The sample directory to write (created; must be empty unless --overwrite).") var output: String
     @Option(name: .customLong("init-from"), help: "The checkpoint whose tokenizer.json and chat template to use (default: sft.init_from).")
     var initFrom: String?
     @Option(help: "The tokenizer: a tokenizer.json, or bytes (default: the checkpoint's tokenizer.json).") var tokenizer: String?
-    @Option(name: .customLong("shard-tokens"), help: "Target tokens per shard file.") var shardTokens = 1 << 25
-    @Option(name: .long, help: "Deflate level of the token and mask chunks, 0 (none) to 9.") var deflate = 0
-    @Flag(name: .long, help: "Replace the manifest and shards of a non-empty output directory.") var overwrite = false
-
-    func validate() throws {
-        if shardTokens < 1 { throw ValidationError("--shard-tokens must be at least 1, got \(shardTokens)") }
-        if !(0...9).contains(deflate) { throw ValidationError("--deflate must be 0 to 9, got \(deflate)") }
-    }
+    @OptionGroup var shards: SampleShardOptions
 
     func run() throws {
         try job.runJob { context in
@@ -50,10 +42,10 @@ struct DataSFTTokenizeCommand: ParsableCommand {
             }
             let start = Date()
             let inputs = SFTSharding.Inputs(files: files, format: sft.format, tags: sft.tags)
-            let options = SFTSharding.Options(writer: TokenShardWriter.Options(shardTokens: shardTokens, deflateLevel: deflate, overwrite: overwrite))
+            let output = shards.output
             let manifest = try SFTSharding.run(inputs: inputs, output: output, tokenization: try chat.tokenization(sft),
                                                settings: chat.shardSettings(sft, sequenceLength: settings.train.seqLen),
-                                               options: options, world: world)
+                                               options: shards.sharding, world: world)
             guard let manifest, let made = manifest.sft else { return }
             let seconds = max(Date().timeIntervalSince(start), 1e-9)
             context.log.info("wrote \(manifest.totalDocuments) samples, \(manifest.totalTokens) tokens (\(made.supervisedTokens) supervised) in \(manifest.shards.count) shard\(manifest.shards.count == 1 ? "" : "s") to \(output); \(made.droppedSamples) dropped as too long or with nothing to learn, \(made.truncatedSamples) truncated to seq_len \(made.sequenceLength); template: \(chat.templateSource)")

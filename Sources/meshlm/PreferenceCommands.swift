@@ -112,17 +112,22 @@ struct UnpairedAlignment: AlignmentMode {
     let counts: String
 
     init(settings: PretrainConfig, preference: PreferenceSection, checkpoint: String, tokenizer name: String?) throws {
-        chat = try SFTChatSetup(sft: preference.chatSettings, checkpoint: checkpoint, tokenizer: name, vocabSize: settings.model.vocabSize)
-        let tokenization = PreferenceTokenization(tokenizer: chat.tokenizer, renderer: try ChatTemplateRenderer(template: chat.template),
-                                                  specialTokens: chat.specialTokens)
+        let chat = try SFTChatSetup(sft: preference.chatSettings, checkpoint: checkpoint, tokenizer: name, vocabSize: settings.model.vocabSize)
+        self.chat = chat
+        let tokenization = try chat.preferenceTokenization()
         let sequenceLength = settings.train.seqLen
         var fitCounts = PreferenceFitCounts()
         func read(_ path: String) throws -> [TokenizedUnpaired] {
-            let reader = try UnpairedRecordReader(path: path)
             var samples: [TokenizedUnpaired] = []
-            while let sample = try reader.next() {
-                if let fitted = fitCounts.count(try tokenization.tokenize(sample).fitted(to: sequenceLength, truncation: preference.truncation)) {
-                    samples.append(fitted)
+            if let shards = try PreferenceData.shards(path, kind: .unpaired, chat: chat, preference: preference, sequenceLength: sequenceLength) {
+                samples = try shards.unpairedSamples()
+                fitCounts.add(shards.settings.fitCounts)
+            } else {
+                let reader = try UnpairedRecordReader(path: path)
+                while let sample = try reader.next() {
+                    if let fitted = fitCounts.count(try tokenization.tokenize(sample).fitted(to: sequenceLength, truncation: preference.truncation)) {
+                        samples.append(fitted)
+                    }
                 }
             }
             guard !samples.isEmpty else { throw JobError("\(path): no sample fits train.seq_len \(sequenceLength) with an answer token to learn") }
@@ -309,7 +314,8 @@ struct ReferencePass {
 }
 
 /// The run's preference pairs: read, rendered with the chat template, tokenized, fitted and
-/// packed — the same on every rank.
+/// packed — the same on every rank. A directory made by `meshlm data pref-tokenize` gives the
+/// same pairs already tokenized and fitted (read into memory), after its manifest is checked.
 struct PreferenceData {
     let chat: SFTChatSetup
     var train: PreferencePackedRows
@@ -320,20 +326,26 @@ struct PreferenceData {
         let chatSettings = preference.chatSettings
         let chat = try SFTChatSetup(sft: chatSettings, checkpoint: checkpoint, tokenizer: name, vocabSize: settings.model.vocabSize)
         self.chat = chat
-        let tokenization = PreferenceTokenization(tokenizer: chat.tokenizer, renderer: try ChatTemplateRenderer(template: chat.template),
-                                                  specialTokens: chat.specialTokens)
+        let tokenization = try chat.preferenceTokenization()
         let sequenceLength = settings.train.seqLen
         var notes: [String] = []
         func pack(_ path: String) throws -> PreferencePackedRows {
-            let reader = try PreferenceRecordReader(path: path, format: preference.format, tags: preference.tags)
-            var pairs: [TokenizedPair] = []
-            while let pair = try reader.next() { pairs.append(try tokenization.tokenize(pair)) }
-            if let identical = reader.identicalSummary { notes.append(identical) }
-            guard !pairs.isEmpty else {
-                throw JobError("\(path): holds no preference pairs\(reader.identicalSummary.map { " (\($0))" } ?? " (the file has no records)")")
-            }
-            let packed = PreferencePackedRows(pairs, sequenceLength: sequenceLength, truncation: preference.truncation,
+            let packed: PreferencePackedRows
+            if let shards = try Self.shards(path, kind: .pairs, chat: chat, preference: preference, sequenceLength: sequenceLength) {
+                if let identical = shards.settings.identicalSummary { notes.append(identical) }
+                packed = PreferencePackedRows(fitted: try shards.pairs(), fitCounts: shards.settings.fitCounts, sequenceLength: sequenceLength,
                                               paddingId: chat.tokenizer.eosId, packing: preference.packing)
+            } else {
+                let reader = try PreferenceRecordReader(path: path, format: preference.format, tags: preference.tags)
+                var pairs: [TokenizedPair] = []
+                while let pair = try reader.next() { pairs.append(try tokenization.tokenize(pair)) }
+                if let identical = reader.identicalSummary { notes.append(identical) }
+                guard !pairs.isEmpty else {
+                    throw JobError("\(path): holds no preference pairs\(reader.identicalSummary.map { " (\($0))" } ?? " (the file has no records)")")
+                }
+                packed = PreferencePackedRows(pairs, sequenceLength: sequenceLength, truncation: preference.truncation,
+                                              paddingId: chat.tokenizer.eosId, packing: preference.packing)
+            }
             guard !packed.rows.isEmpty else {
                 throw JobError("\(path): no pair fits train.seq_len \(sequenceLength) with an answer token to learn on each side (\(packed.fitCounts.summary(noun: "pairs", sequenceLength: sequenceLength)))")
             }
@@ -342,6 +354,20 @@ struct PreferenceData {
         train = try pack(settings.data.train)
         eval = try settings.data.eval.map(pack)
         self.notes = notes
+    }
+
+    /// `path` opened as a directory of `meshlm data pref-tokenize` and checked against this run
+    /// (tokenizer, template, format, truncation, seq_len), or nil when it is a file (JSONL).
+    /// The samples are then read into memory: what the directory saves is the reading,
+    /// rendering and tokenizing.
+    static func shards(_ path: String, kind: PreferenceShardSettings.Kind, chat: SFTChatSetup, preference: PreferenceSection,
+                       sequenceLength: Int) throws -> PreferenceShardSet? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+        let shards = try PreferenceShardSet(directory: path, kind: kind)
+        try shards.check(tokenizer: chat.tokenizer.identity,
+                         run: chat.preferenceShardSettings(preference, kind: kind, sequenceLength: sequenceLength))
+        return shards
     }
 
     func summary(_ path: String) -> String {

@@ -70,4 +70,19 @@ struct SFTChatSetup {
                          trainOnPrompt: sft.trainOnPrompt, maskHistory: sft.maskHistory, truncation: sft.truncation,
                          sequenceLength: sequenceLength)
     }
+
+    /// Preference pairs and KTO samples rendered with this setup (only the final answer supervised).
+    func preferenceTokenization() throws -> PreferenceTokenization {
+        PreferenceTokenization(tokenizer: tokenizer, renderer: try ChatTemplateRenderer(template: template), specialTokens: specialTokens)
+    }
+
+    /// The settings a preference directory of `kind` made with this setup records (counts
+    /// zero), and a run reading one must match.
+    func preferenceShardSettings(_ preference: PreferenceSection, kind: PreferenceShardSettings.Kind,
+                                 sequenceLength: Int) -> PreferenceShardSettings {
+        PreferenceShardSettings(kind: kind, format: kind == .pairs ? preference.format : nil, tags: kind == .pairs ? preference.tags : nil,
+                                template: preference.template,
+                                templateHash: SFTShardSettings.templateHash(template: template, specialTokens: specialTokens),
+                                truncation: preference.truncation, sequenceLength: sequenceLength)
+    }
 }

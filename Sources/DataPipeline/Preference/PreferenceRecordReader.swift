@@ -48,10 +48,12 @@ public final class PreferenceRecordReader {
 
     /// What to print about the skipped pairs, or nil when none was: "2 pairs skipped as
     /// identical (chosen = rejected; first: data.jsonl:4, data.jsonl:9)".
-    public var identicalSummary: String? {
-        guard identicalCount > 0 else { return nil }
-        let noun = identicalCount == 1 ? "pair" : "pairs"
-        return "\(identicalCount) \(noun) skipped as identical (chosen = rejected; first: \(identicalSources.joined(separator: ", ")))"
+    public var identicalSummary: String? { Self.identicalSummary(count: identicalCount, sources: identicalSources) }
+
+    /// The same for `count` pairs skipped, the first at `sources` (a tokenized directory's record).
+    public static func identicalSummary(count: Int, sources: [String]) -> String? {
+        guard count > 0 else { return nil }
+        return "\(count) \(count == 1 ? "pair" : "pairs") skipped as identical (chosen = rejected; first: \(sources.joined(separator: ", ")))"
     }
 
     // MARK: Formats

@@ -63,24 +63,15 @@ public struct SFTShardSettings: Codable, Equatable, Sendable {
     /// The first setting (of those that shape the samples, counts aside) in which `self` and
     /// `run` differ, as `key: this value, run value`; nil when they agree.
     public func difference(from run: SFTShardSettings) -> (key: String, shards: String, run: String)? {
-        func json<T: Encodable>(_ value: T) -> String {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
-        }
-        let pairs: [(String, String, String)] = [
-            ("sft.format", format.rawValue, run.format.rawValue),
-            ("sft.tags", json(tags), json(run.tags)),
-            ("sft.template", "\(template) (\(templateHash))", "\(run.template) (\(run.templateHash))"),
-            ("sft.train_on_prompt", "\(trainOnPrompt)", "\(run.trainOnPrompt)"),
-            ("sft.mask_history", "\(maskHistory)", "\(run.maskHistory)"),
-            ("sft.truncation", truncation.rawValue, run.truncation.rawValue),
-            ("train.seq_len", "\(sequenceLength)", "\(run.sequenceLength)"),
-        ]
-        for (key, shards, runs) in pairs {
-            let differs = key == "sft.template" ? templateHash != run.templateHash : shards != runs
-            if differs { return (key, shards, runs) }
-        }
-        return nil
+        ShardSetting.first([
+            ShardSetting("sft.format", format.rawValue, run.format.rawValue),
+            ShardSetting("sft.tags", ShardSetting.text(tags), ShardSetting.text(run.tags)),
+            ShardSetting("sft.template", "\(template) (\(templateHash))", "\(run.template) (\(run.templateHash))",
+                         differs: templateHash != run.templateHash),
+            ShardSetting("sft.train_on_prompt", "\(trainOnPrompt)", "\(run.trainOnPrompt)"),
+            ShardSetting("sft.mask_history", "\(maskHistory)", "\(run.maskHistory)"),
+            ShardSetting("sft.truncation", truncation.rawValue, run.truncation.rawValue),
+            ShardSetting("train.seq_len", "\(sequenceLength)", "\(run.sequenceLength)"),
+        ])
     }
 }

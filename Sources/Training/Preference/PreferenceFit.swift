@@ -23,6 +23,14 @@ public struct PreferenceFitCounts: Sendable, Equatable {
 
     public init() {}
 
+    /// Adds `other`'s counts (a run's train and eval sets).
+    public mutating func add(_ other: PreferenceFitCounts) {
+        kept += other.kept
+        truncated += other.truncated
+        tooLong += other.tooLong
+        unsupervised += other.unsupervised
+    }
+
     /// Counts `fit`, and returns the sample it keeps, if any.
     public mutating func count<Sample>(_ fit: PreferenceFit<Sample>) -> Sample? {
         switch fit {
@@ -64,6 +72,15 @@ extension TokenizedPair {
         guard let chosen = fitted(chosen), let rejected = fitted(rejected) else { return .unsupervised }
         let pair = TokenizedPair(source: source, chosen: chosen, rejected: rejected, margin: margin)
         return overflow > 0 ? .truncated(pair) : .kept(pair)
+    }
+}
+
+extension TokenizedPair {
+    /// This pair fitted to a row as packing places it: both sequences in one row of
+    /// `sequenceLength` tokens, or, when together they are longer, each side fitted to half a row.
+    public func fittedToRow(_ sequenceLength: Int, truncation: SFTTruncation) -> PreferenceFit<TokenizedPair> {
+        let fits = chosen.ids.count + rejected.ids.count <= sequenceLength
+        return fitted(to: fits ? sequenceLength : sequenceLength / 2, truncation: truncation)
     }
 }
 

@@ -80,12 +80,16 @@ public struct PreferencePackedRows: PackedRowSource {
 
     public init(_ pairs: [TokenizedPair], sequenceLength: Int, truncation: SFTTruncation, paddingId: Int32, packing: SFTPacking = .auto) {
         var counts = PreferenceFitCounts()
-        let kept = pairs.compactMap { pair in
-            // Both sequences share a row: a pair longer than a row has each side fitted to half of one.
-            let fits = pair.chosen.ids.count + pair.rejected.ids.count <= sequenceLength
-            return counts.count(pair.fitted(to: fits ? sequenceLength : sequenceLength / 2, truncation: truncation))
-        }
-        self.init(kept, units: kept.indices.map { ($0, [.chosen, .rejected]) }, fitCounts: counts, sequenceLength: sequenceLength,
+        let kept = pairs.compactMap { counts.count($0.fittedToRow(sequenceLength, truncation: truncation)) }
+        self.init(fitted: kept, fitCounts: counts, sequenceLength: sequenceLength, paddingId: paddingId, packing: packing)
+    }
+
+    /// Packs pairs already fitted to a row (`TokenizedPair.fittedToRow`: a directory of
+    /// `meshlm data pref-tokenize`'s, whose manifest gives the counts).
+    public init(fitted pairs: [TokenizedPair], fitCounts: PreferenceFitCounts, sequenceLength: Int, paddingId: Int32,
+                packing: SFTPacking = .auto) {
+        precondition(pairs.allSatisfy { $0.chosen.ids.count + $0.rejected.ids.count <= sequenceLength }, "fitted pairs fit a row")
+        self.init(pairs, units: pairs.indices.map { ($0, [.chosen, .rejected]) }, fitCounts: fitCounts, sequenceLength: sequenceLength,
                   paddingId: paddingId, packing: packing)
     }
 
