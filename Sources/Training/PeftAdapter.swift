@@ -218,8 +218,10 @@ public enum PeftAdapter {
         for module in listed.map({ $0 == "model.embed_tokens" ? "embed_tokens" : $0 }) where !modulesToSave.contains(module) {
             modulesToSave.append(module)
         }
-        // PEFT's SEQ_CLS task adds "classifier" and "score" itself; a Llama has no "classifier".
-        if model.hasScoreHead { modulesToSave.removeAll { $0 == "classifier" } }
+        // PEFT's SEQ_CLS task adds its classifier-head names itself ("classifier" and "score";
+        // "pre_classifier" too since peft 0.22) and wraps those that exist: a Llama
+        // sequence classifier has only "score".
+        if model.hasScoreHead { modulesToSave.removeAll { $0 == "classifier" || $0 == "pre_classifier" } }
         if modulesToSave.contains("score") && !model.hasScoreHead {
             throw refuse("modules_to_save", "the base is a causal LM, which has no score head (a sequence-classification base has)")
         }

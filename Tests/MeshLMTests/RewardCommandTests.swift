@@ -164,8 +164,8 @@ let transformersPython: String? = {
             ("reward", Self.config, "data.train=\(kto)",
              "\(kto):1: a KTO sample (prompt, completion, label), not a pair: preference data gives each prompt a chosen and a rejected answer"),
             ("reward", Self.config, "data.train=\(empty)", "\(empty): holds no preference pairs (the file has no records)"),
-            ("dpo", dpo, "dpo.loss_weights=[1,2]",
-             "--set: key 'dpo.loss_weights': value [1.0, 2.0] is invalid: needs one weight per loss_type entry (1)"),
+            ("dpo", dpo, "dpo.loss_weights=[1,2,3]",
+             "--set: key 'dpo.loss_weights': value [1.0, 2.0, 3.0] is invalid: needs one weight per loss_type entry (2)"),
             ("dpo", dpo, "dpo.loss_type=bogus",
              "--set: key 'dpo.loss_type': value 'bogus' is not one of 'sigmoid', 'hinge', 'ipo', 'robust', 'sigmoid_norm', 'sft', 'simpo', 'orpo'"),
         ]
