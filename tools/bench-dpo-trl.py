@@ -33,6 +33,12 @@ MODEL = dict(vocab_size=263, hidden_size=384, intermediate_size=1024, num_hidden
              tie_word_embeddings=False, bos_token_id=257, eos_token_id=256, pad_token_id=258)
 
 
+def shape(arguments):
+    """MODEL with the layer sizes given on the command line (--hidden, --intermediate, --layers, --heads, --kv-heads)."""
+    return dict(MODEL, hidden_size=arguments.hidden, intermediate_size=arguments.intermediate, num_hidden_layers=arguments.layers,
+                num_attention_heads=arguments.heads, num_key_value_heads=arguments.kv_heads)
+
+
 def text(rng, length):
     """`length` random printable ASCII bytes."""
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ,.0123456789") for _ in range(length))
@@ -41,7 +47,7 @@ def text(rng, length):
 def make(arguments):
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**MODEL))
+    model = LlamaForCausalLM(LlamaConfig(**shape(arguments)))
     model.save_pretrained(os.path.join(arguments.dir, "hf"))
     rng = random.Random(0)
     with open(os.path.join(arguments.dir, "dpo.jsonl"), "w") as dpo, \
@@ -55,7 +61,7 @@ def make(arguments):
             both.write(json.dumps({"prompt": prompt, "completion": rejected}) + "\n")
             chosen_only.write(json.dumps({"prompt": prompt, "completion": chosen}) + "\n")
     parameters = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"parameters": parameters, "config": MODEL}))
+    print(json.dumps({"parameters": parameters, "config": shape(arguments)}))
 
 
 def train(arguments):
@@ -114,6 +120,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4, help="timed steps after the warm-up")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=MODEL["hidden_size"])
+    parser.add_argument("--intermediate", type=int, default=MODEL["intermediate_size"])
+    parser.add_argument("--layers", type=int, default=MODEL["num_hidden_layers"])
+    parser.add_argument("--heads", type=int, default=MODEL["num_attention_heads"])
+    parser.add_argument("--kv-heads", type=int, default=MODEL["num_key_value_heads"])
     arguments = parser.parse_args()
     make(arguments) if arguments.command == "make" else train(arguments)
 

@@ -17,16 +17,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
 pairs=${PAIRS:-4} warmup=${WARMUP:-2} steps=${STEPS:-4} rounds=${ROUNDS:-3} threads=${THREADS:-2}
+# The model's layer sizes (default ~11M; HIDDEN=768 INTERMEDIATE=2048 LAYERS=12 HEADS=12 KV_HEADS=4 is the
+# 124M config's shape with the byte vocabulary, ~85M parameters).
+hidden=${HIDDEN:-384} intermediate=${INTERMEDIATE:-1024} layers=${LAYERS:-6} heads=${HEADS:-6} kv_heads=${KV_HEADS:-6}
+sizes=(--hidden "$hidden" --intermediate "$intermediate" --layers "$layers" --heads "$heads" --kv-heads "$kv_heads")
 python=${PYTHON:-/tmp/golden-venv/bin/python}
 swift build -c release --product meshlm >/dev/null
 meshlm=$(swift build -c release --show-bin-path)/meshlm
 work=$(mktemp -d)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 total=$((warmup + steps))
-"$python" tools/bench-dpo-trl.py make "$work" --count $((pairs * total)) 2>/dev/null | tail -1 > "$work/model.json"
+"$python" tools/bench-dpo-trl.py make "$work" --count $((pairs * total)) "${sizes[@]}" 2>/dev/null | tail -1 > "$work/model.json"
 "$meshlm" ckpt import-hf "$work/hf" --output "$work/base" >/dev/null
-model="{model_type: llama, vocab_size: 263, hidden_size: 384, intermediate_size: 1024, num_hidden_layers: 6,
-        num_attention_heads: 6, num_key_value_heads: 6, max_position_embeddings: 1024, rope_theta: 10000.0,
+model="{model_type: llama, vocab_size: 263, hidden_size: $hidden, intermediate_size: $intermediate, num_hidden_layers: $layers,
+        num_attention_heads: $heads, num_key_value_heads: $kv_heads, max_position_embeddings: 1024, rope_theta: 10000.0,
         rms_norm_eps: 1.0e-5, tie_word_embeddings: false}"
 config() {  # name, data, global batch rows, extra section → a config path
     cat > "$work/$1.yaml" <<EOF
@@ -55,7 +59,7 @@ rows = [r for r in map(json.loads, open(sys.argv[1])) if 'tokens_per_s' in r and
 print(statistics.median(r['tokens_per_s'] for r in rows))" "$(ls "$work"/run-*/metrics.jsonl)"
 }
 for round in $(seq "$rounds"); do
-    "$python" tools/bench-dpo-trl.py train "$work" --pairs "$pairs" --warmup "$warmup" --steps "$steps" --threads "$threads" \
+    "$python" tools/bench-dpo-trl.py train "$work" "${sizes[@]}" --pairs "$pairs" --warmup "$warmup" --steps "$steps" --threads "$threads" \
         2>/dev/null | tail -1 | python3 -c "import json, sys; print(json.load(sys.stdin)['tokens_per_s'])" >> "$work/trl-dpo"
     rm -rf "$work/trl"
     meshlm_rate dpo "$dpo_config" >> "$work/meshlm-dpo"
