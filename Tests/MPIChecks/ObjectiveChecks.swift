@@ -212,6 +212,26 @@ struct ScoreRegressionObjective: TrainingObjective {
     }
 }
 
+/// The small model of the forward and reference checks (2 layers, GQA, 97 ids) with `pp`, `tp`
+/// and ZeRO stage `zero`, and its device mesh (the data-parallel degree the rest of the world).
+func smallModelMesh(_ world: Communicator, pp: Int, tp: Int, zero: Int, sequenceLength: Int, globalBatchSize: Int,
+                    source: String) throws -> (PretrainConfig, DeviceMesh) {
+    let yaml = """
+        model: {vocab_size: 97, hidden_size: 32, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4,
+                num_key_value_heads: 2, max_position_embeddings: 64}
+        train: {steps: 1, seed: 7, seq_len: \(sequenceLength), global_batch_size: \(globalBatchSize), micro_batch_size: 2, document_masking: true}
+        optimizer: {lr: 0.01}
+        data: {train: synthetic}
+        parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero)}
+        """
+    let config = try world.collectively { try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: source) }
+    let mesh = try world.collectively {
+        try DeviceMesh(world: world, dims: try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: nil, contextDegree: 1,
+                                                           tensorDegree: tp, expertDegree: 1))
+    }
+    return (config, mesh)
+}
+
 /// `mpi-checks forward PP TP ZERO`: a forward-only model scores every sequence of one global
 /// batch, which must equal, bit for bit, what the trainer's model computes on the same mesh
 /// from the same initialization; rank 0 prints `sequence B S SUM COUNT` for tests to compare
@@ -220,19 +240,7 @@ func forwardChecks(_ world: Communicator, _ log: Log, arguments: [String]) throw
     guard arguments.count >= 4, let pp = Int(arguments[1]), let tp = Int(arguments[2]), let zero = Int(arguments[3]) else {
         throw JobError("usage: mpi-checks forward PP TP ZERO")
     }
-    let yaml = """
-        model: {vocab_size: 97, hidden_size: 32, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4,
-                num_key_value_heads: 2, max_position_embeddings: 64}
-        train: {steps: 1, seed: 7, seq_len: 16, global_batch_size: 8, micro_batch_size: 2, document_masking: true}
-        optimizer: {lr: 0.01}
-        data: {train: synthetic}
-        parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero)}
-        """
-    let config = try world.collectively { try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "forward check") }
-    let dims = try world.collectively {
-        try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: nil, contextDegree: 1, tensorDegree: tp, expertDegree: 1)
-    }
-    let mesh = try world.collectively { try DeviceMesh(world: world, dims: dims) }
+    let (config, mesh) = try smallModelMesh(world, pp: pp, tp: tp, zero: zero, sequenceLength: 16, globalBatchSize: 8, source: "forward check")
     // Every rank scores the whole global batch (4 micro-batches).
     let batches = SyntheticBatches(config: config, dataParallelDegree: 1, rank: 0, weighted: false).microBatches(step: 0)
     let forward = try world.collectively {

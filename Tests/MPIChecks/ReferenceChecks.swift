@@ -13,19 +13,7 @@ func referenceChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     guard arguments.count >= 5, let pp = Int(arguments[2]), let tp = Int(arguments[3]), let zero = Int(arguments[4]) else {
         throw JobError("usage: mpi-checks reference DIRECTORY PP TP ZERO")
     }
-    let yaml = """
-        model: {vocab_size: 97, hidden_size: 32, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4,
-                num_key_value_heads: 2, max_position_embeddings: 64}
-        train: {steps: 1, seed: 7, seq_len: 64, global_batch_size: 4, micro_batch_size: 2, document_masking: true}
-        optimizer: {lr: 0.01}
-        data: {train: synthetic}
-        parallel: {pp: \(pp), tp: \(tp), zero_stage: \(zero)}
-        """
-    let config = try world.collectively { try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "reference check") }
-    let mesh = try world.collectively {
-        try DeviceMesh(world: world, dims: try ParallelDims(worldSize: world.size, pipelineDegree: pp, dataDegree: nil, contextDegree: 1,
-                                                           tensorDegree: tp, expertDegree: 1))
-    }
+    let (config, mesh) = try smallModelMesh(world, pp: pp, tp: tp, zero: zero, sequenceLength: 64, globalBatchSize: 4, source: "reference check")
     // Pairs of a 3–12-token prompt and two answers of 2–15 tokens, the same on every rank.
     var generator = SplitMix64(seed: 11)
     func ids(_ count: Int) -> [Int32] { (0..<count).map { _ in Int32(generator.next() % 97) } }
