@@ -34,9 +34,10 @@ MODEL = dict(vocab_size=263, hidden_size=384, intermediate_size=1024, num_hidden
 
 
 def shape(arguments):
-    """MODEL with the layer sizes given on the command line (--hidden, --intermediate, --layers, --heads, --kv-heads)."""
+    """MODEL with the sizes given on the command line (--hidden, --intermediate, --layers, --heads, --kv-heads, --vocab:
+    a vocabulary wider than the byte tokenizer's 263 ids gives the head a real model's width; the text still uses ids < 263)."""
     return dict(MODEL, hidden_size=arguments.hidden, intermediate_size=arguments.intermediate, num_hidden_layers=arguments.layers,
-                num_attention_heads=arguments.heads, num_key_value_heads=arguments.kv_heads)
+                num_attention_heads=arguments.heads, num_key_value_heads=arguments.kv_heads, vocab_size=arguments.vocab)
 
 
 def text(rng, length):
@@ -125,6 +126,7 @@ def main():
     parser.add_argument("--layers", type=int, default=MODEL["num_hidden_layers"])
     parser.add_argument("--heads", type=int, default=MODEL["num_attention_heads"])
     parser.add_argument("--kv-heads", type=int, default=MODEL["num_key_value_heads"])
+    parser.add_argument("--vocab", type=int, default=MODEL["vocab_size"])
     arguments = parser.parse_args()
     make(arguments) if arguments.command == "make" else train(arguments)
 

@@ -18,9 +18,10 @@ cd "$(dirname "$0")/.."
 source tools/env.sh
 pairs=${PAIRS:-4} warmup=${WARMUP:-2} steps=${STEPS:-4} rounds=${ROUNDS:-3} threads=${THREADS:-2}
 # The model's layer sizes (default ~11M; HIDDEN=768 INTERMEDIATE=2048 LAYERS=12 HEADS=12 KV_HEADS=4 is the
-# 124M config's shape with the byte vocabulary, ~85M parameters).
-hidden=${HIDDEN:-384} intermediate=${INTERMEDIATE:-1024} layers=${LAYERS:-6} heads=${HEADS:-6} kv_heads=${KV_HEADS:-6}
-sizes=(--hidden "$hidden" --intermediate "$intermediate" --layers "$layers" --heads "$heads" --kv-heads "$kv_heads")
+# 124M config's shape with the byte vocabulary, ~76M parameters).
+# VOCAB=32000 gives the head a real vocabulary's width (the pairs still use the byte tokenizer's ids).
+hidden=${HIDDEN:-384} intermediate=${INTERMEDIATE:-1024} layers=${LAYERS:-6} heads=${HEADS:-6} kv_heads=${KV_HEADS:-6} vocab=${VOCAB:-263}
+sizes=(--hidden "$hidden" --intermediate "$intermediate" --layers "$layers" --heads "$heads" --kv-heads "$kv_heads" --vocab "$vocab")
 python=${PYTHON:-/tmp/golden-venv/bin/python}
 swift build -c release --product meshlm >/dev/null
 meshlm=$(swift build -c release --show-bin-path)/meshlm
@@ -29,7 +30,7 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 total=$((warmup + steps))
 "$python" tools/bench-dpo-trl.py make "$work" --count $((pairs * total)) "${sizes[@]}" 2>/dev/null | tail -1 > "$work/model.json"
 "$meshlm" ckpt import-hf "$work/hf" --output "$work/base" >/dev/null
-model="{model_type: llama, vocab_size: 263, hidden_size: $hidden, intermediate_size: $intermediate, num_hidden_layers: $layers,
+model="{model_type: llama, vocab_size: $vocab, hidden_size: $hidden, intermediate_size: $intermediate, num_hidden_layers: $layers,
         num_attention_heads: $heads, num_key_value_heads: $kv_heads, max_position_embeddings: 1024, rope_theta: 10000.0,
         rms_norm_eps: 1.0e-5, tie_word_embeddings: false}"
 config() {  # name, data, global batch rows, extra section → a config path
