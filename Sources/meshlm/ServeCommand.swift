@@ -19,6 +19,10 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var adapters: LoRAModuleOptions
 
     func validate() throws {
+        // A port past 65535 would wrap (70000 listened on 4464) rather than fail.
+        guard (0...65535).contains(port) else {
+            throw ValidationError("--port \(port): a TCP port is 1–65535 (or 0 to pick a free one)")
+        }
         try adapters.validate(baseName: servedModelName)
     }
 

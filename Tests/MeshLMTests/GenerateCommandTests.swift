@@ -88,4 +88,13 @@ import Testing
             #expect(launch.status != 0 && launch.standardError.contains(message), "\(arguments): \(launch.standardError)")
         }
     }
+
+    /// A port outside 0–65535 is refused before anything loads (it used to wrap: 70000 listened on 4464).
+    @Test func servePortOutOfRangeIsRefused() throws {
+        for port in ["70000", "65536"] {
+            let launch = try Launcher.plain("meshlm", ["serve", "--checkpoint", "/nonexistent", "--port", port])
+            #expect(launch.status != 0 && launch.standardError.contains("--port \(port): a TCP port is 1–65535 (or 0 to pick a free one)"),
+                    "\(launch.standardError)")
+        }
+    }
 }
