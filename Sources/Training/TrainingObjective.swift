@@ -150,8 +150,8 @@ extension TrainingObjective {
 /// auxiliary ones), summed over every micro-batch of every data-parallel rank.
 struct GlobalScales {
     let count: Double
-    let primary: Double
     let auxiliary: [Double]
+    var primary: Double { 1 / count }
 
     /// Sums `objective`'s normalizations of `batches` over `communicator` (one all-reduce); throws
     /// an agreed failure when the batch has nothing the objective counts.
@@ -173,7 +173,6 @@ struct GlobalScales {
         guard count > 0 else {
             throw CollectiveFailure.agreed("\(what): the batch has nothing to learn from (the \(objective.name) objective counts 0 in it)")
         }
-        primary = 1 / count
         self.auxiliary = auxiliary.map { $0 > 0 ? 1 / $0 : 0 }
     }
 }

@@ -39,8 +39,6 @@ public struct TrainingRun {
         public var firstLoss: Double
         public var lastLoss: Double
         public var lastEvalLoss: Double?
-        /// The objective's metrics at the last evaluation (empty without one).
-        public var lastEvalMetrics: [String: Double] = [:]
         public var tokensPerSecond: Double
         public var mfu: Double
         /// Whether a stop signal ended the run before its last step.
@@ -116,7 +114,6 @@ public struct TrainingRun {
             if let evalBatches, train.evalInterval > 0, step % train.evalInterval == 0 || isLast {
                 let evaluation = try evaluate(evalBatches)
                 summary.lastEvalLoss = evaluation.loss
-                summary.lastEvalMetrics = evaluation.metrics
                 log(evaluation, step: step, atStart: false)
             }
             progress.advance()

@@ -214,12 +214,7 @@ struct PreferenceRunOptions: ParsableArguments {
             guard let given = initFrom ?? preference.initFrom else {
                 throw JobError("give the checkpoint to align: --init-from CHECKPOINT or preference.init_from")
             }
-            let source = SFTChatSetup.checkpointSource(given)
-            let configured = settings.lora
-            settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
-            if configured == nil, let lora = settings.lora {
-                log.info("\(label): training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), from its adapter_config.json)")
-            }
+            let source = try TrainingCommandSupport.fineTuningSource(given, settings: &settings, label: label, log: log)
             let mesh = try TrainingCommandSupport.mesh(settings, world: world)
             return Setup(settings: settings, mesh: mesh, mode: try makeMode(settings, preference, source, tokenizer), source: source)
         }
@@ -290,12 +285,10 @@ struct ReferencePass {
         let cache = PreferenceReference(directory: settings.run.dir + "/reference", name: name, rows: rows, identity: identity)
         let train = settings.train
         let batchesPerCall = max(1, train.globalBatchSize / (train.microBatchSize * mesh.dataContext.size))
-        let model: ParallelModel
-        if let policy {
-            model = policy
-        } else if let made = forward.model {
-            model = made.parallelModel
-        } else {
+        // Built on first need only: a complete cache (a resumed run) loads no model.
+        func model() throws -> ParallelModel {
+            if let policy { return policy }
+            if let made = forward.model { return made.parallelModel }
             let made = try mesh.world.collectively {
                 let made = try ForwardModel(config: settings.model, microBatchSize: train.microBatchSize, sequenceLength: train.seqLen,
                                             parallel: settings.parallel, mesh: mesh, threads: threads)
@@ -303,7 +296,7 @@ struct ReferencePass {
                 return made
             }
             forward.model = made
-            model = made.parallelModel
+            return made.parallelModel
         }
         let outcome = try cache.compute(rows, model: model, rowsPerBatch: train.microBatchSize, batchesPerCall: batchesPerCall,
                                         dataCommunicator: mesh.dataContext, world: mesh.world)

@@ -41,13 +41,7 @@ struct SFTCommand: ParsableCommand {
                 guard let given = initFrom ?? sft.initFrom else {
                     throw JobError("give the checkpoint to fine-tune: --init-from CHECKPOINT or sft.init_from")
                 }
-                let source = SFTChatSetup.checkpointSource(given)
-                // A checkpoint with LoRA adapters (a LoRA run's, or a PEFT adapter imported) continues them.
-                let configured = settings.lora
-                settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
-                if configured == nil, let lora = settings.lora {
-                    log.info("sft: training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), \(lora.targets.map(\.moduleName).joined(separator: ", ")), from its adapter_config.json)")
-                }
+                let source = try TrainingCommandSupport.fineTuningSource(given, settings: &settings, label: "sft", log: log)
                 let mesh = try TrainingCommandSupport.mesh(settings, world: world)
                 let data = try SFTData(settings: settings, sft: sft, checkpoint: source, tokenizer: tokenizer)
                 return (settings, mesh, data, source)

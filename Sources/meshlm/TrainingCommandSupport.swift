@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import Model
 import Parallel
@@ -43,6 +44,19 @@ enum TrainingCommandSupport {
             throw JobError("lora.quantize_base \(format.rawValue) quantizes a pretrained base: start with --init-from CHECKPOINT (or drop quantize_base to train LoRA over a fresh model)")
         }
         return step ?? 0
+    }
+
+    /// The checkpoint a fine-tuning run starts from (`given`; a run directory stands for its
+    /// checkpoints). A checkpoint with LoRA adapters (a LoRA run's, or a PEFT adapter imported)
+    /// continues them: `settings.lora` becomes its adapter_config.json's when the config has none.
+    static func fineTuningSource(_ given: String, settings: inout PretrainConfig, label: String, log: Log) throws -> String {
+        let source = SFTChatSetup.checkpointSource(given)
+        let configured = settings.lora
+        settings.lora = try PeftAdapter.continuing(configured, from: CheckpointReader.locate(source))
+        if configured == nil, let lora = settings.lora {
+            log.info("\(label): training the adapters of \(source) further (r \(lora.rank), lora_alpha \(lora.alpha), \(lora.targets.map(\.moduleName).joined(separator: ", ")), from its adapter_config.json)")
+        }
+        return source
     }
 
     /// A fine-tuning run's first step: the run's own newest checkpoint if it has one (`resume`

@@ -93,12 +93,10 @@ public final class MismatchedSequences: @unchecked Sendable {
         let micro = try (0..<batchCount).map { batch in
             try PackedBatches.microBatch(rows, indices: (0..<rowsPerBatch).map { batch * rowsPerBatch + $0 }, firstRow: 0)
         }
-        let scored = try model.sequenceLogProbabilities(micro)
         var sums = [0.0, 0.0]
-        for (batch, figures) in zip(micro, scored) {
-            let byStart = Dictionary(uniqueKeysWithValues: zip(batch.sequenceSpans.map(\.lowerBound), figures.map(\.sum)))
-            for sequence in batch.preferenceSequences {
-                sums[0] += (byStart[sequence.span.lowerBound] ?? 0) - references[sequence.pair]
+        for (batch, figures) in zip(micro, try model.preferenceSequenceSums(micro)) {
+            for (sequence, policy) in zip(batch.preferenceSequences, figures) {
+                sums[0] += policy - references[sequence.pair]
                 sums[1] += 1
             }
         }

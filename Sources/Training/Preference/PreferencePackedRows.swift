@@ -139,6 +139,18 @@ public struct PreferencePackedRows: PackedRowSource {
     }
 }
 
+extension ParallelModel {
+    /// Σ log p of the answer of every preference sequence of every micro-batch
+    /// (`MicroBatch.preferenceSequences`, in order), forward only: each is one of the batch's
+    /// `sequenceSpans`, since positions restart where it starts.
+    func preferenceSequenceSums(_ batches: [MicroBatch]) throws -> [[Double]] {
+        zip(batches, try sequenceLogProbabilities(batches)).map { batch, figures in
+            let byStart = Dictionary(uniqueKeysWithValues: zip(batch.sequenceSpans.map(\.lowerBound), figures.map(\.sum)))
+            return batch.preferenceSequences.map { byStart[$0.span.lowerBound] ?? 0 }
+        }
+    }
+}
+
 /// Appends `sample` to `row`: its ids, the next id as the target where it is supervised (else
 /// −100), positions from 0.
 func append(_ sample: TokenizedSample, to row: inout PackedRow) {

@@ -52,13 +52,17 @@ public struct PreferenceReference {
     }
 
     /// Fills in every pair's reference log-probabilities (2p chosen, 2p + 1 rejected): from the
-    /// cache where it holds them, else scored with `model` (the reference, forward only), `rowsPerBatch`
-    /// rows per micro-batch and `batchesPerCall` micro-batches per call. Collective over the
-    /// whole mesh; every rank returns the same figures.
-    public func compute(_ rows: PreferencePackedRows, model: ParallelModel, rowsPerBatch: Int, batchesPerCall: Int,
+    /// cache where it holds them, else scored with the model `makeModel` gives (the reference,
+    /// forward only; asked for only when some row is not cached, so a complete cache loads no
+    /// model), `rowsPerBatch` rows per micro-batch and `batchesPerCall` micro-batches per call.
+    /// Collective over the whole mesh; every rank returns the same figures.
+    public func compute(_ rows: PreferencePackedRows, model makeModel: () throws -> ParallelModel, rowsPerBatch: Int, batchesPerCall: Int,
                         dataCommunicator: Communicator, world: Communicator, saveEvery: Int = 8) throws -> Outcome {
         let start = monotonicSeconds()
         var (values, done) = try world.collectively { try load(rows) }
+        // A row counts as cached only where every rank read it so: all ranks then make the same calls.
+        try world.allreduce(&done, .min)
+        var model: ParallelModel?
         let cached = done.reduce(0) { $0 + Int($1) }
         let pending = rows.rows.indices.filter { done[$0] == 0 }
         let degree = dataCommunicator.size, rank = dataCommunicator.rank
@@ -76,14 +80,13 @@ public struct PreferenceReference {
             let batches = try stride(from: 0, to: rowsPerCall, by: rowsPerBatch).map { offset in
                 try PackedBatches.microBatch(rows, indices: Array(indices[offset..<offset + rowsPerBatch]), firstRow: 0)
             }
-            let scored = try model.sequenceLogProbabilities(batches)
-            for (batchIndex, (batch, sequences)) in zip(batches, scored).enumerated() {
-                // Sequence spans start where positions restart; the pairs' answers are among them.
-                let sums = Dictionary(uniqueKeysWithValues: zip(batch.sequenceSpans.map(\.lowerBound), sequences.map(\.sum)))
-                for sequence in batch.preferenceSequences {
+            let scorer = try model ?? makeModel()
+            model = scorer
+            for (batchIndex, (batch, sums)) in zip(batches, try scorer.preferenceSequenceSums(batches)).enumerated() {
+                for (sequence, sum) in zip(batch.preferenceSequences, sums) {
                     let offset = batchIndex * rowsPerBatch + sequence.span.lowerBound / rows.sequenceLength
                     guard mine[offset] < pending.count else { continue }
-                    fresh[2 * sequence.pair + (sequence.role == .rejected ? 1 : 0)] = sums[sequence.span.lowerBound] ?? 0
+                    fresh[2 * sequence.pair + (sequence.role == .rejected ? 1 : 0)] = sum
                     freshDone[indices[offset]] = 1
                 }
             }
