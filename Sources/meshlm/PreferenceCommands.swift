@@ -96,7 +96,7 @@ struct PairAlignment: AlignmentMode {
     func summary(_ path: String) -> String { data.summary(path) }
 
     mutating func attachReferences(_ pass: ReferencePass) throws {
-        data.train.references = try pass.run(data.train, name: "train")
+        data.train.references = try pass.run(data.train, name: "train", inTrainingOrder: true)
         if let rows = data.eval { data.eval?.references = try pass.run(rows, name: "eval") }
     }
 }
@@ -281,10 +281,18 @@ struct ReferencePass {
     }
 
     /// `rows`' reference figures, from the cache or computed.
-    func run(_ rows: PreferencePackedRows, name: String) throws -> [Double] {
+    ///
+    /// Rows are scored in the micro-batches the first epoch trains them in (`inTrainingOrder`:
+    /// the run's seeded order; otherwise in order, as eval reads them), each row at the same place
+    /// in the same call: OpenBLAS's AVX2 kernels round a row's product differently at another
+    /// place in the call, and this way a policy that starts as the reference scores exactly
+    /// its figures at step 0 (log-ratios 0) on every CPU.
+    func run(_ rows: PreferencePackedRows, name: String, inTrainingOrder: Bool = false) throws -> [Double] {
         let cache = PreferenceReference(directory: settings.run.dir + "/reference", name: name, rows: rows, identity: identity)
         let train = settings.train
         let batchesPerCall = max(1, train.globalBatchSize / (train.microBatchSize * mesh.dataContext.size))
+        let permutation = SamplePermutation(count: rows.rows.count, seed: UInt64(train.seed), epoch: 0)
+        let order = rows.rows.indices.map { inTrainingOrder && settings.data.shuffle ? permutation[$0] : $0 }
         // Built on first need only: a complete cache (a resumed run) loads no model.
         func model() throws -> ParallelModel {
             if let policy { return policy }
@@ -298,7 +306,7 @@ struct ReferencePass {
             forward.model = made
             return made.parallelModel
         }
-        let outcome = try cache.compute(rows, model: model, rowsPerBatch: train.microBatchSize, batchesPerCall: batchesPerCall,
+        let outcome = try cache.compute(rows, order: order, model: model, rowsPerBatch: train.microBatchSize, batchesPerCall: batchesPerCall,
                                         dataCommunicator: mesh.dataContext, world: mesh.world)
         log.info(String(format: "reference log-probabilities (%@, %d pairs): %d rows from %@, %d scored in %.1f s",
                         name, rows.pairs.count, outcome.cachedRows, cache.path, outcome.scoredRows, outcome.seconds))

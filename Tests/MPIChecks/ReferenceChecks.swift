@@ -29,7 +29,7 @@ func referenceChecks(_ world: Communicator, _ log: Log, arguments: [String]) thr
     let trainer = try world.collectively { try Trainer(config: config, mesh: mesh, threads: .single, log: log) }
     let cache = PreferenceReference(directory: arguments[1], name: "train", rows: rows, identity: Data("reference check".utf8))
     // Two rows per call and a save after every chunk, so a cut-back cache has many partial states.
-    let outcome = try cache.compute(rows, model: { trainer.parallelModel }, rowsPerBatch: 2, batchesPerCall: 1,
+    let outcome = try cache.compute(rows, order: Array(rows.rows.indices), model: { trainer.parallelModel }, rowsPerBatch: 2, batchesPerCall: 1,
                                     dataCommunicator: mesh.dataContext, world: world, saveEvery: 1)
     log.info("scored \(outcome.cachedRows) \(outcome.scoredRows)")
     for pair in rows.pairs.indices {

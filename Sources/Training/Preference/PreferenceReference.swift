@@ -54,9 +54,10 @@ public struct PreferenceReference {
     /// Fills in every pair's reference log-probabilities (2p chosen, 2p + 1 rejected): from the
     /// cache where it holds them, else scored with the model `makeModel` gives (the reference,
     /// forward only; asked for only when some row is not cached, so a complete cache loads no
-    /// model), `rowsPerBatch` rows per micro-batch and `batchesPerCall` micro-batches per call.
-    /// Collective over the whole mesh; every rank returns the same figures.
-    public func compute(_ rows: PreferencePackedRows, model makeModel: () throws -> ParallelModel, rowsPerBatch: Int, batchesPerCall: Int,
+    /// model), `rowsPerBatch` rows per micro-batch and `batchesPerCall` micro-batches per call,
+    /// the rows taken in `order` (every row index once). Collective over the whole mesh; every
+    /// rank returns the same figures.
+    public func compute(_ rows: PreferencePackedRows, order: [Int], model makeModel: () throws -> ParallelModel, rowsPerBatch: Int, batchesPerCall: Int,
                         dataCommunicator: Communicator, world: Communicator, saveEvery: Int = 8) throws -> Outcome {
         let start = monotonicSeconds()
         var (values, done) = try world.collectively { try load(rows) }
@@ -64,7 +65,8 @@ public struct PreferenceReference {
         try world.allreduce(&done, .min)
         var model: ParallelModel?
         let cached = done.reduce(0) { $0 + Int($1) }
-        let pending = rows.rows.indices.filter { done[$0] == 0 }
+        precondition(order.count == rows.rows.count, "the order lists \(order.count) of \(rows.rows.count) rows")
+        let pending = order.filter { done[$0] == 0 }
         let degree = dataCommunicator.size, rank = dataCommunicator.rank
         let rowsPerCall = rowsPerBatch * batchesPerCall
         let chunk = rowsPerCall * degree
