@@ -11,6 +11,10 @@ let nativeSwift: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
 ]
 let nativeC: [CSetting] = [.unsafeFlags(["-march=\(targetCPU)", "-O3"])]
+// MeshLM's own modules are optimized in debug builds too (the test targets are not): the tests
+// run the debug binaries under mpirun, and unoptimized kernels made the suite ~15x slower
+// (docs/architecture.md, "Build").
+let sourceSwift: [SwiftSetting] = nativeSwift + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
 let package = Package(
     name: "MeshLM",
@@ -37,31 +41,31 @@ let package = Package(
         .target(name: "Runtime",
                 dependencies: ["CMPI", "CHDF5", "CZstd", "CSupport",
                                .product(name: "Yams", package: "Yams")],
-                swiftSettings: nativeSwift),
+                swiftSettings: sourceSwift),
         .target(name: "Tensors", dependencies: ["CBLAS", "CSupport"],
-                swiftSettings: nativeSwift),
-        .target(name: "Model", dependencies: ["Runtime", "Tensors"], swiftSettings: nativeSwift),
+                swiftSettings: sourceSwift),
+        .target(name: "Model", dependencies: ["Runtime", "Tensors"], swiftSettings: sourceSwift),
         .target(name: "Parallel", dependencies: ["Runtime", "Tensors", "Model"],
-                swiftSettings: nativeSwift),
-        .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: nativeSwift),
-        .target(name: "Checkpoint", dependencies: ["Runtime", "CSupport"], swiftSettings: nativeSwift),
+                swiftSettings: sourceSwift),
+        .target(name: "DataPipeline", dependencies: ["Runtime"], swiftSettings: sourceSwift),
+        .target(name: "Checkpoint", dependencies: ["Runtime", "CSupport"], swiftSettings: sourceSwift),
         .target(name: "Serving", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "Checkpoint", "DataPipeline", "CBLAS", "CSupport"],
-                swiftSettings: nativeSwift),
+                swiftSettings: sourceSwift),
         // The OpenAI-compatible HTTP front of the engine; apart so the engine stays free of NIO.
         .target(name: "ServingHTTP", dependencies: ["Serving", "DataPipeline", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird")],
-                swiftSettings: nativeSwift),
+                swiftSettings: sourceSwift),
         .target(name: "Training", dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Checkpoint"],
-                swiftSettings: nativeSwift),
+                swiftSettings: sourceSwift),
         .executableTarget(
             name: "meshlm",
             dependencies: ["Runtime", "Tensors", "Model", "Parallel", "DataPipeline", "Training", "Serving", "ServingHTTP", "Checkpoint",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: nativeSwift),
+            swiftSettings: sourceSwift),
 
         // Multi-rank checks that Tests/MeshLMTests launches under mpirun.
         .executableTarget(name: "mpi-checks", dependencies: ["Runtime", "Checkpoint", "Tensors", "Model", "Parallel", "Training", "DataPipeline"],
                           path: "Tests/MPIChecks",
-                          swiftSettings: nativeSwift),
+                          swiftSettings: sourceSwift),
         // One way for every test to compare tensors (counts and largest difference, never an
         // element-by-element diff of two arrays).
         .target(name: "TensorComparison", path: "Tests/TensorComparison"),

@@ -46,7 +46,7 @@ public enum BLAS {
         precondition(ldc >= Swift.max(1, columnCount), "output's stride \(ldc) is below its \(columnCount) columns")
         precondition(Swift.max(rowCount, columnCount, innerCount, lda, ldb, ldc) <= Int(Int32.max),
                      "matrix dimension beyond OpenBLAS's 32-bit integers")
-        assert(openblas_get_num_threads() == 1, """
+        precondition(openblas_get_num_threads() == 1, """
             OpenBLAS runs \(openblas_get_num_threads()) threads; MeshLM gives a rank's threads to \
             KernelThreads and keeps OpenBLAS at one: set BLASLibrary.threadCount = 1 at start-up
             """)

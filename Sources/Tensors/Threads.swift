@@ -15,7 +15,7 @@ import Dispatch
 /// other threads run, and a multi-threaded OpenBLAS inside `count` workers would run
 /// `count × OpenBLAS threads` threads on `count` cores (and its idle workers spin for a while
 /// after each call, stealing the cores our workers need). `BLAS.multiply` checks the invariant
-/// in debug builds.
+/// on every call (a precondition: debug builds optimize this module, which drops `assert`).
 public struct KernelThreads: Sendable, Equatable, CustomStringConvertible {
     /// How many threads this rank owns (at least 1).
     public let count: Int
