@@ -46,6 +46,9 @@ public final class CheckpointWriter: @unchecked Sendable {
     /// sleeps so that its work is at most this share, spreading a save over more steps so it
     /// takes less memory bandwidth from training at a time. 1: no pauses.
     public var backgroundDutyCycle = 1.0
+    /// Whether frames are compressed (`checkpoint.compression`; `auto` decides from the rates
+    /// the save measures).
+    public var compression = CheckpointCompression.auto
     private var stagedNames: [String: [Int]] = [:]
     /// Set once the shard file is written (by `writeShard`, possibly on the background thread).
     private var shardResult: Result<[CheckpointIndex.Tensor], CheckpointError>?
@@ -141,15 +144,18 @@ public final class CheckpointWriter: @unchecked Sendable {
     public private(set) var writeSeconds = 0.0
     public private(set) var writtenBytes = 0
     public private(set) var stagedBytes = 0
+    /// How many frames the last write compressed and stored raw.
+    public private(set) var frameCounts = (compressed: 0, stored: 0)
 
     private func writeShard() {
         let start = DispatchTime.now().uptimeNanoseconds
         stagedBytes = staging.count * 4
         let result: Result<[CheckpointIndex.Tensor], CheckpointError>
         let frames = staged.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $0.offset) }
+        let choice = CompressionChoice(compression)
         do throws(CheckpointError) {
             result = .success(try Self.writeShardFile(frames, declared: stagedNames, directory: stepDirectory, file: shardFile,
-                                                      compressionLevel: compressionLevel,
+                                                      compressionLevel: compressionLevel, choice: choice,
                                                       threads: background == nil ? compressionThreads : 1,
                                                       dutyCycle: background == nil ? 1 : backgroundDutyCycle))
         } catch {
@@ -159,6 +165,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let bytes = (try? result.get())?.reduce(0) { $0 + $1.slices.reduce(0) { $0 + $1.length } } ?? 0
         resultLock.lock()
+        frameCounts = choice.counts
         writeSeconds = seconds
         writtenBytes = bytes
         shardResult = result
@@ -182,7 +189,8 @@ public final class CheckpointWriter: @unchecked Sendable {
     static let frameElements = 1 << 22
 
     static func writeShardFile(_ slices: [FrameSource], declared: [String: [Int]], directory: String, file: String,
-                               compressionLevel: Int32, threads: Int = 1, dutyCycle: Double = 1) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
+                               compressionLevel: Int32, choice: CompressionChoice = CompressionChoice(.auto), threads: Int = 1,
+                               dutyCycle: Double = 1) throws(CheckpointError) -> [CheckpointIndex.Tensor] {
         let path = directory + "/" + file
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw CheckpointFiles.ioError("create", path) }
@@ -199,18 +207,27 @@ public final class CheckpointWriter: @unchecked Sendable {
         }
         // Pipelined: `threads` frames compress at once while the previous batch is written, in
         // order, by one serial writer.
-        let writer = FrameFileWriter(descriptor: descriptor, path: path)
+        let writer = FrameFileWriter(descriptor: descriptor, path: path, choice: choice)
         let width = max(threads, 1)
         var batchStart = 0
         while batchStart < frames.count {
             let batchBegan = DispatchTime.now().uptimeNanoseconds
             let batch = Array(frames[batchStart..<min(batchStart + width, frames.count)])
             let compressed = CompressedBatch(count: batch.count)
+            let compresses = choice.compressesNext(threads: width)
             DispatchQueue.concurrentPerform(iterations: batch.count) { index in
                 let frame = batch[index]
                 let raw = UnsafeRawBufferPointer(start: frame.values, count: frame.elements.count * 4)
+                guard compresses else {
+                    compressed.set(index, .success((Zstd.store(raw), CRC32C.checksum(raw))))
+                    choice.recordStored()
+                    return
+                }
                 do {
-                    compressed.set(index, .success((try Zstd.compress(raw, level: compressionLevel), CRC32C.checksum(raw))))
+                    let began = monotonicSeconds()
+                    let bytes = try Zstd.compress(raw, level: compressionLevel)
+                    choice.recordCompression(bytesIn: raw.count, bytesOut: bytes.count, seconds: monotonicSeconds() - began)
+                    compressed.set(index, .success((bytes, CRC32C.checksum(raw))))
                 } catch {
                     compressed.set(index, .failure(CheckpointError(.io, "cannot compress tensor \(frame.name) for \(path): \(error)")))
                 }

@@ -1,5 +1,6 @@
 import CSupport
 import Foundation
+import Runtime
 
 /// The results of compressing one batch of frames on several threads: each slot written once,
 /// by its own thread.
@@ -22,10 +23,89 @@ final class CompressedBatch: @unchecked Sendable {
     }
 }
 
+/// How the frames of a checkpoint's shard files are encoded (`checkpoint.compression`).
+public enum CheckpointCompression: String, ConfigChoice {
+    /// Compress while compression keeps up with the disk, store frames raw when it does not:
+    /// chosen frame by frame from the rates the save measures (`CompressionChoice`).
+    case auto
+    /// Every frame compressed at `checkpoint.zstd_level`.
+    case zstd
+    /// Every frame stored (a zstd frame of raw blocks: no compression, no compression cost).
+    case none
+}
+
+/// Chooses, batch by batch, whether a save's next frames are compressed or stored, from what
+/// the save measured so far: compression's rate over its threads (C, bytes in per second), its
+/// ratio (r) and the disk's rate (D, bytes written per second of the writer, which waits for
+/// writeback beyond a window, so its time is the disk's). Compressed frames save at
+/// min(C, r·D), stored ones at D: compress while C > D and r > 1. A writer that is starved
+/// (compression too slow) measures a high D, which turns frames to stored until the disk is the
+/// bound again, so the mix settles where both sides are busy (as `zstd --adapt` does).
+final class CompressionChoice: @unchecked Sendable {
+    let mode: CheckpointCompression
+    private let lock = NSLock()
+    private var compressedIn = 0, compressedOut = 0, compressSeconds = 0.0
+    private var writtenBytes = 0, writeSeconds = 0.0
+    /// Frames compressed and stored so far (for the log and tests).
+    private(set) var compressedFrames = 0, storedFrames = 0
+
+    init(_ mode: CheckpointCompression) { self.mode = mode }
+
+    /// Whether the next batch, compressed on `threads` threads, should be compressed.
+    func compressesNext(threads: Int) -> Bool {
+        switch mode {
+        case .zstd: return true
+        case .none: return false
+        case .auto:
+            lock.lock()
+            defer { lock.unlock() }
+            // Until both sides are measured, compress (the first frames measure compression).
+            guard compressSeconds > 0, writeSeconds > 0, compressedOut > 0 else { return true }
+            let rate = Double(threads) * Double(compressedIn) / compressSeconds
+            let disk = Double(writtenBytes) / writeSeconds
+            return compressedIn > compressedOut && rate > disk
+        }
+    }
+
+    func recordCompression(bytesIn: Int, bytesOut: Int, seconds: Double) {
+        lock.lock()
+        compressedIn += bytesIn
+        compressedOut += bytesOut
+        compressSeconds += seconds
+        compressedFrames += 1
+        lock.unlock()
+    }
+
+    func recordStored() {
+        lock.lock()
+        storedFrames += 1
+        lock.unlock()
+    }
+
+    func recordWrite(bytes: Int, seconds: Double) {
+        lock.lock()
+        writtenBytes += bytes
+        writeSeconds += seconds
+        lock.unlock()
+    }
+
+    var counts: (compressed: Int, stored: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (compressedFrames, storedFrames)
+    }
+}
+
 /// Appends compressed frames to a shard file in order on a serial queue, so writing one batch
-/// overlaps compressing the next; starts writeback after each frame and fsyncs at `finish`.
-/// Records each frame's place for the index; the first error stops further writes.
+/// overlaps compressing the next; starts writeback after each frame and waits for it beyond
+/// `writebackWindow` bytes (so the dirty data in flight stays bounded and the writer's time is
+/// the disk's), and fsyncs at `finish`. Records each frame's place for the index; the first
+/// error stops further writes.
 final class FrameFileWriter: @unchecked Sendable {
+    /// Bytes written but not yet known to be on the device, at most (plus one frame).
+    static let writebackWindow = 64 << 20
+    private var durableOffset = 0
+    private let choice: CompressionChoice?
     private let descriptor: Int32
     private let path: String
     private let file: String
@@ -35,9 +115,10 @@ final class FrameFileWriter: @unchecked Sendable {
     private var order: [String] = []
     private var failure: CheckpointError?
 
-    init(descriptor: Int32, path: String) {
+    init(descriptor: Int32, path: String, choice: CompressionChoice? = nil) {
         self.descriptor = descriptor
         self.path = path
+        self.choice = choice
         self.file = (path as NSString).lastPathComponent
     }
 
@@ -52,10 +133,19 @@ final class FrameFileWriter: @unchecked Sendable {
         for (frame, result) in zip(frames, compressed.all) {
             do throws(CheckpointError) {
                 let (bytes, checksum) = try result.get()
+                let began = monotonicSeconds()
                 try CheckpointFiles.writeAll(descriptor, bytes, path: path)
                 // Writeback starts now, overlapping the next frames' compression; the final
                 // fsync then waits only for the tail.
                 _ = meshlm_start_writeback(descriptor, Int64(offset), Int64(bytes.count))
+                let end = offset + bytes.count
+                if end - durableOffset > Self.writebackWindow {
+                    // fdatasync, not a wait for writeback: a VM's disk may complete writes into
+                    // the host's cache at once and pay only at the flush.
+                    guard fdatasync(descriptor) == 0 else { throw CheckpointFiles.ioError("fdatasync", path) }
+                    durableOffset = end
+                }
+                choice?.recordWrite(bytes: bytes.count, seconds: monotonicSeconds() - began)
                 let record = CheckpointIndex.Slice(start: frame.elements.lowerBound, end: frame.elements.upperBound, file: file,
                                                    offset: offset, length: bytes.count,
                                                    bytes: frame.elements.count * CheckpointDType.f32.byteCount, crc32c: checksum)

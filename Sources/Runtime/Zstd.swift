@@ -43,6 +43,39 @@ public enum Zstd {
         return output
     }
 
+    /// Stores `bytes` uncompressed in one standard zstd frame (RFC 8878): a single-segment
+    /// header with the content size, then raw blocks of at most 128 KiB, each behind its 3-byte
+    /// block header. Any zstd decoder reads it, at the speed of a copy; it costs one copy to
+    /// make, where compressing costs ~1 ms per MB. For data that compresses little on a machine
+    /// whose disk is faster than its compression (checkpoint frames, docs/checkpoints.md).
+    /// No content checksum: the caller keeps its own (checkpoints record a CRC-32C per frame).
+    public static func store(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        let blockSize = 1 << 17
+        let blockCount = max(1, (bytes.count + blockSize - 1) / blockSize)
+        let headerCount = 4 + 1 + 8
+        let total = headerCount + 3 * blockCount + bytes.count
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+            var at = 0
+            func put(_ value: UInt64, _ width: Int) {
+                for index in 0..<width { buffer[at + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
+                at += width
+            }
+            put(0xFD2F_B528, 4)                      // magic number
+            put(0b1110_0000, 1)                      // 8-byte content size, single segment, no checksum, no dictionary
+            put(UInt64(bytes.count), 8)
+            for block in 0..<blockCount {
+                let start = block * blockSize, length = min(blockSize, bytes.count - start)
+                let isLast: UInt64 = block == blockCount - 1 ? 1 : 0
+                put(isLast | (0 << 1) | UInt64(length) << 3, 3)   // last-block flag, type 0 (raw), size
+                if length > 0, let source = bytes.baseAddress {
+                    UnsafeMutableRawPointer(buffer.baseAddress! + at).copyMemory(from: source + start, byteCount: length)
+                }
+                at += length
+            }
+            count = at
+        }
+    }
+
     public static func compress(_ bytes: [UInt8], level: Int32 = 3) throws -> [UInt8] {
         try bytes.withUnsafeBytes { (raw) in try compress(raw, level: level) }
     }

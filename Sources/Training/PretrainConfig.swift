@@ -314,6 +314,9 @@ public struct CheckpointSection: Codable, Sendable {
     public var async: Bool
     /// zstd level of the shard files' frames.
     public var zstdLevel: Int
+    /// Whether frames are compressed: `auto` (while compression keeps up with the disk), `zstd`
+    /// (always) or `none` (stored raw).
+    public var compression: CheckpointCompression
     /// Nice value of the background writer thread with `writer_priority: nice`: above 0 it
     /// yields the cores to training.
     public var writerNice: Int
@@ -322,16 +325,17 @@ public struct CheckpointSection: Codable, Sendable {
     /// Share of wall time the background writer works (0 < share ≤ 1; 1: no pauses).
     public var writerDutyCycle: Double
     enum CodingKeys: String, CodingKey {
-        case interval, keep, async, zstdLevel = "zstd_level", writerNice = "writer_nice", writerPriority = "writer_priority"
+        case interval, keep, async, zstdLevel = "zstd_level", compression, writerNice = "writer_nice", writerPriority = "writer_priority"
         case writerDutyCycle = "writer_duty_cycle"
     }
-    public init() { interval = 0; keep = 3; async = true; zstdLevel = -1; writerNice = 10; writerPriority = .idle; writerDutyCycle = 0.25 }
+    public init() { interval = 0; keep = 3; async = true; zstdLevel = -1; compression = .auto; writerNice = 10; writerPriority = .idle; writerDutyCycle = 0.25 }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         interval = try c.decode(.interval, default: 0)
         keep = try c.decode(.keep, default: 3)
         async = try c.decode(.async, default: true)
         zstdLevel = try c.decode(.zstdLevel, default: -1)
+        compression = try c.decode(.compression, default: .auto)
         writerNice = try c.decode(.writerNice, default: 10)
         writerPriority = try c.decode(.writerPriority, default: .idle)
         writerDutyCycle = try c.decode(.writerDutyCycle, default: 0.25)

@@ -66,6 +66,7 @@ extension Trainer {
         writer.backgroundPriority = config.checkpoint.writerPriority
         writer.backgroundNice = Int32(config.checkpoint.writerNice)
         writer.compressionThreads = model.threads.count
+        writer.compression = config.checkpoint.compression
         writer.backgroundDutyCycle = config.checkpoint.writerDutyCycle
         // Local runs in staging order: a tensor-parallel slice's runs are contiguous here.
         var deferred: [[(source: UnsafeMutablePointer<Float>, count: Int, offset: Int)]] = []

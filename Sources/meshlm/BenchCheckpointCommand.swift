@@ -31,6 +31,7 @@ struct BenchCheckpointCommand: ParsableCommand {
     @Option(help: "ZeRO stage (0–3).") var zero = 1
     @Option(help: "zstd levels to compare (comma-separated).") var levels = "-5,-1,1,3"
     @Option(help: "zstd level of the checkpoint saves.") var level = -1
+    @Option(help: "Frame compression of the checkpoint saves: auto, zstd or none.") var compression = "auto"
     @Option(name: .customLong("writer-nice"), help: "Nice value of the background writer thread (with --writer-priority nice).") var writerNice = 10
     @Option(name: .customLong("writer-priority"), help: "How the background writer yields to training: idle (SCHED_IDLE) or nice.") var writerPriority = "idle"
     @Option(name: .customLong("writer-duty-cycle"), help: "Share of wall time the background writer works (0 < share ≤ 1).") var writerDutyCycle = 0.25
@@ -48,7 +49,7 @@ struct BenchCheckpointCommand: ParsableCommand {
                 optimizer: {lr: 1.0e-4, warmup_steps: 0}
                 data: {train: synthetic}
                 parallel: {zero_stage: \(zero)}
-                checkpoint: {interval: 1000, keep: 1, zstd_level: \(level), writer_nice: \(writerNice), writer_priority: \(writerPriority), writer_duty_cycle: \(writerDutyCycle)}
+                checkpoint: {interval: 1000, keep: 1, zstd_level: \(level), compression: \(compression), writer_nice: \(writerNice), writer_priority: \(writerPriority), writer_duty_cycle: \(writerDutyCycle)}
                 """
             let config = try world.collectively {
                 try ConfigLoader.decode(PretrainConfig.self, yaml: yaml, source: "bench checkpoint", includes: ["model"])
@@ -113,19 +114,23 @@ struct BenchCheckpointCommand: ParsableCommand {
                 unlink(path)
             }
             let raw = median(rawRates)
-            var saveRates: [Double] = [], compressedRates: [Double] = []
+            var saveRates: [Double] = [], compressedRates: [Double] = [], storedShares: [Double] = []
             for _ in 0..<3 {
                 let (writer, metadata, _) = try trainer.stageCheckpoint(nextStep: step)
                 try writer.commit(metadata: metadata, keep: 1)
                 saveRates.append(Double(writer.stagedBytes) / writer.writeSeconds)
                 compressedRates.append(Double(writer.writtenBytes) / writer.writeSeconds)
+                let (compressed, stored) = writer.frameCounts
+                storedShares.append(Double(stored) / Double(max(1, compressed + stored)))
             }
             let save = median(saveRates), written = median(compressedRates)
             report.add(cells: ["raw disk write (write + fsync)", String(format: "%.0f MB/s", raw / 1e6), "\(shareBytes / 1_000_000) MB incompressible, median of 3, \(directory)"],
                            fields: ["measure": "raw_disk", "mb_per_s": raw / 1e6])
-            report.add(cells: ["checkpoint save (level \(level))", String(format: "%.0f MB/s", save / 1e6),
-                               String(format: "%.0f%% of raw (state bytes per second); %.0f MB/s of file bytes", 100 * save / raw, written / 1e6)],
-                       fields: ["measure": "save", "mb_per_s": save / 1e6, "file_mb_per_s": written / 1e6, "fraction_of_raw": save / raw])
+            report.add(cells: ["checkpoint save (\(compression), level \(level))", String(format: "%.0f MB/s", save / 1e6),
+                               String(format: "%.0f%% of raw (state bytes per second); %.0f MB/s of file bytes; %.0f%% of frames stored raw (median)",
+                                      100 * save / raw, written / 1e6, 100 * median(storedShares))],
+                       fields: ["measure": "save", "compression": compression, "mb_per_s": save / 1e6, "file_mb_per_s": written / 1e6,
+                                "fraction_of_raw": save / raw, "stored_frame_share": median(storedShares)])
 
             // 3. Step time with and without a save in flight.
             var normal: [Double] = []

@@ -31,8 +31,10 @@ func ownedRange(count: Int, parts: Int, rank: Int) -> Range<Int> {
 /// overwritten right after staging, as training does, so a save that did not copy them fails
 /// the value checks. Like `CheckpointSaver`, the commit waits at "step boundaries" (a short
 /// sleep standing for a training step) until an allreduce says every rank's file is written.
-func saveCheckpoint(_ world: Communicator, directory: String, step: Int, keep: Int, large: Bool) throws {
+func saveCheckpoint(_ world: Communicator, directory: String, step: Int, keep: Int, large: Bool,
+                    compression: CheckpointCompression = .zstd) throws {
     let writer = try CheckpointWriter(directory: directory, step: step, communicator: world)
+    writer.compression = compression
     for (t, tensor) in checkpointTensors(large: large).enumerated() {
         let count = tensor.shape.reduce(1, *)
         let ranges: [Range<Int>] = tensor.name.contains("up_proj")
@@ -115,6 +117,23 @@ func checkpointUnitChecks(_ world: Communicator, _ log: Log, directory: String) 
         try expectCheckpointError("flipped-read", .corruptFrame, mentioning: pieces) { _ = try reader.read(name: upProj) }
         // Other tensors in the same file still load.
         try expect("flipped-other", try reader.read(name: embed).count, 1001, rank: rank)
+    }
+    try check("checkpoint-flipped-stored-byte", world, log) {
+        // A stored (uncompressed) frame has no zstd checksum: the index's CRC-32C catches the flip.
+        let stored = directory + "/stored"
+        try saveCheckpoint(world, directory: stored, step: 2, keep: 0, large: false, compression: CheckpointCompression.none)
+        let step = stored + "/step_00000002"
+        let index = try CheckpointReader(stepDirectory: step).index
+        let slice = try expectSome(index.tensors.first { $0.name == upProj }?.slices.last, "up_proj slice")
+        try expect("stored-length", slice.length, 13 + 3 + slice.bytes, rank: rank)
+        let path = step + "/" + slice.file
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[slice.offset + slice.length / 2] ^= 0x10
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let reader = try CheckpointReader(stepDirectory: step)
+        let pieces = ["rank_00000.bin fails its checksum", "tensor \(upProj) elements \(slice.start)..<\(slice.end)"]
+        try expectCheckpointError("stored-flipped-verify", .checksumMismatch, mentioning: pieces) { try reader.verify() }
+        try expect("stored-other", try reader.read(name: embed).count, 1001, rank: rank)
     }
     try check("checkpoint-checksum-mismatch", world, log) {
         try saveCheckpoint(world, directory: directory, step: 3, keep: 0, large: false)

@@ -16,7 +16,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let launch = try Launcher.mpirun(1, "mpi-checks", ["checkpoint-unit", directory], timeout: 60)
         #expect(launch.status == 0, "\(launch.standardError)")
-        #expect(launch.lines == ["round-trip", "bad-requests", "flipped-byte", "checksum-mismatch", "truncated",
+        #expect(launch.lines == ["round-trip", "bad-requests", "flipped-byte", "flipped-stored-byte", "checksum-mismatch", "truncated",
                                  "latest-fallback", "keep"].map { "ok checkpoint-\($0)" })
     }
 

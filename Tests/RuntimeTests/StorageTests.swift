@@ -60,6 +60,20 @@ func temporaryPath(_ name: String) -> String {
         #expect(try Zstd.decompress(try Zstd.compress([UInt8]())) == [])
     }
 
+    /// Stored frames are standard zstd frames of raw blocks: libzstd decodes them to the input
+    /// at every size around the 128 KiB block limit, and a truncated one is an error.
+    @Test(arguments: [0, 1, 131_071, 131_072, 131_073, 3 * 131_072 + 5])
+    func storedFramesDecodeWithLibzstd(size: Int) throws {
+        let bytes: [UInt8] = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        let frame = bytes.withUnsafeBytes { Zstd.store($0) }
+        let blocks = max(1, (size + 131_071) / 131_072)
+        #expect(frame.count == 13 + 3 * blocks + size)
+        #expect(try Zstd.decompress(frame, expectedSize: size) == bytes)
+        if size > 0 {
+            #expect(throws: ZstdError.self) { try Zstd.decompress(Array(frame.dropLast()), expectedSize: size) }
+        }
+    }
+
     @Test func corruptAndTruncatedFramesAreErrors() throws {
         let bytes: [UInt8] = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 * 7 + $0 / 13) }
         let frame = try Zstd.compress(bytes)
