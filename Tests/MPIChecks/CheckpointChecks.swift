@@ -102,8 +102,9 @@ func checkpointUnitChecks(_ world: Communicator, _ log: Log, directory: String) 
             try values.withUnsafeMutableBufferPointer { try reader.read(name: embed, elements: 1000..<1002, into: $0) }
         }
     }
-    try check("checkpoint-flipped-byte", world, log) {
-        try saveCheckpoint(world, directory: directory, step: 2, keep: 0, large: false)
+    /// Saves step 2 into `directory` and flips a byte in the middle of up_proj's last frame.
+    func saveAndFlipAByte(in directory: String, compression: CheckpointCompression) throws -> (step: String, slice: CheckpointIndex.Slice) {
+        try saveCheckpoint(world, directory: directory, step: 2, keep: 0, large: false, compression: compression)
         let step = directory + "/step_00000002"
         let index = try CheckpointReader(stepDirectory: step).index
         let slice = try expectSome(index.tensors.first { $0.name == upProj }?.slices.last, "up_proj slice")
@@ -111,6 +112,10 @@ func checkpointUnitChecks(_ world: Communicator, _ log: Log, directory: String) 
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         bytes[slice.offset + slice.length / 2] ^= 0x10
         try bytes.write(to: URL(fileURLWithPath: path))
+        return (step, slice)
+    }
+    try check("checkpoint-flipped-byte", world, log) {
+        let (step, slice) = try saveAndFlipAByte(in: directory, compression: .zstd)
         let reader = try CheckpointReader(stepDirectory: step)
         let pieces = ["rank_00000.bin", "tensor \(upProj) elements \(slice.start)..<\(slice.end)"]
         try expectCheckpointError("flipped-verify", .corruptFrame, mentioning: pieces) { try reader.verify() }
@@ -120,16 +125,8 @@ func checkpointUnitChecks(_ world: Communicator, _ log: Log, directory: String) 
     }
     try check("checkpoint-flipped-stored-byte", world, log) {
         // A stored (uncompressed) frame has no zstd checksum: the index's CRC-32C catches the flip.
-        let stored = directory + "/stored"
-        try saveCheckpoint(world, directory: stored, step: 2, keep: 0, large: false, compression: CheckpointCompression.none)
-        let step = stored + "/step_00000002"
-        let index = try CheckpointReader(stepDirectory: step).index
-        let slice = try expectSome(index.tensors.first { $0.name == upProj }?.slices.last, "up_proj slice")
+        let (step, slice) = try saveAndFlipAByte(in: directory + "/stored", compression: CheckpointCompression.none)
         try expect("stored-length", slice.length, 13 + 3 + slice.bytes, rank: rank)
-        let path = step + "/" + slice.file
-        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        bytes[slice.offset + slice.length / 2] ^= 0x10
-        try bytes.write(to: URL(fileURLWithPath: path))
         let reader = try CheckpointReader(stepDirectory: step)
         let pieces = ["rank_00000.bin fails its checksum", "tensor \(upProj) elements \(slice.start)..<\(slice.end)"]
         try expectCheckpointError("stored-flipped-verify", .checksumMismatch, mentioning: pieces) { try reader.verify() }
