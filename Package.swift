@@ -12,7 +12,7 @@ let nativeSwift: [SwiftSetting] = [
 ]
 let nativeC: [CSetting] = [.unsafeFlags(["-march=\(targetCPU)", "-O3"])]
 // MeshLM's own modules are optimized in debug builds too (the test targets are not): the tests
-// run the debug binaries under mpirun, and unoptimized kernels made the suite ~15x slower
+// run the debug binaries under mpirun, and unoptimized kernels made the tests ~6x slower
 // (docs/architecture.md, "Build").
 let sourceSwift: [SwiftSetting] = nativeSwift + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 

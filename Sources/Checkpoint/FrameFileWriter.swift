@@ -36,8 +36,8 @@ public enum CheckpointCompression: String, ConfigChoice {
 
 /// Chooses, batch by batch, whether a save's next frames are compressed or stored, from what
 /// the save measured so far: compression's rate over its threads (C, bytes in per second), its
-/// ratio (r) and the disk's rate (D, bytes written per second of the writer, which waits for
-/// writeback beyond a window, so its time is the disk's). Compressed frames save at
+/// ratio (r) and the disk's rate (D, bytes written per second of the writer, which calls
+/// `fdatasync` every `FrameFileWriter.writebackWindow` bytes, so its time is the disk's). Compressed frames save at
 /// min(C, r·D), stored ones at D: compress while C > D and r > 1. A writer that is starved
 /// (compression too slow) measures a high D, which turns frames to stored until the disk is the
 /// bound again, so the mix settles where both sides are busy (as `zstd --adapt` does).
@@ -46,8 +46,7 @@ final class CompressionChoice: @unchecked Sendable {
     private let lock = NSLock()
     private var compressedIn = 0, compressedOut = 0, compressSeconds = 0.0
     private var writtenBytes = 0, writeSeconds = 0.0
-    /// Frames compressed and stored so far (for the log and tests).
-    private(set) var compressedFrames = 0, storedFrames = 0
+    private var compressedFrames = 0, storedFrames = 0
 
     init(_ mode: CheckpointCompression) { self.mode = mode }
 
@@ -89,6 +88,7 @@ final class CompressionChoice: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Frames compressed and stored so far (`meshlm bench checkpoint` reports them).
     var counts: (compressed: Int, stored: Int) {
         lock.lock()
         defer { lock.unlock() }
@@ -97,12 +97,12 @@ final class CompressionChoice: @unchecked Sendable {
 }
 
 /// Appends compressed frames to a shard file in order on a serial queue, so writing one batch
-/// overlaps compressing the next; starts writeback after each frame and waits for it beyond
+/// overlaps compressing the next; starts writeback after each frame and calls `fdatasync` every
 /// `writebackWindow` bytes (so the dirty data in flight stays bounded and the writer's time is
 /// the disk's), and fsyncs at `finish`. Records each frame's place for the index; the first
 /// error stops further writes.
 final class FrameFileWriter: @unchecked Sendable {
-    /// Bytes written but not yet known to be on the device, at most (plus one frame).
+    /// Bytes written since the last `fdatasync`, at most (plus one frame).
     static let writebackWindow = 64 << 20
     private var durableOffset = 0
     private let choice: CompressionChoice?

@@ -291,8 +291,11 @@ struct ReferencePass {
         let cache = PreferenceReference(directory: settings.run.dir + "/reference", name: name, rows: rows, identity: identity)
         let train = settings.train
         let batchesPerCall = max(1, train.globalBatchSize / (train.microBatchSize * mesh.dataContext.size))
-        let permutation = SamplePermutation(count: rows.rows.count, seed: UInt64(train.seed), epoch: 0)
-        let order = rows.rows.indices.map { inTrainingOrder && settings.data.shuffle ? permutation[$0] : $0 }
+        var order = Array(rows.rows.indices)
+        if inTrainingOrder && settings.data.shuffle {
+            let permutation = SamplePermutation(count: rows.rows.count, seed: UInt64(train.seed), epoch: 0)
+            order = order.map { permutation[$0] }
+        }
         // Built on first need only: a complete cache (a resumed run) loads no model.
         func model() throws -> ParallelModel {
             if let policy { return policy }

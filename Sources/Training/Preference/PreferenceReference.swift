@@ -59,13 +59,13 @@ public struct PreferenceReference {
     /// rank returns the same figures.
     public func compute(_ rows: PreferencePackedRows, order: [Int], model makeModel: () throws -> ParallelModel, rowsPerBatch: Int, batchesPerCall: Int,
                         dataCommunicator: Communicator, world: Communicator, saveEvery: Int = 8) throws -> Outcome {
+        precondition(order.count == rows.rows.count, "the order lists \(order.count) of \(rows.rows.count) rows")
         let start = monotonicSeconds()
         var (values, done) = try world.collectively { try load(rows) }
         // A row counts as cached only where every rank read it so: all ranks then make the same calls.
         try world.allreduce(&done, .min)
         var model: ParallelModel?
         let cached = done.reduce(0) { $0 + Int($1) }
-        precondition(order.count == rows.rows.count, "the order lists \(order.count) of \(rows.rows.count) rows")
         let pending = order.filter { done[$0] == 0 }
         let degree = dataCommunicator.size, rank = dataCommunicator.rank
         let rowsPerCall = rowsPerBatch * batchesPerCall
