@@ -7,23 +7,56 @@ public final class MetricsLog {
     public let path: String
     private let handle: FileHandle?
 
-    /// Opens the file on rank 0 (other ranks hold no file). `append` continues a resumed run's
-    /// file; otherwise it starts empty.
-    public init(directory: String, rank: Int, append: Bool) throws {
+    /// Rows of steps at or after the resumed step that `init` dropped (they were logged after
+    /// the checkpoint the run resumes from, and the resumed run logs those steps again).
+    public private(set) var droppedRows = 0
+
+    /// Opens the file on rank 0 (other ranks hold no file). A run resuming at step `resumingAt`
+    /// continues its file without the rows of steps ≥ that step (and a torn last line), so the
+    /// file holds each step once; a run from step 0 starts it empty.
+    public init(directory: String, rank: Int, resumingAt start: Int) throws {
         path = URL(fileURLWithPath: directory).appendingPathComponent("metrics.jsonl").path
         guard rank == 0 else {
             handle = nil
             return
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        if !append || !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw JobError("cannot create \(path)")
+        if start > 0, let existing = FileManager.default.contents(atPath: path) {
+            let (kept, dropped) = Self.rows(of: existing, before: start)
+            if kept.count != existing.count {
+                do {
+                    try kept.write(to: URL(fileURLWithPath: path), options: .atomic)
+                } catch {
+                    throw JobError("cannot rewrite \(path) without the rows of steps ≥ \(start) (\(error.localizedDescription)); "
+                                   + "check the run directory is writable")
+                }
             }
+            droppedRows = dropped
+        } else if !FileManager.default.createFile(atPath: path, contents: nil) {
+            throw JobError("cannot create \(path); check that the run directory \(directory) is writable")
         }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw JobError("cannot open \(path) for writing") }
         handle.seekToEndOfFile()
         self.handle = handle
+    }
+
+    /// The complete lines of a metrics file whose `step` is below `start` (lines without a
+    /// step are kept), and how many rows were left out.
+    static func rows(of file: Data, before start: Int) -> (kept: Data, dropped: Int) {
+        var kept = Data(), dropped = 0
+        var lineStart = file.startIndex
+        while let newline = file[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+            let line = file[lineStart...newline]
+            lineStart = newline + 1
+            let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any]
+            if let step = object?["step"] as? Int, step >= start {
+                dropped += 1
+            } else {
+                kept.append(line)
+            }
+        }
+        if lineStart < file.endIndex { dropped += 1 }  // a torn last line, from a crash mid-write
+        return (kept, dropped)
     }
 
     public func write(_ line: JSONLine) {

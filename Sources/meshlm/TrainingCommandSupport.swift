@@ -103,7 +103,10 @@ enum TrainingCommandSupport {
             log.info("\(label): the run's checkpoint is at step \(start); nothing left to do before step \(end)")
             return
         }
-        let metrics = try world.collectively { try MetricsLog(directory: settings.run.dir, rank: world.rank, append: start > 0) }
+        let metrics = try world.collectively { try MetricsLog(directory: settings.run.dir, rank: world.rank, resumingAt: start) }
+        if metrics.droppedRows > 0 {
+            log.info("\(label): dropped \(metrics.droppedRows) rows of metrics.jsonl logged after the checkpoint (steps ≥ \(start) run again)")
+        }
         let cores = world.size * context.threads
         let peakPerCore = try CPUInfo.measureFMAPeakPerCore(world: world, seconds: 0.05)
         announce(metrics)

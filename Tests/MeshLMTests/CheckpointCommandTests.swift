@@ -65,6 +65,13 @@ import Testing
         #expect(resumed.standardError.contains("skipping checkpoint \(newest)") || resumed.standardOutput.contains("skipping checkpoint \(newest)"),
                 "no fallback warning: \(resumed.standardOutput) \(resumed.standardError)")
         #expect(resumed.standardOutput.contains("pretrain: resuming at step 2"))
+        // metrics.jsonl holds each step once: the rows of steps 2 and 3 logged after the
+        // checkpoint it resumed from are dropped, not kept beside the resumed run's.
+        #expect(resumed.standardOutput.contains("dropped 2 rows of metrics.jsonl"), "\(resumed.standardOutput)")
+        let rows = try String(contentsOfFile: asyncRun + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+            try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(rows.compactMap { $0["step"] as? Int } == Array(0..<6))
 
         // A truncated file: verify and load both name it.
         let truncated = syncRun + "/checkpoints/step_00000004/rank_00000.bin"
