@@ -77,8 +77,12 @@ on_usr1() {
     [ -n "$step_pid" ] && kill -USR1 "$step_pid" 2>/dev/null || true
 }
 on_term() {
-    slurm_log "SIGTERM: stopping the job step"
-    [ -n "$step_pid" ] && kill -TERM "$step_pid" 2>/dev/null || true
+    # A SIGTERM to the batch script (scancel --batch, a preemption) asks for a clean stop. Both
+    # launchers kill the ranks on SIGTERM -- srun cancels the step, mpirun (Open MPI 4.1) aborts
+    # the job a second later -- before a checkpoint can be written; both forward SIGUSR1, which
+    # the ranks take as "save and exit 0". Unlike on_usr1, the job is not requeued.
+    slurm_log "SIGTERM: asking the step to checkpoint and stop (passed on as SIGUSR1: the launcher would kill the ranks on SIGTERM)"
+    [ -n "$step_pid" ] && kill -USR1 "$step_pid" 2>/dev/null || true
 }
 
 # Runs `meshlm ARGS...` on every task of the allocation and exits with its status.

@@ -75,6 +75,57 @@ enum Launcher {
     }
 }
 
+extension Launcher {
+    /// Starts `executable arguments…` with every signal unblocked and at its default action,
+    /// standard output and error appended to `log`, and returns its pid (the caller signals
+    /// and waits for it). `Process` children inherit the blocked signals of the test's
+    /// threads, so a SIGTERM or SIGUSR1 sent to them would never arrive.
+    static func spawnWithDefaultSignals(_ executable: String, _ arguments: [String], log: String) throws -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in argv + envp { free(pointer) } }
+        var pid = pid_t()
+        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard status == 0 else { throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EINVAL) }
+        return pid
+    }
+
+    /// Waits up to `timeout` seconds for `pid` to exit and returns its exit status (128 + the
+    /// signal if it was killed), or nil after killing it when it did not finish in time.
+    static func waitForExit(_ pid: pid_t, timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while Date() < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let signal = status & 0x7f
+                return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+            }
+            usleep(50_000)
+        }
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+        return nil
+    }
+}
+
 /// A value shared with a reader thread.
 final class Locked<Value>: @unchecked Sendable {
     private var value: Value

@@ -236,4 +236,35 @@ func losses(in run: URL) throws -> [Int: Double] {
         #expect(second.status == 0, "\(second.standardError)")
         #expect(second.standardOutput.contains("pretrain: resuming at step \(step)"))
     }
+
+    /// SIGTERM to the launcher (what `kill PID` and batch systems send) stops the job cleanly:
+    /// Open MPI's mpirun would abort on it and kill the ranks a second later, so
+    /// tools/mpirun-stoppable.sh passes it on as SIGUSR1; every rank saves, the job exits 0.
+    @Test func sigtermToTheLauncherSavesAndExitsZero() throws {
+        let config = repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-sigterm-\(getpid())")
+        let log = run.path + ".log"
+        defer { try? FileManager.default.removeItem(at: run); try? FileManager.default.removeItem(atPath: log) }
+        let meshlm = Launcher.productsDirectory.appendingPathComponent("meshlm").path
+        let script = repositoryRoot.appendingPathComponent("tools/mpirun-stoppable.sh").path
+        let pid = try Launcher.spawnWithDefaultSignals("/bin/bash", [
+            script, "-np", "2", "--oversubscribe", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1", meshlm,
+            "pretrain", "--config", config, "--set", "run.dir=\(run.path)", "--set", "data.train=\(testShards.path)",
+            "--set", "data.eval=\(testShards.path)", "--set", "train.steps=100000", "--set", "train.log_interval=1",
+            "--set", "train.eval_interval=0", "--set", "train.seq_len=32", "--set", "model.hidden_size=32",
+            "--set", "model.intermediate_size=64", "--set", "model.num_hidden_layers=1"], log: log)
+        let metrics = run.appendingPathComponent("metrics.jsonl").path
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 3 {
+            usleep(100_000)
+        }
+        kill(pid, SIGTERM)
+        let status = Launcher.waitForExit(pid, timeout: 90)
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("pretrain: SIGUSR1 received; saved "), "\(output)")
+        let latest = try String(contentsOf: run.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoints/\(latest)/COMMITTED").path))
+    }
 }

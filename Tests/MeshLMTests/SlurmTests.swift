@@ -70,6 +70,36 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("plot.svg").path))
     }
 
+    /// `scancel --signal=TERM --batch` (what a preemption or an administrator sends the batch
+    /// script) stops a pretraining job cleanly under either launcher: every rank saves a
+    /// checkpoint and the job completes with 0. The script passes the signal on as SIGUSR1: srun
+    /// cancels the step on SIGTERM, and Open MPI's mpirun aborts the job.
+    @Test(arguments: ["srun", "mpirun"]) func sigtermStopsAPretrainJobWithACheckpoint(launcher: String) throws {
+        let directory = try SlurmCluster.jobDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let shards = try SlurmCluster.shards(in: directory)
+        let run = directory.appendingPathComponent("run")
+        let config = repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path
+        let overrides = ["data.train=\(shards)", "data.eval=\(shards)", "run.dir=\(run.path)", "train.steps=100000",
+                         "train.log_interval=1", "train.eval_interval=0", "train.seq_len=32", "model.hidden_size=32",
+                         "model.intermediate_size=64", "model.num_hidden_layers=1"]
+        let id = try SlurmCluster.start("pretrain.sbatch", sbatch: ["-n", "2", "-O"], arguments: [config] + overrides.flatMap { ["--set", $0] },
+                                        in: directory, environment: ["MESHLM_LAUNCHER": launcher])
+        let metrics = run.appendingPathComponent("metrics.jsonl").path
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 3 {
+            usleep(100_000)
+        }
+        let cancel = try SlurmCluster.slurm(["scancel", "--batch", "--signal=TERM", id])
+        #expect(cancel.status == 0, "\(cancel.standardError)")
+        let job = try SlurmCluster.wait(for: id, restarts: 0)
+        #expect(job.state == "COMPLETED" && job.exitCode == "0:0", "\(job.state) \(job.exitCode): \(job.output)")
+        #expect(job.output.contains("pretrain: SIGUSR1 received; saved "), "\(job.output)")
+        let latest = try String(contentsOf: run.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoints/\(latest)/COMMITTED").path))
+    }
+
     /// LoRA fine-tuning on 2 tasks through slurm/sft.sbatch, from the imported Qwen2 base of
     /// SFTCommandTests on the shipped instruction set.
     @Test func sftJobFineTunes() throws {
@@ -184,17 +214,23 @@ struct SlurmCluster: SuiteTrait, TestScoping {
 
     private static var environment: [String: String] { ["SLURM_CONF": configuration, "MESHLM": meshlm] }
 
-    private static func slurm(_ arguments: [String]) throws -> Launch {
-        try Launcher.run("/usr/bin/env", arguments, environment: environment, timeout: 30)
+    static func slurm(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Launch {
+        try Launcher.run("/usr/bin/env", arguments, environment: environment.merging(extra) { _, new in new }, timeout: 30)
     }
 
     /// `sbatch SBATCH... slurm/SCRIPT ARGUMENTS...` with `--chdir directory`, then waits for the job.
     static func submit(_ script: String, sbatch: [String], arguments: [String], in directory: URL) throws -> SlurmJob {
+        try wait(for: try start(script, sbatch: sbatch, arguments: arguments, in: directory), restarts: 0)
+    }
+
+    /// Submits like `submit` (with `environment` added to the job's) and returns the job ID at once.
+    static func start(_ script: String, sbatch: [String], arguments: [String], in directory: URL,
+                      environment: [String: String] = [:]) throws -> String {
         let scriptPath = repositoryRoot.appendingPathComponent("slurm/\(script)").path
-        let submission = try slurm(["sbatch", "--parsable", "--chdir", directory.path] + sbatch + [scriptPath] + arguments)
+        let submission = try slurm(["sbatch", "--parsable", "--chdir", directory.path] + sbatch + [scriptPath] + arguments,
+                                   environment: environment)
         try #require(submission.status == 0, "sbatch failed: \(submission.standardError)")
-        let id = String(submission.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines).prefix { $0 != ";" })
-        return try wait(for: id, restarts: 0)
+        return String(submission.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines).prefix { $0 != ";" })
     }
 
     /// `scontrol requeue` of an ended job, started again within about a second (not after
@@ -218,7 +254,7 @@ struct SlurmCluster: SuiteTrait, TestScoping {
 
     /// Polls `scontrol show job` every 0.25 s (`sbatch --wait` polls far more slowly) until the
     /// job has been restarted `restarts` times and has ended.
-    private static func wait(for id: String, restarts: Int, timeout: Double = 60) throws -> SlurmJob {
+    static func wait(for id: String, restarts: Int, timeout: Double = 60) throws -> SlurmJob {
         let finalStates: Set<String> = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"]
         let deadline = Date().addingTimeInterval(timeout)
         var fields: [String: String] = [:]
