@@ -27,6 +27,21 @@ import Testing
         #expect(!choice.compressesNext(threads: 4))
     }
 
+    /// A save that starts with incompressible tensors (weights) stores them, but probes every
+    /// few batches and turns to compression when the frames at hand compress (moments).
+    @Test func probesWhileStoringAndTurnsToCompressibleFrames() {
+        let choice = CompressionChoice(.auto)
+        choice.recordCompression(bytesIn: 16_000_000, bytesOut: 16_000_400, seconds: 0.016)
+        choice.recordWrite(bytes: 16_000_000, seconds: 0.05)  // 320 MB/s: 2 threads at 1 GB/s outrun it
+        let decisions = (0..<CompressionChoice.probeInterval).map { _ in choice.compressesNext(threads: 2) }
+        #expect(decisions == Array(repeating: false, count: CompressionChoice.probeInterval - 1) + [true],
+                "stored, then a probe: \(decisions)")
+        // The probe's frame compresses 1.3×: the next batches compress.
+        choice.recordCompression(bytesIn: 16_000_000, bytesOut: 12_300_000, seconds: 0.016)
+        #expect(choice.compressesNext(threads: 2))
+        #expect(choice.compressesNext(threads: 2))
+    }
+
     @Test func fixedModesIgnoreTheRates() {
         for (mode, compresses) in [(CheckpointCompression.zstd, true), (.none, false)] {
             let choice = CompressionChoice(mode)
