@@ -274,6 +274,7 @@ public final class TokenShardWriter {
             throw DataError("\(temporary): \(error)")
         }
         if killAtShard == shards.count { kill(getpid(), SIGKILL) }
+        if ledger != nil { try synchronize(temporary) }
         let attributes = try? FileManager.default.attributesOfItem(atPath: temporary)
         let bytes = (attributes?[.size] as? NSNumber)?.intValue ?? 0
         let checksum = try SHA256.hex(ofFile: temporary)
@@ -293,6 +294,16 @@ public final class TokenShardWriter {
         documentOffsets.removeAll(keepingCapacity: true)
         lossMask.removeAll(keepingCapacity: true)
         sampleValues.removeAll(keepingCapacity: true)
+    }
+
+    /// Flushes the file at `path` to the disk: a ledger entry must not outlive its shard's bytes
+    /// when the machine goes down.
+    private func synchronize(_ path: String) throws(DataError) {
+        let descriptor = open(path, O_RDONLY)
+        defer { if descriptor >= 0 { close(descriptor) } }
+        guard descriptor >= 0, fsync(descriptor) == 0 else {
+            throw DataError("\(path): fsync failed: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The HDF5 file is closed when `file` goes out of scope here, before the caller reads it back.
