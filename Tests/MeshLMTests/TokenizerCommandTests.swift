@@ -116,7 +116,8 @@ import Testing
     }
 
     /// An output that exists or cannot be made is refused before any counting or tokenizing,
-    /// with one message under mpirun; `--overwrite` replaces a tokenizer, missing parent
+    /// with one message under mpirun (every check runs in one collective step, so one mpirun
+    /// case per command shows the agreement); `--overwrite` replaces a tokenizer, missing parent
     /// directories are made, and relative outputs work.
     @Test func outputsAreCheckedBeforeAnyWork() throws {
         let directory = Self.scratch("outputs")
@@ -128,13 +129,13 @@ import Testing
                               : try Launcher.mpirun(ranks, "meshlm", arguments)
         }
         let refusals = [
-            (file, "\(file): exists (pass --overwrite to replace it, or choose another --output)"),
-            (directory.path, "\(directory.path): is a directory (--output names the tokenizer.json file to write)"),
-            (file + "/t.json", "\(file)/t.json: cannot be created: \(file) is not a directory (choose another --output)"),
-            ("/proc/meshlm-t.json", "/proc/meshlm-t.json: cannot be created: /proc takes no new files ("),
+            (2, file, "\(file): exists (pass --overwrite to replace it, or choose another --output)"),
+            (1, directory.path, "\(directory.path): is a directory (--output names the tokenizer.json file to write)"),
+            (1, file + "/t.json", "\(file)/t.json: cannot be created: \(file) is not a directory (choose another --output)"),
+            (1, "/proc/meshlm-t.json", "/proc/meshlm-t.json: cannot be created: /proc takes no new files ("),
         ]
-        for (output, message) in refusals {
-            let launch = try train(output)
+        for (ranks, output, message) in refusals {
+            let launch = try train(output, ranks: ranks)
             #expect(launch.status != 0)
             #expect(launch.standardError.components(separatedBy: "meshlm: error").count == 2, "\(launch.standardError)")
             #expect(launch.standardError.contains("meshlm: error: " + message), "\(launch.standardError)")
@@ -155,9 +156,10 @@ import Testing
         #expect(shards.status == 0, "\(shards.standardError)")
         #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("shards/manifest.json").path))
 
-        for (output, message) in [(file + "/s", "\(file)/s: cannot be created: \(file) is not a directory (choose another --output)"),
-                                  ("/proc/meshlm-s", "/proc/meshlm-s: cannot be created: /proc takes no new files (")] {
-            let launch = try Launcher.mpirun(2, "meshlm", ["data", "tokenize", "--input", Self.corpus, "--output", output])
+        for (ranks, output, message) in [(2, file + "/s", "\(file)/s: cannot be created: \(file) is not a directory (choose another --output)"),
+                                         (1, "/proc/meshlm-s", "/proc/meshlm-s: cannot be created: /proc takes no new files (")] {
+            let arguments = ["data", "tokenize", "--input", Self.corpus, "--output", output]
+            let launch = ranks == 1 ? try Launcher.plain("meshlm", arguments) : try Launcher.mpirun(ranks, "meshlm", arguments)
             #expect(launch.status != 0)
             #expect(launch.standardError.components(separatedBy: "meshlm: error").count == 2, "\(launch.standardError)")
             #expect(launch.standardError.contains("meshlm: error: " + message), "\(launch.standardError)")
