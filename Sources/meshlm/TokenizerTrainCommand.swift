@@ -20,7 +20,7 @@ struct TokenizerTrainCommand: ParsableCommand {
 
     @Option(name: .long, parsing: .upToNextOption, help: "Input files or directories (.jsonl, .jsonl.zst, .txt).") var input: [String] = []
     @Option(name: .customLong("vocab-size"), help: "Total ids: 256 bytes + merges + special tokens.") var vocabSize: Int
-    @Option(name: .long, help: "The tokenizer.json to write.") var output: String
+    @Option(name: .long, help: "The tokenizer.json to write (missing parent directories are made; an existing file is refused unless --overwrite).") var output: String
     @Option(name: .customLong("special-tokens"), parsing: .upToNextOption,
             help: "Special tokens, given the last ids in this order (must include <|end_of_text|> or <|endoftext|>).")
     var specialTokens: [String] = BPEModel.defaultSpecialTokens
