@@ -27,7 +27,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "corpus $corpus ($(du -m "$corpus" | cut -f1) MB JSONL), vocab $vocab, one thread, median of $repeats; the machine is shared, figures are noisy"
 for _ in $(seq "$repeats"); do
     start=$(date +%s.%N)
-    "$meshlm" tokenizer train --threads 1 --input "$corpus" --vocab-size "$vocab" --output "$work/meshlm.json" >/dev/null 2>"$work/train.log"
+    "$meshlm" tokenizer train --threads 1 --input "$corpus" --vocab-size "$vocab" --output "$work/meshlm.json" --overwrite >/dev/null 2>"$work/train.log"
     echo "$(date +%s.%N) - $start" | bc
 done | median >"$work/meshlm-train"
 hf_train=$("$python" "$repo/tools/bench-tokenizer-peers.py" train --input "$corpus" --vocab-size "$vocab" --repeats "$repeats")

@@ -17,6 +17,14 @@ import Runtime
 /// samples with a value each (`sample_values`: a pair's margin, a KTO sample's label), recorded
 /// by `finish(inputs:preference:)`. A writer holds one kind.
 ///
+/// A resumable writer (`data tokenize`) commits each shard to a progress ledger
+/// (`OUT/.progress/STAGE/NNNNN.done`, the shard's manifest entry) once it is renamed into place,
+/// and removes the ledger after the manifest. A directory holding such a ledger with the same
+/// fingerprint and no manifest (a run killed mid-way) is resumed: the committed shards are kept,
+/// leftovers (temporary files, shard files no ledger entry names) removed, and the caller skips
+/// the `resumedDocuments` documents they hold; the result is the same bytes as one uninterrupted
+/// run.
+///
 /// Memory: one shard's tokens (`shardTokens` × 2 or 4 bytes, and one byte each for a mask).
 public final class TokenShardWriter {
     public struct Options: Sendable {
@@ -57,6 +65,17 @@ public final class TokenShardWriter {
     private var finished = false
     /// Whether `init` made the directory (then `abandon` removes it again when it is empty).
     private var createdDirectory = false
+    /// The ledger of committed shards of a resumable writer; nil otherwise.
+    private var ledger: ProgressLedger?
+    /// A test hook: `MESHLM_TEST_KILL_AFTER=STAGE:N` makes a resumable writer SIGKILL its
+    /// process while shard N is written under its temporary name (after N shards were
+    /// committed), to test resuming after `kill -9`.
+    private var killAtShard: Int?
+    /// Documents in the shards a killed run committed, which this writer kept (0 for a fresh
+    /// run): the caller appends the documents after them.
+    public private(set) var resumedDocuments = 0
+    /// Shards a killed run committed, which this writer kept.
+    public private(set) var resumedShards = 0
 
     /// Tokens in finished shards plus the current one.
     public var tokenCount: Int { shards.reduce(0) { $0 + $1.tokens } + pendingTokenCount }
@@ -71,8 +90,12 @@ public final class TokenShardWriter {
 
     /// Prepares `directory`: created when missing; an existing non-empty one is refused unless
     /// `options.overwrite`, which removes its manifest first (so it stops being a dataset at
-    /// once) and then its shard files.
-    public init(directory: String, tokenizer: TokenizerIdentity, options: Options = Options()) throws(DataError) {
+    /// once) and then its shard files (and `resumable`'s ledger), or unless `resumable` is given
+    /// and the directory holds that stage's ledger and no manifest (a killed run, resumed). An
+    /// existing directory must take a file. `resumable` names the ledger's stage and the
+    /// fingerprint of the inputs and options (`ProgressLedger`).
+    public init(directory: String, tokenizer: TokenizerIdentity, options: Options = Options(),
+                resumable: (stage: String, fingerprint: String)? = nil) throws(DataError) {
         guard options.shardTokens >= 1 else { throw DataError("shard size must be at least 1 token, got \(options.shardTokens)") }
         guard options.chunkTokens >= 1 else { throw DataError("chunk size must be at least 1 token, got \(options.chunkTokens)") }
         guard (0...9).contains(options.deflateLevel) else {
@@ -82,23 +105,39 @@ public final class TokenShardWriter {
         self.tokenizer = tokenizer
         self.options = options
         self.dtype = TokenDType(vocabSize: tokenizer.vocabSize)
-        try prepareDirectory()
+        try prepareDirectory(ledgerStage: resumable?.stage)
+        if let resumable {
+            let ledger = try ProgressLedger(output: directory, stage: resumable.stage, fingerprint: resumable.fingerprint)
+            self.ledger = ledger
+            try resume(from: ledger)
+            if let hook = ProcessInfo.processInfo.environment["MESHLM_TEST_KILL_AFTER"], hook.hasPrefix(resumable.stage + ":") {
+                killAtShard = Int(hook.dropFirst(resumable.stage.count + 1))
+            }
+        }
     }
 
-    private func prepareDirectory() throws(DataError) {
+    private func prepareDirectory(ledgerStage: String?) throws(DataError) {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         if manager.fileExists(atPath: directory, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else { throw DataError("\(directory): exists and is not a directory") }
             let entries = (try? manager.contentsOfDirectory(atPath: directory)) ?? []
-            guard !entries.isEmpty else { return }
-            guard options.overwrite else {
-                throw DataError("\(directory): output directory exists and is not empty (choose another, or pass --overwrite to replace its shards)")
+            if options.overwrite {
+                let ours = entries.filter { $0 == ShardManifest.fileName || $0 == ShardManifest.fileName + ".tmp" || Self.isShardFile($0) }
+                    .sorted { ($0 == ShardManifest.fileName ? 0 : 1, $0) < ($1 == ShardManifest.fileName ? 0 : 1, $1) }
+                for name in ours { try remove(name) }
+                if let ledgerStage, ProgressLedger.exists(output: directory, stage: ledgerStage) {
+                    try remove(".progress/" + ledgerStage)
+                }
+            } else if !entries.isEmpty {
+                let killed = ledgerStage.map { !entries.contains(ShardManifest.fileName) && ProgressLedger.exists(output: directory, stage: $0) }
+                guard killed == true else {
+                    throw DataError("\(directory): output directory exists and is not empty (choose another, or pass --overwrite to replace its shards)")
+                }
             }
-            let ours = entries.filter { $0 == ShardManifest.fileName || Self.isShardFile($0) }
-                .sorted { ($0 == ShardManifest.fileName ? 0 : 1, $0) < ($1 == ShardManifest.fileName ? 0 : 1, $1) }
-            for name in ours { try remove(name) }
+            try OutputPath.checkWritable(directory: directory)
         } else {
+            try OutputPath.checkCreatable(directory)
             do {
                 try manager.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 createdDirectory = true
@@ -106,6 +145,32 @@ public final class TokenShardWriter {
                 throw DataError("\(directory): cannot create the output directory: \(error.localizedDescription)")
             }
         }
+    }
+
+    /// Keeps the shards `ledger` records (checking each file's size) and removes the other
+    /// shard files and temporary files a killed run left.
+    private func resume(from ledger: ProgressLedger) throws(DataError) {
+        while let summary = ledger.summary(at: shards.count) {
+            let shard: ShardManifest.Shard
+            do {
+                shard = try JSONDecoder().decode(ShardManifest.Shard.self, from: Data(summary))
+            } catch {
+                throw DataError("\(ledger.directory): the entry of shard \(shards.count) is unreadable (\(error)); delete \(directory) and rerun")
+            }
+            let size = (try? FileManager.default.attributesOfItem(atPath: path(shard.file)))?[.size] as? NSNumber
+            guard size?.intValue == shard.bytes else {
+                throw DataError("\(path(shard.file)): \(size.map { "\($0) bytes" } ?? "missing"), but the progress ledger "
+                                + "recorded \(shard.bytes) bytes; delete \(directory) and rerun")
+            }
+            shards.append(shard)
+        }
+        let committed = Set(shards.map(\.file))
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in entries.sorted() where (Self.isShardFile(name) && !committed.contains(name)) || name == ShardManifest.fileName + ".tmp" {
+            try remove(name)
+        }
+        resumedShards = shards.count
+        resumedDocuments = shards.reduce(0) { $0 + $1.documents }
     }
 
     private static func isShardFile(_ name: String) -> Bool {
@@ -182,6 +247,7 @@ public final class TokenShardWriter {
             throw DataError("\(temporary): cannot be written")
         }
         try rename(temporary, to: path(ShardManifest.fileName))
+        ledger?.remove()
         return manifest
     }
 
@@ -192,6 +258,7 @@ public final class TokenShardWriter {
         let names = shards.map(\.file) + [Self.shardFileName(shards.count) + ".tmp", ShardManifest.fileName + ".tmp"]
         for name in names where FileManager.default.fileExists(atPath: path(name)) { try? remove(name) }
         shards.removeAll()
+        ledger?.remove()
         if createdDirectory, (try? FileManager.default.contentsOfDirectory(atPath: directory))?.isEmpty == true {
             try? FileManager.default.removeItem(atPath: directory)
         }
@@ -206,17 +273,37 @@ public final class TokenShardWriter {
             try? FileManager.default.removeItem(atPath: temporary)
             throw DataError("\(temporary): \(error)")
         }
+        if killAtShard == shards.count { kill(getpid(), SIGKILL) }
+        if ledger != nil { try synchronize(temporary) }
         let attributes = try? FileManager.default.attributesOfItem(atPath: temporary)
         let bytes = (attributes?[.size] as? NSNumber)?.intValue ?? 0
         let checksum = try SHA256.hex(ofFile: temporary)
         try rename(temporary, to: path(name))
-        shards.append(ShardManifest.Shard(file: name, tokens: pendingTokenCount, documents: documentOffsets.count,
-                                          bytes: bytes, sha256: checksum))
+        let shard = ShardManifest.Shard(file: name, tokens: pendingTokenCount, documents: documentOffsets.count,
+                                        bytes: bytes, sha256: checksum)
+        shards.append(shard)
+        if let ledger {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let entry: Data
+            do { entry = try encoder.encode(shard) } catch { throw DataError("\(path(name)): cannot encode its ledger entry: \(error)") }
+            try ledger.markFinished(at: shards.count - 1, summary: [UInt8](entry))
+        }
         shortTokens.removeAll(keepingCapacity: true)
         wideTokens.removeAll(keepingCapacity: true)
         documentOffsets.removeAll(keepingCapacity: true)
         lossMask.removeAll(keepingCapacity: true)
         sampleValues.removeAll(keepingCapacity: true)
+    }
+
+    /// Flushes the file at `path` to the disk: a ledger entry must not outlive its shard's bytes
+    /// when the machine goes down.
+    private func synchronize(_ path: String) throws(DataError) {
+        let descriptor = open(path, O_RDONLY)
+        defer { if descriptor >= 0 { close(descriptor) } }
+        guard descriptor >= 0, fsync(descriptor) == 0 else {
+            throw DataError("\(path): fsync failed: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The HDF5 file is closed when `file` goes out of scope here, before the caller reads it back.

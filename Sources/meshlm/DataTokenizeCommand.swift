@@ -12,7 +12,8 @@ struct DataTokenizeCommand: ParsableCommand {
             Every document is followed by the tokenizer's EOS id. Token ids are uint16 when the vocabulary \
             has at most 65,536 ids, else uint32. The shards are written under temporary names and \
             manifest.json last: a directory without it is not a dataset. A failed run removes the shards it \
-            wrote. Under mpirun every rank tokenizes a share of each batch of documents and rank 0 writes \
+            wrote; a killed one (kill -9) is resumed by rerunning the same command, which keeps its finished \
+            shards (OUT/.progress/tokenize records them). Inputs without text are an error. Under mpirun every rank tokenizes a share of each batch of documents and rank 0 writes \
             the shards in document order: the output is the same bytes on any number of ranks. \
             `shard-text` is the old name of this command.
             """,
@@ -21,7 +22,7 @@ struct DataTokenizeCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
 
     @Option(name: .long, parsing: .upToNextOption, help: "Input files or directories.") var input: [String] = []
-    @Option(name: .long, help: "The shard directory to write (created; must be empty unless --overwrite).") var output: String
+    @Option(name: .long, help: "The shard directory to write (created; must be empty unless --overwrite; a killed run there is resumed).") var output: String
     @Option(name: .long, help: "Tokenizer: 'bytes' or the path of a tokenizer.json (byte-level BPE).") var tokenizer = "bytes"
     @Option(name: .customLong("shard-tokens"), help: "Target tokens per shard file.") var shardTokens = 1 << 25
     @Option(name: .customLong("text-field"), help: "The JSONL field that holds the text.") var textField = "text"
@@ -53,7 +54,7 @@ struct DataTokenizeCommand: ParsableCommand {
             // Input errors happen on every rank at the same document; a failure of rank 0 alone
             // (e.g. a full disk) ends the job through SPMDJob's abort.
             let manifest = try TextSharding.run(files: files, output: output, tokenizer: tokenizer, options: options,
-                                                world: world, progress: progress)
+                                                world: world, progress: progress, log: context.log)
             guard let manifest else { return }
             let seconds = max(Date().timeIntervalSince(start), 1e-9)
             for input in manifest.inputs where input.documents == 0 {

@@ -27,16 +27,19 @@ enum Launcher {
                                         "-x", "OPENBLAS_NUM_THREADS=1", executable] + arguments, timeout: timeout)
     }
 
+    /// `product arguments…` without mpirun, in `directory` when given (for relative paths).
     static func plain(_ product: String, _ arguments: [String], environment extra: [String: String] = [:],
-                      timeout: Double = 120) throws -> Launch {
-        try run(productsDirectory.appendingPathComponent(product).path, arguments, environment: extra, timeout: timeout)
+                      directory: String? = nil, timeout: Double = 120) throws -> Launch {
+        try run(productsDirectory.appendingPathComponent(product).path, arguments, environment: extra, directory: directory,
+                timeout: timeout)
     }
 
     static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
-                    timeout: Double) throws -> Launch {
+                    directory: String? = nil, timeout: Double) throws -> Launch {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         var environment = ProcessInfo.processInfo.environment
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         environment["OPENBLAS_NUM_THREADS"] = "1"

@@ -30,23 +30,51 @@ public struct ProgressLedger: Sendable {
         }
     }
 
-    private func path(_ unit: WorkUnit) -> String {
-        (directory as NSString).appendingPathComponent(unit.paddedIndex + ".done")
+    /// Whether `output` holds a ledger of `stage` (a run that did not finish).
+    public static func exists(output: String, stage: String) -> Bool {
+        let directory = ((output as NSString).appendingPathComponent(".progress") as NSString).appendingPathComponent(stage)
+        return FileManager.default.fileExists(atPath: directory)
+    }
+
+    private func path(_ index: Int) -> String {
+        let digits = String(index)
+        let padded = digits.count >= 5 ? digits : String(repeating: "0", count: 5 - digits.count) + digits
+        return (directory as NSString).appendingPathComponent(padded + ".done")
     }
 
     /// The summary recorded for `unit`, or nil when it is not finished.
-    public func summary(of unit: WorkUnit) -> [UInt8]? {
-        FileManager.default.contents(atPath: path(unit)).map { [UInt8]($0) }
+    public func summary(of unit: WorkUnit) -> [UInt8]? { summary(at: unit.index) }
+
+    /// The summary recorded for the part numbered `index` (a stage whose parts are not input
+    /// files, e.g. `data tokenize`'s shards), or nil when it is not finished.
+    public func summary(at index: Int) -> [UInt8]? {
+        FileManager.default.contents(atPath: path(index)).map { [UInt8]($0) }
     }
 
     public func isFinished(_ unit: WorkUnit) -> Bool {
-        FileManager.default.fileExists(atPath: path(unit))
+        FileManager.default.fileExists(atPath: path(unit.index))
     }
 
     /// Records `unit` as finished with `summary`; call after its outputs are in place.
     public func markFinished(_ unit: WorkUnit, summary: [UInt8]) throws(DataError) {
-        let writer = try AtomicFileWriter(path: path(unit))
+        try markFinished(at: unit.index, summary: summary)
+    }
+
+    /// Records the part numbered `index` as finished with `summary`; call after its outputs are
+    /// in place.
+    public func markFinished(at index: Int, summary: [UInt8]) throws(DataError) {
+        let writer = try AtomicFileWriter(path: path(index))
         try writer.write(summary)
         try writer.finish()
+    }
+
+    /// Deletes the ledger (the stage finished, or gave up), and `.progress` when no other
+    /// stage's ledger is left in it.
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+        let progress = (directory as NSString).deletingLastPathComponent
+        if (try? FileManager.default.contentsOfDirectory(atPath: progress))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: progress)
+        }
     }
 }
