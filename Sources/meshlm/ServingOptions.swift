@@ -27,6 +27,19 @@ struct EngineOptions: ParsableArguments {
                               ("--token-budget", tokenBudget), ("--max-queue", maxQueue)] where value < 1 {
             throw ValidationError("\(name) must be at least 1, got \(value)")
         }
+        // Block ids and slots travel as Int32 (block tables, the tensor-parallel broadcast).
+        let (slots, overflow) = kvBlocks.multipliedReportingOverflow(by: blockSize)
+        guard !overflow, slots <= Int(Int32.max) else {
+            throw ValidationError("--kv-blocks \(kvBlocks) × --block-size \(blockSize) token slots is more than the cache can address (\(Int32.max)); lower them")
+        }
+        // Every running sequence holds a block, every computed token a slot: more can never run,
+        // and the engine would still size its buffers for them.
+        guard maxBatch <= kvBlocks else {
+            throw ValidationError("--max-batch \(maxBatch) is more than --kv-blocks \(kvBlocks): each running sequence holds at least one block; lower --max-batch or raise --kv-blocks")
+        }
+        guard tokenBudget <= slots else {
+            throw ValidationError("--token-budget \(tokenBudget) is more than the cache's \(slots) token slots (--kv-blocks \(kvBlocks) × --block-size \(blockSize)): each token computed in a step takes a slot; lower --token-budget or raise --kv-blocks")
+        }
     }
 
     var configuration: EngineConfiguration {
