@@ -27,6 +27,7 @@ import Testing
             while !Task.isCancelled {
                 let asked = Date()
                 let answer = try? await server.request("/health")
+                if Task.isCancelled { break }  // the uploads are answered; this request was cut short
                 #expect(answer.map { $0 == (200, "ok\n") } == true, "\(String(describing: answer))")
                 slowest = max(slowest, Date().timeIntervalSince(asked))
                 try? await Task.sleep(nanoseconds: 50_000_000)
@@ -148,15 +149,35 @@ import Testing
             (["--max-queue=-1"], "--max-queue must be at least 1, got -1"),
             (["--kv-blocks", "4000000000", "--block-size", "16"],
              "--kv-blocks 4000000000 × --block-size 16 token slots is more than the cache can address (2147483647); lower them"),
-            (["--kv-blocks", "8", "--max-batch", "32"],
-             "--max-batch 32 is more than --kv-blocks 8: each running sequence holds at least one block; lower --max-batch or raise --kv-blocks"),
-            (["--kv-blocks", "8", "--block-size", "4", "--max-batch", "8", "--token-budget", "100"],
-             "--token-budget 100 is more than the cache's 32 token slots (--kv-blocks 8 × --block-size 4): each token computed in a step takes a slot; lower --token-budget or raise --kv-blocks"),
             (["--served-model-name", ""], "--served-model-name is empty: requests name the model by it"),
             (["--host", ""], "--host is empty: give an address to listen on (127.0.0.1, 0.0.0.0, a host name)"),
         ] {
             let (status, _, error) = try runMeshLM(["serve", "--checkpoint", "/nonexistent"] + flags)
             #expect(status != 0 && error.contains(message), "\(flags): \(error)")
+        }
+    }
+}
+
+extension ServerLimitsTests {
+    /// Engine buffers beyond the machine's memory (a 3.3 TB KV cache; 795 GB of activation and
+    /// logits rows) are refused once the model's shape is read, before its weights load (the
+    /// cache used to crash its allocation).
+    @Test func buffersBeyondMemoryAreRefused() throws {
+        let directory = temporaryDirectory("kv-memory")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let step = try writeCheckpoint(serverWeights(), directory: directory + "/checkpoints")
+        for (flags, part, remedy) in [
+            (["--kv-blocks", "100000000", "--block-size", "16"],
+             "the KV cache of --kv-blocks 100000000 × --block-size 16 is 3276.8 GB (2 × 4 layers × 1600000000 slots × 2 KV heads × 32 head dim × 4 bytes) and 512 rows of activations and logits (the larger of --token-budget 512 and --max-batch 32) are 0.0 GB: lower --kv-blocks",
+             "lower --kv-blocks"),
+            (["--token-budget", "100000000"],
+             "the KV cache of --kv-blocks 2048 × --block-size 16 is 0.1 GB (2 × 4 layers × 32768 slots × 2 KV heads × 32 head dim × 4 bytes) and 100000000 rows of activations and logits (the larger of --token-budget 100000000 and --max-batch 32) are 794.8 GB: lower --token-budget and --max-batch",
+             "lower --token-budget and --max-batch"),
+        ] {
+            let (status, _, error) = try runMeshLM(["serve", "--checkpoint", step, "--port", "0", "--threads", "1"] + flags)
+            #expect(status != 0)
+            #expect(error.contains("the engine's buffers need ") && error.contains(" of memory: " + part), "\(flags): \(error)")
+            #expect(error.hasSuffix(remedy + "\n") && !error.contains("Backtrace"), "\(flags): \(error)")
         }
     }
 }
