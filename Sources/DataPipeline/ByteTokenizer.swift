@@ -15,6 +15,8 @@ public struct ByteTokenizer: Tokenizer {
     static let definition = "meshlm byte tokenizer v1: ids 0-255 are the UTF-8 bytes of the text; eos 256, bos 257, pad 258; vocabulary 259"
 
     public let identity: TokenizerIdentity
+    /// Every id is one byte (the special ids are never encoded from text).
+    public var longestTokenByteCount: Int { 1 }
 
     public init() {
         identity = TokenizerIdentity(

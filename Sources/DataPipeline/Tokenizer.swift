@@ -18,6 +18,10 @@ public protocol Tokenizer: Sendable {
     /// The text of `ids`. Special ids are dropped; ids outside the vocabulary (a model with a
     /// larger `vocab_size` may sample one) become U+FFFD.
     func decode(_ ids: [Int32]) -> String
+    /// The most bytes of text one id stands for (a special token's text included), so a text of
+    /// B bytes encodes to at least B / this many ids: a server can refuse a text too long for
+    /// its context before encoding it.
+    var longestTokenByteCount: Int { get }
 }
 
 extension Tokenizer {

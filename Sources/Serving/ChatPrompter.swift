@@ -111,7 +111,11 @@ public struct ChatPrompter: Sendable {
 
     /// The prompt ids of `messages`.
     public func prompt(_ messages: [ChatMessage]) throws(ServingError) -> [Int32] {
-        let text = try text(messages)
+        encode(try text(messages))
+    }
+
+    /// The prompt ids of a text `text(_:)` rendered.
+    public func encode(_ text: String) -> [Int32] {
         switch layout {
         case .plain: return tokenizer.encode(text)
         case .template: return tokenizer.encodeWithSpecialTokens(text)

@@ -59,16 +59,10 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
         return weights
     }
 
-    /// The model in a checkpoint step directory: `model_config.json` (Hugging Face config.json
-    /// format) gives the shape, and every tensor of the layout is read by its HF name; a LoRA
-    /// run's adapters are merged in (`mergeAdapters`).
-    ///
-    /// With `tensorParallel` (degree, rank), only this rank's slices are read: one run per
-    /// tensor for row splits, one per row for the column splits of o_proj and down_proj.
-    public static func load(checkpoint directory: String,
-                            tensorParallel: (degree: Int, rank: Int)? = nil) throws(ServingError) -> InferenceWeights {
-        let stepDirectory = try resolveStepDirectory(directory)
-        let configPath = stepDirectory + "/model_config.json"
+    /// The shape of the model in a checkpoint (its step's `model_config.json`), checked, without
+    /// reading a tensor: what a caller sizes buffers by before `load`.
+    public static func config(checkpoint directory: String) throws(ServingError) -> LlamaConfig {
+        let configPath = try resolveStepDirectory(directory) + "/model_config.json"
         guard let configData = FileManager.default.contents(atPath: configPath) else {
             throw ServingError(.checkpoint, "\(configPath) is missing: the checkpoint has no model config (re-save it with a MeshLM that writes model_config.json, or import the model with `meshlm ckpt import-hf`)")
         }
@@ -82,6 +76,20 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
         guard !config.hasScoreHead else {
             throw ServingError(.checkpoint, "\(configPath): the model has a scalar head (num_labels \(config.numLabels): a reward or value model) and no language-model head; it scores sequences and cannot generate text")
         }
+        return config
+    }
+
+    /// The model in a checkpoint step directory: `model_config.json` (Hugging Face config.json
+    /// format) gives the shape, and every tensor of the layout is read by its HF name; a LoRA
+    /// run's adapters are merged in (`mergeAdapters`).
+    ///
+    /// With `tensorParallel` (degree, rank), only this rank's slices are read: one run per
+    /// tensor for row splits, one per row for the column splits of o_proj and down_proj.
+    public static func load(checkpoint directory: String,
+                            tensorParallel: (degree: Int, rank: Int)? = nil) throws(ServingError) -> InferenceWeights {
+        let stepDirectory = try resolveStepDirectory(directory)
+        let configPath = stepDirectory + "/model_config.json"
+        let config = try self.config(checkpoint: directory)
         let reader: CheckpointReader
         do { reader = try CheckpointReader(stepDirectory: stepDirectory) } catch {
             throw ServingError(.checkpoint, error.description)

@@ -14,6 +14,8 @@ public struct ServingError: Error, CustomStringConvertible, Sendable, Equatable 
         case modelNotFound
         /// The engine has sequences in flight and cannot do what was asked (replace its weights).
         case engineBusy
+        /// A request body is larger than the server reads (HTTP 413).
+        case bodyTooLarge
     }
 
     public let kind: Kind

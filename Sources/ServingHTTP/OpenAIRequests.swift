@@ -94,8 +94,75 @@ struct CompletionRequest: Decodable, Sendable {
 /// `POST /v1/chat/completions`.
 struct ChatRequest: Decodable, Sendable {
     struct Message: Decodable, Sendable {
+        /// OpenAI's `content`: a string or a list of parts, each `{"type": "text", "text": …}`
+        /// or another kind (`image_url`, `input_audio`, …) this server cannot read.
+        enum Content: Decodable, Sendable {
+            case text(String)
+            case parts([Part])
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let text = try? container.decode(String.self) { self = .text(text) }
+                else if let parts = try? container.decode([Part].self) { self = .parts(parts) }
+                else {
+                    throw DecodingError.typeMismatch(String.self, .init(codingPath: decoder.codingPath,
+                                                                        debugDescription: "expected a string or a list of content parts ({\"type\": \"text\", \"text\": …})"))
+                }
+            }
+        }
+
+        struct Part: Decodable, Sendable {
+            var type: String
+            var text: String?
+        }
+
         var role: String
-        var content: String?
+        var content: Content?
+        var toolCalls: [ToolCall]?
+
+        /// Only whether it is there matters: this server reads no tool calls.
+        struct ToolCall: Decodable, Sendable {}
+
+        enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls" }
+
+        /// The roles a chat template is given; OpenAI's `tool` (and `developer`) need tool calls
+        /// and instructions this server does not implement.
+        static let roles = ["system", "user", "assistant"]
+
+        /// The message as the chat template takes it, or why it cannot be: an unknown role, tool
+        /// calls, `content: null` (OpenAI allows it only beside an assistant's tool calls), or a
+        /// part other than text. Text parts are joined in order.
+        func chatMessage(index: Int) throws(ServingError) -> ChatMessage {
+            guard Self.roles.contains(role) else {
+                throw ServingError(.invalidRequest, "messages[\(index)].role '\(role)' is not supported: a message's role is one of \(Self.roles.joined(separator: ", "))",
+                                   parameter: "messages[\(index)].role")
+            }
+            if let toolCalls, !toolCalls.isEmpty {
+                throw ServingError(.invalidRequest, "messages[\(index)] has tool_calls: this server does not take tool calls; send the assistant's reply as text",
+                                   parameter: "messages[\(index)].tool_calls")
+            }
+            switch content {
+            case .text(let text):
+                return ChatMessage(role: role, content: text)
+            case .parts(let parts):
+                var text = ""
+                for (partIndex, part) in parts.enumerated() {
+                    let field = "messages[\(index)].content[\(partIndex)]"
+                    guard part.type == "text" else {
+                        throw ServingError(.invalidRequest, "\(field) is a '\(part.type)' part: this server reads text parts only ({\"type\": \"text\", \"text\": …}); send the message's text",
+                                           parameter: field)
+                    }
+                    guard let partText = part.text else {
+                        throw ServingError(.invalidRequest, "\(field) is a text part without 'text'", parameter: field + ".text")
+                    }
+                    text += partText
+                }
+                return ChatMessage(role: role, content: text)
+            case nil:
+                throw ServingError(.invalidRequest, "messages[\(index)].content is null or missing: only an assistant message with tool_calls may leave it out, and this server takes no tool calls; give the message's text",
+                                   parameter: "messages[\(index)].content")
+            }
+        }
     }
     var model: String
     var messages: [Message]

@@ -1,6 +1,7 @@
 import DataPipeline
 import Foundation
 import Hummingbird
+import NIOCore
 import Serving
 
 /// MeshLM's OpenAI-compatible HTTP API in front of an `EngineLoop`:
@@ -17,6 +18,11 @@ import Serving
 /// Errors use OpenAI's body. A streaming client that disconnects has its sequence cancelled
 /// (its blocks freed) at the next write. SIGTERM/SIGINT stop accepting connections, let running
 /// requests finish, then `run` returns.
+///
+/// Limits (docs/serving.md, "Limits"): a body larger than `bodyByteLimit` is refused unread, a
+/// prompt text longer than `promptByteLimit` untokenized; decoding, rendering and tokenizing run
+/// off Swift's cooperative threads; a connection idle for `idleTimeout`, or whose request body
+/// takes longer than that to arrive, is closed.
 public final class OpenAIServer: Sendable {
     public let loop: EngineLoop
     public let tokenizer: any Tokenizer
@@ -24,17 +30,30 @@ public final class OpenAIServer: Sendable {
     /// The LoRA adapters requests may name, in the engine's order.
     public let adapters: [(name: String, root: String)]
     public let contextLength: Int
+    /// How long a connection may send nothing (between requests or mid-request), and how long a
+    /// request body may take to arrive whole.
+    public let idleTimeout: Duration
+    /// The most bytes of prompt text that can fit the context: no token stands for more than
+    /// the tokenizer's longest token, so a longer text has more tokens than the context holds.
+    public let promptByteLimit: Int
+    /// The largest request body read: room for a prompt of `promptByteLimit` bytes written the
+    /// longest way JSON allows (6 bytes per byte, `\u0001`), or for `contextLength` token ids of
+    /// up to 12 bytes each (`-2147483648,`), plus 1 MiB for everything else; at most 16 MiB.
+    public let bodyByteLimit: Int
     let chat: ChatPrompter
     let created = Int(Date().timeIntervalSince1970)
 
     public init(loop: EngineLoop, tokenizer: any Tokenizer, chat: ChatPrompter, modelName: String, contextLength: Int,
-                adapters: [(name: String, root: String)] = []) {
+                adapters: [(name: String, root: String)] = [], idleTimeout: Duration = .seconds(30)) {
         self.loop = loop
         self.adapters = adapters
         self.tokenizer = tokenizer
         self.chat = chat
         self.modelName = modelName
         self.contextLength = contextLength
+        self.idleTimeout = idleTimeout
+        promptByteLimit = contextLength * tokenizer.longestTokenByteCount
+        bodyByteLimit = Swift.min(16 << 20, (1 << 20) + contextLength * Swift.max(6 * tokenizer.longestTokenByteCount, 12))
     }
 
     /// Serves until SIGTERM or SIGINT; `onListening` gets the bound port (useful with port 0).
@@ -53,17 +72,17 @@ public final class OpenAIServer: Sendable {
         }
         router.post("/v1/completions") { request, context -> Response in
             await self.respond { () async throws(ServingError) -> Response in
-                try await self.completions(try await self.body(request), context: context)
+                try await self.completions(try await self.body(request, context: context), context: context)
             }
         }
         router.post("/v1/chat/completions") { request, context -> Response in
             await self.respond { () async throws(ServingError) -> Response in
-                try await self.chat(try await self.body(request), context: context)
+                try await self.chat(try await self.body(request, context: context), context: context)
             }
         }
         let application = Application(
             router: router,
-            server: .http1TrackingHangUps,
+            server: .http1TrackingHangUps(idleTimeout: TimeAmount(idleTimeout)),
             configuration: .init(address: .hostname(host, port: port), serverName: "meshlm"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? port) })
         try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint])
@@ -72,18 +91,18 @@ public final class OpenAIServer: Sendable {
     // MARK: Endpoints
 
     private func completions(_ data: Data, context: ServingRequestContext) async throws(ServingError) -> Response {
-        let request = try decodeRequest(CompletionRequest.self, from: data)
+        let request = try await offPool { () throws(ServingError) in try decodeRequest(CompletionRequest.self, from: data) }
         let adapter = try checkModel(request.model)
         let modelName = request.model
         let prompt: [Int32]
         switch request.prompt {
-        case .text(let text): prompt = tokenizer.encode(text)
+        case .text(let text): prompt = try await encode(text)
         case .tokens(let ids): prompt = ids
         case .texts(let texts):
             guard texts.count == 1 else {
                 throw ServingError(.invalidRequest, "prompt must be one string (got a list of \(texts.count)); send one request per prompt", parameter: "prompt")
             }
-            prompt = tokenizer.encode(texts[0])
+            prompt = try await encode(texts[0])
         }
         let parameters = try request.sampling.parameters(defaultMaxTokens: 16, logprobs: request.logprobs)
         let id = "cmpl-" + UUID().uuidString.lowercased()
@@ -125,14 +144,19 @@ public final class OpenAIServer: Sendable {
     }
 
     private func chat(_ data: Data, context: ServingRequestContext) async throws(ServingError) -> Response {
-        let request = try decodeRequest(ChatRequest.self, from: data)
+        let request = try await offPool { () throws(ServingError) in try decodeRequest(ChatRequest.self, from: data) }
         let adapter = try checkModel(request.model)
         let modelName = request.model
         guard !request.messages.isEmpty else {
             throw ServingError(.invalidRequest, "messages must hold at least one message", parameter: "messages")
         }
-        let messages = request.messages.map { ChatMessage(role: $0.role, content: $0.content ?? "") }
-        let prompt = try chat.prompt(messages)
+        var messages: [ChatMessage] = []
+        for (index, message) in request.messages.enumerated() { messages.append(try message.chatMessage(index: index)) }
+        let prompt = try await offPool { [chat, messages] () throws(ServingError) in
+            let text = try chat.text(messages)
+            try self.checkFits(text, parameter: "messages")
+            return chat.encode(text)
+        }
         let wantsLogprobs = request.logprobs == true
         var parameters = try request.sampling.parameters(defaultMaxTokens: contextLength,
                                                          logprobs: wantsLogprobs ? (request.topLogprobs ?? 0) : nil)
@@ -254,14 +278,69 @@ public final class OpenAIServer: Sendable {
         samples.reduce(0) { $0 + ($1.last?.outputTokenCount ?? 0) }
     }
 
-    private func body(_ request: Request) async throws(ServingError) -> Data {
-        var request = request
-        do {
-            let buffer = try await request.collectBody(upTo: 16 << 20)
-            return Data(buffer.readableBytesView)
-        } catch {
-            throw ServingError(.invalidRequest, "the request body could not be read (at most 16 MiB): \(error)")
+    /// The request's body: refused unread when its Content-Length is over `bodyByteLimit` (and
+    /// when more arrives than that); the connection is closed when the body has not arrived
+    /// whole within `idleTimeout` (a client sending a byte now and then is not idle).
+    private func body(_ request: Request, context: ServingRequestContext) async throws(ServingError) -> Data {
+        let limit = bodyByteLimit
+        let tooLarge = ServingError(.bodyTooLarge, "the request body is larger than this server reads (\(limit) bytes: room for the longest prompt that fits this model's context of \(contextLength) tokens); shorten the prompt")
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }
+        let timeout = idleTimeout
+        let read = await withTaskGroup(of: Result<ByteBuffer, any Error>?.self) { group in
+            group.addTask {
+                var request = request
+                do { return .success(try await request.collectBody(upTo: limit)) } catch { return .failure(error) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            if first == nil { context.connection.close(promise: nil) }
+            group.cancelAll()
+            return first
         }
+        switch read {
+        case .success(let buffer): return Data(buffer.readableBytesView)
+        case .failure(let error) where error is NIOTooManyBytesError: throw tooLarge
+        case .failure(let error): throw ServingError(.invalidRequest, "the request body could not be read: \(error)")
+        case nil:
+            throw ServingError(.invalidRequest, "the request body did not arrive within \(timeout) (--idle-timeout); the connection was closed")
+        }
+    }
+
+    /// A completion prompt's ids, encoded off the cooperative pool once it is known to fit.
+    private func encode(_ text: String) async throws(ServingError) -> [Int32] {
+        try await offPool { () throws(ServingError) in
+            try self.checkFits(text, parameter: "prompt")
+            return self.tokenizer.encode(text)
+        }
+    }
+
+    /// Refuses a prompt text with more bytes than `promptByteLimit`: it has more tokens than the
+    /// context holds, so it is not worth encoding.
+    private func checkFits(_ text: String, parameter: String) throws(ServingError) {
+        let bytes = text.utf8.count
+        guard bytes > promptByteLimit else { return }
+        let longest = tokenizer.longestTokenByteCount
+        let tokens = (bytes + longest - 1) / longest
+        throw ServingError(.promptTooLong, "this model's maximum context length is \(contextLength) tokens; the prompt has \(bytes) bytes, so at least \(tokens) tokens (no token of this tokenizer is longer than \(longest) \(longest == 1 ? "byte" : "bytes")): shorten the prompt", parameter: parameter)
+    }
+
+    /// Runs `work` (decoding a body, rendering and encoding a prompt) on a Dispatch thread
+    /// rather than Swift's cooperative pool, which has one thread per core: a few long prompts
+    /// there would keep every other request, /health too, waiting for a thread.
+    private func offPool<Value: Sendable>(_ work: @escaping @Sendable () throws(ServingError) -> Value) async throws(ServingError) -> Value {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Value, ServingError>, Never>) in
+            DispatchQueue.global().async {
+                do throws(ServingError) {
+                    continuation.resume(returning: .success(try work()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
     }
 
     /// The served adapter a request's `model` names (its index), nil for the base model.
@@ -287,6 +366,7 @@ public final class OpenAIServer: Sendable {
         case .modelNotFound: (.notFound, "invalid_request_error", "model_not_found")
         case .overloaded where loop.isDraining: (.serviceUnavailable, "server_error", "shutting_down")
         case .overloaded: (.tooManyRequests, "server_error", "queue_full")
+        case .bodyTooLarge: (.contentTooLarge, "invalid_request_error", nil)
         case .checkpoint, .engineBusy: (.internalServerError, "server_error", nil)
         }
         return json(ErrorBody(error: .init(message: error.description, type: type, param: error.parameter, code: code)), status: status)

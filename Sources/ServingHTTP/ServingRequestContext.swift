@@ -46,9 +46,13 @@ struct HangUpTrackingHTTP1Channel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// Hummingbird's HTTP/1.1 server whose connections record when their client hangs up.
-    static var http1TrackingHangUps: HTTPServerBuilder {
-        HTTPServerBuilder { responder in HangUpTrackingHTTP1Channel(http1: HTTP1Channel(responder: responder)) }
+    /// Hummingbird's HTTP/1.1 server whose connections record when their client hangs up. A
+    /// connection that sends nothing for `idleTimeout` while no request is being answered (idle
+    /// between requests, or stalled in a request's head or body) is closed.
+    static func http1TrackingHangUps(idleTimeout: TimeAmount) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            HangUpTrackingHTTP1Channel(http1: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: idleTimeout)))
+        }
     }
 }
 

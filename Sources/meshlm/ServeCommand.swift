@@ -16,12 +16,22 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "TCP port (0 picks a free one; the chosen port is printed).") var port = 8000
     @Option(help: "The model id clients name in requests.") var servedModelName = "meshlm"
+    @Option(help: "Seconds a connection may send nothing (between requests, or mid-request) before it is closed; a request body must also arrive whole within it.")
+    var idleTimeout: Double = 30
     @OptionGroup var adapters: LoRAModuleOptions
+
+    /// The longest `--idle-timeout`: a day is already far past any client worth waiting for.
+    static let maximumIdleTimeout: Double = 86_400
 
     func validate() throws {
         // A port past 65535 would wrap (70000 listened on 4464) rather than fail.
         guard (0...65535).contains(port) else {
             throw ValidationError("--port \(port): a TCP port is 1–65535 (or 0 to pick a free one)")
+        }
+        guard !host.isEmpty else { throw ValidationError("--host is empty: give an address to listen on (127.0.0.1, 0.0.0.0, a host name)") }
+        guard !servedModelName.isEmpty else { throw ValidationError("--served-model-name is empty: requests name the model by it") }
+        guard idleTimeout >= 0.001, idleTimeout <= Self.maximumIdleTimeout else {
+            throw ValidationError("--idle-timeout \(idleTimeout): give seconds from 0.001 to \(Int(Self.maximumIdleTimeout)) (a day)")
         }
         try adapters.validate(baseName: servedModelName)
     }
@@ -50,7 +60,8 @@ struct ServeCommand: ParsableCommand {
             let chat = try engine.chatPrompter(tokenizer: tokenizer)
             let server = OpenAIServer(loop: loop, tokenizer: tokenizer, chat: chat, modelName: servedModelName,
                                       contextLength: weights.config.maxPositionEmbeddings,
-                                      adapters: served.map { ($0.name, $0.root) })
+                                      adapters: served.map { ($0.name, $0.root) },
+                                      idleTimeout: .milliseconds(Int64((idleTimeout * 1000).rounded())))
             let log = context.log
             let (host, port) = (self.host, self.port)
             let parameters = Double(weights.config.parameterCount) / 1e6

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Model
 import DataPipeline
 import Runtime
 import Serving
@@ -27,6 +28,32 @@ struct EngineOptions: ParsableArguments {
                               ("--token-budget", tokenBudget), ("--max-queue", maxQueue)] where value < 1 {
             throw ValidationError("\(name) must be at least 1, got \(value)")
         }
+        // Block ids and slots travel as Int32 (block tables, the tensor-parallel broadcast).
+        let (slots, overflow) = kvBlocks.multipliedReportingOverflow(by: blockSize)
+        guard !overflow, slots <= Int(Int32.max) else {
+            throw ValidationError("--kv-blocks \(kvBlocks) × --block-size \(blockSize) token slots is more than the cache can address (\(Int32.max)); lower them")
+        }
+    }
+
+    /// Refuses, before the weights load, engine buffers larger than this machine's memory (their
+    /// allocation would fail, or the kernel would kill the process once they are touched): the KV
+    /// cache, and the activation and logits rows of one step (max(--token-budget, --max-batch)
+    /// rows). Whole-model figures: tensor-parallel ranks split them among themselves.
+    func checkBuffersFitMemory(_ config: LlamaConfig) throws {
+        let slots = Double(kvBlocks) * Double(blockSize)
+        let cacheBytes = 2 * Double(config.numHiddenLayers) * slots * Double(config.numKeyValueHeads * config.headDim) * 4
+        let rows = Swift.max(tokenBudget, maxBatch)
+        let (queryWidth, keyWidth) = (config.numAttentionHeads * config.headDim, config.numKeyValueHeads * config.headDim)
+        // InferenceModel's scratch per row: residual, normalized, projection, qkv, attention,
+        // gate and up, activation, logits.
+        let rowFloats = 3 * config.hiddenSize + 2 * queryWidth + 2 * keyWidth + 3 * config.intermediateSize + config.vocabSize
+        let rowBytes = Double(rows) * Double(rowFloats) * 4
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        guard cacheBytes + rowBytes <= memory else {
+            let remedy = cacheBytes >= rowBytes ? "lower --kv-blocks" : "lower --token-budget and --max-batch"
+            func gigabytes(_ bytes: Double) -> String { String(format: "%.1f GB", bytes / 1e9) }
+            throw ServingError(.checkpoint, "the engine's buffers need \(gigabytes(cacheBytes + rowBytes)), more than this machine's \(gigabytes(memory)) of memory: the KV cache of --kv-blocks \(kvBlocks) × --block-size \(blockSize) is \(gigabytes(cacheBytes)) (2 × \(config.numHiddenLayers) layers × \(kvBlocks * blockSize) slots × \(config.numKeyValueHeads) KV heads × \(config.headDim) head dim × 4 bytes) and \(rows) rows of activations and logits (the larger of --token-budget \(tokenBudget) and --max-batch \(maxBatch)) are \(gigabytes(rowBytes)): \(remedy)")
+        }
     }
 
     var configuration: EngineConfiguration {
@@ -47,6 +74,7 @@ struct EngineOptions: ParsableArguments {
 
     /// Loads the checkpoint and the tokenizer and checks that they fit each other.
     func load(tensorParallel: (degree: Int, rank: Int)? = nil) throws -> (InferenceWeights, any Tokenizer) {
+        try checkBuffersFitMemory(InferenceWeights.config(checkpoint: checkpoint))
         let weights = try InferenceWeights.load(checkpoint: checkpoint, tensorParallel: tensorParallel)
         // The tokenizer the run trained with travels in its checkpoint (docs/checkpoints.md).
         let saved = try InferenceWeights.resolveStepDirectory(checkpoint) + "/tokenizer.json"

@@ -29,6 +29,23 @@ import Testing
         #expect(tokenizer.decodeBytes(tokenizer.encode(bytes: invalid)) == invalid)
     }
 
+    /// `longestTokenByteCount` is the longest token's bytes (special texts included), so no
+    /// text encodes to fewer than its bytes / that many ids: what `serve` refuses prompts by.
+    @Test func noTextHasFewerTokensThanItsBytesOverTheLongestToken() throws {
+        let tokenizer = try #require(Self.trained)
+        #expect(tokenizer.longestTokenByteCount == tokenizer.model.tokens.map(\.count).max())
+        #expect(tokenizer.longestTokenByteCount > 1)
+        let longest = try #require(tokenizer.model.tokens.max { $0.count < $1.count })
+        var texts = [String(decoding: longest, as: UTF8.self), String(repeating: " ", count: 3000), "the the the the",
+                     "<|end_of_text|><|eot_id|>", String(repeating: "<|start_header_id|>", count: 40)]
+        texts += tokenizer.model.tokens.map { String(decoding: $0, as: UTF8.self) }
+        for text in texts {
+            for ids in [tokenizer.encode(text), tokenizer.encodeWithSpecialTokens(text)] {
+                #expect(ids.count * tokenizer.longestTokenByteCount >= text.utf8.count, "\(text.prefix(40))")
+            }
+        }
+    }
+
     @Test func heapMergeOfLongPiecesEqualsRescanning() throws {
         let model = try #require(Self.trained).model
         let heap = BPEEncoder(model: model, heapMergeLength: 2)

@@ -48,6 +48,7 @@ import Training
         let bytes = ByteTokenizer()
         var calls: Int32 = 0
         var identity: TokenizerIdentity { bytes.identity }
+        var longestTokenByteCount: Int { bytes.longestTokenByteCount }
         func encode(_ text: String) -> [Int32] {
             calls += 1
             return [calls] + bytes.encode(text)

@@ -8,6 +8,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public let identity: TokenizerIdentity
     /// The canonical tokenizer.json text (`TokenizerJSON.encode`); `identity.hash` is its sha256.
     public let canonicalJSON: String
+    public let longestTokenByteCount: Int
     // `@unchecked Sendable`: the encoder (and its cache) is only touched under `lock`.
     private let lock = NSLock()
     private let encoder: BPEEncoder
@@ -26,6 +27,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
             hash: "sha256:" + SHA256.hex(of: Array(canonicalJSON.utf8)),
             vocabSize: model.count, eosId: endOfText, bosId: model.beginOfTextId, padId: model.padId)
         encoder = BPEEncoder(model: model)
+        longestTokenByteCount = model.tokens.map(\.count).max() ?? 1
     }
 
     /// Loads `path` (a Hugging Face tokenizer.json).
