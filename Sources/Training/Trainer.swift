@@ -57,6 +57,9 @@ public final class Trainer {
     /// QLoRA: the step directory the f32 base was loaded from, which the run's checkpoints
     /// record instead of the quantized projections (`quantize_base`; see `stageCheckpoint`).
     public internal(set) var baseCheckpoint: String?
+    /// The step directory this run resumed or initialized from, if any (its tokenizer is the
+    /// one the run's data must have: `CheckpointTokenizer`).
+    public internal(set) var loadedCheckpoint: String?
     var pipeline: PipelineRunner? { parallelModel.pipeline }
     var embeddingCommunicator: Communicator? { parallelModel.embeddingCommunicator }
     var holdsEmbeddingCopy: Bool { parallelModel.holdsEmbeddingCopy }

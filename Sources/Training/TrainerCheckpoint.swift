@@ -159,6 +159,7 @@ extension Trainer {
             baseCheckpoint = reader.stepDirectory
         }
         try parallelModel.load(reader, kinds: DataParallelParameters.StateKind.allCases, skipping: absent)
+        loadedCheckpoint = reader.stepDirectory
         quantizeBase()
         return state.nextStep
     }
@@ -180,6 +181,7 @@ extension Trainer {
         precondition(parallelModel.quantizedBase == nil, "initialize after the base was quantized")
         let step = try parallelModel.loadParameters(from: path, option: "--init-from", log: log)
         baseCheckpoint = URL(fileURLWithPath: step).standardizedFileURL.path
+        loadedCheckpoint = step
         quantizeBase()
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DataPipeline
 import Foundation
 import Runtime
+import Training
 
 struct DataTokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,6 +57,17 @@ struct DataTokenizeCommand: ParsableCommand {
             let manifest = try TextSharding.run(files: files, output: output, tokenizer: tokenizer, options: options,
                                                 world: world, progress: progress, log: context.log)
             guard let manifest else { return }
+            if self.tokenizer != "bytes" {
+                // Beside the shards, so pretraining copies it into its checkpoints without a flag
+                // and generate/serve/eval find the tokenizer the ids belong to.
+                let copy = (output as NSString).appendingPathComponent(CheckpointExtras.tokenizerName)
+                guard let data = FileManager.default.contents(atPath: self.tokenizer) else {
+                    throw DataError("cannot read \(self.tokenizer) again to copy it beside the shards as \(copy)")
+                }
+                do { try data.write(to: URL(fileURLWithPath: copy), options: .atomic) } catch {
+                    throw DataError("cannot write \(copy): \(error.localizedDescription); check that \(output) is writable")
+                }
+            }
             let seconds = max(Date().timeIntervalSince(start), 1e-9)
             for input in manifest.inputs where input.documents == 0 {
                 context.log.warning("\(input.path): no documents")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import DataPipeline
 import Serving
+import Training
 
 /// The draft model of speculative decoding (`generate --draft-checkpoint`).
 struct DraftOptions: ParsableArguments {
@@ -23,9 +24,9 @@ struct DraftOptions: ParsableArguments {
     func load(engine: EngineOptions, target: InferenceWeights, targetTokenizer: any Tokenizer) throws -> InferenceWeights? {
         guard let draftCheckpoint else { return nil }
         let draft = try InferenceWeights.load(checkpoint: draftCheckpoint)
-        let saved = try InferenceWeights.resolveStepDirectory(draftCheckpoint) + "/tokenizer.json"
-        let name = FileManager.default.fileExists(atPath: saved) ? saved : (engine.tokenizer ?? "bytes")
-        let draftTokenizer = try TokenizerLoader.load(name)
+        let step = try InferenceWeights.resolveStepDirectory(draftCheckpoint)
+        let ownFile = FileManager.default.fileExists(atPath: step + "/" + CheckpointExtras.tokenizerName)
+        let draftTokenizer = try CheckpointTokenizer.load(for: step, given: ownFile ? nil : engine.tokenizer)
         try SpeculativeDecoder.checkDraft(target: target, targetTokenizer: targetTokenizer.identity, targetSource: engine.checkpoint,
                                           draft: draft, draftTokenizer: draftTokenizer.identity, draftSource: draftCheckpoint)
         return draft

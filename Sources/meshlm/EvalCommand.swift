@@ -55,6 +55,7 @@ struct EvalCommand: ParsableCommand {
                     throw JobError("--seq-len \(seqLen) exceeds the model's max_position_embeddings \(positions) (\(reader.stepDirectory))")
                 }
                 let dataset = try TokenDataset.open(tokens, binType: type)
+                try CheckpointTokenizer.checkData(dataset.manifest?.tokenizer, dataPath: tokens, checkpoint: reader.stepDirectory)
                 let count = min(dataset.tokenCount, maxTokens ?? .max)
                 if count < 2 { throw JobError("\(tokens): \(count) token\(count == 1 ? "" : "s"); eval needs at least 2 (one to read, one to predict)") }
                 let windows = EvaluationWindows(tokenCount: count, sequenceLength: seqLen, limit: maxWindows)

@@ -58,7 +58,11 @@ struct PretrainCommand: ParsableCommand {
             let tokenizer = trainBatches.samples.dataset.manifest?.tokenizer
             let besideShards = (settings.data.train as NSString).appendingPathComponent(CheckpointExtras.tokenizerName)
             let tokenizerFile = tokenizerJSON ?? (FileManager.default.fileExists(atPath: besideShards) ? besideShards : nil)
-            let extras = try world.collectively { try CheckpointExtras(config: settings, tokenizer: tokenizer, tokenizerFile: tokenizerFile) }
+            let extras = try world.collectively {
+                try Self.checkTokenizers(settings, train: trainBatches, eval: evalBatches, tokenizerFile: tokenizerFile,
+                                         loaded: trainer.loadedCheckpoint)
+                return try CheckpointExtras(config: settings, tokenizer: tokenizer, tokenizerFile: tokenizerFile)
+            }
             try TrainingCommandSupport.train(trainer, label: "pretrain", start: start, trainBatches: trainBatches,
                                              evalBatches: evalBatches, extras: extras, context: context) { metrics in
                 let train = settings.train
@@ -66,6 +70,26 @@ struct PretrainCommand: ParsableCommand {
                          + "\(train.globalBatchSize) × \(train.seqLen) tokens per step in micro-batches of \(train.microBatchSize); "
                          + "\(trainBatches.samples.sampleCount) training samples; metrics → \(metrics.path)")
             }
+        }
+    }
+
+    /// The run's ids all belong to one tokenizer: the eval data's, the tokenizer file saved with
+    /// the checkpoints and the checkpoint resumed or initialized from must be the training data's.
+    static func checkTokenizers(_ settings: PretrainConfig, train: SampledBatches, eval: SampledBatches?, tokenizerFile: String?,
+                                loaded: String?) throws {
+        guard let data = train.samples.dataset.manifest?.tokenizer else { return }
+        let trainPath = settings.data.train
+        if let eval, let evalTokenizer = eval.samples.dataset.manifest?.tokenizer, evalTokenizer.hash != data.hash {
+            throw JobError("data.eval \(eval.samples.dataset.path) was tokenized with tokenizer \(evalTokenizer.name) (\(evalTokenizer.hash)), but data.train \(trainPath) with \(data.name) (\(data.hash)): tokenize both with the same tokenizer")
+        }
+        if let tokenizerFile {
+            let file = try TokenizerLoader.load(tokenizerFile).identity
+            if file.hash != data.hash {
+                throw JobError("\(tokenizerFile) is tokenizer \(file.name) (\(file.hash)), but data.train \(trainPath) was tokenized with \(data.name) (\(data.hash)): give the tokenizer.json the data was made with (--tokenizer-json)")
+            }
+        }
+        if let loaded {
+            try CheckpointTokenizer.checkData(data, dataPath: "data.train \(trainPath)", checkpoint: loaded)
         }
     }
 

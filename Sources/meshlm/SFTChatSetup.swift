@@ -33,6 +33,11 @@ struct SFTChatSetup {
         }
         tokenizerFile = name == "bytes" ? nil : name
         let tokenizer = try TokenizerLoader.load(name)
+        if let step {
+            try CheckpointTokenizer.check(tokenizer.identity, source: name == saved ? name : "--tokenizer \(name)",
+                                          against: try CheckpointTokenizer.recorded(in: step), checkpoint: step,
+                                          remedy: "give the tokenizer the model was trained with, or leave --tokenizer out to use the checkpoint's own")
+        }
         self.tokenizer = tokenizer
         guard tokenizer.vocabSize <= vocabSize else {
             throw JobError("tokenizer \(name) has \(tokenizer.vocabSize) ids but model.vocab_size is \(vocabSize)")

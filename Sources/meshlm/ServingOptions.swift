@@ -3,6 +3,7 @@ import Foundation
 import Model
 import DataPipeline
 import Runtime
+import Training
 import Serving
 
 /// The model and engine options `generate`, `serve` and `bench decode` share.
@@ -76,12 +77,11 @@ struct EngineOptions: ParsableArguments {
     func load(tensorParallel: (degree: Int, rank: Int)? = nil) throws -> (InferenceWeights, any Tokenizer) {
         try checkBuffersFitMemory(InferenceWeights.config(checkpoint: checkpoint))
         let weights = try InferenceWeights.load(checkpoint: checkpoint, tensorParallel: tensorParallel)
-        // The tokenizer the run trained with travels in its checkpoint (docs/checkpoints.md).
-        let saved = try InferenceWeights.resolveStepDirectory(checkpoint) + "/tokenizer.json"
-        let name = self.tokenizer ?? (FileManager.default.fileExists(atPath: saved) ? saved : "bytes")
-        let tokenizer = try TokenizerLoader.load(name)
+        // The tokenizer the run trained with travels in its checkpoint (docs/checkpoints.md); a
+        // --tokenizer given must be the one it records.
+        let tokenizer = try CheckpointTokenizer.load(for: try InferenceWeights.resolveStepDirectory(checkpoint), given: self.tokenizer)
         guard tokenizer.vocabSize <= weights.config.vocabSize else {
-            throw ServingError(.checkpoint, "tokenizer '\(name)' has \(tokenizer.vocabSize) ids but the model's vocab_size is \(weights.config.vocabSize): give the tokenizer the model was trained with (--tokenizer)")
+            throw ServingError(.checkpoint, "tokenizer '\(tokenizer.identity.name)' has \(tokenizer.vocabSize) ids but the model's vocab_size is \(weights.config.vocabSize): give the tokenizer the model was trained with (--tokenizer)")
         }
         return (weights, tokenizer)
     }
