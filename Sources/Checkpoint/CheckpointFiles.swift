@@ -37,7 +37,11 @@ public enum CheckpointFiles {
     }
 
     static func ioError(_ what: String, _ path: String) -> CheckpointError {
-        CheckpointError(.io, "cannot \(what) \(path): \(String(cString: strerror(errno)))")
+        let reason = String(cString: strerror(errno))
+        if errno == ENOSPC || errno == EDQUOT {
+            return CheckpointError(.io, "cannot \(what) \(path): \(reason); free space there (checkpoint.keep bounds how many checkpoints a run keeps) or move run.dir, then resume from the newest committed checkpoint")
+        }
+        return CheckpointError(.io, "cannot \(what) \(path): \(reason)")
     }
 
     /// Writes `data` to `path` and fsyncs it (no rename: for files inside an uncommitted step).

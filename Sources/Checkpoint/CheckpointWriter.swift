@@ -139,6 +139,15 @@ public final class CheckpointWriter: @unchecked Sendable {
         return shardResult != nil
     }
 
+    /// Whether this rank's shard file is done and failed (a full disk, an I/O error): `commit`
+    /// then reports it.
+    public var shardWriteFailed: Bool {
+        resultLock.lock()
+        defer { resultLock.unlock() }
+        if case .failure = shardResult { return true }
+        return false
+    }
+
     /// Seconds the shard file took to compress, write and fsync, and its size (set with the
     /// result; read after `isShardWritten` or `commit`), for `meshlm bench checkpoint`.
     public private(set) var writeSeconds = 0.0

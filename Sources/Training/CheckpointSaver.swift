@@ -66,8 +66,11 @@ public final class CheckpointSaver {
             pending?.isWriting = true
             return nil
         }
-        let written = try trainer.worldCommunicator.allreduce(Int32(current.writer.isShardWritten ? 1 : 0), .min) == 1
-        return written ? try finish() : nil
+        // Commit once every rank's file is written, or at once when one rank's write failed: the
+        // error (a full disk) ends the run at this step, not when the slowest rank is done.
+        var states: [Int32] = [current.writer.isShardWritten ? 0 : 1, current.writer.shardWriteFailed ? 1 : 0]
+        try trainer.worldCommunicator.allreduce(&states, .max)
+        return states[0] == 0 || states[1] == 1 ? try finish() : nil
     }
 
     /// Waits for the save in flight (if any) and commits it; returns its directory. A snapshot

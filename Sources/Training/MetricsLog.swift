@@ -59,8 +59,19 @@ public final class MetricsLog {
         return (kept, dropped)
     }
 
-    public func write(_ line: JSONLine) {
-        handle?.write(Data((line.text + "\n").utf8))
+    /// Appends a row; a failed write (a full disk) is an error, not a trap or a lost row.
+    public func write(_ line: JSONLine) throws {
+        guard let handle else { return }
+        let bytes = Array((line.text + "\n").utf8)
+        var done = 0
+        while done < bytes.count {
+            let count = bytes[done...].withUnsafeBytes { Foundation.write(handle.fileDescriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                throw JobError("cannot append to \(path): \(String(cString: strerror(errno))); free space there or move run.dir, then resume from the newest committed checkpoint")
+            }
+            done += count
+        }
     }
 
     deinit { try? handle?.close() }

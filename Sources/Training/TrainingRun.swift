@@ -56,7 +56,7 @@ public struct TrainingRun {
         let saver = checkpoints ?? CheckpointSaver(trainer: trainer, extras: CheckpointExtras())
         if evaluatesAtStart, start == 0, let evalBatches, train.evalInterval > 0 {
             let evaluation = try evaluate(evalBatches)
-            log(evaluation, step: start, atStart: true)
+            try log(evaluation, step: start, atStart: true)
         }
         for step in start..<end {
             // An asynchronous save commits at the first step boundary after every rank wrote its file.
@@ -97,7 +97,7 @@ public struct TrainingRun {
                 line.add("mfu", mfu)
                 line.add("peak_rss_mb", rss.max() ?? 0)
                 line.add("peak_rss_mb_per_rank", rss)
-                metrics.write(line)
+                try metrics.write(line)
                 log.info(String(format: "step %5d  loss %.4f  lr %.3e  grad_norm %.3f  %@ tok/s  mfu %.1f%%",
                                 step, result.loss, result.learningRate, result.gradientNorm, formatRate(rate), 100 * mfu))
                 intervalTokens = 0
@@ -114,7 +114,7 @@ public struct TrainingRun {
             if let evalBatches, train.evalInterval > 0, step % train.evalInterval == 0 || isLast {
                 let evaluation = try evaluate(evalBatches)
                 summary.lastEvalLoss = evaluation.loss
-                log(evaluation, step: step, atStart: false)
+                try log(evaluation, step: step, atStart: false)
             }
             progress.advance()
         }
@@ -128,13 +128,13 @@ public struct TrainingRun {
 
     /// Writes an evaluation to the metrics log and the log: `eval_loss`, and the objective's
     /// metrics as TRL logs them on evaluation (`eval_` + the name).
-    private func log(_ evaluation: Trainer.Evaluation, step: Int, atStart: Bool) {
+    private func log(_ evaluation: Trainer.Evaluation, step: Int, atStart: Bool) throws {
         var line = JSONLine()
         line.add("step", step)
         if atStart { line.add("eval_on_start", true) }
         line.add("eval_loss", evaluation.loss)
         for name in trainer.objective.metricNames { line.add("eval_" + name, evaluation.metrics[name] ?? 0) }
-        metrics.write(line)
+        try metrics.write(line)
         log.info(String(format: "step %5d  %@eval_loss %.4f", step, atStart ? "(before training) " : "", evaluation.loss)
                  + trainer.objective.metricNames.map { String(format: "  eval_%@ %.4f", $0, evaluation.metrics[$0] ?? 0) }.joined())
     }

@@ -268,3 +268,42 @@ func losses(in run: URL) throws -> [Int: Double] {
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoints/\(latest)/COMMITTED").path))
     }
 }
+
+/// A full disk during an asynchronous save stops the run at the next step with the error and
+/// what to do, and keeps the checkpoints committed before it. (The run directory is a 4 MB
+/// tmpfs: two checkpoints of the test model fit, the third does not.) The run stops at the first
+/// step boundary after any rank's write failed, whatever the other ranks' writes are doing.
+@Suite(.serialized) struct FullDiskTests {
+    @Test func aFailedBackgroundSaveEndsTheRunAtTheNextStep() throws {
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-full-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        let mount = try Launcher.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint], timeout: 30)
+        if mount.status != 0 {
+            try Test.cancel("FullDiskTests skipped: cannot mount a small tmpfs here (\(mount.standardError.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        }
+        defer { _ = try? Launcher.run("/bin/umount", [mountPoint], timeout: 30) }
+        let config = repositoryRoot.appendingPathComponent("configs/pretrain/tiny.yaml").path
+        let run = mountPoint + "/run"
+        let launch = try Launcher.mpirun(2, "meshlm", ["pretrain", "--config", config, "--set", "run.dir=\(run)",
+            "--set", "data.train=\(testShards.path)", "--set", "data.eval=\(testShards.path)", "--set", "train.steps=1000",
+            "--set", "train.log_interval=1", "--set", "train.eval_interval=0", "--set", "train.seq_len=32",
+            "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64", "--set", "model.num_hidden_layers=1",
+            "--set", "checkpoint.interval=100", "--set", "checkpoint.keep=10"], timeout: 120)
+        #expect(launch.status != 0)
+        let error = launch.standardError.split(separator: "\n").first { $0.hasPrefix("meshlm: error:") }.map(String.init) ?? ""
+        #expect(error.contains("No space left on device; free space there (checkpoint.keep bounds how many checkpoints a run keeps) or move run.dir"),
+                "\(launch.standardError)")
+        let failed = try #require(error.firstMatch(of: /step_(\d+)/).flatMap { Int($0.1) }, "\(error)")
+        // The save of step `failed` was staged at the end of step failed - 1; its write fails
+        // within a few (5 ms) steps, and the run stops at the boundary after that, not at the
+        // next save (failed + 99), which would wait for the save in flight.
+        let rows = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let last = try #require(rows.last.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })?["step"] as? Int
+        print("full disk: the save of step \(failed) failed; the last step logged was \(last ?? -1)")
+        #expect((last ?? .max) < failed + 99, "the last step logged was \(last ?? -1), the failed save's step \(failed)")
+        let latest = try String(contentsOfFile: run + "/checkpoints/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(FileManager.default.fileExists(atPath: run + "/checkpoints/\(latest)/COMMITTED"))
+        #expect(latest < "step_\(String(format: "%08d", failed))")
+    }
+}

@@ -17,7 +17,7 @@ struct MetricsLogTests {
         #expect(log.droppedRows == 3)
         var line = JSONLine()
         line.add("step", 2)
-        log.write(line)
+        try log.write(line)
         let text = try String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8)
         #expect(text == earlier + line.text + "\n")
         // A run from step 0 starts the file empty.
