@@ -127,7 +127,8 @@ extension Trainer {
     /// Resumes from `path`: a step directory (`…/step_N`), or a checkpoints directory whose
     /// newest loadable checkpoint is used as in `resumeFromLatest`. nil when a checkpoints
     /// directory holds none.
-    public func resume(from path: String) throws -> Int? {
+    public func resume(from given: String) throws -> Int? {
+        let path = CheckpointReader.resolve(given)
         let reader: CheckpointReader
         if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
             reader = try CheckpointReader(stepDirectory: path)
@@ -193,13 +194,8 @@ extension ParallelModel {
     @discardableResult
     public func loadParameters(from path: String, option: String, log: Log) throws -> String {
         let reader: CheckpointReader
-        if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
-            reader = try CheckpointReader(stepDirectory: path)
-        } else {
-            let latest = CheckpointReader.latest(in: path, verifying: true)
-            for warning in latest.warnings { log.warning(warning) }
-            guard let found = latest.reader else { throw JobError("\(option) \(path): no committed checkpoint there") }
-            reader = found
+        do { reader = try CheckpointReader.locate(path, verifying: true, warn: { log.warning($0) }) } catch {
+            throw JobError("\(option): \(error.description)")
         }
         let saved = Set(reader.tensorNames)
         var initialized: Set<String> = []
