@@ -155,7 +155,7 @@ public final class TokenShardWriter {
             do {
                 shard = try JSONDecoder().decode(ShardManifest.Shard.self, from: Data(summary))
             } catch {
-                throw DataError("\(ledger.directory): the entry of shard \(shards.count) is unreadable (\(error)); delete \(directory) and rerun")
+                throw DataError("\(ledger.directory): the entry of shard \(shards.count) is unreadable (\(describe(error))); delete \(directory) and rerun")
             }
             let size = (try? FileManager.default.attributesOfItem(atPath: path(shard.file)))?[.size] as? NSNumber
             guard size?.intValue == shard.bytes else {
@@ -271,7 +271,7 @@ public final class TokenShardWriter {
             try writeShardFile(temporary)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
-            throw DataError("\(temporary): \(error)")
+            throw DataError("\(temporary): cannot write the shard: \(error.reason); check the disk has space, or choose another --output")
         }
         if killAtShard == shards.count { kill(getpid(), SIGKILL) }
         if ledger != nil { try synchronize(temporary) }

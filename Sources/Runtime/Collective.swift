@@ -69,12 +69,20 @@ public func describe(_ error: any Error) -> String {
         return "\(key.isEmpty ? "a value" : "'\(key)'") = \(value) cannot be written as JSON"
             + (nonFinite ? " (JSON has no infinity or NaN): give a finite number" : "")
     case let error as DecodingError:
+        func at(_ path: [any CodingKey]) -> String { path.isEmpty ? "" : "key '\(dottedKey(path))': " }
         switch error {
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context), .dataCorrupted(let context):
-            let key = dottedKey(context.codingPath)
-            return "unreadable JSON\(key.isEmpty ? "" : " at '\(key)'"): \(context.debugDescription)"
+        case .keyNotFound(let key, let context):
+            return "required key '\(dottedKey(context.codingPath + [key]))' is missing"
+        case .valueNotFound(_, let context):
+            return "\(at(context.codingPath))no value"
+        case .typeMismatch(_, let context):
+            let detail = context.debugDescription.replacingOccurrences(of: "Expected to decode", with: "expected")
+            return at(context.codingPath) + (detail.hasSuffix(".") ? String(detail.dropLast()) : detail)
+        case .dataCorrupted(let context):
+            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return "\(at(context.codingPath))not valid JSON" + (underlying.map { " (\($0))" } ?? "")
         @unknown default:
-            return "unreadable JSON"
+            return "not valid JSON"
         }
     case is CocoaError, is POSIXError:
         let path = FileProblem.path(of: error)

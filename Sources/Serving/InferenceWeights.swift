@@ -71,7 +71,7 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
             config = try JSONDecoder().decode(LlamaConfig.self, from: configData)
             try config.validate()
         } catch {
-            throw ServingError(.checkpoint, "\(configPath): \(error)")
+            throw ServingError(.checkpoint, "\(configPath): \(describe(error))")
         }
         guard !config.hasScoreHead else {
             throw ServingError(.checkpoint, "\(configPath): the model has a scalar head (num_labels \(config.numLabels): a reward or value model) and no language-model head; it scores sequences and cannot generate text")

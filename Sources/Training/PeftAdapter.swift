@@ -43,7 +43,7 @@ public enum PeftAdapter {
             try lora.validate()
             return lora
         } catch {
-            throw CheckpointError(.badIndex, "\(path): \(error)")
+            throw CheckpointError(.badIndex, "\(path): \(Runtime.describe(error))")
         }
     }
 

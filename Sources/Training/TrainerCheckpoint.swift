@@ -143,7 +143,7 @@ extension Trainer {
         do {
             state = try JSONDecoder().decode(PretrainCheckpointState.self, from: reader.metadata)
         } catch {
-            throw JobError("\(reader.stepDirectory)/\(CheckpointFiles.metadataName) holds no pretraining state (\(error)); a checkpoint made by import-hf or reshard without one starts a run with --init-from")
+            throw JobError("\(reader.stepDirectory)/\(CheckpointFiles.metadataName) holds no pretraining state (\(describe(error))); a checkpoint made by import-hf or reshard without one starts a run with --init-from")
         }
         guard state.globalBatchSize == config.train.globalBatchSize, state.seed == config.train.seed else {
             throw JobError("\(reader.stepDirectory): saved with train.global_batch_size \(state.globalBatchSize) and train.seed \(state.seed); this run has \(config.train.globalBatchSize) and \(config.train.seed) (the data position would not carry over)")
