@@ -14,7 +14,7 @@ struct CkptReshardCommand: ParsableCommand {
             dp, then pp), and pipeline stages split the layers as a run with the checkpoint's seq_len would.
             """)
 
-    @Argument(help: "A step directory or a checkpoints directory.") var directory: String
+    @Argument(help: "A step directory, a checkpoints directory or a run directory.") var directory: String
     @Option(parsing: .unconditional, help: "Data-parallel degree of the target mesh.") var dp: Int
     @Option(parsing: .unconditional, help: "ZeRO stage recorded for the target mesh (the files are the same for every stage).") var zero = 1
     @Option(parsing: .unconditional, help: "Tensor-parallel degree of the target mesh.") var tp = 1

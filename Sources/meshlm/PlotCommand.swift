@@ -64,9 +64,9 @@ struct PlotCommand: ParsableCommand {
                 ", \(loaded.map { $0.series[metric]?.count ?? 0 }.reduce(0, +)) rows of \(metric)"
             }
             print("plot: wrote \(path) (\(loaded.count) run\(loaded.count == 1 ? "" : "s"), \(trainRows) training rows, \(evalRows) eval rows\(metricRows.joined()))")
-        } catch let error as JobError {
+        } catch {
             // The same one-line form as every SPMD command's errors.
-            FileHandle.standardError.write(Data("meshlm: error: \(error.description)\n".utf8))
+            FileHandle.standardError.write(Data("meshlm: error: \(describe(error))\n".utf8))
             throw ExitCode(1)
         }
     }
