@@ -133,13 +133,13 @@ public final class CheckpointReader: @unchecked Sendable {
     public static func locate(_ path: String, verifying: Bool = false,
                               warn: (String) -> Void = { _ in }) throws(CheckpointError) -> CheckpointReader {
         let directory = resolve(path)
-        if FileManager.default.fileExists(atPath: directory + "/" + CheckpointFiles.indexName)
-            || CheckpointFiles.step(ofDirectoryName: (directory as NSString).lastPathComponent) != nil {
-            return try CheckpointReader(stepDirectory: directory)
-        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CheckpointError(.missingFile, "no committed checkpoint at \(path): no such directory; \(acceptedForms)")
+        }
+        if FileManager.default.fileExists(atPath: directory + "/" + CheckpointFiles.indexName)
+            || CheckpointFiles.step(ofDirectoryName: (directory as NSString).lastPathComponent) != nil {
+            return try CheckpointReader(stepDirectory: directory)
         }
         let latest = latest(in: directory, verifying: verifying)
         for warning in latest.warnings { warn(warning) }
