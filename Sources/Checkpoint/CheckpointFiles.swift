@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The names and durable-write primitives of the on-disk layout (docs/checkpoints.md).
 public enum CheckpointFiles {
@@ -93,7 +94,7 @@ public enum CheckpointFiles {
             try syncDirectory(containing: marker)
         }
         do { try FileManager.default.removeItem(atPath: path) } catch {
-            throw CheckpointError(.io, "cannot delete \(path): \(error.localizedDescription)")
+            throw CheckpointError(.io, "cannot delete \(path): \(FileProblem.reason(error, path: path)); delete it by hand")
         }
     }
 }

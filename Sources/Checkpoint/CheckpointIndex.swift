@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The element type of a saved tensor. Only `f32` is written today; the name is stored so a
 /// reader can refuse what it does not understand.
@@ -99,7 +100,7 @@ public struct CheckpointIndex: Codable, Sendable, Equatable {
         do {
             index = try JSONDecoder().decode(CheckpointIndex.self, from: data)
         } catch {
-            throw CheckpointError(.badIndex, "\(file) is not a checkpoint index: \(error)")
+            throw CheckpointError(.badIndex, "\(file) is not a checkpoint index: \(describe(error)); the checkpoint is damaged: restore it, or use another step")
         }
         guard index.format == formatName, index.version == formatVersion else {
             throw CheckpointError(.badIndex, "\(file) holds format \(index.format) version \(index.version); this MeshLM reads \(formatName) version \(formatVersion)")

@@ -113,21 +113,39 @@ public final class CheckpointReader: @unchecked Sendable {
         return problems
     }
 
-    /// Opens what a user names on the command line: a step directory (`…/step_N`, committed),
-    /// or a checkpoints directory, whose newest committed checkpoint (by `latest`) is used.
-    public static func locate(_ path: String) throws(CheckpointError) -> CheckpointReader {
-        if FileManager.default.fileExists(atPath: path + "/" + CheckpointFiles.indexName)
-            || CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
-            return try CheckpointReader(stepDirectory: path)
-        }
+    /// The forms of checkpoint path every command accepts, for error messages.
+    public static let acceptedForms = "give a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory"
+
+    /// The directory a checkpoint path a user gives stands for: a run directory (one holding
+    /// `checkpoints/`) stands for that checkpoints directory; a step or checkpoints directory for
+    /// itself. Every command taking a checkpoint resolves it here, so they accept the same forms.
+    public static func resolve(_ path: String) -> String {
+        let checkpoints = (path as NSString).appendingPathComponent("checkpoints")
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CheckpointError(.missingFile, "\(path): no such checkpoint directory")
+        let isRun = FileManager.default.fileExists(atPath: checkpoints, isDirectory: &isDirectory) && isDirectory.boolValue
+            && !FileManager.default.fileExists(atPath: path + "/" + CheckpointFiles.indexName)
+        return isRun ? checkpoints : path
+    }
+
+    /// Opens what a user names on the command line: a step directory (`…/step_N`, committed), a
+    /// checkpoints directory or a run directory, whose newest committed checkpoint (by `latest`,
+    /// verified with `verifying`) is used; `warn` hears of the checkpoints skipped on the way.
+    public static func locate(_ path: String, verifying: Bool = false,
+                              warn: (String) -> Void = { _ in }) throws(CheckpointError) -> CheckpointReader {
+        let directory = resolve(path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError(.missingFile, "no committed checkpoint at \(path): no such directory; \(acceptedForms)")
         }
-        let latest = latest(in: path)
+        if FileManager.default.fileExists(atPath: directory + "/" + CheckpointFiles.indexName)
+            || CheckpointFiles.step(ofDirectoryName: (directory as NSString).lastPathComponent) != nil {
+            return try CheckpointReader(stepDirectory: directory)
+        }
+        let latest = latest(in: directory, verifying: verifying)
+        for warning in latest.warnings { warn(warning) }
         guard let reader = latest.reader else {
-            throw CheckpointError(.notCommitted, "\(path) holds no committed checkpoint (neither a step_N directory with \(commitMarker) nor a checkpoints directory with one)"
-                                  + (latest.warnings.isEmpty ? "" : ": " + latest.warnings.joined(separator: "; ")))
+            throw CheckpointError(.notCommitted, "no committed checkpoint at \(path): \(acceptedForms)"
+                                  + (latest.warnings.isEmpty ? "" : " (" + latest.warnings.joined(separator: "; ") + ")"))
         }
         return reader
     }

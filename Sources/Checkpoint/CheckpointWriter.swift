@@ -79,7 +79,7 @@ public final class CheckpointWriter: @unchecked Sendable {
             do {
                 try FileManager.default.createDirectory(atPath: stepDirectory, withIntermediateDirectories: true)
             } catch {
-                throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(error.localizedDescription)")
+                throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(FileProblem.reason(error, path: stepDirectory)); choose another run.dir or output directory")
             }
             try CheckpointFiles.syncDirectory(containing: stepDirectory)
         }
@@ -318,7 +318,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         do {
             try FileManager.default.createDirectory(atPath: stepDirectory, withIntermediateDirectories: true)
         } catch {
-            throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(error.localizedDescription)")
+            throw CheckpointError(.io, "cannot create checkpoint directory \(stepDirectory): \(FileProblem.reason(error, path: stepDirectory)); choose another run.dir or output directory")
         }
         var parts: [[CheckpointIndex.Tensor]] = []
         for rank in 0..<ranks {

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The element types MeshLM reads from and writes to safetensors files (Hugging Face's names).
 public enum SafetensorsDType: String, Sendable, CaseIterable {
@@ -130,7 +131,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         self.handle = handle
         let fileSize: Int
         do { fileSize = Int(try handle.seekToEnd()); try handle.seek(toOffset: 0) } catch {
-            throw CheckpointError(.io, "cannot read \(path): \(error.localizedDescription)")
+            throw CheckpointError(.io, "cannot read \(path): \(FileProblem.reason(error, path: path))")
         }
         let prefix = (try? handle.read(upToCount: 8)) ?? Data()
         guard prefix.count == 8 else { throw CheckpointError(.truncatedFile, "\(path) is not a safetensors file: shorter than its 8-byte header length") }
@@ -192,7 +193,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         } catch let error as CheckpointError {
             throw error
         } catch {
-            throw CheckpointError(.io, "cannot read tensor \(name) from \(path): \(error.localizedDescription)")
+            throw CheckpointError(.io, "cannot read tensor \(name) from \(path): \(FileProblem.reason(error, path: path))")
         }
     }
 

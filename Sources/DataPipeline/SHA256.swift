@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// SHA-256 (FIPS 180-4), streaming, for the checksums in `manifest.json`: the same digests as
 /// `sha256sum`, so a user can check a shard without MeshLM.
@@ -71,7 +72,7 @@ public struct SHA256: Sendable {
         while true {
             let chunk: Data
             do { chunk = try handle.read(upToCount: 1 << 20) ?? Data() } catch {
-                throw DataError("\(path): read failed: \(error.localizedDescription)")
+                throw DataError("\(path): read failed: \(FileProblem.reason(error, path: path))")
             }
             if chunk.isEmpty { break }
             chunk.withUnsafeBytes { hasher.update($0) }

@@ -34,7 +34,7 @@ final class ShardSetStore: TokenStore {
             }
             let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
             guard size == shard.bytes else {
-                throw DataError("\(path): \(size) bytes, \(ShardManifest.fileName) says \(shard.bytes) (truncated or replaced)")
+                throw DataError("\(path): \(size) bytes, \(ShardManifest.fileName) says \(shard.bytes) (truncated or replaced); \(Self.remedy(directory))")
             }
             do {
                 let file = try HDF5File.open(path)
@@ -59,7 +59,7 @@ final class ShardSetStore: TokenStore {
                     }
                 }
             } catch let error as HDF5Error {
-                throw DataError("\(path): not a readable token shard: \(error.call) failed: \(error.reason)")
+                throw DataError("\(path): not a readable token shard: \(error.readProblem); \(Self.remedy(directory))")
             } catch let error as DataError {
                 throw error
             } catch {
@@ -101,7 +101,7 @@ final class ShardSetStore: TokenStore {
                 do {
                     values = try file.read(T.self, dataset: dataset, rows: local)
                 } catch {
-                    throw DataError("\(file.path): reading \(dataset) \(local.lowerBound)..<\(local.upperBound) failed: \(error.reason)")
+                    throw DataError("\(file.path): cannot read \(dataset) \(local.lowerBound)..<\(local.upperBound): \(error.readProblem); \(Self.remedy(directory))")
                 }
                 values.withUnsafeBufferPointer { buffer in
                     (destination + (position - range.lowerBound)).update(from: buffer.baseAddress!, count: buffer.count)
@@ -123,8 +123,13 @@ final class ShardSetStore: TokenStore {
         do {
             return try file.read(T.self, dataset: dataset)
         } catch {
-            throw DataError("\(file.path): reading \(dataset) failed: \(error.reason)")
+            throw DataError("\(file.path): cannot read \(dataset): \(error.readProblem); \(Self.remedy(directory))")
         }
+    }
+
+    /// What to do about a shard that cannot be read.
+    static func remedy(_ directory: String) -> String {
+        "write \(directory) again with the meshlm data command that made it"
     }
 
     private func open(_ shard: Int) throws(DataError) -> HDF5File {
@@ -136,7 +141,7 @@ final class ShardSetStore: TokenStore {
         let path = Self.path(directory, manifest.shards[shard].file)
         let file: HDF5File
         do { file = try HDF5File.open(path) } catch {
-            throw DataError("\(path): cannot be opened: \(error.reason)")
+            throw DataError("\(path): cannot be opened: \(error.readProblem); \(Self.remedy(directory))")
         }
         if openFiles.count == maximumOpenFiles { openFiles.removeFirst() }
         openFiles.append((shard, file))

@@ -142,7 +142,7 @@ public final class TokenShardWriter {
                 try manager.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 createdDirectory = true
             } catch {
-                throw DataError("\(directory): cannot create the output directory: \(error.localizedDescription)")
+                throw DataError("\(directory): cannot create the output directory: \(FileProblem.reason(error, path: directory)); choose another --output")
             }
         }
     }
@@ -155,7 +155,7 @@ public final class TokenShardWriter {
             do {
                 shard = try JSONDecoder().decode(ShardManifest.Shard.self, from: Data(summary))
             } catch {
-                throw DataError("\(ledger.directory): the entry of shard \(shards.count) is unreadable (\(error)); delete \(directory) and rerun")
+                throw DataError("\(ledger.directory): the entry of shard \(shards.count) is unreadable (\(describe(error))); delete \(directory) and rerun")
             }
             let size = (try? FileManager.default.attributesOfItem(atPath: path(shard.file)))?[.size] as? NSNumber
             guard size?.intValue == shard.bytes else {
@@ -181,7 +181,7 @@ public final class TokenShardWriter {
 
     private func remove(_ name: String) throws(DataError) {
         do { try FileManager.default.removeItem(atPath: path(name)) } catch {
-            throw DataError("\(path(name)): cannot remove: \(error.localizedDescription)")
+            throw DataError("\(path(name)): cannot remove: \(FileProblem.reason(error, path: path(name))); remove it by hand or choose another --output")
         }
     }
 
@@ -244,7 +244,7 @@ public final class TokenShardWriter {
                                      deflateLevel: options.deflateLevel, shards: shards, inputs: inputs, sft: sft, preference: preference)
         let temporary = path(ShardManifest.fileName + ".tmp")
         guard FileManager.default.createFile(atPath: temporary, contents: manifest.encoded()) else {
-            throw DataError("\(temporary): cannot be written")
+            throw DataError("\(temporary): cannot be written: \(FileProblem.reason(writing: temporary)); check the disk has space, or choose another --output")
         }
         try rename(temporary, to: path(ShardManifest.fileName))
         ledger?.remove()
@@ -271,7 +271,7 @@ public final class TokenShardWriter {
             try writeShardFile(temporary)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
-            throw DataError("\(temporary): \(error)")
+            throw DataError("\(temporary): cannot write the shard: \(error.reason); check the disk has space, or choose another --output")
         }
         if killAtShard == shards.count { kill(getpid(), SIGKILL) }
         if ledger != nil { try synchronize(temporary) }

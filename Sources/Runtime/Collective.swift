@@ -1,3 +1,5 @@
+import Foundation
+
 /// A failure that every rank of a communicator agreed on: the first failing rank's message,
 /// known to all ranks, so it is printed once and every rank exits the same way.
 public struct CollectiveFailure: Error, CustomStringConvertible, Sendable {
@@ -54,7 +56,38 @@ extension Communicator {
     }
 }
 
-/// The text a user sees for an error: its description when it has one.
+/// The text a user sees for an error: its description, except for Foundation's own errors, whose
+/// text ("NSCocoaErrorDomain error 512", "EncodingError.invalidValue") tells a user nothing.
+/// Those are worded here as a last resort; the code that calls Foundation should catch them and
+/// say which option or file was at fault and what to do (DESIGN §6).
 public func describe(_ error: any Error) -> String {
-    String(describing: error)
+    switch error {
+    case let error as EncodingError:
+        guard case .invalidValue(let value, let context) = error else { return "a value cannot be written as JSON" }
+        let key = dottedKey(context.codingPath)
+        let nonFinite = (value as? Double).map { !$0.isFinite } ?? (value as? Float).map { !$0.isFinite } ?? false
+        return "\(key.isEmpty ? "a value" : "'\(key)'") = \(value) cannot be written as JSON"
+            + (nonFinite ? " (JSON has no infinity or NaN): give a finite number" : "")
+    case let error as DecodingError:
+        func at(_ path: [any CodingKey]) -> String { path.isEmpty ? "" : "key '\(dottedKey(path))': " }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "required key '\(dottedKey(context.codingPath + [key]))' is missing"
+        case .valueNotFound(_, let context):
+            return "\(at(context.codingPath))no value"
+        case .typeMismatch(_, let context):
+            let detail = context.debugDescription.replacingOccurrences(of: "Expected to decode", with: "expected")
+            return at(context.codingPath) + (detail.hasSuffix(".") ? String(detail.dropLast()) : detail)
+        case .dataCorrupted(let context):
+            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return "\(at(context.codingPath))not valid JSON" + (underlying.map { " (\($0))" } ?? "")
+        @unknown default:
+            return "not valid JSON"
+        }
+    case is CocoaError, is POSIXError:
+        let path = FileProblem.path(of: error)
+        return "\(path ?? "a file operation"): \(FileProblem.reason(error, path: path ?? ""))"
+    default:
+        return String(describing: error)
+    }
 }

@@ -103,6 +103,7 @@ public enum ConfigLoader {
             throw ConfigError(source: source, key: "", message: "\(error)")
         }
         try rejectUnknownKeys(in: root, decoded: config, source: source, overrides: overrides)
+        try rejectNonFiniteNumbers(in: config, source: source, root: root, overrides: overrides)
         if let validated = config as? ValidatedConfig {
             do {
                 try validated.validate()
@@ -202,6 +203,22 @@ public enum ConfigLoader {
         try compareKeys(root, known, path: [], source: source, root: root, overrides: overrides)
     }
 
+    /// A number must be finite: YAML's `.inf` and `.nan` decode as Doubles and pass most range
+    /// checks (`.inf > 0`), but a run saves its config as JSON (`run_config.json`), which has
+    /// neither; encoding it here finds such a value by its key before any work starts.
+    private static func rejectNonFiniteNumbers<Config: Encodable>(in config: Config, source: String, root: Node,
+                                                                  overrides: [String]) throws(ConfigError) {
+        do {
+            _ = try JSONEncoder().encode(config)
+        } catch EncodingError.invalidValue(let value, let context) {
+            let key = dottedKey(context.codingPath)
+            throw ConfigError(source: sourceOf(key: key, in: root, file: source, overrides: overrides), key: key,
+                              message: "value \(value) is invalid: must be a finite number")
+        } catch {
+            throw ConfigError(source: source, key: "", message: "cannot be saved as JSON: \(Runtime.describe(error))")
+        }
+    }
+
     private static func compareKeys(_ input: Node, _ known: Node, path: [String], source: String, root: Node,
                                     overrides: [String]) throws(ConfigError) {
         switch (input, known) {
@@ -215,6 +232,8 @@ public enum ConfigLoader {
                 } else if !isNull(value) {
                     let dotted = childPath.joined(separator: ".")
                     var message = "unknown key"
+                    // `--set a.b=1` with `a` unknown: say which override made it.
+                    if let override = overrides.first(where: { $0.hasPrefix(dotted + ".") }) { message += " (in --set \(override))" }
                     if let suggestion = closest(key, among: knownKeys) { message += "; did you mean '\(suggestion)'?" }
                     else if !knownKeys.isEmpty { message += "; known keys here: \(knownKeys.sorted().joined(separator: ", "))" }
                     throw ConfigError(source: sourceOf(key: dotted, in: root, file: source, overrides: overrides),
@@ -258,7 +277,7 @@ public enum ConfigLoader {
 
     /// The override that set `key`, or the file.
     private static func sourceOf(key: String, in root: Node, file: String, overrides: [String]) -> String {
-        overrides.contains { $0.hasPrefix(key + "=") || key.hasPrefix(($0.split(separator: "=").first.map(String.init) ?? "") + ".") } ? "--set" : file
+        overrides.contains { $0.hasPrefix(key + "=") || $0.hasPrefix(key + ".") || key.hasPrefix(($0.split(separator: "=").first.map(String.init) ?? "") + ".") } ? "--set" : file
     }
 
     private static func value(at path: [any CodingKey], in root: Node) -> String? {

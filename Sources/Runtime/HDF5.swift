@@ -9,6 +9,25 @@ public struct HDF5Error: Error, CustomStringConvertible, Sendable {
     public let path: String
     public let reason: String
     public var description: String { "\(path): \(call) failed: \(reason)" }
+
+    /// What is wrong with a file being read, in a user's words rather than HDF5's: "not an HDF5
+    /// file", "truncated: 3000 of its 268104 bytes are there", else that it is damaged, with
+    /// HDF5's innermost message as the detail.
+    public var readProblem: String {
+        if reason == "no such file" { return reason }
+        if reason.hasPrefix("file signature not found") { return "not an HDF5 file" }
+        if reason.hasPrefix("truncated file") {
+            func number(after label: String) -> String? {
+                guard let range = reason.range(of: label + " = ") else { return nil }
+                return String(reason[range.upperBound...].prefix { $0.isNumber })
+            }
+            if let present = number(after: "eof"), let stored = number(after: "stored_eof") {
+                return "truncated: \(present) of its \(stored) bytes are there"
+            }
+            return "truncated"
+        }
+        return "damaged (HDF5 could not read it: \(reason))"
+    }
 }
 
 /// Runs one HDF5 call and turns a negative return into an `HDF5Error` naming the call.

@@ -71,7 +71,7 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
             config = try JSONDecoder().decode(LlamaConfig.self, from: configData)
             try config.validate()
         } catch {
-            throw ServingError(.checkpoint, "\(configPath): \(error)")
+            throw ServingError(.checkpoint, "\(configPath): \(describe(error))")
         }
         guard !config.hasScoreHead else {
             throw ServingError(.checkpoint, "\(configPath): the model has a scalar head (num_labels \(config.numLabels): a reward or value model) and no language-model head; it scores sequences and cannot generate text")
@@ -149,15 +149,12 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
         return TensorParallelLayout(config: config, degree: degree, rank: rank)
     }
 
-    /// A run directory (with `checkpoints/`), a checkpoints directory, or one step directory.
+    /// A run directory (with `checkpoints/`), a checkpoints directory, or one step directory
+    /// (`CheckpointReader.locate`, which every command taking a checkpoint uses).
     public static func resolveStepDirectory(_ path: String) throws(ServingError) -> String {
-        let fileManager = FileManager.default
-        if fileManager.fileExists(atPath: path + "/index.json") { return path }
-        for candidate in [path + "/checkpoints", path] where fileManager.fileExists(atPath: candidate) {
-            let latest = CheckpointReader.latest(in: candidate)
-            if let reader = latest.reader { return reader.stepDirectory }
+        do { return try CheckpointReader.locate(path).stepDirectory } catch {
+            throw ServingError(.checkpoint, error.description)
         }
-        throw ServingError(.checkpoint, "no committed checkpoint at \(path): give a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory")
     }
 
     public func acquireParameters(_ block: ModelBlock) -> UnsafeMutablePointer<Float> {

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import Runtime
 import Model
 import Tensors
 
@@ -117,7 +118,7 @@ public final class ServedAdapter: @unchecked Sendable {
         if let modelData = FileManager.default.contents(atPath: stepDirectory + "/model_config.json") {
             let trained: LlamaConfig
             do { trained = try JSONDecoder().decode(LlamaConfig.self, from: modelData) } catch {
-                throw ServingError(.checkpoint, "adapter \(name): \(stepDirectory)/model_config.json: \(error)")
+                throw ServingError(.checkpoint, "adapter \(name): \(stepDirectory)/model_config.json: \(describe(error))")
             }
             try checkFits(trained: trained, base: config, name: name, source: stepDirectory + "/model_config.json")
         }

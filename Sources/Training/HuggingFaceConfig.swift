@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import Runtime
 import Model
 
 /// A model config in the form of Hugging Face's `config.json` (what `transformers`' `LlamaConfig`,
@@ -121,7 +122,7 @@ public enum HuggingFaceConfig {
         do {
             model = try JSONDecoder().decode(LlamaConfig.self, from: try JSONSerialization.data(withJSONObject: cleaned))
         } catch {
-            throw CheckpointError(.badIndex, "\(file) is not a usable model config: \(error)")
+            throw CheckpointError(.badIndex, "\(file) is not a usable model config: \(describe(error))")
         }
         do { try model.validate() } catch { throw CheckpointError(.badIndex, "\(file): \(error)") }
         return model

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import Runtime
 import Model
 
 /// `meshlm ckpt export-hf` and `consolidate`: a checkpoint as single files.
@@ -45,7 +46,7 @@ public enum HuggingFaceExport {
             }
         }
         do { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) } catch {
-            throw CheckpointError(.io, "cannot create \(output): \(error.localizedDescription)")
+            throw CheckpointError(.io, "cannot create \(output): \(FileProblem.reason(error, path: output)); choose another --output")
         }
         // Shards: tensors in layout order, a new shard when the next tensor would pass the limit.
         var shards: [[ParameterLayout.Entry]] = [[]]
@@ -131,7 +132,7 @@ public enum HuggingFaceExport {
 
     static func write(_ data: Data, _ path: String) throws {
         do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw CheckpointError(.io, "cannot write \(path): \(error.localizedDescription)")
+            throw CheckpointError(.io, "cannot write \(path): \(FileProblem.reason(error, path: path)); choose another --output")
         }
     }
 }

@@ -20,20 +20,22 @@ public final class MetricsLog {
             handle = nil
             return
         }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            throw JobError("cannot create the run directory \(directory): \(FileProblem.reason(error, path: directory)); choose another run.dir")
+        }
         if start > 0, let existing = FileManager.default.contents(atPath: path) {
             let (kept, dropped) = Self.rows(of: existing, before: start)
             if kept.count != existing.count {
                 do {
                     try kept.write(to: URL(fileURLWithPath: path), options: .atomic)
                 } catch {
-                    throw JobError("cannot rewrite \(path) without the rows of steps ≥ \(start) (\(error.localizedDescription)); "
+                    throw JobError("cannot rewrite \(path) without the rows of steps ≥ \(start) (\(FileProblem.reason(error, path: path))); "
                                    + "check the run directory is writable")
                 }
             }
             droppedRows = dropped
         } else if !FileManager.default.createFile(atPath: path, contents: nil) {
-            throw JobError("cannot create \(path); check that the run directory \(directory) is writable")
+            throw JobError("cannot create \(path): \(FileProblem.reason(writing: path)); choose another run.dir")
         }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw JobError("cannot open \(path) for writing") }
         handle.seekToEndOfFile()

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import Runtime
 import Model
 
 /// A LoRA adapter in Hugging Face PEFT's layout, as `PeftModel.save_pretrained` writes it and
@@ -42,7 +43,7 @@ public enum PeftAdapter {
             try lora.validate()
             return lora
         } catch {
-            throw CheckpointError(.badIndex, "\(path): \(error)")
+            throw CheckpointError(.badIndex, "\(path): \(Runtime.describe(error))")
         }
     }
 
@@ -106,7 +107,7 @@ public enum PeftAdapter {
                               dtype: SafetensorsDType = .f32) throws -> [String] {
         try checkTensors(of: reader, lora: lora, model: model)
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw CheckpointError(.io, "cannot create \(directory): \(error.localizedDescription)")
+            throw CheckpointError(.io, "cannot create \(directory): \(FileProblem.reason(error, path: directory)); choose another --output")
         }
         let saved = exported(lora, model: model)
         var outputs = tensors(saved, model: model).map { entry in

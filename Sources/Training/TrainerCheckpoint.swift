@@ -127,7 +127,8 @@ extension Trainer {
     /// Resumes from `path`: a step directory (`…/step_N`), or a checkpoints directory whose
     /// newest loadable checkpoint is used as in `resumeFromLatest`. nil when a checkpoints
     /// directory holds none.
-    public func resume(from path: String) throws -> Int? {
+    public func resume(from given: String) throws -> Int? {
+        let path = CheckpointReader.resolve(given)
         let reader: CheckpointReader
         if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
             reader = try CheckpointReader(stepDirectory: path)
@@ -142,7 +143,7 @@ extension Trainer {
         do {
             state = try JSONDecoder().decode(PretrainCheckpointState.self, from: reader.metadata)
         } catch {
-            throw JobError("\(reader.stepDirectory)/\(CheckpointFiles.metadataName) holds no pretraining state (\(error)); a checkpoint made by import-hf or reshard without one starts a run with --init-from")
+            throw JobError("\(reader.stepDirectory)/\(CheckpointFiles.metadataName) holds no pretraining state (\(describe(error))); a checkpoint made by import-hf or reshard without one starts a run with --init-from")
         }
         guard state.globalBatchSize == config.train.globalBatchSize, state.seed == config.train.seed else {
             throw JobError("\(reader.stepDirectory): saved with train.global_batch_size \(state.globalBatchSize) and train.seed \(state.seed); this run has \(config.train.globalBatchSize) and \(config.train.seed) (the data position would not carry over)")
@@ -195,13 +196,8 @@ extension ParallelModel {
     @discardableResult
     public func loadParameters(from path: String, option: String, log: Log) throws -> String {
         let reader: CheckpointReader
-        if CheckpointFiles.step(ofDirectoryName: (path as NSString).lastPathComponent) != nil {
-            reader = try CheckpointReader(stepDirectory: path)
-        } else {
-            let latest = CheckpointReader.latest(in: path, verifying: true)
-            for warning in latest.warnings { log.warning(warning) }
-            guard let found = latest.reader else { throw JobError("\(option) \(path): no committed checkpoint there") }
-            reader = found
+        do { reader = try CheckpointReader.locate(path, verifying: true, warn: { log.warning($0) }) } catch {
+            throw JobError("\(option): \(error.description)")
         }
         let saved = Set(reader.tensorNames)
         var initialized: Set<String> = []

@@ -14,7 +14,7 @@ struct BenchAllreduceCommand: ParsableCommand {
 
     @OptionGroup var job: JobOptions
     @OptionGroup var bench: BenchOptions
-    @Option(help: "Largest message in MiB (default 64; --quick: 16).") var maxMib: Int?
+    @Option(parsing: .unconditional, help: "Largest message in MiB (default 64; --quick: 16).") var maxMib: Int?
 
     func run() throws {
         try job.runJob { context in

@@ -24,17 +24,17 @@ struct BenchCheckpointCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
     @OptionGroup var bench: BenchOptions
     @Option(help: "Model config.") var model = "configs/model/124m.yaml"
-    @Option(help: "Sequence length.") var seqLen = 256
-    @Option(help: "Sequences per rank per step.") var microBatch = 2
-    @Option(help: "Normal steps timed.") var steps = 4
-    @Option(help: "Asynchronous saves timed.") var saves = 3
-    @Option(help: "ZeRO stage (0–3).") var zero = 1
+    @Option(parsing: .unconditional, help: "Sequence length.") var seqLen = 256
+    @Option(parsing: .unconditional, help: "Sequences per rank per step.") var microBatch = 2
+    @Option(parsing: .unconditional, help: "Normal steps timed.") var steps = 4
+    @Option(parsing: .unconditional, help: "Asynchronous saves timed.") var saves = 3
+    @Option(parsing: .unconditional, help: "ZeRO stage (0–3).") var zero = 1
     @Option(help: "zstd levels to compare (comma-separated).") var levels = "-5,-1,1,3"
-    @Option(help: "zstd level of the checkpoint saves.") var level = -1
+    @Option(parsing: .unconditional, help: "zstd level of the checkpoint saves.") var level = -1
     @Option(help: "Frame compression of the checkpoint saves: auto, zstd or none.") var compression = "auto"
-    @Option(name: .customLong("writer-nice"), help: "Nice value of the background writer thread (with --writer-priority nice).") var writerNice = 10
+    @Option(name: .customLong("writer-nice"), parsing: .unconditional, help: "Nice value of the background writer thread (with --writer-priority nice).") var writerNice = 10
     @Option(name: .customLong("writer-priority"), help: "How the background writer yields to training: idle (SCHED_IDLE) or nice.") var writerPriority = "idle"
-    @Option(name: .customLong("writer-duty-cycle"), help: "Share of wall time the background writer works (0 < share ≤ 1).") var writerDutyCycle = 0.25
+    @Option(name: .customLong("writer-duty-cycle"), parsing: .unconditional, help: "Share of wall time the background writer works (0 < share ≤ 1).") var writerDutyCycle = 0.25
     @Flag(name: .customLong("eager-copy"), help: "Copy the state at the save's step boundary instead of in the next optimizer step (the earlier behaviour).") var eagerCopy = false
     @Option(help: "Where checkpoints are written (a real disk, not tmpfs, for the bandwidth figure).") var directory = "/tmp/meshlm-bench-checkpoint"
 

@@ -24,21 +24,21 @@ struct BenchDecodeCommand: ParsableCommand {
     @OptionGroup var bench: BenchOptions
     @Option(help: "Model config YAML (Hugging Face field names) for random weights.") var model = "configs/model/124m.yaml"
     @Option(help: "A checkpoint instead of random weights.") var checkpoint: String?
-    @Option(help: "Prompt tokens per request.") var promptTokens = 16
-    @Option(help: "Tokens generated per request.") var tokens = 128
+    @Option(parsing: .unconditional, help: "Prompt tokens per request.") var promptTokens = 16
+    @Option(parsing: .unconditional, help: "Tokens generated per request.") var tokens = 128
     @Option(parsing: .upToNextOption, help: "Concurrent request counts to measure (1 is always measured).") var concurrency: [Int] = [8, 32]
-    @Option(help: "Tokens computed per engine step.") var tokenBudget = 512
-    @Option(help: "Also measure greedy speculative decoding at batch 1 with a draft of the target's first N layers (0 = skip).")
+    @Option(parsing: .unconditional, help: "Tokens computed per engine step.") var tokenBudget = 512
+    @Option(parsing: .unconditional, help: "Also measure greedy speculative decoding at batch 1 with a draft of the target's first N layers (0 = skip).")
     var draftLayers = 0
     @Option(help: "Also measure greedy speculative decoding at batch 1 with this draft checkpoint (same vocabulary as --checkpoint).")
     var draftCheckpoint: String?
     @Option(parsing: .upToNextOption, help: "Draft tokens proposed per target forward (several values: one row each).") var lookahead: [Int] = [4]
     @Option(help: "Speculative decoding: prompts from this text file, one per line, encoded with the checkpoint's tokenizer (default: --prompts random prompts of --prompt-tokens ids).")
     var promptFile: String?
-    @Option(help: "Speculative decoding: random prompts measured when there is no --prompt-file.") var prompts = 4
-    @Option(help: "Also measure N synthetic LoRA adapters served unmerged (as `serve --lora`), requests spread across them, against the base alone in the same run (0 = skip).")
+    @Option(parsing: .unconditional, help: "Speculative decoding: random prompts measured when there is no --prompt-file.") var prompts = 4
+    @Option(parsing: .unconditional, help: "Also measure N synthetic LoRA adapters served unmerged (as `serve --lora`), requests spread across them, against the base alone in the same run (0 = skip).")
     var loraAdapters = 0
-    @Option(help: "Rank of the --lora-adapters adapters (every projection of every layer adapted).") var loraRank = 16
+    @Option(parsing: .unconditional, help: "Rank of the --lora-adapters adapters (every projection of every layer adapted).") var loraRank = 16
 
     func validate() throws {
         if let bad = lookahead.first(where: { !(1..<SmallBatchLinear.maximumRows).contains($0) }) {

@@ -18,8 +18,8 @@ struct BenchKernelsCommand: ParsableCommand {
 
     @OptionGroup var job: JobOptions
     @OptionGroup var bench: BenchOptions
-    @Option(help: "Elements per array for the memory-bound kernels (default 16M = 64 MB, far beyond L3).") var elements = 1 << 24
-    @Option(help: "Compute threads for the kernels (default 1: one rank per core).") var kernelThreads = 1
+    @Option(parsing: .unconditional, help: "Elements per array for the memory-bound kernels (default 16M = 64 MB, far beyond L3).") var elements = 1 << 24
+    @Option(parsing: .unconditional, help: "Compute threads for the kernels (default 1: one rank per core).") var kernelThreads = 1
 
     func run() throws {
         try job.runJob { context in

@@ -119,7 +119,7 @@ func formatRange(_ rate: (median: Double, low: Double, high: Double), scale: Dou
 struct BenchOptions: ParsableArguments {
     @Flag(help: "One JSON object per result line instead of the table.") var json = false
     @Flag(help: "Fewer sizes and shorter runs (for smoke tests and the quickstart).") var quick = false
-    @Option(help: "Timed repeats per figure; the median and range are reported.") var repeats = 5
+    @Option(parsing: .unconditional, help: "Timed repeats per figure; the median and range are reported.") var repeats = 5
 }
 
 /// The start-up facts every bench prints first: on standard output for the table, on standard

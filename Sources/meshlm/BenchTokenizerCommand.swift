@@ -14,7 +14,7 @@ struct BenchTokenizerCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
     @Option(name: .long, help: "The tokenizer.json.") var tokenizer: String
     @Option(name: .long, parsing: .upToNextOption, help: "Input files or directories.") var input: [String] = []
-    @Option(name: .long, help: "Timed repeats (the median is reported).") var repeats = 3
+    @Option(name: .long, parsing: .unconditional, help: "Timed repeats (the median is reported).") var repeats = 3
 
     func run() throws {
         try job.runJob { context in

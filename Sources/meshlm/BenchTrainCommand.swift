@@ -22,14 +22,14 @@ struct BenchTrainCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
     @OptionGroup var bench: BenchOptions
     @Option(help: "Model config.") var model = "configs/model/124m.yaml"
-    @Option(help: "Sequence length.") var seqLen = 512
-    @Option(help: "Sequences per rank per step.") var microBatch = 4
-    @Option(help: "Timed steps (after one untimed warm-up step).") var steps = 3
-    @Option(help: "ZeRO stage (0–3).") var zero = 0
-    @Option(help: "Tensor-parallel degree (the rest of the ranks are data parallel).") var tp = 1
-    @Option(help: "Pipeline-parallel degree.") var pp = 1
-    @Option(help: "Model chunks per pipeline stage (> 1: the interleaved schedule).") var virtualStages = 1
-    @Option(help: "Micro-batches per step per model replica (the pipeline's m).") var microBatches = 1
+    @Option(parsing: .unconditional, help: "Sequence length.") var seqLen = 512
+    @Option(parsing: .unconditional, help: "Sequences per rank per step.") var microBatch = 4
+    @Option(parsing: .unconditional, help: "Timed steps (after one untimed warm-up step).") var steps = 3
+    @Option(parsing: .unconditional, help: "ZeRO stage (0–3).") var zero = 0
+    @Option(parsing: .unconditional, help: "Tensor-parallel degree (the rest of the ranks are data parallel).") var tp = 1
+    @Option(parsing: .unconditional, help: "Pipeline-parallel degree.") var pp = 1
+    @Option(parsing: .unconditional, help: "Model chunks per pipeline stage (> 1: the interleaved schedule).") var virtualStages = 1
+    @Option(parsing: .unconditional, help: "Micro-batches per step per model replica (the pipeline's m).") var microBatches = 1
     @Option(help: "Freeze the tensors a name pattern matches (train.freeze; repeatable), e.g. 'model.layers.*'.")
     var freeze: [String] = []
     @Option(help: "LoRA adapters: a lora: section in YAML flow style (docs/training.md), e.g. '{r: 16, lora_alpha: 32, use_dora: true}'.")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Runtime
 
 /// `meshlm ckpt …`: one process, no MPI — the tools read and write checkpoint files only
 /// (docs/checkpoints.md, "Commands").
@@ -7,7 +8,7 @@ struct CkptCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ckpt",
         abstract: "Inspect, verify, reshard, consolidate checkpoints; merge LoRA adapters; export to and import from Hugging Face and PEFT (docs/checkpoints.md).",
-        discussion: "DIR is a step directory (RUN/checkpoints/step_N) or a checkpoints directory (its latest committed checkpoint).",
+        discussion: "DIR is a step directory (RUN/checkpoints/step_N), a checkpoints directory (its latest committed checkpoint) or a run directory.",
         subcommands: [CkptInspectCommand.self, CkptVerifyCommand.self, CkptReshardCommand.self, CkptConsolidateCommand.self,
                       CkptExportHFCommand.self, CkptImportHFCommand.self, CkptMergeLoRACommand.self])
 
@@ -18,7 +19,7 @@ struct CkptCommand: ParsableCommand {
         } catch let error as ExitCode {
             throw error
         } catch {
-            FileHandle.standardError.write(Data("meshlm: error: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("meshlm: error: \(describe(error))\n".utf8))
             throw ExitCode(1)
         }
     }

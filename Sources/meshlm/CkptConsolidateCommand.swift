@@ -8,7 +8,7 @@ struct CkptConsolidateCommand: ParsableCommand {
         commandName: "consolidate",
         abstract: "Write every tensor of a checkpoint into one safetensors file (f32, the checkpoint's names).")
 
-    @Argument(help: "A step directory or a checkpoints directory.") var directory: String
+    @Argument(help: "A step directory, a checkpoints directory or a run directory.") var directory: String
     @Option(help: "The .safetensors file to write.") var output: String
     @Flag(name: .customLong("optimizer"), help: "Include the AdamW moments (optimizer.exp_avg.*, optimizer.exp_avg_sq.*).")
     var includeOptimizer = false

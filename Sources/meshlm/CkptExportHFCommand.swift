@@ -14,7 +14,7 @@ struct CkptExportHFCommand: ParsableCommand {
             loads it. --adapter-only writes the adapter alone into OUTPUT. Docs: docs/sft.md.
             """)
 
-    @Argument(help: "A step directory or a checkpoints directory.") var directory: String
+    @Argument(help: "A step directory, a checkpoints directory or a run directory.") var directory: String
     @Option(help: "The directory to write.") var output: String
     @Option(help: "Tensor dtype: f32, bf16 or f16.") var dtype = "f32"
     @Option(name: .customLong("max-shard-size"), help: "Split model.safetensors above this size (bytes, or with kB/MB/GB; default 5GB).")

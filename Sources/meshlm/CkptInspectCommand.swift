@@ -8,7 +8,7 @@ struct CkptInspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Show a checkpoint's tensors (shape, dtype, bytes, compression), shard files, mesh and step.")
 
-    @Argument(help: "A step directory or a checkpoints directory.") var directory: String
+    @Argument(help: "A step directory, a checkpoints directory or a run directory.") var directory: String
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     func run() throws {

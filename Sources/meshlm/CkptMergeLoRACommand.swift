@@ -18,9 +18,9 @@ struct CkptMergeLoRACommand: ParsableCommand {
             exports and starts runs (--init-from) as any base model. Docs: docs/checkpoints.md.
             """)
 
-    @Argument(help: "A LoRA run's step directory or checkpoints directory.") var directory: String
+    @Argument(help: "A LoRA run's step directory, checkpoints directory or run directory.") var directory: String
     @Option(help: "The checkpoints directory to write.") var output: String
-    @Option(name: .customLong("zstd-level"), help: "zstd level of the new frames.") var zstdLevel = 1
+    @Option(name: .customLong("zstd-level"), parsing: .unconditional, help: "zstd level of the new frames.") var zstdLevel = 1
     @Option(name: .customLong("qlora-base"), help: "A QLoRA run's checkpoint: merge into dequantized (dequant(NF4(W)), what the adapters were trained against) or original (the base checkpoint's f32 W).")
     var qloraBase: QLoRAMergeBase = .dequantized
 

@@ -14,14 +14,14 @@ struct CkptReshardCommand: ParsableCommand {
             dp, then pp), and pipeline stages split the layers as a run with the checkpoint's seq_len would.
             """)
 
-    @Argument(help: "A step directory or a checkpoints directory.") var directory: String
-    @Option(help: "Data-parallel degree of the target mesh.") var dp: Int
-    @Option(help: "ZeRO stage recorded for the target mesh (the files are the same for every stage).") var zero = 1
-    @Option(help: "Tensor-parallel degree of the target mesh.") var tp = 1
-    @Option(help: "Pipeline-parallel degree of the target mesh.") var pp = 1
+    @Argument(help: "A step directory, a checkpoints directory or a run directory.") var directory: String
+    @Option(parsing: .unconditional, help: "Data-parallel degree of the target mesh.") var dp: Int
+    @Option(parsing: .unconditional, help: "ZeRO stage recorded for the target mesh (the files are the same for every stage).") var zero = 1
+    @Option(parsing: .unconditional, help: "Tensor-parallel degree of the target mesh.") var tp = 1
+    @Option(parsing: .unconditional, help: "Pipeline-parallel degree of the target mesh.") var pp = 1
     @Option(help: "The checkpoints directory to write.") var output: String
     @Option(name: .customLong("model-config"), help: "The model's config.json, for checkpoints without model_config.json.") var modelConfig: String?
-    @Option(name: .customLong("zstd-level"), help: "zstd level of the new frames.") var zstdLevel = 1
+    @Option(name: .customLong("zstd-level"), parsing: .unconditional, help: "zstd level of the new frames.") var zstdLevel = 1
 
     func run() throws {
         try CkptCommand.runTool {

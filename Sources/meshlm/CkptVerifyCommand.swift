@@ -8,7 +8,7 @@ struct CkptVerifyCommand: ParsableCommand {
         abstract: "Check every slice of a checkpoint: files present, tensors covered, frames decompress, CRC-32C match.",
         discussion: "Exit status 0 when everything checks; otherwise 1, with one line per problem naming the file and tensor.")
 
-    @Argument(help: "A step directory or a checkpoints directory.") var directory: String
+    @Argument(help: "A step directory, a checkpoints directory or a run directory.") var directory: String
 
     func run() throws {
         try CkptCommand.runTool {

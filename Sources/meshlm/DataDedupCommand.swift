@@ -20,13 +20,13 @@ struct DataDedupCommand: ParsableCommand {
     @OptionGroup var stage: DataStageOptions
     @Flag(name: .long, help: "Remove documents whose whitespace-normalized text equals an earlier one's.") var exact = false
     @Flag(name: .long, help: "Remove near-duplicates by MinHash-LSH.") var minhash = false
-    @Option(name: .customLong("ngram"), help: "Words per shingle.") var ngramSize = 5
-    @Option(name: .long, help: "LSH bands.") var bands = 14
-    @Option(name: .long, help: "Signature rows per band.") var rows = 8
-    @Option(name: .long, help: "Jaccard similarity a pair must reach with --verify-jaccard.") var threshold = 0.8
+    @Option(name: .customLong("ngram"), parsing: .unconditional, help: "Words per shingle.") var ngramSize = 5
+    @Option(name: .long, parsing: .unconditional, help: "LSH bands.") var bands = 14
+    @Option(name: .long, parsing: .unconditional, help: "Signature rows per band.") var rows = 8
+    @Option(name: .long, parsing: .unconditional, help: "Jaccard similarity a pair must reach with --verify-jaccard.") var threshold = 0.8
     @Flag(name: .customLong("verify-jaccard"), help: "Check each candidate pair's exact shingle Jaccard similarity.")
     var verifyJaccard = false
-    @Option(name: .customLong("memory-mb"), help: "Memory per rank for bucket entries before spilling sorted runs to disk.")
+    @Option(name: .customLong("memory-mb"), parsing: .unconditional, help: "Memory per rank for bucket entries before spilling sorted runs to disk.")
     var memoryMegabytes = 1024.0
 
     func run() throws {

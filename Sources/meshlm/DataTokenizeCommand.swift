@@ -25,9 +25,9 @@ struct DataTokenizeCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Input files or directories.") var input: [String] = []
     @Option(name: .long, help: "The shard directory to write (created; must be empty unless --overwrite; a killed run there is resumed).") var output: String
     @Option(name: .long, help: "Tokenizer: 'bytes' or the path of a tokenizer.json (byte-level BPE).") var tokenizer = "bytes"
-    @Option(name: .customLong("shard-tokens"), help: "Target tokens per shard file.") var shardTokens = 1 << 25
+    @Option(name: .customLong("shard-tokens"), parsing: .unconditional, help: "Target tokens per shard file.") var shardTokens = 1 << 25
     @Option(name: .customLong("text-field"), help: "The JSONL field that holds the text.") var textField = "text"
-    @Option(name: .long, help: "Deflate level of the token chunks, 0 (none) to 9.") var deflate = 0
+    @Option(name: .long, parsing: .unconditional, help: "Deflate level of the token chunks, 0 (none) to 9.") var deflate = 0
     @Flag(name: .long, help: "Replace the manifest and shards of a non-empty output directory.") var overwrite = false
 
     func validate() throws {

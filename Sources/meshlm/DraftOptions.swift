@@ -9,7 +9,7 @@ struct DraftOptions: ParsableArguments {
     @Option(help: "A smaller model's checkpoint (same forms as --checkpoint) that proposes tokens for the target to verify: greedy speculative decoding, the same output as without it. Needs the target's vocabulary and tokenizer.")
     var draftCheckpoint: String?
 
-    @Option(help: "Draft tokens proposed per target forward (with --draft-checkpoint).")
+    @Option(parsing: .unconditional, help: "Draft tokens proposed per target forward (with --draft-checkpoint).")
     var lookahead = 4
 
     func validate() throws {

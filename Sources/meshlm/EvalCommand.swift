@@ -30,11 +30,11 @@ struct EvalCommand: ParsableCommand {
     var checkpoint: String
     @Option(help: "The token file or shard directory.") var tokens: String
     @Option(help: "Id type of a headerless .bin: uint16, uint32, int32, int64.") var dtype = "uint16"
-    @Option(name: .customLong("seq-len"), help: "Positions per window, 2 up to max_position_embeddings (default: max_position_embeddings).")
+    @Option(name: .customLong("seq-len"), parsing: .unconditional, help: "Positions per window, 2 up to max_position_embeddings (default: max_position_embeddings).")
     var seqLen: Int?
-    @Option(name: .customLong("batch-size"), help: "Windows per forward pass on each rank.") var batchSize = 1
-    @Option(name: .customLong("max-windows"), help: "Evaluate only the first N windows.") var maxWindows: Int?
-    @Option(name: .customLong("max-tokens"), help: "Use only the first N tokens of the stream.") var maxTokens: Int?
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Windows per forward pass on each rank.") var batchSize = 1
+    @Option(name: .customLong("max-windows"), parsing: .unconditional, help: "Evaluate only the first N windows.") var maxWindows: Int?
+    @Option(name: .customLong("max-tokens"), parsing: .unconditional, help: "Use only the first N tokens of the stream.") var maxTokens: Int?
     @Option(help: "Write the logits here (f32, [T, V]); needs the tokens to fit one window and one rank.") var logits: String?
 
     func run() throws {
@@ -44,9 +44,8 @@ struct EvalCommand: ParsableCommand {
                 guard let type = RawTokenType(rawValue: dtype) else { throw JobError("--dtype \(dtype): use uint16, uint32, int32 or int64") }
                 if batchSize < 1 { throw JobError("--batch-size must be at least 1, got \(batchSize)") }
                 if let maxWindows, maxWindows < 1 { throw JobError("--max-windows must be at least 1, got \(maxWindows)") }
-                // A run directory stands for its checkpoints, as for generate and serve.
-                let runCheckpoints = (checkpoint as NSString).appendingPathComponent("checkpoints")
-                let reader = try CheckpointReader.locate(FileManager.default.fileExists(atPath: runCheckpoints) ? runCheckpoints : checkpoint)
+                if let maxTokens, maxTokens < 2 { throw JobError("--max-tokens must be at least 2 (one to read, one to predict), got \(maxTokens)") }
+                let reader = try CheckpointReader.locate(checkpoint)
                 let evaluation = try CheckpointEvaluation(reader, threads: KernelThreads(count: context.threads))
                 let positions = evaluation.model.maxPositionEmbeddings
                 let seqLen = self.seqLen ?? positions
@@ -71,7 +70,7 @@ struct EvalCommand: ParsableCommand {
                 let result = try evaluation.evaluate(try dataset.tokens(0..<windows.tokenCount))
                 let data = result.logits.withUnsafeBufferPointer { Data(buffer: $0) }
                 do { try data.write(to: URL(fileURLWithPath: logits), options: .atomic) } catch {
-                    throw JobError("cannot write \(logits): \(error.localizedDescription)")
+                    throw JobError("--logits \(logits): cannot write: \(FileProblem.reason(error, path: logits)); give the path of a file in an existing directory")
                 }
                 if evaluation.model.hasScoreHead {
                     var line = JSONLine()

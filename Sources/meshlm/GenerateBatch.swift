@@ -139,9 +139,12 @@ enum FileOutput {
     static func writeAtomically(_ data: Data, to path: String, option: String) throws {
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw JobError("cannot write \(option) \(path): check that its directory exists and is writable")
+            throw JobError("cannot write \(option) \(path): \(FileProblem.reason(writing: temporary)); give \(option) a file in an existing, writable directory")
         }
         _ = try? FileManager.default.removeItem(atPath: path)
-        try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        do { try FileManager.default.moveItem(atPath: temporary, toPath: path) } catch {
+            _ = try? FileManager.default.removeItem(atPath: temporary)
+            throw JobError("cannot write \(option) \(path): \(FileProblem.reason(error, path: path)); give \(option) another file")
+        }
     }
 }

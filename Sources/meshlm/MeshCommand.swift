@@ -17,11 +17,11 @@ struct MeshCommand: ParsableCommand {
 
     @OptionGroup var job: JobOptions
 
-    @Option(help: "Pipeline parallel degree.") var pp = 1
-    @Option(help: "Data parallel degree (default: what the world size leaves).") var dp: Int?
-    @Option(help: "Context parallel degree.") var cp = 1
-    @Option(help: "Tensor parallel degree.") var tp = 1
-    @Option(help: "Expert parallel degree (carved out of dp × cp).") var ep = 1
+    @Option(parsing: .unconditional, help: "Pipeline parallel degree.") var pp = 1
+    @Option(parsing: .unconditional, help: "Data parallel degree (default: what the world size leaves).") var dp: Int?
+    @Option(parsing: .unconditional, help: "Context parallel degree.") var cp = 1
+    @Option(parsing: .unconditional, help: "Tensor parallel degree.") var tp = 1
+    @Option(parsing: .unconditional, help: "Expert parallel degree (carved out of dp × cp).") var ep = 1
     @Option(help: "A model config (configs/model/*.yaml) the mesh must be able to split.") var model: String?
     @Option(help: "A pretrain config (configs/pretrain/*.yaml): its parallel degrees, model and batch; prints memory per rank.") var config: String?
     @Option(name: .customLong("set"), help: "Override a config key: key=value (repeatable; section.key=value with --config).") var overrides: [String] = []

@@ -19,7 +19,7 @@ struct PlotCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Where to write the SVG (default: plot.svg in the first run's directory).", valueName: "file.svg"))
     var output: String?
     @Flag(help: "Loss on a logarithmic axis.") var logLoss = false
-    @Option(help: ArgumentHelp("Smooth curves with an exponential moving average over about N logged rows.",
+    @Option(parsing: .unconditional, help: ArgumentHelp("Smooth curves with an exponential moving average over about N logged rows.",
                                discussion: "The raw rows stay visible, faint, underneath. 0 or 1: no smoothing.",
                                valueName: "N"))
     var smooth = 0
@@ -57,16 +57,16 @@ struct PlotCommand: ParsableCommand {
                 // Written to a temporary name and renamed: never a half-written plot.
                 try Data(plot.render().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
             } catch {
-                throw JobError("\(path): cannot write: \(error.localizedDescription)")
+                throw JobError("\(path): cannot write: \(FileProblem.reason(error, path: path)); give --output the path of a file in an existing directory")
             }
             let trainRows = loaded.map(\.trainLoss.count).reduce(0, +), evalRows = loaded.map(\.evalLoss.count).reduce(0, +)
             let metricRows = plot.options.metrics.map { metric in
                 ", \(loaded.map { $0.series[metric]?.count ?? 0 }.reduce(0, +)) rows of \(metric)"
             }
             print("plot: wrote \(path) (\(loaded.count) run\(loaded.count == 1 ? "" : "s"), \(trainRows) training rows, \(evalRows) eval rows\(metricRows.joined()))")
-        } catch let error as JobError {
+        } catch {
             // The same one-line form as every SPMD command's errors.
-            FileHandle.standardError.write(Data("meshlm: error: \(error.description)\n".utf8))
+            FileHandle.standardError.write(Data("meshlm: error: \(describe(error))\n".utf8))
             throw ExitCode(1)
         }
     }

@@ -19,8 +19,7 @@ struct SFTChatSetup {
 
     /// A run directory stands for its checkpoints, as for generate, serve and eval.
     static func checkpointSource(_ source: String) -> String {
-        let runCheckpoints = (source as NSString).appendingPathComponent("checkpoints")
-        return FileManager.default.fileExists(atPath: runCheckpoints) ? runCheckpoints : source
+        CheckpointReader.resolve(source)
     }
 
     /// `checkpoint` may be nil only when `tokenizer` is given (then `auto` means ChatML).

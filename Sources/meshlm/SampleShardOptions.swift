@@ -5,8 +5,8 @@ import Training
 /// The output options `meshlm data sft-tokenize` and `meshlm data pref-tokenize` share.
 struct SampleShardOptions: ParsableArguments {
     @Option(name: .long, help: "The sample directory to write (created; must be empty unless --overwrite).") var output: String
-    @Option(name: .customLong("shard-tokens"), help: "Target tokens per shard file.") var shardTokens = 1 << 25
-    @Option(name: .long, help: "Deflate level of the token and mask chunks, 0 (none) to 9.") var deflate = 0
+    @Option(name: .customLong("shard-tokens"), parsing: .unconditional, help: "Target tokens per shard file.") var shardTokens = 1 << 25
+    @Option(name: .long, parsing: .unconditional, help: "Deflate level of the token and mask chunks, 0 (none) to 9.") var deflate = 0
     @Flag(name: .long, help: "Replace the manifest and shards of a non-empty output directory.") var overwrite = false
 
     func validate() throws {

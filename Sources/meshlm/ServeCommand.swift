@@ -14,9 +14,9 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
     @OptionGroup var engine: EngineOptions
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
-    @Option(help: "TCP port (0 picks a free one; the chosen port is printed).") var port = 8000
+    @Option(parsing: .unconditional, help: "TCP port (0 picks a free one; the chosen port is printed).") var port = 8000
     @Option(help: "The model id clients name in requests.") var servedModelName = "meshlm"
-    @Option(help: "Seconds a connection may send nothing (between requests, or mid-request) before it is closed; a request body must also arrive whole within it.")
+    @Option(parsing: .unconditional, help: "Seconds a connection may send nothing (between requests, or mid-request) before it is closed; a request body must also arrive whole within it.")
     var idleTimeout: Double = 30
     @OptionGroup var adapters: LoRAModuleOptions
 

@@ -17,11 +17,11 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "A .jinja chat template to render chat messages with, instead of the checkpoint's own (chat_template.jinja or tokenizer_config.json's chat_template).")
     var chatTemplate: String?
 
-    @Option(help: "KV cache blocks (each holds --block-size tokens of every layer).") var kvBlocks = 2048
-    @Option(help: "Tokens per KV cache block.") var blockSize = 16
-    @Option(help: "Sequences decoded together at most.") var maxBatch = 32
-    @Option(help: "Tokens computed per engine step (decode tokens plus prefill chunks).") var tokenBudget = 512
-    @Option(help: "Requests allowed to wait; beyond it requests get 429.") var maxQueue = 256
+    @Option(parsing: .unconditional, help: "KV cache blocks (each holds --block-size tokens of every layer).") var kvBlocks = 2048
+    @Option(parsing: .unconditional, help: "Tokens per KV cache block.") var blockSize = 16
+    @Option(parsing: .unconditional, help: "Sequences decoded together at most.") var maxBatch = 32
+    @Option(parsing: .unconditional, help: "Tokens computed per engine step (decode tokens plus prefill chunks).") var tokenBudget = 512
+    @Option(parsing: .unconditional, help: "Requests allowed to wait; beyond it requests get 429.") var maxQueue = 256
     @Flag(inversion: .prefixedNo, help: "Share identical full prompt blocks between requests.") var prefixSharing = true
 
     func validate() throws {
@@ -96,18 +96,27 @@ struct EngineOptions: ParsableArguments {
 
 /// Sampling flags of `generate` (the HTTP API takes the same as request fields).
 struct SamplingOptions: ParsableArguments {
-    @Option(help: "Tokens to generate at most.") var maxTokens = 64
-    @Option(help: "0 = greedy.") var temperature: Float = 0
-    @Option(help: "Keep the k most likely tokens (0 = all).") var topK = 0
-    @Option(help: "Nucleus: keep the most likely tokens up to this probability mass (1 = all).") var topP: Float = 1
-    @Option(help: "Drop tokens below this fraction of the top token's probability.") var minP: Float = 0
-    @Option(help: "transformers' repetition penalty (1 = off).") var repetitionPenalty: Float = 1
-    @Option(help: "OpenAI presence penalty.") var presencePenalty: Float = 0
-    @Option(help: "OpenAI frequency penalty.") var frequencyPenalty: Float = 0
+    @Option(parsing: .unconditional, help: "Tokens to generate at most.") var maxTokens = 64
+    @Option(parsing: .unconditional, help: "0 = greedy.") var temperature: Float = 0
+    @Option(parsing: .unconditional, help: "Keep the k most likely tokens (0 = all).") var topK = 0
+    @Option(parsing: .unconditional, help: "Nucleus: keep the most likely tokens up to this probability mass (1 = all).") var topP: Float = 1
+    @Option(parsing: .unconditional, help: "Drop tokens below this fraction of the top token's probability.") var minP: Float = 0
+    @Option(parsing: .unconditional, help: "transformers' repetition penalty (1 = off).") var repetitionPenalty: Float = 1
+    @Option(parsing: .unconditional, help: "OpenAI presence penalty.") var presencePenalty: Float = 0
+    @Option(parsing: .unconditional, help: "OpenAI frequency penalty.") var frequencyPenalty: Float = 0
     @Option(help: "Stop when the output contains this text (repeatable).") var stop: [String] = []
     @Option(help: "Stop at this token id (repeatable).") var stopToken: [Int32] = []
     @Flag(help: "Keep generating past the end-of-sequence token.") var ignoreEOS = false
-    @Option(help: "Random seed (same seed, same text).") var seed: UInt64?
+    @Option(parsing: .unconditional, help: "Random seed (same seed, same text).") var seed: UInt64?
+
+    /// The HTTP API's range checks (`SamplingParameters.validate`), with the option in place of
+    /// the request field: "--max-tokens must be at least 0, got -1".
+    func validate() throws {
+        do { try parameters.validate() } catch {
+            guard let field = error.parameter, error.description.hasPrefix(field + " ") else { throw ValidationError(error.description) }
+            throw ValidationError("--" + field.replacingOccurrences(of: "_", with: "-") + error.description.dropFirst(field.count))
+        }
+    }
 
     var parameters: SamplingParameters {
         SamplingParameters(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, minP: minP,

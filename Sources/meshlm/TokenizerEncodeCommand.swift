@@ -46,7 +46,7 @@ struct TokenizerEncodeCommand: ParsableCommand {
                 }
                 if let output {
                     guard FileManager.default.createFile(atPath: output, contents: Data(out.utf8)) else {
-                        throw DataError("\(output): cannot be written")
+                        throw DataError("--output \(output): cannot be written: \(FileProblem.reason(writing: output)); choose another --output")
                     }
                     context.log.info("wrote the ids of \(lines) documents to \(output)")
                 } else {

@@ -19,12 +19,12 @@ struct TokenizerTrainCommand: ParsableCommand {
     @OptionGroup var job: JobOptions
 
     @Option(name: .long, parsing: .upToNextOption, help: "Input files or directories (.jsonl, .jsonl.zst, .txt).") var input: [String] = []
-    @Option(name: .customLong("vocab-size"), help: "Total ids: 256 bytes + merges + special tokens.") var vocabSize: Int
+    @Option(name: .customLong("vocab-size"), parsing: .unconditional, help: "Total ids: 256 bytes + merges + special tokens.") var vocabSize: Int
     @Option(name: .long, help: "The tokenizer.json to write (missing parent directories are made; an existing file is refused unless --overwrite).") var output: String
     @Option(name: .customLong("special-tokens"), parsing: .upToNextOption,
             help: "Special tokens, given the last ids in this order (must include <|end_of_text|> or <|endoftext|>).")
     var specialTokens: [String] = BPEModel.defaultSpecialTokens
-    @Option(name: .customLong("min-frequency"), help: "Stop when the most frequent pair occurs fewer times than this.") var minFrequency = 2
+    @Option(name: .customLong("min-frequency"), parsing: .unconditional, help: "Stop when the most frequent pair occurs fewer times than this.") var minFrequency = 2
     @Option(name: .customLong("text-field"), help: "The JSONL field that holds the text.") var textField = "text"
     @Flag(name: .long, help: "Replace an existing --output file.") var overwrite = false
 
@@ -84,7 +84,7 @@ struct TokenizerTrainCommand: ParsableCommand {
                 let parent = OutputPath.parent(of: output)
                 if !parent.isEmpty, !FileManager.default.fileExists(atPath: parent) {
                     do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
-                        throw DataError("\(parent): cannot create the directory of --output: \(error.localizedDescription)")
+                        throw DataError("\(parent): cannot create the directory of --output: \(FileProblem.reason(error, path: parent)); choose another --output")
                     }
                 }
                 try TokenizerJSON.write(model, to: output)

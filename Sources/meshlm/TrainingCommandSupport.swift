@@ -34,7 +34,7 @@ enum TrainingCommandSupport {
             return 0
         }
         if let resumeFrom {
-            guard let step = try trainer.resume(from: resumeFrom) else { throw JobError("--resume-from \(resumeFrom): no committed checkpoint there") }
+            guard let step = try trainer.resume(from: resumeFrom) else { throw JobError("--resume-from: no committed checkpoint at \(resumeFrom): \(CheckpointReader.acceptedForms)") }
             return step
         }
         let step = try trainer.resumeFromLatest()

@@ -142,7 +142,7 @@ func writeShards(_ documents: [String], shardTokens: Int = 1 << 20, directory: S
         let shardPath = join(truncated, "shard_00000.h5")
         let bytes = try #require(FileManager.default.contents(atPath: shardPath))
         try bytes.prefix(bytes.count - 100).write(to: URL(fileURLWithPath: shardPath))
-        expectDataError("\(shardPath): \(bytes.count - 100) bytes, manifest.json says \(bytes.count) (truncated or replaced)") {
+        expectDataError("\(shardPath): \(bytes.count - 100) bytes, manifest.json says \(bytes.count) (truncated or replaced); write \(truncated) again with the meshlm data command that made it") {
             _ = try TokenDataset.open(truncated)
         }
 

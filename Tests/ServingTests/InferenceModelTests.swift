@@ -100,7 +100,7 @@ import Testing
         #expect(throws: ServingError(.checkpoint, "\(step)/model_config.json is missing: the checkpoint has no model config (re-save it with a MeshLM that writes model_config.json, or import the model with `meshlm ckpt import-hf`)")) {
             try InferenceWeights.load(checkpoint: step)
         }
-        #expect(throws: ServingError(.checkpoint, "no committed checkpoint at \(directory)/nothing: give a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory")) {
+        #expect(throws: ServingError(.checkpoint, "no committed checkpoint at \(directory)/nothing: no such directory; give a step directory (RUN/checkpoints/step_N), a checkpoints directory or a run directory")) {
             try InferenceWeights.load(checkpoint: directory + "/nothing")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// Hugging Face `tokenizer.json` for byte-level BPE, both ways. What MeshLM reads is exactly
 /// what it implements: model `BPE` (no dropout, no byte fallback, no subword prefix/suffix), no
@@ -195,7 +196,7 @@ public enum TokenizerJSON {
     public static func write(_ model: BPEModel, to path: String) throws(DataError) {
         let temporary = path + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(encode(model).utf8)) else {
-            throw DataError("\(temporary): cannot be written")
+            throw DataError("\(temporary): cannot be written: \(FileProblem.reason(writing: temporary)); choose another --output")
         }
         guard rename(temporary, path) == 0 else {
             throw DataError("\(path): cannot rename \(temporary) into place: \(String(cString: strerror(errno)))")

@@ -173,7 +173,7 @@ public final class Cleaner {
             do {
                 stats.add(try decoder.decode(CleaningStats.self, from: Data(summary)))
             } catch {
-                throw DataError("\(ledger.directory)/\(unit.paddedIndex).done: unreadable summary (\(error)); delete it and rerun")
+                throw DataError("\(ledger.directory)/\(unit.paddedIndex).done: unreadable summary (\(describe(error))); delete it and rerun")
             }
         }
         return stats

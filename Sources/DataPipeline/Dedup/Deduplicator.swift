@@ -62,7 +62,7 @@ public final class Deduplicator {
                 do {
                     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
                 } catch {
-                    throw DataError("\(path): cannot be created: \(error.localizedDescription)")
+                    throw DataError("\(path): cannot be created: \(FileProblem.reason(error, path: path)); choose another --output")
                 }
             }
         }

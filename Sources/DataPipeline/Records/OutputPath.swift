@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// Checks a command makes on where its output goes before it does any work (DESIGN §6), so an
 /// output that cannot be written fails in a second, not after hours of tokenizing.
@@ -19,15 +20,8 @@ public enum OutputPath {
         }
     }
 
-    /// The directory part of `path`: `a/b/c` → `a/b`, `/a` → `/`, `c` → "" (none). Not
-    /// `NSString.deletingLastPathComponent`, which traps on a one-component relative path in
-    /// swift-corelibs-foundation.
-    public static func parent(of path: String) -> String {
-        var trimmed = Substring(path)
-        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
-        guard let slash = trimmed.lastIndex(of: "/") else { return "" }
-        return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
-    }
+    /// The directory part of `path`: `a/b/c` → `a/b`, `/a` → `/`, `c` → "" (none).
+    public static func parent(of path: String) -> String { FileProblem.parent(of: path) }
 
     /// Throws unless the existing `directory` takes a new file.
     public static func checkWritable(directory: String) throws(DataError) {

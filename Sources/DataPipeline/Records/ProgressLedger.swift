@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The record of a stage's finished work units, so a rerun after a crash (even `kill -9`) skips
 /// them: `OUT/.progress/STAGE/NNNNN.done`, each holding the unit's summary line (its counts),
@@ -15,7 +16,7 @@ public struct ProgressLedger: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw DataError("\(directory): cannot be created: \(error.localizedDescription)")
+            throw DataError("\(directory): cannot be created: \(FileProblem.reason(error, path: directory)); choose another --output")
         }
         let planPath = (directory as NSString).appendingPathComponent("plan")
         if let recorded = FileManager.default.contents(atPath: planPath) {

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The layout of a data stage's output directory (DESIGN §5), shared by `data clean` and
 /// `data dedup`:
@@ -21,7 +22,7 @@ public struct StageOutput: Sendable {
             do {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             } catch {
-                throw DataError("\(path): cannot be created: \(error.localizedDescription)")
+                throw DataError("\(path): cannot be created: \(FileProblem.reason(error, path: path)); choose another --output")
             }
         }
     }

@@ -139,7 +139,7 @@ public struct PreferenceReference {
             // rename(2) replaces the old cache atomically: a reader sees the old figures or the new.
             guard rename(temporary, path) == 0 else { throw JobError(String(cString: strerror(errno))) }
         } catch {
-            throw JobError("cannot write the reference log-probabilities to \(path): \(error.localizedDescription)")
+            throw JobError("cannot write the reference log-probabilities to \(path): \(FileProblem.reason(error, path: path)); check that the run directory is writable")
         }
     }
 }
