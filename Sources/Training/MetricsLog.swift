@@ -65,11 +65,16 @@ public final class MetricsLog {
     public func write(_ line: JSONLine) throws {
         guard let handle else { return }
         let bytes = Array((line.text + "\n").utf8)
+        let start = lseek(handle.fileDescriptor, 0, SEEK_END)
         var done = 0
         while done < bytes.count {
             let count = bytes[done...].withUnsafeBytes { Foundation.write(handle.fileDescriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else {
+                let reason = errno
+                // No torn row left behind: the file ends with the last whole row.
+                if start >= 0 { _ = ftruncate(handle.fileDescriptor, start) }
+                errno = reason
                 throw JobError("cannot append to \(path): \(String(cString: strerror(errno))); free space there or move run.dir, then resume from the newest committed checkpoint")
             }
             done += count
