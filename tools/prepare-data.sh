@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 run() { echo "\$ $*"; "$@"; }
 
 work=data/work
-if [ -f data/shards/train/manifest.json ] && [ -f "$work/tokenizer.json" ]; then
+if [ -f data/shards/train/manifest.json ] && [ -f data/shards/train/tokenizer.json ] && [ -f "$work/tokenizer.json" ]; then
     exit 0
 fi
 rm -rf "$work" data/shards

@@ -28,8 +28,9 @@ bash tools/prepare-data.sh "$meshlm"
 
 echo "== pretraining the tiny model on 2 ranks (data parallel), then tensor × pipeline parallel from its checkpoint"
 rm -rf runs/tiny
-run mpirun -np 2 "$meshlm" pretrain --config configs/pretrain/tiny.yaml --set checkpoint.interval=100 \
-    --tokenizer-json "$work/tokenizer.json"
+# No tokenizer flag: `data tokenize` left the tokenizer.json beside the shards and pretraining
+# copies it into every checkpoint (docs/checkpoints.md, "Tokenizer identity").
+run mpirun -np 2 "$meshlm" pretrain --config configs/pretrain/tiny.yaml --set checkpoint.interval=100
 run "$meshlm" plot runs/tiny
 run mpirun -np 2 "$meshlm" eval --checkpoint runs/tiny --tokens data/shards/eval --seq-len 128
 run mpirun -np 2 "$meshlm" mesh --config configs/pretrain/tiny.yaml --set parallel.pp=2
