@@ -143,6 +143,11 @@ public final class HDF5File {
         let rank = try checkHDF5("H5Sget_simple_extent_ndims", path: path, H5Sget_simple_extent_ndims(space))
         var dims = [hsize_t](repeating: 0, count: Int(rank))
         try checkHDF5("H5Sget_simple_extent_dims", path: path, H5Sget_simple_extent_dims(space, &dims, nil))
+        // A damaged file may claim a size past Int.max (the sizes are unsigned 64-bit).
+        guard dims.allSatisfy({ $0 <= hsize_t(Int.max) }) else {
+            throw HDF5Error(call: "H5Sget_simple_extent_dims", path: path,
+                            reason: "dataset '\(name)' has a size past \(Int.max): \(dims.map(String.init).joined(separator: "×"))")
+        }
         return dims.map { Int($0) }
     }
 
