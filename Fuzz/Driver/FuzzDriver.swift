@@ -11,16 +11,18 @@ func LLVMFuzzerRunDriver(_ argumentCount: UnsafeMutablePointer<CInt>,
 /// than an argument so the child processes libFuzzer starts (`-minimize_crash`, `-merge`) run
 /// the same one.
 nonisolated(unsafe) var harness = FuzzHarness.jsonl
+/// Its name as given; a global, so LeakSanitizer does not count it (main never returns).
+nonisolated(unsafe) var harnessName = ""
 
 /// `MESHLM_FUZZ_HARNESS=NAME meshlm-fuzz [libFuzzer flags] [CORPUS...]`.
 @main struct FuzzDriver {
     static func main() {
         // getenv, not ProcessInfo: Foundation's copy of the environment is never freed, which
         // LeakSanitizer reports against the first input.
-        let name = getenv("MESHLM_FUZZ_HARNESS").map { String(cString: $0) } ?? ""
-        guard let chosen = FuzzHarness(rawValue: name) else {
+        harnessName = getenv("MESHLM_FUZZ_HARNESS").map { String(cString: $0) } ?? ""
+        guard let chosen = FuzzHarness(rawValue: harnessName) else {
             let names = FuzzHarness.allCases.map(\.rawValue).joined(separator: ", ")
-            FileHandle.standardError.write(Data("meshlm-fuzz: set MESHLM_FUZZ_HARNESS to one of \(names) (got '\(name)')\n".utf8))
+            FileHandle.standardError.write(Data("meshlm-fuzz: set MESHLM_FUZZ_HARNESS to one of \(names) (got '\(harnessName)')\n".utf8))
             exit(2)
         }
         harness = chosen
