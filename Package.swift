@@ -15,6 +15,11 @@ let nativeC: [CSetting] = [.unsafeFlags(["-march=\(targetCPU)", "-O3"])]
 // run the debug binaries under mpirun, and unoptimized kernels made the tests ~6x slower
 // (docs/architecture.md, "Build").
 let sourceSwift: [SwiftSetting] = nativeSwift + [.unsafeFlags(["-O"], .when(configuration: .debug))]
+// MESHLM_FUZZ=1 adds the libFuzzer driver `meshlm-fuzz` (Fuzz/Driver); tools/fuzz.sh builds it in
+// its own scratch path with address sanitizer and coverage, so the normal build never sees it
+// (docs/fuzzing.md).
+let fuzzing = ProcessInfo.processInfo.environment["MESHLM_FUZZ"] == "1"
+let fuzzerRuntime = ProcessInfo.processInfo.environment["MESHLM_FUZZER_LIB"] ?? ""
 
 let package = Package(
     name: "MeshLM",
@@ -80,7 +85,16 @@ let package = Package(
                     resources: [.copy("Fixtures")], swiftSettings: nativeSwift),
         .testTarget(name: "ServingTests", dependencies: ["TensorComparison", "Serving", "Model", "Tensors", "Runtime", "Checkpoint", "DataPipeline", "Training"],
                     swiftSettings: nativeSwift),
+        // The parsers that read user bytes, one entry each, for the fuzzer and its regression inputs.
+        .target(name: "FuzzHarnesses", dependencies: ["Runtime", "DataPipeline", "Checkpoint", "Serving", "ServingHTTP", "Training"],
+                path: "Fuzz/Harnesses", swiftSettings: sourceSwift),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzHarnesses"], exclude: ["Inputs"],
+                    swiftSettings: nativeSwift),
         .testTarget(name: "MeshLMTests", dependencies: ["TensorComparison", "Runtime", "Model", "Parallel", "Serving", "Checkpoint"],
                     swiftSettings: nativeSwift),
-    ]
+    ] + (fuzzing ? [
+        .executableTarget(name: "meshlm-fuzz", dependencies: ["FuzzHarnesses"], path: "Fuzz/Driver",
+                          swiftSettings: sourceSwift,
+                          linkerSettings: [.unsafeFlags(["-Xlinker", fuzzerRuntime, "-lstdc++"])]),
+    ] : [])
 )

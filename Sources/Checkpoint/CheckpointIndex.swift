@@ -106,7 +106,7 @@ public struct CheckpointIndex: Codable, Sendable, Equatable {
             throw CheckpointError(.badIndex, "\(file) holds format \(index.format) version \(index.version); this MeshLM reads \(formatName) version \(formatVersion)")
         }
         for tensor in index.tensors {
-            guard tensor.shape.allSatisfy({ $0 >= 0 }) else {
+            guard tensor.shape.allSatisfy({ $0 >= 0 }), checkedElementCount(tensor.shape, times: tensor.dtype.byteCount) != nil else {
                 throw CheckpointError(.badIndex, "\(file): tensor \(tensor.name) has shape \(tensor.shape)")
             }
             do { try tensor.checkSlices() } catch { throw CheckpointError(.badIndex, "\(file): \(error.description)") }
@@ -116,6 +116,18 @@ public struct CheckpointIndex: Codable, Sendable, Equatable {
         }
         return index
     }
+}
+
+/// The product of `shape`'s sizes and `factor` (a dtype's byte count), or nil when it overflows
+/// `Int`. Multiplied left to right from `factor` ≥ 1, so `shape.reduce(1, *)` cannot overflow when this does not.
+func checkedElementCount(_ shape: [Int], times factor: Int = 1) -> Int? {
+    var product = factor
+    for size in shape {
+        let (next, overflow) = product.multipliedReportingOverflow(by: size)
+        guard !overflow else { return nil }
+        product = next
+    }
+    return product
 }
 
 extension CheckpointIndex.Tensor {

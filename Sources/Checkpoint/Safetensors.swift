@@ -134,17 +134,44 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw CheckpointError(.io, "cannot read \(path): \(FileProblem.reason(error, path: path))")
         }
         let prefix = (try? handle.read(upToCount: 8)) ?? Data()
+        let headerLength = try Self.headerLength(prefix: prefix, fileSize: fileSize, path: path)
+        let headerData = (try? handle.read(upToCount: headerLength)) ?? Data()
+        let (entries, metadata) = try Self.parseHeader(headerData, length: headerLength, fileSize: fileSize, path: path)
+        dataStart = 8 + headerLength
+        self.entries = entries.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }
+        self.metadata = metadata
+        self.byName = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    deinit { try? handle.close() }
+
+    /// Checks the bytes of a whole safetensors file as `init(path:)` checks the file's header:
+    /// the fuzzer's entry (Fuzz/). Returns the tensors (in header order) and the metadata.
+    public static func header(ofFile bytes: Data, path: String) throws(CheckpointError)
+        -> (entries: [SafetensorsEntry], metadata: [String: String]) {
+        let headerLength = try headerLength(prefix: bytes.prefix(8), fileSize: bytes.count, path: path)
+        return try parseHeader(bytes.dropFirst(8).prefix(headerLength), length: headerLength, fileSize: bytes.count, path: path)
+    }
+
+    /// The header length the first 8 bytes give, checked against the file's size.
+    private static func headerLength(prefix: Data, fileSize: Int, path: String) throws(CheckpointError) -> Int {
         guard prefix.count == 8 else { throw CheckpointError(.truncatedFile, "\(path) is not a safetensors file: shorter than its 8-byte header length") }
-        let headerLength = prefix.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard headerLength > 0, headerLength <= 100_000_000, 8 + headerLength <= fileSize else {
+        // Unsigned on disk: a length past Int.max is refused like any other too large for the file.
+        let headerLength = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard headerLength > 0, headerLength <= 100_000_000, 8 + Int(headerLength) <= fileSize else {
             throw CheckpointError(.badIndex, "\(path) is not a safetensors file: header length \(headerLength) for a file of \(fileSize) bytes")
         }
-        let headerData = (try? handle.read(upToCount: headerLength)) ?? Data()
-        guard headerData.count == headerLength,
+        return Int(headerLength)
+    }
+
+    /// The tensors and metadata of the JSON header (`length` bytes read after the first 8).
+    private static func parseHeader(_ headerData: Data, length: Int, fileSize: Int, path: String) throws(CheckpointError)
+        -> (entries: [SafetensorsEntry], metadata: [String: String]) {
+        guard headerData.count == length,
               let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
             throw CheckpointError(.badIndex, "\(path): the safetensors header is not a JSON object")
         }
-        dataStart = 8 + headerLength
+        let dataStart = 8 + length
         var entries: [SafetensorsEntry] = []
         var metadata: [String: String] = [:]
         for (name, value) in header {
@@ -159,21 +186,19 @@ public final class SafetensorsFile: @unchecked Sendable {
             guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
                 throw CheckpointError(.badIndex, "\(path): tensor \(name) has dtype \(dtypeName); MeshLM reads \(SafetensorsDType.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let entry = SafetensorsEntry(name: name, dtype: dtype, shape: shape, dataOffsets: offsets[0]..<max(offsets[0], offsets[1]))
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == entry.elementCount * dtype.byteCount else {
+            // Sizes are checked without overflow: a shape or offset near Int.max is bad input.
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0],
+                  let byteCount = checkedElementCount(shape, times: dtype.byteCount), offsets[1] - offsets[0] == byteCount else {
                 throw CheckpointError(.badIndex, "\(path): tensor \(name) of shape \(shape) \(dtypeName) has data_offsets \(offsets)")
             }
-            guard dataStart + offsets[1] <= fileSize else {
-                throw CheckpointError(.truncatedFile, "\(path) is truncated: tensor \(name) needs bytes up to \(dataStart + offsets[1]), the file has \(fileSize)")
+            let entry = SafetensorsEntry(name: name, dtype: dtype, shape: shape, dataOffsets: offsets[0]..<offsets[1])
+            guard offsets[1] <= fileSize - dataStart else {
+                throw CheckpointError(.truncatedFile, "\(path) is truncated: tensor \(name) needs data bytes up to \(offsets[1]) after the \(dataStart)-byte header, the file has \(fileSize) bytes")
             }
             entries.append(entry)
         }
-        self.entries = entries.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }
-        self.metadata = metadata
-        self.byName = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        return (entries, metadata)
     }
-
-    deinit { try? handle.close() }
 
     public func entry(named name: String) throws(CheckpointError) -> SafetensorsEntry {
         guard let entry = byName[name] else { throw CheckpointError(.unknownTensor, "\(path) has no tensor \(name)") }

@@ -167,6 +167,11 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DataError("\(directory): no \(fileName), so not a token shard directory (a directory without its manifest is incomplete: the writer did not finish)")
         }
+        return try decode(data, path: path)
+    }
+
+    /// Decodes and checks the bytes of a manifest.json; `path` names it in errors.
+    public static func decode(_ data: Data, path: String) throws(DataError) -> ShardManifest {
         let manifest: ShardManifest
         do {
             manifest = try JSONDecoder().decode(ShardManifest.self, from: data)
@@ -186,8 +191,19 @@ public struct ShardManifest: Codable, Equatable, Sendable {
         guard manifest.formatVersion <= currentFormatVersion else {
             throw DataError("\(path): format version \(manifest.formatVersion) is newer than this MeshLM reads (\(currentFormatVersion))")
         }
-        let tokens = manifest.shards.reduce(0) { $0 + $1.tokens }
-        let documents = manifest.shards.reduce(0) { $0 + $1.documents }
+        // Added without overflow: counts near Int.max are bad input, not a trap.
+        var tokens = 0, documents = 0
+        for shard in manifest.shards {
+            guard shard.tokens >= 0, shard.documents >= 0 else {
+                throw DataError("\(path): shard \(shard.file) records \(shard.tokens) tokens and \(shard.documents) documents (counts are never negative)")
+            }
+            let (sumOfTokens, tokensOverflow) = tokens.addingReportingOverflow(shard.tokens)
+            let (sumOfDocuments, documentsOverflow) = documents.addingReportingOverflow(shard.documents)
+            guard !tokensOverflow, !documentsOverflow else {
+                throw DataError("\(path): the shards' token or document counts add up to more than \(Int.max)")
+            }
+            (tokens, documents) = (sumOfTokens, sumOfDocuments)
+        }
         guard tokens == manifest.totalTokens, documents == manifest.totalDocuments else {
             throw DataError("\(path): shards add up to \(tokens) tokens and \(documents) documents, but total_tokens is \(manifest.totalTokens) and total_documents \(manifest.totalDocuments)")
         }

@@ -162,6 +162,11 @@ public final class HDF5File {
         let rank = try checkHDF5("H5Sget_simple_extent_ndims", path: path, H5Sget_simple_extent_ndims(space))
         var dims = [hsize_t](repeating: 0, count: Int(rank))
         try checkHDF5("H5Sget_simple_extent_dims", path: path, H5Sget_simple_extent_dims(space, &dims, nil))
+        // A damaged file may claim a size past Int.max (the sizes are unsigned 64-bit).
+        guard dims.allSatisfy({ $0 <= hsize_t(Int.max) }) else {
+            throw HDF5Error(call: "H5Sget_simple_extent_dims", path: path,
+                            reason: "dataset '\(name)' has a size past \(Int.max): \(dims.map(String.init).joined(separator: "×"))")
+        }
         return dims.map { Int($0) }
     }
 
@@ -207,11 +212,34 @@ public final class HDF5File {
         defer { H5Sclose(memorySpace) }
         var values = [T](repeating: 0, count: count)
         guard count > 0 else { return values }
+        try checkStoredSize(dataset, space: fileSpace, name: name)
         try values.withUnsafeMutableBufferPointer { (buffer) throws(HDF5Error) in
             try checkHDF5("H5Dread", path: path,
                           H5Dread(dataset, T.hdf5Type, memorySpace, fileSpace, meshlm_h5p_default(), buffer.baseAddress))
         }
         return values
+    }
+
+    /// libhdf5 1.10 copies past its own buffer when a compact or contiguous dataset stores fewer
+    /// bytes than its elements need (a damaged file, found by fuzzing: docs/fuzzing.md), so such
+    /// a dataset is refused before `H5Dread`. Chunked datasets may store less (compression).
+    ///
+    /// The corresponding C functions are `H5Pget_layout`, `H5Tget_size` and `H5Dget_storage_size`.
+    private func checkStoredSize(_ dataset: hid_t, space: hid_t, name: String) throws(HDF5Error) {
+        let properties = try checkHDF5("H5Dget_create_plist", path: path, H5Dget_create_plist(dataset))
+        defer { H5Pclose(properties) }
+        let layout = H5Pget_layout(properties)
+        guard layout == H5D_COMPACT || layout == H5D_CONTIGUOUS else { return }
+        let type = try checkHDF5("H5Dget_type", path: path, H5Dget_type(dataset))
+        defer { H5Tclose(type) }
+        let elementSize = UInt64(H5Tget_size(type))
+        let elements = UInt64(try checkHDF5("H5Sget_simple_extent_npoints", path: path, H5Sget_simple_extent_npoints(space)))
+        let (needed, overflow) = elements.multipliedReportingOverflow(by: elementSize)
+        let stored = UInt64(H5Dget_storage_size(dataset))
+        guard !overflow, stored >= needed else {
+            throw HDF5Error(call: "H5Dread", path: path,
+                            reason: "dataset '\(name)' stores \(stored) bytes; its \(elements) elements of \(elementSize) bytes need \(overflow ? "more than \(UInt64.max)" : String(needed)) (a damaged file)")
+        }
     }
 
     private func openDataset(_ name: String) throws(HDF5Error) -> hid_t {

@@ -213,3 +213,21 @@ func decodeRequest<Request: Decodable>(_ type: Request.Type, from data: Data) th
         throw ServingError(.invalidRequest, "the request does not match the schema: \(error)")
     }
 }
+
+/// The checks the two endpoints make on a request body before any engine work (decoding, each
+/// message, the sampling parameters), on the body alone: the fuzzer's entry (Fuzz/).
+public enum OpenAIRequestCheck {
+    /// `POST /v1/completions`.
+    public static func completion(_ body: Data) throws(ServingError) {
+        let request = try decodeRequest(CompletionRequest.self, from: body)
+        _ = try request.sampling.parameters(defaultMaxTokens: 16, logprobs: request.logprobs)
+    }
+
+    /// `POST /v1/chat/completions`, with a context of `contextLength` tokens.
+    public static func chat(_ body: Data, contextLength: Int = 4096) throws(ServingError) {
+        let request = try decodeRequest(ChatRequest.self, from: body)
+        for (index, message) in request.messages.enumerated() { _ = try message.chatMessage(index: index) }
+        _ = try request.sampling.parameters(defaultMaxTokens: contextLength,
+                                            logprobs: request.logprobs == true ? (request.topLogprobs ?? 0) : nil)
+    }
+}

@@ -114,6 +114,9 @@ import Testing
         let good = Array(#"{"text":"fine"}"#.utf8) + [0x0A]
         try check("json.jsonl", good + Array(#"{"text": "a",}"#.utf8), "FILE:2: malformed JSON at byte 14: expected a quoted field name")
         try check("unterminated.jsonl", Array(#"{"text": "a"#.utf8), "FILE:1: malformed JSON at byte 12: unterminated string")
+        // Found by fuzzing (docs/fuzzing.md): a \u escape cut short once passed the scanner.
+        try check("escape.jsonl", Array(#"{"text":"\u"}"#.utf8), "FILE:1: malformed JSON at byte 12: invalid \\u escape (expected 4 hex digits)")
+        try check("cut.jsonl", Array(#"{"text":"\u12"#.utf8), "FILE:1: malformed JSON at byte 14: invalid \\u escape (expected 4 hex digits)")
         try check("array.jsonl", good + Array("[1,2]".utf8), "FILE:2: expected a JSON object, found an array")
         try check("missing.jsonl", Array(#"{"body":"x"}"#.utf8), "FILE:1: no 'text' field (--text-field names the field that holds the text)")
         try check("number.jsonl", good + good + Array(#"{"text":7}"#.utf8), "FILE:3: field 'text' is a number, not a string")

@@ -12,6 +12,11 @@ public enum TokenizerJSON {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DataError("\(path): no such tokenizer (expected 'bytes' or the path of a tokenizer.json)")
         }
+        return try parse(data, path: path)
+    }
+
+    /// Reads and checks the bytes of a tokenizer.json; `path` names it in errors.
+    public static func parse(_ data: Data, path: String) throws(DataError) -> BPEModel {
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw DataError("\(path): malformed JSON (not a tokenizer.json)")

@@ -9,6 +9,25 @@ protocol ByteReader: AnyObject {
     var fileBytesRead: Int { get }
 }
 
+/// Bytes already in memory, handed out in the caller's pieces (the fuzzer's JSONL input).
+final class MemoryByteReader: ByteReader {
+    private let bytes: [UInt8]
+    private(set) var fileBytesRead = 0
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(DataError) -> Int {
+        let count = min(buffer.count, bytes.count - fileBytesRead)
+        bytes.withUnsafeBytes { source in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[fileBytesRead..<(fileBytesRead + count)]))
+        }
+        fileBytesRead += count
+        return count
+    }
+}
+
 /// A file read with `read(2)` in the caller's pieces.
 final class FileByteReader: ByteReader {
     let path: String

@@ -238,8 +238,9 @@ struct JSONObjectScanner {
                      UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     position += 1
                 case UInt8(ascii: "u"):
-                    guard position + 4 < bytes.count else { break }
-                    for offset in 1...4 where JSONString.hexValue(bytes[position + offset]) == nil {
+                    // Four hex digits before the end of the line (a `break` here once left only
+                    // the switch, so `"\u"` passed and the decoder read past the line).
+                    for offset in 1...4 where position + offset >= bytes.count || JSONString.hexValue(bytes[position + offset]) == nil {
                         position += offset
                         throw fail("invalid \\u escape (expected 4 hex digits)")
                     }

@@ -73,6 +73,16 @@ public final class RecordReader {
         }
     }
 
+    /// Reads JSONL `bytes` held in memory as the lines of `unit` (whose path names them in
+    /// errors): the fuzzer's entry (Fuzz/), the same line reader and checks as a file's.
+    public init(jsonl bytes: [UInt8], unit: WorkUnit, options: RecordReaderOptions = .init()) {
+        self.unit = unit
+        self.options = options
+        textKey = Array(options.textField.utf8)
+        idKey = Array(options.idField.utf8)
+        lines = LineReader(MemoryByteReader(bytes), bufferSize: 4096)
+    }
+
     /// Bytes of the file consumed so far (compressed bytes for `.zst`), for progress lines.
     public var fileBytesRead: Int { lines?.fileBytesRead ?? wholeFileBytes }
 
