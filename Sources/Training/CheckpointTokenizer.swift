@@ -16,7 +16,7 @@ public enum CheckpointTokenizer {
             do {
                 return try JSONDecoder().decode(TokenizerIdentity.self, from: data)
             } catch {
-                throw JobError("\(identityPath): not a tokenizer identity (\(error.localizedDescription)); the checkpoint is damaged — restore the file or use another checkpoint")
+                throw JobError("\(identityPath): not a tokenizer identity (\(Runtime.describe(error))); the checkpoint is damaged — restore the file or use another checkpoint")
             }
         }
         let file = stepDirectory + "/" + CheckpointExtras.tokenizerName
@@ -45,7 +45,7 @@ public enum CheckpointTokenizer {
         }
         let bytes = ByteTokenizer()
         if let recorded, recorded.hash != bytes.identity.hash {
-            throw JobError("\(stepDirectory) was trained with tokenizer \(describe(recorded)) but holds no tokenizer.json: give that tokenizer with --tokenizer PATH (pretraining copies the data's tokenizer.json into its checkpoints; `meshlm data tokenize` writes it beside the shards)")
+            throw JobError("\(stepDirectory) was trained with tokenizer \(summary(recorded)) but holds no tokenizer.json: give that tokenizer with --tokenizer PATH (pretraining copies the data's tokenizer.json into its checkpoints; `meshlm data tokenize` writes it beside the shards)")
         }
         return bytes
     }
@@ -55,7 +55,7 @@ public enum CheckpointTokenizer {
     public static func check(_ used: TokenizerIdentity, source: String, against recorded: TokenizerIdentity?, checkpoint: String,
                              remedy: String) throws {
         guard let recorded, recorded.hash != used.hash else { return }
-        throw JobError("\(source) is tokenizer \(describe(used)), but \(checkpoint) was trained with tokenizer \(describe(recorded)): their ids mean other text; \(remedy)")
+        throw JobError("\(source) is tokenizer \(summary(used)), but \(checkpoint) was trained with tokenizer \(summary(recorded)): their ids mean other text; \(remedy)")
     }
 
     /// Throws unless the token data at `dataPath` (its manifest's tokenizer) is the tokenizer the
@@ -66,8 +66,8 @@ public enum CheckpointTokenizer {
                   remedy: "tokenize the data with the checkpoint's tokenizer (meshlm data tokenize --tokenizer STEP_DIR/tokenizer.json)")
     }
 
-    /// `name (sha256:1234abcd…, V ids)`.
-    static func describe(_ identity: TokenizerIdentity) -> String {
+    /// `name (sha256:1234abcd…, V ids)`: how messages name a tokenizer.
+    public static func summary(_ identity: TokenizerIdentity) -> String {
         let hash = identity.hash.hasPrefix("sha256:") ? String(identity.hash.prefix(7 + 12)) + "…" : identity.hash
         return "\(identity.name) (\(hash), \(identity.vocabSize) ids)"
     }

@@ -80,12 +80,12 @@ struct PretrainCommand: ParsableCommand {
         guard let data = train.samples.dataset.manifest?.tokenizer else { return }
         let trainPath = settings.data.train
         if let eval, let evalTokenizer = eval.samples.dataset.manifest?.tokenizer, evalTokenizer.hash != data.hash {
-            throw JobError("data.eval \(eval.samples.dataset.path) was tokenized with tokenizer \(evalTokenizer.name) (\(evalTokenizer.hash)), but data.train \(trainPath) with \(data.name) (\(data.hash)): tokenize both with the same tokenizer")
+            throw JobError("data.eval \(eval.samples.dataset.path) was tokenized with tokenizer \(CheckpointTokenizer.summary(evalTokenizer)), but data.train \(trainPath) with \(CheckpointTokenizer.summary(data)): tokenize both with the same tokenizer")
         }
         if let tokenizerFile {
             let file = try TokenizerLoader.load(tokenizerFile).identity
             if file.hash != data.hash {
-                throw JobError("\(tokenizerFile) is tokenizer \(file.name) (\(file.hash)), but data.train \(trainPath) was tokenized with \(data.name) (\(data.hash)): give the tokenizer.json the data was made with (--tokenizer-json)")
+                throw JobError("\(tokenizerFile) is tokenizer \(CheckpointTokenizer.summary(file)), but data.train \(trainPath) was tokenized with \(CheckpointTokenizer.summary(data)): give the tokenizer.json the data was made with (--tokenizer-json)")
             }
         }
         if let loaded {

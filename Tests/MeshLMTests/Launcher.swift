@@ -34,18 +34,24 @@ enum Launcher {
                 timeout: timeout)
     }
 
+    /// This process's environment as the products run in: oversubscribed mpirun, one BLAS
+    /// thread, no preset core type; `extra` on top.
+    static func childEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+        environment.merge(extra) { _, new in new }
+        return environment
+    }
+
     static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
                     directory: String? = nil, timeout: Double) throws -> Launch {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        var environment = ProcessInfo.processInfo.environment
-        environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
-        environment["OPENBLAS_NUM_THREADS"] = "1"
-        environment.removeValue(forKey: "OPENBLAS_CORETYPE")
-        environment.merge(extra) { _, new in new }
-        process.environment = environment
+        process.environment = childEnvironment(extra)
         let output = Pipe(), error = Pipe()
         process.standardOutput = output
         process.standardError = error
@@ -98,10 +104,7 @@ extension Launcher {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var environment = ProcessInfo.processInfo.environment
-        environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
-        environment["OPENBLAS_NUM_THREADS"] = "1"
-        environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+        let environment = childEnvironment()
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { for pointer in argv + envp { free(pointer) } }
