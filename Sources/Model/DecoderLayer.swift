@@ -6,6 +6,9 @@ public enum TensorRole: Sendable, Hashable {
     // One decoder layer's, in arena order (see `DecoderLayer.tensors`).
     case inputNorm, query, key, value, queryBias, keyBias, valueBias, queryNorm, keyNorm, output
     case postAttentionNorm, gate, up, down
+    // A sparse layer's instead of gate/up/down (`ExpertRouting`): the router [E, C], then each
+    // expert's SwiGLU projections, expert by expert.
+    case router, expertGate(Int), expertUp(Int), expertDown(Int)
     // The head's: the final norm, then the language-model head or (`num_labels` > 0) the
     // scalar head `score.weight`.
     case finalNorm, languageModelHead, score
@@ -18,7 +21,8 @@ public enum TensorRole: Sendable, Hashable {
     /// DoRA's `lora_magnitude_vector` is neither, so it decays as under transformers' Trainer).
     public var decays: Bool {
         switch self {
-        case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score, .loraA, .loraB, .loraMagnitude: true
+        case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score, .loraA, .loraB, .loraMagnitude,
+             .router, .expertGate, .expertUp, .expertDown: true
         case .inputNorm, .postAttentionNorm, .queryNorm, .keyNorm, .finalNorm, .queryBias, .keyBias, .valueBias: false
         }
     }
@@ -47,7 +51,20 @@ public enum TensorRole: Sendable, Hashable {
 
     /// Whether it is a projection that writes into the residual stream (o_proj, down_proj), which
     /// GPT-2's scaled initialization gives a smaller deviation.
-    public var writesResidual: Bool { self == .output || self == .down }
+    public var writesResidual: Bool {
+        switch self {
+        case .output, .down, .expertDown: true
+        default: false
+        }
+    }
+
+    /// The expert a sparse layer's expert tensor belongs to.
+    public var expert: Int? {
+        switch self {
+        case .expertGate(let e), .expertUp(let e), .expertDown(let e): e
+        default: nil
+        }
+    }
 }
 
 /// The one description of a decoder layer — which tensors it has and the order its forward runs
@@ -60,6 +77,9 @@ public enum TensorRole: Sendable, Hashable {
 ///     qwen2   the same with biases on q_proj, k_proj and v_proj (`attention_bias`)
 ///     qwen3   the same with q_norm / k_norm: RMSNorm over each head's head_dim values (one
 ///             [head_dim] weight shared by the heads) between the projection and RoPE
+///     mixtral, qwen3_moe   llama's / qwen3's attention; a sparse layer's MLP is a mixture of
+///             experts: h + Σ_j w_j · down_e(silu(gate_e(m)) · up_e(m)) over the k experts e the
+///             router picks for the token (`ExpertRouting`)
 ///
 /// Shapes (HF convention, [out, in]), Q = num_attention_heads × head_dim, K =
 /// num_key_value_heads × head_dim, C = hidden_size, I = intermediate_size, D = head_dim:
@@ -68,6 +88,10 @@ public enum TensorRole: Sendable, Hashable {
 ///     q_proj [Q, C]  k_proj, v_proj [K, C]  q/k/v_proj.bias (bias)   [Q], [K], [K]
 ///     o_proj [C, Q]  post_attention_layernorm [C]
 ///     gate_proj, up_proj [I, C]  down_proj [C, I]
+///
+///     sparse layers: router [E, C] (mixtral `block_sparse_moe.gate`, qwen3_moe `mlp.gate`), then
+///     for each expert e: gate [I_e, C], up [I_e, C], down [C, I_e] (mixtral w1, w3, w2;
+///     qwen3_moe gate_proj, up_proj, down_proj), I_e = moe_intermediate_size
 ///
 /// q, k and v are adjacent in the arena, and so are their biases and gate/up, so the inference
 /// model may run each group as one product.
@@ -81,11 +105,14 @@ public struct DecoderLayer: Sendable, Equatable {
 
     public let attentionBias: Bool
     public let queryKeyNorm: Bool
+    /// Routed experts in this layer; 0 for a dense MLP.
+    public let experts: Int
     /// The layer's tensors in arena order.
     public let tensors: [Tensor]
 
-    /// The layer `config` describes (with its local sizes under tensor parallelism).
-    public init(config: LlamaConfig) {
+    /// Decoder layer `layer` as `config` describes it (with its local sizes under tensor
+    /// parallelism); only a mixture-of-experts family's layers differ from each other.
+    public init(config: LlamaConfig, layer: Int) {
         let (c, i, d) = (config.hiddenSize, config.intermediateSize, config.headDim)
         let (q, k) = (config.numAttentionHeads * d, config.numKeyValueHeads * d)
         attentionBias = config.attentionBias
@@ -108,10 +135,28 @@ public struct DecoderLayer: Sendable, Equatable {
         tensors += [
             Tensor(role: .output, suffix: "self_attn.o_proj.weight", shape: [c, q]),
             Tensor(role: .postAttentionNorm, suffix: "post_attention_layernorm.weight", shape: [c]),
-            Tensor(role: .gate, suffix: "mlp.gate_proj.weight", shape: [i, c]),
-            Tensor(role: .up, suffix: "mlp.up_proj.weight", shape: [i, c]),
-            Tensor(role: .down, suffix: "mlp.down_proj.weight", shape: [c, i]),
         ]
+        experts = config.isSparse(layer: layer) ? config.numLocalExperts : 0
+        if experts > 0 {
+            let e = config.moeIntermediateSize
+            let mixtral = config.modelType == .mixtral
+            let block = mixtral ? "block_sparse_moe." : "mlp."
+            tensors.append(Tensor(role: .router, suffix: block + "gate.weight", shape: [experts, c]))
+            for expert in 0..<experts {
+                let prefix = block + "experts.\(expert)."
+                tensors += [
+                    Tensor(role: .expertGate(expert), suffix: prefix + (mixtral ? "w1" : "gate_proj") + ".weight", shape: [e, c]),
+                    Tensor(role: .expertUp(expert), suffix: prefix + (mixtral ? "w3" : "up_proj") + ".weight", shape: [e, c]),
+                    Tensor(role: .expertDown(expert), suffix: prefix + (mixtral ? "w2" : "down_proj") + ".weight", shape: [c, e]),
+                ]
+            }
+        } else {
+            tensors += [
+                Tensor(role: .gate, suffix: "mlp.gate_proj.weight", shape: [i, c]),
+                Tensor(role: .up, suffix: "mlp.up_proj.weight", shape: [i, c]),
+                Tensor(role: .down, suffix: "mlp.down_proj.weight", shape: [c, i]),
+            ]
+        }
         self.tensors = tensors
     }
 
@@ -129,11 +174,16 @@ public struct DecoderLayer: Sendable, Equatable {
         kernels.rotate()
         kernels.attend()
         kernels.projectIntoStream(.output, weight: w.output, adapters: w.adapters)
-        // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)).
+        // MLP sublayer: y = h + down_proj(silu(gate_proj(m)) · up_proj(m)), or the experts'.
         kernels.normalize(.mlp, weight: w.postAttentionNorm)
-        kernels.project(.mlp, [(.gate, w.gate, nil), (.up, w.up, nil)], adapters: w.adapters)
-        kernels.activate()
-        kernels.projectIntoStream(.down, weight: w.down, adapters: w.adapters)
+        switch w.feedForward {
+        case .dense(let gate, let up, let down):
+            kernels.project(.mlp, [(.gate, gate, nil), (.up, up, nil)], adapters: w.adapters)
+            kernels.activate()
+            kernels.projectIntoStream(.down, weight: down, adapters: w.adapters)
+        case .experts(let experts):
+            kernels.mixExperts(experts)
+        }
     }
 }
 
@@ -165,6 +215,10 @@ public protocol DecoderLayerKernels {
     /// A sublayer's output projection (`.output` = o_proj, `.down` = down_proj), with its LoRA
     /// adapter when `adapters` has one, added to the residual stream.
     func projectIntoStream(_ projection: Projection, weight: UnsafeMutablePointer<Float>, adapters: LayerAdapters?)
+    /// A sparse layer's MLP from the normalized stream: route each token to its top-k experts,
+    /// run each expert's SwiGLU on the tokens it received, and add their weighted sum to the
+    /// residual stream.
+    func mixExperts(_ experts: ExpertWeights)
 }
 
 /// Where each tensor of a decoder layer sits inside the layer's block, in floats from the block's
@@ -176,24 +230,54 @@ public struct LayerOffsets: Sendable {
     public let gradientOffsets: [TensorRole: Int]
     /// Whether any tensor of the layer trains.
     public let trains: Bool
+    /// Routed experts in the layer (0: a dense MLP).
+    public let experts: Int
 
     public init(layout: ParameterLayout, layer: Int) {
         let start = layout.range(of: .layer(layer)).lowerBound
         var offsets: [TensorRole: Int] = [:], gradientOffsets: [TensorRole: Int] = [:]
+        var experts = 0
         for entry in layout.entries(in: .layer(layer)) {
             offsets[entry.role] = entry.offset - start
             if entry.trainable { gradientOffsets[entry.role] = entry.offset - start }
+            if let expert = entry.role.expert { experts = Swift.max(experts, expert + 1) }
         }
+        self.experts = experts
         self.offsets = offsets
         self.gradientOffsets = gradientOffsets
         trains = !gradientOffsets.isEmpty
     }
 }
 
+/// A sparse layer's router and experts (its weights, or their gradients: nil where frozen).
+public struct ExpertTensors<Pointer> {
+    public let router: Pointer
+    /// By expert.
+    public let gate, up, down: [Pointer]
+}
+
+public typealias ExpertWeights = ExpertTensors<UnsafeMutablePointer<Float>>
+
+/// A layer's MLP: dense, or routed experts.
+public enum FeedForward<Pointer> {
+    case dense(gate: Pointer, up: Pointer, down: Pointer)
+    case experts(ExpertTensors<Pointer>)
+
+    /// Reads each tensor by role (`pointer` gives nil for one the layer does not hold).
+    init(experts: Int, _ pointer: (TensorRole) -> Pointer) {
+        self = experts == 0
+            ? .dense(gate: pointer(.gate), up: pointer(.up), down: pointer(.down))
+            : .experts(ExpertTensors(router: pointer(.router), gate: (0..<experts).map { pointer(.expertGate($0)) },
+                                     up: (0..<experts).map { pointer(.expertUp($0)) },
+                                     down: (0..<experts).map { pointer(.expertDown($0)) }))
+    }
+}
+
 /// One decoder layer's tensors (its weights, or their gradients: same layout), by role. Biases
 /// and head norms are nil where the family has none.
 public struct LayerWeights {
-    public let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: UnsafeMutablePointer<Float>
+    public let inputNorm, query, key, value, output, postAttentionNorm: UnsafeMutablePointer<Float>
+    public let feedForward: FeedForward<UnsafeMutablePointer<Float>>
     public let queryBias, keyBias, valueBias, queryNorm, keyNorm: UnsafeMutablePointer<Float>?
     /// The layer's LoRA adapters (from its adapter block), if the model has any.
     public var adapters: LayerAdapters?
@@ -205,9 +289,16 @@ public struct LayerWeights {
         }
         func optional(_ role: TensorRole) -> UnsafeMutablePointer<Float>? { offsets.offsets[role].map { block + $0 } }
         (inputNorm, query, key, value, output) = (at(.inputNorm), at(.query), at(.key), at(.value), at(.output))
-        (postAttentionNorm, gate, up, down) = (at(.postAttentionNorm), at(.gate), at(.up), at(.down))
+        postAttentionNorm = at(.postAttentionNorm)
+        feedForward = FeedForward(experts: offsets.experts, at)
         (queryBias, keyBias, valueBias) = (optional(.queryBias), optional(.keyBias), optional(.valueBias))
         (queryNorm, keyNorm) = (optional(.queryNorm), optional(.keyNorm))
+    }
+
+    /// The dense MLP's projections (a layer without experts).
+    var denseMLP: (gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>, down: UnsafeMutablePointer<Float>) {
+        guard case .dense(let gate, let up, let down) = feedForward else { preconditionFailure("a sparse layer has no dense MLP") }
+        return (gate, up, down)
     }
 }
 
@@ -215,7 +306,8 @@ public struct LayerWeights {
 /// frozen (its weight-gradient kernel is skipped). A layer with no tensor that trains acquires
 /// no block.
 struct LayerGradients {
-    let inputNorm, query, key, value, output, postAttentionNorm, gate, up, down: UnsafeMutablePointer<Float>?
+    let inputNorm, query, key, value, output, postAttentionNorm: UnsafeMutablePointer<Float>?
+    let feedForward: FeedForward<UnsafeMutablePointer<Float>?>
     let queryBias, keyBias, valueBias, queryNorm, keyNorm: UnsafeMutablePointer<Float>?
 
     init(block: UnsafeMutablePointer<Float>?, offsets: LayerOffsets) {
@@ -224,7 +316,8 @@ struct LayerGradients {
             return block + offset
         }
         (inputNorm, query, key, value, output) = (at(.inputNorm), at(.query), at(.key), at(.value), at(.output))
-        (postAttentionNorm, gate, up, down) = (at(.postAttentionNorm), at(.gate), at(.up), at(.down))
+        postAttentionNorm = at(.postAttentionNorm)
+        feedForward = FeedForward(experts: offsets.experts, at)
         (queryBias, keyBias, valueBias) = (at(.queryBias), at(.keyBias), at(.valueBias))
         (queryNorm, keyNorm) = (at(.queryNorm), at(.keyNorm))
     }

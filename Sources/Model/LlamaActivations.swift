@@ -159,7 +159,7 @@ final class LlamaActivations {
     /// Floats in the arena (the formula in the type's comment).
     static func elementCount(config: LlamaConfig, tokenCount n: Int, localTokenCount m: Int, layerCount: Int,
                              hasHead: Bool, recompute: Bool, forwardOnly: Bool = false, lora: LoRAConfig? = nil) -> Int {
-        let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.headWidth, config.numAttentionHeads)
+        let (c, i, v, h) = (config.hiddenSize, config.denseIntermediateSize, config.headWidth, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let savedLayerCount = recompute || forwardOnly ? Swift.min(1, layerCount) : layerCount
@@ -179,7 +179,7 @@ final class LlamaActivations {
     init(config: LlamaConfig, microBatchSize: Int, sequenceLength: Int, localTokenCount m: Int, layerCount: Int,
          hasHead: Bool, recompute: Bool, forwardOnly: Bool = false, lora: LoRAConfig? = nil) {
         let n = microBatchSize * sequenceLength
-        let (c, i, v, h) = (config.hiddenSize, config.intermediateSize, config.headWidth, config.numAttentionHeads)
+        let (c, i, v, h) = (config.hiddenSize, config.denseIntermediateSize, config.headWidth, config.numAttentionHeads)
         let q = config.numAttentionHeads * config.headDim
         let k = config.numKeyValueHeads * config.headDim
         let count = LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: m, layerCount: layerCount,

@@ -5,11 +5,29 @@ import Runtime
 ///
 /// `model_type` picks the family's layer (see `DecoderLayer`): `llama`; `qwen2`, whose q/k/v
 /// projections have biases (`attention_bias` defaults to true for it, as transformers' Qwen2
-/// always has them); `qwen3`, which RMS-normalizes each query and key head before RoPE.
+/// always has them); `qwen3`, which RMS-normalizes each query and key head before RoPE. The
+/// mixture-of-experts families replace the MLP with routed SwiGLU experts (`ExpertRouting`,
+/// docs/moe.md): `mixtral` (Llama attention, Mixtral's tensor names) and `qwen3_moe` (Qwen3
+/// attention, Qwen-MoE's names).
 public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
     /// The decoder families MeshLM runs, by Hugging Face `model_type`.
     public enum ModelType: String, ConfigChoice {
-        case llama, qwen2, qwen3
+        case llama, qwen2, qwen3, mixtral
+        case qwen3MoE = "qwen3_moe"
+
+        /// Whether the family's layers may hold routed experts instead of a dense MLP.
+        public var hasExperts: Bool { self == .mixtral || self == .qwen3MoE }
+    }
+
+    /// How the auxiliary load-balancing loss is formed (docs/moe.md, "Losses").
+    public enum RouterAuxLossType: String, ConfigChoice {
+        /// Switch Transformer / Megatron Core: per layer, E/(k·N²) · Σ_e c_e · Σ_n p_ne (1 when
+        /// perfectly balanced), summed over the layers.
+        case `switch`
+        /// transformers' Mixtral / Qwen-MoE `load_balancing_loss_func`: E · Σ_e f_e · P_e over
+        /// every layer's tokens of the forward pass together (f_e: the share of routed slots,
+        /// summing to k; so k when perfectly balanced).
+        case hf
     }
 
     public var modelType: ModelType
@@ -32,9 +50,30 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
     public var ropeScaling: RopeScaling?
     public var rmsNormEps: Double
     public var tieWordEmbeddings: Bool
-    /// Mixture of experts: 0 means a dense MLP in every layer.
+    /// Mixture of experts (`mixtral`, `qwen3_moe`): experts per sparse layer (transformers'
+    /// Qwen-MoE calls it `num_experts`); 0 means a dense MLP in every layer.
     public var numLocalExperts: Int
+    /// Experts each token is routed to (top-k).
     public var numExpertsPerTok: Int
+    /// Each expert's SwiGLU width (Qwen-MoE's `moe_intermediate_size`; Mixtral's experts use
+    /// `intermediate_size`, the default). Dense layers keep `intermediate_size`.
+    public var moeIntermediateSize: Int
+    /// Whether the top-k routing weights are renormalized to sum to 1 (Mixtral always does;
+    /// Qwen-MoE's `norm_topk_prob`).
+    public var normTopkProb: Bool
+    /// Qwen-MoE's layer choice: layer l is sparse when (l + 1) % decoder_sparse_step == 0 and l
+    /// is not in `mlp_only_layers`.
+    public var decoderSparseStep: Int
+    public var mlpOnlyLayers: [Int]
+    /// The load-balancing loss's coefficient (transformers' name) and form.
+    public var routerAuxLossCoef: Double
+    public var routerAuxLossType: RouterAuxLossType
+    /// ST-MoE's router z-loss coefficient: mean over tokens of logsumexp(router logits)², per layer.
+    public var routerZLossCoef: Double
+    /// Expert capacity factor: each expert takes at most ceil(factor · N · k / E) of a
+    /// micro-batch's N tokens, the most probable ones; the rest of its slots are dropped (they
+    /// add nothing; the residual stream carries the token on). 0: dropless.
+    public var moeCapacityFactor: Double
     public var bosTokenId: Int?
     public var eosTokenId: Int?
 
@@ -46,6 +85,10 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         case maxPositionEmbeddings = "max_position_embeddings", ropeTheta = "rope_theta", ropeScaling = "rope_scaling"
         case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
         case numLocalExperts = "num_local_experts", numExpertsPerTok = "num_experts_per_tok"
+        case moeIntermediateSize = "moe_intermediate_size", normTopkProb = "norm_topk_prob"
+        case decoderSparseStep = "decoder_sparse_step", mlpOnlyLayers = "mlp_only_layers"
+        case routerAuxLossCoef = "router_aux_loss_coef", routerAuxLossType = "router_aux_loss_type"
+        case routerZLossCoef = "router_z_loss_coef", moeCapacityFactor = "moe_capacity_factor"
         case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
     }
 
@@ -71,6 +114,14 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         self.tieWordEmbeddings = tieWordEmbeddings
         self.numLocalExperts = numLocalExperts
         self.numExpertsPerTok = numExpertsPerTok
+        moeIntermediateSize = intermediateSize
+        normTopkProb = true
+        decoderSparseStep = 1
+        mlpOnlyLayers = []
+        routerAuxLossCoef = 0.01
+        routerAuxLossType = .switch
+        routerZLossCoef = 0
+        moeCapacityFactor = 0
     }
 
     public init(from decoder: any Decoder) throws {
@@ -92,6 +143,14 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         tieWordEmbeddings = try c.decode(.tieWordEmbeddings, default: false)
         numLocalExperts = try c.decode(.numLocalExperts, default: 0)
         numExpertsPerTok = try c.decode(.numExpertsPerTok, default: 0)
+        moeIntermediateSize = try c.decode(.moeIntermediateSize, default: intermediateSize)
+        normTopkProb = try c.decode(.normTopkProb, default: true)
+        decoderSparseStep = try c.decode(.decoderSparseStep, default: 1)
+        mlpOnlyLayers = try c.decode(.mlpOnlyLayers, default: [])
+        routerAuxLossCoef = try c.decode(.routerAuxLossCoef, default: 0.01)
+        routerAuxLossType = try c.decode(.routerAuxLossType, default: .switch)
+        routerZLossCoef = try c.decode(.routerZLossCoef, default: 0)
+        moeCapacityFactor = try c.decode(.moeCapacityFactor, default: 0)
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
         eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId)
     }
@@ -112,10 +171,37 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         }
         guard ropeTheta > 0 else { throw .invalid("rope_theta", ropeTheta, "must be positive") }
         guard rmsNormEps > 0 else { throw .invalid("rms_norm_eps", rmsNormEps, "must be positive") }
-        if numLocalExperts > 0 {
+        if modelType.hasExperts {
+            guard numLocalExperts >= 1 else {
+                throw .invalid("num_local_experts", numLocalExperts, "must be at least 1 for model_type \(modelType.rawValue) (a mixture-of-experts family)")
+            }
             guard (1...numLocalExperts).contains(numExpertsPerTok) else {
                 throw .invalid("num_experts_per_tok", numExpertsPerTok, "must be between 1 and num_local_experts \(numLocalExperts)")
             }
+            guard moeIntermediateSize >= 1 else { throw .invalid("moe_intermediate_size", moeIntermediateSize, "must be at least 1") }
+            guard decoderSparseStep >= 1 else { throw .invalid("decoder_sparse_step", decoderSparseStep, "must be at least 1") }
+            if let layer = mlpOnlyLayers.first(where: { !(0..<numHiddenLayers).contains($0) }) {
+                throw .invalid("mlp_only_layers", layer, "must name layers between 0 and \(numHiddenLayers - 1)")
+            }
+            for (key, value) in [("router_aux_loss_coef", routerAuxLossCoef), ("router_z_loss_coef", routerZLossCoef),
+                                 ("moe_capacity_factor", moeCapacityFactor)] where value < 0 {
+                throw .invalid(key, value, "must be 0 or more")
+            }
+            if modelType == .mixtral {
+                guard moeIntermediateSize == intermediateSize else {
+                    throw .invalid("moe_intermediate_size", moeIntermediateSize, "must equal intermediate_size \(intermediateSize) for mixtral (its experts are intermediate_size wide; qwen3_moe has its own width)")
+                }
+                guard decoderSparseStep == 1 && mlpOnlyLayers.isEmpty else {
+                    throw .invalid(decoderSparseStep != 1 ? "decoder_sparse_step" : "mlp_only_layers",
+                                   decoderSparseStep != 1 ? "\(decoderSparseStep)" : "\(mlpOnlyLayers)",
+                                   "must be the default for mixtral (every layer has experts); qwen3_moe allows dense layers")
+                }
+            }
+            guard sparseLayerCount > 0 else {
+                throw .invalid("mlp_only_layers", mlpOnlyLayers, "leaves no layer with experts (with decoder_sparse_step \(decoderSparseStep))")
+            }
+        } else if numLocalExperts != 0 {
+            throw .invalid("num_local_experts", numLocalExperts, "needs a mixture-of-experts model_type (mixtral or qwen3_moe); \(modelType.rawValue) is dense: use 0")
         }
         if let ropeScaling { try ropeScaling.validate() }
         guard numLabels >= 0 else { throw .invalid("num_labels", numLabels, "must be 0 (language-model head) or the score head's outputs") }
@@ -139,16 +225,39 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
     public var hasTiedHead: Bool { tieWordEmbeddings && !hasScoreHead }
 
     /// Whether each query and key head is RMS-normalized (`q_norm`, `k_norm`) before RoPE.
-    public var queryKeyNorm: Bool { modelType == .qwen3 }
+    public var queryKeyNorm: Bool { modelType == .qwen3 || modelType == .qwen3MoE }
+
+    /// Whether decoder layer `layer` holds routed experts instead of a dense MLP (Qwen-MoE's rule).
+    public func isSparse(layer: Int) -> Bool {
+        modelType.hasExperts && numLocalExperts > 0 && (layer + 1) % decoderSparseStep == 0 && !mlpOnlyLayers.contains(layer)
+    }
+
+    /// How many layers hold experts.
+    public var sparseLayerCount: Int { (0..<numHiddenLayers).count { isSparse(layer: $0) } }
+
+    /// Whether some layer has experts.
+    public var hasExperts: Bool { sparseLayerCount > 0 }
+
+    /// The dense MLP's width where a layer has one; 0 when every layer has experts.
+    public var denseIntermediateSize: Int { sparseLayerCount == numHiddenLayers ? 0 : intermediateSize }
 
     /// Trainable parameters of the whole (unsharded) model.
     public var parameterCount: Int {
         let attention = hiddenSize * numAttentionHeads * headDim * 2 + hiddenSize * numKeyValueHeads * headDim * 2
             + (attentionBias ? (numAttentionHeads + 2 * numKeyValueHeads) * headDim : 0) + (queryKeyNorm ? 2 * headDim : 0)
-        let mlp = 3 * hiddenSize * intermediateSize * max(numLocalExperts, 1) + (numLocalExperts > 0 ? hiddenSize * numLocalExperts : 0)
-        let layer = attention + mlp + 2 * hiddenSize
+        let sparse = sparseLayerCount
+        let experts = sparse * (3 * hiddenSize * moeIntermediateSize * numLocalExperts + hiddenSize * numLocalExperts)
+        let dense = (numHiddenLayers - sparse) * 3 * hiddenSize * intermediateSize
         let embeddings = vocabSize * hiddenSize + (hasTiedHead ? 0 : headWidth * hiddenSize)
-        return numHiddenLayers * layer + embeddings + hiddenSize
+        return numHiddenLayers * (attention + 2 * hiddenSize) + experts + dense + embeddings + hiddenSize
+    }
+
+    /// Parameters one token's forward uses: the embedding row is not counted as a product, the
+    /// experts count k of E (and the router). Equals `parameterCount` for a dense model.
+    public var activeParameterCount: Int {
+        guard hasExperts else { return parameterCount }
+        let unused = sparseLayerCount * 3 * hiddenSize * moeIntermediateSize * (numLocalExperts - numExpertsPerTok)
+        return parameterCount - unused
     }
 }
 

@@ -4,7 +4,7 @@ extension LlamaModel {
     /// One decoder layer (`layer` counts from the part's first): `residual(layer)` →
     /// `residual(layer + 1)`, saving what backward reads. The steps are `DecoderLayer.forward`'s.
     func layerForward(_ layer: Int, _ w: LayerWeights) {
-        decoderLayer.forward(w, on: TrainingLayerKernels(model: self, layer: layer))
+        decoderLayers[layer].forward(w, on: TrainingLayerKernels(model: self, layer: layer))
     }
 }
 

@@ -50,8 +50,22 @@ public final class LlamaModel {
 
     let rope: RoPETable
     let activations: LlamaActivations
-    /// What each layer holds and the order its forward runs in (shared with serving).
-    public let decoderLayer: DecoderLayer
+    /// What each layer holds and the order its forward runs in (shared with serving), by local
+    /// layer index.
+    public let decoderLayers: [DecoderLayer]
+    /// The sparse layers' routing and expert activations (nil without experts in this part).
+    let expertActivations: ExpertActivations?
+    /// What the router losses (load balancing, z-loss) are multiplied by in backward, beside
+    /// their coefficients: 1 / the micro-batches of the global batch, set by the trainer, so the
+    /// step's gradient is that of the mean over micro-batches of each one's router losses.
+    public var routerLossScale: Float = 1
+    /// The router's figures summed over forwards since the last `resetRouterTotals()` (empty
+    /// for a dense model).
+    public private(set) var routerTotals = RouterTotals()
+
+    public func resetRouterTotals() {
+        routerTotals = RouterTotals()
+    }
     /// The LoRA adapters on the layers' projections, if any (each layer's in `.adapter(i)`).
     public let lora: LoRAConfig?
     /// QLoRA: the layer projections' NF4 copies, which their products read instead of the f32
@@ -103,7 +117,6 @@ public final class LlamaModel {
                 regions: any TensorParallelRegions = SingleDeviceRegions(), part: ModelPart? = nil) {
         precondition(microBatchSize >= 1 && sequenceLength >= 1,
                      "micro-batch size \(microBatchSize) and sequence length \(sequenceLength) must be at least 1")
-        precondition(config.numLocalExperts == 0, "LlamaModel is dense; mixture of experts is not implemented")
         self.config = config
         self.microBatchSize = microBatchSize
         self.sequenceLength = sequenceLength
@@ -128,7 +141,9 @@ public final class LlamaModel {
         headOffsets = part.hasHead ? HeadOffsets(layout: layout) : nil
         epsilon = Float(config.rmsNormEps)
         rope = RoPETable(config: config)
-        decoderLayer = DecoderLayer(config: config)
+        decoderLayers = part.layers.map { DecoderLayer(config: config, layer: $0) }
+        expertActivations = ExpertActivations(config: config, tokenCount: microBatchSize * sequenceLength, layers: part.layers,
+                                              recompute: recompute, forwardOnly: forwardOnly)
         activations = LlamaActivations(config: config, microBatchSize: microBatchSize, sequenceLength: sequenceLength,
                                        localTokenCount: localTokenCount, layerCount: part.layers.count,
                                        hasHead: part.hasHead, recompute: recompute, forwardOnly: forwardOnly, lora: lora)
@@ -156,6 +171,8 @@ public final class LlamaModel {
         return LlamaActivations.elementCount(config: config, tokenCount: n, localTokenCount: localTokenCount ?? n,
                                              layerCount: part.layers.count, hasHead: part.hasHead, recompute: recompute,
                                              forwardOnly: forwardOnly, lora: lora)
+            + ExpertActivations.elementCount(config: config, tokenCount: n, sparseLayers: part.layers.count { config.isSparse(layer: $0) },
+                                             recompute: recompute, forwardOnly: forwardOnly)
     }
 
     var tokenCount: Int { microBatchSize * sequenceLength }
@@ -317,6 +334,7 @@ public final class LlamaModel {
             if lora != nil { parameters.releaseParameters(.adapter(layer)) }
             parameters.releaseParameters(.layer(layer))
         }
+        if let figures = routerFigures { routerTotals.add(figures) }
 
         guard let headOffsets else { return }
         let head = parameters.acquireParameters(.head)
@@ -488,22 +506,41 @@ public final class LlamaModel {
                                inputGradientNeeded: Bool) {
         let a = activations
         let s = a.layer(layer)
-        let x = a.residual(layer)
         let dStream = a.residualGradient
-        let (n, m, c, i) = (tokenCount, localTokenCount, config.hiddenSize, config.intermediateSize)
-        let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
-        let (q, k) = (heads * d, kvHeads * d)
+        let (m, c) = (localTokenCount, config.hiddenSize)
 
         // MLP sublayer; dStream = dy on entry, dh after the norm's backward.
+        if case .experts(let experts) = w.feedForward, case .experts(let expertGradients) = g.feedForward {
+            expertBackward(layer, experts, expertGradients)
+        } else {
+            denseMLPBackward(layer, w, g, adapterGradients)
+        }
+        let mlpNormGradient = reduceNormGradient()  // gate/up_proj are column-parallel
+        timed(.rmsnorm, .backward) {
+            RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: mlpNormGradient,
+                             rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
+                             rowCount: m, hiddenSize: c, threads: threads)
+        }
+        attentionBackward(layer, w, g, adapterGradients, inputGradientNeeded: inputGradientNeeded)
+    }
+
+    /// A dense MLP's backward: from ∂loss/∂(its output) (the stream's gradient) to that of its
+    /// normalized input in `normGradient` (overwritten).
+    private func denseMLPBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerGradients, _ adapterGradients: LayerAdapters?) {
+        let a = activations
+        let s = a.layer(layer)
+        let (n, c, i) = (tokenCount, config.hiddenSize, config.intermediateSize)
+        let (wGate, wUp, wDown) = w.denseMLP
+        guard case .dense(let gGate, let gUp, let gDown) = g.feedForward else { preconditionFailure("a dense layer's gradients") }
         let dy = gatheredStreamGradient()
         zero(a.mlpActivationGradient, n * i)
         let downGradient = adapterOutputGradient(.down, layer, w, adapterGradients, outputGradient: dy, outputSize: c)
         timed(.matmul, .backward) {
-            baseBackward(.down, layer: layer, inputGradient: a.mlpActivationGradient, weightGradient: g.down, biasGradient: nil,
-                            outputGradient: downGradient, input: s.mlpActivation, weight: w.down, inputSize: i, outputSize: c)
+            baseBackward(.down, layer: layer, inputGradient: a.mlpActivationGradient, weightGradient: gDown, biasGradient: nil,
+                            outputGradient: downGradient, input: s.mlpActivation, weight: wDown, inputSize: i, outputSize: c)
         }
         adapterBackward(.down, layer, w, adapterGradients, inputGradient: a.mlpActivationGradient, outputGradient: dy, input: s.mlpActivation,
-                        weight: w.down, inputSize: i, outputSize: c)
+                        weight: wDown, inputSize: i, outputSize: c)
         zero(a.gateGradient, n * i)
         zero(a.upGradient, n * i)
         timed(.swiglu, .backward) {
@@ -513,24 +550,31 @@ public final class LlamaModel {
         zero(a.normGradient, n * c)
         let gateGradient = adapterOutputGradient(.gate, layer, w, adapterGradients, outputGradient: a.gateGradient, outputSize: i)
         timed(.matmul, .backward) {
-            baseBackward(.gate, layer: layer, inputGradient: a.normGradient, weightGradient: g.gate, biasGradient: nil,
-                            outputGradient: gateGradient, input: s.mlpNorm, weight: w.gate, inputSize: c, outputSize: i)
+            baseBackward(.gate, layer: layer, inputGradient: a.normGradient, weightGradient: gGate, biasGradient: nil,
+                            outputGradient: gateGradient, input: s.mlpNorm, weight: wGate, inputSize: c, outputSize: i)
         }
         adapterBackward(.gate, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.gateGradient, input: s.mlpNorm,
-                        weight: w.gate, inputSize: c, outputSize: i)
+                        weight: wGate, inputSize: c, outputSize: i)
         let upGradient = adapterOutputGradient(.up, layer, w, adapterGradients, outputGradient: a.upGradient, outputSize: i)
         timed(.matmul, .backward) {
-            baseBackward(.up, layer: layer, inputGradient: a.normGradient, weightGradient: g.up, biasGradient: nil,
-                            outputGradient: upGradient, input: s.mlpNorm, weight: w.up, inputSize: c, outputSize: i)
+            baseBackward(.up, layer: layer, inputGradient: a.normGradient, weightGradient: gUp, biasGradient: nil,
+                            outputGradient: upGradient, input: s.mlpNorm, weight: wUp, inputSize: c, outputSize: i)
         }
         adapterBackward(.up, layer, w, adapterGradients, inputGradient: a.normGradient, outputGradient: a.upGradient, input: s.mlpNorm,
-                        weight: w.up, inputSize: c, outputSize: i)
-        let mlpNormGradient = reduceNormGradient()  // gate/up_proj are column-parallel
-        timed(.rmsnorm, .backward) {
-            RMSNorm.backward(inputGradient: dStream, weightGradient: g.postAttentionNorm, outputGradient: mlpNormGradient,
-                             rstd: s.mlpRstd, input: s.attentionResidual, weight: w.postAttentionNorm,
-                             rowCount: m, hiddenSize: c, threads: threads)
-        }
+                        weight: wUp, inputSize: c, outputSize: i)
+    }
+
+    /// The attention sublayer's backward: `residualGradient` holds ∂loss/∂h on entry and
+    /// ∂loss/∂(the layer's input) on return.
+    private func attentionBackward(_ layer: Int, _ w: LayerWeights, _ g: LayerGradients, _ adapterGradients: LayerAdapters?,
+                                   inputGradientNeeded: Bool) {
+        let a = activations
+        let s = a.layer(layer)
+        let x = a.residual(layer)
+        let dStream = a.residualGradient
+        let (n, m, c) = (tokenCount, localTokenCount, config.hiddenSize)
+        let (heads, kvHeads, d) = (config.numAttentionHeads, config.numKeyValueHeads, config.headDim)
+        let (q, k) = (heads * d, kvHeads * d)
 
         // Attention sublayer; dStream = dh on entry, dx after the norm's backward.
         let dh = gatheredStreamGradient()

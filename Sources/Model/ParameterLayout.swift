@@ -130,9 +130,9 @@ public struct ParameterLayout: Sendable {
             blocks.append(block)
         }
         if hasEmbedding { add(.embedding, [("model.embed_tokens.weight", [config.vocabSize, hidden], .embedding)]) }
-        let layer = DecoderLayer(config: config)
         let adapters = lora?.tensors(config) ?? []
         for index in layers {
+            let layer = DecoderLayer(config: config, layer: index)
             add(.layer(index), layer.tensors.map { ("model.layers.\(index).\($0.suffix)", $0.shape, $0.role) })
             if !adapters.isEmpty {
                 add(.adapter(index), adapters.map { ("model.layers.\(index).\($0.suffix)", $0.shape, $0.role) })

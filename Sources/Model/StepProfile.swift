@@ -6,6 +6,8 @@ import Runtime
 public final class StepProfile {
     public enum Kernel: String, CaseIterable, Sendable {
         case embedding, rmsnorm, matmul, rope, attention, swiglu, residual
+        /// A sparse layer's routing, gathers and weighted combine (its products count as matmul).
+        case experts
         case crossEntropy = "cross_entropy"
     }
 

@@ -59,6 +59,7 @@ public struct TensorParallelLayout: Sendable {
         let localKVHeads = degree > kvHeads ? 1 : kvHeads / degree
         let kvHeadStart = degree > kvHeads ? rank / replicas : rank * localKVHeads
         let intermediate = config.intermediateSize / degree
+        let expertIntermediate = config.moeIntermediateSize / degree
         let vocabularyRange = Self.share(of: config.vocabSize, degree: degree, rank: rank)
 
         var local = config
@@ -66,6 +67,7 @@ public struct TensorParallelLayout: Sendable {
         local.numKeyValueHeads = localKVHeads
         local.headDim = config.headDim
         local.intermediateSize = intermediate
+        local.moeIntermediateSize = expertIntermediate
         local.vocabSize = vocabularyRange.count
 
         let d = config.headDim
@@ -92,6 +94,10 @@ public struct TensorParallelLayout: Sendable {
             case .output: .columns(start: rank * heads * d)
             case .gate, .up: .rows(start: rank * intermediate)
             case .down: .columns(start: rank * intermediate)
+            // Each expert is split as a dense MLP is; every rank routes all tokens alike.
+            case .router: .replicated
+            case .expertGate, .expertUp: .rows(start: rank * expertIntermediate)
+            case .expertDown: .columns(start: rank * expertIntermediate)
             }
         }
         self.degree = degree

@@ -99,6 +99,11 @@ struct DecodeLayerKernels: DecoderLayerKernels {
                          threads: model.threads)
     }
 
+    func mixExperts(_ experts: ExpertWeights) {
+        // `InferenceWeights.config(checkpoint:)` refuses a mixture-of-experts checkpoint first.
+        preconditionFailure("the serving engine does not run experts yet")
+    }
+
     /// Adds `AdapterDelta` of every adapter run in the batch that adapts `projection` to its rows
     /// of `output` (nothing for a base-only batch).
     private func addAdapterTerms(_ projection: Projection, output: UnsafeMutablePointer<Float>, outputStride: Int,

@@ -115,7 +115,7 @@ public final class InferenceModel {
         embeddingOffset = offset("model.embed_tokens.weight")
         finalNormOffset = offset("model.norm.weight")
         languageModelHeadOffset = config.tieWordEmbeddings ? embeddingOffset : offset("lm_head.weight")
-        decoderLayer = DecoderLayer(config: config)
+        decoderLayer = DecoderLayer(config: config, layer: 0)  // dense: every layer alike
         layerOffsets = (0..<config.numHiddenLayers).map { LayerOffsets(layout: layout, layer: $0) }
         layerStarts = (0..<config.numHiddenLayers).map { layout.range(of: .layer($0)).lowerBound }
         // The fused products read q/k/v (and their biases) and gate/up as one matrix each.

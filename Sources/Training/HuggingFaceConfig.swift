@@ -15,6 +15,8 @@ public enum HuggingFaceConfig {
         case .llama: "Llama"
         case .qwen2: "Qwen2"
         case .qwen3: "Qwen3"
+        case .mixtral: "Mixtral"
+        case .qwen3MoE: "Qwen3Moe"
         }
         return family + (scoreHead ? "ForSequenceClassification" : "ForCausalLM")
     }
@@ -24,9 +26,15 @@ public enum HuggingFaceConfig {
     public static func encode(_ model: LlamaConfig, torchDtype: String = "float32") throws -> Data {
         let fields = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(model))
         guard var object = fields as? [String: Any] else { preconditionFailure("LlamaConfig encodes to a JSON object") }
-        if model.numLocalExperts == 0 {
-            object["num_local_experts"] = nil
-            object["num_experts_per_tok"] = nil
+        if !model.modelType.hasExperts {
+            for key in ["num_local_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step",
+                        "mlp_only_layers", "router_aux_loss_coef", "router_aux_loss_type", "router_z_loss_coef", "moe_capacity_factor"] {
+                object[key] = nil
+            }
+        } else {
+            // transformers computes no router loss unless asked; MeshLM's own routing keys
+            // (router_aux_loss_type, router_z_loss_coef, moe_capacity_factor) ride along.
+            object["output_router_logits"] = false
         }
         if model.hasScoreHead {
             // transformers writes the labels as id2label / label2id (num_labels is kept too, for
@@ -52,6 +60,14 @@ public enum HuggingFaceConfig {
             object["attention_bias"] = nil  // transformers' Qwen2 has no such key: its biases are fixed
             object["use_sliding_window"] = false
         case .qwen3:
+            object["use_sliding_window"] = false
+        case .mixtral:
+            // Mixtral's experts are intermediate_size wide and every layer is sparse.
+            for key in ["moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers"] { object[key] = nil }
+            object["sliding_window"] = NSNull()
+            object["router_jitter_noise"] = 0.0
+        case .qwen3MoE:
+            object["num_experts"] = object.removeValue(forKey: "num_local_experts")
             object["use_sliding_window"] = false
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
@@ -83,6 +99,12 @@ public enum HuggingFaceConfig {
         if type != .qwen2, (object["attention_bias"] as? Bool) == true {
             throw CheckpointError(.badIndex, "\(file): \"attention_bias\" is true; a \(type.rawValue) model would then bias o_proj too, which MeshLM does not implement (it runs q/k/v biases as qwen2 has them)")
         }
+        if let window = object["sliding_window"] as? Int, type == .mixtral, window < (object["max_position_embeddings"] as? Int ?? 0) {
+            throw CheckpointError(.badIndex, "\(file): \"sliding_window\" is \(window); MeshLM attends to the whole context (no sliding window)")
+        }
+        if let jitter = object["router_jitter_noise"] as? Double, jitter != 0 {
+            throw CheckpointError(.badIndex, "\(file): \"router_jitter_noise\" is \(jitter); MeshLM's router has no jitter (use 0)")
+        }
         if (object["use_sliding_window"] as? Bool) == true {
             throw CheckpointError(.badIndex, "\(file): \"use_sliding_window\" is true; MeshLM attends to the whole context (no sliding window)")
         }
@@ -97,6 +119,10 @@ public enum HuggingFaceConfig {
         } else {
             cleaned["num_labels"] = nil
         }
+        // Qwen-MoE names the expert count num_experts; transformers' own MoE keys MeshLM does
+        // not read are dropped.
+        if type == .qwen3MoE, let experts = object["num_experts"] { cleaned["num_local_experts"] = experts }
+        for key in ["num_experts", "output_router_logits", "router_jitter_noise", "sliding_window"] { cleaned[key] = nil }
         // transformers' Qwen2 always has q/k/v biases, whatever attention_bias says.
         if type == .qwen2 { cleaned["attention_bias"] = true }
         // transformers 5 nests RoPE settings in `rope_parameters` (rope_type "default" = none).

@@ -45,7 +45,10 @@ public struct ModelFlops: Sendable, Equatable {
     public var linearForwardPerToken: Double {
         let c = Double(config.hiddenSize), i = Double(config.intermediateSize)
         let q = Double(config.numAttentionHeads * config.headDim), k = Double(config.numKeyValueHeads * config.headDim)
-        return Double(config.numHiddenLayers) * 2 * (c * q + 2 * c * k + q * c + 3 * c * i)
+        // A sparse layer runs its router and k experts per token (dropped slots still counted).
+        let sparse = Double(config.sparseLayerCount), dense = Double(config.numHiddenLayers) - sparse
+        let experts = Double(config.numExpertsPerTok) * 3 * c * Double(config.moeIntermediateSize) + c * Double(config.numLocalExperts)
+        return Double(config.numHiddenLayers) * 2 * (c * q + 2 * c * k + q * c) + 2 * (dense * 3 * c * i + sparse * experts)
     }
 
     /// Forward FLOPs per token of lm_head.
@@ -78,7 +81,7 @@ public struct ModelFlops: Sendable, Equatable {
     /// usual estimate, which overcounts what MeshLM executes. For comparison with figures that
     /// use it.
     public var estimatePerToken: Double {
-        6 * Double(config.parameterCount) + 12 * Double(config.numHiddenLayers * config.hiddenSize * sequenceLength)
+        6 * Double(config.activeParameterCount) + 12 * Double(config.numHiddenLayers * config.hiddenSize * sequenceLength)
     }
 
     private func attentionPerToken(scores: Int, productsPerScore: Double) -> Double {

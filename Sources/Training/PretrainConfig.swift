@@ -45,6 +45,19 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         kto = try c.decodeIfPresent(KTOSection.self, forKey: .kto)
     }
 
+    /// What a mixture-of-experts model cannot be combined with yet (docs/moe.md, "Status").
+    private func validateExperts() throws(ConfigError) {
+        guard parallel.tp == 1 else {
+            throw .invalid("parallel.tp", parallel.tp, "must be 1 for a mixture-of-experts model so far (expert tensor parallelism is not implemented yet; use data, ZeRO or pipeline parallelism)")
+        }
+        if let lora, let target = lora.targets.first(where: { [.gate, .up, .down].contains($0) }) {
+            throw .invalid("lora.target_modules", target.moduleName, "adapts the MLP, which this mixture-of-experts model's sparse layers do not have (adapters on experts are not implemented yet; target the attention projections)")
+        }
+        guard model.routerAuxLossType == .switch || parallel.pp == 1 else {
+            throw .invalid("model.router_aux_loss_type", model.routerAuxLossType.rawValue, "pools every layer's routing (transformers' form), which pipeline stages do not share; use switch (per layer) with parallel.pp > 1")
+        }
+    }
+
     public func validate() throws(ConfigError) {
         do { try model.validate() } catch { throw ConfigError(key: "model." + error.key, message: error.message) }
         try train.validate()
@@ -54,9 +67,7 @@ public struct PretrainConfig: Codable, Sendable, ValidatedConfig {
         if let lora {
             do { try lora.validate() } catch { throw ConfigError(key: "lora." + error.key, message: error.message) }
         }
-        guard model.numLocalExperts == 0 else {
-            throw .invalid("model.num_local_experts", model.numLocalExperts, "mixture of experts is not implemented yet; use 0")
-        }
+        if model.hasExperts { try validateExperts() }
         _ = try frozenTensors()
         _ = try dpo?.loss()
         guard train.seqLen <= model.maxPositionEmbeddings else {

@@ -72,6 +72,12 @@ public final class Trainer {
     public var layout: ParameterLayout { parallelModel.layout }
     private let schedule: LearningRateSchedule
     let log: Log
+    /// A mixture-of-experts model's routing figures (nil for a dense model).
+    let routerMetrics: RouterMetrics?
+    /// Layers already warned about a collapsed router.
+    private var collapseWarned: Set<Int> = []
+    /// The metric names beside the objective's that each logged step carries.
+    public var modelMetricNames: [String] { routerMetrics == nil ? [] : RouterMetrics.names }
 
     public init(config: PretrainConfig, objective: any TrainingObjective = NextTokenObjective(), mesh: DeviceMesh,
                 threads: KernelThreads, log: Log) throws {
@@ -89,6 +95,7 @@ public final class Trainer {
         parallelModel = try ParallelModel(config: config.model, shape: shape, parallel: config.parallel, mesh: mesh, threads: threads,
                                           frozen: try config.frozenTensors(), lora: config.lora, seed: UInt64(train.seed))
         schedule = config.optimizer.schedule(totalSteps: train.steps)
+        routerMetrics = RouterMetrics(config.model)
     }
 
     /// Runs one optimizer step on `batches` (this rank's micro-batches) and returns its figures.
@@ -99,6 +106,12 @@ public final class Trainer {
         let scales = try GlobalScales(objective, batches: batches, communicator: communicator, what: "step \(step)")
         let globalCount = scales.count
         var sums = ObjectiveSums(objective)
+        // The router losses are means over the global batch's micro-batches.
+        let microBatches = batches.count * communicator.size
+        for model in parallelModel.models {
+            model.routerLossScale = 1 / Float(microBatches)
+            model.resetRouterTotals()
+        }
         if let pipeline {
             try pipeline.run(batches: batches, parameters: parameters, access: access,
                              dropout: { self.adapterDropout(step: step, batch: $0) }) { model, batch, crossEntropy in
@@ -143,10 +156,20 @@ public final class Trainer {
         try parameters.step(settings: settings, stepNumber: step + 1, gradientScale: clipScale,
                             loraPlusRatio: Float(config.lora?.loraPlusRatio ?? 1))
         let tokens = batches.reduce(0) { $0 + $1.tokens.count } * communicator.size
+        var metrics = sums.means
+        if let routerMetrics {
+            let (figures, loads) = try routerMetrics.reduce(parallelModel.models.map(\.routerTotals), microBatches: microBatches,
+                                                            pipeline: pipeline == nil ? nil : pipelineCommunicator, data: communicator)
+            metrics.merge(figures) { $1 }
+            for (layer, expert, share) in routerMetrics.collapsed(loads) where collapseWarned.insert(layer).inserted {
+                log.warning(String(format: "step %d: layer %d's router sends %.0f%% of its tokens to expert %d (a collapsed router: raise model.router_aux_loss_coef, add model.router_z_loss_coef, or lower optimizer.lr)",
+                                   step, layer, 100 * share, expert))
+            }
+        }
         let end = monotonicSeconds()
         return StepResult(step: step, loss: loss, gradientNorm: norm, learningRate: rate, tokens: tokens,
                           seconds: end - start, reductionWaitSeconds: reductionWait, pipelineWaitSeconds: pipeline?.waitSeconds ?? 0,
-                          optimizerSeconds: end - optimizerStart, metrics: sums.means)
+                          optimizerSeconds: end - optimizerStart, metrics: metrics)
     }
 
     /// The LoRA dropout masks `batch`'s training forward draws at `step` (nil without dropout):

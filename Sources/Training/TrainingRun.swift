@@ -92,7 +92,7 @@ public struct TrainingRun {
                 line.add("loss", result.loss)
                 line.add("lr", result.learningRate)
                 line.add("grad_norm", result.gradientNorm)
-                for name in trainer.objective.metricNames { line.add(name, result.metrics[name] ?? 0) }
+                for name in trainer.objective.metricNames + trainer.modelMetricNames { line.add(name, result.metrics[name] ?? 0) }
                 line.add("tokens_per_s", rate)
                 line.add("mfu", mfu)
                 line.add("peak_rss_mb", rss.max() ?? 0)
