@@ -68,18 +68,16 @@ public enum HuggingFaceImport {
         let layout = ParameterLayout(config: model)
         let files = try tensorFiles(in: directory)
         var dtypes: Set<String> = []
+        var locations: [String: TensorLocation] = [:]
         for entry in layout.entries {
-            guard let file = files[entry.name] else {
+            guard let location = try TensorLocation(entry, files: files, model: model, configPath: configPath) else {
                 let hint = entry.name == "lm_head.weight" ? " (config.json says tie_word_embeddings false)" : ""
                 throw CheckpointError(.unknownTensor, "\(directory): no safetensors file holds tensor \(entry.name)\(hint)")
             }
-            let saved = try file.entry(named: entry.name)
-            guard saved.shape == entry.shape else {
-                throw CheckpointError(.badIndex, "\(file.path): tensor \(entry.name) has shape \(saved.shape); \(configPath) implies \(entry.shape)")
-            }
-            dtypes.insert(saved.dtype.rawValue)
+            locations[entry.name] = location
+            dtypes.insert(try location.file.entry(named: location.name).dtype.rawValue)
         }
-        let used = Set(layout.entries.map(\.name))
+        let used = Set(locations.values.map(\.name))
         let ignored = files.keys.filter { !used.contains($0) }.sorted()
         var extras: [String: Data] = [CheckpointExtras.modelConfigName: try HuggingFaceConfig.encode(model)]
         if let adapter {
@@ -103,6 +101,7 @@ public enum HuggingFaceImport {
         let entries = ParameterLayout(config: model, lora: adapter?.lora).entries
         let fromAdapter = Set(adapter.map { PeftAdapter.tensors($0.lora, model: model).map(\.name) } ?? [])
         let declared = Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0.shape) })
+        let fusedCache = FusedTensorCache()
         let stepDirectory = try CheckpointWriter.writeOffline(directory: output, step: 0, ranks: 1, declared: declared, metadata: metadata,
                                                               extraFiles: extras, compressionLevel: compressionLevel) { _ in
             try entries.map { entry in
@@ -110,13 +109,80 @@ public enum HuggingFaceImport {
                 if let adapter, fromAdapter.contains(entry.name) {
                     values = try adapter.values(of: entry.name)
                 } else {
-                    guard let file = files[entry.name] else { preconditionFailure("checked above: \(entry.name) has a file") }
-                    values = try file.floats(of: entry.name)
+                    guard let location = locations[entry.name] else { preconditionFailure("checked above: \(entry.name) has a file") }
+                    values = try location.values(cache: fusedCache)
                 }
                 return CheckpointSliceValues(name: entry.name, shape: entry.shape, elements: 0..<entry.count, values: values)
             }
         }
         return Report(stepDirectory: stepDirectory, model: model, tensors: entries.count, dtypes: dtypes.sorted(), ignored: ignored,
                       lora: adapter?.lora, warnings: adapter?.warnings ?? [])
+    }
+}
+
+/// Where a layout tensor's values are in an HF directory's safetensors files: under its own name,
+/// or — a sparse layer's router and experts — in the layout transformers 5 holds in memory (a
+/// state dict saved directly): the router as `model.layers.L.mlp.gate.weight` (Mixtral's too) and
+/// the experts fused, `mlp.experts.gate_up_proj` [E, 2·I, C] (expert e's gate rows, then its up
+/// rows) and `mlp.experts.down_proj` [E, C, I].
+struct TensorLocation {
+    let file: SafetensorsFile
+    /// The stored tensor's name.
+    let name: String
+    /// The entry's elements within it (all of it unless fused).
+    let elements: Range<Int>?
+
+    /// Nil when no file holds the tensor in either layout; throws on a shape that does not fit.
+    init?(_ entry: ParameterLayout.Entry, files: [String: SafetensorsFile], model: LlamaConfig, configPath: String) throws {
+        func checked(_ name: String, _ shape: [Int]) throws -> SafetensorsFile? {
+            guard let file = files[name] else { return nil }
+            let saved = try file.entry(named: name)
+            guard saved.shape == shape else {
+                throw CheckpointError(.badIndex, "\(file.path): tensor \(name) has shape \(saved.shape); \(configPath) implies \(shape)")
+            }
+            return file
+        }
+        if let file = try checked(entry.name, entry.shape) {
+            (self.file, name, elements) = (file, entry.name, nil)
+            return
+        }
+        guard case .layer(let layer) = entry.block else { return nil }
+        let prefix = "model.layers.\(layer).mlp."
+        let (experts, width, hidden) = (model.numLocalExperts, model.moeIntermediateSize, model.hiddenSize)
+        let fused: (name: String, shape: [Int], elements: Range<Int>)
+        switch entry.role {
+        case .router:
+            guard let file = try checked(prefix + "gate.weight", entry.shape) else { return nil }
+            (self.file, name, elements) = (file, prefix + "gate.weight", nil)
+            return
+        case .expertGate(let e), .expertUp(let e):
+            let start = e * 2 * width * hidden + (entry.role == .expertUp(e) ? width * hidden : 0)
+            fused = (prefix + "experts.gate_up_proj", [experts, 2 * width, hidden], start..<start + width * hidden)
+        case .expertDown(let e):
+            fused = (prefix + "experts.down_proj", [experts, hidden, width], e * hidden * width..<(e + 1) * hidden * width)
+        default:
+            return nil
+        }
+        guard let file = try checked(fused.name, fused.shape) else { return nil }
+        (self.file, name, elements) = (file, fused.name, fused.elements)
+    }
+
+    func values(cache: FusedTensorCache) throws -> [Float] {
+        guard let elements else { return try file.floats(of: name) }
+        return Array(try cache.floats(of: name, in: file)[elements])
+    }
+}
+
+/// The last fused expert tensor read (each is read once for all its experts' slices).
+final class FusedTensorCache: @unchecked Sendable {
+    private var name: String?
+    private var values: [Float] = []
+
+    func floats(of name: String, in file: SafetensorsFile) throws -> [Float] {
+        if name != self.name {
+            values = try file.floats(of: name)
+            self.name = name
+        }
+        return values
     }
 }
