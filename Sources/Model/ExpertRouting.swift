@@ -85,29 +85,9 @@ public final class ExpertRouting {
         let (n, e, k) = (tokenCount, expertCount, topK)
         threads.parallelFor(0..<n, minimumChunk: 64) { tokens in
             for token in tokens {
-                let row = logits + token * e, p = probabilities + token * e
-                var maximum = row[0]
-                for expert in 1..<e { maximum = Swift.max(maximum, row[expert]) }
-                var sum: Float = 0
-                for expert in 0..<e {
-                    p[expert] = Foundation.exp(row[expert] - maximum)
-                    sum += p[expert]
-                }
-                for expert in 0..<e { p[expert] /= sum }
-                logSumExp[token] = maximum + Foundation.log(sum)
-                // Top-k by selection: the largest remaining p, the lower expert on ties.
-                let chosen = selected + token * k, w = weights + token * k
-                var total: Float = 0
-                for slot in 0..<k {
-                    var best = -1
-                    for expert in 0..<e where !(0..<slot).contains(where: { chosen[$0] == Int32(expert) }) {
-                        if best < 0 || p[expert] > p[best] { best = expert }
-                    }
-                    chosen[slot] = Int32(best)
-                    w[slot] = p[best]
-                    total += p[best]
-                }
-                if normalizesTopK { for slot in 0..<k { w[slot] /= total } }
+                logSumExp[token] = Self.select(logits: logits + token * e, expertCount: e, topK: k, normalizesTopK: normalizesTopK,
+                                               probabilities: probabilities + token * e, chosen: selected + token * k,
+                                               weights: weights + token * k)
             }
         }
         for expert in 0..<e { routedCounts[expert] = 0 }
@@ -126,6 +106,35 @@ public final class ExpertRouting {
             slotRows[slot] = Int32(next[expert])
             next[expert] += 1
         }
+    }
+
+    /// One token's routing: softmax of its E logits into `probabilities`, its top-k experts
+    /// (descending p; ties: the lower expert) into `chosen` and their weights into `weights`.
+    /// Returns the logits' logsumexp. The serving engine routes its rows with it too.
+    public static func select(logits: UnsafePointer<Float>, expertCount e: Int, topK k: Int, normalizesTopK: Bool,
+                              probabilities p: UnsafeMutablePointer<Float>, chosen: UnsafeMutablePointer<Int32>,
+                              weights w: UnsafeMutablePointer<Float>) -> Float {
+        var maximum = logits[0]
+        for expert in 1..<e { maximum = Swift.max(maximum, logits[expert]) }
+        var sum: Float = 0
+        for expert in 0..<e {
+            p[expert] = Foundation.exp(logits[expert] - maximum)
+            sum += p[expert]
+        }
+        for expert in 0..<e { p[expert] /= sum }
+        // Top-k by selection: the largest remaining p, the lower expert on ties.
+        var total: Float = 0
+        for slot in 0..<k {
+            var best = -1
+            for expert in 0..<e where !(0..<slot).contains(where: { chosen[$0] == Int32(expert) }) {
+                if best < 0 || p[expert] > p[best] { best = expert }
+            }
+            chosen[slot] = Int32(best)
+            w[slot] = p[best]
+            total += p[best]
+        }
+        if normalizesTopK { for slot in 0..<k { w[slot] /= total } }
+        return maximum + Foundation.log(sum)
     }
 
     /// Marks −1 in `slotRows` the slots beyond each expert's capacity: its least probable ones.

@@ -99,9 +99,52 @@ struct DecodeLayerKernels: DecoderLayerKernels {
                          threads: model.threads)
     }
 
-    func mixExperts(_ experts: ExpertWeights) {
-        // `InferenceWeights.config(checkpoint:)` refuses a mixture-of-experts checkpoint first.
-        preconditionFailure("the serving engine does not run experts yet")
+    /// A sparse layer: each row routed as training routes it (dropless), then expert by expert
+    /// the rows that chose it gathered and run through its gate|up product, SwiGLU and down
+    /// product (decode batches: `SmallBatchLinear`, whose sums do not depend on the other rows),
+    /// and each row's weighted outputs summed in expert order into the stream.
+    func mixExperts(_ w: ExpertWeights) {
+        let (c, e, k, i) = (config.hiddenSize, config.numLocalExperts, config.numExpertsPerTok, config.moeIntermediateSize)
+        let input = model.normalized.pointer
+        model.linear(output: model.routerLogits.pointer, input: input, weight: w.router, rowCount: rowCount, inputSize: c, outputSize: e)
+        for row in 0..<rowCount {
+            _ = ExpertRouting.select(logits: model.routerLogits.pointer + row * e, expertCount: e, topK: k,
+                                     normalizesTopK: config.normTopkProb, probabilities: model.routerProbabilities.pointer + row * e,
+                                     chosen: model.routeExperts + row * k, weights: model.routeWeights.pointer + row * k)
+        }
+        let output = model.projection.pointer
+        output.update(repeating: 0, count: rowCount * c)
+        var rows: [(row: Int, weight: Float)] = []
+        rows.reserveCapacity(rowCount)
+        for expert in 0..<e {
+            rows.removeAll(keepingCapacity: true)
+            for row in 0..<rowCount {
+                for slot in 0..<k where model.routeExperts[row * k + slot] == Int32(expert) {
+                    rows.append((row, model.routeWeights.pointer[row * k + slot]))
+                }
+            }
+            guard !rows.isEmpty else { continue }
+            for (index, entry) in rows.enumerated() {
+                (model.expertInput.pointer + index * c).update(from: input + entry.row * c, count: c)
+            }
+            // gate_e and up_e are adjacent in the layer block: one [2·I_e, C] product.
+            model.linear(output: model.expertGateUp.pointer, input: model.expertInput.pointer, weight: w.gate[expert],
+                         rowCount: rows.count, inputSize: c, outputSize: 2 * i)
+            for index in rows.indices {
+                SwiGLU.forward(output: model.expertActivation.pointer + index * i, gate: model.expertGateUp.pointer + index * 2 * i,
+                               up: model.expertGateUp.pointer + index * 2 * i + i, count: i)
+            }
+            model.linear(output: model.expertOutput.pointer, input: model.expertActivation.pointer, weight: w.down[expert],
+                         rowCount: rows.count, inputSize: i, outputSize: c)
+            for (index, entry) in rows.enumerated() {
+                let target = output + entry.row * c, source = model.expertOutput.pointer + index * c
+                for column in 0..<c { target[column] += entry.weight * source[column] }
+            }
+        }
+        // Row-parallel down products: each rank's slice of every expert gives a partial sum.
+        model.tensorGroup?.sum(output, count: rowCount * c)
+        Residual.forward(output: model.residual.pointer, a: model.residual.pointer, b: output, count: rowCount * c,
+                         threads: model.threads)
     }
 
     /// Adds `AdapterDelta` of every adapter run in the batch that adapts `projection` to its rows

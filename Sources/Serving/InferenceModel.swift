@@ -85,6 +85,11 @@ public final class InferenceModel {
 
     // Scratch, sized for `maximumRows` rows (`headRstd` for one row's heads).
     let residual, normalized, qkv, attention, gateUp, activation, projection, rstd, headRstd: Tensor
+    /// Sparse layers' scratch (one element each for a dense model): [rows, E] router logits and
+    /// probabilities, [rows, k] the chosen experts and their weights, and one expert's rows:
+    /// inputs [rows, C], gate|up [rows, 2·I_e], activation [rows, I_e], outputs [rows, C].
+    let routerLogits, routerProbabilities, routeWeights, expertInput, expertGateUp, expertActivation, expertOutput: Tensor
+    let routeExperts: UnsafeMutablePointer<Int32>
     /// [rows, largest adapter rank]: x·Aᵀ of the adapters' rows (one element without adapters).
     let adapterIntermediate: Tensor
     private let logitsBuffer: Tensor
@@ -115,15 +120,18 @@ public final class InferenceModel {
         embeddingOffset = offset("model.embed_tokens.weight")
         finalNormOffset = offset("model.norm.weight")
         languageModelHeadOffset = config.tieWordEmbeddings ? embeddingOffset : offset("lm_head.weight")
-        decoderLayer = DecoderLayer(config: config, layer: 0)  // dense: every layer alike
+        decoderLayer = DecoderLayer(config: config, layer: 0)  // its forward reads only the weights given
         layerOffsets = (0..<config.numHiddenLayers).map { LayerOffsets(layout: layout, layer: $0) }
         layerStarts = (0..<config.numHiddenLayers).map { layout.range(of: .layer($0)).lowerBound }
         // The fused products read q/k/v (and their biases) and gate/up as one matrix each.
+        // A sparse layer's experts each run gate|up as one product too.
         for offsets in layerOffsets {
             let o = offsets.offsets
             let queryWidth = config.numAttentionHeads * config.headDim, kvWidth = config.numKeyValueHeads * config.headDim
-            precondition(o[.value] == o[.query]! + (queryWidth + kvWidth) * config.hiddenSize
-                         && o[.up] == o[.gate]! + config.intermediateSize * config.hiddenSize
+            let mlpAdjacent = offsets.experts == 0
+                ? o[.up] == o[.gate]! + config.intermediateSize * config.hiddenSize
+                : (0..<offsets.experts).allSatisfy { o[.expertUp($0)] == o[.expertGate($0)]! + config.moeIntermediateSize * config.hiddenSize }
+            precondition(o[.value] == o[.query]! + (queryWidth + kvWidth) * config.hiddenSize && mlpAdjacent
                          && (!decoderLayer.attentionBias || o[.valueBias] == o[.queryBias]! + queryWidth + kvWidth),
                          "ParameterLayout no longer keeps q/k/v, their biases and gate/up adjacent")
         }
@@ -140,6 +148,17 @@ public final class InferenceModel {
         projection = Tensor(shape: [maximumRows, c])
         rstd = Tensor(shape: [maximumRows])
         headRstd = Tensor(shape: [Swift.max(config.numAttentionHeads, config.numKeyValueHeads)])
+        let sparse = config.hasExperts ? 1 : 0
+        let (experts, topK, expertWidth) = (config.numLocalExperts, config.numExpertsPerTok, config.moeIntermediateSize)
+        routerLogits = Tensor(shape: [Swift.max(sparse * maximumRows * experts, 1)])
+        routerProbabilities = Tensor(shape: [Swift.max(sparse * maximumRows * experts, 1)])
+        routeWeights = Tensor(shape: [Swift.max(sparse * maximumRows * topK, 1)])
+        expertInput = Tensor(shape: [Swift.max(sparse * maximumRows * c, 1)])
+        expertGateUp = Tensor(shape: [Swift.max(sparse * maximumRows * 2 * expertWidth, 1)])
+        expertActivation = Tensor(shape: [Swift.max(sparse * maximumRows * expertWidth, 1)])
+        expertOutput = Tensor(shape: [Swift.max(sparse * maximumRows * c, 1)])
+        routeExperts = .allocate(capacity: Swift.max(sparse * maximumRows * topK, 1))
+        routeExperts.initialize(repeating: 0, count: Swift.max(sparse * maximumRows * topK, 1))
         adapterIntermediate = Tensor(shape: [adapters.isEmpty ? 1 : maximumRows * adapters.map(\.rank).max()!])
         // Whole-vocabulary logits only where sampling happens (rank 0 under tensor parallelism).
         let samples = tensorGroup?.isLeader ?? true
@@ -155,6 +174,7 @@ public final class InferenceModel {
     deinit {
         tokenIds.deallocate()
         tokenPositions.deallocate()
+        routeExperts.deallocate()
     }
 
     /// Runs the batch, writing its keys and values into `cache`, and returns the logits of

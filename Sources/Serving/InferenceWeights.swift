@@ -76,9 +76,6 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
         guard !config.hasScoreHead else {
             throw ServingError(.checkpoint, "\(configPath): the model has a scalar head (num_labels \(config.numLabels): a reward or value model) and no language-model head; it scores sequences and cannot generate text")
         }
-        guard !config.hasExperts else {
-            throw ServingError(.checkpoint, "\(configPath): the model is a mixture of experts (model_type \(config.modelType.rawValue)); the serving engine does not run experts yet (evaluate it with `meshlm eval`)")
-        }
         return config
     }
 

@@ -67,7 +67,8 @@ public enum HuggingFaceConfig {
             object["sliding_window"] = NSNull()
             object["router_jitter_noise"] = 0.0
         case .qwen3MoE:
-            object["num_experts"] = object.removeValue(forKey: "num_local_experts")
+            // transformers 4's Qwen-MoE reads num_experts; 5 reads num_local_experts (and maps the old name).
+            object["num_experts"] = model.numLocalExperts
             object["use_sliding_window"] = false
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])

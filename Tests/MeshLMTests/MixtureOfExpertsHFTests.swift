@@ -6,8 +6,8 @@ import Testing
 /// Tiny Mixtral and Qwen3-MoE models made by transformers (Tests/ModelTests/Fixtures/hf-mixtral,
 /// hf-qwen3-moe, hf-qwen3-moe-fused; tools/golden/make_moe_fixture.py) go through `meshlm ckpt
 /// import-hf` and `export-hf` unchanged — from the per-expert layout transformers saves and from
-/// the fused layout it holds in memory — and `meshlm eval --logits` gives transformers' logits
-/// (`moe_golden.json`).
+/// the fused layout it holds in memory — and `meshlm eval --logits` and the serving engine (on one
+/// and two tensor-parallel ranks) give transformers' logits (`moe_golden.json`).
 @Suite(.serialized) struct MixtureOfExpertsHFTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("ModelTests/Fixtures").path
@@ -43,6 +43,22 @@ import Testing
         let comparison = TensorDifference(logits, expected)
         print("\(directory): eval logits vs transformers: \(comparison)")
         #expect(logits.count == expected.count && comparison.relativeDifference <= 1e-5, "\(directory): \(comparison)")
+
+        // The serving engine (one rank, and two tensor-parallel ranks each holding half of every
+        // expert): the logits of the first generated token follow the whole prompt.
+        let vocabulary = expected.count / ids.count
+        let lastRow = Array(expected[(ids.count - 1) * vocabulary..<ids.count * vocabulary])
+        for ranks in [1, 2] {
+            let dump = work + "/engine-\(ranks).bin"
+            let arguments = ["generate", "--checkpoint", imported, "--prompt-ids", ids.map(String.init).joined(separator: ","),
+                             "--max-tokens", "1", "--threads", "1", "--dump-logits", dump]
+            let generating = ranks == 1 ? try Launcher.plain("meshlm", arguments) : try Launcher.mpirun(ranks, "meshlm", arguments)
+            #expect(generating.status == 0, "\(directory) tp \(ranks): \(generating.standardError)")
+            let engine = try Data(contentsOf: URL(fileURLWithPath: dump)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let engineComparison = TensorDifference(engine, lastRow)
+            print("\(directory): engine (tp \(ranks)) logits vs transformers: \(engineComparison)")
+            #expect(engine.count == vocabulary && engineComparison.relativeDifference <= 1e-5, "\(directory) tp \(ranks): \(engineComparison)")
+        }
 
         // Exported in the per-expert layout transformers saves, bit for bit.
         let exporting = try Launcher.plain("meshlm", ["ckpt", "export-hf", imported, "--output", exported])
