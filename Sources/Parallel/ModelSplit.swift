@@ -18,6 +18,9 @@ public enum ModelSplit {
         guard model.intermediateSize % tp == 0 else {
             throw MeshError("tensor parallel degree tp \(tp) must divide intermediate_size \(model.intermediateSize)")
         }
+        guard !model.hasExperts || model.moeIntermediateSize % tp == 0 else {
+            throw MeshError("tensor parallel degree tp \(tp) must divide moe_intermediate_size \(model.moeIntermediateSize) (each rank holds a slice of every expert)")
+        }
         guard model.vocabSize >= tp else {
             throw MeshError("tensor parallel degree tp \(tp) exceeds vocab_size \(model.vocabSize) (each rank needs a slice of the vocabulary)")
         }

@@ -5,5 +5,5 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure MeshLM against this machine's ceilings (a table, or --json lines).",
         subcommands: [BenchGemmCommand.self, BenchKernelsCommand.self, BenchAllreduceCommand.self, BenchTrainCommand.self,
-                       BenchCheckpointCommand.self, BenchTokenizerCommand.self, BenchDecodeCommand.self])
+                       BenchCheckpointCommand.self, BenchTokenizerCommand.self, BenchDecodeCommand.self, BenchExpertsCommand.self])
 }
