@@ -9,6 +9,8 @@ public enum TensorRole: Sendable, Hashable {
     // A sparse layer's instead of gate/up/down (`ExpertRouting`): the router [E, C], then each
     // expert's SwiGLU projections, expert by expert.
     case router, expertGate(Int), expertUp(Int), expertDown(Int)
+    // Qwen2-MoE's shared expert (after the routed ones): its SwiGLU and its [1, C] sigmoid gate.
+    case sharedGate, sharedUp, sharedDown, sharedExpertGate
     // The head's: the final norm, then the language-model head or (`num_labels` > 0) the
     // scalar head `score.weight`.
     case finalNorm, languageModelHead, score
@@ -22,7 +24,7 @@ public enum TensorRole: Sendable, Hashable {
     public var decays: Bool {
         switch self {
         case .embedding, .query, .key, .value, .output, .gate, .up, .down, .languageModelHead, .score, .loraA, .loraB, .loraMagnitude,
-             .router, .expertGate, .expertUp, .expertDown: true
+             .router, .expertGate, .expertUp, .expertDown, .sharedGate, .sharedUp, .sharedDown, .sharedExpertGate: true
         case .inputNorm, .postAttentionNorm, .queryNorm, .keyNorm, .finalNorm, .queryBias, .keyBias, .valueBias: false
         }
     }
@@ -53,7 +55,7 @@ public enum TensorRole: Sendable, Hashable {
     /// GPT-2's scaled initialization gives a smaller deviation.
     public var writesResidual: Bool {
         switch self {
-        case .output, .down, .expertDown: true
+        case .output, .down, .expertDown, .sharedDown: true
         default: false
         }
     }
@@ -77,9 +79,10 @@ public enum TensorRole: Sendable, Hashable {
 ///     qwen2   the same with biases on q_proj, k_proj and v_proj (`attention_bias`)
 ///     qwen3   the same with q_norm / k_norm: RMSNorm over each head's head_dim values (one
 ///             [head_dim] weight shared by the heads) between the projection and RoPE
-///     mixtral, qwen3_moe   llama's / qwen3's attention; a sparse layer's MLP is a mixture of
-///             experts: h + Σ_j w_j · down_e(silu(gate_e(m)) · up_e(m)) over the k experts e the
-///             router picks for the token (`ExpertRouting`)
+///     mixtral, qwen2_moe, qwen3_moe   llama's / qwen2's / qwen3's attention; a sparse layer's
+///             MLP is a mixture of experts: h + Σ_j w_j · down_e(silu(gate_e(m)) · up_e(m)) over
+///             the k experts e the router picks for the token (`ExpertRouting`); qwen2_moe adds
+///             a shared expert, σ(shared_expert_gate · m) · down_s(silu(gate_s(m)) · up_s(m))
 ///
 /// Shapes (HF convention, [out, in]), Q = num_attention_heads × head_dim, K =
 /// num_key_value_heads × head_dim, C = hidden_size, I = intermediate_size, D = head_dim:
@@ -91,7 +94,9 @@ public enum TensorRole: Sendable, Hashable {
 ///
 ///     sparse layers: router [E, C] (mixtral `block_sparse_moe.gate`, qwen3_moe `mlp.gate`), then
 ///     for each expert e: gate [I_e, C], up [I_e, C], down [C, I_e] (mixtral w1, w3, w2;
-///     qwen3_moe gate_proj, up_proj, down_proj), I_e = moe_intermediate_size
+///     qwen*_moe gate_proj, up_proj, down_proj), I_e = moe_intermediate_size; qwen2_moe's shared
+///     expert: mlp.shared_expert.gate_proj, up_proj [I_s, C], down_proj [C, I_s] and
+///     mlp.shared_expert_gate [1, C], I_s = shared_expert_intermediate_size
 ///
 /// q, k and v are adjacent in the arena, and so are their biases and gate/up, so the inference
 /// model may run each group as one product.
@@ -148,6 +153,15 @@ public struct DecoderLayer: Sendable, Equatable {
                     Tensor(role: .expertGate(expert), suffix: prefix + (mixtral ? "w1" : "gate_proj") + ".weight", shape: [e, c]),
                     Tensor(role: .expertUp(expert), suffix: prefix + (mixtral ? "w3" : "up_proj") + ".weight", shape: [e, c]),
                     Tensor(role: .expertDown(expert), suffix: prefix + (mixtral ? "w2" : "down_proj") + ".weight", shape: [c, e]),
+                ]
+            }
+            let shared = config.sharedExpertIntermediateSize
+            if shared > 0 {
+                tensors += [
+                    Tensor(role: .sharedGate, suffix: "mlp.shared_expert.gate_proj.weight", shape: [shared, c]),
+                    Tensor(role: .sharedUp, suffix: "mlp.shared_expert.up_proj.weight", shape: [shared, c]),
+                    Tensor(role: .sharedDown, suffix: "mlp.shared_expert.down_proj.weight", shape: [c, shared]),
+                    Tensor(role: .sharedExpertGate, suffix: "mlp.shared_expert_gate.weight", shape: [1, c]),
                 ]
             }
         } else {
@@ -254,6 +268,13 @@ public struct ExpertTensors<Pointer> {
     public let router: Pointer
     /// By expert.
     public let gate, up, down: [Pointer]
+    /// Qwen2-MoE's shared expert, if the layer has one.
+    public let shared: SharedExpert<Pointer>?
+}
+
+/// A shared expert's SwiGLU projections and its sigmoid gate [1, C].
+public struct SharedExpert<Pointer> {
+    public let gate, up, down, scale: Pointer
 }
 
 public typealias ExpertWeights = ExpertTensors<UnsafeMutablePointer<Float>>
@@ -263,13 +284,15 @@ public enum FeedForward<Pointer> {
     case dense(gate: Pointer, up: Pointer, down: Pointer)
     case experts(ExpertTensors<Pointer>)
 
-    /// Reads each tensor by role (`pointer` gives nil for one the layer does not hold).
-    init(experts: Int, _ pointer: (TensorRole) -> Pointer) {
+    /// Reads each tensor by role.
+    init(experts: Int, sharedExpert: Bool, _ pointer: (TensorRole) -> Pointer) {
         self = experts == 0
             ? .dense(gate: pointer(.gate), up: pointer(.up), down: pointer(.down))
             : .experts(ExpertTensors(router: pointer(.router), gate: (0..<experts).map { pointer(.expertGate($0)) },
                                      up: (0..<experts).map { pointer(.expertUp($0)) },
-                                     down: (0..<experts).map { pointer(.expertDown($0)) }))
+                                     down: (0..<experts).map { pointer(.expertDown($0)) },
+                                     shared: sharedExpert ? SharedExpert(gate: pointer(.sharedGate), up: pointer(.sharedUp),
+                                                                         down: pointer(.sharedDown), scale: pointer(.sharedExpertGate)) : nil))
     }
 }
 
@@ -290,7 +313,7 @@ public struct LayerWeights {
         func optional(_ role: TensorRole) -> UnsafeMutablePointer<Float>? { offsets.offsets[role].map { block + $0 } }
         (inputNorm, query, key, value, output) = (at(.inputNorm), at(.query), at(.key), at(.value), at(.output))
         postAttentionNorm = at(.postAttentionNorm)
-        feedForward = FeedForward(experts: offsets.experts, at)
+        feedForward = FeedForward(experts: offsets.experts, sharedExpert: offsets.offsets[.sharedGate] != nil, at)
         (queryBias, keyBias, valueBias) = (optional(.queryBias), optional(.keyBias), optional(.valueBias))
         (queryNorm, keyNorm) = (optional(.queryNorm), optional(.keyNorm))
     }
@@ -317,7 +340,7 @@ struct LayerGradients {
         }
         (inputNorm, query, key, value, output) = (at(.inputNorm), at(.query), at(.key), at(.value), at(.output))
         postAttentionNorm = at(.postAttentionNorm)
-        feedForward = FeedForward(experts: offsets.experts, at)
+        feedForward = FeedForward(experts: offsets.experts, sharedExpert: offsets.offsets[.sharedGate] != nil, at)
         (queryBias, keyBias, valueBias) = (at(.queryBias), at(.keyBias), at(.valueBias))
         (queryNorm, keyNorm) = (at(.queryNorm), at(.keyNorm))
     }

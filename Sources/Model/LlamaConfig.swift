@@ -8,15 +8,20 @@ import Runtime
 /// always has them); `qwen3`, which RMS-normalizes each query and key head before RoPE. The
 /// mixture-of-experts families replace the MLP with routed SwiGLU experts (`ExpertRouting`,
 /// docs/moe.md): `mixtral` (Llama attention, Mixtral's tensor names) and `qwen3_moe` (Qwen3
-/// attention, Qwen-MoE's names).
+/// attention, Qwen-MoE's names) and `qwen2_moe` (Qwen2 attention, Qwen-MoE's names, and a shared
+/// expert beside the routed ones).
 public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
     /// The decoder families MeshLM runs, by Hugging Face `model_type`.
     public enum ModelType: String, ConfigChoice {
         case llama, qwen2, qwen3, mixtral
-        case qwen3MoE = "qwen3_moe"
+        case qwen2MoE = "qwen2_moe", qwen3MoE = "qwen3_moe"
 
         /// Whether the family's layers may hold routed experts instead of a dense MLP.
-        public var hasExperts: Bool { self == .mixtral || self == .qwen3MoE }
+        public var hasExperts: Bool { self == .mixtral || self == .qwen2MoE || self == .qwen3MoE }
+
+        /// Whether the family's q/k/v projections always have biases (transformers' Qwen2 and
+        /// Qwen2-MoE).
+        public var hasAttentionBias: Bool { self == .qwen2 || self == .qwen2MoE }
     }
 
     /// How the auxiliary load-balancing loss is formed (docs/moe.md, "Losses").
@@ -74,6 +79,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
     /// micro-batch's N tokens, the most probable ones; the rest of its slots are dropped (they
     /// add nothing; the residual stream carries the token on). 0: dropless.
     public var moeCapacityFactor: Double
+    /// Qwen2-MoE's shared expert: a SwiGLU of this width that every token goes through, scaled by
+    /// sigmoid(shared_expert_gate · m), added to the routed experts' sum; 0: none.
+    public var sharedExpertIntermediateSize: Int
     public var bosTokenId: Int?
     public var eosTokenId: Int?
 
@@ -89,6 +97,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         case decoderSparseStep = "decoder_sparse_step", mlpOnlyLayers = "mlp_only_layers"
         case routerAuxLossCoef = "router_aux_loss_coef", routerAuxLossType = "router_aux_loss_type"
         case routerZLossCoef = "router_z_loss_coef", moeCapacityFactor = "moe_capacity_factor"
+        case sharedExpertIntermediateSize = "shared_expert_intermediate_size"
         case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
     }
 
@@ -98,7 +107,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
                 tieWordEmbeddings: Bool = false, numLocalExperts: Int = 0, numExpertsPerTok: Int = 0,
                 modelType: ModelType = .llama, attentionBias: Bool? = nil, numLabels: Int = 0) {
         self.modelType = modelType
-        self.attentionBias = attentionBias ?? (modelType == .qwen2)
+        self.attentionBias = attentionBias ?? modelType.hasAttentionBias
         self.numLabels = numLabels
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -122,12 +131,13 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         routerAuxLossType = .switch
         routerZLossCoef = 0
         moeCapacityFactor = 0
+        sharedExpertIntermediateSize = 0
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         modelType = try c.decode(.modelType, default: .llama)
-        attentionBias = try c.decode(.attentionBias, default: modelType == .qwen2)
+        attentionBias = try c.decode(.attentionBias, default: modelType.hasAttentionBias)
         numLabels = try c.decode(.numLabels, default: 0)
         vocabSize = try c.decode(Int.self, forKey: .vocabSize)
         hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
@@ -151,6 +161,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         routerAuxLossType = try c.decode(.routerAuxLossType, default: .switch)
         routerZLossCoef = try c.decode(.routerZLossCoef, default: 0)
         moeCapacityFactor = try c.decode(.moeCapacityFactor, default: 0)
+        sharedExpertIntermediateSize = try c.decode(.sharedExpertIntermediateSize, default: 0)
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
         eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId)
     }
@@ -197,6 +208,12 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
                                    "must be the default for mixtral (every layer has experts); qwen3_moe allows dense layers")
                 }
             }
+            guard sharedExpertIntermediateSize >= 0 else {
+                throw .invalid("shared_expert_intermediate_size", sharedExpertIntermediateSize, "must be 0 (no shared expert) or more")
+            }
+            guard sharedExpertIntermediateSize == 0 || modelType == .qwen2MoE else {
+                throw .invalid("shared_expert_intermediate_size", sharedExpertIntermediateSize, "is Qwen2-MoE's shared expert: use model_type qwen2_moe, or 0")
+            }
             guard sparseLayerCount > 0 else {
                 throw .invalid("mlp_only_layers", mlpOnlyLayers, "leaves no layer with experts (with decoder_sparse_step \(decoderSparseStep))")
             }
@@ -207,11 +224,11 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         guard numLabels >= 0 else { throw .invalid("num_labels", numLabels, "must be 0 (language-model head) or the score head's outputs") }
         // transformers' Qwen2 gives q/k/v biases always; Llama's and Qwen3's attention_bias
         // would add one to o_proj too, which MeshLM does not implement.
-        if modelType == .qwen2 && !attentionBias {
-            throw .invalid("attention_bias", attentionBias, "must be true for model_type qwen2 (its q/k/v projections always have biases; use model_type llama for none)")
+        if modelType.hasAttentionBias && !attentionBias {
+            throw .invalid("attention_bias", attentionBias, "must be true for model_type \(modelType.rawValue) (its q/k/v projections always have biases; use model_type llama for none)")
         }
-        if modelType != .qwen2 && attentionBias {
-            throw .invalid("attention_bias", attentionBias, "is supported only for model_type qwen2 (q/k/v biases; \(modelType.rawValue)'s would bias o_proj too, which MeshLM does not implement)")
+        if !modelType.hasAttentionBias && attentionBias {
+            throw .invalid("attention_bias", attentionBias, "is supported only for model_type qwen2 and qwen2_moe (q/k/v biases; \(modelType.rawValue)'s would bias o_proj too, which MeshLM does not implement)")
         }
     }
 
@@ -246,7 +263,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable, ValidatedConfig {
         let attention = hiddenSize * numAttentionHeads * headDim * 2 + hiddenSize * numKeyValueHeads * headDim * 2
             + (attentionBias ? (numAttentionHeads + 2 * numKeyValueHeads) * headDim : 0) + (queryKeyNorm ? 2 * headDim : 0)
         let sparse = sparseLayerCount
-        let experts = sparse * (3 * hiddenSize * moeIntermediateSize * numLocalExperts + hiddenSize * numLocalExperts)
+        let experts = sparse * (3 * hiddenSize * moeIntermediateSize * numLocalExperts + hiddenSize * numLocalExperts
+                                + (sharedExpertIntermediateSize > 0 ? 3 * hiddenSize * sharedExpertIntermediateSize + hiddenSize : 0))
         let dense = (numHiddenLayers - sparse) * 3 * hiddenSize * intermediateSize
         let embeddings = vocabSize * hiddenSize + (hasTiedHead ? 0 : headWidth * hiddenSize)
         return numHiddenLayers * (attention + 2 * hiddenSize) + experts + dense + embeddings + hiddenSize

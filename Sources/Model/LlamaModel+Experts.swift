@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// What the sparse layers of `LlamaModel` compute for one micro-batch, beside `LlamaActivations`:
@@ -6,10 +7,13 @@ import Tensors
 /// recomputation or forward-only):
 ///
 ///     saved, per sparse layer   routing (N·(2E + 1 + k) floats, 3·N·k Int32), gate, up and
-///                               silu(gate)·up [A, I_e], the experts' outputs [A, C]
+///                               silu(gate)·up [A, I_e], the experts' outputs [A, C]; with a
+///                               shared expert (I_s wide) its gate, up, activation [N, I_s],
+///                               output [N, C] and gate logit [N]
 ///     scratch                   the gathered inputs [A, C]; training: their gradient and the
 ///                               outputs' [A, C] each, gate/up/activation gradients [A, I_e],
-///                               the router logits' gradient [N, E] and the weights' [A]
+///                               the router logits' gradient [N, E] and the weights' [A]; the
+///                               shared expert's gradients as its saved views
 final class ExpertActivations {
     struct Layer {
         let routing: ExpertRouting
@@ -17,6 +21,14 @@ final class ExpertActivations {
         let gate, up, activation: UnsafeMutablePointer<Float>
         /// [A, C] each expert's down product: the slot's output before its weight.
         let output: UnsafeMutablePointer<Float>
+        /// The shared expert's (empty without one): [N, I_s] gate, up, silu(gate)·up; [N, C] its
+        /// down product; [N] its gate's logit.
+        let shared: SharedActivations
+    }
+
+    /// A shared expert's views, saved (forward) or their gradients (backward scratch).
+    struct SharedActivations {
+        let gate, up, activation, output, scale: UnsafeMutablePointer<Float>
     }
 
     /// One sparse layer's routing figures of the last forward (kept per layer even when the
@@ -42,6 +54,8 @@ final class ExpertActivations {
     let activationGradient, gateGradient, upGradient: UnsafeMutablePointer<Float>
     /// [N, E] the router logits' gradient; [A] the routing weights' (slot order).
     let logitsGradient, weightGradient: UnsafeMutablePointer<Float>
+    /// The shared expert's gradients (training; empty without one).
+    let sharedGradients: SharedActivations
 
     /// Floats of the arena for these sizes (the routing's own buffers aside).
     static func elementCount(config: LlamaConfig, tokenCount n: Int, sparseLayers: Int, recompute: Bool, forwardOnly: Bool) -> Int {
@@ -51,8 +65,9 @@ final class ExpertActivations {
         let savedCount = recompute || forwardOnly ? 1 : sparseLayers
         let routing = n * (2 * e + 1 + k)
         let training = forwardOnly ? 0 : 1
-        return savedCount * (slots * (3 * i + c) + routing) + slots * c
-            + training * (2 * slots * c + 3 * slots * i + n * e + slots)
+        let shared = n * (3 * config.sharedExpertIntermediateSize + c + 1) * (config.sharedExpertIntermediateSize > 0 ? 1 : 0)
+        return savedCount * (slots * (3 * i + c) + routing + shared) + slots * c
+            + training * (2 * slots * c + 3 * slots * i + n * e + slots + shared)
     }
 
     /// Nil when none of `layers` has experts.
@@ -77,12 +92,19 @@ final class ExpertActivations {
             defer { next += size }
             return next
         }
+        let sharedWidth = config.sharedExpertIntermediateSize, hasShared = sharedWidth > 0 ? 1 : 0
+        func sharedViews(_ present: Int) -> SharedActivations {
+            SharedActivations(gate: take(present * n * sharedWidth), up: take(present * n * sharedWidth),
+                              activation: take(present * n * sharedWidth), output: take(present * n * c), scale: take(present * n))
+        }
         saved = (0..<savedCount).map { _ in
             Layer(routing: ExpertRouting(tokenCount: n, expertCount: config.numLocalExperts, topK: k,
                                          normalizesTopK: config.normTopkProb, capacityFactor: config.moeCapacityFactor),
-                  gate: take(slots * i), up: take(slots * i), activation: take(slots * i), output: take(slots * c))
+                  gate: take(slots * i), up: take(slots * i), activation: take(slots * i), output: take(slots * c),
+                  shared: sharedViews(hasShared))
         }
         let g = forwardOnly ? 0 : 1
+        sharedGradients = sharedViews(g * hasShared)
         input = take(slots * c)
         inputGradient = take(g * slots * c)
         outputGradient = take(g * slots * c)
@@ -275,6 +297,12 @@ extension LlamaModel {
                     }
                 }
             }
+        }
+        if let shared = w.shared, let sharedGradients = g.shared {
+            sharedExpertBackward(s.shared, experts.sharedGradients, shared, sharedGradients, input: saved.mlpNorm,
+                                 outputGradient: dy, inputGradient: normGradient)
+        }
+        timed(.experts, .backward) {
             routing.backward(logitsGradient: experts.logitsGradient, weightGradient: dWeight,
                              balanceGradient: balanceGradient(layer: layer),
                              zScale: routerLossScale * Float(config.routerZLossCoef), threads: threads)
@@ -283,6 +311,49 @@ extension LlamaModel {
             Matmul.backward(inputGradient: normGradient, weightGradient: g.router, biasGradient: nil,
                             outputGradient: experts.logitsGradient, input: saved.mlpNorm, weight: w.router,
                             rowCount: n, inputSize: c, outputSize: routing.expertCount, threads: threads)
+        }
+    }
+
+    /// The shared expert's backward: from dy [N, C] (its output is σ(x·g)·down(silu(gate)·up)),
+    /// its weights' gradients, and its input gradient added to `inputGradient` [N, C].
+    func sharedExpertBackward(_ s: ExpertActivations.SharedActivations, _ d: ExpertActivations.SharedActivations,
+                              _ w: SharedExpert<UnsafeMutablePointer<Float>>, _ g: SharedExpert<UnsafeMutablePointer<Float>?>,
+                              input: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                              inputGradient: UnsafeMutablePointer<Float>) {
+        let (n, c, i) = (tokenCount, config.hiddenSize, config.sharedExpertIntermediateSize)
+        // ∂/∂output = σ·dy; ∂/∂logit = σ(1 − σ)·⟨dy, output⟩.
+        timed(.experts, .backward) {
+            threads.parallelFor(0..<n, minimumChunk: 16) { tokens in
+                for token in tokens {
+                    let sigma = 1 / (1 + Foundation.exp(-s.scale[token]))
+                    let source = dy + token * c, out = s.output + token * c, target = d.output + token * c
+                    var dot: Float = 0
+                    for column in 0..<c {
+                        target[column] = sigma * source[column]
+                        dot += source[column] * out[column]
+                    }
+                    d.scale[token] = sigma * (1 - sigma) * dot
+                }
+            }
+        }
+        zero(d.activation, n * i)
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: d.activation, weightGradient: g.down, biasGradient: nil, outputGradient: d.output,
+                            input: s.activation, weight: w.down, rowCount: n, inputSize: i, outputSize: c, threads: threads)
+        }
+        zero(d.gate, n * i)
+        zero(d.up, n * i)
+        timed(.swiglu, .backward) {
+            SwiGLU.backward(gateGradient: d.gate, upGradient: d.up, outputGradient: d.activation, gate: s.gate, up: s.up,
+                            count: n * i, threads: threads)
+        }
+        timed(.matmul, .backward) {
+            Matmul.backward(inputGradient: inputGradient, weightGradient: g.gate, biasGradient: nil, outputGradient: d.gate,
+                            input: input, weight: w.gate, rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            Matmul.backward(inputGradient: inputGradient, weightGradient: g.up, biasGradient: nil, outputGradient: d.up,
+                            input: input, weight: w.up, rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            Matmul.backward(inputGradient: inputGradient, weightGradient: g.scale, biasGradient: nil, outputGradient: d.scale,
+                            input: input, weight: w.scale, rowCount: n, inputSize: c, outputSize: 1, threads: threads)
         }
     }
 
@@ -356,10 +427,41 @@ extension TrainingLayerKernels {
                 }
             }
         }
+        if let shared = w.shared { sharedExpertForward(s.shared, shared, into: partial) }
         model.leaveRegion(partial: partial, into: streamOut)
         model.timed(.residual, .forward) {
             Residual.forward(output: streamOut, a: saved.attentionResidual, b: streamOut, count: model.localTokenCount * c,
                              threads: threads)
+        }
+    }
+
+    /// Qwen2-MoE's shared expert on every token, σ(m·g)·down(silu(gate(m))·up(m)), added to
+    /// `partial` [N, C].
+    private func sharedExpertForward(_ s: ExpertActivations.SharedActivations, _ w: SharedExpert<UnsafeMutablePointer<Float>>,
+                                     into partial: UnsafeMutablePointer<Float>) {
+        let config = model.config, threads = model.threads
+        let (n, c, i) = (model.tokenCount, config.hiddenSize, config.sharedExpertIntermediateSize)
+        let input = UnsafePointer(saved.mlpNorm)
+        model.timed(.matmul, .forward) {
+            Matmul.forward(output: s.gate, input: input, weight: w.gate, bias: nil, rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            Matmul.forward(output: s.up, input: input, weight: w.up, bias: nil, rowCount: n, inputSize: c, outputSize: i, threads: threads)
+            Matmul.forward(output: s.scale, input: input, weight: w.scale, bias: nil, rowCount: n, inputSize: c, outputSize: 1, threads: threads)
+        }
+        model.timed(.swiglu, .forward) {
+            SwiGLU.forward(output: s.activation, gate: s.gate, up: s.up, count: n * i, threads: threads)
+        }
+        model.timed(.matmul, .forward) {
+            Matmul.forward(output: s.output, input: s.activation, weight: w.down, bias: nil, rowCount: n, inputSize: i, outputSize: c,
+                           threads: threads)
+        }
+        model.timed(.experts, .forward) {
+            threads.parallelFor(0..<n, minimumChunk: 16) { tokens in
+                for token in tokens {
+                    let sigma = 1 / (1 + Foundation.exp(-s.scale[token]))
+                    let target = partial + token * c, source = s.output + token * c
+                    for column in 0..<c { target[column] += sigma * source[column] }
+                }
+            }
         }
     }
 }

@@ -21,6 +21,9 @@ public enum ModelSplit {
         guard !model.hasExperts || model.moeIntermediateSize % tp == 0 else {
             throw MeshError("tensor parallel degree tp \(tp) must divide moe_intermediate_size \(model.moeIntermediateSize) (each rank holds a slice of every expert)")
         }
+        guard model.sharedExpertIntermediateSize % tp == 0 else {
+            throw MeshError("tensor parallel degree tp \(tp) must divide shared_expert_intermediate_size \(model.sharedExpertIntermediateSize)")
+        }
         guard model.vocabSize >= tp else {
             throw MeshError("tensor parallel degree tp \(tp) exceeds vocab_size \(model.vocabSize) (each rank needs a slice of the vocabulary)")
         }

@@ -60,6 +60,7 @@ public struct TensorParallelLayout: Sendable {
         let kvHeadStart = degree > kvHeads ? rank / replicas : rank * localKVHeads
         let intermediate = config.intermediateSize / degree
         let expertIntermediate = config.moeIntermediateSize / degree
+        let sharedIntermediate = config.sharedExpertIntermediateSize / degree
         let vocabularyRange = Self.share(of: config.vocabSize, degree: degree, rank: rank)
 
         var local = config
@@ -68,6 +69,7 @@ public struct TensorParallelLayout: Sendable {
         local.headDim = config.headDim
         local.intermediateSize = intermediate
         local.moeIntermediateSize = expertIntermediate
+        local.sharedExpertIntermediateSize = sharedIntermediate
         local.vocabSize = vocabularyRange.count
 
         let d = config.headDim
@@ -95,7 +97,9 @@ public struct TensorParallelLayout: Sendable {
             case .gate, .up: .rows(start: rank * intermediate)
             case .down: .columns(start: rank * intermediate)
             // Each expert is split as a dense MLP is; every rank routes all tokens alike.
-            case .router: .replicated
+            case .router, .sharedExpertGate: .replicated
+            case .sharedGate, .sharedUp: .rows(start: rank * sharedIntermediate)
+            case .sharedDown: .columns(start: rank * sharedIntermediate)
             case .expertGate, .expertUp: .rows(start: rank * expertIntermediate)
             case .expertDown: .columns(start: rank * expertIntermediate)
             }

@@ -1,3 +1,4 @@
+import Foundation
 import Model
 import Tensors
 
@@ -139,6 +140,23 @@ struct DecodeLayerKernels: DecoderLayerKernels {
             for (index, entry) in rows.enumerated() {
                 let target = output + entry.row * c, source = model.expertOutput.pointer + index * c
                 for column in 0..<c { target[column] += entry.weight * source[column] }
+            }
+        }
+        // Qwen2-MoE's shared expert on every row: σ(m·g) · down(silu(gate(m)) · up(m)).
+        if let shared = w.shared {
+            let s = config.sharedExpertIntermediateSize
+            model.linear(output: model.expertGateUp.pointer, input: input, weight: shared.gate, rowCount: rowCount, inputSize: c, outputSize: 2 * s)
+            for row in 0..<rowCount {
+                SwiGLU.forward(output: model.expertActivation.pointer + row * s, gate: model.expertGateUp.pointer + row * 2 * s,
+                               up: model.expertGateUp.pointer + row * 2 * s + s, count: s)
+            }
+            model.linear(output: model.expertOutput.pointer, input: model.expertActivation.pointer, weight: shared.down,
+                         rowCount: rowCount, inputSize: s, outputSize: c)
+            model.linear(output: model.routeWeights.pointer, input: input, weight: shared.scale, rowCount: rowCount, inputSize: c, outputSize: 1)
+            for row in 0..<rowCount {
+                let sigma = 1 / (1 + Foundation.exp(-model.routeWeights.pointer[row]))
+                let target = output + row * c, source = model.expertOutput.pointer + row * c
+                for column in 0..<c { target[column] += sigma * source[column] }
             }
         }
         // Row-parallel down products: each rank's slice of every expert gives a partial sum.

@@ -131,6 +131,7 @@ public final class InferenceModel {
             let mlpAdjacent = offsets.experts == 0
                 ? o[.up] == o[.gate]! + config.intermediateSize * config.hiddenSize
                 : (0..<offsets.experts).allSatisfy { o[.expertUp($0)] == o[.expertGate($0)]! + config.moeIntermediateSize * config.hiddenSize }
+                    && (o[.sharedGate] == nil || o[.sharedUp] == o[.sharedGate]! + config.sharedExpertIntermediateSize * config.hiddenSize)
             precondition(o[.value] == o[.query]! + (queryWidth + kvWidth) * config.hiddenSize && mlpAdjacent
                          && (!decoderLayer.attentionBias || o[.valueBias] == o[.queryBias]! + queryWidth + kvWidth),
                          "ParameterLayout no longer keeps q/k/v, their biases and gate/up adjacent")
@@ -149,10 +150,12 @@ public final class InferenceModel {
         rstd = Tensor(shape: [maximumRows])
         headRstd = Tensor(shape: [Swift.max(config.numAttentionHeads, config.numKeyValueHeads)])
         let sparse = config.hasExperts ? 1 : 0
-        let (experts, topK, expertWidth) = (config.numLocalExperts, config.numExpertsPerTok, config.moeIntermediateSize)
+        // One expert's rows at a time, or the shared expert's (all rows; its gate logit in routeWeights' place).
+        let (experts, topK) = (config.numLocalExperts, config.numExpertsPerTok)
+        let expertWidth = Swift.max(config.moeIntermediateSize, config.sharedExpertIntermediateSize)
         routerLogits = Tensor(shape: [Swift.max(sparse * maximumRows * experts, 1)])
         routerProbabilities = Tensor(shape: [Swift.max(sparse * maximumRows * experts, 1)])
-        routeWeights = Tensor(shape: [Swift.max(sparse * maximumRows * topK, 1)])
+        routeWeights = Tensor(shape: [Swift.max(sparse * maximumRows * Swift.max(topK, 1), 1)])
         expertInput = Tensor(shape: [Swift.max(sparse * maximumRows * c, 1)])
         expertGateUp = Tensor(shape: [Swift.max(sparse * maximumRows * 2 * expertWidth, 1)])
         expertActivation = Tensor(shape: [Swift.max(sparse * maximumRows * expertWidth, 1)])

@@ -16,6 +16,7 @@ public enum HuggingFaceConfig {
         case .qwen2: "Qwen2"
         case .qwen3: "Qwen3"
         case .mixtral: "Mixtral"
+        case .qwen2MoE: "Qwen2Moe"
         case .qwen3MoE: "Qwen3Moe"
         }
         return family + (scoreHead ? "ForSequenceClassification" : "ForCausalLM")
@@ -28,7 +29,8 @@ public enum HuggingFaceConfig {
         guard var object = fields as? [String: Any] else { preconditionFailure("LlamaConfig encodes to a JSON object") }
         if !model.modelType.hasExperts {
             for key in ["num_local_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step",
-                        "mlp_only_layers", "router_aux_loss_coef", "router_aux_loss_type", "router_z_loss_coef", "moe_capacity_factor"] {
+                        "mlp_only_layers", "router_aux_loss_coef", "router_aux_loss_type", "router_z_loss_coef", "moe_capacity_factor",
+                        "shared_expert_intermediate_size"] {
                 object[key] = nil
             }
         } else {
@@ -63,13 +65,21 @@ public enum HuggingFaceConfig {
             object["use_sliding_window"] = false
         case .mixtral:
             // Mixtral's experts are intermediate_size wide and every layer is sparse.
-            for key in ["moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers"] { object[key] = nil }
+            for key in ["moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers", "shared_expert_intermediate_size"] {
+                object[key] = nil
+            }
             object["sliding_window"] = NSNull()
             object["router_jitter_noise"] = 0.0
-        case .qwen3MoE:
+        case .qwen2MoE, .qwen3MoE:
             // transformers 4's Qwen-MoE reads num_experts; 5 reads num_local_experts (and maps the old name).
             object["num_experts"] = model.numLocalExperts
             object["use_sliding_window"] = false
+            if model.modelType == .qwen2MoE {
+                object["attention_bias"] = nil  // transformers' Qwen2-MoE calls it qkv_bias
+                object["qkv_bias"] = true
+            } else {
+                object["shared_expert_intermediate_size"] = nil
+            }
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }
@@ -97,7 +107,7 @@ public enum HuggingFaceConfig {
         if (object["mlp_bias"] as? Bool) == true {
             throw CheckpointError(.badIndex, "\(file): \"mlp_bias\" is true; MeshLM's MLP has no biases")
         }
-        if type != .qwen2, (object["attention_bias"] as? Bool) == true {
+        if !type.hasAttentionBias, (object["attention_bias"] as? Bool) == true {
             throw CheckpointError(.badIndex, "\(file): \"attention_bias\" is true; a \(type.rawValue) model would then bias o_proj too, which MeshLM does not implement (it runs q/k/v biases as qwen2 has them)")
         }
         if let window = object["sliding_window"] as? Int, type == .mixtral, window < (object["max_position_embeddings"] as? Int ?? 0) {
@@ -122,10 +132,15 @@ public enum HuggingFaceConfig {
         }
         // Qwen-MoE names the expert count num_experts; transformers' own MoE keys MeshLM does
         // not read are dropped.
-        if type == .qwen3MoE, let experts = object["num_experts"] { cleaned["num_local_experts"] = experts }
-        for key in ["num_experts", "output_router_logits", "router_jitter_noise", "sliding_window"] { cleaned[key] = nil }
+        if type == .qwen2MoE || type == .qwen3MoE, object["num_local_experts"] == nil, let experts = object["num_experts"] {
+            cleaned["num_local_experts"] = experts
+        }
+        if type == .qwen2MoE, (object["qkv_bias"] as? Bool) == false {
+            throw CheckpointError(.badIndex, "\(file): \"qkv_bias\" is false; MeshLM runs qwen2_moe with its q/k/v biases")
+        }
+        for key in ["num_experts", "output_router_logits", "router_jitter_noise", "sliding_window", "qkv_bias"] { cleaned[key] = nil }
         // transformers' Qwen2 always has q/k/v biases, whatever attention_bias says.
-        if type == .qwen2 { cleaned["attention_bias"] = true }
+        if type.hasAttentionBias { cleaned["attention_bias"] = true }
         // transformers 5 nests RoPE settings in `rope_parameters` (rope_type "default" = none).
         if let parameters = object["rope_parameters"] as? [String: Any] {
             cleaned["rope_parameters"] = nil

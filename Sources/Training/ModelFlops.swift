@@ -48,6 +48,7 @@ public struct ModelFlops: Sendable, Equatable {
         // A sparse layer runs its router and k experts per token (dropped slots still counted).
         let sparse = Double(config.sparseLayerCount), dense = Double(config.numHiddenLayers) - sparse
         let experts = Double(config.numExpertsPerTok) * 3 * c * Double(config.moeIntermediateSize) + c * Double(config.numLocalExperts)
+            + (config.sharedExpertIntermediateSize > 0 ? 3 * c * Double(config.sharedExpertIntermediateSize) + c : 0)
         return Double(config.numHiddenLayers) * 2 * (c * q + 2 * c * k + q * c) + 2 * (dense * 3 * c * i + sparse * experts)
     }
 

@@ -3,8 +3,8 @@ import Foundation
 import TensorComparison
 import Testing
 
-/// Tiny Mixtral and Qwen3-MoE models made by transformers (Tests/ModelTests/Fixtures/hf-mixtral,
-/// hf-qwen3-moe, hf-qwen3-moe-fused; tools/golden/make_moe_fixture.py) go through `meshlm ckpt
+/// Tiny Mixtral, Qwen2-MoE (shared expert) and Qwen3-MoE models made by transformers
+/// (Tests/ModelTests/Fixtures/hf-mixtral, hf-qwen2-moe, hf-qwen3-moe, hf-qwen3-moe-fused; tools/golden/make_moe_fixture.py) go through `meshlm ckpt
 /// import-hf` and `export-hf` unchanged — from the per-expert layout transformers saves and from
 /// the fused layout it holds in memory — and `meshlm eval --logits` and the serving engine (on one
 /// and two tensor-parallel ranks) give transformers' logits (`moe_golden.json`).
@@ -16,7 +16,8 @@ import Testing
         FileManager.default.temporaryDirectory.appendingPathComponent("meshlm-moe-hf-\(getpid())-\(name)").path
     }
 
-    @Test(arguments: [("hf-mixtral", "mixtral", "hf-mixtral"), ("hf-qwen3-moe", "qwen3_moe", "hf-qwen3-moe"),
+    @Test(arguments: [("hf-mixtral", "mixtral", "hf-mixtral"), ("hf-qwen2-moe", "qwen2_moe", "hf-qwen2-moe"),
+                      ("hf-qwen3-moe", "qwen3_moe", "hf-qwen3-moe"),
                       ("hf-qwen3-moe-fused", "qwen3_moe", "hf-qwen3-moe")])
     func importExportAndEvalMatchTransformers(directory: String, model: String, perExpert: String) throws {
         let source = Self.fixtures + "/" + directory

@@ -3,6 +3,9 @@
 `meshlm ckpt import-hf` and their logits for MeshLM to match (docs/moe.md, "Hugging Face"):
 
     Tests/ModelTests/Fixtures/hf-mixtral/          MixtralForCausalLM, save_pretrained (per-expert w1/w2/w3)
+    Tests/ModelTests/Fixtures/hf-qwen2-moe/        Qwen2MoeForCausalLM, save_pretrained (q/k/v biases, 4 routed
+                                                   experts top-2 renormalized, a shared expert of width 32
+                                                   with its sigmoid gate)
     Tests/ModelTests/Fixtures/hf-qwen3-moe/        Qwen3MoeForCausalLM, save_pretrained (per-expert
                                                    gate/up/down_proj; layer 0 dense via mlp_only_layers,
                                                    norm_topk_prob false)
@@ -24,7 +27,8 @@ import shutil
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+from transformers import (MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM)
 
 SEQUENCE = 13
 
@@ -39,6 +43,11 @@ VARIANTS = {
     "mixtral": (MixtralConfig, MixtralForCausalLM,
                 dict(SHARED, intermediate_size=24, num_local_experts=4, num_experts_per_tok=2,
                      rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0})),
+    # Every layer sparse, with Qwen2's q/k/v biases and a shared expert.
+    "qwen2_moe": (Qwen2MoeConfig, Qwen2MoeForCausalLM,
+                  dict(SHARED, intermediate_size=56, moe_intermediate_size=24, shared_expert_intermediate_size=32,
+                       num_experts=4, num_experts_per_tok=2, norm_topk_prob=True, use_sliding_window=False,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})),
     # Layer 0 dense (width 56), layer 1 sparse: 4 experts of width 24, top-2, weights not
     # renormalized; head_dim 12 ≠ 40 / 4.
     "qwen3_moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM,
