@@ -3,7 +3,8 @@
 # its main job end to end under mpirun -np 2 on the corpus that ships in data/corpus:
 # device-mesh check → clean → dedup → BPE tokenizer → token shards → pretraining of the tiny model
 # (loss falling, checkpoints) → the curve drawn to runs/tiny/plot.svg → eval of the checkpoint on
-# the held-out shards → generation from the trained model → the shipped instruction set (data/sft)
+# the held-out shards → generation from the trained model → a mixture-of-experts variant of it
+# pretrained, evaluated and sampled → the shipped instruction set (data/sft)
 # tokenized into sample shards → LoRA supervised fine-tuning on them with held-out answer
 # accuracy before and after → a chat
 # answer from the fine-tuned model → DPO of it on the shipped preference pairs with the preference
@@ -37,6 +38,15 @@ run mpirun -np 2 "$meshlm" mesh --config configs/pretrain/tiny.yaml --set parall
 
 echo "== generating from the model just trained (the tokenizer travels in its checkpoint)"
 run "$meshlm" generate --checkpoint runs/tiny --prompt "In the beginning" --max-tokens 48 --temperature 0.8 --top-p 0.95 --seed 1
+
+echo "== a mixture of experts: the tiny model with 8 experts of half its MLP width, top-2 (docs/moe.md), 2 ranks, ZeRO-1;"
+echo "   its routing figures (balancing and z losses, expert loads) are logged beside the loss; then eval and generation"
+rm -rf runs/tiny-moe
+run mpirun -np 2 "$meshlm" pretrain --config configs/pretrain/tiny-moe.yaml --set train.steps=150 --set train.eval_interval=50 \
+    --set parallel.zero_stage=1 --set checkpoint.interval=150
+grep moe_aux_loss runs/tiny-moe/metrics.jsonl | tail -1
+run mpirun -np 2 "$meshlm" eval --checkpoint runs/tiny-moe --tokens data/shards/eval --seq-len 128
+run "$meshlm" generate --checkpoint runs/tiny-moe --prompt "In the beginning" --max-tokens 32 --temperature 0.8 --top-p 0.95 --seed 1
 
 echo "== supervised fine-tuning: LoRA on the shipped instruction set (data/sft), 2 ranks, from the pretrained checkpoint"
 echo "   (samples rendered with the checkpoint's tokenizer and chat template into sample shards once; sft packs from them"

@@ -151,7 +151,7 @@ import Training
                 return "accepted"
             } catch { return "\(error)" }
         }
-        #expect(try refusal(["model_type": "mistral"]).contains("\"model_type\" is \"mistral\"; MeshLM runs llama, qwen2, qwen3 models"))
+        #expect(try refusal(["model_type": "mistral"]).contains("\"model_type\" is \"mistral\"; MeshLM runs llama, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe models"))
         #expect(try refusal(["attention_bias": true]).contains("\"attention_bias\" is true; a llama model would then bias o_proj too"))
         #expect(try refusal(["model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "attention_bias": true]).contains("a qwen3 model would then bias o_proj too"))
         #expect(try refusal(["model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "use_sliding_window": true]).contains("\"use_sliding_window\" is true"))
