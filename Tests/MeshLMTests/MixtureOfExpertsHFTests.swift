@@ -89,4 +89,40 @@ import Testing
         #expect(importing.status != 0)
         #expect(importing.standardError.contains("model.layers.1.mlp.experts.gate_up_proj has shape [4, 48, 40]"), "\(importing.standardError)")
     }
+
+    /// LoRA fine-tuning (`meshlm sft`, the shipped instruction set, byte tokenizer) of the
+    /// imported Qwen2-MoE on its attention projections: one rank and dp 2 give the same losses;
+    /// `all-linear`, which would adapt the experts, is refused with the reason.
+    @Test func fineTunesWithLoRAOnTheAttention() throws {
+        let work = scratch("sft")
+        try? FileManager.default.removeItem(atPath: work)
+        let base = work + "/base"
+        let importing = try Launcher.plain("meshlm", ["ckpt", "import-hf", Self.fixtures + "/hf-qwen2-moe", "--output", base])
+        #expect(importing.status == 0, "\(importing.standardError)")
+        let model = ["model_type=qwen2_moe", "vocab_size=263", "hidden_size=40", "intermediate_size=56", "moe_intermediate_size=24",
+                     "shared_expert_intermediate_size=32", "num_hidden_layers=2", "num_attention_heads=4", "num_key_value_heads=2",
+                     "num_local_experts=4", "num_experts_per_tok=2", "max_position_embeddings=256", "bos_token_id=1", "eos_token_id=2"]
+        func sft(_ ranks: Int, _ run: String, targets: String) throws -> Launch {
+            let data = repositoryRoot.appendingPathComponent("data/sft").path
+            var arguments = ["sft", "--config", repositoryRoot.appendingPathComponent("configs/sft/tiny-lora.yaml").path,
+                             "--init-from", base, "--tokenizer", "bytes", "--set", "run.dir=\(run)", "--set", "train.steps=5",
+                             "--set", "train.log_interval=1", "--set", "train.eval_interval=0", "--set", "train.seq_len=96",
+                             "--set", "train.global_batch_size=4", "--set", "train.micro_batch_size=2", "--set", "checkpoint.interval=0",
+                             "--set", "data.train=\(data)/train.jsonl", "--set", "data.eval=\(data)/eval.jsonl",
+                             "--set", "lora.target_modules=\(targets)", "--set", "lora.modules_to_save=[]"]
+            arguments += model.flatMap { ["--set", "model." + $0] }
+            return try Launcher.mpirun(ranks, "meshlm", arguments)
+        }
+        let one = try sft(1, work + "/one", targets: "[q_proj, k_proj, v_proj, o_proj]")
+        #expect(one.status == 0, "\(one.standardError)")
+        let two = try sft(2, work + "/two", targets: "[q_proj, k_proj, v_proj, o_proj]")
+        #expect(two.status == 0, "\(two.standardError)")
+        let expected = try losses(in: URL(fileURLWithPath: work + "/one")), got = try losses(in: URL(fileURLWithPath: work + "/two"))
+        #expect(expected.count == 5)
+        let worst = expected.reduce(0.0) { max($0, abs((got[$1.key] ?? .nan) - $1.value) / $1.value) }
+        print("Qwen2-MoE LoRA SFT, dp 2 against one rank: max relative loss difference \(worst)")
+        #expect(worst <= 1e-5)
+        let allLinear = try sft(1, work + "/all", targets: "[all-linear]")
+        #expect(allLinear.status != 0 && allLinear.standardError.contains("lora.target_modules"), "\(allLinear.standardError)")
+    }
 }

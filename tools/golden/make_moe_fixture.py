@@ -35,7 +35,7 @@ SEQUENCE = 13
 # vocab_size 263 ≥ the byte tokenizer's 259 ids, so `meshlm generate --prompt-ids` runs the models.
 SHARED = {
     "vocab_size": 263, "hidden_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "hidden_act": "silu",
+    "num_key_value_heads": 2, "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "hidden_act": "silu",
     "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
 }
 VARIANTS = {
