@@ -74,8 +74,14 @@ public final class Trainer {
     let log: Log
     /// A mixture-of-experts model's routing figures (nil for a dense model).
     let routerMetrics: RouterMetrics?
-    /// Layers already warned about a collapsed router.
+    /// Consecutive steps each layer's router has been collapsed, and the layers already warned
+    /// about (once each).
+    private var collapsedSteps: [Int: Int] = [:]
     private var collapseWarned: Set<Int> = []
+    /// Steps a router must stay collapsed before the warning: at initialization the tokens'
+    /// hidden states are alike and one expert may take them all for a few steps, which the
+    /// balancing loss then undoes.
+    static let collapseWarningSteps = 10
     /// The metric names beside the objective's that each logged step carries.
     public var modelMetricNames: [String] { routerMetrics == nil ? [] : RouterMetrics.names }
 
@@ -161,9 +167,11 @@ public final class Trainer {
             let (figures, loads) = try routerMetrics.reduce(parallelModel.models.map(\.routerTotals), microBatches: microBatches,
                                                             pipeline: pipeline == nil ? nil : pipelineCommunicator, data: communicator)
             metrics.merge(figures) { $1 }
-            for (layer, expert, share) in routerMetrics.collapsed(loads) where collapseWarned.insert(layer).inserted {
-                log.warning(String(format: "step %d: layer %d's router sends %.0f%% of its tokens to expert %d (a collapsed router: raise model.router_aux_loss_coef, add model.router_z_loss_coef, or lower optimizer.lr)",
-                                   step, layer, 100 * share, expert))
+            let collapsed = routerMetrics.collapsed(loads)
+            collapsedSteps = Dictionary(uniqueKeysWithValues: collapsed.map { ($0.layer, (collapsedSteps[$0.layer] ?? 0) + 1) })
+            for (layer, expert, share) in collapsed where collapsedSteps[layer] == Self.collapseWarningSteps && collapseWarned.insert(layer).inserted {
+                log.warning(String(format: "step %d: layer %d's router has sent ≥ 90%% of its tokens to one expert for %d steps (now %.0f%% to expert %d): a collapsed router; raise model.router_aux_loss_coef, add model.router_z_loss_coef, or lower optimizer.lr",
+                                   step, layer, Self.collapseWarningSteps, 100 * share, expert))
             }
         }
         let end = monotonicSeconds()
