@@ -257,8 +257,10 @@ let status = SPMDJob.run(verbose: false, setup: { world, log in (world, log) }, 
         try forwardChecks(world, log, arguments: Array(arguments))
     case "reference":
         try referenceChecks(world, log, arguments: Array(arguments))
+    case "expert-dispatch":
+        try expertDispatchChecks(world, log)
     default:
-        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively | checkpoint-unit | checkpoint-save | checkpoint-load | checkpoint-crash | checkpoint-audit | objective … | forward … | reference …")
+        throw JobError("usage: mpi-checks collectives | mesh PP DP CP TP EP | fail-one-rank | fail-collectively | checkpoint-unit | checkpoint-save | checkpoint-load | checkpoint-crash | checkpoint-audit | objective … | forward … | reference … | expert-dispatch")
     }
 })
 exit(status)

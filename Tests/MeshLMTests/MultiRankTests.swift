@@ -27,6 +27,15 @@ let collectiveNames = ["allreduce-sum-float", "allreduce-sum-double", "allreduce
         #expect(launch.lines.allSatisfy { $0.hasPrefix("ok mesh-") }, "\(launch.standardOutput)")
     }
 
+    /// Expert parallelism's exchange (`ExpertDispatch`): counts then rows to each expert's
+    /// owner, expert-major on arrival, and back home in the sender's expert order.
+    @Test(arguments: [1, 2, 3, 4])
+    func expertDispatchAndCombine(ranks: Int) throws {
+        let launch = try Launcher.mpirun(ranks, "mpi-checks", ["expert-dispatch"])
+        #expect(launch.status == 0, "\(launch.standardError)")
+        #expect(launch.lines == ["ok expert-dispatch"], "\(launch.standardOutput)")
+    }
+
     @Test func oneRankFailingAloneEndsTheJobWithItsReasonOnce() throws {
         let launch = try Launcher.mpirun(4, "mpi-checks", ["fail-one-rank"], timeout: 60)
         #expect(launch.status != 0)
