@@ -101,39 +101,67 @@ AVX2 static inline float horizontal_sum(__m256 lanes) {
     return _mm_cvtss_f32(one);
 }
 
-// Signed int8 × int8 products of 32 pairs, summed in pairs then fours: vpmaddubsw takes an
-// unsigned first operand, so |w| times x carrying w's sign (|w|, |x| ≤ 127: no saturation).
-AVX2 static inline __m256i signed_products(__m256i w, __m256i x) {
-    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-}
-
 AVX2 static inline __m256i q4_codes(const uint8_t *codes) {
     __m128i packed = _mm_loadu_si128((const __m128i *)codes);
     __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
     return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
 }
 
-// Eight int32 lanes per block (exact), each lane's value scaled and added in f32 lanes.
-AVX2 static float dot_avx2(int format, const uint8_t *row, int64_t block_count, const int8_t *xq, const float *xs) {
-    __m256 total = _mm256_setzero_ps();
-    if (format == MESHLM_Q8_0) {
-        for (int64_t block = 0; block < block_count; block++) {
-            const uint8_t *weights = row + block * 34;
-            __m256i w = _mm256_loadu_si256((const __m256i *)(weights + 2));
-            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + block * MESHLM_QUANT_BLOCK));
-            __m256 scale = _mm256_set1_ps(_cvtsh_ss(read_u16(weights)) * xs[block]);
-            total = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(signed_products(w, x)), total);
+// `weight_rows` (1 or 2) weight rows, `rows_stride` bytes apart, against up to 4 activation rows
+// (`rows`; row r's codes at xq + r·row_stride, its scales at xs + r·block_count): eight int32
+// lanes per block (exact), each lane scaled and added in f32 lanes. A weight block is loaded and
+// unpacked once for all activation rows, and the pairs' independent accumulators hide the FMA
+// latency. Every (weight row, activation row) accumulator sees the same operations whatever
+// else runs beside it, so its bits depend on neither the batch nor the tiling.
+AVX2 static inline __attribute__((always_inline)) void dot_avx2(int format, const uint8_t *row, int64_t weight_stride,
+                                                                int weight_rows, int64_t block_count, const int8_t *xq,
+                                                                const float *xs, int rows, int64_t row_stride, float *out,
+                                                                int64_t out_stride) {
+    __m256 total[2][4];
+    for (int i = 0; i < 2; i++)
+        for (int r = 0; r < 4; r++) total[i][r] = _mm256_setzero_ps();
+    const int stride = format == MESHLM_Q8_0 ? 34 : 18;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t block = 0; block < block_count; block++) {
+        __m256i w[2], magnitude[2];
+        float d[2];
+        for (int i = 0; i < weight_rows; i++) {
+            const uint8_t *weights = row + i * weight_stride + block * stride;
+            // The hardware prefetcher alone left these interleaved streams at a third of the
+            // memory bandwidth (6 against 19 GB/s); 1–4 KB ahead reads 12.5.
+            _mm_prefetch((const char *)(weights + 2048), _MM_HINT_T0);
+            w[i] = format == MESHLM_Q8_0 ? _mm256_loadu_si256((const __m256i *)(weights + 2)) : q4_codes(weights + 2);
+            magnitude[i] = _mm256_sign_epi8(w[i], w[i]);
+            d[i] = _cvtsh_ss(read_u16(weights));
         }
-    } else {
-        for (int64_t block = 0; block < block_count; block++) {
-            const uint8_t *weights = row + block * 18;
-            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + block * MESHLM_QUANT_BLOCK));
-            __m256 scale = _mm256_set1_ps(_cvtsh_ss(read_u16(weights)) * xs[block]);
-            total = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(signed_products(q4_codes(weights + 2), x)), total);
+        for (int r = 0; r < rows; r++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + r * row_stride + block * MESHLM_QUANT_BLOCK));
+            float s = xs[r * block_count + block];
+            for (int i = 0; i < weight_rows; i++) {
+                // vpmaddubsw takes an unsigned first operand: |w| times x carrying w's sign
+                // (|w|, |x| ≤ 127: no saturation).
+                __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude[i], _mm256_sign_epi8(x, w[i])), ones);
+                total[i][r] = _mm256_fmadd_ps(_mm256_set1_ps(d[i] * s), _mm256_cvtepi32_ps(sums), total[i][r]);
+            }
         }
     }
-    return horizontal_sum(total);
+    for (int i = 0; i < weight_rows; i++)
+        for (int r = 0; r < rows; r++) out[r * out_stride + i] = horizontal_sum(total[i][r]);
+}
+
+// dot_avx2 specialized per format and tile (constants: the accumulators stay in registers).
+AVX2 static void dot_avx2_tile(int format, const uint8_t *row, int64_t weight_stride, int weight_rows, int64_t block_count,
+                               const int8_t *xq, const float *xs, int rows, int64_t row_stride, float *out, int64_t out_stride) {
+#define CASE(F, W, R) dot_avx2(F, row, weight_stride, W, block_count, xq, xs, R, row_stride, out, out_stride); return;
+#define ROWS(F, W) switch (rows) { case 1: CASE(F, W, 1) case 2: CASE(F, W, 2) case 3: CASE(F, W, 3) default: CASE(F, W, 4) }
+    // (Four weight rows for one activation row measured slower: 12.6 against 10.5 ms.)
+    if (format == MESHLM_Q8_0) {
+        if (weight_rows == 2) { ROWS(MESHLM_Q8_0, 2) } else { ROWS(MESHLM_Q8_0, 1) }
+    } else {
+        if (weight_rows == 2) { ROWS(MESHLM_Q4_0, 2) } else { ROWS(MESHLM_Q4_0, 1) }
+    }
+#undef ROWS
+#undef CASE
 }
 #endif
 
@@ -149,19 +177,25 @@ int meshlm_quant_best_variant(void) {
 void meshlm_quant_dot_rows(int variant, int format, const uint8_t *weights, int64_t row_bytes,
                            int64_t first_row, int64_t row_count, int64_t block_count,
                            const int8_t *xq, const float *xs, int64_t batch, float *output, int64_t output_stride) {
-    for (int64_t r = first_row; r < first_row + row_count; r++) {
+    const int64_t row_stride = block_count * MESHLM_QUANT_BLOCK;
+    // Weight rows two at a time stay in L1 while the activation rows pass over them, four at a time.
+    for (int64_t r = first_row; r < first_row + row_count;) {
+        int weight_rows = first_row + row_count - r >= 2 ? 2 : 1;
         const uint8_t *row = weights + r * row_bytes;
-        // The weight row stays in L1 while every activation row passes over it.
-        for (int64_t b = 0; b < batch; b++) {
-            const int8_t *x = xq + b * block_count * MESHLM_QUANT_BLOCK;
-            const float *s = xs + b * block_count;
-            float value;
+        for (int64_t b = 0; b < batch; b += 4) {
+            int rows = batch - b < 4 ? (int)(batch - b) : 4;
 #if defined(__x86_64__)
-            if (variant == MESHLM_QUANT_AVX2) value = dot_avx2(format, row, block_count, x, s);
-            else
+            if (variant == MESHLM_QUANT_AVX2) {
+                dot_avx2_tile(format, row, row_bytes, weight_rows, block_count, xq + b * row_stride, xs + b * block_count,
+                              rows, row_stride, output + b * output_stride + r, output_stride);
+                continue;
+            }
 #endif
-                value = dot_scalar(format, row, block_count, x, s);
-            output[b * output_stride + r] = value;
+            for (int i = 0; i < weight_rows; i++)
+                for (int j = 0; j < rows; j++)
+                    output[(b + j) * output_stride + r + i] =
+                        dot_scalar(format, row + i * row_bytes, block_count, xq + (b + j) * row_stride, xs + (b + j) * block_count);
         }
+        r += weight_rows;
     }
 }
