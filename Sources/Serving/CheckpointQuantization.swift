@@ -28,6 +28,14 @@ public enum CheckpointQuantization {
     /// finite f16 (≤ 65504).
     static let largestWeight: Float = 65504 * 8
 
+    /// Why `config`'s projections cannot be stored in blocks of 32 along their rows, if they cannot.
+    public static func blockProblem(_ config: LlamaConfig, format: QuantizedFormat) -> String? {
+        let widths = [("hidden_size", config.hiddenSize), ("intermediate_size", config.intermediateSize),
+                      ("num_attention_heads × head_dim", config.numAttentionHeads * config.headDim)]
+        guard let (name, width) = widths.first(where: { $0.1 % QuantizedFormat.blockSize != 0 }) else { return nil }
+        return "\(name) \(width) is not a multiple of \(QuantizedFormat.blockSize), the block of \(format.rawValue) (each block holds 32 weights of one row); this model cannot be quantized in these formats"
+    }
+
     public static func quantize(checkpoint: String, output: String, format: QuantizedFormat, head: QuantizedFormat?,
                          compressionLevel: Int32) throws -> Report {
         let source = try CheckpointReader.locate(checkpoint)
@@ -40,10 +48,8 @@ public enum CheckpointQuantization {
             throw CheckpointError(.io, "--output \(output) is the checkpoints directory the source \(source.stepDirectory) is in; writing there would replace the source step: choose another directory")
         }
         let config = try InferenceWeights.config(checkpoint: source.stepDirectory)
-        let widths = [("hidden_size", config.hiddenSize), ("intermediate_size", config.intermediateSize),
-                      ("num_attention_heads × head_dim", config.numAttentionHeads * config.headDim)]
-        for (name, width) in widths where width % QuantizedFormat.blockSize != 0 {
-            throw CheckpointError(.badIndex, "\(source.stepDirectory)/model_config.json: \(name) \(width) is not a multiple of \(QuantizedFormat.blockSize), the block of \(format.rawValue) (each block holds 32 weights of one row); this model cannot be quantized in these formats")
+        if let problem = blockProblem(config, format: format) {
+            throw CheckpointError(.badIndex, "\(source.stepDirectory)/model_config.json: \(problem)")
         }
         let weights = try InferenceWeights.load(checkpoint: source.stepDirectory)
         let layout = weights.layout
