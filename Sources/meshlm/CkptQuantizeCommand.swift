@@ -43,7 +43,7 @@ struct CkptQuantizeCommand: ParsableCommand {
         try CkptCommand.runTool {
             let report = try CheckpointQuantization.quantize(checkpoint: checkpoint, output: output, format: format,
                                                              head: head.format, compressionLevel: Int32(zstdLevel))
-            print("quantize: wrote \(report.stepDirectory): \(report.quantized) tensors in \(format.rawValue)"
+            print("quantize: wrote \(report.stepDirectory): \(report.quantized - (report.head == nil ? 0 : 1)) projections in \(format.rawValue)"
                   + (report.head.map { ", the head in \($0.rawValue)" } ?? "") + ", \(report.tensors - report.quantized) in f32; "
                   + "\(bytesText(report.bytes)) of weights (f32: \(bytesText(report.f32Bytes)))")
         }
