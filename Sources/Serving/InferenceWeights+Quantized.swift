@@ -73,8 +73,9 @@ extension InferenceWeights {
         }
         let runs = tensorParallel?.globalRuns(index, elements: 0..<entry.count) ?? [(0..<entry.count, 0)]
         let block = QuantizedFormat.blockSize
-        for run in runs where run.global.lowerBound % block != 0 || run.global.count % block != 0 || entry.rowWidth % block != 0 {
-            throw ServingError(.checkpoint, "checkpoint \(reader.stepDirectory): tensor \(entry.name) is quantized in blocks of \(block) along its rows, but \(tensorParallel?.degree ?? 1)-way tensor parallelism would cut it at element \(run.global.lowerBound) of \(run.global.count), inside a block; serve it on a number of ranks whose split of \(entry.name)'s \(tensorParallel?.globalLayout.entry(named: entry.name)?.shape.last ?? entry.rowWidth) columns falls on multiples of \(block), or quantize the f32 checkpoint again")
+        if runs.contains(where: { $0.global.lowerBound % block != 0 || $0.global.count % block != 0 }) || entry.rowWidth % block != 0 {
+            let columns = tensorParallel?.globalLayout.entry(named: entry.name)?.shape.last ?? entry.rowWidth
+            throw ServingError(.checkpoint, "checkpoint \(reader.stepDirectory): tensor \(entry.name) is quantized in blocks of \(block) along its rows, but \(tensorParallel?.degree ?? 1)-way tensor parallelism gives each rank \(entry.rowWidth) of its \(columns) columns, which cuts blocks; serve it on a number of ranks that splits \(columns) into multiples of \(block), or serve the f32 checkpoint")
         }
         let matrix = QuantizedMatrix(format: format, rowCount: entry.shape[0], columnCount: entry.rowWidth)
         do {

@@ -188,7 +188,40 @@ import Testing
         do {
             _ = try InferenceWeights.load(checkpoint: step, tensorParallel: (degree: 2, rank: 1))
         } catch {
-            #expect("\(error)".contains("mlp.down_proj.weight is quantized in blocks of 32 along its rows, but 2-way tensor parallelism would cut it"))
+            #expect("\(error)".contains("model.layers.0.mlp.down_proj.weight is quantized in blocks of 32 along its rows, but 2-way tensor parallelism gives each rank 48 of its 96 columns, which cuts blocks"))
+        }
+
+        // An MLP of 128 splits into 64 + 64: each rank's blocks are exactly its slice of the
+        // whole model's (rows of the fused q/k/v of its heads, columns of down_proj).
+        var wide = Self.config()
+        wide.intermediateSize = 128
+        let wideSource = try writeCheckpoint(servingWeights(wide), directory: directory + "/wide")
+        _ = try CheckpointQuantization.quantize(checkpoint: wideSource, output: directory + "/wide-q", format: .q4_0, head: .q8_0,
+                                                compressionLevel: 1)
+        let wideStep = try CheckpointReader.locate(directory + "/wide-q").stepDirectory
+        let whole = try InferenceWeights.load(checkpoint: wideStep)
+        func matrix(_ weights: InferenceWeights, _ name: String) throws -> [Float] {
+            let entry = try #require(weights.layout.entry(named: name))
+            return try #require(weights.quantizedMatrix(at: entry.offset)).dequantized()
+        }
+        let down = "model.layers.1.mlp.down_proj.weight", query = "model.layers.0.self_attn.q_proj.weight"
+        let wholeDown = try matrix(whole, down), wholeQKV = try matrix(whole, query)
+        let (c, i, d) = (wide.hiddenSize, wide.intermediateSize, wide.headDim)
+        for rank in 0..<2 {
+            let part = try InferenceWeights.load(checkpoint: wideStep, tensorParallel: (degree: 2, rank: rank))
+            let half = i / 2
+            let expectedDown: [Float] = (0..<c).flatMap { (row: Int) -> ArraySlice<Float> in
+                wholeDown[row * i + rank * half..<row * i + (rank + 1) * half]
+            }
+            expectSameBits(try matrix(part, down), expectedDown, "rank \(rank) down_proj columns")
+            // Fused rows: this rank's 2 query heads, then its KV head's key and value rows.
+            let (q, k) = (wide.numAttentionHeads * d, wide.numKeyValueHeads * d)
+            let queryRows: [Int] = Array(rank * q / 2..<(rank + 1) * q / 2)
+            let keyRows: [Int] = Array(q + rank * k / 2..<q + (rank + 1) * k / 2)
+            let valueRows: [Int] = keyRows.map { $0 + k }
+            let rows = queryRows + keyRows + valueRows
+            let expectedQKV: [Float] = rows.flatMap { (row: Int) -> ArraySlice<Float> in wholeQKV[row * c..<(row + 1) * c] }
+            expectSameBits(try matrix(part, query), expectedQKV, "rank \(rank) q/k/v rows")
         }
     }
 }
