@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Batch-1 decode: MeshLM against llama.cpp (f32) on the same weights and threads, in one run.
+"""Batch-1 decode: MeshLM against llama.cpp on the same weights and threads, in one run.
 
     bash tools/setup-llama-cpp.sh                       # once: builds llama-bench (~7 min)
-    /tmp/llama-cpp/venv/bin/python tools/bench-decode-llamacpp.py [--threads 1] [--tokens 64]
+    /tmp/llama-cpp/venv/bin/python tools/bench-decode-llamacpp.py [--threads 1] [--tokens 64] \
+        [--formats f32 q8_0 q4_0]
 
 Random weights with the shapes of --model (default configs/model/124m.yaml) are written once as
 a Hugging Face directory (config.json + model.safetensors), imported into a MeshLM checkpoint
@@ -12,6 +13,12 @@ models/ggml-vocab-llama-spm.gguf, 32000 tokens; the prompt tokens are random, so
 only has to exist). q/k are not permuted into llama.cpp's RoPE order: the speed does not depend
 on the values. Then `llama-bench -p 0 -n TOKENS` and `meshlm bench decode --checkpoint` run
 alternately --repeats times; the medians and their ratio are printed.
+
+--formats q8_0 / q4_0 (issue 18): the same weights quantized on both sides by each program's own
+quantizer — MeshLM's with `meshlm ckpt quantize --format F` (the head in q8_0), llama.cpp's GGUF
+with gguf-py's reference quantizer (gguf.quants, the layer matrices in F, output.weight in Q8_0,
+token_embd and norms in f32, as MeshLM keeps them) — and every format of every repeat measured in
+turn, so load from other processes falls on all of them alike.
 """
 import argparse
 import json
@@ -34,6 +41,7 @@ def parse():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--formats", nargs="+", default=["f32"], choices=["f32", "q8_0", "q4_0"])
     return parser.parse_args()
 
 
@@ -93,8 +101,10 @@ def gguf_name(name):
     return f"blk.{layer}.{GGUF_NAMES[rest.rsplit('.', 1)[0]]}.weight"
 
 
-def write_gguf(path, config, tensors, vocabulary_path):
+def write_gguf(path, config, tensors, vocabulary_path, weight_format="f32"):
     import gguf
+    import gguf.quants
+    kinds = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
     reader = gguf.GGUFReader(vocabulary_path)
     writer = gguf.GGUFWriter(path, "llama")
     heads = config["num_attention_heads"]
@@ -109,7 +119,8 @@ def write_gguf(path, config, tensors, vocabulary_path):
     writer.add_rope_freq_base(float(config["rope_theta"]))
     writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
     writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                          "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[weight_format])
     # The vocabulary: every tokenizer.* key of llama.cpp's Llama SPM vocabulary file.
     for field in reader.fields.values():
         if not field.name.startswith("tokenizer."):
@@ -127,7 +138,15 @@ def write_gguf(path, config, tensors, vocabulary_path):
         else:
             writer.add_key_value(field.name, field.parts[field.data[0]].tolist()[0], kind)
     for name, value in tensors.items():
-        writer.add_tensor(gguf_name(name), value)
+        kind = None
+        if weight_format != "f32" and name.startswith("model.layers.") and value.ndim == 2:
+            kind = kinds[weight_format]
+        elif weight_format != "f32" and name == "lm_head.weight":
+            kind = kinds["q8_0"]
+        if kind is None:
+            writer.add_tensor(gguf_name(name), value)
+        else:
+            writer.add_tensor(gguf_name(name), gguf.quants.quantize(value, kind), raw_dtype=kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -142,9 +161,31 @@ def prepare(args):
     checkpoint = os.path.join(args.work, "meshlm")
     gguf_path = os.path.join(args.work, "model-f32.gguf")
     stamp = os.path.join(args.work, "config.json")
-    if os.path.exists(stamp) and json.load(open(stamp)) == config and os.path.exists(gguf_path) \
-            and os.path.exists(os.path.join(checkpoint, "latest")):
-        return config, checkpoint, gguf_path
+    if not (os.path.exists(stamp) and json.load(open(stamp)) == config and os.path.exists(gguf_path)
+            and os.path.exists(os.path.join(checkpoint, "latest"))):
+        write_models(args, config, hf_directory, checkpoint, gguf_path)
+        json.dump(config, open(stamp, "w"))
+    models = {"f32": (checkpoint, gguf_path)}
+    for weight_format in args.formats:
+        if weight_format == "f32":
+            continue
+        quantized = os.path.join(args.work, f"meshlm-{weight_format}")
+        quantized_gguf = os.path.join(args.work, f"model-{weight_format}.gguf")
+        if not os.path.exists(os.path.join(quantized, "latest")) or os.path.getmtime(quantized) < os.path.getmtime(stamp):
+            subprocess.run([args.meshlm, "ckpt", "quantize", "--checkpoint", checkpoint, "--output", quantized,
+                            "--format", weight_format, "--head", "q8_0"], check=True, stdout=subprocess.DEVNULL)
+        if not os.path.exists(quantized_gguf) or os.path.getmtime(quantized_gguf) < os.path.getmtime(stamp):
+            from safetensors.numpy import load_file
+            tensors = load_file(os.path.join(hf_directory, "model.safetensors"))
+            sys.path.insert(0, os.path.join(args.llama_cpp, "src", "gguf-py"))
+            write_gguf(quantized_gguf + ".partial", config, tensors,
+                       os.path.join(args.llama_cpp, "src", "models", "ggml-vocab-llama-spm.gguf"), weight_format)
+            os.replace(quantized_gguf + ".partial", quantized_gguf)
+        models[weight_format] = (quantized, quantized_gguf)
+    return config, models
+
+
+def write_models(args, config, hf_directory, checkpoint, gguf_path):
     from safetensors.numpy import save_file
     tensors = random_tensors(config)
     os.makedirs(hf_directory, exist_ok=True)
@@ -155,8 +196,6 @@ def prepare(args):
     sys.path.insert(0, os.path.join(args.llama_cpp, "src", "gguf-py"))
     write_gguf(gguf_path + ".partial", config, tensors, os.path.join(args.llama_cpp, "src", "models", "ggml-vocab-llama-spm.gguf"))
     os.replace(gguf_path + ".partial", gguf_path)
-    json.dump(config, open(stamp, "w"))
-    return config, checkpoint, gguf_path
 
 
 def llama_cpp_rate(args, gguf_path):
@@ -183,23 +222,32 @@ def meshlm_rate(args, checkpoint):
 
 def main():
     args = parse()
-    config, checkpoint, gguf_path = prepare(args)
-    llama, meshlm, bounds = [], [], []
+    config, models = prepare(args)
+    llama = {name: [] for name in args.formats}
+    meshlm = {name: [] for name in args.formats}
+    bounds = {name: [] for name in args.formats}
     for repeat in range(args.repeats):
-        llama.append(llama_cpp_rate(args, gguf_path))
-        rate, bound = meshlm_rate(args, checkpoint)
-        meshlm.append(rate)
-        if bound:
-            bounds.append(bound)
-        print(f"repeat {repeat + 1}: llama.cpp {llama[-1]:.1f} tok/s, MeshLM {meshlm[-1]:.1f} tok/s", flush=True)
-    llama_median, meshlm_median = statistics.median(llama), statistics.median(meshlm)
+        for name in args.formats:
+            checkpoint, gguf_path = models[name]
+            llama[name].append(llama_cpp_rate(args, gguf_path))
+            rate, bound = meshlm_rate(args, checkpoint)
+            meshlm[name].append(rate)
+            if bound:
+                bounds[name].append(bound)
+            print(f"repeat {repeat + 1} {name}: llama.cpp {llama[name][-1]:.1f} tok/s, MeshLM {meshlm[name][-1]:.1f} tok/s", flush=True)
     print(f"model: {args.model} ({config['num_hidden_layers']} layers, hidden {config['hidden_size']}, vocab "
-          f"{config['vocab_size']}), f32, batch 1, {args.tokens} tokens, {args.threads} thread(s)")
-    if bounds:
-        print(f"STREAM triad bound (MeshLM's run): {statistics.median(bounds):.1f} tok/s")
-    print(f"llama.cpp: median {llama_median:.1f} tok/s (range {min(llama):.1f}–{max(llama):.1f})")
-    print(f"MeshLM:    median {meshlm_median:.1f} tok/s (range {min(meshlm):.1f}–{max(meshlm):.1f})")
-    print(f"MeshLM / llama.cpp: {meshlm_median / llama_median:.2f}×")
+          f"{config['vocab_size']}), batch 1, {args.tokens} tokens, {args.threads} thread(s), {args.repeats} repeats")
+    for name in args.formats:
+        llama_median, meshlm_median = statistics.median(llama[name]), statistics.median(meshlm[name])
+        bound = f", STREAM triad bound for MeshLM's bytes {statistics.median(bounds[name]):.1f} tok/s" if bounds[name] else ""
+        print(f"{name}: llama.cpp median {llama_median:.1f} tok/s (range {min(llama[name]):.1f}–{max(llama[name]):.1f}); "
+              f"MeshLM median {meshlm_median:.1f} (range {min(meshlm[name]):.1f}–{max(meshlm[name]):.1f}){bound}; "
+              f"MeshLM / llama.cpp {meshlm_median / llama_median:.2f}×")
+    if "f32" in args.formats:
+        f32 = statistics.median(meshlm["f32"])
+        for name in args.formats:
+            if name != "f32":
+                print(f"MeshLM {name} / MeshLM f32: {statistics.median(meshlm[name]) / f32:.2f}×")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable, Equatab
         case rangeNotCovered
         /// `index.json` is unreadable, from another format version, or inconsistent.
         case badIndex
+        /// A tensor stored in a block format (a quantized checkpoint) where f32 values are needed.
+        case quantizedTensor
         /// A system call failed (the message carries `errno`'s text).
         case io
     }

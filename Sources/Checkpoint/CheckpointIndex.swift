@@ -1,16 +1,37 @@
 import Foundation
 import Runtime
 
-/// The element type of a saved tensor. Only `f32` is written today; the name is stored so a
-/// reader can refuse what it does not understand.
-public enum CheckpointDType: String, Codable, Sendable {
+/// The element type of a saved tensor; the name is stored so a reader can refuse what it does
+/// not understand. `f32` is what training writes; `q8_0` and `q4_0` are the block formats of a
+/// quantized checkpoint for inference (`meshlm ckpt quantize`, `QuantizedFormat`): elements
+/// come in blocks of 32 along the last dimension, each block stored as its f16 scale and codes
+/// (34 and 18 bytes), and slices start and end on block boundaries.
+public enum CheckpointDType: String, Codable, Sendable, CaseIterable {
     case f32
+    case q8_0
+    case q4_0
 
-    public var byteCount: Int {
+    /// Elements per stored unit: 1, or 32 for a block format.
+    public var elementsPerBlock: Int {
         switch self {
-        case .f32: 4
+        case .f32: 1
+        case .q8_0, .q4_0: 32
         }
     }
+
+    /// Bytes of one stored unit.
+    public var blockBytes: Int {
+        switch self {
+        case .f32: 4
+        case .q8_0: 34
+        case .q4_0: 18
+        }
+    }
+
+    /// Bytes of `elements` elements (a whole number of blocks).
+    public func byteCount(elements: Int) -> Int { elements / elementsPerBlock * blockBytes }
+
+    public var isQuantized: Bool { self != .f32 }
 }
 
 /// `index.json`: which bytes of which file hold which elements of which tensor
@@ -25,7 +46,7 @@ public struct CheckpointIndex: Codable, Sendable, Equatable {
         /// Byte offset and length of the compressed frame in `file`.
         public var offset: Int
         public var length: Int
-        /// Uncompressed bytes: `(end - start) * dtype.byteCount`.
+        /// Uncompressed bytes: `dtype.byteCount(elements: end - start)`.
         public var bytes: Int
         /// CRC-32C of the uncompressed bytes.
         public var crc32c: UInt32
@@ -106,11 +127,14 @@ public struct CheckpointIndex: Codable, Sendable, Equatable {
             throw CheckpointError(.badIndex, "\(file) holds format \(index.format) version \(index.version); this MeshLM reads \(formatName) version \(formatVersion)")
         }
         for tensor in index.tensors {
-            guard tensor.shape.allSatisfy({ $0 >= 0 }), checkedElementCount(tensor.shape, times: tensor.dtype.byteCount) != nil else {
+            guard tensor.shape.allSatisfy({ $0 >= 0 }), checkedElementCount(tensor.shape, times: 4) != nil,
+                  !tensor.dtype.isQuantized || (tensor.shape.last ?? 0) % tensor.dtype.elementsPerBlock == 0 else {
                 throw CheckpointError(.badIndex, "\(file): tensor \(tensor.name) has shape \(tensor.shape)")
             }
             do { try tensor.checkSlices() } catch { throw CheckpointError(.badIndex, "\(file): \(error.description)") }
-            for slice in tensor.slices where slice.bytes != slice.elements.count * tensor.dtype.byteCount || slice.length < 0 || slice.offset < 0 {
+            let block = tensor.dtype.elementsPerBlock
+            for slice in tensor.slices where slice.bytes != tensor.dtype.byteCount(elements: slice.elements.count) || slice.length < 0
+                || slice.offset < 0 || slice.start % block != 0 || slice.end % block != 0 {
                 throw CheckpointError(.badIndex, "\(file): tensor \(tensor.name) slice \(slice.start)..<\(slice.end) in \(slice.file) records \(slice.bytes) bytes at offset \(slice.offset) length \(slice.length)")
             }
         }

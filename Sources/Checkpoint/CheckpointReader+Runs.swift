@@ -15,6 +15,7 @@ extension CheckpointReader {
     public func read(name: String, runs: [ElementRun]) throws(CheckpointError) {
         guard !runs.isEmpty else { return }
         let tensor = try tensor(named: name)
+        try requireF32(tensor)
         for run in runs {
             guard run.elements.lowerBound >= 0, run.elements.upperBound <= tensor.elementCount else {
                 throw CheckpointError(.rangeOutsideTensor, "elements \(run.elements.lowerBound)..<\(run.elements.upperBound) are outside tensor \(name) of \(tensor.elementCount) elements (checkpoint \(stepDirectory))")

@@ -48,6 +48,7 @@ public final class CheckpointReader: @unchecked Sendable {
     /// decompressing and checksumming every frame that overlaps them.
     public func read(name: String, elements: Range<Int>, into output: UnsafeMutableBufferPointer<Float>) throws(CheckpointError) {
         let tensor = try tensor(named: name)
+        try requireF32(tensor)
         precondition(output.count == elements.count, "tensor \(name): \(output.count) outputs for elements \(elements)")
         guard elements.lowerBound >= 0, elements.upperBound <= tensor.elementCount else {
             throw CheckpointError(.rangeOutsideTensor, "elements \(elements.lowerBound)..<\(elements.upperBound) are outside tensor \(name) of \(tensor.elementCount) elements (checkpoint \(stepDirectory))")
@@ -61,6 +62,40 @@ public final class CheckpointReader: @unchecked Sendable {
             bytes.withUnsafeBytes { raw in
                 let values = raw.bindMemory(to: Float.self)
                 for element in lower..<upper { output[element - elements.lowerBound] = values[element - slice.start] }
+            }
+        }
+    }
+
+    /// Refuses a tensor stored in a block format where f32 values are wanted (training, export,
+    /// evaluation from a quantized checkpoint).
+    func requireF32(_ tensor: CheckpointIndex.Tensor) throws(CheckpointError) {
+        guard tensor.dtype.isQuantized else { return }
+        throw CheckpointError(.quantizedTensor, "checkpoint \(stepDirectory) holds tensor \(tensor.name) quantized as \(tensor.dtype.rawValue) (a checkpoint for inference, written by `meshlm ckpt quantize`); this command needs f32 weights: give it the f32 checkpoint the quantized one was made from")
+    }
+
+    /// Reads the blocks holding elements `elements` (whole blocks: both ends multiples of 32) of
+    /// a block-format tensor into `output`, `dtype.byteCount(elements: elements.count)` bytes.
+    public func readBlocks(name: String, elements: Range<Int>, into output: UnsafeMutableRawPointer) throws(CheckpointError) {
+        let tensor = try tensor(named: name)
+        let dtype = tensor.dtype
+        guard dtype.isQuantized else {
+            throw CheckpointError(.badIndex, "checkpoint \(stepDirectory) holds tensor \(name) as \(dtype.rawValue), not in a block format")
+        }
+        guard elements.lowerBound >= 0, elements.upperBound <= tensor.elementCount else {
+            throw CheckpointError(.rangeOutsideTensor, "elements \(elements.lowerBound)..<\(elements.upperBound) are outside tensor \(name) of \(tensor.elementCount) elements (checkpoint \(stepDirectory))")
+        }
+        precondition(elements.lowerBound % dtype.elementsPerBlock == 0 && elements.upperBound % dtype.elementsPerBlock == 0,
+                     "tensor \(name): elements \(elements) are not whole blocks of \(dtype.elementsPerBlock)")
+        if let gap = tensor.firstGap(in: elements) {
+            throw CheckpointError(.rangeNotCovered, "checkpoint \(stepDirectory) holds no slice of tensor \(name) covering elements \(gap.lowerBound)..<\(gap.upperBound)")
+        }
+        for slice in tensor.slices where slice.start < elements.upperBound && slice.end > elements.lowerBound {
+            let bytes = try frame(slice, of: tensor)
+            let lower = max(slice.start, elements.lowerBound), upper = min(slice.end, elements.upperBound)
+            bytes.withUnsafeBytes { raw in
+                (output + dtype.byteCount(elements: lower - elements.lowerBound))
+                    .copyMemory(from: raw.baseAddress! + dtype.byteCount(elements: lower - slice.start),
+                                byteCount: dtype.byteCount(elements: upper - lower))
             }
         }
     }

@@ -160,7 +160,7 @@ public final class CheckpointWriter: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         stagedBytes = staging.count * 4
         let result: Result<[CheckpointIndex.Tensor], CheckpointError>
-        let frames = staged.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $0.offset) }
+        let frames = staged.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, bytes: staging.pointer + $0.offset) }
         let choice = CompressionChoice(compression)
         do throws(CheckpointError) {
             result = .success(try Self.writeShardFile(frames, declared: stagedNames, directory: stepDirectory, file: shardFile,
@@ -190,7 +190,9 @@ public final class CheckpointWriter: @unchecked Sendable {
         let name: String
         let shape: [Int]
         let elements: Range<Int>
-        let values: UnsafePointer<Float>
+        /// `dtype.byteCount(elements: elements.count)` bytes.
+        let bytes: UnsafeRawPointer
+        var dtype = CheckpointDType.f32
     }
 
     /// Elements per frame at most (16 MB of f32): large tensors become several frames, so
@@ -210,7 +212,8 @@ public final class CheckpointWriter: @unchecked Sendable {
             while start < slice.elements.upperBound {
                 let end = min(start + frameElements, slice.elements.upperBound)
                 frames.append(FrameSource(name: slice.name, shape: slice.shape, elements: start..<end,
-                                          values: slice.values + (start - slice.elements.lowerBound)))
+                                          bytes: slice.bytes + slice.dtype.byteCount(elements: start - slice.elements.lowerBound),
+                                          dtype: slice.dtype))
                 start = end
             }
         }
@@ -226,7 +229,7 @@ public final class CheckpointWriter: @unchecked Sendable {
             let compresses = choice.compressesNext(threads: width)
             DispatchQueue.concurrentPerform(iterations: batch.count) { index in
                 let frame = batch[index]
-                let raw = UnsafeRawBufferPointer(start: frame.values, count: frame.elements.count * 4)
+                let raw = UnsafeRawBufferPointer(start: frame.bytes, count: frame.dtype.byteCount(elements: frame.elements.count))
                 guard compresses else {
                     compressed.set(index, .success((Zstd.store(raw), CRC32C.checksum(raw))))
                     choice.recordStored()
@@ -323,10 +326,21 @@ public final class CheckpointWriter: @unchecked Sendable {
         var parts: [[CheckpointIndex.Tensor]] = []
         for rank in 0..<ranks {
             let staging = CheckpointStaging()
-            let frames = try slicesOf(rank).map { slice in
-                let offset = slice.values.withUnsafeBufferPointer { staging.append($0) }
-                return (slice, offset)
-            }.map { FrameSource(name: $0.name, shape: $0.shape, elements: $0.elements, values: staging.pointer + $1) }
+            let slices = try slicesOf(rank)
+            let offsets = slices.map { slice in slice.values.withUnsafeBufferPointer { staging.append($0) } }
+            // Block-format slices' bytes are copied into buffers of their own for the write.
+            var encoded: [UnsafeMutableRawBufferPointer] = []
+            defer { for buffer in encoded { buffer.deallocate() } }
+            let frames = zip(slices, offsets).map { slice, offset in
+                guard slice.dtype.isQuantized else {
+                    return FrameSource(name: slice.name, shape: slice.shape, elements: slice.elements, bytes: staging.pointer + offset)
+                }
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Swift.max(1, slice.encoded.count), alignment: 64)
+                buffer.copyBytes(from: slice.encoded)
+                encoded.append(buffer)
+                return FrameSource(name: slice.name, shape: slice.shape, elements: slice.elements, bytes: buffer.baseAddress!,
+                                   dtype: slice.dtype)
+            }
             parts.append(try writeShardFile(frames, declared: declared, directory: stepDirectory, file: CheckpointFiles.shardName(rank: rank),
                                             compressionLevel: compressionLevel))
         }

@@ -168,9 +168,9 @@ final class FrameFileWriter: @unchecked Sendable {
                 choice?.recordWrite(bytes: bytes.count, seconds: monotonicSeconds() - began)
                 let record = CheckpointIndex.Slice(start: frame.elements.lowerBound, end: frame.elements.upperBound, file: file,
                                                    offset: offset, length: bytes.count,
-                                                   bytes: frame.elements.count * CheckpointDType.f32.byteCount, crc32c: checksum)
+                                                   bytes: frame.dtype.byteCount(elements: frame.elements.count), crc32c: checksum)
                 if tensors[frame.name] == nil { order.append(frame.name) }
-                tensors[frame.name, default: CheckpointIndex.Tensor(name: frame.name, dtype: .f32, shape: frame.shape, slices: [])]
+                tensors[frame.name, default: CheckpointIndex.Tensor(name: frame.name, dtype: frame.dtype, shape: frame.shape, slices: [])]
                     .slices.append(record)
                 offset += bytes.count
             } catch {

@@ -93,6 +93,8 @@ public final class InferenceModel {
     /// [rows, largest adapter rank]: x·Aᵀ of the adapters' rows (one element without adapters).
     let adapterIntermediate: Tensor
     private let logitsBuffer: Tensor
+    /// Quantized weights only: the int8 activations of a product's input rows.
+    private let quantizedScratch: QuantizedLinear.Scratch?
     /// Tensor parallelism only: this rank's [rows, vocabulary slice] logits and rank 0's
     /// rank-ordered gather of them.
     private let localLogits, gatheredLogits: Tensor?
@@ -163,6 +165,8 @@ public final class InferenceModel {
         routeExperts = .allocate(capacity: Swift.max(sparse * maximumRows * topK, 1))
         routeExperts.initialize(repeating: 0, count: Swift.max(sparse * maximumRows * topK, 1))
         adapterIntermediate = Tensor(shape: [adapters.isEmpty ? 1 : maximumRows * adapters.map(\.rank).max()!])
+        quantizedScratch = weights.quantized.isEmpty ? nil
+            : QuantizedLinear.Scratch(rowCount: maximumRows, columnCount: Swift.max(c, q, i))
         // Whole-vocabulary logits only where sampling happens (rank 0 under tensor parallelism).
         let samples = tensorGroup?.isLeader ?? true
         logitsBuffer = Tensor(shape: samples ? [maximumRows, weights.config.vocabSize] : [1])
@@ -244,10 +248,17 @@ public final class InferenceModel {
         return UnsafeMutableBufferPointer(start: logitsBuffer.pointer, count: logitCount * width)
     }
 
-    /// `output = input · weightᵀ` ([rows, out] from [rows, in] and [out, in]).
+    /// `output = input · weightᵀ` ([rows, out] from [rows, in] and [out, in]). A quantized
+    /// weight (found by its place in the arena) takes `QuantizedLinear` at every row count, so
+    /// a row's result does not depend on what else the step computes.
     func linear(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                         rowCount: Int, inputSize: Int, outputSize: Int) {
-        if rowCount == 1 && useSGEMVForOneRow {
+        if let quantizedScratch, let matrix = weights.quantizedMatrix(at: UnsafePointer(weights.parameters.pointer).distance(to: weight)) {
+            precondition(matrix.rowCount == outputSize && matrix.columnCount == inputSize,
+                         "a quantized weight of \(matrix.rowCount)×\(matrix.columnCount) for a \(outputSize)×\(inputSize) product")
+            QuantizedLinear.multiply(output: output, input: input, weight: matrix, rowCount: rowCount,
+                                     scratch: quantizedScratch, threads: threads)
+        } else if rowCount == 1 && useSGEMVForOneRow {
             MatrixVector.multiply(output: output, matrix: weight, vector: input, rowCount: outputSize,
                                   columnCount: inputSize, threads: threads)
         } else if rowCount <= SmallBatchLinear.maximumRows {

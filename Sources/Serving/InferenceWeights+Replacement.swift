@@ -1,5 +1,6 @@
 import Model
 import Parallel
+import Tensors
 
 extension InferenceWeights {
     /// Copies every tensor of this arena, by name, from `source` laid out as `sourceLayout`:
@@ -10,6 +11,9 @@ extension InferenceWeights {
     /// Every tensor is checked before any is copied, so a mismatch leaves the weights as they
     /// were. The error names the tensor and both shapes.
     public func copyParameters(from source: UnsafePointer<Float>, layout sourceLayout: ParameterLayout) throws(ServingError) {
+        guard quantized.isEmpty else {
+            throw ServingError(.invalidRequest, "the served model is quantized (\(Set(quantized.values.map(\.format.rawValue)).sorted().joined(separator: ", "))); new weights cannot replace it in place: serve an f32 checkpoint to replace weights, or restart from a quantized one")
+        }
         var copies: [(index: Int, sourceOffset: Int, takesSlice: Bool)] = []
         for (index, entry) in layout.entries.enumerated() {
             guard let sourceEntry = sourceLayout.entry(named: entry.name) else {

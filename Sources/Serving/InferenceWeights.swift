@@ -17,8 +17,13 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
     public let tensorParallel: TensorParallelLayout?
     /// The layout of `localConfig`.
     public let layout: ParameterLayout
-    /// All parameters, `layout.count` floats.
+    /// All parameters, `layout.count` floats. A quantized projection's floats are released
+    /// (zero) and its weights live in `quantized` (InferenceWeights+Quantized.swift).
     public let parameters: Tensor
+    /// Quantized products by the arena offset of their (first) weight.
+    var quantized: [Int: QuantizedMatrix] = [:]
+    /// The tensors held in `quantized` rather than `parameters`.
+    var quantizedEntries: Set<String> = []
 
     public init(config: LlamaConfig) {
         self.config = config
@@ -105,15 +110,25 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
         let globalLayout = weights.tensorParallel?.globalLayout ?? weights.layout
         // A QLoRA run's checkpoint lacks its quantized tensors: they come from its base.
         let quantizedBase = try QuantizedBaseSource(reader: reader, stepDirectory: stepDirectory)
+        // A quantized checkpoint's (`meshlm ckpt quantize`) block-format tensors.
+        var blockTensors: [String: QuantizedMatrix] = [:]
         for (index, entry) in weights.layout.entries.enumerated() {
             if let quantizedBase, quantizedBase.supplies(entry.name) {
                 try weights.loadQuantized(entry.name, from: quantizedBase)
                 continue
             }
             do {
-                let shape = try reader.shape(of: entry.name)
+                let saved = try reader.tensor(named: entry.name)
+                let shape = saved.shape
                 guard let globalShape = globalLayout.entry(named: entry.name)?.shape, shape == globalShape else {
                     throw ServingError(.checkpoint, "checkpoint \(stepDirectory): tensor \(entry.name) has shape \(shape) but \(configPath) implies \(globalLayout.entry(named: entry.name)?.shape ?? [])")
+                }
+                if saved.dtype.isQuantized {
+                    guard entry.role != .embedding else {
+                        throw ServingError(.checkpoint, "checkpoint \(stepDirectory): tensor \(entry.name) is stored as \(saved.dtype.rawValue), but serving reads embeddings in f32 only; quantize the f32 checkpoint again with `meshlm ckpt quantize`")
+                    }
+                    blockTensors[entry.name] = try weights.readQuantized(entry, index: index, dtype: saved.dtype, from: reader)
+                    continue
                 }
                 let destination = weights.parameters.pointer + entry.offset
                 if let split = weights.tensorParallel {
@@ -133,8 +148,30 @@ public final class InferenceWeights: ParameterAccess, @unchecked Sendable {
                 throw ServingError(.checkpoint, "\(error)")
             }
         }
+        if !blockTensors.isEmpty {
+            try checkQuantizedGroups(blockTensors, layout: weights.layout, stepDirectory: stepDirectory)
+            guard reader.tensorNames.allSatisfy({ !$0.contains(".lora_") }) else {
+                throw ServingError(.checkpoint, "checkpoint \(stepDirectory) holds quantized tensors and LoRA adapters; adapters are merged into f32 weights: quantize the checkpoint after merging (`meshlm ckpt quantize` merges them)")
+            }
+            weights.install(blockTensors)
+        }
         try weights.mergeAdapters(from: reader, stepDirectory: stepDirectory, quantizedBase: quantizedBase)
         return weights
+    }
+
+    /// q/k/v and gate/up run as one product each: they must be all quantized, in one format, or
+    /// all f32.
+    static func checkQuantizedGroups(_ tensors: [String: QuantizedMatrix], layout: ParameterLayout,
+                                     stepDirectory: String) throws(ServingError) {
+        for layer in 0..<layout.entries.filter({ $0.role == .inputNorm }).count {
+            for group in [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["mlp.gate_proj", "mlp.up_proj"]] {
+                let names = group.map { "model.layers.\(layer).\($0).weight" }
+                let formats = names.map { tensors[$0].map(\.format.rawValue) ?? "f32" }
+                guard Set(formats).count == 1 else {
+                    throw ServingError(.checkpoint, "checkpoint \(stepDirectory): \(zip(names, formats).map { "\($0) is \($1)" }.joined(separator: ", ")); these run as one product and must share one format: quantize the f32 checkpoint again with `meshlm ckpt quantize`")
+                }
+            }
+        }
     }
 
     /// The split of `config` over `degree` ranks, after checking that the model divides

@@ -36,7 +36,7 @@ public struct CheckpointInspection: Sendable {
         state = try? JSONDecoder().decode(PretrainCheckpointState.self, from: reader.metadata)
         tensors = reader.index.tensors.map { tensor in
             TensorRow(name: tensor.name, shape: tensor.shape, dtype: tensor.dtype.rawValue, elements: tensor.elementCount,
-                      bytes: tensor.elementCount * tensor.dtype.byteCount,
+                      bytes: tensor.dtype.byteCount(elements: tensor.elementCount),
                       compressedBytes: tensor.slices.reduce(0) { $0 + $1.length }, slices: tensor.slices.count)
         }
         let indexed = reader.compressedBytesPerFile

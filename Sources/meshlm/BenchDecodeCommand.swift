@@ -39,6 +39,8 @@ struct BenchDecodeCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Also measure N synthetic LoRA adapters served unmerged (as `serve --lora`), requests spread across them, against the base alone in the same run (0 = skip).")
     var loraAdapters = 0
     @Option(parsing: .unconditional, help: "Rank of the --lora-adapters adapters (every projection of every layer adapted).") var loraRank = 16
+    @Option(parsing: .upToNextOption, help: "Compare weight formats on the same weights, measured alternately (f32 q8_0 q4_0; quantized in process, the head in q8_0) instead of the f32 table.")
+    var formats: [DecodeWeightFormat] = []
 
     func validate() throws {
         if let bad = lookahead.first(where: { !(1..<SmallBatchLinear.maximumRows).contains($0) }) {
@@ -91,8 +93,18 @@ struct BenchDecodeCommand: ParsableCommand {
                 return
             }
             let stream = StreamBandwidth.measure(elements: 1 << 24, threads: threads, time: time)
+            if !formats.isEmpty {
+                guard world.size == 1, !weights.isQuantized else {
+                    throw JobError("--formats quantizes f32 weights on one rank: give an f32 checkpoint (or none) and start without mpirun")
+                }
+                try measureFormats(formats, weights: weights, tokens: tokens, repeats: repeats, threads: threads,
+                                   stream: stream.triad, json: bench.json, log: context.log)
+                return
+            }
             // Per token every matrix is read once; the embedding table only for one row.
-            let streamedBytes = Double(config.parameterCount - (config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize)) * 4
+            // A quantized checkpoint's blocks are fewer bytes (one rank's, without tensor parallelism).
+            let streamedBytes = weights.isQuantized && world.size == 1 ? Double(weights.bytesReadPerToken)
+                : Double(config.parameterCount - (config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize)) * 4
             let bound = stream.triad * 1e9 / streamedBytes
             if !bench.json {
                 if world.size > 1 {

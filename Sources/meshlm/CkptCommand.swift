@@ -10,7 +10,7 @@ struct CkptCommand: ParsableCommand {
         abstract: "Inspect, verify, reshard, consolidate checkpoints; merge LoRA adapters; export to and import from Hugging Face and PEFT (docs/checkpoints.md).",
         discussion: "DIR is a step directory (RUN/checkpoints/step_N), a checkpoints directory (its latest committed checkpoint) or a run directory.",
         subcommands: [CkptInspectCommand.self, CkptVerifyCommand.self, CkptReshardCommand.self, CkptConsolidateCommand.self,
-                      CkptExportHFCommand.self, CkptImportHFCommand.self, CkptMergeLoRACommand.self])
+                      CkptExportHFCommand.self, CkptImportHFCommand.self, CkptMergeLoRACommand.self, CkptQuantizeCommand.self])
 
     /// Runs a tool's body; any error is one `meshlm: error: …` line on stderr and exit status 1.
     static func runTool(_ body: () throws -> Void) throws {

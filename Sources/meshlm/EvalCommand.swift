@@ -2,7 +2,9 @@ import ArgumentParser
 import Checkpoint
 import DataPipeline
 import Foundation
+import Model
 import Runtime
+import Serving
 import Tensors
 import Training
 
@@ -22,7 +24,8 @@ struct EvalCommand: ParsableCommand {
             a single window as little-endian f32 for comparison with another implementation \
             (tools/check-hf-roundtrip.py). A model with a scalar head (a reward or value model) has \
             no loss: --logits writes its scores [T, num_labels] at every position and the line is \
-            {"checkpoint", "num_labels", "positions", "step"}.
+            {"checkpoint", "num_labels", "positions", "step"}. A quantized checkpoint (`ckpt quantize`) \
+            runs through the inference forward with its quantized kernels (docs/serving.md, "Quantization").
             """)
 
     @OptionGroup var job: JobOptions
@@ -40,14 +43,21 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         try job.runJob { context in
             let world = context.world
-            let (evaluation, reader, dataset, windows) = try world.collectively {
+            let (evaluation, quantized, reader, dataset, windows) = try world.collectively {
                 guard let type = RawTokenType(rawValue: dtype) else { throw JobError("--dtype \(dtype): use uint16, uint32, int32 or int64") }
                 if batchSize < 1 { throw JobError("--batch-size must be at least 1, got \(batchSize)") }
                 if let maxWindows, maxWindows < 1 { throw JobError("--max-windows must be at least 1, got \(maxWindows)") }
                 if let maxTokens, maxTokens < 2 { throw JobError("--max-tokens must be at least 2 (one to read, one to predict), got \(maxTokens)") }
                 let reader = try CheckpointReader.locate(checkpoint)
-                let evaluation = try CheckpointEvaluation(reader, threads: KernelThreads(count: context.threads))
-                let positions = evaluation.model.maxPositionEmbeddings
+                // A quantized checkpoint runs through the inference model; the training model reads f32 only.
+                let isQuantized = reader.index.tensors.contains { $0.dtype.isQuantized }
+                let evaluation = isQuantized ? nil : try CheckpointEvaluation(reader, threads: KernelThreads(count: context.threads))
+                let quantized = isQuantized ? try InferenceWeights.load(checkpoint: reader.stepDirectory) : nil
+                guard let model = evaluation?.model ?? quantized?.config else { preconditionFailure("no model") }
+                if isQuantized && logits != nil {
+                    throw JobError("--logits reads the training model's f32 weights; \(reader.stepDirectory) is quantized: give the f32 checkpoint it was made from")
+                }
+                let positions = model.maxPositionEmbeddings
                 let seqLen = self.seqLen ?? positions
                 if seqLen < 2 { throw JobError("--seq-len must be at least 2, got \(seqLen)") }
                 if seqLen > positions {
@@ -61,12 +71,12 @@ struct EvalCommand: ParsableCommand {
                 if logits != nil && (world.size > 1 || windows.count > 1 || windows.tokenCount > seqLen) {
                     throw JobError("--logits needs the tokens to fit one window on one rank: \(windows.tokenCount) tokens, --seq-len \(seqLen), \(world.size) rank(s) (use --max-tokens)")
                 }
-                if evaluation.model.hasScoreHead && logits == nil {
-                    throw JobError("\(reader.stepDirectory) holds a model with a scalar head (num_labels \(evaluation.model.numLabels): a reward or value model), which has no next-token loss; --logits writes its scores [T, num_labels]")
+                if model.hasScoreHead && logits == nil {
+                    throw JobError("\(reader.stepDirectory) holds a model with a scalar head (num_labels \(model.numLabels): a reward or value model), which has no next-token loss; --logits writes its scores [T, num_labels]")
                 }
-                return (evaluation, reader, dataset, windows)
+                return (evaluation, quantized, reader, dataset, windows)
             }
-            if let logits {
+            if let logits, let evaluation {
                 let result = try evaluation.evaluate(try dataset.tokens(0..<windows.tokenCount))
                 let data = result.logits.withUnsafeBufferPointer { Data(buffer: $0) }
                 do { try data.write(to: URL(fileURLWithPath: logits), options: .atomic) } catch {
@@ -86,7 +96,10 @@ struct EvalCommand: ParsableCommand {
             // (the others add zeros), so the total is summed in window order on any rank count.
             let share = windows.count * world.rank / world.size..<windows.count * (world.rank + 1) / world.size
             let local = try world.collectively {
-                try evaluation.lossSums(of: share, windows: windows, dataset: dataset, batchSize: batchSize)
+                if let evaluation { return try evaluation.lossSums(of: share, windows: windows, dataset: dataset, batchSize: batchSize) }
+                guard let quantized else { preconditionFailure("no model") }
+                return try quantizedLossSums(of: share, windows: windows, dataset: dataset, weights: quantized,
+                                             threads: KernelThreads(count: context.threads))
             }
             var sums = [Double](repeating: 0, count: windows.count)
             sums.replaceSubrange(share, with: local)
@@ -101,6 +114,24 @@ struct EvalCommand: ParsableCommand {
             line.add("tokens", windows.targetCount)
             line.add("windows", windows.count)
             context.log.info(line.text)
+        }
+    }
+
+    /// `CheckpointEvaluation.lossSums` through the inference forward (a quantized checkpoint):
+    /// the same windows and targets, one window at a time.
+    func quantizedLossSums(of range: Range<Int>, windows: EvaluationWindows, dataset: TokenDataset, weights: InferenceWeights,
+                           threads: KernelThreads) throws -> [Double] {
+        let evaluation = InferenceEvaluation(weights: weights, maximumLength: windows.modelSequenceLength, threads: threads)
+        let vocabulary = weights.config.vocabSize
+        return try range.map { window in
+            let inputs = windows.inputs(window)
+            let read = try dataset.tokens(inputs.lowerBound..<min(inputs.upperBound + 1, windows.tokenCount))
+            if let bad = read.firstIndex(where: { $0 < 0 || Int($0) >= vocabulary }) {
+                throw JobError("\(dataset.path): token \(inputs.lowerBound + bad) is id \(read[bad]), outside the model's vocabulary of \(vocabulary) ids")
+            }
+            let tokens = Array(read[0..<inputs.count])
+            let targets = (0..<inputs.count).map { $0 + 1 < read.count ? read[$0 + 1] : CrossEntropy.defaultIgnoreIndex }
+            return evaluation.lossSum(tokens: tokens, targets: targets, ignored: CrossEntropy.defaultIgnoreIndex)
         }
     }
 }

@@ -51,4 +51,27 @@ uint32_t meshlm_crc32c_update(uint32_t state, const void *bytes, int64_t count);
 void meshlm_install_stop_signals(void);
 /// The signal number of the first stop request since installation, or 0.
 int meshlm_stop_signal(void);
+
+/// Weight-only quantized inference (Sources/CSupport/quant.c): weights in blocks of 32, each an
+/// f16 scale d then the codes. Q8_0: 32 int8 (value q·d), 34 bytes. Q4_0: 16 bytes, element j in
+/// the low nibble of byte j and element j + 16 in the high one (value (q − 8)·d), 18 bytes.
+#define MESHLM_QUANT_BLOCK 32
+enum { MESHLM_Q8_0 = 0, MESHLM_Q4_0 = 1 };
+/// Kernel variants of `meshlm_quant_dot_rows`.
+enum { MESHLM_QUANT_SCALAR = 0, MESHLM_QUANT_AVX2 = 1 };
+/// The fastest variant this CPU runs (cpuid).
+int meshlm_quant_best_variant(void);
+/// An IEEE half's bits as a float (exact).
+float meshlm_f16_to_f32(uint16_t bits);
+/// Quantizes `n` floats (a multiple of 32) per block of 32: scales[b] = max |x| / 127,
+/// q = round(x · 127 / max |x|) (halves away from zero), clamped to ±127.
+void meshlm_quantize_activation_row(const float *x, int64_t n, int8_t *q, float *scales);
+/// Σ w·x over one block in integers (w the block's codes less 8 for Q4_0): the exact part of a dot.
+int32_t meshlm_quant_block_sum(int format, const uint8_t *block, const int8_t *xq);
+/// output[b · output_stride + r] = Σ_blocks d_w · xs[b][block] · (block sum) for weight rows
+/// r in [first_row, first_row + row_count) (each `row_bytes` long, `block_count` blocks) and the
+/// `batch` activation rows in `xq` / `xs` (block_count · 32 codes and block_count scales each).
+void meshlm_quant_dot_rows(int variant, int format, const uint8_t *weights, int64_t row_bytes,
+                           int64_t first_row, int64_t row_count, int64_t block_count,
+                           const int8_t *xq, const float *xs, int64_t batch, float *output, int64_t output_stride);
 #endif
