@@ -50,12 +50,7 @@ public final class CheckpointReader: @unchecked Sendable {
         let tensor = try tensor(named: name)
         try requireF32(tensor)
         precondition(output.count == elements.count, "tensor \(name): \(output.count) outputs for elements \(elements)")
-        guard elements.lowerBound >= 0, elements.upperBound <= tensor.elementCount else {
-            throw CheckpointError(.rangeOutsideTensor, "elements \(elements.lowerBound)..<\(elements.upperBound) are outside tensor \(name) of \(tensor.elementCount) elements (checkpoint \(stepDirectory))")
-        }
-        if let gap = tensor.firstGap(in: elements) {
-            throw CheckpointError(.rangeNotCovered, "checkpoint \(stepDirectory) holds no slice of tensor \(name) covering elements \(gap.lowerBound)..<\(gap.upperBound)")
-        }
+        try requireCovered(elements, of: tensor)
         for slice in tensor.slices where slice.start < elements.upperBound && slice.end > elements.lowerBound {
             let bytes = try frame(slice, of: tensor)
             let lower = max(slice.start, elements.lowerBound), upper = min(slice.end, elements.upperBound)
@@ -63,6 +58,16 @@ public final class CheckpointReader: @unchecked Sendable {
                 let values = raw.bindMemory(to: Float.self)
                 for element in lower..<upper { output[element - elements.lowerBound] = values[element - slice.start] }
             }
+        }
+    }
+
+    /// Refuses elements outside `tensor`, or not covered by its saved slices.
+    private func requireCovered(_ elements: Range<Int>, of tensor: CheckpointIndex.Tensor) throws(CheckpointError) {
+        guard elements.lowerBound >= 0, elements.upperBound <= tensor.elementCount else {
+            throw CheckpointError(.rangeOutsideTensor, "elements \(elements.lowerBound)..<\(elements.upperBound) are outside tensor \(tensor.name) of \(tensor.elementCount) elements (checkpoint \(stepDirectory))")
+        }
+        if let gap = tensor.firstGap(in: elements) {
+            throw CheckpointError(.rangeNotCovered, "checkpoint \(stepDirectory) holds no slice of tensor \(tensor.name) covering elements \(gap.lowerBound)..<\(gap.upperBound)")
         }
     }
 
@@ -81,14 +86,9 @@ public final class CheckpointReader: @unchecked Sendable {
         guard dtype.isQuantized else {
             throw CheckpointError(.badIndex, "checkpoint \(stepDirectory) holds tensor \(name) as \(dtype.rawValue), not in a block format")
         }
-        guard elements.lowerBound >= 0, elements.upperBound <= tensor.elementCount else {
-            throw CheckpointError(.rangeOutsideTensor, "elements \(elements.lowerBound)..<\(elements.upperBound) are outside tensor \(name) of \(tensor.elementCount) elements (checkpoint \(stepDirectory))")
-        }
+        try requireCovered(elements, of: tensor)
         precondition(elements.lowerBound % dtype.elementsPerBlock == 0 && elements.upperBound % dtype.elementsPerBlock == 0,
                      "tensor \(name): elements \(elements) are not whole blocks of \(dtype.elementsPerBlock)")
-        if let gap = tensor.firstGap(in: elements) {
-            throw CheckpointError(.rangeNotCovered, "checkpoint \(stepDirectory) holds no slice of tensor \(name) covering elements \(gap.lowerBound)..<\(gap.upperBound)")
-        }
         for slice in tensor.slices where slice.start < elements.upperBound && slice.end > elements.lowerBound {
             let bytes = try frame(slice, of: tensor)
             let lower = max(slice.start, elements.lowerBound), upper = min(slice.end, elements.upperBound)
