@@ -95,9 +95,31 @@ public final class HDF5File {
         guard FileManager.default.fileExists(atPath: path) else {
             throw HDF5Error(call: "H5Fopen", path: path, reason: "no such file")
         }
+        try checkBaseAddress(path)
         let flags = writable ? meshlm_h5f_acc_rdwr() : meshlm_h5f_acc_rdonly()
         let handle = try checkHDF5("H5Fopen", path: path, H5Fopen(path, flags, meshlm_h5p_default()))
         return HDF5File(path: path, handle: handle)
+    }
+
+    /// Refuses a file whose superblock (at offset 0) places the file's addresses at a base other
+    /// than 0 — a user block, which MeshLM never writes, or a damaged superblock. libhdf5 1.10.8
+    /// follows such a base into a damaged local heap and dereferences null (found by the
+    /// `hdf5-metadata` fuzz harness, docs/fuzzing.md); this checks the bytes before it looks.
+    private static func checkBaseAddress(_ path: String) throws(HDF5Error) {
+        guard let file = FileHandle(forReadingAtPath: path) else { return }  // H5Fopen says why
+        defer { try? file.close() }
+        guard let bytes = try? file.read(upToCount: 36), bytes.count == 36,
+              bytes.prefix(8).elementsEqual([0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) else { return }
+        // Superblock versions 0 and 1: offsets' size at byte 13, the base address at 24 (28 in
+        // version 1, after the indexed-storage K); versions 2 and 3: the size at 9, the base at 12.
+        let version = bytes[8]
+        let (sizeAt, baseAt) = version == 0 ? (13, 24) : version == 1 ? (13, 28) : (9, 12)
+        guard bytes[sizeAt] == 8 else { return }  // other widths: libhdf5's own checks
+        let base = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[baseAt + $1]) << (8 * UInt64($1)) }
+        guard base == 0 else {
+            throw HDF5Error(call: "H5Fopen", path: path,
+                            reason: "its superblock's base address is \(base), not 0 (a user block or a damaged superblock; MeshLM reads HDF5 files without a user block)")
+        }
     }
 
     private init(path: String, handle: hid_t) {
