@@ -78,10 +78,10 @@ public final class Trainer {
     /// about (once each).
     private var collapsedSteps: [Int: Int] = [:]
     private var collapseWarned: Set<Int> = []
-    /// Steps a router must stay collapsed before the warning: at initialization the tokens'
-    /// hidden states are alike and one expert may take them all for a few steps, which the
-    /// balancing loss then undoes.
-    static let collapseWarningSteps = 10
+    /// Steps a router must stay collapsed before the warning: early in training one expert may
+    /// take nearly all of a layer's tokens for tens of steps (the tiny MoE of the quickstart:
+    /// about 25, from step 10), which the balancing loss then undoes.
+    static let collapseWarningSteps = 50
     /// The metric names beside the objective's that each logged step carries.
     public var modelMetricNames: [String] { routerMetrics == nil ? [] : RouterMetrics.names }
 
