@@ -20,9 +20,9 @@ final class ShardSetStore: TokenStore {
     private var openFiles: [(shard: Int, file: HDF5File)] = []
     private let maximumOpenFiles = 4
 
-    /// Checks every shard against the manifest: present, the recorded size, an HDF5 file whose
-    /// datasets hold the recorded counts (SFT shards: a mask entry per token), and with
-    /// `checksums` the recorded SHA-256.
+    /// Checks every shard against the manifest: present, the recorded size, with `checksums` the
+    /// recorded SHA-256 (before the file is parsed), and an HDF5 file whose datasets hold the
+    /// recorded counts (SFT shards: a mask entry per token).
     init(directory: String, checksums: Bool) throws(DataError) {
         self.directory = directory
         manifest = try ShardManifest.read(directory: directory)
@@ -35,6 +35,14 @@ final class ShardSetStore: TokenStore {
             let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
             guard size == shard.bytes else {
                 throw DataError("\(path): \(size) bytes, \(ShardManifest.fileName) says \(shard.bytes) (truncated or replaced); \(Self.remedy(directory))")
+            }
+            // With checksums, a damaged file is refused before libhdf5 parses it (libhdf5 1.10.8
+            // trusts damaged metadata in places: docs/fuzzing.md).
+            if checksums {
+                let digest = try SHA256.hex(ofFile: path)
+                guard digest == shard.sha256 else {
+                    throw DataError("\(path): SHA-256 \(digest) does not match \(ShardManifest.fileName) (\(shard.sha256)): the file is corrupt")
+                }
             }
             do {
                 let file = try HDF5File.open(path)
@@ -64,12 +72,6 @@ final class ShardSetStore: TokenStore {
                 throw error
             } catch {
                 throw DataError("\(path): \(error)")
-            }
-            if checksums {
-                let digest = try SHA256.hex(ofFile: path)
-                guard digest == shard.sha256 else {
-                    throw DataError("\(path): SHA-256 \(digest) does not match \(ShardManifest.fileName) (\(shard.sha256)): the file is corrupt")
-                }
             }
             starts.append(starts[starts.count - 1] + shard.tokens)
         }
