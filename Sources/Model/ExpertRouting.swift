@@ -15,7 +15,8 @@ import Tensors
 /// GEMM), and the combine adds each token's slots back in slot order, so the result does not
 /// depend on the thread count.
 ///
-/// One instance per saved sparse layer, sized at init; routing allocates nothing.
+/// One instance per saved sparse layer, sized at init; routing allocates nothing but, with a
+/// capacity, the candidate lists of the experts routed beyond it.
 public final class ExpertRouting {
     public let tokenCount: Int
     public let expertCount: Int
@@ -42,6 +43,10 @@ public final class ExpertRouting {
     public private(set) var expertStarts: [Int]
     /// [E] slots routed to each expert before capacity (c_e: what the balancing loss counts).
     public private(set) var routedCounts: [Int]
+    /// [E] Σ_n p_ne, summed in token order in Double (P_e: the balancing loss's other factor).
+    public private(set) var probabilitySums: [Double]
+    /// [E] the counting sort's next row of each expert.
+    private var nextRows: [Int]
 
     private let floats: Tensor
     private let integers: UnsafeMutablePointer<Int32>
@@ -67,6 +72,8 @@ public final class ExpertRouting {
         order = integers + 2 * n * k
         expertStarts = Array(repeating: 0, count: e + 1)
         routedCounts = Array(repeating: 0, count: e)
+        probabilitySums = Array(repeating: 0, count: e)
+        nextRows = Array(repeating: 0, count: e)
     }
 
     deinit {
@@ -90,21 +97,29 @@ public final class ExpertRouting {
                                                weights: weights + token * k)
             }
         }
-        for expert in 0..<e { routedCounts[expert] = 0 }
+        for expert in 0..<e {
+            routedCounts[expert] = 0
+            probabilitySums[expert] = 0
+        }
         for slot in 0..<n * k { routedCounts[Int(selected[slot])] += 1 }
+        for token in 0..<n {
+            for expert in 0..<e { probabilitySums[expert] += Double(probabilities[token * e + expert]) }
+        }
         for slot in 0..<n * k { slotRows[slot] = 0 }
         if let capacity { dropBeyond(capacity) }
         // Counting sort of the kept slots by expert; token order within an expert.
-        var kept = Array(repeating: 0, count: e)
-        for slot in 0..<n * k where slotRows[slot] >= 0 { kept[Int(selected[slot])] += 1 }
+        for expert in 0..<e { nextRows[expert] = 0 }
+        for slot in 0..<n * k where slotRows[slot] >= 0 { nextRows[Int(selected[slot])] += 1 }
         expertStarts[0] = 0
-        for expert in 0..<e { expertStarts[expert + 1] = expertStarts[expert] + kept[expert] }
-        var next = Array(expertStarts.dropLast())
+        for expert in 0..<e {
+            expertStarts[expert + 1] = expertStarts[expert] + nextRows[expert]
+            nextRows[expert] = expertStarts[expert]
+        }
         for slot in 0..<n * k where slotRows[slot] >= 0 {
             let expert = Int(selected[slot])
-            order[next[expert]] = Int32(slot)
-            slotRows[slot] = Int32(next[expert])
-            next[expert] += 1
+            order[nextRows[expert]] = Int32(slot)
+            slotRows[slot] = Int32(nextRows[expert])
+            nextRows[expert] += 1
         }
     }
 
@@ -155,22 +170,12 @@ public final class ExpertRouting {
 
     // MARK: Losses
 
-    /// The Switch form of the load-balancing loss for this layer: E/(k·N²) · Σ_e c_e · Σ_n p_ne
+    /// The Switch form of the load-balancing loss for this layer: E/(k·N²) · Σ_e c_e · P_e
     /// (1 when the slots and probabilities are spread evenly).
     public var switchBalanceLoss: Double {
-        let (n, e) = (tokenCount, expertCount)
-        var loss = 0.0
-        for expert in 0..<e {
-            loss += Double(routedCounts[expert]) * probabilitySum(expert)
-        }
-        return loss * Double(e) / (Double(topK) * Double(n) * Double(n))
-    }
-
-    /// Σ_n p_ne, summed in token order in Double.
-    public func probabilitySum(_ expert: Int) -> Double {
-        var sum = 0.0
-        for token in 0..<tokenCount { sum += Double(probabilities[token * expertCount + expert]) }
-        return sum
+        let n = Double(tokenCount)
+        let loss = zip(routedCounts, probabilitySums).reduce(0.0) { $0 + Double($1.0) * $1.1 }
+        return loss * Double(expertCount) / (Double(topK) * n * n)
     }
 
     /// ST-MoE's z-loss for this layer: the mean over tokens of logsumexp(logits)².

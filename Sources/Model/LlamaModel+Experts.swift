@@ -385,7 +385,7 @@ extension TrainingLayerKernels {
         }
         model.timed(.experts, .forward) { routing.route(threads: threads) }
         experts.figures[layer] = ExpertActivations.Figures(
-            routedCounts: routing.routedCounts, probabilitySums: (0..<e).map { routing.probabilitySum($0) },
+            routedCounts: routing.routedCounts, probabilitySums: routing.probabilitySums,
             dropped: routing.droppedCount, zLoss: routing.zLoss, switchLoss: routing.switchBalanceLoss)
         model.gatherExpertInputs(routing, from: saved.mlpNorm, into: experts.input)
         // One product per expert over the rows it received (a grouped GEMM).

@@ -70,7 +70,7 @@ public final class ExpertDispatch {
         try communicator.alltoall(UnsafeBufferPointer(start: rows, count: plan.sentCount * width), sendCounts: plan.sendCounts.map { $0 * width },
                                   into: UnsafeMutableBufferPointer(start: scratch, count: plan.receivedCount * width),
                                   receiveCounts: plan.receiveCounts.map { $0 * width })
-        reorder(plan, width: width, sourceMajor: scratch, expertMajor: output, toExpertMajor: true)
+        reorder(plan, width: width, from: scratch, to: output, toExpertMajor: true)
     }
 
     /// The inverse of `dispatch`: `rows` ([plan.receivedCount, width], this rank's experts' rows,
@@ -78,26 +78,27 @@ public final class ExpertDispatch {
     /// receives this rank's rows in its expert order. `scratch` holds [plan.receivedCount, width].
     public func combine(_ rows: UnsafePointer<Float>, width: Int, plan: Plan, into output: UnsafeMutablePointer<Float>,
                         scratch: UnsafeMutablePointer<Float>) throws(MPIError) {
-        reorder(plan, width: width, sourceMajor: scratch, expertMajor: UnsafeMutablePointer(mutating: rows), toExpertMajor: false)
+        reorder(plan, width: width, from: rows, to: scratch, toExpertMajor: false)
         try communicator.alltoall(UnsafeBufferPointer(start: scratch, count: plan.receivedCount * width),
                                   sendCounts: plan.receiveCounts.map { $0 * width },
                                   into: UnsafeMutableBufferPointer(start: output, count: plan.sentCount * width),
                                   receiveCounts: plan.sendCounts.map { $0 * width })
     }
 
-    /// Copies between source-major order (source 0's rows for each local expert, then source
-    /// 1's, …) and expert-major order (local expert 0's rows from each source, then expert 1's, …).
-    private func reorder(_ plan: Plan, width: Int, sourceMajor: UnsafeMutablePointer<Float>, expertMajor: UnsafeMutablePointer<Float>,
+    /// Copies `source` into `destination` between source-major order (source 0's rows for each
+    /// local expert, then source 1's, …) and expert-major order (local expert 0's rows from each
+    /// source, then expert 1's, …), in the direction `toExpertMajor` says.
+    private func reorder(_ plan: Plan, width: Int, from source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<Float>,
                          toExpertMajor: Bool) {
-        var sourceRow = 0
-        var next = Array(plan.expertStarts.dropLast())
-        for source in plan.receivedCounts.indices {
+        var sourceMajorRow = 0
+        var expertMajorRow = Array(plan.expertStarts.dropLast())
+        for sender in plan.receivedCounts.indices {
             for expert in 0..<expertsPerRank {
-                let count = plan.receivedCounts[source][expert]
-                let (a, b) = (sourceMajor + sourceRow * width, expertMajor + next[expert] * width)
-                if toExpertMajor { b.update(from: a, count: count * width) } else { a.update(from: b, count: count * width) }
-                sourceRow += count
-                next[expert] += count
+                let count = plan.receivedCounts[sender][expert]
+                let (from, to) = toExpertMajor ? (sourceMajorRow, expertMajorRow[expert]) : (expertMajorRow[expert], sourceMajorRow)
+                (destination + to * width).update(from: source + from * width, count: count * width)
+                sourceMajorRow += count
+                expertMajorRow[expert] += count
             }
         }
     }

@@ -35,12 +35,7 @@ import Testing
         #expect(importing.status == 0, "\(directory): \(importing.standardError)")
 
         // The training model's forward (forward only) against transformers' logits.
-        let tokenFile = work + "/tokens.bin", logitsFile = work + "/logits.bin"
-        try ids.map(Int32.init).withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
-        let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", imported, "--tokens", tokenFile, "--dtype", "int32",
-                                                       "--seq-len", "\(ids.count)", "--logits", logitsFile])
-        #expect(evaluating.status == 0, "\(directory): \(evaluating.standardError)")
-        let logits = try Data(contentsOf: URL(fileURLWithPath: logitsFile)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let logits = try evalLogits(imported, tokens: ids.map(Int32.init), work: work).1
         let comparison = TensorDifference(logits, expected)
         print("\(directory): eval logits vs transformers: \(comparison)")
         #expect(logits.count == expected.count && comparison.relativeDifference <= 1e-5, "\(directory): \(comparison)")
@@ -50,12 +45,7 @@ import Testing
         let vocabulary = expected.count / ids.count
         let lastRow = Array(expected[(ids.count - 1) * vocabulary..<ids.count * vocabulary])
         for ranks in [1, 2] {
-            let dump = work + "/engine-\(ranks).bin"
-            let arguments = ["generate", "--checkpoint", imported, "--prompt-ids", ids.map(String.init).joined(separator: ","),
-                             "--max-tokens", "1", "--threads", "1", "--dump-logits", dump]
-            let generating = ranks == 1 ? try Launcher.plain("meshlm", arguments) : try Launcher.mpirun(ranks, "meshlm", arguments)
-            #expect(generating.status == 0, "\(directory) tp \(ranks): \(generating.standardError)")
-            let engine = try Data(contentsOf: URL(fileURLWithPath: dump)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let engine = try engineLogits(imported, tokens: ids.map(Int32.init), ranks: ranks, dump: work + "/engine-\(ranks).bin").1
             let engineComparison = TensorDifference(engine, lastRow)
             print("\(directory): engine (tp \(ranks)) logits vs transformers: \(engineComparison)")
             #expect(engine.count == vocabulary && engineComparison.relativeDifference <= 1e-5, "\(directory) tp \(ranks): \(engineComparison)")

@@ -29,10 +29,6 @@ let peftPython: String? = {
         return path
     }
 
-    func floats(atPath path: String) throws -> [Float] {
-        try Data(contentsOf: URL(fileURLWithPath: path)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-    }
-
     @discardableResult
     func meshlm(_ arguments: [String]) throws -> Launch {
         let launch = try Launcher.plain("meshlm", arguments)
@@ -40,12 +36,9 @@ let peftPython: String? = {
         return launch
     }
 
-    /// `meshlm eval --logits` of `checkpoint` over `tokens` (one window, positions 0…T−1).
+    /// `meshlm eval --logits` of `checkpoint` over `tokens`: the logits alone.
     func evalLogits(_ checkpoint: String, tokens: [Int32], work: String) throws -> [Float] {
-        let tokenFile = work + "/tokens.bin", logits = work + "/logits-\(UUID().uuidString.prefix(6)).bin"
-        try tokens.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
-        try meshlm(["eval", "--checkpoint", checkpoint, "--tokens", tokenFile, "--dtype", "int32", "--seq-len", "\(tokens.count)", "--logits", logits])
-        return try floats(atPath: logits)
+        try MeshLMTests.evalLogits(checkpoint, tokens: tokens, work: work).1
     }
 
     /// `trained`'s export imported back (`import-hf --adapter`) into `directory`, every parameter

@@ -24,10 +24,6 @@ import Testing
         return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? .infinity
     }
 
-    func floats(atPath path: String) throws -> [Float] {
-        try Data(contentsOf: URL(fileURLWithPath: path)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-    }
-
     /// `meshlm ckpt import-hf` of the Hugging Face directory `source` into `work/imported`, then
     /// `export-hf` to `work/exported`, expecting every tensor back bit for bit; returns the
     /// imported checkpoint and the exported `config.json`.
@@ -44,16 +40,6 @@ import Testing
         return (imported, config)
     }
 
-    /// `meshlm eval --logits` of `checkpoint` over `tokens` (one window): the launch and the
-    /// logits (a scalar head's scores) it wrote.
-    func evalLogits(_ checkpoint: String, tokens: [Int32], work: String) throws -> (Launch, [Float]) {
-        let tokenFile = work + "/tokens.bin", logits = work + "/eval-logits.bin"
-        try tokens.withUnsafeBufferPointer { Data(buffer: $0) }.write(to: URL(fileURLWithPath: tokenFile))
-        let evaluating = try Launcher.plain("meshlm", ["eval", "--checkpoint", checkpoint, "--tokens", tokenFile, "--dtype", "int32",
-                                                       "--seq-len", "\(tokens.count)", "--logits", logits])
-        #expect(evaluating.status == 0, "\(evaluating.standardError)")
-        return (evaluating, try floats(atPath: logits))
-    }
 
     @Test(arguments: ["qwen2", "qwen3"])
     func importExportEvalAndEngineMatchTransformers(family: String) throws {
@@ -79,15 +65,10 @@ import Testing
         // The engine: the logits of the first generated token follow the whole prompt.
         let lastRow = expected[12 * vocabulary..<13 * vocabulary]
         for ranks in [1, 2] {
-            let dump = work + "/engine-\(ranks).bin"
-            let arguments = ["generate", "--checkpoint", imported, "--prompt-ids", tokens.map(String.init).joined(separator: ","),
-                             "--max-tokens", "1", "--threads", "1", "--dump-logits", dump]
-            let generating = ranks == 1 ? try Launcher.plain("meshlm", arguments) : try Launcher.mpirun(ranks, "meshlm", arguments)
-            #expect(generating.status == 0, "tp \(ranks): \(generating.standardError)")
-            let engineLogits = try floats(atPath: dump)
-            let engineDifference = relativeDifference(engineLogits[...], lastRow)
+            let engine = try engineLogits(imported, tokens: tokens, ranks: ranks, dump: work + "/engine-\(ranks).bin").1
+            let engineDifference = relativeDifference(engine[...], lastRow)
             print("\(family): engine (tp \(ranks)) logits vs transformers, max relative difference \(engineDifference)")
-            #expect(engineLogits.count == vocabulary && engineDifference <= 1e-5, "tp \(ranks)")
+            #expect(engine.count == vocabulary && engineDifference <= 1e-5, "tp \(ranks)")
         }
     }
 

@@ -142,18 +142,8 @@ import Testing
             samples.append(analytic.indices.max { abs(analytic[$0]) < abs(analytic[$1]) }!)
             var difference = 0.0, scale = 0.0
             for sample in samples {
-                let pointer = parameters.parameters.pointer + entry.offset + sample
-                let original = pointer.pointee
-                func centralDifference(_ h: Float) -> Double {
-                    pointer.pointee = original + h
-                    let plus = lossSum()
-                    pointer.pointee = original - h
-                    let minus = lossSum()
-                    pointer.pointee = original
-                    // Divided by the step actually taken, after rounding to fp32.
-                    return (plus - minus) / (Double(original + h) - Double(original - h))
-                }
-                let numeric = (4 * centralDifference(step) - centralDifference(2 * step)) / 3
+                let numeric = richardsonDifference(at: parameters.parameters.pointer + entry.offset + sample, step: step,
+                                                   loss: lossSum)
                 difference = max(difference, abs(numeric - Double(analytic[sample])))
                 scale = max(scale, abs(Double(analytic[sample])))
             }

@@ -137,20 +137,11 @@ import Testing
             samples.append(analytic.indices.max { abs(analytic[$0]) < abs(analytic[$1]) }!)
             var difference = 0.0, scale = 0.0
             for sample in samples {
-                let pointer = parameters.parameters.pointer + entry.offset + sample
-                let original = pointer.pointee
                 var changed = false
-                func central(_ h: Float) -> Double {
-                    pointer.pointee = original + h
-                    let plus = loss()
-                    changed = changed || model.expertActivations!.routingDecisions != decisions
-                    pointer.pointee = original - h
-                    let minus = loss()
-                    changed = changed || model.expertActivations!.routingDecisions != decisions
-                    pointer.pointee = original
-                    return (plus - minus) / (Double(original + h) - Double(original - h))
+                let numeric = richardsonDifference(at: parameters.parameters.pointer + entry.offset + sample, step: step) {
+                    defer { changed = changed || model.expertActivations!.routingDecisions != decisions }
+                    return loss()
                 }
-                let numeric = (4 * central(step) - central(2 * step)) / 3
                 scale = max(scale, abs(Double(analytic[sample])))
                 if changed { skipped += 1; continue }
                 difference = max(difference, abs(numeric - Double(analytic[sample])))

@@ -85,3 +85,19 @@ func step(_ model: LlamaModel, _ batch: Batch, _ parameters: ArenaParameters) ->
     model.backward(lossScale: 1 / Float(total.targetCount), parameters: parameters)
     return total
 }
+
+/// ∂loss/∂(the float at `pointer`) by central differences at h and 2h, Richardson-extrapolated
+/// ((4·D(h) − D(2h)) / 3, error O(h⁴)), each divided by the step actually taken after rounding
+/// to fp32; `loss` runs a forward with the current parameters. The value is restored.
+func richardsonDifference(at pointer: UnsafeMutablePointer<Float>, step: Float, loss: () -> Double) -> Double {
+    let original = pointer.pointee
+    func central(_ h: Float) -> Double {
+        pointer.pointee = original + h
+        let plus = loss()
+        pointer.pointee = original - h
+        let minus = loss()
+        pointer.pointee = original
+        return (plus - minus) / (Double(original + h) - Double(original - h))
+    }
+    return (4 * central(step) - central(2 * step)) / 3
+}

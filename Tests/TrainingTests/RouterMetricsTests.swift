@@ -26,7 +26,7 @@ import Testing
         #expect(metrics(experts: 2, topK: 2).collapsed([0: [100, 100]]).isEmpty)
     }
 
-    @Test func dense() {
+    @Test func aDenseModelHasNoRouterMetrics() {
         #expect(RouterMetrics(LlamaConfig(vocabSize: 32, hiddenSize: 16, intermediateSize: 8, numHiddenLayers: 2, numAttentionHeads: 2)) == nil)
     }
 }

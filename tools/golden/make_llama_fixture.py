@@ -57,11 +57,11 @@ def hf_model(config):
     return model
 
 
-def randomize(model, seed=1234):
+def randomize(model, seed=1234, matrix_scale=lambda name: 0.15):
     """Random weights large enough that every gradient is far from zero: matrices (and biases)
-    N(0, 0.15²) (q·k logits of order 1 at hidden size 40), embeddings N(0, 0.5²), norm weights
-    1 + N(0, 0.1²), drawn in `named_parameters()` order from one seeded generator. The other
-    fixture scripts use it too."""
+    N(0, 0.15²) (q·k logits of order 1 at hidden size 40; `matrix_scale(name)` may choose
+    another deviation per tensor), embeddings N(0, 0.5²), norm weights 1 + N(0, 0.1²), drawn in
+    `named_parameters()` order from one seeded generator. The other fixture scripts use it too."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -71,7 +71,7 @@ def randomize(model, seed=1234):
             elif "embed_tokens" in name:
                 parameter.copy_(0.5 * noise)
             else:
-                parameter.copy_(0.15 * noise)
+                parameter.copy_(matrix_scale(name) * noise)
 
 
 def inputs():

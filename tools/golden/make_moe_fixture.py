@@ -27,6 +27,7 @@ import shutil
 import torch
 import transformers
 from safetensors.torch import save_file
+from make_llama_fixture import randomize
 from transformers import (MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig,
                           Qwen3MoeForCausalLM)
 
@@ -57,21 +58,9 @@ VARIANTS = {
 }
 
 
-def randomize(model, seed=4321):
-    """Matrices N(0, 0.15²), routers N(0, 1) (so routing is far from ties), embeddings N(0, 0.5²),
-    norm weights 1 + N(0, 0.1²), in named_parameters() order from one seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
-            if "norm" in name:
-                parameter.copy_(1 + 0.1 * noise)
-            elif "embed_tokens" in name:
-                parameter.copy_(0.5 * noise)
-            elif name.endswith("mlp.gate.weight"):
-                parameter.copy_(noise)
-            else:
-                parameter.copy_(0.15 * noise)
+def randomize_moe(model):
+    """The Llama fixture's weights, but routers N(0, 1), so routing is far from ties."""
+    randomize(model, seed=4321, matrix_scale=lambda name: 1.0 if name.endswith("mlp.gate.weight") else 0.15)
 
 
 def main():
@@ -84,7 +73,7 @@ def main():
         config = config_class(**arguments)
         config._attn_implementation = "eager"
         model = model_class(config).float().eval()
-        randomize(model)
+        randomize_moe(model)
         directory = os.path.join(fixtures, "hf-" + variant.replace("_", "-"))
         shutil.rmtree(directory, ignore_errors=True)
         model.save_pretrained(directory)
